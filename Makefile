@@ -1,0 +1,53 @@
+# rtbcore — `make help` lists the targets. Everything installs into ./.venv from this repo's files.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+CARGO  ?= cargo
+BUILD_DEPS := "maturin>=1.7,<2" "Cython>=3.0,<4" "numpy>=1.26,<3" "setuptools>=68" wheel
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-rust test-py bench bench-rust lint clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(BUILD_DEPS)
+	touch $@
+
+install: $(VENV)/.created  ## build the Rust core (maturin) and the Cython module, install both into .venv
+	$(PIP) install -q --no-build-isolation ./rust/py ".[test]"
+	$(PIP) install -q --no-build-isolation --no-deps --force-reinstall ./rust/py .
+
+demo: install  ## set up and run the main job: rtbcore demo
+	$(BIN)/rtbcore demo
+
+test: install test-rust test-py  ## set up and run the whole test suite (cargo test + pytest)
+
+test-rust:  ## the core crate's unit, integration and doc tests
+	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core
+
+test-py:  ## the Python test suite (needs make install)
+	$(BIN)/pytest
+
+bench: install  ## pytest-benchmark table of rtbcore vs its baselines, with ratios
+	mkdir -p out
+	$(BIN)/pytest benches --benchmark-enable --benchmark-only \
+	    --benchmark-json=out/bench.json --benchmark-columns=median,ops,rounds -p no:randomly
+	$(BIN)/python benches/table.py out/bench.json
+
+bench-rust:  ## criterion benches of the core crate
+	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core
+
+lint:  ## rustfmt, clippy, ruff, mypy stubtest
+	$(CARGO) fmt --manifest-path rust/Cargo.toml --all -- --check
+	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets -- -D warnings
+	$(BIN)/ruff check rtbcore tests benches
+	$(BIN)/python -m mypy.stubtest _rtbcore rtbcore._fastpath
+
+clean:  ## remove build outputs and the virtualenv
+	rm -rf $(VENV) build out rust/target src/_fastpath.c *.egg-info

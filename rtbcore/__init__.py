@@ -1,0 +1,46 @@
+"""rtbcore: the hot path of real-time bidding, for exchanges and bidders.
+
+Clearing kernels, the bid queue, the mmap ring and the auction engine are Rust (``_rtbcore``);
+per-request strategy kernels are Cython (``rtbcore._fastpath``); this package is the typed API
+users import. Import from here, never from an underscore module.
+"""
+
+from __future__ import annotations
+
+from rtbcore.errors import (
+    InvalidBidError,
+    InvalidInputError,
+    QueueClosed,
+    QueueFull,
+    RingCorrupt,
+    RingOverrun,
+    RtbcoreError,
+    RtbcoreOSError,
+)
+
+__version__ = "0.1.0"
+
+_errors = [
+    "RtbcoreError",
+    "InvalidInputError",
+    "InvalidBidError",
+    "QueueFull",
+    "QueueClosed",
+    "RingOverrun",
+    "RingCorrupt",
+    "RtbcoreOSError",
+]
+
+# --- clearing (issue: foundation and clearing) -------------------------------------------------
+_clearing: list[str] = []
+
+# --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
+_streaming: list[str] = []
+
+# --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
+_engine: list[str] = []
+
+# --- bidder strategies: pacing, credit, shading, simulate (issues: pacing, credit/shading) -----
+_strategies: list[str] = []
+
+__all__ = ["__version__", *_errors, *_clearing, *_streaming, *_engine, *_strategies]

@@ -1,0 +1,41 @@
+"""The ``rtbcore`` command: ``rtbcore demo`` (the main job) and ``rtbcore simulate ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rtbcore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="a synthetic day through every part of rtbcore")
+    demo.add_argument("--auctions", type=int, default=None, help="auctions in the synthetic day")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--quick", action="store_true", help="small settings (seconds, not a minute)")
+
+    sim = sub.add_parser("simulate", help="run one of the simulations")
+    sim_sub = sim.add_subparsers(dest="simulation", required=True)
+    # --- simulate pacing (issue: pacing) ---
+    # --- simulate credit (issue: credit/shading) ---
+    del sim_sub
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from rtbcore.demo import run_demo
+
+        return run_demo(args)
+    if args.command == "simulate":
+        return args.func(args)
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""``rtbcore demo``: the main job. Each section shows one part of rtbcore on synthetic data."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    print(f"rtbcore demo (seed {args.seed})")
+    # --- section: clearing (issue: foundation and clearing) ---
+
+    # --- section: streaming engine (issue: engine) ---
+
+    # --- section: pacing (issue: pacing) ---
+
+    # --- section: credit pool and shading (issue: credit/shading) ---
+
+    return 0

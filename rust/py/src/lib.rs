@@ -1,0 +1,33 @@
+//! `_rtbcore`: the PyO3 bindings of `rtbcore-core`. Users import `rtbcore`, never this module.
+//!
+//! Every binding converts its arguments to Rust views first, then runs the core with the GIL
+//! released (see [`detach`]), and maps `CoreError` to the exception classes of
+//! `rtbcore/errors.py` (see `errors.rs`).
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use pyo3::prelude::*;
+
+mod clearing;
+mod engine;
+mod errors;
+mod queue;
+mod ring;
+
+pub(crate) use errors::to_pyerr;
+
+/// Runs `f` with the GIL released: every bulk call goes through here, so that two Python
+/// threads calling into rtbcore run in parallel.
+#[inline]
+pub(crate) fn detach<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> T {
+    py.detach(f)
+}
+
+#[pymodule]
+fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    clearing::register(m)?;
+    queue::register(m)?;
+    ring::register(m)?;
+    engine::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""rtbcore._fastpath: Cython kernels for the per-request hot path.
+
+One extension module, assembled from one include file per area so that each area's kernels live
+beside each other: clearing helpers (the per-auction object API), pacing, the credit pool and
+bid shading. Users import ``rtbcore``, never this module.
+"""
+
+include "clearing.pxi"
+include "pacing.pxi"
+include "credit.pxi"
+include "shading.pxi"

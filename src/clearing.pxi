@@ -1,0 +1,1 @@
+# clearing kernels of rtbcore._fastpath (included by _fastpath.pyx)

@@ -1,0 +1,1 @@
+# credit kernels of rtbcore._fastpath (included by _fastpath.pyx)

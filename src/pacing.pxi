@@ -1,0 +1,1 @@
+# pacing kernels of rtbcore._fastpath (included by _fastpath.pyx)

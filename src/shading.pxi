@@ -1,0 +1,1 @@
+# shading kernels of rtbcore._fastpath (included by _fastpath.pyx)
