@@ -5,6 +5,7 @@
 //!
 //! - [`clearing`]: vectorized auction clearing over segment-layout batches (first price,
 //!   second price with quality scores / reserves / increment, GSP and VCG for position auctions).
+//! - [`record`]: the 48-byte bid record shared by the queue, the ring and the engine.
 //! - [`queue`]: the bounded lock-free MPMC bid queue.
 //! - [`ring`]: the memory-mapped bid ring for zero-copy streaming between processes, with replay.
 //! - [`engine`]: the CPU-pinned worker pool that turns a bid stream into cleared auctions.
@@ -24,6 +25,7 @@ pub mod clearing;
 pub mod engine;
 pub mod error;
 pub mod queue;
+pub mod record;
 pub mod ring;
 
 pub use error::CoreError;
