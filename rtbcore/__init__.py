@@ -40,7 +40,13 @@ _streaming: list[str] = []
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
 _engine: list[str] = []
 
-# --- bidder strategies: pacing, credit, shading, simulate (issues: pacing, credit/shading) -----
-_strategies: list[str] = []
+# --- pacing (issue: pacing) -------------------------------------------------------------------
+_pacing: list[str] = []
 
-__all__ = ["__version__", *_errors, *_clearing, *_streaming, *_engine, *_strategies]
+# --- credit pool and simulate (issue: credit/shading, credit part) ------------------------------
+_credit: list[str] = []
+
+# --- bid shading (issue: credit/shading, shading part) ------------------------------------------
+_shading: list[str] = []
+
+__all__ = ["__version__", *_errors, *_clearing, *_streaming, *_engine, *_pacing, *_credit, *_shading]

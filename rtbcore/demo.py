@@ -13,6 +13,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     # --- section: pacing (issue: pacing) ---
 
-    # --- section: credit pool and shading (issue: credit/shading) ---
+    # --- section: credit pool (issue: credit/shading, credit part) ---
+
+    # --- section: bid shading (issue: credit/shading, shading part) ---
 
     return 0
