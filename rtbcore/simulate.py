@@ -151,7 +151,7 @@ class CreditSeries:
         ax3.set_ylabel("credits")
         ax3.set_xlabel("time (minutes)")
         ax3.set_ylim(bottom=0)
-        ax3.legend(loc="upper right", fontsize=8)
+        ax3.legend(loc="lower left", fontsize=8)
         outage = self.params.get("outage")
         for ax in (ax1, ax2, ax3):
             if outage is not None:
@@ -270,7 +270,8 @@ def credit_model(
         try:
             o_start, o_end = outage
         except (TypeError, ValueError):
-            raise InvalidInputError(f"outage must be (start, end) or None, got {outage!r}") from None
+            msg = f"outage must be (start, end) or None, got {outage!r}"
+            raise InvalidInputError(msg) from None
         o_start = _real("outage[0]", o_start, lo=-math.inf)
         o_end = _real("outage[1]", o_end, lo=o_start)
         outage = (o_start, o_end)

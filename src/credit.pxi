@@ -18,6 +18,7 @@
 
 from libc.math cimport floor as _cr_floor, isnan as _cr_isnan
 from libc.stdint cimport int64_t, uint64_t
+cimport cython as _cr_cython
 
 import numbers as _cr_numbers
 import time as _cr_time
@@ -82,6 +83,7 @@ cdef inline double _cr_credits(int64_t units) noexcept nogil:
     return <double>units / <double>_CR_SCALE
 
 
+@_cr_cython.auto_pickle(False)   # a live pool (clock, counters) is not something to copy silently
 cdef class _CreditPool:
     """Core of :class:`rtbcore.credit.CreditPool` (see there). Private: import rtbcore instead."""
 

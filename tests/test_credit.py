@@ -364,3 +364,10 @@ def test_four_threads_mixing_every_operation_keep_the_books_exact(fast_switching
     brought = 5_000 + 5 * 3_000 + 7 * 2_000
     assert brought == sum(spent) + pool.credits
     assert 2 * s["granted"] == sum(spent)
+
+
+def test_a_pool_is_not_silently_copied_by_pickle():
+    import pickle
+
+    with pytest.raises(TypeError):
+        pickle.dumps(make())

@@ -71,6 +71,8 @@ def test_boom_bust_shuts_bidding_off_most_of_the_time(runs, seed):
     # ... and what bidding there is comes in bursts at the bumps.
     bump_ticks = np.flatnonzero(r.bumps > 0)
     assert (r.bids[bump_ticks] == np.minimum(r.wanted[bump_ticks], 1000)).all()
+    for b in bump_ticks:
+        assert (r.bids[b + 5:b + 60] < 0.1 * r.wanted[b + 5:b + 60]).all(), b
 
 
 @pytest.mark.parametrize("seed", SEEDS)
