@@ -217,3 +217,10 @@ def test_cli_refuses_an_unknown_preset(tmp_path):
     )
     assert out.returncode == 2
     assert "invalid choice: 'nope'" in out.stderr
+
+
+def test_progress_bar_is_optional_and_changes_nothing(capsys):
+    a = credit_preset("stable", duration=120.0, progress=True)
+    b = credit_preset("stable", duration=120.0)
+    assert np.array_equal(a.bids, b.bids)
+    assert "credit stable" in capsys.readouterr().err
