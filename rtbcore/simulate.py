@@ -212,11 +212,16 @@ def _outage_story(r: CreditSeries, outage: tuple[float, float], dt: float) -> li
     return lines
 
 
+_MAX_TICKS = 10_000_000
+
+
 def _real(name: str, value: Any, *, lo: float = 0.0, hi: float = math.inf,
-          lo_open: bool = False) -> float:
+          lo_open: bool = False, finite: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InvalidInputError(f"{name} must be a real number, got {value!r}")
     x = float(value)
+    if finite and not math.isfinite(x):
+        raise InvalidInputError(f"{name} must be finite, got {value!r}")
     if math.isnan(x) or x < lo or x > hi or (lo_open and x == lo):
         bound = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
         raise InvalidInputError(f"{name} must be in {bound}, got {value!r}")
@@ -273,7 +278,7 @@ def credit_model(
             msg = f"outage must be (start, end) or None, got {outage!r}"
             raise InvalidInputError(msg) from None
         o_start = _real("outage[0]", o_start, lo=-math.inf)
-        o_end = _real("outage[1]", o_end, lo=o_start)
+        o_end = _real("outage[1]", o_end, lo=o_start, finite=False)  # inf: never resume
         outage = (o_start, o_end)
     if isinstance(notice_delay, bool) or not isinstance(notice_delay, (int, np.integer)) \
             or notice_delay < 1:
@@ -286,6 +291,11 @@ def credit_model(
                       clock=lambda: 0.0)
 
     n = int(math.ceil(duration / dt - 1e-9))
+    if n > _MAX_TICKS:
+        raise InvalidInputError(
+            f"duration / dt = {n:,} ticks is more than the model runs ({_MAX_TICKS:,}); "
+            "raise dt or shorten duration"
+        )
     time = np.arange(n, dtype=np.float64) * dt
     rps = trough_rps + (peak_rps - trough_rps) * 0.5 * (
         1.0 - np.cos(2.0 * np.pi * (time - trough_at) / period)

@@ -163,6 +163,18 @@ def test_the_model_has_its_stated_shape():
     assert rb.wanted.std() > 0
 
 
+def test_an_outage_that_never_ends_stops_bidding_for_good_between_bumps():
+    r = credit_preset("decoupled", outage=(900.0, float("inf")))
+    assert r.notices[900:].sum() == 0 and r.lost_notices[900:].sum() > 0
+    bumps = [t for t in range(900, len(r)) if r.bumps[t] > 0]
+    # Blind spending is bounded by what the bumps bring: credits at t = 900 plus 1000 a bump.
+    assert r.bids[900:].sum() <= r.credits[900] + 1000 * (len(bumps) - 1)
+    for t in range(900, len(r)):
+        if all(not 0 <= t - b <= 3 for b in bumps):
+            assert r.bids[t] == 0, t  # between bursts, no bids at all
+    assert all(r.bids[b] > 0 for b in bumps)  # but it keeps probing at every bump
+
+
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="unknown credit preset 'boombust'.*boom-bust"):
         credit_preset("boombust")
@@ -185,6 +197,9 @@ def test_unknown_preset_is_a_clear_error():
         (dict(cap=10, initial=100), "cap"),
         (dict(bid_cost=float("nan")), "bid_cost"),
         (dict(peak_rps="lots"), "peak_rps"),
+        (dict(trough_at=float("inf")), "trough_at must be finite"),
+        (dict(period=float("inf")), "period must be finite"),
+        (dict(duration=1e6, dt=1e-3), "ticks is more than the model runs"),
     ],
 )
 def test_bad_model_parameters_name_the_parameter(kw, needle):
