@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from rtbcore._fastpath import _CreditPool
 
@@ -70,7 +71,7 @@ class CreditPool(_CreditPool):
         loss_credit: float = 0,
         bump: float = 100,
         bump_every: float = 60.0,
-        clock=None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not _gil_enabled():
             raise RuntimeError(
