@@ -79,6 +79,22 @@ cdef double _cr_time_value(object value, str name) except? -1.0:
     return t
 
 
+cdef int _cr_check_out(object out, object costs) except -1:
+    """``out`` must be a writable, C-contiguous, 1-D bool array as long as ``costs``, not overlapping it."""
+    if not isinstance(out, _cr_np.ndarray):
+        raise _CrInvalidInput(f"out must be a numpy bool array, got {type(out).__name__}")
+    if out.dtype != _cr_np.bool_:
+        raise _CrInvalidInput(f"out must have dtype bool, got {out.dtype}")
+    if out.ndim != 1 or out.shape[0] != costs.shape[0]:
+        raise _CrInvalidInput(
+            f"out has shape {out.shape} but costs has {costs.shape[0]} entries: the arrays must match")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise _CrInvalidInput("out must be C-contiguous and writable")
+    if _cr_np.may_share_memory(out, costs):
+        raise _CrInvalidInput("out must not overlap costs")
+    return 0
+
+
 cdef inline double _cr_credits(int64_t units) noexcept nogil:
     return <double>units / <double>_CR_SCALE
 
@@ -174,11 +190,12 @@ cdef class _CreditPool:
         self._refused += <uint64_t>(k - g)
         return g
 
-    def try_bid_block(self, costs):
+    def try_bid_block(self, costs, out=None):
         """Decide a block of requests with the given costs, in order; returns the boolean mask of grants.
 
         Request i is granted if the pool can pay ``costs[i]`` after the grants before it (a refused
         request does not stop a cheaper later one), exactly as successive single-cost bids would.
+        ``out``: an optional writable, C-contiguous bool array of ``len(costs)`` to fill and return.
         """
         cdef object arr
         cdef const double[::1] c
@@ -204,8 +221,11 @@ cdef class _CreditPool:
                 raise _CrInvalidInput(f"costs[{i}] must be >= 0, got {x!r}")
             if x > _CR_MAX_CREDITS:
                 raise _CrInvalidInput(f"costs[{i}] is too large: {x!r} (max {_CR_MAX_CREDITS:g})")
-        out = _cr_np.empty(n, dtype=_cr_np.uint8)
-        m = out
+        if out is None:
+            out = _cr_np.empty(n, dtype=_cr_np.bool_)
+        else:
+            _cr_check_out(out, arr)
+        m = out.view(_cr_np.uint8)
         # Critical section: plain C from the read of _credits to the write.
         credits = self._credits
         for i in range(n):
@@ -219,7 +239,7 @@ cdef class _CreditPool:
         self._credits = credits
         self._granted += g
         self._refused += <uint64_t>n - g
-        return out.view(_cr_np.bool_)
+        return out
 
     # ---- credits coming back ----
 

@@ -265,6 +265,50 @@ def test_bad_cost_blocks_are_refused_whole_and_leave_the_pool_unchanged(costs, n
     assert snapshot(pool) == before  # not even the valid first request was granted
 
 
+def test_block_fills_a_preallocated_mask():
+    pool = make(initial=3)
+    out = np.ones(4, dtype=np.bool_)
+    res = pool.try_bid_block(np.array([1.0, 5.0, 2.0, 1.0]), out=out)
+    assert res is out
+    assert out.tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    "out, needle",
+    [
+        (np.zeros(3, dtype=np.bool_), r"out has shape \(3,\) but costs has 4 entries"),
+        (np.zeros((4, 1), dtype=np.bool_), "out has shape"),
+        (np.zeros(4, dtype=np.uint8), "out must have dtype bool"),
+        ([False] * 4, "out must be a numpy bool array"),
+        (np.zeros(8, dtype=np.bool_)[::2], "C-contiguous"),
+        (np.zeros(4, dtype=np.bool_).copy(order="C").view(), None),  # fine: control
+    ],
+)
+def test_mismatched_or_unusable_out_arrays_are_refused(out, needle):
+    pool = make(initial=10)
+    costs = np.ones(4)
+    before = snapshot(pool)
+    if needle is None:
+        assert pool.try_bid_block(costs, out=out).all()
+        return
+    with pytest.raises(InvalidInputError, match=needle):
+        pool.try_bid_block(costs, out=out)
+    assert snapshot(pool) == before
+
+
+def test_read_only_or_overlapping_out_is_refused():
+    pool = make(initial=10)
+    ro = np.zeros(2, dtype=np.bool_)
+    ro.flags.writeable = False
+    with pytest.raises(InvalidInputError, match="writable"):
+        pool.try_bid_block(np.ones(2), out=ro)
+    costs = np.zeros(2)
+    alias = costs.view(np.bool_)[:2]
+    with pytest.raises(InvalidInputError, match="overlap"):
+        pool.try_bid_block(costs, out=alias)
+    assert pool.credits == 10
+
+
 def test_non_contiguous_and_integer_cost_arrays_are_decided_correctly():
     pool = make(initial=6)
     costs = np.arange(12, dtype=np.int64)[::3]  # 0, 3, 6, 9 - a strided view
