@@ -415,3 +415,14 @@ def test_a_pool_is_not_silently_copied_by_pickle():
 
     with pytest.raises(TypeError):
         pickle.dumps(make())
+
+
+def test_the_pool_source_never_releases_the_gil():
+    # The thread-safety argument (see CreditPool's docstring) is that no update can be
+    # interleaved because the GIL is held throughout; a `with nogil` block would break it.
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "credit.pxi"
+    code = "\n".join(line.split("#")[0] for line in src.read_text().splitlines())
+    assert "with nogil" not in code and "with gil" not in code
+    assert "PyEval_SaveThread" not in code and "Py_BEGIN_ALLOW_THREADS" not in code
