@@ -85,7 +85,7 @@ CREDIT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare columns with numpy, not ==
 class CreditSeries:
     """The time series of one :func:`credit_model` run: one entry per tick (numpy arrays).
 
