@@ -44,7 +44,16 @@ _engine: list[str] = []
 _pacing: list[str] = []
 
 # --- credit pool and simulate (issue: credit/shading, credit part) ------------------------------
-_credit: list[str] = []
+from rtbcore.credit import CreditPool  # noqa: E402
+from rtbcore.simulate import CREDIT_PRESETS, CreditSeries, credit_model, credit_preset  # noqa: E402
+
+_credit: list[str] = [
+    "CreditPool",
+    "CREDIT_PRESETS",
+    "CreditSeries",
+    "credit_model",
+    "credit_preset",
+]
 
 # --- bid shading (issue: credit/shading, shading part) ------------------------------------------
 _shading: list[str] = []

@@ -20,6 +20,16 @@ def _build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="simulation", required=True)
     # --- simulate pacing (issue: pacing) ---
     # --- simulate credit (issue: credit/shading) ---
+    from rtbcore.simulate import CREDIT_PRESETS, credit_cli
+
+    credit = sim_sub.add_parser("credit", help="a bidder's credit pool over 30 simulated minutes")
+    credit.add_argument("--preset", required=True, choices=list(CREDIT_PRESETS),
+                        help="boom-bust: W = 1; stable: W = 10; decoupled: stable, no win "
+                        "notices from t = 900 s to 1200 s")
+    credit.add_argument("--csv", type=str, default=None, help="write the time series here")
+    credit.add_argument("--png", type=str, default=None, help="write the plot here (matplotlib)")
+    credit.add_argument("--seed", type=int, default=0)
+    credit.set_defaults(func=credit_cli)
     del sim_sub
     return parser
 

@@ -14,6 +14,9 @@ def run_demo(args: argparse.Namespace) -> int:
     # --- section: pacing (issue: pacing) ---
 
     # --- section: credit pool (issue: credit/shading, credit part) ---
+    from rtbcore.credit import demo_section as credit_demo
+
+    credit_demo(args)
 
     # --- section: bid shading (issue: credit/shading, shading part) ---
 

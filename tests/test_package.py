@@ -28,8 +28,11 @@ def test_errors_subclass_stdlib():
     assert (e.lost, e.next_seq) == (5, 12)
 
 
-def test_cli_help_runs():
+def test_cli_help_runs(tmp_path):
+    # cwd elsewhere: from the repo root, `-m` would import the source tree, which has no
+    # compiled rtbcore._fastpath, instead of the installed package.
     out = subprocess.run(
-        [sys.executable, "-m", "rtbcore.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "rtbcore.cli", "--help"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
     )
     assert "demo" in out.stdout
