@@ -439,9 +439,11 @@ class ThompsonSampler:
         self._rng = np.random.default_rng(seed)
 
     def _prior(self, name: str, x: npt.ArrayLike) -> np.ndarray:
-        a = np.array(np.broadcast_to(_float_array(name, x), (self.n_arms,))) if np.ndim(
-            x
-        ) == 0 else _float_array(name, x, None)
+        a = (
+            np.array(np.broadcast_to(_float_array(name, x), (self.n_arms,)))
+            if np.ndim(x) == 0
+            else _float_array(name, x, None)
+        )
         if a.shape[0] != self.n_arms:
             raise InvalidInputError(f"{name}: length {a.shape[0]} does not match n_arms")
         bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
