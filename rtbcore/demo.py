@@ -16,5 +16,8 @@ def run_demo(args: argparse.Namespace) -> int:
     # --- section: credit pool (issue: credit/shading, credit part) ---
 
     # --- section: bid shading (issue: credit/shading, shading part) ---
+    from rtbcore.shading import demo_section as shading_demo
+
+    shading_demo(args)
 
     return 0

@@ -50,6 +50,9 @@ __all__ = [
     "equilibrium_surplus",
     "equilibrium_win_probability",
     "optimal_equilibrium_bid",
+    "ShadingRun",
+    "run_shading",
+    "plot_shading",
     "demo_section",
 ]
 
@@ -555,30 +558,106 @@ def optimal_equilibrium_bid(values: npt.ArrayLike, n_bidders: int = 5) -> np.nda
     return (n_bidders - 1) / n_bidders * np.asarray(values, dtype=np.float64)
 
 
-def demo_section(args: object) -> None:
-    """``rtbcore demo``: learn a landscape from simulated first-price auctions and shade bids."""
+@dataclass(frozen=True)
+class ShadingRun:
+    """Per-round results of ``run_shading``: a bidder shading and learning online."""
+
+    realized: np.ndarray  # realized surplus per round (sum over its auctions)
+    optimum: np.ndarray  # expected surplus of the true best response on the same values
+    win_rate: np.ndarray
+    bid_ratio: np.ndarray  # median bid / value per round (theory: (N - 1) / N)
+
+    @property
+    def share(self) -> np.ndarray:
+        """Realized surplus as a share of the optimum's, per round."""
+        return self.realized / self.optimum
+
+
+def run_shading(
+    rounds: int = 20,
+    auctions_per_round: int = 5_000,
+    n_bidders: int = 5,
+    report_min_to_win: Literal["never", "losses", "always"] = "never",
+    explore: float = 0.1,
+    estimator: Estimator = "empirical",
+    seed: int | None = None,
+    progress: bool = False,
+) -> ShadingRun:
+    """A bidder with values uniform on [0, 1] shades with a BidShader that starts knowing nothing
+    and learns after every round from what the exchange reports, against N - 1 rivals in the
+    symmetric equilibrium. The first round bids truthfully-shaded from an empty landscape."""
     from tqdm import tqdm
 
+    rng = np.random.default_rng(seed)
+    land = BidLandscape(estimator=estimator)
+    shader = BidShader(land, explore=explore, explore_width=0.5, seed=rng.integers(1 << 63))
+    cols: dict[str, list[float]] = {"realized": [], "optimum": [], "win_rate": [], "ratio": []}
+    for _ in tqdm(range(rounds), desc="shading run", disable=not progress, leave=False):
+        v = rng.random(auctions_per_round)
+        b = shader.bid(v)
+        out = simulate_first_price(
+            b, n_bidders=n_bidders, report_min_to_win=report_min_to_win,
+            seed=int(rng.integers(1 << 63)),
+        )  # fmt: skip
+        cols["realized"].append(float(np.where(out.won, v - b, 0.0).sum()))
+        cols["optimum"].append(float((v**n_bidders / n_bidders).sum()))
+        cols["win_rate"].append(float(out.won.mean()))
+        cols["ratio"].append(float(np.median(b[v > 0.05] / v[v > 0.05])))
+        shader.observe(out.bids, out.won, out.price, out.min_to_win)
+    return ShadingRun(
+        np.array(cols["realized"]), np.array(cols["optimum"]),
+        np.array(cols["win_rate"]), np.array(cols["ratio"]),
+    )  # fmt: skip
+
+
+def plot_shading(path: str, seed: int = 7, n: int = 10_000) -> None:
+    """Save a two-panel PNG: learned P(win | bid) against the truth, and the shaded bids."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = simulate_first_price(lambda r, k: r.random(k), n, report_min_to_win="never", seed=seed)
+    b = np.linspace(0, 1, 401)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(b, equilibrium_win_probability(b), "k", lw=2, label="truth (b / 0.8)^4")
+    ax2.plot(b, optimal_equilibrium_bid(b), "k", lw=2, label="optimum 0.8 v")
+    for est, style in (("empirical", "C0"), ("lognormal", "C1--"), ("naive", "C3:")):
+        land = BidLandscape(estimator=est)
+        land.observe(out.bids, out.won, out.price, out.min_to_win)
+        ax1.plot(b, land.win_probability(b), style, label=est)
+        ax2.plot(b, land.optimal_bid(b), style, label=est)
+    ax1.set(xlabel="bid", ylabel="P(win | bid)", title=f"learned from {n} win/loss outcomes")
+    ax2.set(xlabel="value", ylabel="shaded bid", title="argmax (v - b) P(win | b)")
+    for ax in (ax1, ax2):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def demo_section(args: object) -> None:
+    """``rtbcore demo``: landscapes learned from simulated first-price auctions, a shading run."""
     seed = int(getattr(args, "seed", 7))
     quick = bool(getattr(args, "quick", False))
     n = 2_000 if quick else 10_000
     values = np.linspace(0.3, 0.9, 61)
     opt = equilibrium_surplus(values, optimal_equilibrium_bid(values))
     print(f"bid shading: {n} first-price auctions vs 4 rivals bidding 0.8 * value (equilibrium)")
-    rows = []
-    for mode in tqdm(("losses", "never"), desc="shading", leave=False, disable=quick):
+    for mode in ("losses", "never"):
         out = simulate_first_price(lambda r, k: r.random(k), n, report_min_to_win=mode, seed=seed)
+        feedback = "win/loss + min-to-win" if mode == "losses" else "win/loss only"
         for est in ("empirical", "lognormal", "naive"):
             land = BidLandscape(estimator=est)
             land.observe(out.bids, out.won, out.price, out.min_to_win)
-            got = equilibrium_surplus(values, land.optimal_bid(values))
-            rows.append((mode, est, float(got.mean() / opt.mean())))
-    for mode, est, ratio in rows:
-        feedback = "win/loss + min-to-win" if mode == "losses" else "win/loss only"
-        print(f"  {feedback:22s} {est:10s} surplus {100 * ratio:5.1f}% of the optimum")
-    land = BidLandscape()
-    out = simulate_first_price(lambda r, k: r.random(k), n, seed=seed)
-    land.observe(out.bids, out.won, out.price, out.min_to_win)
-    shader = BidShader(land, floor=0.05, seed=seed)
-    v = np.array([0.1, 0.5, 0.9])
-    print("  values", v, "-> shaded bids", np.round(shader.bid(v), 3), "(theory 0.8 * v)")
+            ratio = equilibrium_surplus(values, land.optimal_bid(values)).mean() / opt.mean()
+            print(f"  {feedback:22s} {est:10s} surplus {100 * ratio:5.1f}% of the optimum")
+    rounds, per = (8, 2_000) if quick else (20, 5_000)
+    run = run_shading(rounds, per, seed=seed, progress=not quick)
+    print(f"  shading run, win/loss only, learning online ({rounds} rounds x {per} auctions):")
+    for r in sorted({0, 1, 2, rounds // 2, rounds - 1}):
+        print(
+            f"    round {r + 1:2d}: median bid/value {run.bid_ratio[r]:.3f} (theory 0.800), "
+            f"win rate {run.win_rate[r]:.3f}, surplus {100 * run.share[r]:5.1f}% of the optimum"
+        )
