@@ -176,7 +176,7 @@ def test_lognormal_recovers_parameters_from_censored_data():
 
 def test_naive_landscape_is_biased_and_the_empirical_one_is_not():
     # Win/loss feedback with our bids spread over [0, 1]: the naive landscape takes the prices
-    # of won auctions for the competing-bid distribution and says a bid of 0.6 wins ~16% of the
+    # of won auctions for the competing-bid distribution and says a bid of 0.6 wins ~11% of the
     # time; it really wins (0.6 / 0.8) ** 4 = 32% of the time.
     out = simulate_first_price(lambda r, k: r.random(k), 10_000, report_min_to_win="never", seed=4)
     b = np.linspace(0.2, 0.75, 23)
