@@ -108,7 +108,7 @@ def test_observe_rtbcore(benchmark, outcomes):
     benchmark.pedantic(
         land.observe, args=(o.bids, o.won, o.price, o.min_to_win), rounds=10, iterations=1
     )
-    assert land.n_observations == N_OBS * 10
+    assert land.n_observations % N_OBS == 0 and land.n_observations > 0
 
 
 @pytest.mark.benchmark(group="shading: observe")
@@ -123,8 +123,10 @@ def test_observe_numpy(benchmark, outcomes):
     land = BidLandscape()
     land.observe(o.bids, o.won, o.price, o.min_to_win)
     c = land.counts()
+    calls = acc[0].sum() / c["exact"].sum()  # 1 with timing off, 5 with it on
+    assert calls == round(calls) >= 1
     for got, key in zip(acc, ("exact", "left", "right", "naive"), strict=True):
-        np.testing.assert_array_equal(got / 5, c[key])
+        np.testing.assert_array_equal(got / calls, c[key])
 
 
 # -- refit (Turnbull EM + argmax table) -----------------------------------------------------
@@ -154,11 +156,7 @@ def winloss(outcomes):
 
 @pytest.mark.benchmark(group="shading: refit (EM iterations)")
 def test_refit_rtbcore(benchmark, winloss):
-    def refit():
-        winloss._F = None
-        return winloss.cdf()
-
-    benchmark.pedantic(refit, rounds=5, iterations=1)
+    benchmark.pedantic(winloss.refit, rounds=5, iterations=1)
     benchmark.extra_info["items"] = winloss.iterations
 
 

@@ -24,13 +24,14 @@ Estimators (``estimator=``):
 All estimators produce F at the grid edges; ``win_probability`` interpolates linearly between
 them (flat above ``max_bid``) and ``optimal_bid`` maximizes exactly for that interpolated F.
 
-The Cython kernels live in ``src/shading.pxi``. Objects here are not thread-safe: give each
-bidder thread its own landscape (or guard one with a lock).
+The Cython kernels live in ``src/shading.pxi`` and run without the GIL. A landscape may be
+shared by threads: ``observe`` and refits hold its lock, queries read an immutable snapshot.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -152,8 +153,10 @@ class BidLandscape:
         self._n = 0
         # value grid for the argmax table: step h/2 over [0, 2 max_bid]
         self._vstep = self._h / 2.0
-        self._seg = np.zeros(4 * bins + 1, dtype=np.intp)
-        self._F: np.ndarray | None = None
+        # (F at the edges, argmax table), rebuilt as new arrays on each refit and never mutated,
+        # so a query holds a consistent pair without locking
+        self._fit_state: tuple[np.ndarray, np.ndarray] | None = None
+        self._lock = threading.Lock()
         self.iterations = 0
         self.lognormal_params: tuple[float, float] | None = None
 
@@ -177,17 +180,18 @@ class BidLandscape:
         w = _bool_array("won", won, n)
         p = _float_array("price", price, n) if price is not None else b[:0]
         m = _float_array("min_to_win", min_to_win, n) if min_to_win is not None else b[:0]
-        bad, code = _fastpath._shading_observe(
-            b, w, p, m, price is not None, min_to_win is not None, self.max_bid,
-            self._exact, self._left, self._right, self._naive,
-        )  # fmt: skip
+        with self._lock:
+            bad, code = _fastpath._shading_observe(
+                b, w, p, m, price is not None, min_to_win is not None, self.max_bid,
+                self._exact, self._left, self._right, self._naive,
+            )  # fmt: skip
+            if bad < 0 and n:
+                self._n += n
+                self._fit_state = None
         if bad >= 0:
             name, what = _OBSERVE_ERRORS[code]
             arr = {"bids": b, "price": p, "min_to_win": m}[name]
             raise _bad_index(name, arr, bad, what)
-        if n:
-            self._n += n
-            self._F = None
 
     @property
     def n_observations(self) -> int:
@@ -201,23 +205,36 @@ class BidLandscape:
 
     def counts(self) -> dict[str, np.ndarray]:
         """Copies of the sufficient statistics: exact (per bin), left and right (per edge)."""
-        return {
-            "exact": self._exact.copy(),
-            "left": self._left.copy(),
-            "right": self._right.copy(),
-            "naive": self._naive.copy(),
-        }
+        with self._lock:
+            return {
+                "exact": self._exact.copy(),
+                "left": self._left.copy(),
+                "right": self._right.copy(),
+                "naive": self._naive.copy(),
+            }
 
     # -- fitting -----------------------------------------------------------------------------
 
     def cdf(self) -> np.ndarray:
         """F at the grid edges: F[i] = P(D < e_i) = P(win | bid e_i); refits if needed."""
-        if self._F is None:
-            self._fit()
-        assert self._F is not None
-        return self._F
+        return self._snapshot()[0].copy()
 
-    def _fit(self) -> None:
+    def refit(self) -> BidLandscape:
+        """Fit now (queries otherwise refit lazily after new observations); returns self."""
+        with self._lock:
+            self._fit_state = self._fit()
+        return self
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        st = self._fit_state
+        if st is None:
+            with self._lock:
+                st = self._fit_state
+                if st is None:
+                    st = self._fit_state = self._fit()
+        return st
+
+    def _fit(self) -> tuple[np.ndarray, np.ndarray]:
         k1 = self.bins + 1
         if self.estimator == "empirical":
             p = np.full(k1, 1.0 / k1)
@@ -238,8 +255,9 @@ class BidLandscape:
         np.cumsum(p[:-1], out=F[1:])
         np.clip(F, 0.0, 1.0, out=F)
         np.maximum.accumulate(F, out=F)
-        _fastpath._shading_argmax_table(F, self._h, self._vstep, self._seg)
-        self._F = F
+        seg = np.empty(4 * self.bins + 1, dtype=np.intp)
+        _fastpath._shading_argmax_table(F, self._h, self._vstep, seg)
+        return F, seg
 
     def _smooth(self, p: np.ndarray) -> np.ndarray:
         # The optimal bid solves v - b = F(b) / F'(b): it depends on the density, and the raw
@@ -321,7 +339,7 @@ class BidLandscape:
         """P(win | bid) for each bid (linear between grid edges, flat above max_bid)."""
         b = _float_array("bids", bids)
         _check_nonneg("bids", b)
-        return np.interp(b, self.edges, self.cdf())
+        return np.interp(b, self.edges, self._snapshot()[0])
 
     def expected_surplus(self, values: npt.ArrayLike, bids: npt.ArrayLike) -> np.ndarray:
         """(v - b) * P(win | b) per (value, bid) pair under this landscape."""
@@ -333,9 +351,9 @@ class BidLandscape:
     def optimal_bid(self, values: npt.ArrayLike) -> np.ndarray:
         """The bid maximizing (v - b) * P(win | b) for each value (the smallest such bid)."""
         v = _float_array("values", values)
-        F = self.cdf()
+        F, seg = self._snapshot()
         out = np.empty_like(v)
-        bad = _fastpath._shading_optimal_bid(v, F, self._h, self._vstep, self._seg, out)
+        bad = _fastpath._shading_optimal_bid(v, F, self._h, self._vstep, seg, out)
         if bad >= 0:
             raise _bad_index("values", v, bad, "must be finite and >= 0")
         return out
@@ -359,7 +377,7 @@ class BidShader:
     With probability ``explore`` a bid is instead drawn uniformly from
     ``[(1 - explore_width) * b, min((1 + explore_width) * b, value)]`` so the landscape keeps
     learning around the current optimum. Values below ``floor`` get NaN: no bid (it could only
-    win at a loss). Seeded: the same seed and calls give the same bids.
+    win at a loss). Seeded: the same seed and calls give the same bids. Thread-safe.
     """
 
     def __init__(
@@ -387,6 +405,7 @@ class BidShader:
         self.explore = float(explore)
         self.explore_width = float(explore_width)
         self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
         self.n_explored = 0
         self.n_no_bid = 0
 
@@ -394,19 +413,19 @@ class BidShader:
         """Shaded bids for these values (NaN = do not bid: the value is below the floor)."""
         v = _float_array("values", values)
         b = self.landscape.optimal_bid(v)
-        if self.explore > 0:
-            x = self._rng.random(v.shape[0]) < self.explore
-            if x.any():
-                lo = (1.0 - self.explore_width) * b[x]
-                hi = np.minimum((1.0 + self.explore_width) * b[x], v[x])
-                b[x] = lo + self._rng.random(lo.shape[0]) * (hi - lo)
-                self.n_explored += int(x.sum())
+        no = v < self.floor
+        with self._lock:
+            if self.explore > 0:
+                x = self._rng.random(v.shape[0]) < self.explore
+                if x.any():
+                    lo = (1.0 - self.explore_width) * b[x]
+                    hi = np.minimum((1.0 + self.explore_width) * b[x], v[x])
+                    b[x] = lo + self._rng.random(lo.shape[0]) * (hi - lo)
+                    self.n_explored += int(x.sum())
+            self.n_no_bid += int(no.sum())
         np.clip(b, self.floor, self.ceiling, out=b)
         b = np.minimum(b, v)
-        no = v < self.floor
-        if no.any():
-            b[no] = np.nan
-            self.n_no_bid += int(no.sum())
+        b[no] = np.nan
         return b
 
     def observe(
@@ -421,10 +440,11 @@ class BidShader:
 
 
 class ThompsonSampler:
-    """Beta-Bernoulli Thompson sampling over ``n_arms`` (creatives), vectorized and seeded.
+    """Beta-Bernoulli Thompson sampling over ``n_arms`` (creatives); vectorized, seeded.
 
     ``alpha``/``beta`` are the Beta prior (scalars or one per arm, > 0). ``select(n)`` draws
     n independent choices; ``update(arms, rewards)`` adds rewards in [0, 1] (1 = click/win).
+    Thread-safe.
     """
 
     def __init__(
@@ -440,6 +460,7 @@ class ThompsonSampler:
         self.alpha = self._prior("alpha", alpha)
         self.beta = self._prior("beta", beta)
         self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
 
     def _prior(self, name: str, x: npt.ArrayLike) -> np.ndarray:
         a = (
@@ -463,7 +484,8 @@ class ThompsonSampler:
         """n arm indices, each the argmax of one draw from every arm's Beta posterior."""
         if not isinstance(n, int | np.integer) or n < 0:
             raise InvalidInputError(f"n: must be an int >= 0, got {n!r}")
-        draws = self._rng.beta(self.alpha, self.beta, size=(int(n), self.n_arms))
+        with self._lock:
+            draws = self._rng.beta(self.alpha, self.beta, size=(int(n), self.n_arms))
         return draws.argmax(axis=1)
 
     def update(self, arms: npt.ArrayLike, rewards: npt.ArrayLike) -> None:
@@ -481,8 +503,11 @@ class ThompsonSampler:
         bad = np.flatnonzero(~((r >= 0) & (r <= 1)))
         if bad.size:
             raise _bad_index("rewards", r, int(bad[0]), "must be a probability in [0, 1]")
-        self.alpha += np.bincount(a, weights=r, minlength=self.n_arms)
-        self.beta += np.bincount(a, weights=1.0 - r, minlength=self.n_arms)
+        da = np.bincount(a, weights=r, minlength=self.n_arms)
+        db = np.bincount(a, weights=1.0 - r, minlength=self.n_arms)
+        with self._lock:
+            self.alpha = self.alpha + da  # new arrays: a concurrent select sees old or new
+            self.beta = self.beta + db
 
 
 # -- simulation and theory -------------------------------------------------------------------

@@ -425,3 +425,45 @@ def test_simulator_matches_the_equilibrium_win_rate_and_surplus():
     # losses report the competing bid, which is then at least ours
     lost = ~out.won
     assert (out.min_to_win[lost] >= out.bids[lost]).all() and np.isnan(out.min_to_win[~lost]).all()
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+def test_concurrent_observe_and_queries_lose_nothing():
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = simulate_first_price(lambda r, k: r.random(k), 20_000, seed=12)
+    blocks = [slice(s, s + 500) for s in range(0, 20_000, 500)]
+    shared = BidLandscape()
+
+    def work(sl):
+        shared.observe(out.bids[sl], out.won[sl], out.price[sl], out.min_to_win[sl])
+        b = shared.optimal_bid(np.linspace(0, 1, 101))  # queries race with refits
+        assert (np.diff(b) >= -1e-12).all() and (b <= np.linspace(0, 1, 101) + 1e-12).all()
+
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(work, blocks * 3))
+    one = BidLandscape()
+    for _ in range(3):
+        one.observe(out.bids, out.won, out.price, out.min_to_win)
+    for key, v in one.counts().items():
+        np.testing.assert_array_equal(shared.counts()[key], v, err_msg=key)
+    assert shared.n_observations == one.n_observations == 60_000
+    np.testing.assert_allclose(shared.cdf(), one.cdf())
+
+
+def test_concurrent_thompson_updates_lose_nothing():
+    from concurrent.futures import ThreadPoolExecutor
+
+    ts = ThompsonSampler(5, seed=1)
+    arms = np.arange(1000) % 5
+
+    def work(_):
+        ts.update(arms, np.full(1000, 0.25))
+        ts.select(100)
+
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(work, range(40)))
+    np.testing.assert_allclose(ts.alpha, 1 + 40 * 200 * 0.25)
+    np.testing.assert_allclose(ts.beta, 1 + 40 * 200 * 0.75)
