@@ -34,12 +34,12 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from rtbcore import _fastpath
 from rtbcore.errors import InvalidInputError
 
 __all__ = [
@@ -69,6 +69,15 @@ _OBSERVE_ERRORS = {
     6: ("min_to_win", "is above the bid on a win"),
     7: ("min_to_win", "is below the bid on a loss"),
 }
+
+
+def _kernels() -> ModuleType:
+    # Imported on first use, not at import time: ``import rtbcore`` must work from a source
+    # checkout (e.g. ``python -m rtbcore.cli --help`` run in the repo root) where the compiled
+    # module is absent.
+    from rtbcore import _fastpath
+
+    return _fastpath
 
 
 def _float_array(name: str, x: npt.ArrayLike, n: int | None = None) -> np.ndarray:
@@ -181,7 +190,7 @@ class BidLandscape:
         p = _float_array("price", price, n) if price is not None else b[:0]
         m = _float_array("min_to_win", min_to_win, n) if min_to_win is not None else b[:0]
         with self._lock:
-            bad, code = _fastpath._shading_observe(
+            bad, code = _kernels()._shading_observe(
                 b, w, p, m, price is not None, min_to_win is not None, self.max_bid,
                 self._exact, self._left, self._right, self._naive,
             )  # fmt: skip
@@ -239,7 +248,7 @@ class BidLandscape:
         if self.estimator == "empirical":
             p = np.full(k1, 1.0 / k1)
             self.iterations = int(
-                _fastpath._shading_turnbull(
+                _kernels()._shading_turnbull(
                     self._exact, self._left, self._right, p, self.max_iter, self.tol
                 )
             )
@@ -256,7 +265,7 @@ class BidLandscape:
         np.clip(F, 0.0, 1.0, out=F)
         np.maximum.accumulate(F, out=F)
         seg = np.empty(4 * self.bins + 1, dtype=np.intp)
-        _fastpath._shading_argmax_table(F, self._h, self._vstep, seg)
+        _kernels()._shading_argmax_table(F, self._h, self._vstep, seg)
         return F, seg
 
     def _smooth(self, p: np.ndarray) -> np.ndarray:
@@ -353,7 +362,7 @@ class BidLandscape:
         v = _float_array("values", values)
         F, seg = self._snapshot()
         out = np.empty_like(v)
-        bad = _fastpath._shading_optimal_bid(v, F, self._h, self._vstep, seg, out)
+        bad = _kernels()._shading_optimal_bid(v, F, self._h, self._vstep, seg, out)
         if bad >= 0:
             raise _bad_index("values", v, bad, "must be finite and >= 0")
         return out
