@@ -452,10 +452,10 @@ class BidShader:
         """Shaded bids for these values (NaN = do not bid: the value is below the floor)."""
         v = _float_array("values", values)
         b = self.landscape.optimal_bid(v)
-        no = v < self.floor
+        no: np.ndarray = np.less(v, self.floor)
         with self._lock:
             if self.explore > 0:
-                x = self._rng.random(v.shape[0]) < self.explore
+                x: np.ndarray = np.less(self._rng.random(v.shape[0]), self.explore)
                 if x.any():
                     lo = (1.0 - self.explore_width) * b[x]
                     hi = np.minimum((1.0 + self.explore_width) * b[x], v[x])
@@ -542,6 +542,7 @@ class ThompsonSampler:
         bad = np.flatnonzero(~((r >= 0) & (r <= 1)))
         if bad.size:
             raise _bad_index("rewards", r, int(bad[0]), "must be a probability in [0, 1]")
+        a = a.astype(np.intp)
         da = np.bincount(a, weights=r, minlength=self.n_arms)
         db = np.bincount(a, weights=1.0 - r, minlength=self.n_arms)
         with self._lock:
@@ -654,7 +655,7 @@ def run_shading(
 
     rng = np.random.default_rng(seed)
     land = BidLandscape(estimator=estimator)
-    shader = BidShader(land, explore=explore, explore_width=0.5, seed=rng.integers(1 << 63))
+    shader = BidShader(land, explore=explore, explore_width=0.5, seed=int(rng.integers(1 << 63)))
     cols: dict[str, list[float]] = {"realized": [], "optimum": [], "win_rate": [], "ratio": []}
     for _ in tqdm(range(rounds), desc="shading run", disable=not progress, leave=False):
         v = rng.random(auctions_per_round)
@@ -686,7 +687,12 @@ def plot_shading(path: str, seed: int = 7, n: int = 10_000) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(b, equilibrium_win_probability(b), "k", lw=2, label="truth (b / 0.8)^4")
     ax2.plot(b, optimal_equilibrium_bid(b), "k", lw=2, label="optimum 0.8 v")
-    for est, style in (("empirical", "C0"), ("lognormal", "C1--"), ("naive", "C3:")):
+    styles: tuple[tuple[Estimator, str], ...] = (
+        ("empirical", "C0"),
+        ("lognormal", "C1--"),
+        ("naive", "C3:"),
+    )
+    for est, style in styles:
         land = BidLandscape(estimator=est)
         land.observe(out.bids, out.won, out.price, out.min_to_win)
         ax1.plot(b, land.win_probability(b), style, label=est)

@@ -467,3 +467,19 @@ def test_concurrent_thompson_updates_lose_nothing():
         list(ex.map(work, range(40)))
     np.testing.assert_allclose(ts.alpha, 1 + 40 * 200 * 0.25)
     np.testing.assert_allclose(ts.beta, 1 + 40 * 200 * 0.75)
+
+
+def test_empty_blocks_and_extreme_values():
+    land = BidLandscape()
+    land.observe([], [])
+    assert land.n_observations == 0
+    assert land.optimal_bid([]).shape == (0,)
+    # wins above max_bid say nothing, losses there put D in the overflow bin
+    land.observe([1e300, 0.0, 2.0], [True, True, False])
+    c = land.counts()
+    assert c["left"][257] == 1 and c["left"][1] == 1 and c["right"][256] == 1
+    b = land.optimal_bid([0.0, 0.5, 5.0, 1e300])
+    assert b[0] == 0.0 and (b <= land.max_bid).all() and (b >= 0).all()
+    ts = ThompsonSampler(3)
+    ts.update([], [])
+    np.testing.assert_array_equal(ts.alpha, np.ones(3))
