@@ -712,6 +712,9 @@ def demo_section(args: object) -> None:
     seed = int(getattr(args, "seed", 7))
     quick = bool(getattr(args, "quick", False))
     n = 2_000 if quick else 10_000
+    auctions = getattr(args, "auctions", None)
+    if auctions is not None:
+        n = max(100, min(int(auctions), 1_000_000))  # the section stays within its seconds
     values = np.linspace(0.3, 0.9, 61)
     opt = equilibrium_surplus(values, optimal_equilibrium_bid(values))
     print(f"bid shading: {n} first-price auctions vs 4 rivals bidding 0.8 * value (equilibrium)")

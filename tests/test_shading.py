@@ -483,3 +483,27 @@ def test_empty_blocks_and_extreme_values():
     ts = ThompsonSampler(3)
     ts.update([], [])
     np.testing.assert_array_equal(ts.alpha, np.ones(3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(outcomes(max_n=40))
+def test_empirical_fit_satisfies_the_npmle_optimality_conditions(data):
+    # For the NPMLE on the grid, with each observation a set of bins and P(set) its mass,
+    # d_j = sum over observations of 1[j in set] / P(set) is <= n for every bin, with equality
+    # where the mass is positive (Turnbull 1976; the KKT conditions of the concave likelihood).
+    bids, won, price, mtw = data
+    land = BidLandscape(1.0, 16, smoothing=0.0, max_iter=200_000, tol=1e-13)
+    land.observe(bids, won, price, mtw)
+    c = land.counts()
+    sets = []  # (weight, boolean membership over the 17 bins)
+    idx = np.arange(17)
+    sets += [(w, idx == j) for j, w in enumerate(c["exact"]) if w]
+    sets += [(w, idx < i) for i, w in enumerate(c["left"]) if w]
+    sets += [(w, idx >= i) for i, w in enumerate(c["right"]) if w]
+    n = sum(w for w, _ in sets)
+    if n == 0:
+        return
+    p = np.diff(np.append(land.cdf(), 1.0))
+    d = sum(w * m / p[m].sum() for w, m in sets)
+    assert (d <= n * (1 + 1e-3) + 1e-9).all()
+    assert (np.abs(d - n)[p > 1e-3] <= n * 1e-3 + 1e-9).all()
