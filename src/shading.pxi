@@ -212,7 +212,7 @@ cdef inline Py_ssize_t _sh_scan(
 ) noexcept nogil:
     # the smallest maximizer over segments slo..shi (ascending scan, strict >)
     cdef Py_ssize_t s, best_s = slo
-    cdef double g, b, best = -1e300, best_b = slo * h
+    cdef double g, b = 0.0, best = -1e300, best_b = slo * h
     for s in range(slo, shi + 1):
         g = _sh_seg_best(v, s, F, h, &b)
         if g > best:
@@ -231,7 +231,7 @@ cdef void _sh_table(
     # the value (Topkis: log(v - b) has increasing differences in (v, b)), so the maximizer of
     # the middle value splits the segment range for the two halves.
     cdef Py_ssize_t mid, s
-    cdef double b
+    cdef double b = 0.0
     while mlo <= mhi:
         mid = (mlo + mhi) // 2
         s = _sh_scan(mid * vstep, slo, shi, F, h, &b)
@@ -269,7 +269,7 @@ def _shading_optimal_bid(
     """
     cdef Py_ssize_t n = values.shape[0], K = F.shape[0] - 1, M = seg.shape[0], k, a
     cdef Py_ssize_t slo, shi, bad
-    cdef double v, t, b
+    cdef double v, t, b = 0.0
     cdef double inv_vstep = 1.0 / vstep
     with nogil:
         bad = _sh_check_values(values)
