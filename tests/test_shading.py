@@ -507,3 +507,25 @@ def test_empirical_fit_satisfies_the_npmle_optimality_conditions(data):
     d = sum(w * m / p[m].sum() for w, m in sets)
     assert (d <= n * (1 + 1e-3) + 1e-9).all()
     assert (np.abs(d - n)[p > 1e-3] <= n * 1e-3 + 1e-9).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    outcomes(max_n=30).filter(lambda d: len(d[0]) > 0),
+    st.sampled_from(["bids", "price", "min_to_win"]),
+    st.sampled_from([np.nan, -0.5, np.inf, -np.inf]),
+    st.data(),
+)
+def test_any_bad_value_is_named_and_nothing_recorded(data, field, bad, draw):
+    bids, won, price, mtw = (x.copy() for x in data)
+    arr = {"bids": bids, "price": price, "min_to_win": mtw}[field]
+    if field != "bids" and np.isnan(bad):
+        return  # NaN means "unknown" there
+    k = draw.draw(st.integers(0, len(bids) - 1))
+    arr[k] = bad
+    land = _fresh()
+    before = land.counts()
+    with pytest.raises(InvalidInputError, match=rf"{field}\[{k}\]"):
+        land.observe(bids, won, price, mtw)
+    for key, v in land.counts().items():
+        np.testing.assert_array_equal(v, before[key])
