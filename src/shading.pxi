@@ -22,89 +22,76 @@ cdef inline Py_ssize_t _sh_exact_bin(double d, double inv_h, double max_bid, Py_
     return j if j < K else K - 1
 
 
-cdef Py_ssize_t _sh_check_observe(
-    const double[::1] bids, const unsigned char[::1] won,
-    const double[::1] price, const double[::1] mtw,
-    bint has_price, bint has_mtw, int* code,
+cdef inline int _sh_check_one(
+    Py_ssize_t k, const double[::1] bids, const unsigned char[::1] won,
+    const double[::1] price, const double[::1] mtw, bint has_price, bint has_mtw,
 ) noexcept nogil:
-    """Index of the first bad observation (and its code), or -1 if all are good."""
-    cdef Py_ssize_t n = bids.shape[0], k
-    cdef double b, p, m
-    for k in range(n):
-        b = bids[k]
-        if not _sh_isfinite(b) or b < 0.0:
-            code[0] = 1
-            return k
-        if has_price:
-            p = price[k]
-            if not _sh_isnan(p):
-                if not _sh_isfinite(p) or p < 0.0:
-                    code[0] = 2
-                    return k
-                if not won[k]:
-                    code[0] = 3
-                    return k
-                if p > b:
-                    code[0] = 4
-                    return k
-        if has_mtw:
-            m = mtw[k]
-            if not _sh_isnan(m):
-                if not _sh_isfinite(m) or m < 0.0:
-                    code[0] = 5
-                    return k
-                if won[k] and m > b:
-                    code[0] = 6
-                    return k
-                if not won[k] and m < b:
-                    code[0] = 7
-                    return k
-    return -1
+    """0 if observation k is valid, else the code of what is wrong with it."""
+    cdef double b = bids[k], p, m
+    if not _sh_isfinite(b) or b < 0.0:
+        return 1
+    if has_price:
+        p = price[k]
+        if not _sh_isnan(p):
+            if not _sh_isfinite(p) or p < 0.0:
+                return 2
+            if not won[k]:
+                return 3
+            if p > b:
+                return 4
+    if has_mtw:
+        m = mtw[k]
+        if not _sh_isnan(m):
+            if not _sh_isfinite(m) or m < 0.0:
+                return 5
+            if won[k] and m > b:
+                return 6
+            if not won[k] and m < b:
+                return 7
+    return 0
 
 
-cdef void _sh_accumulate(
-    const double[::1] bids, const unsigned char[::1] won,
+cdef inline void _sh_accumulate_one(
+    Py_ssize_t k, const double[::1] bids, const unsigned char[::1] won,
     const double[::1] price, const double[::1] mtw,
     bint has_price, bint has_mtw, double inv_h, double max_bid, Py_ssize_t K,
-    double[::1] exact, double[::1] left, double[::1] right, double[::1] naive,
+    double* exact, double* left, double* right, double* naive,
 ) noexcept nogil:
-    cdef Py_ssize_t n = bids.shape[0], k, i
-    cdef double b, p, m, paid
-    for k in range(n):
-        b = bids[k]
-        m = mtw[k] if has_mtw else 0.0
-        if has_mtw and not _sh_isnan(m):
-            # the exchange told us D (the minimum bid to win): an exact observation
-            exact[_sh_exact_bin(m, inv_h, max_bid, K)] += 1.0
-            if won[k]:
-                paid = price[k] if has_price and not _sh_isnan(price[k]) else b
-                naive[_sh_exact_bin(paid, inv_h, max_bid, K)] += 1.0
-            continue
+    cdef Py_ssize_t i
+    cdef double b = bids[k], p, m, paid
+    m = mtw[k] if has_mtw else 0.0
+    if has_mtw and not _sh_isnan(m):
+        # the exchange told us D (the minimum bid to win): an exact observation
+        exact[_sh_exact_bin(m, inv_h, max_bid, K)] += 1.0
         if won[k]:
-            p = price[k] if has_price else b
-            if _sh_isnan(p):
-                p = b
-            naive[_sh_exact_bin(p, inv_h, max_bid, K)] += 1.0
-            if p < b:
-                # charged below our bid: the exchange revealed the best competing bid
-                exact[_sh_exact_bin(p, inv_h, max_bid, K)] += 1.0
-            elif b > max_bid:
-                left[K + 1] += 1.0
-            else:
-                i = <Py_ssize_t>_sh_floor(b * inv_h + 0.5)
-                if i < 1:
-                    i = 1
-                elif i > K:
-                    i = K
-                left[i] += 1.0
+            paid = price[k] if has_price and not _sh_isnan(price[k]) else b
+            naive[_sh_exact_bin(paid, inv_h, max_bid, K)] += 1.0
+        return
+    if won[k]:
+        p = price[k] if has_price else b
+        if _sh_isnan(p):
+            p = b
+        naive[_sh_exact_bin(p, inv_h, max_bid, K)] += 1.0
+        if p < b:
+            # charged below our bid: the exchange revealed the best competing bid
+            exact[_sh_exact_bin(p, inv_h, max_bid, K)] += 1.0
+        elif b > max_bid:
+            left[K + 1] += 1.0
         else:
-            if b >= max_bid:
+            i = <Py_ssize_t>_sh_floor(b * inv_h + 0.5)
+            if i < 1:
+                i = 1
+            elif i > K:
                 i = K
-            else:
-                i = <Py_ssize_t>_sh_floor(b * inv_h + 0.5)
-                if i > K:
-                    i = K
-            right[i] += 1.0
+            left[i] += 1.0
+    else:
+        if b >= max_bid:
+            i = K
+        else:
+            i = <Py_ssize_t>_sh_floor(b * inv_h + 0.5)
+            if i > K:
+                i = K
+        right[i] += 1.0
 
 
 def _shading_observe(
@@ -113,19 +100,35 @@ def _shading_observe(
     bint has_price, bint has_mtw, double max_bid,
     double[::1] exact, double[::1] left, double[::1] right, double[::1] naive,
 ):
-    """Validate then accumulate a block of outcomes; returns (-1, 0) or (bad index, code).
+    """Validate and accumulate a block of outcomes; returns (-1, 0) or (bad index, code).
 
-    Nothing is accumulated unless every observation is valid.
+    One pass into scratch counts, added to the landscape's only if every observation is valid,
+    so a rejected block changes nothing.
     """
-    cdef Py_ssize_t K = exact.shape[0] - 1
+    cdef Py_ssize_t K = exact.shape[0] - 1, n = bids.shape[0], k, j
     cdef int code = 0
-    cdef Py_ssize_t bad
+    cdef Py_ssize_t bad = -1
     cdef double inv_h = K / max_bid
+    cdef double[::1] scratch = _sh_np.zeros(4 * (K + 2))
+    cdef double* ex = &scratch[0]
+    cdef double* lf = ex + (K + 2)
+    cdef double* rt = lf + (K + 2)
+    cdef double* nv = rt + (K + 2)
     with nogil:
-        bad = _sh_check_observe(bids, won, price, mtw, has_price, has_mtw, &code)
+        for k in range(n):
+            code = _sh_check_one(k, bids, won, price, mtw, has_price, has_mtw)
+            if code:
+                bad = k
+                break
+            _sh_accumulate_one(k, bids, won, price, mtw, has_price, has_mtw, inv_h, max_bid, K,
+                               ex, lf, rt, nv)
         if bad < 0:
-            _sh_accumulate(bids, won, price, mtw, has_price, has_mtw, inv_h, max_bid, K,
-                           exact, left, right, naive)
+            for j in range(K + 1):
+                exact[j] += ex[j]
+                left[j] += lf[j]
+                right[j] += rt[j]
+                naive[j] += nv[j]
+            left[K + 1] += lf[K + 1]
     return bad, code
 
 
