@@ -213,7 +213,7 @@ class BidLandscape:
         return np.arange(self.bins + 1) * self._h
 
     def counts(self) -> dict[str, np.ndarray]:
-        """Copies of the sufficient statistics: exact (per bin), left and right (per edge)."""
+        """Copies of the counts: exact and naive (per bin), left and right (per edge)."""
         with self._lock:
             return {
                 "exact": self._exact.copy(),
