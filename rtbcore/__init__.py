@@ -56,6 +56,20 @@ _credit: list[str] = [
 ]
 
 # --- bid shading (issue: credit/shading, shading part) ------------------------------------------
-_shading: list[str] = []
+from rtbcore.shading import (  # noqa: E402
+    BidLandscape,
+    BidShader,
+    FirstPriceOutcomes,
+    ThompsonSampler,
+    simulate_first_price,
+)
+
+_shading: list[str] = [
+    "BidLandscape",
+    "BidShader",
+    "ThompsonSampler",
+    "FirstPriceOutcomes",
+    "simulate_first_price",
+]
 
 __all__ = ["__version__", *_errors, *_clearing, *_streaming, *_engine, *_pacing, *_credit, *_shading]

@@ -19,5 +19,8 @@ def run_demo(args: argparse.Namespace) -> int:
     credit_demo(args)
 
     # --- section: bid shading (issue: credit/shading, shading part) ---
+    from rtbcore.shading import demo_section as shading_demo
+
+    shading_demo(args)
 
     return 0

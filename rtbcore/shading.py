@@ -1,0 +1,736 @@
+"""Bid shading for first-price auctions: learn P(win | bid), bid argmax (v - b) * P(win | b).
+
+``BidLandscape`` learns the distribution of D, the highest competing bid, from what a bidder
+sees after each auction, on a grid of ``bins`` equal bins over ``[0, max_bid)`` plus one overflow
+bin ``[max_bid, inf)``. P(win | b) = P(D < b) = F(b). What each outcome says about D:
+
+* a loss: ``D >= b`` (right-censored at our bid);
+* a win paid at our own bid (first price, or price unknown): ``D < b`` (left-censored);
+* a win charged ``price < b``: the exchange revealed ``D = price`` (exact);
+* the exchange's minimum-bid-to-win ``m`` (on a loss, or on a win): ``D = m`` (exact).
+
+Estimators (``estimator=``):
+
+* ``"empirical"`` (default): the nonparametric maximum-likelihood estimate of F from exact,
+  left- and right-censored observations together, by Turnbull's self-consistency (EM)
+  iteration on the grid. With win/loss alone it is the isotonic (monotone) win-rate curve; with
+  exact observations alone it is the empirical CDF. Its bin masses are then smoothed with a
+  Gaussian kernel of sd ``smoothing * max_bid`` (0 = the raw NPMLE).
+* ``"lognormal"``: D ~ LogNormal(mu, sigma) fitted by censored maximum likelihood (exact
+  observations as their grid bin, wins as P(D < b), losses as P(D >= b)).
+* ``"naive"``: for comparison only. The distribution of the prices paid on won auctions, the
+  landscape one gets by ignoring losses. It is biased; see the tests and the README.
+
+All estimators produce F at the grid edges; ``win_probability`` interpolates linearly between
+them (flat above ``max_bid``) and ``optimal_bid`` maximizes exactly for that interpolated F.
+
+The Cython kernels live in ``src/shading.pxi`` and run without the GIL. A landscape may be
+shared by threads: ``observe`` and refits hold its lock, queries read an immutable snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from rtbcore.errors import InvalidInputError
+
+__all__ = [
+    "BidLandscape",
+    "BidShader",
+    "ThompsonSampler",
+    "FirstPriceOutcomes",
+    "simulate_first_price",
+    "equilibrium_surplus",
+    "equilibrium_win_probability",
+    "optimal_equilibrium_bid",
+    "ShadingRun",
+    "run_shading",
+    "plot_shading",
+    "demo_section",
+]
+
+Estimator = Literal["empirical", "lognormal", "naive"]
+_ESTIMATORS = ("empirical", "lognormal", "naive")
+
+_OBSERVE_ERRORS = {
+    1: ("bids", "must be finite and >= 0"),
+    2: ("price", "must be NaN (unknown) or finite and >= 0"),
+    3: ("price", "is given for a lost auction (only wins have a price)"),
+    4: ("price", "is above the bid (a first-price win never costs more than the bid)"),
+    5: ("min_to_win", "must be NaN (unknown) or finite and >= 0"),
+    6: ("min_to_win", "is above the bid on a win"),
+    7: ("min_to_win", "is below the bid on a loss"),
+}
+
+
+def _kernels() -> ModuleType:
+    # Imported on first use, not at import time: ``import rtbcore`` must work from a source
+    # checkout (e.g. ``python -m rtbcore.cli --help`` run in the repo root) where the compiled
+    # module is absent.
+    from rtbcore import _fastpath
+
+    return _fastpath
+
+
+def _float_array(name: str, x: npt.ArrayLike, n: int | None = None) -> np.ndarray:
+    """A contiguous 1-D float64 array, or InvalidInputError naming ``name``."""
+    try:
+        a = np.ascontiguousarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{name}: cannot be read as float64 numbers ({e})") from None
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if a.ndim != 1:
+        raise InvalidInputError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise InvalidInputError(f"{name}: length {a.shape[0]} does not match bids (length {n})")
+    return a
+
+
+def _bool_array(name: str, x: npt.ArrayLike, n: int) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if a.ndim != 1:
+        raise InvalidInputError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    if a.shape[0] != n:
+        raise InvalidInputError(f"{name}: length {a.shape[0]} does not match bids (length {n})")
+    if a.dtype != np.bool_:
+        if a.dtype.kind not in "biuf":
+            raise InvalidInputError(f"{name}: expected booleans, got dtype {a.dtype}")
+        bad = np.flatnonzero((a != 0) & (a != 1))
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidInputError(f"{name}[{i}]: expected a boolean (0/1), got {a[i]!r}")
+        a = a.astype(np.bool_)
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+def _bad_index(name: str, a: np.ndarray, i: int, what: str) -> InvalidInputError:
+    return InvalidInputError(f"{name}[{i}] = {a[i]!r} {what}")
+
+
+class BidLandscape:
+    """P(win | bid) in first-price auctions, learned from censored outcomes.
+
+    ``max_bid`` bounds the modelled bid range (choose it above any bid you would place; bids
+    above it are treated as ``max_bid`` for the model), ``bins`` sets the grid resolution.
+    """
+
+    def __init__(
+        self,
+        max_bid: float = 1.0,
+        bins: int = 256,
+        estimator: Estimator = "empirical",
+        *,
+        smoothing: float = 0.03,
+        max_iter: int = 20_000,
+        tol: float = 1e-9,
+    ) -> None:
+        if not (isinstance(max_bid, int | float) and math.isfinite(max_bid) and max_bid > 0):
+            raise InvalidInputError(f"max_bid: must be a finite number > 0, got {max_bid!r}")
+        if not isinstance(bins, int) or bins < 2 or bins > 1_000_000:
+            raise InvalidInputError(f"bins: must be an int in [2, 1e6], got {bins!r}")
+        if estimator not in _ESTIMATORS:
+            raise InvalidInputError(f"estimator: must be one of {_ESTIMATORS}, got {estimator!r}")
+        if not (isinstance(smoothing, int | float) and 0.0 <= smoothing <= 1.0):
+            raise InvalidInputError(f"smoothing: must be in [0, 1], got {smoothing!r}")
+        if not isinstance(max_iter, int) or max_iter < 1:
+            raise InvalidInputError(f"max_iter: must be an int >= 1, got {max_iter!r}")
+        if not (math.isfinite(tol) and tol > 0):
+            raise InvalidInputError(f"tol: must be finite and > 0, got {tol!r}")
+        self.max_bid = float(max_bid)
+        self.bins = bins
+        self.estimator: Estimator = estimator
+        self.smoothing = float(smoothing)
+        self.max_iter = max_iter
+        self.tol = float(tol)
+        self._h = self.max_bid / bins
+        k1 = bins + 1
+        self._exact = np.zeros(k1)
+        self._left = np.zeros(k1 + 1)
+        self._right = np.zeros(k1)
+        self._naive = np.zeros(k1)
+        self._n = 0
+        # value grid for the argmax table: step h/2 over [0, 2 max_bid]
+        self._vstep = self._h / 2.0
+        # (F at the edges, argmax table), rebuilt as new arrays on each refit and never mutated,
+        # so a query holds a consistent pair without locking
+        self._fit_state: tuple[np.ndarray, np.ndarray] | None = None
+        self._lock = threading.Lock()
+        self.iterations = 0
+        self.lognormal_params: tuple[float, float] | None = None
+
+    # -- observations ------------------------------------------------------------------------
+
+    def observe(
+        self,
+        bids: npt.ArrayLike,
+        won: npt.ArrayLike,
+        price: npt.ArrayLike | None = None,
+        min_to_win: npt.ArrayLike | None = None,
+    ) -> None:
+        """Record a block of auction outcomes (arrays of one length; NaN where unknown).
+
+        ``price`` is what a win cost (NaN on losses and when unknown); ``min_to_win`` is the
+        exchange's minimum bid to win when it reports one. A bad value raises
+        InvalidInputError naming the argument and index, and records nothing of the block.
+        """
+        b = _float_array("bids", bids)
+        n = b.shape[0]
+        w = _bool_array("won", won, n)
+        p = _float_array("price", price, n) if price is not None else b[:0]
+        m = _float_array("min_to_win", min_to_win, n) if min_to_win is not None else b[:0]
+        with self._lock:
+            bad, code = _kernels()._shading_observe(
+                b, w, p, m, price is not None, min_to_win is not None, self.max_bid,
+                self._exact, self._left, self._right, self._naive,
+            )  # fmt: skip
+            if bad < 0 and n:
+                self._n += n
+                self._fit_state = None
+        if bad >= 0:
+            name, what = _OBSERVE_ERRORS[code]
+            arr = {"bids": b, "price": p, "min_to_win": m}[name]
+            raise _bad_index(name, arr, bad, what)
+
+    @property
+    def n_observations(self) -> int:
+        """How many outcomes have been observed."""
+        return self._n
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The grid edges e_0 = 0 .. e_K = max_bid."""
+        return np.arange(self.bins + 1) * self._h
+
+    def counts(self) -> dict[str, np.ndarray]:
+        """Copies of the counts: exact and naive (per bin), left and right (per edge)."""
+        with self._lock:
+            return {
+                "exact": self._exact.copy(),
+                "left": self._left.copy(),
+                "right": self._right.copy(),
+                "naive": self._naive.copy(),
+            }
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def cdf(self) -> np.ndarray:
+        """F at the grid edges: F[i] = P(D < e_i) = P(win | bid e_i); refits if needed."""
+        return self._snapshot()[0].copy()
+
+    def refit(self) -> BidLandscape:
+        """Fit now (queries otherwise refit lazily after new observations); returns self."""
+        with self._lock:
+            self._fit_state = self._fit()
+        return self
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        st = self._fit_state
+        if st is None:
+            with self._lock:
+                st = self._fit_state
+                if st is None:
+                    st = self._fit_state = self._fit()
+        return st
+
+    def _fit(self) -> tuple[np.ndarray, np.ndarray]:
+        k1 = self.bins + 1
+        if self.estimator == "empirical":
+            p = self._em_start()
+            self.iterations = int(
+                _kernels()._shading_turnbull(
+                    self._exact, self._left, self._right, p, self.max_iter, self.tol
+                )
+            )
+        elif self.estimator == "naive":
+            tot = self._naive.sum()
+            p = self._naive / tot if tot > 0 else np.full(k1, 1.0 / k1)
+        else:
+            p = self._fit_lognormal()
+        if self.estimator != "lognormal" and self.smoothing > 0:
+            p = self._smooth(p)
+        F = np.empty(k1)
+        F[0] = 0.0
+        np.cumsum(p[:-1], out=F[1:])
+        np.clip(F, 0.0, 1.0, out=F)
+        np.maximum.accumulate(F, out=F)
+        seg = np.empty(4 * self.bins + 1, dtype=np.intp)
+        _kernels()._shading_argmax_table(F, self._h, self._vstep, seg)
+        return F, seg
+
+    def _em_start(self) -> np.ndarray:
+        # EM converges slowly on win/loss (current-status) data: ~20k iterations to 1e-3. Start
+        # it instead from the two closed-form NPMLEs it combines: the isotonic win rate of the
+        # censored outcomes (exact for current-status data; Groeneboom & Wellner) and the
+        # empirical CDF of the exact ones, weighted by their counts, with 0.1% uniform mass so
+        # that every bin can still move. Deterministic: the fit depends on the counts only.
+        from scipy.optimize import isotonic_regression
+
+        K = self.bins
+        k1 = K + 1
+        ex, lf, rt = self._exact, self._left[:k1], self._right
+        n_ex = ex.sum()
+        seen = np.flatnonzero(lf + rt)
+        seen = seen[seen > 0]  # "D >= 0" says nothing
+        n_cs = float((lf[seen] + rt[seen]).sum())
+        F0 = np.zeros(k1)
+        if n_cs > 0:
+            w = lf[seen] + rt[seen]
+            iso = isotonic_regression(lf[seen] / w, weights=w).x
+            xs = np.concatenate([[0], seen])
+            F0 += n_cs * np.interp(np.arange(k1), xs, np.concatenate([[0.0], iso]))
+        if n_ex > 0:
+            F0[1:] += np.cumsum(ex[:-1])
+        if n_cs + n_ex <= 0:
+            return np.full(k1, 1.0 / k1)
+        F0 /= n_cs + n_ex
+        p = np.diff(np.append(F0, 1.0))
+        p = 0.999 * np.maximum(p, 0.0) / p.clip(0).sum() + 0.001 / k1
+        return p
+
+    def _smooth(self, p: np.ndarray) -> np.ndarray:
+        # The optimal bid solves v - b = F(b) / F'(b): it depends on the density, and the raw
+        # NPMLE is a step function whose density is spiky. A Gaussian kernel over the in-range
+        # bins (reflected at the ends, mass preserved; the overflow bin is left alone) steadies
+        # the argmax at the cost of a little bias.
+        from scipy.ndimage import gaussian_filter1d
+
+        q = p.copy()
+        inner = p[:-1].sum()
+        if inner > 0:
+            sm = gaussian_filter1d(p[:-1], sigma=self.smoothing * self.bins, mode="reflect")
+            sm = np.maximum(sm, 0.0)
+            q[:-1] = sm * (inner / sm.sum())
+        return q
+
+    def _fit_lognormal(self) -> np.ndarray:
+        from scipy.optimize import minimize
+        from scipy.special import log_ndtr, ndtr
+
+        K = self.bins
+        e = self.edges
+        with np.errstate(divide="ignore"):
+            loge = np.log(e)  # loge[0] = -inf
+        ex, lf, rt = self._exact, self._left, self._right
+        iex = np.flatnonzero(ex)
+        ilf = np.flatnonzero(lf[: K + 1])  # lf[K + 1] is "D < inf": no information
+        irt = np.flatnonzero(rt[1:]) + 1  # rt[0] is "D >= 0": no information
+        if iex.size + ilf.size + irt.size == 0:
+            self.lognormal_params = None
+            return np.full(K + 1, 1.0 / (K + 1))
+
+        def logcdf(z: np.ndarray) -> np.ndarray:
+            return log_ndtr(z)
+
+        def nll(theta: np.ndarray) -> float:
+            mu, log_sigma = theta
+            s = math.exp(log_sigma)
+            z = (loge - mu) / s
+            lc = logcdf(z)  # log P(D < e_i)
+            ls = logcdf(-z)  # log P(D >= e_i)
+            total = 0.0
+            if iex.size:
+                lo = np.where(iex > 0, lc[np.minimum(iex, K)], -np.inf)
+                hi = np.where(iex < K, lc[np.minimum(iex + 1, K)], 0.0)
+                # log(P(D < e_{j+1}) - P(D < e_j)); the overflow bin is log P(D >= max_bid)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cell = hi + np.log1p(-np.exp(lo - hi))
+                cell = np.where(iex == K, ls[K], cell)
+                total += float(ex[iex] @ cell)
+            if ilf.size:
+                total += float(lf[ilf] @ lc[ilf])
+            if irt.size:
+                total += float(rt[irt] @ ls[irt])
+            return -total if math.isfinite(total) else 1e300
+
+        # start at the log-mean of every point the data mention
+        pts = np.concatenate([(iex + 0.5) * self._h, ilf * self._h, irt * self._h])
+        wts = np.concatenate([ex[iex], lf[ilf], rt[irt]])
+        pts = np.clip(pts, self._h / 2, None)
+        mu0 = float(np.average(np.log(pts), weights=wts))
+        res = minimize(nll, np.array([mu0, 0.0]), method="Nelder-Mead",
+                       options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 4000})  # fmt: skip
+        mu, log_sigma = (float(x) for x in res.x)
+        sigma = math.exp(log_sigma)
+        self.lognormal_params = (mu, sigma)
+        self.iterations = int(res.nit)
+        with np.errstate(divide="ignore"):
+            F = ndtr((loge - mu) / sigma)
+        F[0] = 0.0
+        p = np.empty(K + 1)
+        p[:-1] = np.diff(F)
+        p[-1] = 1.0 - F[-1]
+        return p
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def win_probability(self, bids: npt.ArrayLike) -> np.ndarray:
+        """P(win | bid) for each bid (linear between grid edges, flat above max_bid)."""
+        b = _float_array("bids", bids)
+        _check_nonneg("bids", b)
+        return np.interp(b, self.edges, self._snapshot()[0])
+
+    def expected_surplus(self, values: npt.ArrayLike, bids: npt.ArrayLike) -> np.ndarray:
+        """(v - b) * P(win | b) per (value, bid) pair under this landscape."""
+        v = _float_array("values", values)
+        _check_nonneg("values", v)
+        b = _float_array("bids", bids, v.shape[0])
+        return (v - b) * self.win_probability(b)
+
+    def optimal_bid(self, values: npt.ArrayLike) -> np.ndarray:
+        """The bid maximizing (v - b) * P(win | b) for each value (the smallest such bid)."""
+        v = _float_array("values", values)
+        F, seg = self._snapshot()
+        out = np.empty_like(v)
+        bad = _kernels()._shading_optimal_bid(v, F, self._h, self._vstep, seg, out)
+        if bad >= 0:
+            raise _bad_index("values", v, bad, "must be finite and >= 0")
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"BidLandscape(max_bid={self.max_bid}, bins={self.bins}, "
+            f"estimator={self.estimator!r}, n_observations={self._n})"
+        )
+
+
+def _check_nonneg(name: str, a: np.ndarray) -> None:
+    bad = np.flatnonzero(~(np.isfinite(a) & (a >= 0)))
+    if bad.size:
+        raise _bad_index(name, a, int(bad[0]), "must be finite and >= 0")
+
+
+class BidShader:
+    """Shaded first-price bids: the landscape's optimal bid, clipped to [floor, ceiling].
+
+    With probability ``explore`` a bid is instead drawn uniformly from
+    ``[(1 - explore_width) * b, min((1 + explore_width) * b, value)]`` so the landscape keeps
+    learning around the current optimum. Values below ``floor`` get NaN: no bid (it could only
+    win at a loss). Seeded: the same seed and calls give the same bids. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        landscape: BidLandscape,
+        floor: float = 0.0,
+        ceiling: float = math.inf,
+        explore: float = 0.02,
+        explore_width: float = 0.2,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(landscape, BidLandscape):
+            raise InvalidInputError(f"landscape: expected a BidLandscape, got {type(landscape)}")
+        if not (math.isfinite(floor) and floor >= 0):
+            raise InvalidInputError(f"floor: must be finite and >= 0, got {floor!r}")
+        if math.isnan(ceiling) or ceiling < floor:
+            raise InvalidInputError(f"ceiling: must be >= floor ({floor}), got {ceiling!r}")
+        if not (0.0 <= explore <= 1.0):
+            raise InvalidInputError(f"explore: a probability in [0, 1], got {explore!r}")
+        if not (0.0 <= explore_width <= 1.0):
+            raise InvalidInputError(f"explore_width: must be in [0, 1], got {explore_width!r}")
+        self.landscape = landscape
+        self.floor = float(floor)
+        self.ceiling = float(ceiling)
+        self.explore = float(explore)
+        self.explore_width = float(explore_width)
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self.n_explored = 0
+        self.n_no_bid = 0
+
+    def bid(self, values: npt.ArrayLike) -> np.ndarray:
+        """Shaded bids for these values (NaN = do not bid: the value is below the floor)."""
+        v = _float_array("values", values)
+        b = self.landscape.optimal_bid(v)
+        no: np.ndarray = np.less(v, self.floor)
+        with self._lock:
+            if self.explore > 0:
+                x: np.ndarray = np.less(self._rng.random(v.shape[0]), self.explore)
+                if x.any():
+                    lo = (1.0 - self.explore_width) * b[x]
+                    hi = np.minimum((1.0 + self.explore_width) * b[x], v[x])
+                    b[x] = lo + self._rng.random(lo.shape[0]) * (hi - lo)
+                    self.n_explored += int(x.sum())
+            self.n_no_bid += int(no.sum())
+        np.clip(b, self.floor, self.ceiling, out=b)
+        b = np.minimum(b, v)
+        b[no] = np.nan
+        return b
+
+    def observe(
+        self,
+        bids: npt.ArrayLike,
+        won: npt.ArrayLike,
+        price: npt.ArrayLike | None = None,
+        min_to_win: npt.ArrayLike | None = None,
+    ) -> None:
+        """Feed outcomes to the landscape (see ``BidLandscape.observe``)."""
+        self.landscape.observe(bids, won, price, min_to_win)
+
+
+class ThompsonSampler:
+    """Beta-Bernoulli Thompson sampling over ``n_arms`` (creatives); vectorized, seeded.
+
+    ``alpha``/``beta`` are the Beta prior (scalars or one per arm, > 0). ``select(n)`` draws
+    n independent choices; ``update(arms, rewards)`` adds rewards in [0, 1] (1 = click/win).
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        n_arms: int,
+        alpha: npt.ArrayLike = 1.0,
+        beta: npt.ArrayLike = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(n_arms, int | np.integer) or n_arms < 1:
+            raise InvalidInputError(f"n_arms: must be an int >= 1, got {n_arms!r}")
+        self.n_arms = int(n_arms)
+        self.alpha = self._prior("alpha", alpha)
+        self.beta = self._prior("beta", beta)
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    def _prior(self, name: str, x: npt.ArrayLike) -> np.ndarray:
+        a = (
+            np.array(np.broadcast_to(_float_array(name, x), (self.n_arms,)))
+            if np.ndim(x) == 0
+            else _float_array(name, x, None)
+        )
+        if a.shape[0] != self.n_arms:
+            raise InvalidInputError(f"{name}: length {a.shape[0]} does not match n_arms")
+        bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
+        if bad.size:
+            raise _bad_index(name, a, int(bad[0]), "must be finite and > 0 (a Beta prior)")
+        return a.copy()
+
+    @property
+    def means(self) -> np.ndarray:
+        """Posterior mean reward of each arm."""
+        return self.alpha / (self.alpha + self.beta)
+
+    def select(self, n: int = 1) -> np.ndarray:
+        """n arm indices, each the argmax of one draw from every arm's Beta posterior."""
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise InvalidInputError(f"n: must be an int >= 0, got {n!r}")
+        with self._lock:
+            draws = self._rng.beta(self.alpha, self.beta, size=(int(n), self.n_arms))
+        return draws.argmax(axis=1)
+
+    def update(self, arms: npt.ArrayLike, rewards: npt.ArrayLike) -> None:
+        """Add a block of (arm, reward) outcomes; rewards in [0, 1]. All or nothing."""
+        a = np.asarray(arms)
+        if a.ndim == 0:
+            a = a.reshape(1)
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise InvalidInputError(f"arms: expected a 1-D integer array, got {a.dtype} {a.shape}")
+        r = _float_array("rewards", rewards, a.shape[0])
+        bad = np.flatnonzero((a < 0) | (a >= self.n_arms))
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidInputError(f"arms[{i}] = {a[i]} is not an arm index in [0, {self.n_arms})")
+        bad = np.flatnonzero(~((r >= 0) & (r <= 1)))
+        if bad.size:
+            raise _bad_index("rewards", r, int(bad[0]), "must be a probability in [0, 1]")
+        a = a.astype(np.intp)
+        da = np.bincount(a, weights=r, minlength=self.n_arms)
+        db = np.bincount(a, weights=1.0 - r, minlength=self.n_arms)
+        with self._lock:
+            self.alpha = self.alpha + da  # new arrays: a concurrent select sees old or new
+            self.beta = self.beta + db
+
+
+# -- simulation and theory -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FirstPriceOutcomes:
+    """What a bidder saw in simulated first-price auctions, plus the hidden truth."""
+
+    bids: np.ndarray
+    won: np.ndarray
+    price: np.ndarray  # what a win cost (our bid); NaN on losses
+    min_to_win: np.ndarray  # the highest competing bid when reported, else NaN
+    competing: np.ndarray  # the highest competing bid (hidden from the bidder)
+
+
+def simulate_first_price(
+    our_bids: npt.ArrayLike | Callable[[np.random.Generator, int], np.ndarray],
+    n_auctions: int | None = None,
+    n_bidders: int = 5,
+    report_min_to_win: Literal["never", "losses", "always"] = "losses",
+    seed: int | None = None,
+) -> FirstPriceOutcomes:
+    """First-price auctions against ``n_bidders - 1`` rivals in the symmetric equilibrium.
+
+    Each rival has a value uniform on [0, 1] and bids ``(N - 1) / N * value``, so the highest
+    competing bid D has P(D < b) = (b N / (N - 1)) ** (N - 1) on [0, (N - 1) / N]. Ties go
+    to the rival. ``our_bids`` is an array, or a function ``(rng, n) -> bids``.
+    """
+    if not isinstance(n_bidders, int) or n_bidders < 2:
+        raise InvalidInputError(f"n_bidders: must be an int >= 2, got {n_bidders!r}")
+    if report_min_to_win not in ("never", "losses", "always"):
+        raise InvalidInputError(f"report_min_to_win: unknown mode {report_min_to_win!r}")
+    rng = np.random.default_rng(seed)
+    if callable(our_bids):
+        if n_auctions is None:
+            raise InvalidInputError("n_auctions: required when our_bids is a function")
+        b = _float_array("our_bids", our_bids(rng, n_auctions))
+    else:
+        b = _float_array("our_bids", our_bids)
+    _check_nonneg("our_bids", b)
+    n = b.shape[0]
+    rivals = rng.random((n, n_bidders - 1)).max(axis=1)
+    d = (n_bidders - 1) / n_bidders * rivals
+    won = b > d
+    price = np.where(won, b, np.nan)
+    if report_min_to_win == "always":
+        mtw = d.copy()
+    elif report_min_to_win == "losses":
+        mtw = np.where(won, np.nan, d)
+    else:
+        mtw = np.full(n, np.nan)
+    return FirstPriceOutcomes(b, won, price, mtw, d)
+
+
+def equilibrium_win_probability(bids: npt.ArrayLike, n_bidders: int = 5) -> np.ndarray:
+    """The true P(win | b) against n - 1 equilibrium rivals: (b N / (N - 1)) ** (N - 1), capped."""
+    b = np.asarray(bids, dtype=np.float64)
+    c = (n_bidders - 1) / n_bidders
+    return np.clip(b / c, 0.0, 1.0) ** (n_bidders - 1)
+
+
+def equilibrium_surplus(
+    values: npt.ArrayLike, bids: npt.ArrayLike, n_bidders: int = 5
+) -> np.ndarray:
+    """Expected surplus (v - b) * P(win | b) against n - 1 equilibrium rivals."""
+    v = np.asarray(values, dtype=np.float64)
+    return (v - np.asarray(bids, dtype=np.float64)) * equilibrium_win_probability(bids, n_bidders)
+
+
+def optimal_equilibrium_bid(values: npt.ArrayLike, n_bidders: int = 5) -> np.ndarray:
+    """The true best response for values in [0, 1]: (N - 1) / N * v (surplus v ** N / N)."""
+    return (n_bidders - 1) / n_bidders * np.asarray(values, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ShadingRun:
+    """Per-round results of ``run_shading``: a bidder shading and learning online."""
+
+    realized: np.ndarray  # realized surplus per round (sum over its auctions)
+    optimum: np.ndarray  # expected surplus of the true best response on the same values
+    win_rate: np.ndarray
+    bid_ratio: np.ndarray  # median bid / value per round (theory: (N - 1) / N)
+
+    @property
+    def share(self) -> np.ndarray:
+        """Realized surplus as a share of the optimum's, per round."""
+        return self.realized / self.optimum
+
+
+def run_shading(
+    rounds: int = 20,
+    auctions_per_round: int = 5_000,
+    n_bidders: int = 5,
+    report_min_to_win: Literal["never", "losses", "always"] = "never",
+    explore: float = 0.1,
+    estimator: Estimator = "empirical",
+    seed: int | None = None,
+    progress: bool = False,
+) -> ShadingRun:
+    """A bidder with values uniform on [0, 1] shades with a BidShader that starts knowing nothing
+    and learns after every round from what the exchange reports, against N - 1 rivals in the
+    symmetric equilibrium. The first round bids truthfully-shaded from an empty landscape."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    land = BidLandscape(estimator=estimator)
+    shader = BidShader(land, explore=explore, explore_width=0.5, seed=int(rng.integers(1 << 63)))
+    cols: dict[str, list[float]] = {"realized": [], "optimum": [], "win_rate": [], "ratio": []}
+    for _ in tqdm(range(rounds), desc="shading run", disable=not progress, leave=False):
+        v = rng.random(auctions_per_round)
+        b = shader.bid(v)
+        out = simulate_first_price(
+            b, n_bidders=n_bidders, report_min_to_win=report_min_to_win,
+            seed=int(rng.integers(1 << 63)),
+        )  # fmt: skip
+        cols["realized"].append(float(np.where(out.won, v - b, 0.0).sum()))
+        cols["optimum"].append(float((v**n_bidders / n_bidders).sum()))
+        cols["win_rate"].append(float(out.won.mean()))
+        cols["ratio"].append(float(np.median(b[v > 0.05] / v[v > 0.05])))
+        shader.observe(out.bids, out.won, out.price, out.min_to_win)
+    return ShadingRun(
+        np.array(cols["realized"]), np.array(cols["optimum"]),
+        np.array(cols["win_rate"]), np.array(cols["ratio"]),
+    )  # fmt: skip
+
+
+def plot_shading(path: str, seed: int = 7, n: int = 10_000) -> None:
+    """Save a two-panel PNG: learned P(win | bid) against the truth, and the shaded bids."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = simulate_first_price(lambda r, k: r.random(k), n, report_min_to_win="never", seed=seed)
+    b = np.linspace(0, 1, 401)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(b, equilibrium_win_probability(b), "k", lw=2, label="truth (b / 0.8)^4")
+    ax2.plot(b, optimal_equilibrium_bid(b), "k", lw=2, label="optimum 0.8 v")
+    styles: tuple[tuple[Estimator, str], ...] = (
+        ("empirical", "C0"),
+        ("lognormal", "C1--"),
+        ("naive", "C3:"),
+    )
+    for est, style in styles:
+        land = BidLandscape(estimator=est)
+        land.observe(out.bids, out.won, out.price, out.min_to_win)
+        ax1.plot(b, land.win_probability(b), style, label=est)
+        ax2.plot(b, land.optimal_bid(b), style, label=est)
+    ax1.set(xlabel="bid", ylabel="P(win | bid)", title=f"learned from {n} win/loss outcomes")
+    ax2.set(xlabel="value", ylabel="shaded bid", title="argmax (v - b) P(win | b)")
+    for ax in (ax1, ax2):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def demo_section(args: object) -> None:
+    """``rtbcore demo``: landscapes learned from simulated first-price auctions, a shading run."""
+    seed = int(getattr(args, "seed", 7))
+    quick = bool(getattr(args, "quick", False))
+    n = 2_000 if quick else 10_000
+    auctions = getattr(args, "auctions", None)
+    if auctions is not None:
+        n = max(100, min(int(auctions), 1_000_000))  # the section stays within its seconds
+    values = np.linspace(0.3, 0.9, 61)
+    opt = equilibrium_surplus(values, optimal_equilibrium_bid(values))
+    print(f"bid shading: {n} first-price auctions vs 4 rivals bidding 0.8 * value (equilibrium)")
+    for mode in ("losses", "never"):
+        out = simulate_first_price(lambda r, k: r.random(k), n, report_min_to_win=mode, seed=seed)
+        feedback = "win/loss + min-to-win" if mode == "losses" else "win/loss only"
+        for est in ("empirical", "lognormal", "naive"):
+            land = BidLandscape(estimator=est)
+            land.observe(out.bids, out.won, out.price, out.min_to_win)
+            ratio = equilibrium_surplus(values, land.optimal_bid(values)).mean() / opt.mean()
+            print(f"  {feedback:22s} {est:10s} surplus {100 * ratio:5.1f}% of the optimum")
+    rounds, per = (8, 2_000) if quick else (20, 5_000)
+    run = run_shading(rounds, per, seed=seed, progress=not quick)
+    print(f"  shading run, win/loss only, learning online ({rounds} rounds x {per} auctions):")
+    for r in sorted({0, 1, 2, rounds // 2, rounds - 1}):
+        print(
+            f"    round {r + 1:2d}: median bid/value {run.bid_ratio[r]:.3f} (theory 0.800), "
+            f"win rate {run.win_rate[r]:.3f}, surplus {100 * run.share[r]:5.1f}% of the optimum"
+        )
