@@ -35,7 +35,27 @@ _errors = [
 _clearing: list[str] = []
 
 # --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
-_streaming: list[str] = []
+from rtbcore.streaming import (  # noqa: E402
+    BID_DTYPE,
+    KIND_CANCEL,
+    KIND_PLACE,
+    KIND_UPDATE,
+    BidQueue,
+    BidRing,
+    RingReader,
+    make_bids,
+)
+
+_streaming: list[str] = [
+    "BID_DTYPE",
+    "KIND_PLACE",
+    "KIND_UPDATE",
+    "KIND_CANCEL",
+    "BidQueue",
+    "BidRing",
+    "RingReader",
+    "make_bids",
+]
 
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
 _engine: list[str] = []

@@ -670,6 +670,11 @@ impl BidRing {
     pub fn mode(&self) -> RingMode {
         self.inner.mode
     }
+    /// Byte offset of slot 0 in the file: records are `record_size` bytes each, back to back,
+    /// so another process can map the file read-only and view them (the Python API does).
+    pub fn records_offset(&self) -> u64 {
+        self.inner.records_off as u64
+    }
     pub fn max_readers(&self) -> u32 {
         self.inner.max_readers
     }
@@ -1087,6 +1092,10 @@ impl RingReader {
         }
     }
 
+    /// Bytes per record of the ring.
+    pub fn record_size(&self) -> usize {
+        self.inner.rec_size
+    }
     /// The reader's name.
     pub fn name(&self) -> String {
         self.inner.entry_name(self.entry)
