@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-
 from _rtbcore import BidQueue as _NativeBidQueue
 from _rtbcore import BidRing as _NativeBidRing
 
@@ -220,7 +219,9 @@ class BidRing:
     ) -> bool:
         """Appends one bid; False when there is no room (backpressure mode)."""
         if not self._validate:
-            raise InvalidInputError(f"append: this ring holds {self._dtype} records; use append_many")
+            raise InvalidInputError(
+                f"append: this ring holds {self._dtype} records; use append_many"
+            )
         return bool(self._n.append(auction_id, bidder_id, price, quality, kind, timestamp_ns))
 
     def append_many(self, records: np.ndarray) -> int:

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import disjoint_base as _st_disjoint_base
 
+__all__ += ["BidQueue", "BidRing", "RingReader"]
+
 @_st_disjoint_base
 class BidQueue:
     def __new__(cls, capacity: int = 65536) -> BidQueue: ...

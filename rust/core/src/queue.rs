@@ -133,8 +133,7 @@ impl BidQueue {
         }
         for (i, r) in recs.iter().enumerate() {
             if self.q.push(*r).is_err() {
-                self.refused_full
-                    .fetch_add((recs.len() - i) as u64, Ordering::Relaxed);
+                self.refused_full.fetch_add((recs.len() - i) as u64, Ordering::Relaxed);
                 return Ok(i);
             }
         }
@@ -222,10 +221,7 @@ mod tests {
         assert_eq!(q.push(rec(6)), Err(CoreError::Closed));
         let mut out = Vec::new();
         assert_eq!(q.pop_many(&mut out, 10), 3);
-        assert_eq!(
-            out.iter().map(|r| r.auction_id).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        assert_eq!(out.iter().map(|r| r.auction_id).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 
     #[test]
@@ -234,22 +230,14 @@ mod tests {
         let mut block = vec![rec(1), rec(2), rec(3)];
         block[2].price = f64::NAN;
         match q.push_many(&block) {
-            Err(CoreError::InvalidBid {
-                field: "price",
-                index: 2,
-                ..
-            }) => {}
+            Err(CoreError::InvalidBid { field: "price", index: 2, .. }) => {}
             other => panic!("{other:?}"),
         }
         block[2].price = 1.0;
         block[1].kind = 9;
         assert!(matches!(
             q.push_many(&block),
-            Err(CoreError::InvalidBid {
-                field: "kind",
-                index: 1,
-                ..
-            })
+            Err(CoreError::InvalidBid { field: "kind", index: 1, .. })
         ));
         assert_eq!(q.len(), 0);
         assert!(BidQueue::new(0).is_err());

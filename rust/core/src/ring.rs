@@ -202,10 +202,7 @@ impl Default for RingOptions {
 }
 
 fn io_err(context: impl Into<String>, e: std::io::Error) -> CoreError {
-    CoreError::Io {
-        context: context.into(),
-        msg: e.to_string(),
-    }
+    CoreError::Io { context: context.into(), msg: e.to_string() }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -265,9 +262,7 @@ impl Inner {
     fn slot_ptr(&self, seq: u64) -> *mut u8 {
         // SAFETY: the slot index is < cap and records_off + cap * rec_size <= map.len().
         unsafe {
-            self.base
-                .as_ptr()
-                .add(self.records_off + (seq & self.mask) as usize * self.rec_size)
+            self.base.as_ptr().add(self.records_off + (seq & self.mask) as usize * self.rec_size)
         }
     }
     fn entry_off(&self, i: u32) -> usize {
@@ -286,10 +281,7 @@ impl Inner {
         let bytes = unsafe {
             std::slice::from_raw_parts(self.base.as_ptr().add(off + 16), MAX_READER_NAME)
         };
-        let len = bytes
-            .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(MAX_READER_NAME);
+        let len = bytes.iter().position(|b| *b == 0).unwrap_or(MAX_READER_NAME);
         String::from_utf8_lossy(&bytes[..len]).into_owned()
     }
     fn closed(&self) -> bool {
@@ -461,19 +453,13 @@ impl BidRing {
         if opts.record_size == 0 || opts.record_size % 8 != 0 || opts.record_size > 1 << 20 {
             return Err(CoreError::invalid(
                 "record_size",
-                format!(
-                    "must be a positive multiple of 8 up to 1 MiB, got {}",
-                    opts.record_size
-                ),
+                format!("must be a positive multiple of 8 up to 1 MiB, got {}", opts.record_size),
             ));
         }
         if opts.max_readers == 0 || opts.max_readers > MAX_READERS_LIMIT {
             return Err(CoreError::invalid(
                 "max_readers",
-                format!(
-                    "must be in 1..={MAX_READERS_LIMIT}, got {}",
-                    opts.max_readers
-                ),
+                format!("must be in 1..={MAX_READERS_LIMIT}, got {}", opts.max_readers),
             ));
         }
         let cap = opts.capacity.next_power_of_two();
@@ -485,18 +471,9 @@ impl BidRing {
                 msg: "file exists (use BidRing.open to attach to it)".into(),
             });
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let fname = path
-            .file_name()
-            .ok_or_else(|| CoreError::invalid("path", "names no file"))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            fname.to_string_lossy(),
-            std::process::id()
-        ));
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let fname = path.file_name().ok_or_else(|| CoreError::invalid("path", "names no file"))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", fname.to_string_lossy(), std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let ctx = || format!("create ring {}", path.display());
         let file = OpenOptions::new()
@@ -546,19 +523,15 @@ impl BidRing {
     /// Opens an existing ring file. `record_size`, when given, must match the file's.
     pub fn open(path: impl AsRef<Path>, record_size: Option<usize>) -> Result<Self, CoreError> {
         let path = path.as_ref();
-        let corrupt = |msg: String| CoreError::CorruptFile {
-            path: path.display().to_string(),
-            msg,
-        };
+        let corrupt =
+            |msg: String| CoreError::CorruptFile { path: path.display().to_string(), msg };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| io_err(format!("open ring {}", path.display()), e))?;
-        let flen = file
-            .metadata()
-            .map_err(|e| io_err(format!("stat ring {}", path.display()), e))?
-            .len();
+        let flen =
+            file.metadata().map_err(|e| io_err(format!("stat ring {}", path.display()), e))?.len();
         if flen < HEADER_LEN {
             return Err(corrupt(format!(
                 "not an rtbcore ring: {flen} bytes is shorter than the {HEADER_LEN}-byte header"
@@ -581,9 +554,7 @@ impl BidRing {
             )));
         }
         if fnv1a(&hdr[..STATIC_LEN]) != u64f(OFF_CHECKSUM) {
-            return Err(corrupt(
-                "header checksum mismatch (the header was overwritten)".into(),
-            ));
+            return Err(corrupt("header checksum mismatch (the header was overwritten)".into()));
         }
         let rec_size = u32f(OFF_RECSIZE) as usize;
         let cap = u64f(OFF_CAPACITY);
@@ -698,13 +669,9 @@ impl BidRing {
     /// Refuses later appends from every process; readers drain what is there.
     pub fn close(&self) {
         self.inner.u32_at(OFF_CLOSED).store(1, Ordering::SeqCst);
-        self.inner
-            .u32_at(OFF_DATA_FUTEX)
-            .fetch_add(1, Ordering::SeqCst);
+        self.inner.u32_at(OFF_DATA_FUTEX).fetch_add(1, Ordering::SeqCst);
         futex_wake(self.inner.u32_at(OFF_DATA_FUTEX));
-        self.inner
-            .u32_at(OFF_SPACE_FUTEX)
-            .fetch_add(1, Ordering::SeqCst);
+        self.inner.u32_at(OFF_SPACE_FUTEX).fetch_add(1, Ordering::SeqCst);
         futex_wake(self.inner.u32_at(OFF_SPACE_FUTEX));
     }
     pub fn is_closed(&self) -> bool {
@@ -716,12 +683,7 @@ impl BidRing {
         let inn = &self.inner;
         (0..inn.max_readers)
             .filter(|&i| inn.entry_state(i).load(Ordering::SeqCst) == ENTRY_ACTIVE)
-            .map(|i| {
-                (
-                    inn.entry_name(i),
-                    inn.entry_cursor(i).load(Ordering::SeqCst),
-                )
-            })
+            .map(|i| (inn.entry_name(i), inn.entry_cursor(i).load(Ordering::SeqCst)))
             .collect()
     }
 
@@ -767,10 +729,7 @@ impl BidRing {
         let i = free.ok_or_else(|| {
             CoreError::invalid(
                 "name",
-                format!(
-                    "the ring already has its maximum of {} readers",
-                    inn.max_readers
-                ),
+                format!("the ring already has its maximum of {} readers", inn.max_readers),
             )
         })?;
         let tail = inn.tail().load(Ordering::SeqCst);
@@ -826,10 +785,7 @@ impl BidRing {
             if n == 0 {
                 return Ok((t, 0));
             }
-            if tail
-                .compare_exchange_weak(t, t + n, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-            {
+            if tail.compare_exchange_weak(t, t + n, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
                 return Ok((t, n));
             }
         }
@@ -863,9 +819,7 @@ impl BidRing {
                     continue;
                 }
             }
-            if st
-                .compare_exchange(cur, WRITING | mine, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+            if st.compare_exchange(cur, WRITING | mine, Ordering::AcqRel, Ordering::Relaxed).is_ok()
             {
                 // The record bytes written next must not become visible before the claim.
                 fence(Ordering::Release);
@@ -908,8 +862,7 @@ impl BidRing {
             }
         }
         if lost > 0 {
-            inn.u64_at(OFF_LOST_WRITES)
-                .fetch_add(lost, Ordering::Relaxed);
+            inn.u64_at(OFF_LOST_WRITES).fetch_add(lost, Ordering::Relaxed);
         }
         inn.wake(OFF_DATA_FUTEX, OFF_DATA_WAITERS);
     }
@@ -920,10 +873,7 @@ impl BidRing {
         if bytes.len() % rs != 0 {
             return Err(CoreError::invalid(
                 "records",
-                format!(
-                    "{} bytes is not a whole number of {rs}-byte records",
-                    bytes.len()
-                ),
+                format!("{} bytes is not a whole number of {rs}-byte records", bytes.len()),
             ));
         }
         let (first, n) = self.reserve((bytes.len() / rs) as u64)?;
@@ -970,11 +920,9 @@ impl BidRing {
                 return true;
             }
             let t = inn.tail().load(Ordering::SeqCst);
-            inn.min_cursor()
-                .is_none_or(|c| c + inn.cap >= t + n.min(inn.cap))
+            inn.min_cursor().is_none_or(|c| c + inn.cap >= t + n.min(inn.cap))
         };
-        self.inner
-            .wait_until(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS, timeout, &mut ready)
+        self.inner.wait_until(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS, timeout, &mut ready)
     }
 
     /// Reserves `n` slots and never commits them: what a writer killed between its reservation
@@ -1006,12 +954,7 @@ fn abandon_range(inn: &Inner, lo: u64, hi: u64) -> u64 {
                 break; // committed, already abandoned, or reused by a newer record
             }
             if st
-                .compare_exchange(
-                    cur,
-                    ABANDONED | (seq + 1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(cur, ABANDONED | (seq + 1), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 marked += 1;
@@ -1020,8 +963,7 @@ fn abandon_range(inn: &Inner, lo: u64, hi: u64) -> u64 {
         }
     }
     if marked > 0 {
-        inn.u64_at(OFF_ABANDONED)
-            .fetch_add(marked, Ordering::Relaxed);
+        inn.u64_at(OFF_ABANDONED).fetch_add(marked, Ordering::Relaxed);
     }
     marked
 }
@@ -1117,26 +1059,18 @@ impl RingReader {
     }
     /// Committed records between the reader's position and the tail (ignores uncommitted gaps).
     pub fn lag(&self) -> u64 {
-        self.inner
-            .tail()
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.pending_end)
+        self.inner.tail().load(Ordering::SeqCst).saturating_sub(self.pending_end)
     }
 
     fn check_registered(&self) -> Result<(), CoreError> {
         if self.inner.entry_state(self.entry).load(Ordering::SeqCst) != ENTRY_ACTIVE {
-            return Err(CoreError::invalid(
-                "reader",
-                "this reader was removed from the ring",
-            ));
+            return Err(CoreError::invalid("reader", "this reader was removed from the ring"));
         }
         Ok(())
     }
 
     fn store_cursor(&mut self, c: u64) {
-        self.inner
-            .entry_cursor(self.entry)
-            .store(c, Ordering::SeqCst);
+        self.inner.entry_cursor(self.entry).store(c, Ordering::SeqCst);
         if self.inner.mode == RingMode::Backpressure {
             self.inner.wake(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS);
         }
@@ -1158,10 +1092,7 @@ impl RingReader {
         self.pending_start = e;
         self.store_cursor(e);
         match bad {
-            Some(seq) => Err(CoreError::Overrun {
-                lost: e - seq,
-                next_seq: e,
-            }),
+            Some(seq) => Err(CoreError::Overrun { lost: e - seq, next_seq: e }),
             None => Ok(()),
         }
     }
@@ -1179,10 +1110,7 @@ impl RingReader {
             ));
         }
         if from_seq < oldest {
-            return Err(CoreError::Overrun {
-                lost: oldest - from_seq,
-                next_seq: oldest,
-            });
+            return Err(CoreError::Overrun { lost: oldest - from_seq, next_seq: oldest });
         }
         self.pending_start = from_seq;
         self.pending_end = from_seq;
@@ -1252,11 +1180,8 @@ impl RingReader {
                 if cs > seq + 1 {
                     // The slot was reused: we were lapped (broadcast) mid-scan.
                     if n == 0 {
-                        let oldest = inn
-                            .tail()
-                            .load(Ordering::SeqCst)
-                            .saturating_sub(inn.cap)
-                            .max(seq + 1);
+                        let oldest =
+                            inn.tail().load(Ordering::SeqCst).saturating_sub(inn.cap).max(seq + 1);
                         return Err(self.overrun(seq, oldest));
                     }
                     break;
@@ -1306,11 +1231,8 @@ impl RingReader {
                 }
             }
             if good == 0 {
-                let oldest = inn
-                    .tail()
-                    .load(Ordering::SeqCst)
-                    .saturating_sub(inn.cap)
-                    .max(start + 1);
+                let oldest =
+                    inn.tail().load(Ordering::SeqCst).saturating_sub(inn.cap).max(start + 1);
                 return Err(self.overrun(start, oldest));
             }
             self.pending_start = start;
@@ -1331,12 +1253,7 @@ impl RingReader {
         };
         self.pending_start = start;
         self.pending_end = start + n;
-        Ok(RingBatch {
-            start_seq: start,
-            n: n as usize,
-            rec_size: rs,
-            data,
-        })
+        Ok(RingBatch { start_seq: start, n: n as usize, rec_size: rs, data })
     }
 
     /// Like [`read`](Self::read) but copies into `out` (whole records); returns how many.
@@ -1354,10 +1271,7 @@ impl RingReader {
         self.pending_end = oldest;
         self.stall = None;
         self.store_cursor(oldest);
-        CoreError::Overrun {
-            lost: oldest - pos,
-            next_seq: oldest,
-        }
+        CoreError::Overrun { lost: oldest - pos, next_seq: oldest }
     }
 
     /// Called when the slot at the cursor is not committed. Returns true if it was (or has just
@@ -1408,14 +1322,7 @@ mod tests {
     #[test]
     fn append_read_commit_backpressure() {
         let p = tmp("bp");
-        let ring = BidRing::create(
-            &p,
-            RingOptions {
-                capacity: 8,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
         let mut r = ring.reader("a", Start::Oldest).unwrap();
         let recs: Vec<_> = (0..10).map(rec).collect();
         assert_eq!(ring.append_many(&recs).unwrap(), 8);
@@ -1444,35 +1351,22 @@ mod tests {
         let p = tmp("bc");
         let ring = BidRing::create(
             &p,
-            RingOptions {
-                capacity: 4,
-                mode: RingMode::Broadcast,
-                ..Default::default()
-            },
+            RingOptions { capacity: 4, mode: RingMode::Broadcast, ..Default::default() },
         )
         .unwrap();
         let mut r = ring.reader("a", Start::Oldest).unwrap();
         let recs: Vec<_> = (0..10).map(rec).collect();
         assert_eq!(ring.append_many(&recs).unwrap(), 10);
         match r.read(10) {
-            Err(CoreError::Overrun {
-                lost: 6,
-                next_seq: 6,
-            }) => {}
+            Err(CoreError::Overrun { lost: 6, next_seq: 6 }) => {}
             Err(e) => panic!("{e}"),
             Ok(b) => panic!("read {} records", b.len()),
         }
         // Reads stop at the end of the ring; the next one wraps.
         let b = r.read(10).unwrap();
-        assert_eq!(
-            b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(),
-            vec![6, 7]
-        );
+        assert_eq!(b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(), vec![6, 7]);
         let b = r.read(10).unwrap();
-        assert_eq!(
-            b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(),
-            vec![8, 9]
-        );
+        assert_eq!(b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(), vec![8, 9]);
         std::fs::remove_file(&p).unwrap();
     }
 
@@ -1480,26 +1374,13 @@ mod tests {
     fn foreign_and_truncated_files_are_corrupt() {
         let p = tmp("foreign");
         std::fs::write(&p, vec![7u8; 9000]).unwrap();
-        assert!(matches!(
-            BidRing::open(&p, None),
-            Err(CoreError::CorruptFile { .. })
-        ));
+        assert!(matches!(BidRing::open(&p, None), Err(CoreError::CorruptFile { .. })));
         std::fs::remove_file(&p).unwrap();
-        let ring = BidRing::create(
-            &p,
-            RingOptions {
-                capacity: 8,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
         drop(ring);
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(HEADER_LEN + 100).unwrap();
-        assert!(matches!(
-            BidRing::open(&p, None),
-            Err(CoreError::CorruptFile { .. })
-        ));
+        assert!(matches!(BidRing::open(&p, None), Err(CoreError::CorruptFile { .. })));
         std::fs::remove_file(&p).unwrap();
     }
 }

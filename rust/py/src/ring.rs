@@ -17,7 +17,10 @@ use crate::{detach, to_pyerr};
 
 fn duration(field: &'static str, secs: f64) -> PyResult<Duration> {
     if !(secs.is_finite() && secs >= 0.0 && secs < 1e9) {
-        return Err(to_pyerr(CoreError::invalid(field, format!("must be a finite number of seconds >= 0, got {secs}"))));
+        return Err(to_pyerr(CoreError::invalid(
+            field,
+            format!("must be a finite number of seconds >= 0, got {secs}"),
+        )));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -39,12 +42,22 @@ pub struct PyBidRing {
 impl PyBidRing {
     /// Creates a new ring file (fails if it exists).
     #[staticmethod]
-    fn _create(py: Python<'_>, path: PathBuf, capacity: u64, record_size: usize, mode: &str, max_readers: u32) -> PyResult<Self> {
+    fn _create(
+        py: Python<'_>,
+        path: PathBuf,
+        capacity: u64,
+        record_size: usize,
+        mode: &str,
+        max_readers: u32,
+    ) -> PyResult<Self> {
         let mode = match mode {
             "backpressure" => RingMode::Backpressure,
             "broadcast" => RingMode::Broadcast,
             other => {
-                return Err(to_pyerr(CoreError::invalid("mode", format!("must be 'backpressure' or 'broadcast', got {other:?}"))))
+                return Err(to_pyerr(CoreError::invalid(
+                    "mode",
+                    format!("must be 'backpressure' or 'broadcast', got {other:?}"),
+                )))
             }
         };
         let opts = RingOptions { capacity, record_size, mode, max_readers };
@@ -62,7 +75,15 @@ impl PyBidRing {
 
     /// Appends one bid; False when there is no room (backpressure).
     #[pyo3(signature = (auction_id, bidder_id, price, quality=1.0, kind=0, timestamp_ns=0))]
-    fn append(&self, auction_id: u64, bidder_id: u64, price: f64, quality: f64, kind: u8, timestamp_ns: u64) -> PyResult<bool> {
+    fn append(
+        &self,
+        auction_id: u64,
+        bidder_id: u64,
+        price: f64,
+        quality: f64,
+        kind: u8,
+        timestamp_ns: u64,
+    ) -> PyResult<bool> {
         let mut r = BidRecord::new(auction_id, bidder_id, price, quality, kind);
         r.timestamp_ns = timestamp_ns;
         self.ring.append(&r).map_err(to_pyerr)
@@ -70,8 +91,15 @@ impl PyBidRing {
 
     /// Appends whole records given as raw bytes; bid records are validated when the ring holds
     /// 48-byte BidRecords and `validate` is true. Returns how many fit.
-    fn _append_bytes(&self, py: Python<'_>, buf: PyReadonlyArray1<'_, u8>, validate: bool) -> PyResult<usize> {
-        let bytes = buf.as_slice().map_err(|_| to_pyerr(CoreError::invalid("records", "must be C-contiguous")))?;
+    fn _append_bytes(
+        &self,
+        py: Python<'_>,
+        buf: PyReadonlyArray1<'_, u8>,
+        validate: bool,
+    ) -> PyResult<usize> {
+        let bytes = buf
+            .as_slice()
+            .map_err(|_| to_pyerr(CoreError::invalid("records", "must be C-contiguous")))?;
         if validate {
             let recs = as_records(bytes).map_err(to_pyerr)?;
             detach(py, || self.ring.append_many(&recs)).map_err(to_pyerr)
@@ -82,11 +110,22 @@ impl PyBidRing {
 
     /// Attaches to (or registers) the named persistent cursor.
     #[pyo3(signature = (name, start="oldest", abandon_after=2.0))]
-    fn reader(&self, py: Python<'_>, name: &str, start: &str, abandon_after: f64) -> PyResult<PyRingReader> {
+    fn reader(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        start: &str,
+        abandon_after: f64,
+    ) -> PyResult<PyRingReader> {
         let start = match start {
             "oldest" => Start::Oldest,
             "latest" => Start::Latest,
-            other => return Err(to_pyerr(CoreError::invalid("start", format!("must be 'oldest' or 'latest', got {other:?}")))),
+            other => {
+                return Err(to_pyerr(CoreError::invalid(
+                    "start",
+                    format!("must be 'oldest' or 'latest', got {other:?}"),
+                )))
+            }
         };
         let d = duration("abandon_after", abandon_after)?;
         let mut r = detach(py, || self.ring.reader(name, start)).map_err(to_pyerr)?;
@@ -196,8 +235,14 @@ impl PyRingReader {
     }
 
     /// Like `_read` but copies the records into `out` (raw bytes, whole records).
-    fn _read_into(&self, py: Python<'_>, mut out: PyReadwriteArray1<'_, u8>) -> PyResult<(u64, usize)> {
-        let bytes = out.as_slice_mut().map_err(|_| to_pyerr(CoreError::invalid("out", "must be C-contiguous")))?;
+    fn _read_into(
+        &self,
+        py: Python<'_>,
+        mut out: PyReadwriteArray1<'_, u8>,
+    ) -> PyResult<(u64, usize)> {
+        let bytes = out
+            .as_slice_mut()
+            .map_err(|_| to_pyerr(CoreError::invalid("out", "must be C-contiguous")))?;
         self.with(py, |r| {
             let rs = r.record_size();
             let b = r.read(bytes.len() / rs)?;
