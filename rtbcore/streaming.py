@@ -76,7 +76,8 @@ def make_bids(
     if cols[0].ndim > 1:
         raise InvalidInputError(f"make_bids: columns must be 1-D, got shape {cols[0].shape}")
     out = np.zeros(cols[0].shape, BID_DTYPE)
-    for name, col in zip(BID_DTYPE.names or (), cols, strict=True):
+    names = ("auction_id", "bidder_id", "price", "quality", "kind", "timestamp_ns")
+    for name, col in zip(names, cols, strict=True):
         out[name] = col
     return np.atleast_1d(out)
 
@@ -126,6 +127,8 @@ class BidQueue(_NativeBidQueue):
         """Dequeues up to ``max_n`` records (oldest first) into a new :data:`BID_DTYPE` array."""
         max_n = _check_count(max_n, "max_n")
         out = np.empty(min(max_n, len(self)), BID_DTYPE)
+        if len(out) == 0:
+            return out
         n = self._pop_into(out.view(np.uint8))
         return out[:n]
 

@@ -80,6 +80,9 @@ impl PyBidQueue {
         let bytes = out
             .as_slice_mut()
             .map_err(|_| to_pyerr(CoreError::invalid("out", "must be C-contiguous")))?;
+        if bytes.is_empty() {
+            return Ok(0);
+        }
         if bytes.len() % BidRecord::SIZE != 0 || (bytes.as_ptr() as usize) % 8 != 0 {
             return Err(to_pyerr(CoreError::invalid(
                 "out",
