@@ -137,6 +137,13 @@ class BidQueue(_NativeBidQueue):
         return f"BidQueue(len={len(self)}, capacity={self.capacity}, {state})"
 
 
+class _ClosedHandle:
+    """Stands in for the native ring after close(): every use raises QueueClosed."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise QueueClosed("this BidRing handle was closed")
+
+
 def _default_path() -> str:
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     return os.path.join(base, f"rtbcore-{os.getpid()}-{secrets.token_hex(4)}.ring")
@@ -207,8 +214,6 @@ class BidRing:
 
     @property
     def _n(self) -> Any:
-        if self._native is None:
-            raise QueueClosed("this BidRing handle was closed")
         return self._native
 
     def append(
@@ -225,7 +230,7 @@ class BidRing:
             raise InvalidInputError(
                 f"append: this ring holds {self._dtype} records; use append_many"
             )
-        return bool(self._n.append(auction_id, bidder_id, price, quality, kind, timestamp_ns))
+        return self._native.append(auction_id, bidder_id, price, quality, kind, timestamp_ns)
 
     def append_many(self, records: np.ndarray) -> int:
         """Appends the longest prefix of ``records`` that fits (all of them in broadcast mode)
@@ -270,7 +275,7 @@ class BidRing:
 
     def close(self) -> None:
         """Releases this handle (the file and other processes' handles are untouched)."""
-        self._native = None
+        self._native = _ClosedHandle()
 
     def __enter__(self) -> BidRing:
         return self
@@ -320,7 +325,7 @@ class BidRing:
         return int(self._n.lost_writes)
 
     def __repr__(self) -> str:
-        if self._native is None:
+        if isinstance(self._native, _ClosedHandle):
             return "BidRing(<closed>)"
         return (
             f"BidRing({self.path!r}, capacity={self.capacity}, mode={self.mode!r}, "

@@ -65,17 +65,22 @@
 //! # Commit protocol and crash safety
 //! Every slot has a 64-bit stamp beside the record area: `seq + 1` once record `seq` is
 //! committed, with a WRITING flag while a writer fills it and an ABANDONED flag for a slot whose
-//! writer died. A writer reserves `n` sequence numbers with one CAS on the shared tail, then for
-//! each slot CASes the stamp to `WRITING|seq+1`, copies the record and stores `seq + 1` (Release).
-//! Readers consume only slots whose stamp is exactly `seq + 1`, so a record is either wholly
-//! visible or not at all; `kill -9` of a writer at any moment leaves every committed record intact.
+//! writer died. A writer reserves `n` sequence numbers with one CAS on the shared tail. When the
+//! reservation was bounded by registered readers' cursors (backpressure mode with a reader), the
+//! slots are the writer's alone: it copies the block in one go and then stores each stamp
+//! `seq + 1` (Release). Otherwise (broadcast, or no reader) it claims each slot with a CAS to
+//! `WRITING|seq+1`, copies, and commits with a CAS. Readers consume only slots whose stamp is
+//! exactly `seq + 1`, so a record is either wholly visible or not at all; `kill -9` of a writer
+//! at any moment leaves every committed record intact.
 //!
 //! A slot reserved by a writer that died stays uncommitted. A reader that waits on such a slot
 //! for longer than its `abandon_after` (default 2 s; a live writer fills a slot in nanoseconds)
 //! marks it, and every other slot that was already reserved when the stall began and is still
 //! uncommitted, ABANDONED, skips them and counts them in [`BidRing::abandoned`]. If a writer was
-//! merely stopped that long, its late commit fails and it counts the record as abandoned too; the
-//! record is never half-visible.
+//! merely stopped that long (SIGSTOP, swapped out), its late commit is refused and counted in
+//! [`BidRing::lost_writes`] — except on the fast path, where a writer stopped for `abandon_after`
+//! in the middle of its block copy may still commit afterwards: readers that already skipped
+//! the slot do not see the record, later ones do. Either way no record is ever half-visible.
 //!
 //! Opening checks the magic, format version, record size, capacity, offsets, a checksum of the
 //! header and the file length; anything off is [`CoreError::CorruptFile`], never a crash.
@@ -757,20 +762,23 @@ impl BidRing {
         tail.saturating_sub(self.inner.cap)
     }
 
-    /// Reserves up to `want` sequence numbers; returns (first, n).
-    fn reserve(&self, want: u64) -> Result<(u64, u64), CoreError> {
+    /// Reserves up to `want` sequence numbers; returns (first, n, exclusive). `exclusive` means
+    /// the reservation was bounded by the registered readers' acknowledged cursors, so every
+    /// previous occupant of these slots was committed (or abandoned) and read: no other writer
+    /// can be in them, and the slots need no claim.
+    fn reserve(&self, want: u64) -> Result<(u64, u64, bool), CoreError> {
         let inn = &self.inner;
         if inn.closed() {
             return Err(CoreError::Closed);
         }
         if want == 0 {
-            return Ok((inn.tail().load(Ordering::SeqCst), 0));
+            return Ok((inn.tail().load(Ordering::SeqCst), 0, false));
         }
         let tail = inn.tail();
         loop {
             let t = tail.load(Ordering::SeqCst);
-            let n = match inn.mode {
-                RingMode::Broadcast => want,
+            let (n, exclusive) = match inn.mode {
+                RingMode::Broadcast => (want, false),
                 RingMode::Backpressure => {
                     let epoch = inn.u32_at(OFF_EPOCH).load(Ordering::SeqCst);
                     let mut limit = self.limit_cache.load(Ordering::Relaxed);
@@ -779,14 +787,14 @@ impl BidRing {
                         self.limit_cache.store(limit, Ordering::Relaxed);
                         self.epoch_cache.store(epoch, Ordering::Relaxed);
                     }
-                    want.min(limit.saturating_sub(t))
+                    (want.min(limit.saturating_sub(t)), limit != u64::MAX)
                 }
             };
             if n == 0 {
-                return Ok((t, 0));
+                return Ok((t, 0, exclusive));
             }
             if tail.compare_exchange_weak(t, t + n, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-                return Ok((t, n));
+                return Ok((t, n, exclusive));
             }
         }
     }
@@ -829,7 +837,55 @@ impl BidRing {
     }
 
     /// Copies raw records (`bytes.len()` a multiple of the record size) into reserved slots.
-    fn write_reserved(&self, first: u64, n: u64, bytes: &[u8]) {
+    fn write_reserved(&self, first: u64, n: u64, bytes: &[u8], exclusive: bool) {
+        let inn = &self.inner;
+        let lost = if exclusive && self.write_exclusive(first, n, bytes) {
+            0
+        } else {
+            self.write_claimed(first, n, bytes)
+        };
+        if lost > 0 {
+            inn.u64_at(OFF_LOST_WRITES).fetch_add(lost, Ordering::Relaxed);
+        }
+        inn.wake(OFF_DATA_FUTEX, OFF_DATA_WAITERS);
+    }
+
+    /// The fast path of a reader-bounded reservation: no per-slot claim, one bulk copy, then a
+    /// Release store of each stamp. Returns false (having written nothing) if a slot was
+    /// already declared abandoned, leaving the reservation to the claiming path.
+    fn write_exclusive(&self, first: u64, n: u64, bytes: &[u8]) -> bool {
+        let inn = &self.inner;
+        let rs = inn.rec_size;
+        // A reader declares a slot abandoned only after it stalled for abandon_after; a
+        // writer that slow takes the careful path.
+        if (first..first + n).any(|seq| inn.stamp(seq).load(Ordering::Acquire) & SEQ_BITS > seq) {
+            return false;
+        }
+        let head = ((inn.cap - (first & inn.mask)).min(n)) as usize;
+        // SAFETY: the reservation bounded by every reader's acknowledged cursor makes these
+        // slots ours alone (their previous records were read by everyone); `head` slots fit
+        // before the end of the ring and the rest wrap to slot 0; no overlap with `bytes`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), inn.slot_ptr(first), head * rs);
+            if (head as u64) < n {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr().add(head * rs),
+                    inn.slot_ptr(first + head as u64),
+                    (n as usize - head) * rs,
+                );
+            }
+        }
+        for seq in first..first + n {
+            // Release: the record bytes are visible before the stamp that says "committed".
+            inn.stamp(seq).store(seq + 1, Ordering::Release);
+        }
+        true
+    }
+
+    /// The general path: claim each slot with a CAS (other writers may be a lap behind in
+    /// broadcast mode, or with no reader registered), copy, commit with a CAS. Returns how many
+    /// records could not be committed.
+    fn write_claimed(&self, first: u64, n: u64, bytes: &[u8]) -> u64 {
         let inn = &self.inner;
         let rs = inn.rec_size;
         let mut lost = 0u64;
@@ -861,10 +917,7 @@ impl BidRing {
                 lost += 1;
             }
         }
-        if lost > 0 {
-            inn.u64_at(OFF_LOST_WRITES).fetch_add(lost, Ordering::Relaxed);
-        }
-        inn.wake(OFF_DATA_FUTEX, OFF_DATA_WAITERS);
+        lost
     }
 
     /// Appends raw records of the ring's record size; returns how many fit.
@@ -876,8 +929,8 @@ impl BidRing {
                 format!("{} bytes is not a whole number of {rs}-byte records", bytes.len()),
             ));
         }
-        let (first, n) = self.reserve((bytes.len() / rs) as u64)?;
-        self.write_reserved(first, n, &bytes[..n as usize * rs]);
+        let (first, n, exclusive) = self.reserve((bytes.len() / rs) as u64)?;
+        self.write_reserved(first, n, &bytes[..n as usize * rs], exclusive);
         Ok(n as usize)
     }
 

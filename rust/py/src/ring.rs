@@ -231,7 +231,13 @@ impl PyRingReader {
     /// Acknowledges the held batch and returns `(start_seq, n)` of the next committed records
     /// (zero-copy: they stay in the ring, protected until the next read or commit).
     fn _read(&self, py: Python<'_>, max_n: usize) -> PyResult<(u64, usize)> {
-        self.with(py, |r| r.read(max_n).map(|b| (b.start_seq(), b.len()))).map_err(to_pyerr)
+        let read = |r: &mut RingReader| r.read(max_n).map(|b| (b.start_seq(), b.len()));
+        if max_n <= 64 {
+            // A small read costs less than releasing and retaking the GIL.
+            let mut g = self.r.lock().unwrap_or_else(|e| e.into_inner());
+            return read(&mut g).map_err(to_pyerr);
+        }
+        self.with(py, read).map_err(to_pyerr)
     }
 
     /// Like `_read` but copies the records into `out` (raw bytes, whole records).
