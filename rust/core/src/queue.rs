@@ -6,11 +6,15 @@
 //! batch reservation, so that `push_many` / `pop_into` of a block cost one CAS instead of one per
 //! record:
 //! - a producer at tail `t` scans forward over the slots whose stamp says "free for position
-//!   `t + k`" (stamp == position), then claims them all with one CAS `tail: t -> t + k`, copies
-//!   the records and publishes each slot with a Release store of `position + 1`;
+//!   `t + k`" (stamp == 2·position), then claims them all with one CAS `tail: t -> t + k`,
+//!   copies the records and publishes each slot with a Release store of `2·position + 1`;
 //! - a consumer at head `h` scans forward over the slots whose stamp says "filled for position
-//!   `h + k`" (stamp == position + 1), claims them with one CAS on `head`, copies them out and
-//!   frees each slot with a Release store of `position + capacity`.
+//!   `h + k`" (stamp == 2·position + 1), claims them with one CAS on `head`, copies them out and
+//!   frees each slot with a Release store of `2·(position + capacity)`.
+//!
+//! (Doubling the positions keeps "filled for p" and "free for p + capacity" distinct even for
+//! a capacity of 1, where Vyukov's original `p + 1` / `p + capacity` stamps coincide; loom
+//! found that case.)
 //!
 //! A scanned slot cannot change hands between the scan and the CAS: only the owner of its
 //! position changes its stamp, and owning it takes the CAS that would then fail. Positions are
@@ -157,7 +161,7 @@ pub struct BidQueue {
 }
 
 struct Slot {
-    /// `pos` when free for the producer of position `pos`; `pos + 1` when filled by it.
+    /// `2·pos` when free for the producer of position `pos`; `2·pos + 1` when filled by it.
     stamp: AtomicU64,
     rec: SlotCell<BidRecord>,
 }
@@ -178,7 +182,10 @@ impl BidQueue {
             ));
         }
         let slots = (0..capacity as u64)
-            .map(|i| Slot { stamp: AtomicU64::new(i), rec: SlotCell::new(BidRecord::default()) })
+            .map(|i| Slot {
+                stamp: AtomicU64::new(2 * i),
+                rec: SlotCell::new(BidRecord::default()),
+            })
             .collect();
         Ok(BidQueue {
             head: CachePadded::new(AtomicU64::new(0)),
@@ -195,7 +202,7 @@ impl BidQueue {
         &self.slots[idx as usize]
     }
 
-    /// Claims up to `want` consecutive positions whose slots have stamp `pos + offset`
+    /// Claims up to `want` consecutive positions whose slots have stamp `2·pos + offset`
     /// (offset 0: free, for producers; offset 1: filled, for consumers) by CAS on `counter`.
     /// Returns (first position, its slot index, count).
     #[inline]
@@ -206,7 +213,7 @@ impl BidQueue {
             let mut idx = first_idx;
             let mut k = 0;
             while k < want {
-                if self.slot(idx).stamp.load(Ordering::Acquire) != pos + k + offset {
+                if self.slot(idx).stamp.load(Ordering::Acquire) != 2 * (pos + k) + offset {
                     break;
                 }
                 k += 1;
@@ -218,9 +225,7 @@ impl BidQueue {
             if k == 0 {
                 // Either the queue is full / empty here, or `counter` moved under us.
                 let stamp = self.slot(first_idx).stamp.load(Ordering::Acquire);
-                if (stamp as i64).wrapping_sub((pos + offset) as i64) < 0
-                    && counter.load(Ordering::Relaxed) == pos
-                {
+                if stamp < 2 * pos + offset && counter.load(Ordering::Relaxed) == pos {
                     return (pos, first_idx, 0);
                 }
                 continue;
@@ -262,7 +267,7 @@ impl BidQueue {
             let slot = self.slot(idx);
             // SAFETY: the CAS in `claim` made position pos + i ours, and its stamp said free.
             unsafe { slot.rec.write(*r) };
-            slot.stamp.store(pos + i as u64 + 1, Ordering::Release);
+            slot.stamp.store(2 * (pos + i as u64) + 1, Ordering::Release);
             idx += 1;
             if idx == self.cap {
                 idx = 0;
@@ -300,7 +305,7 @@ impl BidQueue {
             let slot = self.slot(idx);
             // SAFETY: the CAS in `claim` made position pos + i ours, and its stamp said filled.
             *o = unsafe { slot.rec.read() };
-            slot.stamp.store(pos + i as u64 + self.cap, Ordering::Release);
+            slot.stamp.store(2 * (pos + i as u64 + self.cap), Ordering::Release);
             idx += 1;
             if idx == self.cap {
                 idx = 0;
@@ -361,6 +366,17 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(q.pop_many(&mut out, 10), 3);
         assert_eq!(out.iter().map(|r| r.auction_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn capacity_one_wraps_without_overwriting() {
+        let q = BidQueue::new(1).unwrap();
+        for i in 0..5 {
+            assert!(q.push(rec(i)).unwrap());
+            assert!(!q.push(rec(100 + i)).unwrap(), "a full queue of 1 took a second record");
+            assert_eq!(q.pop().unwrap().auction_id, i);
+            assert!(q.pop().is_none());
+        }
     }
 
     #[test]
