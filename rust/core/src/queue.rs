@@ -52,6 +52,7 @@ use crate::record::{BidRecord, KIND_CANCEL};
 mod primitive {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    #[repr(transparent)]
     pub(crate) struct SlotCell<T>(std::cell::UnsafeCell<T>);
 
     impl<T: Copy> SlotCell<T> {
@@ -153,17 +154,14 @@ pub fn validate_records(recs: &[BidRecord]) -> Result<(), CoreError> {
 pub struct BidQueue {
     head: CachePadded<AtomicU64>,
     tail: CachePadded<AtomicU64>,
-    slots: Box<[Slot]>,
+    /// Per slot: `2·pos` when free for the producer of position `pos`; `2·pos + 1` when filled
+    /// by it. Kept apart from the records so that a block's records are contiguous.
+    stamps: Box<[AtomicU64]>,
+    recs: Box<[SlotCell<BidRecord>]>,
     cap: u64,
     closed: AtomicBool,
     /// Records refused because the queue was full (push returned false / push_many a short count).
     refused_full: AtomicU64,
-}
-
-struct Slot {
-    /// `2·pos` when free for the producer of position `pos`; `2·pos + 1` when filled by it.
-    stamp: AtomicU64,
-    rec: SlotCell<BidRecord>,
 }
 
 // SAFETY: a slot's record is only touched by the thread that claimed its position with a CAS,
@@ -181,16 +179,13 @@ impl BidQueue {
                 format!("must be in 1..={MAX_QUEUE_CAPACITY}, got {capacity}"),
             ));
         }
-        let slots = (0..capacity as u64)
-            .map(|i| Slot {
-                stamp: AtomicU64::new(2 * i),
-                rec: SlotCell::new(BidRecord::default()),
-            })
-            .collect();
+        let stamps = (0..capacity as u64).map(|i| AtomicU64::new(2 * i)).collect();
+        let recs = (0..capacity).map(|_| SlotCell::new(BidRecord::default())).collect();
         Ok(BidQueue {
             head: CachePadded::new(AtomicU64::new(0)),
             tail: CachePadded::new(AtomicU64::new(0)),
-            slots,
+            stamps,
+            recs,
             cap: capacity as u64,
             closed: AtomicBool::new(false),
             refused_full: AtomicU64::new(0),
@@ -198,8 +193,15 @@ impl BidQueue {
     }
 
     #[inline]
-    fn slot(&self, idx: u64) -> &Slot {
-        &self.slots[idx as usize]
+    fn stamp(&self, idx: u64) -> &AtomicU64 {
+        &self.stamps[idx as usize]
+    }
+
+    /// The (at most two) slot index ranges of `k` positions starting at slot `idx`.
+    #[inline]
+    fn segments(&self, idx: u64, k: u64) -> [(usize, usize); 2] {
+        let first = (self.cap - idx).min(k);
+        [(idx as usize, first as usize), (0, (k - first) as usize)]
     }
 
     /// Claims up to `want` consecutive positions whose slots have stamp `2·pos + offset`
@@ -213,7 +215,7 @@ impl BidQueue {
             let mut idx = first_idx;
             let mut k = 0;
             while k < want {
-                if self.slot(idx).stamp.load(Ordering::Acquire) != 2 * (pos + k) + offset {
+                if self.stamp(idx).load(Ordering::Acquire) != 2 * (pos + k) + offset {
                     break;
                 }
                 k += 1;
@@ -224,7 +226,7 @@ impl BidQueue {
             }
             if k == 0 {
                 // Either the queue is full / empty here, or `counter` moved under us.
-                let stamp = self.slot(first_idx).stamp.load(Ordering::Acquire);
+                let stamp = self.stamp(first_idx).load(Ordering::Acquire);
                 if stamp < 2 * pos + offset && counter.load(Ordering::Relaxed) == pos {
                     return (pos, first_idx, 0);
                 }
@@ -262,15 +264,22 @@ impl BidQueue {
         if recs.is_empty() {
             return Ok(0);
         }
-        let (pos, mut idx, k) = self.claim(&self.tail, recs.len() as u64, 0);
-        for (i, r) in recs[..k as usize].iter().enumerate() {
-            let slot = self.slot(idx);
-            // SAFETY: the CAS in `claim` made position pos + i ours, and its stamp said free.
-            unsafe { slot.rec.write(*r) };
-            slot.stamp.store(2 * (pos + i as u64) + 1, Ordering::Release);
-            idx += 1;
-            if idx == self.cap {
-                idx = 0;
+        let (pos, idx, k) = self.claim(&self.tail, recs.len() as u64, 0);
+        // Records first (a plain copy loop the compiler vectorises), then the stamps: each
+        // Release store publishes every record written before it.
+        let mut src = recs.iter();
+        for (start, len) in self.segments(idx, k) {
+            for (cell, r) in self.recs[start..start + len].iter().zip(&mut src) {
+                // SAFETY: the CAS in `claim` made these positions ours, and their stamps said
+                // free: no other thread touches these cells until we publish them.
+                unsafe { cell.write(*r) };
+            }
+        }
+        let mut p = 2 * pos + 1;
+        for (start, len) in self.segments(idx, k) {
+            for st in &self.stamps[start..start + len] {
+                st.store(p, Ordering::Release);
+                p += 2;
             }
         }
         if (k as usize) < recs.len() {
@@ -300,15 +309,21 @@ impl BidQueue {
         if out.is_empty() {
             return 0;
         }
-        let (pos, mut idx, k) = self.claim(&self.head, out.len() as u64, 1);
-        for (i, o) in out[..k as usize].iter_mut().enumerate() {
-            let slot = self.slot(idx);
-            // SAFETY: the CAS in `claim` made position pos + i ours, and its stamp said filled.
-            *o = unsafe { slot.rec.read() };
-            slot.stamp.store(2 * (pos + i as u64 + self.cap), Ordering::Release);
-            idx += 1;
-            if idx == self.cap {
-                idx = 0;
+        let (pos, idx, k) = self.claim(&self.head, out.len() as u64, 1);
+        let mut dst = out.iter_mut();
+        for (start, len) in self.segments(idx, k) {
+            for (cell, o) in self.recs[start..start + len].iter().zip(&mut dst) {
+                // SAFETY: the CAS in `claim` made these positions ours, and their stamps said
+                // filled: no other thread touches these cells until we free them.
+                *o = unsafe { cell.read() };
+            }
+        }
+        // Free the slots for the producers of the next lap (after the reads above).
+        let mut p = 2 * (pos + self.cap);
+        for (start, len) in self.segments(idx, k) {
+            for st in &self.stamps[start..start + len] {
+                st.store(p, Ordering::Release);
+                p += 2;
             }
         }
         k as usize
