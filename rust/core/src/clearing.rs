@@ -1239,9 +1239,9 @@ mod tests {
             let ctrs: Vec<f64> = (0..k).map(|s| 1.0 / (s as f64 + 1.0)).collect();
             let (mut w, mut pr, mut scratch) = (vec![0; k], vec![0.0; k], Vec::new());
             clear_segment_slots(SlotPrice::Gsp, &p, qs, r, 0.0, &ctrs, &mut scratch, &mut w, &mut pr);
-            for s in 0..k {
+            for (s, &ws) in w.iter().enumerate() {
                 let expect = rank.get(s).map_or(-1, |&(_, i)| i as i64);
-                proptest::prop_assert_eq!(w[s], expect);
+                proptest::prop_assert_eq!(ws, expect);
             }
         }
     }
