@@ -326,6 +326,14 @@ fn sel(c: bool, a: f64, b: f64) -> f64 {
     }
 }
 
+/// `sel` through bit masks: LLVM keeps this branch-free, whereas a plain `if` on floats may
+/// become a (mispredicted) branch again.
+#[inline(always)]
+fn sel_bits(c: bool, a: f64, b: f64) -> f64 {
+    let m = 0u64.wrapping_sub(u64::from(c));
+    f64::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
+}
+
 #[inline(always)]
 fn fmax(a: f64, b: f64) -> f64 {
     // NaN-free operands only (maxsd, unlike f64::max which handles NaN)
@@ -844,9 +852,27 @@ fn top_k<const Q: bool>(
     (len, n_bad)
 }
 
-/// [`top_k`] for a fixed `K = buf.len()` (up to 8): an insertion network of selects, with no
-/// data-dependent branch except "does this bid enter the top K at all", which is rarely taken
-/// in long segments.
+/// Inserts `(adj, i)` into the descending top-K `(v, ix)` with selects only: slot j takes the
+/// entry above it when `adj` beats that one, `adj` itself when it beats only slot j's, else
+/// keeps its own (strict comparisons: ties keep the lower index, which came first).
+#[inline(always)]
+fn net_insert<const K: usize>(v: &mut [f64; K], ix: &mut [f64; K], adj: f64, i: f64) {
+    for j in (1..K).rev() {
+        let up = adj > v[j - 1];
+        let here = adj > v[j];
+        ix[j] = sel_bits(up, ix[j - 1], sel_bits(here, i, ix[j]));
+        v[j] = sel_bits(up, v[j - 1], sel_bits(here, adj, v[j]));
+    }
+    let here = adj > v[0];
+    ix[0] = sel_bits(here, i, ix[0]);
+    v[0] = sel_bits(here, adj, v[0]);
+}
+
+/// Segments up to this many bids run the insertion network on every bid (no branch); longer
+/// ones first test whether the bid enters the top K at all, which is rarely true.
+const NET_BRANCHLESS_MAX: usize = 24;
+
+/// [`top_k`] for a fixed `K = buf.len()` (up to 8) with the select-only insertion network.
 #[inline(always)]
 fn top_k_net<const Q: bool, const K: usize>(
     p: &[f64],
@@ -856,34 +882,42 @@ fn top_k_net<const Q: bool, const K: usize>(
 ) -> (usize, usize) {
     let mut v = [f64::NEG_INFINITY; K];
     let mut ix = [0.0f64; K];
-    let mut n_bad = 0usize;
-    let mut push = |i: f64, adj: f64| {
-        // enter only when strictly above the K-th (ties keep the lower index)
-        if adj > v[K - 1] {
-            for j in (1..K).rev() {
-                let up = adj > v[j - 1];
-                let here = adj > v[j];
-                ix[j] = sel(up, ix[j - 1], sel(here, i, ix[j]));
-                v[j] = sel(up, v[j - 1], sel(here, adj, v[j]));
-            }
-            let here = adj > v[0];
-            ix[0] = sel(here, i, ix[0]);
-            v[0] = sel(here, adj, v[0]);
-        }
-    };
+    let mut n_bad = 0u32;
+    let short = p.len() <= NET_BRANCHLESS_MAX;
     let mut i = 0.0;
     if Q {
-        for (&pi, &qi) in p.iter().zip(q) {
-            let (adj, valid) = adjusted(pi, qi, reserve);
-            n_bad += usize::from(!valid);
-            push(i, adj);
+        let q = &q[..p.len()];
+        if short {
+            for (&pi, &qi) in p.iter().zip(q) {
+                let (adj, valid) = adjusted(pi, qi, reserve);
+                n_bad += u32::from(!valid);
+                net_insert(&mut v, &mut ix, adj, i);
+                i += 1.0;
+            }
+        } else {
+            for (&pi, &qi) in p.iter().zip(q) {
+                let (adj, valid) = adjusted(pi, qi, reserve);
+                n_bad += u32::from(!valid);
+                if adj > v[K - 1] {
+                    net_insert(&mut v, &mut ix, adj, i);
+                }
+                i += 1.0;
+            }
+        }
+    } else if short {
+        for &pi in p {
+            let (adj, valid) = adjusted(pi, 1.0, reserve);
+            n_bad += u32::from(!valid);
+            net_insert(&mut v, &mut ix, adj, i);
             i += 1.0;
         }
     } else {
         for &pi in p {
             let (adj, valid) = adjusted(pi, 1.0, reserve);
-            n_bad += usize::from(!valid);
-            push(i, adj);
+            n_bad += u32::from(!valid);
+            if adj > v[K - 1] {
+                net_insert(&mut v, &mut ix, adj, i);
+            }
             i += 1.0;
         }
     }
@@ -892,7 +926,7 @@ fn top_k_net<const Q: bool, const K: usize>(
         *slot = (v[j], ix[j] as usize);
         len += usize::from(v[j] > f64::NEG_INFINITY);
     }
-    (len, n_bad)
+    (len, n_bad as usize)
 }
 
 /// The top `buf.len()` eligible bids: the fixed-size network for up to 8, else insertion.
