@@ -43,10 +43,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+import _rtbcore
 import numpy as np
 import numpy.typing as npt
 
-import _rtbcore
 from rtbcore.errors import InvalidInputError
 
 __all__ = [
@@ -220,7 +220,10 @@ class AuctionBatch:
     def __repr__(self) -> str:
         r = self._reserve if isinstance(self._reserve, float) else "per-auction"
         q = "yes" if self._quality is not None else "no"
-        return f"AuctionBatch(n_auctions={self.n_auctions}, n_bids={self.n_bids}, quality={q}, reserve={r})"
+        return (
+            f"AuctionBatch(n_auctions={self.n_auctions}, n_bids={self.n_bids}, quality={q}, "
+            f"reserve={r})"
+        )
 
     def _winner_bidders(self, winner: np.ndarray) -> np.ndarray | None:
         if self._bidders is None:
@@ -411,7 +414,8 @@ def demo_section(args: object) -> None:
         f"  {n_bids:,} bids; {n_sold / max(n_auctions, 1):.1%} of auctions sold; "
         f"{n_invalid} corrupt bids skipped (loss reason 3)"
     )
-    print(f"  {'mechanism':15s} {'auctions/s':>12s} {'bids/s':>12s} {'revenue':>14s} {'mean price':>11s}")
+    head = ("mechanism", "auctions/s", "bids/s", "revenue", "mean price")
+    print("  {:15s} {:>12s} {:>12s} {:>14s} {:>11s}".format(*head))
     for mech in mechs:
         t = max(secs[mech], 1e-9)
         mean = price_sum[mech] / max(paid[mech], 1)
