@@ -134,7 +134,8 @@ class AuctionBatch:
     lengths, reserves) is checked here, raising :class:`~rtbcore.errors.InvalidInputError` that
     names the argument; bid values are checked when clearing (see ``on_invalid``). The arrays are
     read, never written; if you modify them afterwards, the next clearing call re-checks the
-    structure.
+    structure. Clearing runs without the GIL, so several threads may clear the same batch at
+    once; do not modify its arrays while a clearing call is running.
     """
 
     __slots__ = ("_offsets", "_prices", "_quality", "_bidders", "_reserve")
