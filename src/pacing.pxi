@@ -680,7 +680,7 @@ cdef class _PIDPacer(_Pacer):
     cdef const double[::1] _mv_cum
     cdef unsigned long long _updates
 
-    def __init__(self, budget, total=86_400.0, clock=None, start=None, *, kp=2.0, ki=20.0,
+    def __init__(self, budget, total=86_400.0, clock=None, start=None, *, kp=10.0, ki=50.0,
                  kd=0.0, output="multiplier", base=None, lo=None, hi=None, profile=None,
                  seed=0):
         cdef double ckp = _pc_real(kp, "kp"), cki = _pc_real(ki, "ki"), ckd = _pc_real(kd, "kd")
