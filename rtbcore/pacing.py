@@ -198,7 +198,9 @@ def learn_profile(history: ArrayLike, buckets: int | None = None) -> np.ndarray:
     bad = np.argwhere(~(np.isfinite(h) & (h >= 0)))
     if bad.size:
         d, b = (int(x) for x in bad[0])
-        raise InvalidInputError(f"history[{d}, {b}] = {h[d, b]!r} must be finite and >= 0")
+        raise InvalidInputError(
+            f"history[{d}, {b}] = {float(h[d, b])!r} must be finite and >= 0"
+        )
     if buckets is None:
         buckets = h.shape[1]
     if buckets not in _PROFILE_BUCKETS or buckets > h.shape[1]:

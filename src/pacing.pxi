@@ -593,10 +593,11 @@ cdef class _ThrottlingPacer(_Pacer):
         _pc_run_mult(0, arrays, _PC_PACING_NAMES)
         s, b, e, t = (_pc_np.broadcast_to(a, shape if shape is not None else ())
                       for a in (arrays[0], arrays[1], arrays[3], arrays[4]))
-        frac = e / t
-        with _pc_np.errstate(divide="ignore", invalid="ignore"):
+        with _pc_np.errstate(all="ignore"):   # a tiny budget: used = inf, as in the kernel
+            frac = e / t
             used = _pc_np.where(b > 0, s / _pc_np.where(b > 0, b, 1.0), 1.0)
-        p = _pc_np.where(used <= frac, 1.0, _pc_np.maximum(0.1, _pc_np.minimum(1.0, 1.0 - (used - frac))))
+            p = _pc_np.where(used <= frac, 1.0,
+                             _pc_np.maximum(0.1, _pc_np.minimum(1.0, 1.0 - (used - frac))))
         return float(p) if shape is None else p
 
     def should_bid(self, spent, budget, cost, elapsed=None, total=None):
