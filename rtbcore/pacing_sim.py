@@ -19,7 +19,9 @@ elapsed = t·dt and feeds the feedback pacers at (t + 1)·dt):
   CTR noise); a campaign bids only if its pacer's ``should_bid(spent, budget, bid, elapsed)``
   says so, the hard cap included.
 - **Clearing**: second price with a reserve: the winner pays max(reserve, second bid) (its own
-  bid at most), through one function, :func:`clear_tick`. Spend only grows by prices ≤ bids,
+  bid at most), through one function, :func:`clear_tick`: rtbcore's Rust kernel
+  (:func:`rtbcore.clear_second_price`); :func:`clear_tick_numpy` is the same rule in numpy,
+  kept as the tests' cross-check. Spend only grows by prices ≤ bids,
   and a bid is only made if spent + bid ≤ budget, so no campaign can overspend.
 - **Budgets**: a pilot run without budgets (every campaign bids its value on every request)
   measures each campaign's unpaced day spend; its budget is a share ``budget_share`` (uniform in
@@ -45,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from rtbcore.clearing import AuctionBatch, clear_second_price
 from rtbcore.errors import InvalidInputError
 from rtbcore.pacing import (
     AdaptivePacer,
@@ -117,8 +120,13 @@ def clear_tick_numpy(
 def clear_tick(
     offsets: np.ndarray, prices: np.ndarray, reserve: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The simulation's clearing of one round: (winner bid index or -1, price) per auction."""
-    return clear_tick_numpy(offsets, prices, reserve)
+    """The simulation's clearing of one round: (winner bid index or -1, price) per auction.
+
+    rtbcore's Rust kernel (:func:`rtbcore.clear_second_price`, no increment; invalid bids are
+    ineligible, as in :func:`clear_tick_numpy`, which the tests hold it to)."""
+    r = clear_second_price(AuctionBatch(offsets, prices, reserve=reserve), increment=0.0,
+                           on_invalid="skip")
+    return r.winner, r.price
 
 
 # ---- the pacers under test ---------------------------------------------------------------------
