@@ -232,14 +232,23 @@ cdef object _pc_raise(int code, Py_ssize_t i, list arrays, tuple names, object e
 # ---------------------------------------------------------------------------------------------
 # array kernels: one pass, validate + rule, no GIL; return -1 or the first bad index (code set)
 
+# Fast paths work in blocks and are written so that gcc vectorises them (checked with
+# -fopt-info-vec): the validity of a block is folded into a double with a select
+# (acc = acc if ok else 1.0; an integer AND-reduction of double comparisons is not vectorised
+# with SSE2), and the rules are selects, not branches. A block with a bad element is rescanned
+# by the scalar checks to name the first bad index (outputs are fresh arrays, so what was
+# written for a rejected call is discarded with it).
+DEF _PC_BLOCK = 1024
+
+
 cdef Py_ssize_t _pc_k_mult(int rule, Py_ssize_t n, const _PcArg* a, double* out,
                            int* code) noexcept nogil:
     """rule 0 = linear, 1 = tiered."""
-    cdef Py_ssize_t i
-    cdef double s, b, e, t, frac
+    cdef Py_ssize_t i, j, lo, hi
+    cdef double s, b, e, t, frac, acc, r, m
     cdef const double* sp = a[_PC_A_SPENT].p
     cdef const double* bp = a[_PC_A_BUDGET].p
-    cdef int c
+    cdef int c, ok
     if a[_PC_A_ELAPSED].s == 0 and a[_PC_A_TOTAL].s == 0 and a[_PC_A_SPENT].s == 1 \
             and a[_PC_A_BUDGET].s == 1:
         # the common case: one clock for every campaign; contiguous spend and budgets
@@ -250,22 +259,43 @@ cdef Py_ssize_t _pc_k_mult(int rule, Py_ssize_t n, const _PcArg* a, double* out,
             code[0] = c
             return 0
         frac = e / t
-        if rule == 0:
-            for i in range(n):
-                s = sp[i]
-                b = bp[i]
-                if not (s >= 0.0 and s < _PC_INF and b >= 0.0 and b < _PC_INF):
-                    code[0] = _pc_check(s, b, e, t)
-                    return i
-                out[i] = 0.8 if s > b * frac else 1.2
-        else:
-            for i in range(n):
-                s = sp[i]
-                b = bp[i]
-                if not (s >= 0.0 and s < _PC_INF and b >= 0.0 and b < _PC_INF):
-                    code[0] = _pc_check(s, b, e, t)
-                    return i
-                out[i] = _pc_tiered(s, b, frac)
+        lo = 0
+        while lo < n:
+            hi = lo + _PC_BLOCK if n - lo > _PC_BLOCK else n
+            acc = 0.0
+            if rule == 0:
+                for i in range(lo, hi):
+                    s = sp[i]
+                    b = bp[i]
+                    ok = (s >= 0.0) & (s < _PC_INF) & (b >= 0.0) & (b < _PC_INF)
+                    acc = acc if ok else 1.0
+                    out[i] = 0.8 if s > b * frac else 1.2
+            else:
+                for i in range(lo, hi):
+                    s = sp[i]
+                    b = bp[i]
+                    ok = (s >= 0.0) & (s < _PC_INF) & (b >= 0.0) & (b < _PC_INF)
+                    acc = acc if ok else 1.0
+                    # _pc_tiered as selects: r is inf (s > 0) or NaN (s = 0: every comparison
+                    # false, on target) when the target is 0, exactly its special cases
+                    r = s / (b * frac)
+                    m = 1.0
+                    if r < 0.9:
+                        m = 1.15
+                    if r < 0.8:
+                        m = 1.3
+                    if r > 1.1:
+                        m = 0.85
+                    if r > 1.2:
+                        m = 0.7
+                    out[i] = m
+            if acc != 0.0:
+                for j in range(lo, hi):
+                    c = _pc_check(sp[j], bp[j], e, t)
+                    if c:
+                        code[0] = c
+                        return j
+            lo = hi
         return -1
     for i in range(n):
         s = sp[i * a[_PC_A_SPENT].s]
@@ -283,12 +313,12 @@ cdef Py_ssize_t _pc_k_mult(int rule, Py_ssize_t n, const _PcArg* a, double* out,
 cdef Py_ssize_t _pc_k_cap(Py_ssize_t n, const _PcArg* a, bint with_time, unsigned char* out,
                           int* code) noexcept nogil:
     """The hard cap alone (the multiplier pacers' should_bid)."""
-    cdef Py_ssize_t i
-    cdef double s, b, c
+    cdef Py_ssize_t i, j, lo, hi
+    cdef double s, b, c, acc
     cdef const double* sp = a[_PC_A_SPENT].p
     cdef const double* bp = a[_PC_A_BUDGET].p
     cdef const double* cp = a[_PC_A_COST].p
-    cdef int k
+    cdef int k, ok
     if with_time:
         for i in range(n if (a[_PC_A_ELAPSED].s or a[_PC_A_TOTAL].s) else 1):
             k = _pc_check_time(a[_PC_A_ELAPSED].p[i * a[_PC_A_ELAPSED].s],
@@ -297,15 +327,26 @@ cdef Py_ssize_t _pc_k_cap(Py_ssize_t n, const _PcArg* a, bint with_time, unsigne
                 code[0] = k
                 return i
     if a[_PC_A_SPENT].s == 1 and a[_PC_A_BUDGET].s == 1 and a[_PC_A_COST].s == 1:
-        for i in range(n):
-            s = sp[i]
-            b = bp[i]
-            c = cp[i]
-            if not (s >= 0.0 and s < _PC_INF and b >= 0.0 and b < _PC_INF
-                    and c >= 0.0 and c < _PC_INF):
-                code[0] = _pc_check(s, b, 0.0, 1.0) or _pc_check_cost(c)
-                return i
-            out[i] = s + c <= b
+        lo = 0
+        while lo < n:
+            hi = lo + _PC_BLOCK if n - lo > _PC_BLOCK else n
+            acc = 0.0
+            for i in range(lo, hi):       # validation: vectorised
+                s = sp[i]
+                b = bp[i]
+                c = cp[i]
+                ok = ((s >= 0.0) & (s < _PC_INF) & (b >= 0.0) & (b < _PC_INF)
+                      & (c >= 0.0) & (c < _PC_INF))
+                acc = acc if ok else 1.0
+            if acc != 0.0:
+                for j in range(lo, hi):
+                    k = _pc_check(sp[j], bp[j], 0.0, 1.0) or _pc_check_cost(cp[j])
+                    if k:
+                        code[0] = k
+                        return j
+            for i in range(lo, hi):       # the cap (bytes out: not vectorised, but L1-hot)
+                out[i] = sp[i] + cp[i] <= bp[i]
+            lo = hi
         return -1
     for i in range(n):
         s = sp[i * a[_PC_A_SPENT].s]
@@ -821,9 +862,34 @@ cdef class _PIDPacer(_Pacer):
                              unsigned char* bout, _pc_u64* rng, int* code) noexcept nogil:
         """Controller output (want_bool 0) or should_bid (1), validating in the same pass."""
         cdef Py_ssize_t i
-        cdef double s, b, c = 0.0, e, t, u
-        cdef int k
+        cdef double s, b, c = 0.0, e, t, u, cf, err, acc
+        cdef int k, ok
         cdef const _PcPid* g = &self._g
+        cdef const double* sp = a[_PC_A_SPENT].p
+        cdef const double* bp = a[_PC_A_BUDGET].p
+        cdef const double* last = &self._mv_last[0]
+        cdef const double* integ = &self._mv_integ[0]
+        cdef const double* deriv = &self._mv_deriv[0]
+        cdef double base = g.base, kp = g.kp, ki = g.ki, kd = g.kd, lo = g.lo, hi = g.hi
+        if not want_bool and a[_PC_A_ELAPSED].s == 0 and a[_PC_A_TOTAL].s == 0 \
+                and a[_PC_A_SPENT].s == 1 and a[_PC_A_BUDGET].s == 1:
+            # one clock for every campaign: the target share is computed once and the loop
+            # is selects only (vectorised); on a bad element the generic loop below names it
+            e = a[_PC_A_ELAPSED].p[0]
+            t = a[_PC_A_TOTAL].p[0]
+            if _pc_check_time(e, t) == 0:
+                cf = _pc_curve(g.cum, g.nb, e / t)
+                acc = 0.0
+                for i in range(n):
+                    s = sp[i]
+                    b = bp[i]
+                    ok = (s >= 0.0) & (s < _PC_INF) & (b >= 0.0) & (b < _PC_INF) & (e >= last[i])
+                    acc = acc if ok else 1.0
+                    err = (b * cf - s) / b if b > 0.0 else 0.0
+                    u = base + kp * err + ki * integ[i] + kd * deriv[i]
+                    out[i] = lo if u < lo else (hi if u > hi else u)
+                if acc == 0.0:
+                    return -1
         for i in range(n):
             s = a[_PC_A_SPENT].p[i * a[_PC_A_SPENT].s]
             b = a[_PC_A_BUDGET].p[i * a[_PC_A_BUDGET].s]
@@ -921,14 +987,7 @@ cdef class _PIDPacer(_Pacer):
         for j in range(5):
             args[j] = _pc_arg(flats[j])
         with nogil:
-            for i in range(n):   # pass 1: validate everything before touching the state
-                code = _pc_check(args[0].p[i * args[0].s], args[1].p[i * args[1].s],
-                                 args[3].p[i * args[3].s], args[4].p[i * args[4].s])
-                if code == 0 and args[3].p[i * args[3].s] < self._mv_last[i]:
-                    code = _PC_A_ELAPSED * 16 + _PC_BACK
-                if code:
-                    bad = i
-                    break
+            bad = self._k_update_check(n, args, &code)   # pass 1: validate everything first
             if bad < 0:
                 self._commit(n, args)
         if bad >= 0:
@@ -940,33 +999,64 @@ cdef class _PIDPacer(_Pacer):
             _pc_raise(code, bad, arrays, _PC_PACING_NAMES, extra)
         self._updates += 1
 
+    cdef Py_ssize_t _k_update_check(self, Py_ssize_t n, const _PcArg* a, int* code) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef double s, e, acc
+        cdef int k, ok
+        cdef const double* last = &self._mv_last[0]
+        if a[3].s == 0 and a[4].s == 0 and a[0].s == 1:
+            e = a[3].p[0]
+            if _pc_check_time(e, a[4].p[0]) == 0:
+                acc = 0.0
+                for i in range(n):     # (the budgets are the pacer's: checked at construction)
+                    s = a[0].p[i]
+                    ok = (s >= 0.0) & (s < _PC_INF) & (e >= last[i])
+                    acc = acc if ok else 1.0
+                if acc == 0.0:
+                    return -1
+        for i in range(n):
+            k = _pc_check(a[0].p[i * a[0].s], a[1].p[i * a[1].s], a[3].p[i * a[3].s],
+                          a[4].p[i * a[4].s])
+            if k == 0 and a[3].p[i * a[3].s] < last[i]:
+                k = _PC_A_ELAPSED * 16 + _PC_BACK
+            if k:
+                code[0] = k
+                return i
+        return -1
+
     cdef void _commit(self, Py_ssize_t n, const _PcArg* a) noexcept nogil:
         cdef Py_ssize_t i
         cdef double s, b, e, t, err, dt, d, inew, u
         cdef const _PcPid* g = &self._g
+        cdef double* last = &self._mv_last[0]
+        cdef double* integ = &self._mv_integ[0]
+        cdef double* deriv = &self._mv_deriv[0]
+        cdef double* prev = &self._mv_prev[0]
+        cdef double imin = g.imin, imax = g.imax, base = g.base, kp = g.kp, ki = g.ki
+        cdef double kd = g.kd, lo = g.lo, hi = g.hi
         for i in range(n):
             s = a[0].p[i * a[0].s]
             b = a[1].p[i * a[1].s]
             e = a[3].p[i * a[3].s]
             t = a[4].p[i * a[4].s]
             err = _pc_pid_error(g, s, b, e / t)
-            dt = (e - self._mv_last[i]) / t
+            dt = (e - last[i]) / t
             if dt > 0.0:
-                d = (err - self._mv_prev[i]) / dt
-                inew = self._mv_integ[i] + err * dt
-                if inew < g.imin:
-                    inew = g.imin
-                elif inew > g.imax:
-                    inew = g.imax
+                d = (err - prev[i]) / dt
+                inew = integ[i] + err * dt
+                if inew < imin:
+                    inew = imin
+                elif inew > imax:
+                    inew = imax
                 # anti-windup (2), conditional integration: no integrating further into a
                 # saturated output
-                u = g.base + g.kp * err + g.ki * inew + g.kd * d
-                if (u > g.hi and err > 0.0) or (u < g.lo and err < 0.0):
-                    inew = self._mv_integ[i]
-                self._mv_integ[i] = inew
-                self._mv_deriv[i] = d
-            self._mv_prev[i] = err
-            self._mv_last[i] = e
+                u = base + kp * err + ki * inew + kd * d
+                if (u > hi and err > 0.0) or (u < lo and err < 0.0):
+                    inew = integ[i]
+                integ[i] = inew
+                deriv[i] = d
+            prev[i] = err
+            last[i] = e
 
     def reset(self):
         """Forget the controller state (a new period)."""
@@ -1004,33 +1094,58 @@ cdef object _pc_cum_profile(object profile):
 # ---------------------------------------------------------------------------------------------
 # value_bid
 
-cdef Py_ssize_t _pc_k_value(Py_ssize_t n, const _PcArg* a, double lo, double hi, double* out,
-                            int* code) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double ctr, cvr, v, roi, m, x
-    for i in range(n):
-        ctr = a[0].p[i * a[0].s]
-        cvr = a[1].p[i * a[1].s]
-        v = a[2].p[i * a[2].s]
-        roi = a[3].p[i * a[3].s]
-        m = a[4].p[i * a[4].s]
-        if not (ctr >= 0.0 and ctr <= 1.0):
-            code[0] = 0 * 16 + _PC_UNIT
-            return i
-        if not (cvr >= 0.0 and cvr <= 1.0):
-            code[0] = 1 * 16 + _PC_UNIT
-            return i
-        if not (v >= 0.0 and v < _PC_INF):
-            code[0] = 2 * 16 + _PC_NONNEG
-            return i
-        if not (roi > 0.0 and roi < _PC_INF):
-            code[0] = 3 * 16 + _PC_POS
-            return i
-        if not (m >= 0.0 and m < _PC_INF):
-            code[0] = 4 * 16 + _PC_NONNEG
-            return i
-        x = ctr * cvr * v / roi * m
-        out[i] = lo if x < lo else (hi if x > hi else x)
+cdef inline int _pc_value_code(double ctr, double cvr, double v, double roi, double m) noexcept nogil:
+    if not (ctr >= 0.0 and ctr <= 1.0):
+        return 0 * 16 + _PC_UNIT
+    if not (cvr >= 0.0 and cvr <= 1.0):
+        return 1 * 16 + _PC_UNIT
+    if not (v >= 0.0 and v < _PC_INF):
+        return 2 * 16 + _PC_NONNEG
+    if not (roi > 0.0 and roi < _PC_INF):
+        return 3 * 16 + _PC_POS
+    if not (m >= 0.0 and m < _PC_INF):
+        return 4 * 16 + _PC_NONNEG
+    return 0
+
+
+cdef Py_ssize_t _pc_k_value(Py_ssize_t n, const _PcArg* a, double min_bid, double max_bid,
+                            double* out, int* code) noexcept nogil:
+    # Scalar arguments are spread into a block-long buffer once, so that the inner loop reads
+    # five stride-1 streams whatever mix of scalars and arrays came in (and vectorises).
+    cdef double buf[5][_PC_BLOCK]
+    cdef const double* q[5]
+    cdef Py_ssize_t i, j, lo, hi, w
+    cdef double ctr, cvr, v, roi, m, x, acc
+    cdef int ok, k
+    for j in range(5):
+        if a[j].s == 0:
+            for i in range(_PC_BLOCK):
+                buf[j][i] = a[j].p[0]
+    lo = 0
+    while lo < n:
+        hi = lo + _PC_BLOCK if n - lo > _PC_BLOCK else n
+        w = hi - lo
+        for j in range(5):
+            q[j] = a[j].p + lo if a[j].s else &buf[j][0]
+        acc = 0.0
+        for i in range(w):
+            ctr = q[0][i]
+            cvr = q[1][i]
+            v = q[2][i]
+            roi = q[3][i]
+            m = q[4][i]
+            ok = ((ctr >= 0.0) & (ctr <= 1.0) & (cvr >= 0.0) & (cvr <= 1.0) & (v >= 0.0)
+                  & (v < _PC_INF) & (roi > 0.0) & (roi < _PC_INF) & (m >= 0.0) & (m < _PC_INF))
+            acc = acc if ok else 1.0
+            x = ctr * cvr * v / roi * m
+            out[lo + i] = min_bid if x < min_bid else (max_bid if x > max_bid else x)
+        if acc != 0.0:
+            for i in range(w):
+                k = _pc_value_code(q[0][i], q[1][i], q[2][i], q[3][i], q[4][i])
+                if k:
+                    code[0] = k
+                    return lo + i
+        lo = hi
     return -1
 
 
