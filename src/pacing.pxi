@@ -240,6 +240,13 @@ cdef object _pc_raise(int code, Py_ssize_t i, list arrays, tuple names, object e
 # written for a rejected call is discarded with it).
 DEF _PC_BLOCK = 1024
 
+cdef extern from "pacing_simd.h":
+    void _pc_simd_init "pc_simd_init" () noexcept nogil
+    int _pc_cap_block "pc_cap_block" (const double* sp, const double* bp, const double* cp,
+                                      unsigned char* out, long n) noexcept nogil
+
+_pc_simd_init()
+
 
 cdef Py_ssize_t _pc_k_mult(int rule, Py_ssize_t n, const _PcArg* a, double* out,
                            int* code) noexcept nogil:
@@ -330,22 +337,12 @@ cdef Py_ssize_t _pc_k_cap(Py_ssize_t n, const _PcArg* a, bint with_time, unsigne
         lo = 0
         while lo < n:
             hi = lo + _PC_BLOCK if n - lo > _PC_BLOCK else n
-            acc = 0.0
-            for i in range(lo, hi):       # validation: vectorised
-                s = sp[i]
-                b = bp[i]
-                c = cp[i]
-                ok = ((s >= 0.0) & (s < _PC_INF) & (b >= 0.0) & (b < _PC_INF)
-                      & (c >= 0.0) & (c < _PC_INF))
-                acc = acc if ok else 1.0
-            if acc != 0.0:
+            if not _pc_cap_block(sp + lo, bp + lo, cp + lo, out + lo, hi - lo):
                 for j in range(lo, hi):
                     k = _pc_check(sp[j], bp[j], 0.0, 1.0) or _pc_check_cost(cp[j])
                     if k:
                         code[0] = k
                         return j
-            for i in range(lo, hi):       # the cap (bytes out: not vectorised, but L1-hot)
-                out[i] = sp[i] + cp[i] <= bp[i]
             lo = hi
         return -1
     for i in range(n):

@@ -670,3 +670,61 @@ def test_bad_constructor_arguments():
 def test_reprs():
     for p in all_pacers(2):
         assert type(p).__name__ in repr(p)
+
+
+# ---- the vectorised fast paths (blocks of 1024, SIMD groups of 8) -------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 3000), st.data())
+def test_long_arrays_match_the_oracle_on_the_fast_paths(n, data):
+    rs = np.random.default_rng(n)
+    budget = rs.uniform(0.0, 100.0, n)
+    budget[rs.random(n) < 0.05] = 0.0
+    spent = budget * rs.choice([0.0, 0.5, 0.9, 1.0, 1.1, 1.3], n)
+    cost = np.where(rs.random(n) < 0.3, budget - spent, rs.uniform(0.0, 5.0, n))  # exact cap
+    cost = np.abs(cost)
+    frac = data.draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    e = frac * DAY
+    lin, tie = LinearPacer(clock=FakeClock()), TieredPacer(clock=FakeClock())
+    assert lin.multiplier(spent, budget, e).tolist() == [
+        ref_linear(s, b, e, DAY) for s, b in zip(spent, budget, strict=True)]
+    assert tie.multiplier(spent, budget, e).tolist() == [
+        ref_tiered(s, b, e, DAY) for s, b in zip(spent, budget, strict=True)]
+    assert lin.should_bid(spent, budget, cost).tolist() == [
+        float(s) + float(c) <= float(b) for s, b, c in zip(spent, budget, cost, strict=True)]
+    pid = PIDPacer(budget, clock=FakeClock())
+    ref = RefPID(budget, DAY, 10.0, 50.0, 0.0, 1.0, 0.1, 3.0)
+    np.testing.assert_allclose(pid.output(spent, elapsed=e),
+                               [ref.out(i, spent[i], e) for i in range(n)], rtol=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 3000), st.data())
+def test_a_bad_value_anywhere_in_a_long_array_is_named(n, data):
+    at = data.draw(st.integers(0, n - 1))
+    bad = data.draw(st.sampled_from([math.nan, -1.0, math.inf, -math.inf]))
+    which = data.draw(st.sampled_from(["spent", "budget", "cost"]))
+    args = dict(spent=np.full(n, 1.0), budget=np.full(n, 10.0), cost=np.full(n, 0.5))
+    args[which][at] = bad
+    pat = rf"{which}\[{at}\] = {bad!r}".replace("(", r"\(")
+    lin = LinearPacer(clock=FakeClock())
+    with pytest.raises(InvalidInputError, match=pat):
+        lin.should_bid(**args)
+    if which != "cost":
+        with pytest.raises(InvalidInputError, match=pat):
+            lin.multiplier(args["spent"], args["budget"], 100.0)
+        with pytest.raises(InvalidInputError, match=pat):
+            TieredPacer(clock=FakeClock()).multiplier(args["spent"], args["budget"], 100.0)
+    if which == "spent":
+        pid = PIDPacer(np.full(n, 10.0), clock=FakeClock())
+        with pytest.raises(InvalidInputError, match=pat):
+            pid.output(args["spent"], elapsed=100.0)
+        with pytest.raises(InvalidInputError, match=pat):
+            pid.update(args["spent"], 100.0)
+        assert pid.updates == 0 and not pid.last_update.any()
+    v = np.full(n, 100.0)
+    v[at] = bad if bad != -math.inf else -1.0
+    vpat = rf"value\[{at}\] = {float(v[at])!r}"
+    with pytest.raises(InvalidInputError, match=vpat):
+        value_bid(0.1, 0.1, v, 1.0, 1.0)
