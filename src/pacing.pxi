@@ -244,6 +244,14 @@ cdef extern from "pacing_simd.h":
     void _pc_simd_init "pc_simd_init" () noexcept nogil
     int _pc_cap_block "pc_cap_block" (const double* sp, const double* bp, const double* cp,
                                       unsigned char* out, long n) noexcept nogil
+    int _pc_pid_output "pc_pid_output" (
+        long n, const double* sp, const double* bp, const double* last, const double* integ,
+        const double* deriv, double* out, double e, double cf, double base, double kp,
+        double ki, double kd, double lo, double hi) noexcept nogil
+    void _pc_pid_commit "pc_pid_commit" (
+        long n, const double* sp, const double* bp, double* last, double* integ, double* deriv,
+        double* prev, double e, double t, double cf, double imin, double imax, double base,
+        double kp, double ki, double kd, double lo, double hi) noexcept nogil
 
 _pc_simd_init()
 
@@ -876,16 +884,8 @@ cdef class _PIDPacer(_Pacer):
             t = a[_PC_A_TOTAL].p[0]
             if _pc_check_time(e, t) == 0:
                 cf = _pc_curve(g.cum, g.nb, e / t)
-                acc = 0.0
-                for i in range(n):
-                    s = sp[i]
-                    b = bp[i]
-                    ok = (s >= 0.0) & (s < _PC_INF) & (b >= 0.0) & (b < _PC_INF) & (e >= last[i])
-                    acc = acc if ok else 1.0
-                    err = (b * cf - s) / b if b > 0.0 else 0.0
-                    u = base + kp * err + ki * integ[i] + kd * deriv[i]
-                    out[i] = lo if u < lo else (hi if u > hi else u)
-                if acc == 0.0:
+                if _pc_pid_output(n, sp, bp, last, integ, deriv, out, e, cf, base, kp, ki, kd,
+                                  lo, hi):
                     return -1
         for i in range(n):
             s = a[_PC_A_SPENT].p[i * a[_PC_A_SPENT].s]
@@ -1030,7 +1030,17 @@ cdef class _PIDPacer(_Pacer):
         cdef double* deriv = &self._mv_deriv[0]
         cdef double* prev = &self._mv_prev[0]
         cdef double imin = g.imin, imax = g.imax, base = g.base, kp = g.kp, ki = g.ki
-        cdef double kd = g.kd, lo = g.lo, hi = g.hi
+        cdef double kd = g.kd, lo = g.lo, hi = g.hi, cf, i0
+        cdef int pos, hold
+        if a[3].s == 0 and a[4].s == 0 and a[0].s == 1 and a[1].s == 1:
+            # one clock for every campaign: the same arithmetic as below, as selects
+            # (vectorised); a division by dt = 0 is computed and discarded
+            e = a[3].p[0]
+            t = a[4].p[0]
+            cf = _pc_curve(g.cum, g.nb, e / t)
+            _pc_pid_commit(n, a[0].p, a[1].p, last, integ, deriv, prev, e, t, cf, imin, imax,
+                           base, kp, ki, kd, lo, hi)
+            return
         for i in range(n):
             s = a[0].p[i * a[0].s]
             b = a[1].p[i * a[1].s]

@@ -1,4 +1,6 @@
-/* The hard cap over a block, for src/pacing.pxi: out[i] = (s[i] + c[i] <= b[i]), and whether
+/* C kernels of src/pacing.pxi (included by it; static, so private to rtbcore._fastpath).
+ *
+ * 1. The hard cap over a block: out[i] = (s[i] + c[i] <= b[i]), and whether
  * every s, b, c is finite and >= 0 (1) or not (0; the caller rescans to name the first bad one).
  *
  * gcc does not vectorise a loop that mixes double comparisons with a byte store (SSE2), and the
@@ -60,5 +62,70 @@ static int pc_cap_block(const double *sp, const double *bp, const double *cp, un
     }
     return ok;
 }
+
+/* 2. The PID's per-campaign arithmetic for one elapsed shared by every campaign (cf = the target
+ * share at that time), written exactly as the generic loops of src/pacing.pxi and checked
+ * against them by the tests. gcc refuses to vectorise a loop that selects on the result of a
+ * division unless it may assume floating-point operations do not trap (division by a zero
+ * budget, or by dt = 0, is computed and then discarded by the select); these two functions
+ * only are compiled with -fno-trapping-math, which changes no result (Python and numpy run
+ * with FP traps masked). The output loop vectorises; the update does not (with SSE2, gcc
+ * makes its two "keep the old value" stores conditional stores) but runs branch-free. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/* Controller output; 1 if every spent/budget was valid and no elapsed was before its last
+ * update, else 0 (the caller rescans with the generic loop to name the bad one). */
+static int pc_pid_output(long n, const double *sp, const double *bp, const double *last,
+                         const double *integ, const double *deriv, double *out, double e,
+                         double cf, double base, double kp, double ki, double kd, double lo,
+                         double hi) {
+    double acc = 0.0;
+    for (long i = 0; i < n; i++) {
+        double s = sp[i], b = bp[i];
+        int ok = (s >= 0.0) & (s < INFINITY) & (b >= 0.0) & (b < INFINITY) & (e >= last[i]);
+        acc = ok ? acc : 1.0;
+        double q = (b * cf - s) / b;
+        double err = b > 0.0 ? q : 0.0;
+        double u = base + kp * err + ki * integ[i] + kd * deriv[i];
+        out[i] = u < lo ? lo : (u > hi ? hi : u);
+    }
+    return acc == 0.0;
+}
+
+/* One update (inputs already validated; the state arrays are the pacer's own, so nothing
+ * aliases - restrict spares gcc more runtime alias checks than it will version for): integrate the error since each campaign's last update
+ * with the two anti-windup rules, refresh the derivative, the last error and time. */
+static void pc_pid_commit(long n, const double *restrict sp, const double *restrict bp,
+                          double *restrict last, double *restrict integ,
+                          double *restrict deriv, double *restrict prev, double e, double t,
+                          double cf, double imin, double imax, double base, double kp,
+                          double ki, double kd, double lo, double hi) {
+    for (long i = 0; i < n; i++) {
+        double s = sp[i], b = bp[i];
+        double q = (b * cf - s) / b;
+        double err = b > 0.0 ? q : 0.0;
+        double dt = (e - last[i]) / t;
+        double i0 = integ[i], d0 = deriv[i];
+        double d = (err - prev[i]) / dt;
+        double inew = i0 + err * dt;
+        inew = inew < imin ? imin : (inew > imax ? imax : inew);
+        double u = base + kp * err + ki * inew + kd * d;
+        /* hold the integral while saturated in the error's direction (selects, no && or |:
+         * those kept gcc from if-converting the loop) */
+        double up = err > 0.0 ? i0 : inew, down = err < 0.0 ? i0 : inew;
+        inew = u > hi ? up : (u < lo ? down : inew);
+        integ[i] = dt > 0.0 ? inew : i0;
+        deriv[i] = dt > 0.0 ? d : d0;
+        prev[i] = err;
+        last[i] = e;
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #endif
