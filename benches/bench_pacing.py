@@ -49,7 +49,7 @@ def data():
     return spent, budget, cost
 
 
-# ---- numpy twins ---------------------------------------------------------------------------
+# ---- numpy twins --------------------------------------------------------------------------------
 
 
 def _np_check_time(elapsed: float, total: float) -> float:
@@ -154,7 +154,7 @@ def _setup_vec(benchmark, baseline=False):
         benchmark.extra_info["baseline"] = True
 
 
-# ---- linear / tiered ---------------------------------------------------------------------------
+# ---- linear / tiered ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("rule", "cls", "twin"), [
@@ -174,7 +174,7 @@ def test_pacing_multiplier(benchmark, data, rule, cls, twin, impl):
     np.testing.assert_array_equal(out, pacer.multiplier(spent, budget, ELAPSED, DAY))
 
 
-# ---- hard cap ------------------------------------------------------------------------------------
+# ---- hard cap -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("impl", ["rtbcore", "numpy_checked", "numpy_rule_only"])
@@ -190,7 +190,7 @@ def test_pacing_hard_cap(benchmark, data, impl):
     np.testing.assert_array_equal(out, spent + cost <= budget)
 
 
-# ---- throttle ------------------------------------------------------------------------------------
+# ---- throttle -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("impl", ["rtbcore", "numpy_checked", "numpy_rule_only"])
@@ -212,7 +212,7 @@ def test_pacing_throttle(benchmark, data, impl):
     assert abs(out.mean() - (p * cap).mean()) < 0.005
 
 
-# ---- PID -------------------------------------------------------------------------------------------
+# ---- PID ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("impl", ["rtbcore", "numpy_checked", "numpy_rule_only"])
@@ -249,7 +249,7 @@ def test_pacing_pid(benchmark, data, impl):
                                ref_twin.output(spent, 1800.0), rtol=1e-12)
 
 
-# ---- value_bid -------------------------------------------------------------------------------------
+# ---- value_bid ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("impl", ["rtbcore", "numpy_checked", "numpy_rule_only"])
@@ -267,7 +267,7 @@ def test_pacing_value_bid(benchmark, impl):
     np.testing.assert_array_equal(out, np_value_bid(ctr, cvr, value, 1.5, mult))
 
 
-# ---- scalar should_bid from Python -----------------------------------------------------------------
+# ---- scalar should_bid from Python --------------------------------------------------------------
 
 
 def py_should_bid(spent, budget, cost):

@@ -55,12 +55,12 @@ class FirstPriceAuction:
 # --- pacing.pxi ---
 # Cores of rtbcore.pacing (see there for the semantics).
 
-from collections.abc import Callable as _PcCallable
-from typing import Any as _PcAny
+from collections.abc import Callable as _PcCallable  # noqa: E402
+from typing import Any as _PcAny  # noqa: E402
 
-import numpy as _pc_np
-import numpy.typing as _pc_npt
-from typing_extensions import disjoint_base as _pc_disjoint_base
+import numpy as _pc_np  # noqa: E402
+import numpy.typing as _pc_npt  # noqa: E402
+from typing_extensions import disjoint_base as _pc_disjoint_base  # noqa: E402
 
 @_pc_disjoint_base
 class _Pacer:
@@ -84,6 +84,7 @@ class _Pacer:
         total: _pc_npt.ArrayLike | None = None,
     ) -> _PcAny: ...
 
+@_pc_disjoint_base
 class _MultiplierPacer(_Pacer):
     def multiplier(
         self,
@@ -96,6 +97,7 @@ class _MultiplierPacer(_Pacer):
 class _LinearPacer(_MultiplierPacer): ...
 class _TieredPacer(_MultiplierPacer): ...
 
+@_pc_disjoint_base
 class _ThrottlingPacer(_Pacer):
     def __init__(
         self,
@@ -114,6 +116,7 @@ class _ThrottlingPacer(_Pacer):
     @property
     def rng_state(self) -> int: ...
 
+@_pc_disjoint_base
 class _PIDPacer(_Pacer):
     def __init__(
         self,

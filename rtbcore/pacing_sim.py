@@ -380,7 +380,7 @@ def simulate_pacing(
 
     def run(name: str | None, budget: np.ndarray, bar: Any) -> dict[str, Any]:
         draws = np.random.default_rng([seed, 2])
-        pacer = None if name is None else PACERS[name](budget, total, seed, profile)
+        pacer: Any = None if name is None else PACERS[name](budget, total, seed, profile)
         spent = np.zeros(c)
         first_refusal = np.full(c, np.inf)
         seen = np.zeros(c)

@@ -387,6 +387,7 @@ cdef Py_ssize_t _pc_k_throttle(Py_ssize_t n, const _PcArg* a, unsigned char* out
 # ---------------------------------------------------------------------------------------------
 # the pacers
 
+@_pc_cython.auto_pickle(False)   # a live pacer (clock, RNG, state) is not copied silently
 cdef class _Pacer:
     """Common core: the period length, the injectable clock and the hard cap."""
 
@@ -564,6 +565,7 @@ cdef object _pc_run_mult(int rule, list arrays, tuple names):
     return out.reshape(shape)
 
 
+@_pc_cython.auto_pickle(False)
 cdef class _MultiplierPacer(_Pacer):
     cdef int _rule
 
@@ -595,6 +597,7 @@ cdef class _MultiplierPacer(_Pacer):
             _pc_array(elapsed, "elapsed"), _pc_array(total, "total")], _PC_PACING_NAMES)
 
 
+@_pc_cython.auto_pickle(False)
 cdef class _LinearPacer(_MultiplierPacer):
     """Core of rtbcore.pacing.LinearPacer (see there)."""
 
@@ -602,6 +605,7 @@ cdef class _LinearPacer(_MultiplierPacer):
         self._rule = 0
 
 
+@_pc_cython.auto_pickle(False)
 cdef class _TieredPacer(_MultiplierPacer):
     """Core of rtbcore.pacing.TieredPacer (see there)."""
 

@@ -416,7 +416,8 @@ def test_pid_anti_windup_clamps_the_integral_and_recovers_at_once():
     assert p.integral[0] <= imax + 1e-15
     assert p.output(np.array([0.0]), elapsed=199 * 300.0)[0] == 3.0
     # now ahead of the curve: without anti-windup the integral (the error x/day integrated over
-    # 0.69 day: ~0.24, 6x imax) would hold the output at its ceiling for hours; here it leaves it right away
+    # 0.69 day: ~0.24, 6x imax) would hold the output at its ceiling for hours; here it leaves
+    # it right away
     t = 199 * 300.0
     ahead = np.array([100.0 * t / DAY + 20.0])
     p.update(ahead, t + 300.0)

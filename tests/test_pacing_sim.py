@@ -143,7 +143,7 @@ def test_clearing_matches_a_brute_force_second_price(segments, reserve):
         assert p.tolist() == want_p
 
 
-# ---- outputs, CLI, demo ----------------------------------------------------------------------------
+# ---- outputs, CLI, demo ------------------------------------------------------------------------
 
 
 def test_csv_png_and_cli(tmp_path, capsys):
