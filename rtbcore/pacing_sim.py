@@ -289,8 +289,8 @@ class PacingSimResult:
             ax.plot(x, self.traffic_share, color="tab:orange", lw=0.9, ls=":",
                     label="traffic share")
             m = self.metrics[p]
-            ax.set_title(f"{p}: {m['slo']:.0%} within ±5%, {m['slo_paced']:.0%} paced",
-                         fontsize=9)
+            out = "never out" if m["exhaust_h"] >= 24.0 else f"out at {m['exhaust_h']:.1f} h"
+            ax.set_title(f"{p}: {m['slo']:.0%} within ±5%, budget {out} (median)", fontsize=9)
             ax.set_xlim(0, 24)
             ax.set_ylim(0, 1.05)
             ax.set_xticks(range(0, 25, 4))
