@@ -252,6 +252,9 @@ cdef extern from "pacing_simd.h":
         long n, const double* sp, const double* bp, double* last, double* integ, double* deriv,
         double* prev, double e, double t, double cf, double imin, double imax, double base,
         double kp, double ki, double kd, double lo, double hi) noexcept nogil
+    int _pc_throttle_probs "pc_throttle_probs" (
+        long n, const double* sp, const double* bp, const double* cp, double frac,
+        double* p) noexcept nogil
 
 _pc_simd_init()
 
@@ -367,9 +370,41 @@ cdef Py_ssize_t _pc_k_cap(Py_ssize_t n, const _PcArg* a, bint with_time, unsigne
 
 cdef Py_ssize_t _pc_k_throttle(Py_ssize_t n, const _PcArg* a, unsigned char* out,
                                _pc_u64* rng, int* code) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double s, b, c, e, t
+    cdef Py_ssize_t i, lo, hi
+    cdef double s, b, c, e, t, pi
+    cdef double p[_PC_BLOCK]
     cdef int k
+    if a[_PC_A_ELAPSED].s == 0 and a[_PC_A_TOTAL].s == 0 and a[_PC_A_SPENT].s == 1 \
+            and a[_PC_A_BUDGET].s == 1 and a[_PC_A_COST].s == 1 \
+            and _pc_check_time(a[_PC_A_ELAPSED].p[0], a[_PC_A_TOTAL].p[0]) == 0:
+        # one clock: probabilities (and validity) in a vectorised pass, then the draws in order
+        e = a[_PC_A_ELAPSED].p[0]
+        t = a[_PC_A_TOTAL].p[0]
+        lo = 0
+        while lo < n:
+            hi = lo + _PC_BLOCK if n - lo > _PC_BLOCK else n
+            if not _pc_throttle_probs(hi - lo, a[_PC_A_SPENT].p + lo, a[_PC_A_BUDGET].p + lo,
+                                      a[_PC_A_COST].p + lo, e / t, p):
+                break       # the generic loop below names the bad element
+            for i in range(hi - lo):
+                pi = p[i]
+                if pi >= 1.0:
+                    out[lo + i] = 1
+                elif pi <= 0.0:
+                    out[lo + i] = 0
+                else:
+                    out[lo + i] = _pc_uniform(rng) < pi
+            lo = hi
+        if lo >= n:
+            return -1
+        n = lo + _PC_BLOCK if n - lo > _PC_BLOCK else n     # rescan only the bad block
+        for i in range(lo, n):
+            k = (_pc_check(a[_PC_A_SPENT].p[i], a[_PC_A_BUDGET].p[i], e, t)
+                 or _pc_check_cost(a[_PC_A_COST].p[i]))
+            if k:
+                code[0] = k
+                return i
+        return -1   # not reached: the block had a bad element
     for i in range(n):
         s = a[_PC_A_SPENT].p[i * a[_PC_A_SPENT].s]
         b = a[_PC_A_BUDGET].p[i * a[_PC_A_BUDGET].s]

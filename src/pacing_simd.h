@@ -124,6 +124,29 @@ static void pc_pid_commit(long n, const double *restrict sp, const double *restr
     }
 }
 
+/* 3. The throttle's bid probability for one clock (time = frac), per request: 0 where the hard
+ * cap refuses, else 1 while used <= time, else max(0.1, min(1, 1 - (used - time))) - exactly
+ * _pc_throttle_p. Returns 1 if every s, b, c was valid. The coins are drawn afterwards, in
+ * order, by the caller (one RNG stream). */
+static int pc_throttle_probs(long n, const double *restrict sp, const double *restrict bp,
+                             const double *restrict cp, double frac, double *restrict p) {
+    double acc = 0.0;
+    for (long i = 0; i < n; i++) {
+        double s = sp[i], b = bp[i], c = cp[i];
+        int ok = (s >= 0.0) & (s < INFINITY) & (b >= 0.0) & (b < INFINITY) & (c >= 0.0)
+                 & (c < INFINITY);
+        acc = ok ? acc : 1.0;
+        double q = s / b;
+        double used = b > 0.0 ? q : 1.0;
+        double pr = 1.0 - (used - frac);
+        pr = pr > 1.0 ? 1.0 : pr;
+        pr = pr < 0.1 ? 0.1 : pr;
+        pr = used <= frac ? 1.0 : pr;
+        p[i] = s + c <= b ? pr : 0.0;
+    }
+    return acc == 0.0;
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif

@@ -694,6 +694,11 @@ def test_long_arrays_match_the_oracle_on_the_fast_paths(n, data):
         ref_tiered(s, b, e, DAY) for s, b in zip(spent, budget, strict=True)]
     assert lin.should_bid(spent, budget, cost).tolist() == [
         float(s) + float(c) <= float(b) for s, b, c in zip(spent, budget, cost, strict=True)]
+    seed = data.draw(st.integers(0, 2**64 - 1))
+    thr, rng = ThrottlingPacer(clock=FakeClock(), seed=seed), RefRng(seed)
+    assert thr.should_bid(spent, budget, cost, e).tolist() == [
+        ref_throttle(s, b, c, e, DAY, rng) for s, b, c in zip(spent, budget, cost, strict=True)]
+    assert thr.rng_state == rng.state
     pid = PIDPacer(budget, clock=FakeClock())
     ref = RefPID(budget, DAY, 10.0, 50.0, 0.0, 1.0, 0.1, 3.0)
     np.testing.assert_allclose(pid.output(spent, elapsed=e),
@@ -712,6 +717,10 @@ def test_a_bad_value_anywhere_in_a_long_array_is_named(n, data):
     lin = LinearPacer(clock=FakeClock())
     with pytest.raises(InvalidInputError, match=pat):
         lin.should_bid(**args)
+    thr = ThrottlingPacer(clock=FakeClock(), seed=1)
+    with pytest.raises(InvalidInputError, match=pat):
+        thr.should_bid(**args, elapsed=100.0)
+    assert thr.rng_state == ThrottlingPacer(clock=FakeClock(), seed=1).rng_state
     if which != "cost":
         with pytest.raises(InvalidInputError, match=pat):
             lin.multiplier(args["spent"], args["budget"], 100.0)
