@@ -181,3 +181,15 @@ def test_demo_section_runs(capsys, monkeypatch):
     demo_section(argparse.Namespace(quick=True, seed=7))
     assert seen["campaigns"] == 200 and seen["seed"] == 7
     assert "pacing day" in capsys.readouterr().out
+
+
+def test_the_day_is_the_same_with_the_numpy_clearing(monkeypatch):
+    import rtbcore.pacing_sim as ps
+
+    kw = dict(campaigns=40, ticks=288, seed=6, pacers=("linear", "adaptive"))
+    rust = simulate_pacing(**kw)
+    monkeypatch.setattr(ps, "clear_tick", clear_tick_numpy)
+    numpy_day = ps.simulate_pacing(**kw)
+    for p in rust.pacers:
+        np.testing.assert_array_equal(rust.final_spend[p], numpy_day.final_spend[p])
+    np.testing.assert_array_equal(rust.budget, numpy_day.budget)
