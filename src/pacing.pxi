@@ -516,6 +516,14 @@ cdef class _Pacer:
         return _pc_run_bool(arrays, _PC_PACING_NAMES, None, 0, None)
 
 
+cdef inline bint _pc_fast(object x) noexcept:
+    return _pc_PyFloat_Check(x) or _pc_PyLong_CheckExact(x)
+
+
+cdef inline bint _pc_all_fast(object a, object b, object c, object d, object e) noexcept:
+    return _pc_fast(a) and _pc_fast(b) and _pc_fast(c) and _pc_fast(d) and _pc_fast(e)
+
+
 cdef double _pc_real(object x, str name) except? -1.0:
     """A finite real number; InvalidInputError names `name`."""
     cdef double v
@@ -955,13 +963,41 @@ cdef class _PIDPacer(_Pacer):
         return -1
 
     cdef object _query(self, spent, budget, cost, elapsed, total, bint want_bool):
-        cdef list arrays = self._args(spent, budget, cost, elapsed, total, _PC_PACING_NAMES)
         cdef _PcArg args[5]
         cdef Py_ssize_t n = self._n, bad
         cdef int code = 0
         cdef _pc_u64 rng = self._rng
         cdef double[::1] o
         cdef unsigned char[::1] m
+        cdef double v[5]
+        cdef double fout
+        cdef unsigned char bout
+        if len(self._shape) == 0:
+            # one campaign, scalars in: the same kernel on C doubles, no arrays
+            if elapsed is None:
+                elapsed = self._read_clock()
+            if budget is None:
+                budget = self._mv_budget[0]
+            if total is None:
+                total = self._total
+            if _pc_all_fast(spent, budget, cost if want_bool else 0.0, elapsed, total):
+                try:
+                    v[0] = spent
+                    v[1] = budget
+                    v[2] = cost if want_bool else 0.0
+                    v[3] = elapsed
+                    v[4] = total
+                except OverflowError:
+                    pass
+                else:
+                    for j in range(5):
+                        args[j].p = &v[j]
+                        args[j].s = 0
+                    bad = self._k_query(1, args, want_bool, &fout, &bout, &rng, &code)
+                    if bad < 0:
+                        self._rng = rng
+                        return (bout != 0) if want_bool else fout
+        cdef list arrays = self._args(spent, budget, cost, elapsed, total, _PC_PACING_NAMES)
         if not want_bool:
             arrays[_PC_A_COST] = _pc_np.zeros(())
         if n == 0:
@@ -1011,10 +1047,32 @@ cdef class _PIDPacer(_Pacer):
     def update(self, spent, elapsed=None):
         """Feed the controller: integrate the gap between spend and the target curve since the
         last update (with anti-windup) and refresh the derivative. All or nothing."""
-        cdef list arrays = self._args(spent, None, None, elapsed, None, _PC_PACING_NAMES)
         cdef _PcArg args[5]
         cdef Py_ssize_t n = self._n, bad = -1, i
         cdef int code = 0
+        cdef double v[5]
+        if len(self._shape) == 0:
+            # one campaign, scalars in: the same kernels on C doubles, no arrays
+            if elapsed is None:
+                elapsed = self._read_clock()
+            if _pc_all_fast(spent, 0.0, 0.0, elapsed, 0.0):
+                try:
+                    v[0] = spent
+                    v[3] = elapsed
+                except OverflowError:
+                    pass
+                else:
+                    v[1] = self._mv_budget[0]
+                    v[2] = 0.0
+                    v[4] = self._total
+                    for j in range(5):
+                        args[j].p = &v[j]
+                        args[j].s = 0
+                    if self._k_update_check(1, args, &code) < 0:
+                        self._commit(1, args)
+                        self._updates += 1
+                        return
+        cdef list arrays = self._args(spent, None, None, elapsed, None, _PC_PACING_NAMES)
         if n == 0:
             self._updates += 1
             return

@@ -738,3 +738,34 @@ def test_a_bad_value_anywhere_in_a_long_array_is_named(n, data):
     vpat = rf"value\[{at}\] = {float(v[at])!r}"
     with pytest.raises(InvalidInputError, match=vpat):
         value_bid(0.1, 0.1, v, 1.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 7200.0), st.floats(0.0, 2.0), st.floats(0.0, 5.0)),
+                min_size=1, max_size=15), st.booleans(), st.integers(0, 2**32))
+def test_scalar_pid_equals_a_one_campaign_array_pid(steps, participation, seed):
+    kw = dict(clock=FakeClock(), seed=seed,
+              output="participation" if participation else "multiplier")
+    one, arr = PIDPacer(100.0, **kw), PIDPacer(np.array([100.0]), **kw)
+    t = 0.0
+    for dt, scale, cost in steps:
+        t = min(DAY, t + dt)
+        s = 100.0 * t / DAY * scale
+        assert one.output(s, elapsed=t) == arr.output(np.array([s]), elapsed=t)[0]
+        assert one.should_bid(s, 100.0, cost, t) == arr.should_bid(np.array([s]), 100.0, cost,
+                                                                    t)[0]
+        one.update(s, t)
+        arr.update(np.array([s]), t)
+        assert one.integral == arr.integral[0] and one.last_error == arr.last_error[0]
+
+
+def test_scalar_pid_bad_input_changes_nothing():
+    p = PIDPacer(100.0, clock=FakeClock())
+    p.update(10.0, 3600.0)
+    before = (float(p.integral), float(p.last_update), p.updates)
+    for args in ((math.nan, 7200.0), (-1.0, 7200.0), (10.0, 100.0), (10.0, DAY + 1)):
+        with pytest.raises(InvalidInputError):
+            p.update(*args)
+    with pytest.raises(InvalidInputError, match="cost = nan"):
+        p.should_bid(10.0, 100.0, math.nan, 7200.0)
+    assert (float(p.integral), float(p.last_update), p.updates) == before
