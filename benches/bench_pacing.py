@@ -15,9 +15,10 @@ numpy twin.
 - ``pacing value_bid``: ``value_bid`` on 1M requests.
 
 Scalar groups (items = calls from a Python loop, 200k per round):
-- ``pacing should_bid scalar``: ``LinearPacer.should_bid(spent, budget, cost)`` and
-  ``ThrottlingPacer.should_bid(spent, budget, cost, elapsed, total)`` against a pure-Python hard
-  cap with the same checks, and the floor: an empty Python function of three arguments.
+- ``pacing should_bid scalar``: ``LinearPacer.should_bid(spent, budget, cost)``,
+  ``ThrottlingPacer.should_bid(spent, budget, cost, elapsed, total)`` and a one-campaign
+  ``PIDPacer.should_bid(...)`` against a pure-Python hard cap with the same checks, and the
+  floor: an empty Python function of three arguments.
 """
 
 from __future__ import annotations
@@ -301,7 +302,7 @@ def _loop5(f, n):
     return k
 
 
-@pytest.mark.parametrize("impl", ["LinearPacer", "ThrottlingPacer", "pure_python",
+@pytest.mark.parametrize("impl", ["LinearPacer", "ThrottlingPacer", "PIDPacer", "pure_python",
                                   "empty_call_floor"])
 def test_pacing_should_bid_scalar(benchmark, impl):
     benchmark.group = "pacing should_bid scalar (calls from Python)"
@@ -314,6 +315,8 @@ def test_pacing_should_bid_scalar(benchmark, impl):
     elif impl == "ThrottlingPacer":
         k = benchmark(_loop5, ThrottlingPacer(clock=_clock).should_bid, CALLS)
         assert 0.6 * CALLS < k < 0.8 * CALLS          # p = 0.7
+    elif impl == "PIDPacer":     # one campaign (scalar budget): the cap, time checked per call
+        assert benchmark(_loop5, PIDPacer(100.0, clock=_clock).should_bid, CALLS) == CALLS
     elif impl == "pure_python":
         assert benchmark(_loop3, py_should_bid, CALLS) == CALLS
     else:
