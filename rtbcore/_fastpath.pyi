@@ -8,6 +8,9 @@ from typing import SupportsFloat as _ClFloat
 
 from typing_extensions import disjoint_base as _cl_disjoint_base
 
+# Cython's (empty) doctest dict, emitted since this module has def methods in cdef classes.
+__test__: dict[str, str]
+
 @_cl_disjoint_base
 class Bid:
     """One bid (see rtbcore.Bid)."""
@@ -29,7 +32,7 @@ class Bid:
     def creative_id(self) -> _ClAny: ...
     @property
     def adjusted(self) -> float: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @_cl_disjoint_base

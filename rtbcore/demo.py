@@ -8,6 +8,9 @@ import argparse
 def run_demo(args: argparse.Namespace) -> int:
     print(f"rtbcore demo (seed {args.seed})")
     # --- section: clearing (issue: foundation and clearing) ---
+    from rtbcore.clearing import demo_section as clearing_demo
+
+    clearing_demo(args)
 
     # --- section: streaming engine (issue: engine) ---
 
