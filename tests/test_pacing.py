@@ -769,3 +769,14 @@ def test_scalar_pid_bad_input_changes_nothing():
     with pytest.raises(InvalidInputError, match="cost = nan"):
         p.should_bid(10.0, 100.0, math.nan, 7200.0)
     assert (float(p.integral), float(p.last_update), p.updates) == before
+
+
+def test_adaptive_with_a_minute_profile():
+    prof = np.ones(1440)
+    prof[:240] = 0.0                                 # no traffic before 04:00
+    p = AdaptivePacer(np.array([100.0, 50.0]), prof, clock=FakeClock())
+    assert p.target(4 * 3600.0) == 0.0
+    assert p.target(4 * 3600.0 + 60.0) == pytest.approx(1 / 1200)
+    assert p.target(DAY) == 1.0
+    # nothing due before 04:00: any spend then is ahead of the curve
+    assert (p.multiplier(np.array([1.0, 1.0]), elapsed=3 * 3600.0) < 1.0).all()
