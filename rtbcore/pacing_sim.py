@@ -10,8 +10,8 @@ elapsed = t·dt and feeds the feedback pacers at (t + 1)·dt):
   level is spread log-evenly over ``price_spread`` (×10); each campaign has a reach (its share of
   its segment's requests, log-uniform in [0.15, 0.9]), a predicted CTR and CVR and a value per
   conversion making its expected value per impression 0.7-1.6× its segment's price level.
-- **Traffic** follows a diurnal shape (trough 0.12 at 04:00, a morning shoulder, peak 1.0 at
-  20:00). In round t campaign i sees a request with probability reach_i × shape(t); its
+- **Traffic** follows a diurnal shape (trough 0.11 around 05:00, a morning shoulder, peak 1.0
+  at 20:00). In round t campaign i sees a request with probability reach_i × shape(t); its
   segment holds shape(t) × (requests / bidders_per_auction) auctions and the request is one of
   them at random, so ~3 campaigns meet in an auction, plus one **open-market bid** (log-normal
   around the segment's price level, sigma 0.5) standing for everyone else.
@@ -72,7 +72,7 @@ __all__ = [
 
 
 def traffic_shape(hours: np.ndarray) -> np.ndarray:
-    """Relative traffic at hour-of-day ``hours`` (max 1 at 20:00, trough ~0.12 at 04:00)."""
+    """Relative traffic at hour-of-day ``hours`` (max 1 at 20:00, trough ~0.11 around 05:00)."""
     h = np.asarray(hours, dtype=np.float64) % 24.0
     evening = np.exp(-(((h - 20.0 + 12.0) % 24.0 - 12.0) / 4.5) ** 2)
     morning = 0.45 * np.exp(-(((h - 10.0 + 12.0) % 24.0 - 12.0) / 2.5) ** 2)
