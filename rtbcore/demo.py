@@ -15,6 +15,9 @@ def run_demo(args: argparse.Namespace) -> int:
     # --- section: streaming engine (issue: engine) ---
 
     # --- section: pacing (issue: pacing) ---
+    from rtbcore.pacing_sim import demo_section as pacing_demo
+
+    pacing_demo(args)
 
     # --- section: credit pool (issue: credit/shading, credit part) ---
     from rtbcore.credit import demo_section as credit_demo
