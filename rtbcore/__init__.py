@@ -38,7 +38,14 @@ _clearing: list[str] = []
 _streaming: list[str] = []
 
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
-_engine: list[str] = []
+from rtbcore.engine import (  # noqa: E402
+    CLOSED_BY,
+    REJECTED_DTYPE,
+    RESULT_DTYPE,
+    AuctionEngine,
+)
+
+_engine: list[str] = ["AuctionEngine", "RESULT_DTYPE", "REJECTED_DTYPE", "CLOSED_BY"]
 
 # --- pacing (issue: pacing) -------------------------------------------------------------------
 _pacing: list[str] = []
