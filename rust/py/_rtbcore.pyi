@@ -9,3 +9,51 @@ __version__: str
 # --- ring.rs ---
 
 # --- engine.rs ---
+
+from typing import Any as _Any  # noqa: E402
+
+import numpy as _np  # noqa: E402
+import numpy.typing as _npt  # noqa: E402
+
+class _AuctionEngine:
+    """The Rust auction engine; use rtbcore.AuctionEngine."""
+
+    def __new__(
+        cls,
+        workers: int,
+        pin: bool,
+        mechanism: str,
+        reserve: float,
+        increment: float,
+        tmax_ns: int,
+        capacity: int,
+        slot_ctrs: list[float] | None = None,
+    ) -> _AuctionEngine: ...
+    def open(
+        self,
+        auction_ids: _npt.NDArray[_np.int64],
+        reserve: _npt.NDArray[_np.float64] | None = None,
+        tmax_ns: _npt.NDArray[_np.uint64] | None = None,
+        expected_bids: _npt.NDArray[_np.uint32] | None = None,
+    ) -> int: ...
+    def submit(
+        self,
+        auction_ids: _npt.NDArray[_np.int64],
+        bidder_ids: _npt.NDArray[_np.int64],
+        prices: _npt.NDArray[_np.float64],
+        quality: _npt.NDArray[_np.float64] | None = None,
+        kinds: _npt.NDArray[_np.uint8] | None = None,
+        timeout_ms: float | None = None,
+    ) -> int | None: ...
+    def submit_one(
+        self, auction_id: int, bidder_id: int, price: float, quality: float, cancel: bool
+    ) -> bool: ...
+    def poll(self, max_n: int, timeout_ms: float) -> _npt.NDArray[_np.uint8]: ...
+    def poll_rejected(self, max_n: int) -> _npt.NDArray[_np.uint8]: ...
+    def stats(self) -> dict[str, _Any]: ...
+    def reset_latency(self) -> None: ...
+    @property
+    def rows_per_auction(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...

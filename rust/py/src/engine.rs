@@ -288,6 +288,9 @@ impl PyAuctionEngine {
                 }
                 py.check_signals()?;
             }
+            // a signal that arrived during the last slice is raised before any row is taken,
+            // so the rows stay in the engine for the next poll
+            py.check_signals()?;
         }
         let mut rows: Vec<AuctionResult> = Vec::new();
         eng.poll_into(&mut rows, max_n);
