@@ -32,7 +32,29 @@ _errors = [
 ]
 
 # --- clearing (issue: foundation and clearing) -------------------------------------------------
-_clearing: list[str] = []
+from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction  # noqa: E402
+from rtbcore.clearing import (  # noqa: E402
+    AuctionBatch,
+    ClearingResult,
+    SlotResult,
+    clear_first_price,
+    clear_gsp,
+    clear_second_price,
+    clear_vcg,
+)
+
+_clearing: list[str] = [
+    "AuctionBatch",
+    "ClearingResult",
+    "SlotResult",
+    "clear_first_price",
+    "clear_second_price",
+    "clear_gsp",
+    "clear_vcg",
+    "Bid",
+    "SecondPriceAuction",
+    "FirstPriceAuction",
+]
 
 # --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
 _streaming: list[str] = []

@@ -2,6 +2,56 @@
 
 # --- clearing.pxi ---
 
+from collections.abc import Iterable as _ClIterable
+from typing import Any as _ClAny
+from typing import SupportsFloat as _ClFloat
+
+from typing_extensions import disjoint_base as _cl_disjoint_base
+
+@_cl_disjoint_base
+class Bid:
+    """One bid (see rtbcore.Bid)."""
+
+    def __init__(
+        self,
+        bidder_id: _ClAny,
+        amount: _ClFloat,
+        quality: _ClFloat = 1.0,
+        creative_id: _ClAny = None,
+    ) -> None: ...
+    @property
+    def bidder_id(self) -> _ClAny: ...
+    @property
+    def amount(self) -> float: ...
+    @property
+    def quality(self) -> float: ...
+    @property
+    def creative_id(self) -> _ClAny: ...
+    @property
+    def adjusted(self) -> float: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@_cl_disjoint_base
+class SecondPriceAuction:
+    """One second-price auction with quality scores."""
+
+    def __init__(self, reserve_price: _ClFloat = 0.10, increment: _ClFloat = 0.01) -> None: ...
+    @property
+    def reserve_price(self) -> float: ...
+    @property
+    def increment(self) -> float: ...
+    def run(self, bids: _ClIterable[Bid]) -> tuple[Bid, float] | None: ...
+
+@_cl_disjoint_base
+class FirstPriceAuction:
+    """One first-price auction with quality scores."""
+
+    def __init__(self, reserve_price: _ClFloat = 0.10) -> None: ...
+    @property
+    def reserve_price(self) -> float: ...
+    def run(self, bids: _ClIterable[Bid]) -> tuple[Bid, float] | None: ...
+
 # --- pacing.pxi ---
 
 # --- credit.pxi ---

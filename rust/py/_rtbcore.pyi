@@ -3,6 +3,42 @@
 __version__: str
 
 # --- clearing.rs ---
+# Private kernels of rtbcore.clearing (which converts the arrays before calling them).
+
+import numpy as _cl_np
+import numpy.typing as _cl_npt
+
+def check_auction_batch(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    quality: _cl_npt.NDArray[_cl_np.float64] | None,
+    reserve: float | _cl_npt.NDArray[_cl_np.float64],
+) -> None: ...
+def clear_single(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    quality: _cl_npt.NDArray[_cl_np.float64] | None,
+    reserve: float | _cl_npt.NDArray[_cl_np.float64],
+    rule: str,
+    increment: float,
+    raise_invalid: bool,
+) -> tuple[
+    _cl_npt.NDArray[_cl_np.int64],
+    _cl_npt.NDArray[_cl_np.float64],
+    _cl_npt.NDArray[_cl_np.float64],
+    _cl_npt.NDArray[_cl_np.int32],
+    int,
+]: ...
+def clear_slots(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    quality: _cl_npt.NDArray[_cl_np.float64] | None,
+    reserve: float | _cl_npt.NDArray[_cl_np.float64],
+    slot_ctrs: _cl_npt.NDArray[_cl_np.float64],
+    rule: str,
+    increment: float,
+    raise_invalid: bool,
+) -> tuple[_cl_npt.NDArray[_cl_np.int64], _cl_npt.NDArray[_cl_np.float64], int]: ...
 
 # --- queue.rs ---
 

@@ -12,8 +12,12 @@
 //!   alone, `min(price_w, reserve + increment)`.
 //! - GSP (k slots, factors α): the bid in slot s pays per unit
 //!   `min(price_s, max(reserve, adj_(s+1) / q_s) + increment)` (adj of a missing rank = 0).
-//! - VCG: the bid in slot s pays in total `T_s = Σ_{j=s..k} (α_j − α_{j+1}) · adj_(j+1)`, per unit
-//!   `min(price_s, max(reserve, T_s / (α_s · q_s)))`.
+//! - VCG: the bid in slot s pays in total `T_s = Σ_{j=s..k} (α_j − α_{j+1}) · max(adj_(j+1), r·q_s)`,
+//!   per unit `min(price_s, T_s / (α_s · q_s))`. The reserve `r` acts as a phantom competitor:
+//!   to keep slot j the bid must beat both the next adjusted bid and its own floor `r·q_s`. This is
+//!   the textbook VCG / Myerson payment with a reserve (truthful, and equal to the externality
+//!   with reserve bidders); the per-unit formula `max(r, T_s / (α_s q_s))` with unfloored
+//!   thresholds is not truthful when r > 0. With r = 0 both are the same.
 //! - `min_to_win` (OpenRTB 2.6 `${AUCTION_MIN_TO_WIN}`): the winner's is
 //!   `max(reserve, adj_2 / q_w)` (the reserve when alone); a loser's is the lowest price that ties
 //!   the winning adjusted bid (first price) or the clearing price (second price), converted through
@@ -71,15 +75,15 @@ impl<'a> Batch<'a> {
                 format!("offsets[0] = {} but must be 0", offsets[0]),
             ));
         }
-        for a in 1..offsets.len() {
-            if offsets[a] < offsets[a - 1] {
+        for (a, w) in offsets.windows(2).enumerate() {
+            if w[1] < w[0] {
                 return Err(CoreError::invalid(
                     "offsets",
                     format!(
-                        "offsets[{a}] = {} is less than offsets[{}] = {}: offsets must not decrease",
-                        offsets[a],
-                        a - 1,
-                        offsets[a - 1]
+                        "offsets[{}] = {} is less than offsets[{a}] = {}: offsets must not decrease",
+                        a + 1,
+                        w[1],
+                        w[0]
                     ),
                 ));
             }
@@ -161,8 +165,10 @@ impl<'a> Batch<'a> {
     }
 
     /// The first bid whose price or quality is invalid (NaN, infinite, negative price,
-    /// non-positive quality), as the error `on_invalid="raise"` reports.
+    /// non-positive quality), as the error `on_invalid="raise"` reports: the lowest bid index
+    /// with a bad field (the price is named when both are bad).
     pub fn first_invalid_bid(&self) -> Option<CoreError> {
+        let q = self.quality.unwrap_or(&[]);
         for (i, &p) in self.prices.iter().enumerate() {
             if !price_is_valid(p) {
                 return Some(CoreError::InvalidBid {
@@ -172,9 +178,7 @@ impl<'a> Batch<'a> {
                     msg: "price must be finite and >= 0",
                 });
             }
-        }
-        if let Some(q) = self.quality {
-            for (i, &x) in q.iter().enumerate() {
+            if let Some(&x) = q.get(i) {
                 if !quality_is_valid(x) {
                     return Some(CoreError::InvalidBid {
                         field: "quality",
@@ -238,16 +242,6 @@ pub fn check_slot_ctrs(ctrs: &[f64]) -> Result<(), CoreError> {
     Ok(())
 }
 
-#[inline(always)]
-fn price_is_valid(p: f64) -> bool {
-    p.is_finite() && p >= 0.0
-}
-
-#[inline(always)]
-fn quality_is_valid(q: f64) -> bool {
-    q.is_finite() && q > 0.0
-}
-
 /// Single-slot pricing rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinglePrice {
@@ -269,6 +263,8 @@ pub struct ClearingResult {
     pub price: Vec<f64>,
     pub min_to_win: Vec<f64>,
     pub loss_reason: Vec<i32>,
+    /// How many bids were invalid (loss reason 3) and so treated as ineligible.
+    pub n_invalid: usize,
 }
 
 /// Result of position-auction clearing, row-major `[n_auctions, k]`.
@@ -277,6 +273,8 @@ pub struct SlotResult {
     pub k: usize,
     pub winner: Vec<i64>,
     pub price: Vec<f64>,
+    /// How many bids were invalid and so treated as ineligible.
+    pub n_invalid: usize,
 }
 
 /// The outcome of one single-slot auction: local winner index (-1 = no sale), price paid and
@@ -288,8 +286,160 @@ pub struct SegmentOutcome {
     pub winner_min_to_win: f64,
 }
 
+// ---- branch-free building blocks ------------------------------------------------------------
+//
+// The kernels are written so that the compiler emits selects (cmov / blend) rather than
+// branches, and so that the per-bid output pass vectorises: `&` instead of `&&` on bools,
+// comparisons that are false for NaN, no closures on quality when there is none (the const
+// parameter `Q` says whether a quality slice is present; without it the slice is empty and
+// never read).
+
+#[inline(always)]
+fn price_is_valid(p: f64) -> bool {
+    // false for NaN, +inf and negatives
+    (p >= 0.0) & (p <= f64::MAX)
+}
+
+#[inline(always)]
+fn quality_is_valid(q: f64) -> bool {
+    (q > 0.0) & (q <= f64::MAX)
+}
+
+#[inline(always)]
+fn sel(c: bool, a: f64, b: f64) -> f64 {
+    if c {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline(always)]
+fn fmax(a: f64, b: f64) -> f64 {
+    // NaN-free operands only (maxsd, unlike f64::max which handles NaN)
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline(always)]
+fn fmin(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Eligibility and adjusted bid of one bid: `(-inf, valid)` when not eligible.
+#[inline(always)]
+fn adjusted(p: f64, q: f64, reserve: f64) -> (f64, bool) {
+    let valid = price_is_valid(p) & quality_is_valid(q);
+    let elig = valid & (p > 0.0) & (p >= reserve);
+    (sel(elig, p * q, f64::NEG_INFINITY), valid)
+}
+
+/// One pass over a segment: the top adjusted bid (lowest index on ties), its local index
+/// (`usize::MAX` when none is eligible) and the second adjusted bid (-inf when none).
+#[inline(always)]
+fn top2<const Q: bool>(p: &[f64], q: &[f64], reserve: f64) -> (usize, f64, f64) {
+    let mut best = usize::MAX;
+    let mut a1 = f64::NEG_INFINITY;
+    let mut a2 = f64::NEG_INFINITY;
+    let mut step = |i: usize, adj: f64| {
+        // new second = max(old second, min(adj, old first)): covers "adj becomes first"
+        // (old first drops to second) and a tie with the first (ties stay with the lower index)
+        a2 = fmax(a2, fmin(adj, a1));
+        let gt = adj > a1;
+        best = if gt { i } else { best };
+        a1 = sel(gt, adj, a1);
+    };
+    if Q {
+        for (i, (&pi, &qi)) in p.iter().zip(q).enumerate() {
+            step(i, adjusted(pi, qi, reserve).0);
+        }
+    } else {
+        for (i, &pi) in p.iter().enumerate() {
+            step(i, adjusted(pi, 1.0, reserve).0);
+        }
+    }
+    (best, a1, a2)
+}
+
+/// Writes every bid's `min_to_win` / `loss_reason` as if it lost, given the adjusted amount a
+/// loser must tie (`target_adj`, 0 when there is no sale); returns the number of invalid bids.
+/// Straight-line code over slice iterators, so it vectorises.
+#[inline(always)]
+fn write_losers<const Q: bool>(
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    target_adj: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> usize {
+    let mut n_bad = 0usize;
+    if Q {
+        let it = p.iter().zip(q).zip(min_to_win.iter_mut().zip(loss_reason.iter_mut()));
+        for ((&pi, &qi), (m, r)) in it {
+            let valid = price_is_valid(pi) & quality_is_valid(qi);
+            let elig = valid & (pi > 0.0) & (pi >= reserve);
+            *m = sel(valid, fmax(reserve, target_adj / qi), f64::NAN);
+            *r = if elig { LOSS_OUTBID } else if valid { LOSS_BELOW_FLOOR } else { LOSS_INVALID };
+            n_bad += usize::from(!valid);
+        }
+    } else {
+        let lose = fmax(reserve, target_adj);
+        for (&pi, (m, r)) in p.iter().zip(min_to_win.iter_mut().zip(loss_reason.iter_mut())) {
+            let valid = price_is_valid(pi);
+            let elig = valid & (pi > 0.0) & (pi >= reserve);
+            *m = sel(valid, lose, f64::NAN);
+            *r = if elig { LOSS_OUTBID } else if valid { LOSS_BELOW_FLOOR } else { LOSS_INVALID };
+            n_bad += usize::from(!valid);
+        }
+    }
+    n_bad
+}
+
+/// Clears one segment: top-2 pass, then the per-bid pass. Returns the outcome and the number
+/// of invalid bids.
+#[inline(always)]
+fn segment_single<const Q: bool>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    let (best, a1, a2) = top2::<Q>(p, q, reserve);
+    if best == usize::MAX {
+        let n_bad = write_losers::<Q>(p, q, reserve, 0.0, min_to_win, loss_reason);
+        return (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, n_bad);
+    }
+    let pw = p[best];
+    let qw = if Q { q[best] } else { 1.0 };
+    // a2 = -inf when alone: max(reserve, -inf) = reserve
+    let floor_to_beat = fmax(reserve, a2 / qw);
+    let (price, target_adj) = match rule {
+        SinglePrice::First => (pw, a1),
+        SinglePrice::Second => {
+            let price = fmin(pw, floor_to_beat + increment);
+            (price, price * qw)
+        }
+    };
+    let n_bad = write_losers::<Q>(p, q, reserve, target_adj, min_to_win, loss_reason);
+    min_to_win[best] = floor_to_beat;
+    loss_reason[best] = LOSS_WON;
+    (SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }, n_bad)
+}
+
 /// Clears one single-slot auction. `quality = None` means all 1.0. Writes each bid's
 /// `min_to_win` and `loss_reason` into the two output slices (same length as `prices`).
+/// Invalid bids are ineligible (reason 3).
 ///
 /// # Panics
 /// If the slices' lengths differ from `prices.len()`.
@@ -307,91 +457,52 @@ pub fn clear_segment(
     match quality {
         Some(q) => {
             assert_eq!(q.len(), prices.len());
-            segment_single(rule, prices, |i| q[i], reserve, increment, min_to_win, loss_reason)
+            segment_single::<true>(rule, prices, q, reserve, increment, min_to_win, loss_reason).0
         }
-        None => segment_single(rule, prices, |_| 1.0, reserve, increment, min_to_win, loss_reason),
+        None => {
+            segment_single::<false>(rule, prices, &[], reserve, increment, min_to_win, loss_reason)
+                .0
+        }
     }
 }
 
-#[inline(always)]
-fn segment_single<Q: Fn(usize) -> f64>(
+fn single_into<const Q: bool>(
+    batch: &Batch<'_>,
     rule: SinglePrice,
-    prices: &[f64],
-    q: Q,
-    reserve: f64,
     increment: f64,
+    winner: &mut [i64],
+    price: &mut [f64],
     min_to_win: &mut [f64],
     loss_reason: &mut [i32],
-) -> SegmentOutcome {
-    let n = prices.len();
-    let mut best = usize::MAX;
-    let mut a1 = f64::NEG_INFINITY;
-    let mut a2 = f64::NEG_INFINITY;
-    for i in 0..n {
-        let p = prices[i];
-        let qi = q(i);
-        if is_eligible(p, qi, reserve) {
-            let adj = p * qi;
-            if adj > a1 {
-                a2 = a1;
-                a1 = adj;
-                best = i;
-            } else if adj > a2 {
-                a2 = adj;
-            }
-        }
+) -> usize {
+    let q_all = batch.quality.unwrap_or(&[]);
+    let mut n_bad = 0;
+    let outs = winner.iter_mut().zip(price.iter_mut());
+    for (a, (off, (w, pr))) in batch.offsets.windows(2).zip(outs).enumerate() {
+        // Batch::new checked 0 = offsets[0] <= ... <= offsets[n] = n_bids
+        let seg = off[0] as usize..off[1] as usize;
+        let q = if Q { &q_all[seg.clone()] } else { &[][..] };
+        let (out, bad) = segment_single::<Q>(
+            rule,
+            &batch.prices[seg.clone()],
+            q,
+            batch.reserve_of(a),
+            increment,
+            &mut min_to_win[seg.clone()],
+            &mut loss_reason[seg.clone()],
+        );
+        *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
+        *pr = out.price;
+        n_bad += bad;
     }
-    if best == usize::MAX {
-        for i in 0..n {
-            let (p, qi) = (prices[i], q(i));
-            if price_is_valid(p) && quality_is_valid(qi) {
-                min_to_win[i] = reserve;
-                loss_reason[i] = LOSS_BELOW_FLOOR;
-            } else {
-                min_to_win[i] = f64::NAN;
-                loss_reason[i] = LOSS_INVALID;
-            }
-        }
-        return SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN };
-    }
-    let pw = prices[best];
-    let qw = q(best);
-    let has_second = a2 > f64::NEG_INFINITY;
-    let floor_to_beat = if has_second { reserve.max(a2 / qw) } else { reserve };
-    let price = match rule {
-        SinglePrice::First => pw,
-        SinglePrice::Second => pw.min(floor_to_beat + increment),
-    };
-    // the adjusted amount a loser must tie
-    let target_adj = match rule {
-        SinglePrice::First => a1,
-        SinglePrice::Second => price * qw,
-    };
-    for i in 0..n {
-        let (p, qi) = (prices[i], q(i));
-        if i == best {
-            min_to_win[i] = floor_to_beat;
-            loss_reason[i] = LOSS_WON;
-        } else if !(price_is_valid(p) && quality_is_valid(qi)) {
-            min_to_win[i] = f64::NAN;
-            loss_reason[i] = LOSS_INVALID;
-        } else {
-            min_to_win[i] = reserve.max(target_adj / qi);
-            loss_reason[i] = if p >= reserve && p > 0.0 { LOSS_OUTBID } else { LOSS_BELOW_FLOOR };
-        }
-    }
-    SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }
-}
-
-#[inline(always)]
-fn is_eligible(p: f64, q: f64, reserve: f64) -> bool {
-    p.is_finite() && p > 0.0 && q.is_finite() && q > 0.0 && p >= reserve
+    n_bad
 }
 
 /// Clears every auction of the batch with the given single-slot rule, writing into
-/// caller-provided outputs (so the binding crate can write straight into numpy arrays).
-/// Invalid bids are treated as ineligible (reason 3); call [`Batch::first_invalid_bid`] first
-/// for `on_invalid="raise"`.
+/// caller-provided outputs (so the binding crate can write straight into numpy arrays; every
+/// element is written, so the outputs may start uninitialised-then-zeroed or hold garbage).
+/// Invalid bids are treated as ineligible (reason 3); the return value is how many there were,
+/// so a caller with `on_invalid="raise"` calls [`Batch::first_invalid_bid`] only when it is > 0.
 ///
 /// # Panics
 /// If an output's length is not `n_auctions` (winner, price) or `n_bids` (the others).
@@ -403,27 +514,16 @@ pub fn clear_single_into(
     price: &mut [f64],
     min_to_win: &mut [f64],
     loss_reason: &mut [i32],
-) {
+) -> usize {
     let n = batch.n_auctions();
     assert_eq!(winner.len(), n);
     assert_eq!(price.len(), n);
     assert_eq!(min_to_win.len(), batch.n_bids());
     assert_eq!(loss_reason.len(), batch.n_bids());
-    for a in 0..n {
-        let seg = batch.segment(a);
-        let start = seg.start;
-        let q = batch.quality.map(|q| &q[seg.clone()]);
-        let out = clear_segment(
-            rule,
-            &batch.prices[seg.clone()],
-            q,
-            batch.reserve_of(a),
-            increment,
-            &mut min_to_win[seg.clone()],
-            &mut loss_reason[seg],
-        );
-        winner[a] = if out.winner >= 0 { start as i64 + out.winner } else { -1 };
-        price[a] = out.price;
+    if batch.quality.is_some() {
+        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+    } else {
+        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -434,8 +534,9 @@ fn clear_single(batch: &Batch<'_>, rule: SinglePrice, increment: f64) -> Clearin
         price: vec![0.0; n],
         min_to_win: vec![0.0; m],
         loss_reason: vec![0; m],
+        n_invalid: 0,
     };
-    clear_single_into(
+    r.n_invalid = clear_single_into(
         batch,
         rule,
         increment,
@@ -457,8 +558,100 @@ pub fn clear_second_price(batch: &Batch<'_>, increment: f64) -> ClearingResult {
     clear_single(batch, SinglePrice::Second, increment)
 }
 
+// ---- position auctions -----------------------------------------------------------------------
+
+/// Keeps the top `buf.len()` eligible bids of a segment in `buf`, descending by adjusted bid,
+/// ties to the lower index. Returns how many entries are filled and the number of invalid bids.
+#[inline(always)]
+fn top_k<const Q: bool>(
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    buf: &mut [(f64, usize)],
+) -> (usize, usize) {
+    let cap = buf.len();
+    let mut len = 0usize;
+    let mut n_bad = 0usize;
+    let mut push = |i: usize, adj: f64, len: &mut usize| {
+        // enter only when strictly above the last kept entry (ties keep the lower index)
+        if adj == f64::NEG_INFINITY || (*len == cap && adj <= buf[cap - 1].0) {
+            return;
+        }
+        let mut j = if *len == cap {
+            cap - 1
+        } else {
+            *len += 1;
+            *len - 1
+        };
+        while j > 0 && buf[j - 1].0 < adj {
+            buf[j] = buf[j - 1];
+            j -= 1;
+        }
+        buf[j] = (adj, i);
+    };
+    if Q {
+        for (i, (&pi, &qi)) in p.iter().zip(q).enumerate() {
+            let (adj, valid) = adjusted(pi, qi, reserve);
+            n_bad += usize::from(!valid);
+            push(i, adj, &mut len);
+        }
+    } else {
+        for (i, &pi) in p.iter().enumerate() {
+            let (adj, valid) = adjusted(pi, 1.0, reserve);
+            n_bad += usize::from(!valid);
+            push(i, adj, &mut len);
+        }
+    }
+    (len, n_bad)
+}
+
+/// Prices the filled slots of one position auction from its ranked top `k + 1` (`top`, local
+/// indices), writing local winners (-1 = empty) and per-unit prices (0.0 = empty).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn price_slots<const Q: bool>(
+    rule: SlotPrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    ctrs: &[f64],
+    top: &[(f64, usize)],
+    winner: &mut [i64],
+    price: &mut [f64],
+) {
+    let k = ctrs.len();
+    let adj_at = |r: usize| if r < top.len() { top[r].0 } else { 0.0 };
+    for (s, (w, pr)) in winner.iter_mut().zip(price.iter_mut()).enumerate() {
+        if s >= top.len() {
+            *w = -1;
+            *pr = 0.0;
+            continue;
+        }
+        let i = top[s].1;
+        let (pi, qi) = (p[i], if Q { q[i] } else { 1.0 });
+        let per_unit = match rule {
+            SlotPrice::Gsp => fmax(reserve, adj_at(s + 1) / qi) + increment,
+            SlotPrice::Vcg => {
+                // Myerson / VCG with the reserve as a phantom competitor: to keep slot j the
+                // bid must beat both the next adjusted bid and its own floor reserve * q_s.
+                let floor = reserve * qi;
+                let mut total = 0.0;
+                for j in s..k {
+                    let alpha_next = if j + 1 < k { ctrs[j + 1] } else { 0.0 };
+                    total += (ctrs[j] - alpha_next) * fmax(adj_at(j + 1), floor);
+                }
+                total / (ctrs[s] * qi)
+            }
+        };
+        *w = i as i64;
+        *pr = fmin(pi, per_unit);
+    }
+}
+
 /// Clears one position auction with `ctrs.len()` slots. `scratch` is reused between calls to
 /// avoid allocation. Writes local bid indices (-1 = empty) and per-unit prices (0.0 = empty).
+/// Invalid bids are ineligible.
 ///
 /// # Panics
 /// If `winner` / `price` are not `ctrs.len()` long.
@@ -477,55 +670,57 @@ pub fn clear_segment_slots(
     let k = ctrs.len();
     assert_eq!(winner.len(), k);
     assert_eq!(price.len(), k);
-    let q = |i: usize| quality.map_or(1.0, |q| q[i]);
-    // top k+1 eligible bids by adjusted bid, descending, ties to the lower index
     scratch.clear();
-    for (i, &p) in prices.iter().enumerate() {
-        let qi = q(i);
-        if !is_eligible(p, qi, reserve) {
-            continue;
+    scratch.resize(k + 1, (0.0, 0));
+    match quality {
+        Some(q) => {
+            assert_eq!(q.len(), prices.len());
+            let (len, _) = top_k::<true>(prices, q, reserve, scratch);
+            let top = &scratch[..len];
+            price_slots::<true>(rule, prices, q, reserve, increment, ctrs, top, winner, price);
         }
-        let adj = p * qi;
-        if scratch.len() == k + 1 && adj <= scratch[k].0 {
-            continue;
+        None => {
+            let (len, _) = top_k::<false>(prices, &[], reserve, scratch);
+            let top = &scratch[..len];
+            price_slots::<false>(rule, prices, &[], reserve, increment, ctrs, top, winner, price);
         }
-        // insert after every element with adj >= this one (keeps lower index first on ties)
-        let pos = scratch.partition_point(|&(a, _)| a >= adj);
-        if scratch.len() == k + 1 {
-            scratch.pop();
-        }
-        scratch.insert(pos, (adj, i));
-    }
-    let adj_at = |r: usize| if r < scratch.len() { scratch[r].0 } else { 0.0 };
-    for s in 0..k {
-        if s >= scratch.len() {
-            winner[s] = -1;
-            price[s] = 0.0;
-            continue;
-        }
-        let (_, i) = scratch[s];
-        let (pi, qi) = (prices[i], q(i));
-        let per_unit = match rule {
-            SlotPrice::Gsp => reserve.max(adj_at(s + 1) / qi) + increment,
-            SlotPrice::Vcg => {
-                let mut total = 0.0;
-                for j in s..k {
-                    let alpha_next = if j + 1 < k { ctrs[j + 1] } else { 0.0 };
-                    total += (ctrs[j] - alpha_next) * adj_at(j + 1);
-                }
-                reserve.max(total / (ctrs[s] * qi))
-            }
-        };
-        winner[s] = i as i64;
-        price[s] = pi.min(per_unit);
     }
 }
 
+fn slots_into<const Q: bool>(
+    batch: &Batch<'_>,
+    rule: SlotPrice,
+    ctrs: &[f64],
+    increment: f64,
+    winner: &mut [i64],
+    price: &mut [f64],
+) -> usize {
+    let k = ctrs.len();
+    let q_all = batch.quality.unwrap_or(&[]);
+    let mut buf = vec![(0.0, 0usize); k + 1];
+    let mut n_bad = 0;
+    let outs = winner.chunks_exact_mut(k).zip(price.chunks_exact_mut(k));
+    for (a, (off, (w, pr))) in batch.offsets.windows(2).zip(outs).enumerate() {
+        let seg = off[0] as usize..off[1] as usize;
+        let p = &batch.prices[seg.clone()];
+        let q = if Q { &q_all[seg.clone()] } else { &[][..] };
+        let reserve = batch.reserve_of(a);
+        let (len, bad) = top_k::<Q>(p, q, reserve, &mut buf);
+        n_bad += bad;
+        price_slots::<Q>(rule, p, q, reserve, increment, ctrs, &buf[..len], w, pr);
+        for x in w.iter_mut().filter(|x| **x >= 0) {
+            *x += seg.start as i64;
+        }
+    }
+    n_bad
+}
+
 /// Clears every auction of the batch as a position auction, writing row-major
-/// `[n_auctions, k]` outputs.
+/// `[n_auctions, k]` outputs (every element is written). Invalid bids are ineligible; returns
+/// how many there were. Call [`check_slot_ctrs`] first.
 ///
 /// # Panics
-/// If the outputs are not `n_auctions * ctrs.len()` long.
+/// If `ctrs` is empty or the outputs are not `n_auctions * ctrs.len()` long.
 pub fn clear_slots_into(
     batch: &Batch<'_>,
     rule: SlotPrice,
@@ -533,41 +728,24 @@ pub fn clear_slots_into(
     increment: f64,
     winner: &mut [i64],
     price: &mut [f64],
-) {
+) -> usize {
     let k = ctrs.len();
+    assert!(k > 0, "clear_slots_into needs at least one slot");
     let n = batch.n_auctions();
     assert_eq!(winner.len(), n * k);
     assert_eq!(price.len(), n * k);
-    let mut scratch = Vec::with_capacity(k + 1);
-    for a in 0..n {
-        let seg = batch.segment(a);
-        let start = seg.start as i64;
-        let q = batch.quality.map(|q| &q[seg.clone()]);
-        let (w, p) = (&mut winner[a * k..(a + 1) * k], &mut price[a * k..(a + 1) * k]);
-        clear_segment_slots(
-            rule,
-            &batch.prices[seg],
-            q,
-            batch.reserve_of(a),
-            increment,
-            ctrs,
-            &mut scratch,
-            w,
-            p,
-        );
-        for x in w.iter_mut() {
-            if *x >= 0 {
-                *x += start;
-            }
-        }
+    if batch.quality.is_some() {
+        slots_into::<true>(batch, rule, ctrs, increment, winner, price)
+    } else {
+        slots_into::<false>(batch, rule, ctrs, increment, winner, price)
     }
 }
 
 fn clear_slots(batch: &Batch<'_>, rule: SlotPrice, ctrs: &[f64], increment: f64) -> SlotResult {
     let k = ctrs.len();
     let n = batch.n_auctions();
-    let mut r = SlotResult { k, winner: vec![-1; n * k], price: vec![0.0; n * k] };
-    clear_slots_into(batch, rule, ctrs, increment, &mut r.winner, &mut r.price);
+    let mut r = SlotResult { k, winner: vec![-1; n * k], price: vec![0.0; n * k], n_invalid: 0 };
+    r.n_invalid = clear_slots_into(batch, rule, ctrs, increment, &mut r.winner, &mut r.price);
     r
 }
 
@@ -576,7 +754,8 @@ pub fn clear_gsp(batch: &Batch<'_>, ctrs: &[f64], increment: f64) -> SlotResult 
     clear_slots(batch, SlotPrice::Gsp, ctrs, increment)
 }
 
-/// VCG over `ctrs.len()` slots. Call [`check_slot_ctrs`] first.
+/// VCG over `ctrs.len()` slots (the reserve acts as a phantom competitor, see the module
+/// docs). Call [`check_slot_ctrs`] first.
 pub fn clear_vcg(batch: &Batch<'_>, ctrs: &[f64]) -> SlotResult {
     clear_slots(batch, SlotPrice::Vcg, ctrs, 0.0)
 }
