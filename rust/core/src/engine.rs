@@ -39,8 +39,7 @@
 //!   `last_bid_to_result` (from the submit timestamp of the auction's last applied event to the
 //!   moment its result is published).
 
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -231,27 +230,133 @@ pub fn shard_of(auction_id: u64, workers: usize) -> usize {
     ((fib_hash(auction_id) as u128 * workers as u128) >> 64) as usize
 }
 
-/// A multiplicative hasher for the `u64` auction-id keys (SipHash would cost more than the
-/// rest of the lookup).
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = fib_hash(self.0 ^ b as u64);
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        // high bits of the product are well mixed; SwissTable uses the top 7 bits as a tag
-        self.0 = fib_hash(x).rotate_left(20) ^ fib_hash(x);
-    }
+/// Hints the CPU to fetch the cache line holding `p` (no-op off x86_64).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch is only a hint: it never faults and reads nothing into the program,
+    // whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
-type IdMap = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
+const EMPTY_KEY: u64 = u64::MAX;
+
+/// Open-addressing map (linear probing, Fibonacci hashing) from auction id to slab slot: one
+/// cache line per lookup in the common case, and a bucket address known from the key alone, so
+/// the worker can prefetch it a few bids ahead. Keys are < 2^63, so `u64::MAX` marks an empty
+/// bucket; a removal shifts the rest of its probe run back (Knuth's algorithm R), so the churn
+/// of opens and closes leaves no tombstones behind. The load factor stays <= 1/2.
+struct IdMap {
+    buckets: Vec<(u64, u32)>,
+    shift: u32,
+    len: usize,
+}
+
+impl IdMap {
+    fn new() -> Self {
+        IdMap { buckets: vec![(EMPTY_KEY, 0); 1024], shift: 64 - 10, len: 0 }
+    }
+
+    #[inline(always)]
+    fn home(&self, k: u64) -> usize {
+        (fib_hash(k) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn mask(&self) -> usize {
+        self.buckets.len() - 1
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, k: u64) {
+        prefetch(self.buckets.as_ptr().wrapping_add(self.home(k)));
+    }
+
+    #[inline]
+    fn get(&self, k: u64) -> Option<u32> {
+        let mask = self.mask();
+        let mut i = self.home(k);
+        loop {
+            let (kk, v) = self.buckets[i];
+            if kk == k {
+                return Some(v);
+            }
+            if kk == EMPTY_KEY {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn insert(&mut self, k: u64, v: u32) {
+        if (self.len + 1) * 2 > self.buckets.len() {
+            let bigger = vec![(EMPTY_KEY, 0); self.buckets.len() * 2];
+            let old = std::mem::replace(&mut self.buckets, bigger);
+            self.shift -= 1;
+            self.len = 0;
+            for (kk, vv) in old {
+                if kk != EMPTY_KEY {
+                    self.insert(kk, vv);
+                }
+            }
+        }
+        let mask = self.mask();
+        let mut i = self.home(k);
+        loop {
+            let kk = self.buckets[i].0;
+            if kk == k || kk == EMPTY_KEY {
+                if kk == EMPTY_KEY {
+                    self.len += 1;
+                }
+                self.buckets[i] = (k, v);
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn remove(&mut self, k: u64) -> Option<u32> {
+        let mask = self.mask();
+        let mut i = self.home(k);
+        loop {
+            let (kk, v) = self.buckets[i];
+            if kk == EMPTY_KEY {
+                return None;
+            }
+            if kk == k {
+                let mut hole = i;
+                let mut j = i;
+                loop {
+                    j = (j + 1) & mask;
+                    let kj = self.buckets[j].0;
+                    if kj == EMPTY_KEY {
+                        break;
+                    }
+                    let h = self.home(kj);
+                    // kj may move into the hole unless its home lies cyclically in (hole, j]
+                    let stays = if hole <= j { hole < h && h <= j } else { hole < h || h <= j };
+                    if !stays {
+                        self.buckets[hole] = self.buckets[j];
+                        hole = j;
+                    }
+                }
+                self.buckets[hole] = (EMPTY_KEY, 0);
+                self.len -= 1;
+                return Some(v);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
 
 /// Counters of one worker (or the sum over the workers, see [`Engine::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -985,6 +1090,15 @@ impl Drop for Engine {
 // ---------------------------------------------------------------------------------------------
 // the worker
 
+/// One bidder's current bid in an auction (32 bytes, two per cache line).
+#[derive(Clone, Copy, Default)]
+struct Bid {
+    bidder: u64,
+    price: f64,
+    quality: f64,
+    live: bool,
+}
+
 #[derive(Default)]
 struct Auction {
     id: u64,
@@ -996,29 +1110,45 @@ struct Auction {
     answered: u32,
     n_live: u32,
     gen: u32,
-    bidders: Vec<u64>,
-    prices: Vec<f64>,
-    quality: Vec<f64>,
-    live: Vec<bool>,
+    open: bool,
+    /// one-byte fingerprint of each bid's bidder, scanned 32 at a time to find a bidder
+    tags: Vec<u8>,
+    bids: Vec<Bid>,
 }
 
-/// Position of `x` in `v`: a chunked scan that compares 8 ids per step without branching, so
-/// the common miss (a new bidder) costs a few vector compares.
+#[inline(always)]
+fn tag_of(bidder: u64) -> u8 {
+    (fib_hash(bidder) >> 56) as u8
+}
+
+/// Position of `bidder` among `bids`: compares 32 one-byte tags per step without branching
+/// (a vector compare and a movemask), then checks the few candidates, so a bidder is found
+/// with ~1/8 of the memory traffic of scanning the ids.
 #[inline]
-fn find_bidder(v: &[u64], x: u64) -> Option<usize> {
-    let mut chunks = v.chunks_exact(8);
+fn find_bidder(tags: &[u8], bids: &[Bid], bidder: u64) -> Option<usize> {
+    let t = tag_of(bidder);
+    let mut chunks = tags.chunks_exact(32);
     let mut base = 0;
     for c in &mut chunks {
-        let mut hit = false;
-        for &y in c {
-            hit |= y == x;
+        let mut m = 0u32;
+        for (j, &y) in c.iter().enumerate() {
+            m |= ((y == t) as u32) << j;
         }
-        if hit {
-            return c.iter().position(|&y| y == x).map(|p| base + p);
+        while m != 0 {
+            let j = base + m.trailing_zeros() as usize;
+            if bids[j].bidder == bidder {
+                return Some(j);
+            }
+            m &= m - 1;
         }
-        base += 8;
+        base += 32;
     }
-    chunks.remainder().iter().position(|&y| y == x).map(|p| base + p)
+    for (j, &y) in chunks.remainder().iter().enumerate() {
+        if y == t && bids[base + j].bidder == bidder {
+            return Some(base + j);
+        }
+    }
+    None
 }
 
 const CLOSED_CACHE: usize = 1 << 16;
@@ -1033,6 +1163,8 @@ struct Worker {
     sink: Option<Arc<dyn EventSink>>,
     map: IdMap,
     slab: Vec<Auction>,
+    /// slab slot of each record of the block being applied (u32::MAX = not open)
+    s_slots_of: Vec<u32>,
     free: Vec<u32>,
     heap: BinaryHeap<std::cmp::Reverse<(u64, u32, u32)>>,
     closed: Vec<u64>,
@@ -1076,7 +1208,8 @@ impl Worker {
             res_tx,
             rej_tx,
             sink: cfg.event_sink.clone(),
-            map: IdMap::default(),
+            map: IdMap::new(),
+            s_slots_of: Vec::new(),
             slab: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
@@ -1126,7 +1259,8 @@ impl Worker {
         }
         // intake closed and drained: close what is still open
         let now = mono_ns();
-        let open: Vec<u32> = self.map.values().copied().collect();
+        let open: Vec<u32> =
+            (0..self.slab.len() as u32).filter(|&s| self.slab[s as usize].open).collect();
         for slot in open {
             self.close_auction(slot, CLOSED_BY_SHUTDOWN, now);
         }
@@ -1142,9 +1276,35 @@ impl Worker {
                 self.shared.workers[self.id].queued.fetch_sub(reqs.len(), Ordering::AcqRel);
             }
             Msg::Bids(mut block) => {
-                let mut cache: Option<(u64, u32)> = None;
-                for r in &block {
-                    self.apply(r, &mut cache);
+                // pass 1: look every record's auction up, prefetching the map D1 ahead
+                const D1: usize = 16;
+                const D2: usize = 8;
+                let n = block.len();
+                self.s_slots_of.clear();
+                for i in 0..n {
+                    if i + D1 < n {
+                        self.map.prefetch(block[i + D1].auction_id);
+                    }
+                    let s = self.map.get(block[i].auction_id).unwrap_or(u32::MAX);
+                    self.s_slots_of.push(s);
+                }
+                // pass 2: apply, prefetching the auction D2 ahead and its bids D2/2 ahead
+                for i in 0..n {
+                    if i + D2 < n {
+                        let s = self.s_slots_of[i + D2];
+                        if s != u32::MAX {
+                            prefetch(self.slab.as_ptr().wrapping_add(s as usize));
+                        }
+                    }
+                    if i + D2 / 2 < n {
+                        let s = self.s_slots_of[i + D2 / 2];
+                        if let Some(a) = self.slab.get(s as usize) {
+                            prefetch(a.tags.as_ptr());
+                            prefetch(a.bids.as_ptr().wrapping_add(a.bids.len()));
+                        }
+                    }
+                    let slot = self.s_slots_of[i];
+                    self.apply(&block[i], slot);
                 }
                 self.shared.workers[self.id].queued.fetch_sub(block.len(), Ordering::AcqRel);
                 block.clear();
@@ -1157,7 +1317,7 @@ impl Worker {
     }
 
     fn open(&mut self, r: &OpenRequest) {
-        if self.map.contains_key(&r.auction_id) {
+        if self.map.get(r.auction_id).is_some() {
             self.c.open_duplicate += 1;
             return;
         }
@@ -1178,10 +1338,9 @@ impl Worker {
         a.answered = 0;
         a.n_live = 0;
         a.gen = a.gen.wrapping_add(1);
-        a.bidders.clear();
-        a.prices.clear();
-        a.quality.clear();
-        a.live.clear();
+        a.open = true;
+        a.tags.clear();
+        a.bids.clear();
         self.heap.push(std::cmp::Reverse((a.deadline_ns, slot, a.gen)));
         self.map.insert(r.auction_id, slot);
         let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
@@ -1225,38 +1384,34 @@ impl Worker {
         });
     }
 
+    /// Applies one record; `slot` is its auction's slab slot as looked up before the block
+    /// was applied (`u32::MAX` = not open then). The auction may have closed since (by its
+    /// last expected bid or its deadline earlier in the block): `open` and `id` tell.
     #[inline]
-    fn apply(&mut self, r: &BidRecord, cache: &mut Option<(u64, u32)>) {
-        let slot = match *cache {
-            Some((id, s)) if id == r.auction_id => s,
-            _ => match self.map.get(&r.auction_id) {
-                Some(&s) => {
-                    *cache = Some((r.auction_id, s));
-                    s
-                }
-                None => {
-                    let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
-                    let cause =
-                        if self.closed[ci] == r.auction_id { REJECT_LATE } else { REJECT_UNKNOWN };
-                    self.reject(r, cause);
-                    return;
-                }
-            },
-        };
+    fn apply(&mut self, r: &BidRecord, slot: u32) {
+        let open_here = self
+            .slab
+            .get(slot as usize)
+            .is_some_and(|a| a.open && a.id == r.auction_id);
+        if !open_here {
+            let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
+            let cause = if self.closed[ci] == r.auction_id { REJECT_LATE } else { REJECT_UNKNOWN };
+            self.reject(r, cause);
+            return;
+        }
         let a = &mut self.slab[slot as usize];
         if r.timestamp_ns > a.deadline_ns {
             // the timer has not fired yet, but the deadline has passed for this bid
-            *cache = None;
             self.close_auction(slot, CLOSED_BY_DEADLINE, mono_ns());
             self.reject(r, REJECT_LATE);
             return;
         }
         a.last_event_ns = a.last_event_ns.max(r.timestamp_ns);
-        let pos = find_bidder(&a.bidders, r.bidder_id);
+        let pos = find_bidder(&a.tags, &a.bids, r.bidder_id);
         if r.kind == KIND_CANCEL {
             match pos {
-                Some(i) if a.live[i] => {
-                    a.live[i] = false;
+                Some(i) if a.bids[i].live => {
+                    a.bids[i].live = false;
                     a.n_live -= 1;
                     self.c.bids_cancelled += 1;
                     if self.sink.is_some() {
@@ -1271,20 +1426,19 @@ impl Worker {
         }
         let how = match pos {
             Some(i) => {
-                if !a.live[i] {
-                    a.live[i] = true;
+                let b = &mut a.bids[i];
+                if !b.live {
+                    b.live = true;
                     a.n_live += 1;
                 }
-                a.prices[i] = r.price;
-                a.quality[i] = r.quality;
+                b.price = r.price;
+                b.quality = r.quality;
                 self.c.bids_updated += 1;
                 BidPlace::Updated
             }
             None => {
-                a.bidders.push(r.bidder_id);
-                a.prices.push(r.price);
-                a.quality.push(r.quality);
-                a.live.push(true);
+                a.tags.push(tag_of(r.bidder_id));
+                a.bids.push(Bid { bidder: r.bidder_id, price: r.price, quality: r.quality, live: true });
                 a.n_live += 1;
                 a.answered += 1;
                 self.c.bids_placed += 1;
@@ -1301,7 +1455,6 @@ impl Worker {
             self.events.push(e);
         }
         if full {
-            *cache = None;
             self.close_auction(slot, CLOSED_BY_ALL_BIDS, mono_ns());
         }
     }
@@ -1314,7 +1467,7 @@ impl Worker {
             self.heap.pop();
             let a = &self.slab[slot as usize];
             // lazy deletion: the slot may have closed (and been reused) since
-            if a.gen == gen && self.map.get(&a.id) == Some(&slot) {
+            if a.open && a.gen == gen {
                 self.close_auction(slot, CLOSED_BY_DEADLINE, now);
             }
         }
@@ -1323,20 +1476,26 @@ impl Worker {
     /// Copies the live bids of `slot` into the scratch columns, in bidder-id order if `sorted`.
     fn gather(&mut self, slot: u32, sorted: bool) {
         let a = &self.slab[slot as usize];
-        self.s_order.clear();
-        self.s_order.extend((0..a.bidders.len() as u32).filter(|&i| a.live[i as usize]));
-        if sorted {
-            let b = &a.bidders;
-            self.s_order.sort_unstable_by_key(|&i| b[i as usize]);
-        }
         self.s_bidders.clear();
         self.s_prices.clear();
         self.s_quality.clear();
-        for &i in &self.s_order {
-            let i = i as usize;
-            self.s_bidders.push(a.bidders[i]);
-            self.s_prices.push(a.prices[i]);
-            self.s_quality.push(a.quality[i]);
+        if sorted {
+            self.s_order.clear();
+            self.s_order.extend((0..a.bids.len() as u32).filter(|&i| a.bids[i as usize].live));
+            let b = &a.bids;
+            self.s_order.sort_unstable_by_key(|&i| b[i as usize].bidder);
+            for &i in &self.s_order {
+                let b = &a.bids[i as usize];
+                self.s_bidders.push(b.bidder);
+                self.s_prices.push(b.price);
+                self.s_quality.push(b.quality);
+            }
+        } else {
+            for b in a.bids.iter().filter(|b| b.live) {
+                self.s_bidders.push(b.bidder);
+                self.s_prices.push(b.price);
+                self.s_quality.push(b.quality);
+            }
         }
     }
 
@@ -1381,7 +1540,8 @@ impl Worker {
         if let Ok(mut h) = self.shared.workers[self.id].hists.lock() {
             let _ = h.open_to_close.record(now.saturating_sub(open_ns).max(1));
         }
-        self.map.remove(&id);
+        self.map.remove(id);
+        self.slab[slot as usize].open = false;
         self.free.push(slot);
         let ci = (fib_hash(id) >> 48) as usize & (CLOSED_CACHE - 1);
         self.closed[ci] = id;
@@ -1597,12 +1757,39 @@ mod tests {
 
     #[test]
     fn find_bidder_finds_every_position() {
-        let v: Vec<u64> = (0..37).map(|i| i * 3).collect();
-        for (i, &x) in v.iter().enumerate() {
-            assert_eq!(find_bidder(&v, x), Some(i));
+        let bids: Vec<Bid> =
+            (0..77u64).map(|i| Bid { bidder: i * 3, ..Default::default() }).collect();
+        let tags: Vec<u8> = bids.iter().map(|b| tag_of(b.bidder)).collect();
+        for (i, b) in bids.iter().enumerate() {
+            assert_eq!(find_bidder(&tags, &bids, b.bidder), Some(i));
         }
-        assert_eq!(find_bidder(&v, 1), None);
-        assert_eq!(find_bidder(&[], 1), None);
+        for x in (1..1000).filter(|x| x % 3 != 0) {
+            assert_eq!(find_bidder(&tags, &bids, x), None);
+        }
+        assert_eq!(find_bidder(&[], &[], 1), None);
+    }
+
+    #[test]
+    fn id_map_matches_a_hashmap_under_churn() {
+        let mut m = IdMap::new();
+        let mut r = std::collections::HashMap::new();
+        let mut x = 12345u64;
+        for step in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % 5000;
+            if x % 3 == 0 {
+                assert_eq!(m.remove(k), r.remove(&k));
+            } else {
+                m.insert(k, step);
+                r.insert(k, step);
+            }
+            assert_eq!(m.len(), r.len());
+        }
+        for k in 0..5000 {
+            assert_eq!(m.get(k), r.get(&k).copied());
+        }
     }
 
     #[test]
