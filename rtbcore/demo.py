@@ -10,6 +10,9 @@ def run_demo(args: argparse.Namespace) -> int:
     # --- section: clearing (issue: foundation and clearing) ---
 
     # --- section: streaming engine (issue: engine) ---
+    from rtbcore.engine import demo_section as engine_demo
+
+    engine_demo(args)
 
     # --- section: pacing (issue: pacing) ---
 

@@ -1167,6 +1167,8 @@ struct Worker {
     slab: Vec<Auction>,
     /// slab slot of each record of the block being applied (u32::MAX = not open)
     s_slots_of: Vec<u32>,
+    /// the latest submit stamp processed (the deadline watermark while the queue is not empty)
+    seen_ns: u64,
     free: Vec<u32>,
     heap: BinaryHeap<std::cmp::Reverse<(u64, u32, u32)>>,
     closed: Vec<u64>,
@@ -1212,6 +1214,7 @@ impl Worker {
             sink: cfg.event_sink.clone(),
             map: IdMap::new(),
             s_slots_of: Vec::new(),
+            seen_ns: 0,
             slab: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
@@ -1256,7 +1259,12 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.expire(mono_ns());
+            // Deadlines are judged on submit stamps: while blocks are still queued, close only
+            // the auctions whose deadline precedes everything processed so far, so a bid
+            // stamped in time is not turned away because the worker lagged behind.
+            let now = mono_ns();
+            let upto = if rx.is_empty() { now } else { self.seen_ns.min(now) };
+            self.expire(upto);
             self.flush();
         }
         // intake closed and drained: close what is still open
@@ -1273,6 +1281,7 @@ impl Worker {
         match msg {
             Msg::Open(reqs) => {
                 for r in &reqs {
+                    self.seen_ns = self.seen_ns.max(r.open_ns);
                     self.open(r);
                 }
                 self.shared.workers[self.id].queued.fetch_sub(reqs.len(), Ordering::AcqRel);
@@ -1289,6 +1298,7 @@ impl Worker {
                     }
                     let s = self.map.get(block[i].auction_id).unwrap_or(u32::MAX);
                     self.s_slots_of.push(s);
+                    self.seen_ns = self.seen_ns.max(block[i].timestamp_ns);
                 }
                 // pass 2: apply, prefetching the auction D2 ahead and its bids D2/2 ahead
                 for i in 0..n {
