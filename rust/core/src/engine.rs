@@ -499,6 +499,11 @@ pub struct EngineStats {
     pub workers: usize,
     pub submitted: u64,
     pub queued: u64,
+    pub attached: usize,
+    pub attach_records: u64,
+    pub attach_invalid: u64,
+    pub attach_errors: u64,
+    pub attach_last_error: Option<String>,
     pub pinned: usize,
     pub pin_failures: usize,
     pub pin_error: Option<String>,
@@ -527,6 +532,7 @@ struct Shared {
     rejected_cap: usize,
     pin_error: Mutex<Option<String>>,
     pin_failed: AtomicUsize,
+    attach: AttachCounters,
     /// Workers that hit an internal panic (never expected; reported by `stats` and `close`).
     panicked: AtomicUsize,
 }
@@ -550,14 +556,50 @@ impl Prepared {
 /// The engine handle. Dropping it closes the engine (see [`Engine::close`]).
 pub struct Engine {
     cfg: EngineConfig,
-    intake: RwLock<Option<Vec<Sender<Msg>>>>,
+    intake: Arc<Intake>,
     results_rx: Receiver<Vec<AuctionResult>>,
     rejected_rx: Receiver<Vec<RejectedBid>>,
     pending: Mutex<Pending>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    attached: Mutex<Vec<Attached>>,
     shared: Arc<Shared>,
-    submitted: AtomicU64,
+}
+
+/// The submitting side, shared by the handle and the attach threads.
+struct Intake {
+    senders: RwLock<Option<Vec<Sender<Msg>>>>,
+    shared: Arc<Shared>,
+    workers: usize,
     cap_per_worker: usize,
+    submitted: AtomicU64,
+}
+
+/// An ingress thread consuming a [`BidSource`].
+struct Attached {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// Counters of the attach threads (all sources summed).
+#[derive(Default)]
+struct AttachCounters {
+    records: AtomicU64,
+    invalid: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A stream of bid records from outside the process (e.g. a `BidRing` that other processes
+/// append to), consumed by [`Engine::attach`] on a thread of its own.
+pub trait BidSource: Send + 'static {
+    /// Waits up to `timeout` for records and appends at most `max_n` of them to `out`;
+    /// returns how many were appended (0 on timeout).
+    fn fill(
+        &mut self,
+        out: &mut Vec<BidRecord>,
+        max_n: usize,
+        timeout: Duration,
+    ) -> Result<usize, CoreError>;
 }
 
 #[derive(Default)]
@@ -659,6 +701,7 @@ impl Engine {
             rejected_cap: cfg.capacity.max(1024),
             pin_error: Mutex::new(None),
             pin_failed: AtomicUsize::new(0),
+            attach: AttachCounters::default(),
             panicked: AtomicUsize::new(0),
         });
         let (res_tx, results_rx) = crossbeam_channel::unbounded();
@@ -715,17 +758,73 @@ impl Engine {
             }
         }
         let cap_per_worker = cfg.capacity.div_ceil(n);
+        let intake = Arc::new(Intake {
+            senders: RwLock::new(Some(senders)),
+            shared: shared.clone(),
+            workers: n,
+            cap_per_worker,
+            submitted: AtomicU64::new(0),
+        });
         Ok(Engine {
             cfg,
-            intake: RwLock::new(Some(senders)),
+            intake,
             results_rx,
             rejected_rx,
             pending: Mutex::new(Pending::default()),
             threads: Mutex::new(threads),
+            attached: Mutex::new(Vec::new()),
             shared,
-            submitted: AtomicU64::new(0),
-            cap_per_worker,
         })
+    }
+
+    /// Validates a submission and partitions it by shard, stamping every record with `now_ns`.
+    /// Nothing is queued: on error nothing of the block is taken.
+    pub fn prepare(&self, bids: &BidArrays<'_>, now_ns: u64) -> Result<Prepared, CoreError> {
+        self.intake.prepare(bids, now_ns)
+    }
+
+    /// Validates records (e.g. read from a ring) and partitions them; a record with
+    /// `timestamp_ns == 0` is stamped with `now_ns`. `field` names the argument in errors.
+    pub fn prepare_records(
+        &self,
+        recs: &[BidRecord],
+        now_ns: u64,
+        field: &'static str,
+    ) -> Result<Prepared, CoreError> {
+        self.intake.prepare_records(recs, now_ns, field)
+    }
+
+    /// Waits up to `timeout` until every shard the submission touches has room (a shard that
+    /// is empty always has room, so an oversized block is never refused forever).
+    pub fn wait_room(&self, p: &Prepared, timeout: Duration) -> bool {
+        self.intake.wait_room(p, timeout)
+    }
+
+    /// Queues a prepared submission (no capacity check; see [`Engine::wait_room`]).
+    /// Returns the number of records queued, or [`CoreError::Closed`].
+    pub fn send(&self, p: Prepared) -> Result<usize, CoreError> {
+        self.intake.send(p)
+    }
+
+    /// Consumes `source` on a thread of its own until [`Engine::close`]: its records are
+    /// validated one by one (an invalid record is counted in `attach_invalid` and skipped, the
+    /// rest go on), stamped with the time they were read when their `timestamp_ns` is 0, and
+    /// queued like a submission (waiting for room). A source error (e.g. a ring overrun) is
+    /// counted in `attach_errors` with its message, and the thread goes on reading.
+    pub fn attach(&self, source: Box<dyn BidSource>) -> Result<(), CoreError> {
+        if self.is_closed() {
+            return Err(CoreError::Closed);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let intake = self.intake.clone();
+        let st = stop.clone();
+        let id = self.attached.lock().unwrap().len();
+        let thread = std::thread::Builder::new()
+            .name(format!("rtbcore-attach-{id}"))
+            .spawn(move || attach_loop(intake, source, st))
+            .map_err(|e| CoreError::Io { context: "spawning an attach thread".into(), msg: e.to_string() })?;
+        self.attached.lock().unwrap().push(Attached { stop, thread });
+        Ok(())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -738,151 +837,7 @@ impl Engine {
 
     /// True once [`Engine::close`] has started.
     pub fn is_closed(&self) -> bool {
-        self.intake.read().unwrap().is_none()
-    }
-
-    fn take_block(&self, n: usize) -> Vec<BidRecord> {
-        let mut v = self.shared.free_bids.pop().unwrap_or_default();
-        v.clear();
-        v.reserve(n);
-        v
-    }
-
-    /// Validates a submission and partitions it by shard, stamping every record with `now_ns`.
-    /// Nothing is queued: on error nothing of the block is taken.
-    pub fn prepare(&self, bids: &BidArrays<'_>, now_ns: u64) -> Result<Prepared, CoreError> {
-        let n = bids.auction_ids.len();
-        for (name, len) in [("bidder_ids", bids.bidder_ids.len()), ("prices", bids.prices.len())] {
-            if len != n {
-                return Err(CoreError::invalid(
-                    name,
-                    format!("has {len} entries but auction_ids has {n}"),
-                ));
-            }
-        }
-        if let Some(q) = bids.quality {
-            if q.len() != n {
-                return Err(CoreError::invalid(
-                    "quality",
-                    format!("has {} entries but auction_ids has {n}", q.len()),
-                ));
-            }
-        }
-        if let Some(k) = bids.kinds {
-            if k.len() != n {
-                return Err(CoreError::invalid(
-                    "kinds",
-                    format!("has {} entries but auction_ids has {n}", k.len()),
-                ));
-            }
-        }
-        let w = self.cfg.workers;
-        let mut counts = vec![0usize; w];
-        for i in 0..n {
-            let (a, b, p) = (bids.auction_ids[i], bids.bidder_ids[i], bids.prices[i]);
-            let q = bids.quality.map_or(1.0, |q| q[i]);
-            let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
-            check_bid_values(i, a, b, p, q, k, "quality")?;
-            counts[shard_of(a as u64, w)] += 1;
-        }
-        let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
-        for i in 0..n {
-            let a = bids.auction_ids[i] as u64;
-            let rec = BidRecord {
-                auction_id: a,
-                bidder_id: bids.bidder_ids[i] as u64,
-                price: bids.prices[i],
-                quality: bids.quality.map_or(1.0, |q| q[i]),
-                timestamp_ns: now_ns,
-                kind: bids.kinds.map_or(KIND_PLACE, |k| k[i]),
-                _pad: [0; 7],
-            };
-            blocks[shard_of(a, w)].push(rec);
-        }
-        Ok(Prepared { blocks, n })
-    }
-
-    /// Validates records (e.g. read from a ring) and partitions them; a record with
-    /// `timestamp_ns == 0` is stamped with `now_ns`. `field` names the argument in errors.
-    pub fn prepare_records(
-        &self,
-        recs: &[BidRecord],
-        now_ns: u64,
-        field: &'static str,
-    ) -> Result<Prepared, CoreError> {
-        let w = self.cfg.workers;
-        let mut counts = vec![0usize; w];
-        for (i, r) in recs.iter().enumerate() {
-            let (a, b) = (r.auction_id as i64, r.bidder_id as i64);
-            check_bid_values(i, a, b, r.price, r.quality, r.kind, "quality").map_err(|e| match e {
-                CoreError::InvalidBid { field: f, index, value, msg } => CoreError::InvalidBid {
-                    field: if f == "kinds" { field } else { f },
-                    index,
-                    value,
-                    msg,
-                },
-                e => e,
-            })?;
-            counts[shard_of(r.auction_id, w)] += 1;
-        }
-        let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
-        for r in recs {
-            let mut r = *r;
-            if r.timestamp_ns == 0 {
-                r.timestamp_ns = now_ns;
-            }
-            blocks[shard_of(r.auction_id, w)].push(r);
-        }
-        Ok(Prepared { blocks, n: recs.len() })
-    }
-
-    /// Waits up to `timeout` until every shard the submission touches has room (a shard that
-    /// is empty always has room, so an oversized block is never refused forever).
-    pub fn wait_room(&self, p: &Prepared, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut spins = 0u32;
-        loop {
-            let ok = p.blocks.iter().enumerate().all(|(w, b)| {
-                let q = self.shared.workers[w].queued.load(Ordering::Acquire);
-                b.is_empty() || q == 0 || q + b.len() <= self.cap_per_worker
-            });
-            if ok {
-                return true;
-            }
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            spins += 1;
-            if spins < 16 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-    }
-
-    /// Queues a prepared submission (no capacity check; see [`Engine::wait_room`]).
-    /// Returns the number of records queued, or [`CoreError::Closed`].
-    pub fn send(&self, p: Prepared) -> Result<usize, CoreError> {
-        let guard = self.intake.read().unwrap();
-        let Some(senders) = guard.as_ref() else {
-            for b in p.blocks {
-                let _ = self.shared.free_bids.push(b);
-            }
-            return Err(CoreError::Closed);
-        };
-        for (w, b) in p.blocks.into_iter().enumerate() {
-            if b.is_empty() {
-                let _ = self.shared.free_bids.push(b);
-                continue;
-            }
-            self.shared.workers[w].queued.fetch_add(b.len(), Ordering::AcqRel);
-            if senders[w].send(Msg::Bids(b)).is_err() {
-                return Err(CoreError::Closed);
-            }
-        }
-        self.submitted.fetch_add(p.n as u64, Ordering::Relaxed);
-        Ok(p.n)
+        self.intake.senders.read().unwrap().is_none()
     }
 
     /// Validates, waits for room (at most `timeout`; `Full` after it) and queues a submission.
@@ -890,7 +845,7 @@ impl Engine {
         let p = self.prepare(bids, mono_ns())?;
         if !self.wait_room(&p, timeout) {
             for b in p.blocks {
-                let _ = self.shared.free_bids.push(b);
+                let _ = self.intake.shared.free_bids.push(b);
             }
             return Err(CoreError::Full);
         }
@@ -916,7 +871,7 @@ impl Engine {
         for r in reqs {
             parts[shard_of(r.auction_id, w)].push(*r);
         }
-        let guard = self.intake.read().unwrap();
+        let guard = self.intake.senders.read().unwrap();
         let Some(senders) = guard.as_ref() else {
             return Err(CoreError::Closed);
         };
@@ -1037,7 +992,12 @@ impl Engine {
         EngineStats {
             counters: EngineCounters::from_array(sum),
             workers: self.cfg.workers,
-            submitted: self.submitted.load(Ordering::Relaxed),
+            submitted: self.intake.submitted.load(Ordering::Relaxed),
+            attached: self.attached.lock().unwrap().len(),
+            attach_records: self.shared.attach.records.load(Ordering::Acquire),
+            attach_invalid: self.shared.attach.invalid.load(Ordering::Acquire),
+            attach_errors: self.shared.attach.errors.load(Ordering::Acquire),
+            attach_last_error: self.shared.attach.last_error.lock().unwrap().clone(),
             queued,
             pinned,
             pin_failures: self.shared.pin_failed.load(Ordering::Acquire),
@@ -1060,7 +1020,15 @@ impl Engine {
     /// (`closed_by = shutdown`), and joins every thread. Results stay pollable. Idempotent.
     /// Returns an error if a worker had panicked (an engine bug).
     pub fn close(&self) -> Result<(), CoreError> {
-        drop(self.intake.write().unwrap().take());
+        // ingress threads first: what they already read is queued before intake stops
+        let attached: Vec<Attached> = std::mem::take(&mut *self.attached.lock().unwrap());
+        for a in &attached {
+            a.stop.store(true, Ordering::Release);
+        }
+        for a in attached {
+            let _ = a.thread.join();
+        }
+        drop(self.intake.senders.write().unwrap().take());
         let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap());
         for t in threads {
             let _ = t.join();
@@ -1078,6 +1046,197 @@ impl Engine {
     /// Worker threads still running (0 after `close`).
     pub fn live_threads(&self) -> usize {
         self.threads.lock().unwrap().iter().filter(|t| !t.is_finished()).count()
+    }
+}
+
+impl Intake {
+    fn take_block(&self, n: usize) -> Vec<BidRecord> {
+        let mut v = self.shared.free_bids.pop().unwrap_or_default();
+        v.clear();
+        v.reserve(n);
+        v
+    }
+
+    /// Validates a submission and partitions it by shard, stamping every record with `now_ns`.
+    /// Nothing is queued: on error nothing of the block is taken.
+    fn prepare(&self, bids: &BidArrays<'_>, now_ns: u64) -> Result<Prepared, CoreError> {
+        let n = bids.auction_ids.len();
+        for (name, len) in [("bidder_ids", bids.bidder_ids.len()), ("prices", bids.prices.len())] {
+            if len != n {
+                return Err(CoreError::invalid(
+                    name,
+                    format!("has {len} entries but auction_ids has {n}"),
+                ));
+            }
+        }
+        if let Some(q) = bids.quality {
+            if q.len() != n {
+                return Err(CoreError::invalid(
+                    "quality",
+                    format!("has {} entries but auction_ids has {n}", q.len()),
+                ));
+            }
+        }
+        if let Some(k) = bids.kinds {
+            if k.len() != n {
+                return Err(CoreError::invalid(
+                    "kinds",
+                    format!("has {} entries but auction_ids has {n}", k.len()),
+                ));
+            }
+        }
+        let w = self.workers;
+        let mut counts = vec![0usize; w];
+        for i in 0..n {
+            let (a, b, p) = (bids.auction_ids[i], bids.bidder_ids[i], bids.prices[i]);
+            let q = bids.quality.map_or(1.0, |q| q[i]);
+            let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
+            check_bid_values(i, a, b, p, q, k, "quality")?;
+            counts[shard_of(a as u64, w)] += 1;
+        }
+        let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
+        for i in 0..n {
+            let a = bids.auction_ids[i] as u64;
+            let rec = BidRecord {
+                auction_id: a,
+                bidder_id: bids.bidder_ids[i] as u64,
+                price: bids.prices[i],
+                quality: bids.quality.map_or(1.0, |q| q[i]),
+                timestamp_ns: now_ns,
+                kind: bids.kinds.map_or(KIND_PLACE, |k| k[i]),
+                _pad: [0; 7],
+            };
+            blocks[shard_of(a, w)].push(rec);
+        }
+        Ok(Prepared { blocks, n })
+    }
+
+    /// Validates records (e.g. read from a ring) and partitions them; a record with
+    /// `timestamp_ns == 0` is stamped with `now_ns`. `field` names the argument in errors.
+    fn prepare_records(
+        &self,
+        recs: &[BidRecord],
+        now_ns: u64,
+        field: &'static str,
+    ) -> Result<Prepared, CoreError> {
+        let w = self.workers;
+        let mut counts = vec![0usize; w];
+        for (i, r) in recs.iter().enumerate() {
+            let (a, b) = (r.auction_id as i64, r.bidder_id as i64);
+            check_bid_values(i, a, b, r.price, r.quality, r.kind, "quality").map_err(|e| match e {
+                CoreError::InvalidBid { field: f, index, value, msg } => CoreError::InvalidBid {
+                    field: if f == "kinds" { field } else { f },
+                    index,
+                    value,
+                    msg,
+                },
+                e => e,
+            })?;
+            counts[shard_of(r.auction_id, w)] += 1;
+        }
+        let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
+        for r in recs {
+            let mut r = *r;
+            if r.timestamp_ns == 0 {
+                r.timestamp_ns = now_ns;
+            }
+            blocks[shard_of(r.auction_id, w)].push(r);
+        }
+        Ok(Prepared { blocks, n: recs.len() })
+    }
+
+    /// Waits up to `timeout` until every shard the submission touches has room (a shard that
+    /// is empty always has room, so an oversized block is never refused forever).
+    fn wait_room(&self, p: &Prepared, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut spins = 0u32;
+        loop {
+            let ok = p.blocks.iter().enumerate().all(|(w, b)| {
+                let q = self.shared.workers[w].queued.load(Ordering::Acquire);
+                b.is_empty() || q == 0 || q + b.len() <= self.cap_per_worker
+            });
+            if ok {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            spins += 1;
+            if spins < 16 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Queues a prepared submission (no capacity check; see [`Engine::wait_room`]).
+    /// Returns the number of records queued, or [`CoreError::Closed`].
+    fn send(&self, p: Prepared) -> Result<usize, CoreError> {
+        let guard = self.senders.read().unwrap();
+        let Some(senders) = guard.as_ref() else {
+            for b in p.blocks {
+                let _ = self.shared.free_bids.push(b);
+            }
+            return Err(CoreError::Closed);
+        };
+        for (w, b) in p.blocks.into_iter().enumerate() {
+            if b.is_empty() {
+                let _ = self.shared.free_bids.push(b);
+                continue;
+            }
+            self.shared.workers[w].queued.fetch_add(b.len(), Ordering::AcqRel);
+            if senders[w].send(Msg::Bids(b)).is_err() {
+                return Err(CoreError::Closed);
+            }
+        }
+        self.submitted.fetch_add(p.n as u64, Ordering::Relaxed);
+        Ok(p.n)
+    }
+
+}
+
+fn attach_loop(intake: Arc<Intake>, mut source: Box<dyn BidSource>, stop: Arc<AtomicBool>) {
+    let counters = &intake.shared.attach;
+    let mut buf: Vec<BidRecord> = Vec::with_capacity(1 << 16);
+    let mut good: Vec<BidRecord> = Vec::with_capacity(1 << 16);
+    while !stop.load(Ordering::Acquire) {
+        buf.clear();
+        match source.fill(&mut buf, 1 << 16, Duration::from_millis(20)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                counters.errors.fetch_add(1, Ordering::AcqRel);
+                *counters.last_error.lock().unwrap() = Some(e.to_string());
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        }
+        good.clear();
+        let mut bad = 0u64;
+        for r in &buf {
+            let ok = check_bid_values(0, r.auction_id as i64, r.bidder_id as i64, r.price, r.quality, r.kind, "quality").is_ok();
+            if ok {
+                good.push(*r);
+            } else {
+                bad += 1;
+            }
+        }
+        counters.invalid.fetch_add(bad, Ordering::AcqRel);
+        let Ok(p) = intake.prepare_records(&good, mono_ns(), "ring") else {
+            continue;
+        };
+        // wait for room, but give up if the engine is closing
+        while !intake.wait_room(&p, Duration::from_millis(20)) {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        let n = p.len() as u64;
+        if intake.send(p).is_err() {
+            return;
+        }
+        counters.records.fetch_add(n, Ordering::AcqRel);
     }
 }
 

@@ -213,3 +213,49 @@ proptest! {
         }
     }
 }
+
+/// A source fed through a channel, standing in for a ring written by another process.
+struct ChannelSource(crossbeam_channel::Receiver<Vec<rtbcore_core::record::BidRecord>>);
+
+impl BidSource for ChannelSource {
+    fn fill(
+        &mut self,
+        out: &mut Vec<rtbcore_core::record::BidRecord>,
+        _max_n: usize,
+        timeout: Duration,
+    ) -> Result<usize, rtbcore_core::CoreError> {
+        match self.0.recv_timeout(timeout) {
+            Ok(v) => {
+                out.extend_from_slice(&v);
+                Ok(v.len())
+            }
+            Err(_) => Ok(0),
+        }
+    }
+}
+
+#[test]
+fn attached_source_feeds_auctions_and_invalid_records_are_counted() {
+    use rtbcore_core::record::BidRecord;
+    let e = engine(2, Mechanism::SecondPrice);
+    open(&e, &[1, 2], 2, None);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    e.attach(Box::new(ChannelSource(rx))).unwrap();
+    let mut bad = BidRecord::new(1, 9, f64::NAN, 1.0, KIND_PLACE);
+    bad.timestamp_ns = 0;
+    tx.send(vec![
+        BidRecord::new(1, 1, 2.0, 1.0, KIND_PLACE),
+        bad,
+        BidRecord::new(2, 1, 3.0, 1.0, KIND_PLACE),
+        BidRecord::new(1, 2, 1.0, 1.0, KIND_PLACE),
+    ])
+    .unwrap();
+    tx.send(vec![BidRecord::new(2, 2, 4.0, 1.0, KIND_PLACE)]).unwrap();
+    let r = collect(&e, 2);
+    assert_eq!((r[0].winner_bidder, r[0].price), (1, 1.0));
+    assert_eq!((r[1].winner_bidder, r[1].price), (2, 3.0));
+    let s = e.stats();
+    assert_eq!((s.attached, s.attach_records, s.attach_invalid), (1, 4, 1));
+    e.close().unwrap();
+    assert_eq!(e.live_threads(), 0);
+}
