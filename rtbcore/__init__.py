@@ -101,4 +101,13 @@ _shading: list[str] = [
     "simulate_first_price",
 ]
 
-__all__ = ["__version__", *_errors, *_clearing, *_streaming, *_engine, *_pacing, *_credit, *_shading]
+__all__ = [
+    "__version__",
+    *_errors,
+    *_clearing,
+    *_streaming,
+    *_engine,
+    *_pacing,
+    *_credit,
+    *_shading,
+]
