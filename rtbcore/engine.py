@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from _rtbcore import _AuctionEngine
+
 from rtbcore.errors import InvalidInputError
 
 __all__ = [
@@ -75,7 +75,9 @@ RESULT_DTYPE = np.dtype(
 #: A bid the engine did not apply, mirroring the Rust ``RejectedBid``.
 REJECTED_DTYPE = np.dtype(
     {
-        "names": ["auction_id", "bidder_id", "price", "timestamp_ns", "loss_reason", "cause", "kind"],
+        "names": [
+            "auction_id", "bidder_id", "price", "timestamp_ns", "loss_reason", "cause", "kind",
+        ],
         "formats": ["<i8", "<i8", "<f8", "<u8", "<i4", "u1", "u1"],
         "offsets": [0, 8, 16, 24, 32, 36, 37],
         "itemsize": 40,

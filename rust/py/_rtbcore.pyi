@@ -49,10 +49,14 @@ def clear_slots(
 # --- engine.rs ---
 
 from typing import Any as _Any  # noqa: E402
+from typing import final as _final  # noqa: E402
 
 import numpy as _np  # noqa: E402
 import numpy.typing as _npt  # noqa: E402
 
+__all__ += ["_AuctionEngine"]
+
+@_final
 class _AuctionEngine:
     """The Rust auction engine; use rtbcore.AuctionEngine."""
 

@@ -638,7 +638,12 @@ fn check_bid_values(
         return Err(bad_bid("bidder_ids", i, b as f64, "bidder id must be >= 0"));
     }
     if k > KIND_CANCEL {
-        return Err(bad_bid("kinds", i, k as f64, "kind must be 0 (place), 1 (update) or 2 (cancel)"));
+        return Err(bad_bid(
+            "kinds",
+            i,
+            k as f64,
+            "kind must be 0 (place), 1 (update) or 2 (cancel)",
+        ));
     }
     if k != KIND_CANCEL {
         if !(p.is_finite() && p >= 0.0) {
@@ -745,7 +750,10 @@ impl Engine {
                         sh.panicked.fetch_add(1, Ordering::AcqRel);
                     }
                 })
-                .map_err(|e| CoreError::Io { context: "spawning a worker".into(), msg: e.to_string() });
+                .map_err(|e| CoreError::Io {
+                    context: "spawning a worker".into(),
+                    msg: e.to_string(),
+                });
             match h {
                 Ok(h) => threads.push(h),
                 Err(e) => {
@@ -822,7 +830,10 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name(format!("rtbcore-attach-{id}"))
             .spawn(move || attach_loop(intake, source, st))
-            .map_err(|e| CoreError::Io { context: "spawning an attach thread".into(), msg: e.to_string() })?;
+            .map_err(|e| CoreError::Io {
+                context: "spawning an attach thread".into(),
+                msg: e.to_string(),
+            })?;
         self.attached.lock().unwrap().push(Attached { stop, thread });
         Ok(())
     }
@@ -857,7 +868,12 @@ impl Engine {
     pub fn open(&self, reqs: &[OpenRequest]) -> Result<usize, CoreError> {
         for (i, r) in reqs.iter().enumerate() {
             if r.auction_id > i64::MAX as u64 {
-                return Err(bad_bid("auction_ids", i, r.auction_id as f64, "auction id must be >= 0"));
+                return Err(bad_bid(
+                    "auction_ids",
+                    i,
+                    r.auction_id as f64,
+                    "auction id must be >= 0",
+                ));
             }
             if !(r.reserve.is_finite() && r.reserve >= 0.0) {
                 return Err(bad_bid("reserve", i, r.reserve, "reserve must be finite and >= 0"));
@@ -1123,15 +1139,19 @@ impl Intake {
         let mut counts = vec![0usize; w];
         for (i, r) in recs.iter().enumerate() {
             let (a, b) = (r.auction_id as i64, r.bidder_id as i64);
-            check_bid_values(i, a, b, r.price, r.quality, r.kind, "quality").map_err(|e| match e {
-                CoreError::InvalidBid { field: f, index, value, msg } => CoreError::InvalidBid {
-                    field: if f == "kinds" { field } else { f },
-                    index,
-                    value,
-                    msg,
+            check_bid_values(i, a, b, r.price, r.quality, r.kind, "quality").map_err(
+                |e| match e {
+                    CoreError::InvalidBid { field: f, index, value, msg } => {
+                        CoreError::InvalidBid {
+                            field: if f == "kinds" { field } else { f },
+                            index,
+                            value,
+                            msg,
+                        }
+                    }
+                    e => e,
                 },
-                e => e,
-            })?;
+            )?;
             counts[shard_of(r.auction_id, w)] += 1;
         }
         let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
@@ -1193,7 +1213,6 @@ impl Intake {
         self.submitted.fetch_add(p.n as u64, Ordering::Relaxed);
         Ok(p.n)
     }
-
 }
 
 fn attach_loop(intake: Arc<Intake>, mut source: Box<dyn BidSource>, stop: Arc<AtomicBool>) {
@@ -1215,7 +1234,16 @@ fn attach_loop(intake: Arc<Intake>, mut source: Box<dyn BidSource>, stop: Arc<At
         good.clear();
         let mut bad = 0u64;
         for r in &buf {
-            let ok = check_bid_values(0, r.auction_id as i64, r.bidder_id as i64, r.price, r.quality, r.kind, "quality").is_ok();
+            let ok = check_bid_values(
+                0,
+                r.auction_id as i64,
+                r.bidder_id as i64,
+                r.price,
+                r.quality,
+                r.kind,
+                "quality",
+            )
+            .is_ok();
             if ok {
                 good.push(*r);
             } else {
@@ -1460,7 +1488,7 @@ impl Worker {
                     self.seen_ns = self.seen_ns.max(block[i].timestamp_ns);
                 }
                 // pass 2: apply, prefetching the auction D2 ahead and its bids D2/2 ahead
-                for i in 0..n {
+                for (i, r) in block.iter().enumerate() {
                     if i + D2 < n {
                         let s = self.s_slots_of[i + D2];
                         if s != u32::MAX {
@@ -1477,7 +1505,7 @@ impl Worker {
                         }
                     }
                     let slot = self.s_slots_of[i];
-                    self.apply(&block[i], slot);
+                    self.apply(r, slot);
                 }
                 self.shared.workers[self.id].queued.fetch_sub(block.len(), Ordering::AcqRel);
                 block.clear();
@@ -1541,7 +1569,8 @@ impl Worker {
             self.c.rejected_unknown += 1;
         }
         let sh = &self.shared;
-        if sh.rejected_outstanding.load(Ordering::Acquire) + self.rejected.len() >= sh.rejected_cap {
+        if sh.rejected_outstanding.load(Ordering::Acquire) + self.rejected.len() >= sh.rejected_cap
+        {
             self.c.rejected_unreported += 1;
             return;
         }
@@ -1562,10 +1591,8 @@ impl Worker {
     /// last expected bid or its deadline earlier in the block): `open` and `id` tell.
     #[inline]
     fn apply(&mut self, r: &BidRecord, slot: u32) {
-        let open_here = self
-            .slab
-            .get(slot as usize)
-            .is_some_and(|a| a.open && a.id == r.auction_id);
+        let open_here =
+            self.slab.get(slot as usize).is_some_and(|a| a.open && a.id == r.auction_id);
         if !open_here {
             let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
             let cause = if self.closed[ci] == r.auction_id { REJECT_LATE } else { REJECT_UNKNOWN };
@@ -1611,7 +1638,12 @@ impl Worker {
             }
             None => {
                 a.tags.push(tag_of(r.bidder_id));
-                a.bids.push(Bid { bidder: r.bidder_id, price: r.price, quality: r.quality, live: true });
+                a.bids.push(Bid {
+                    bidder: r.bidder_id,
+                    price: r.price,
+                    quality: r.quality,
+                    live: true,
+                });
                 a.n_live += 1;
                 a.answered += 1;
                 self.c.bids_placed += 1;

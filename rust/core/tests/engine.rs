@@ -23,7 +23,8 @@ fn engine(workers: usize, mechanism: Mechanism) -> Engine {
 
 fn open(e: &Engine, ids: &[u64], expected: u32, tmax_ns: Option<u64>) {
     let now = mono_ns();
-    let reqs: Vec<_> = ids.iter().map(|&a| e.open_request(a, None, tmax_ns, expected, now)).collect();
+    let reqs: Vec<_> =
+        ids.iter().map(|&a| e.open_request(a, None, tmax_ns, expected, now)).collect();
     e.open(&reqs).unwrap();
 }
 
@@ -47,7 +48,13 @@ fn collect(e: &Engine, n: usize) -> Vec<AuctionResult> {
 fn second_price_closes_on_expected_bids() {
     let e = engine(2, Mechanism::SecondPrice);
     open(&e, &[1, 2], 3, None);
-    submit(&e, &[1, 2, 1, 2, 1, 2], &[10, 10, 11, 11, 12, 12], &[1.0, 5.0, 3.0, 4.0, 2.0, 1.0], None);
+    submit(
+        &e,
+        &[1, 2, 1, 2, 1, 2],
+        &[10, 10, 11, 11, 12, 12],
+        &[1.0, 5.0, 3.0, 4.0, 2.0, 1.0],
+        None,
+    );
     let r = collect(&e, 2);
     assert_eq!(r.len(), 2);
     assert_eq!((r[0].winner_bidder, r[0].price, r[0].n_bids), (11, 2.0, 3));
@@ -119,27 +126,58 @@ fn shutdown_reports_every_open_auction_with_many_workers() {
     let r = collect(&e, 1000);
     assert_eq!(r.len(), 1000);
     assert!(r.iter().all(|x| x.closed_by == CLOSED_BY_SHUTDOWN && x.winner_bidder == -1));
-    assert!(matches!(e.submit(
-        &BidArrays { auction_ids: &[1], bidder_ids: &[1], prices: &[1.0], quality: None, kinds: None },
-        Duration::ZERO
-    ), Err(rtbcore_core::CoreError::Closed)));
+    assert!(matches!(
+        e.submit(
+            &BidArrays {
+                auction_ids: &[1],
+                bidder_ids: &[1],
+                prices: &[1.0],
+                quality: None,
+                kinds: None
+            },
+            Duration::ZERO
+        ),
+        Err(rtbcore_core::CoreError::Closed)
+    ));
 }
 
 #[test]
 fn bad_input_names_argument_and_index_and_queues_nothing() {
     let e = engine(2, Mechanism::SecondPrice);
-    let bad = BidArrays { auction_ids: &[1, 2], bidder_ids: &[1, 2], prices: &[1.0, f64::NAN], quality: None, kinds: None };
+    let bad = BidArrays {
+        auction_ids: &[1, 2],
+        bidder_ids: &[1, 2],
+        prices: &[1.0, f64::NAN],
+        quality: None,
+        kinds: None,
+    };
     let err = e.submit(&bad, Duration::ZERO).unwrap_err().to_string();
     assert!(err.contains("prices[1]"), "{err}");
-    let bad = BidArrays { auction_ids: &[1, -2], bidder_ids: &[1, 2], prices: &[1.0, 1.0], quality: None, kinds: None };
+    let bad = BidArrays {
+        auction_ids: &[1, -2],
+        bidder_ids: &[1, 2],
+        prices: &[1.0, 1.0],
+        quality: None,
+        kinds: None,
+    };
     assert!(e.submit(&bad, Duration::ZERO).unwrap_err().to_string().contains("auction_ids[1]"));
-    let bad = BidArrays { auction_ids: &[1], bidder_ids: &[1, 2], prices: &[1.0], quality: None, kinds: None };
+    let bad = BidArrays {
+        auction_ids: &[1],
+        bidder_ids: &[1, 2],
+        prices: &[1.0],
+        quality: None,
+        kinds: None,
+    };
     assert!(e.submit(&bad, Duration::ZERO).unwrap_err().to_string().contains("bidder_ids"));
     assert_eq!(e.stats().submitted, 0);
 }
 
 /// Reference: live bids sorted by bidder id, cleared by the kernel.
-fn reference(rule: Option<SinglePrice>, slots: Option<(SlotPrice, &[f64])>, bids: &[(u64, f64)]) -> Vec<(i64, f64)> {
+fn reference(
+    rule: Option<SinglePrice>,
+    slots: Option<(SlotPrice, &[f64])>,
+    bids: &[(u64, f64)],
+) -> Vec<(i64, f64)> {
     let mut b = bids.to_vec();
     b.sort_by_key(|x| x.0);
     let prices: Vec<f64> = b.iter().map(|x| x.1).collect();

@@ -28,15 +28,18 @@ fn slice<'a, T: numpy::Element>(
 ) -> PyResult<Option<&'a [T]>> {
     match a {
         None => Ok(None),
-        Some(a) => a.as_slice().map(Some).map_err(|_| {
-            to_pyerr(CoreError::invalid(name, "must be a contiguous 1-D array"))
-        }),
+        Some(a) => a
+            .as_slice()
+            .map(Some)
+            .map_err(|_| to_pyerr(CoreError::invalid(name, "must be a contiguous 1-D array"))),
     }
 }
 
-fn need<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &'static str) -> PyResult<&'a [T]> {
-    a.as_slice()
-        .map_err(|_| to_pyerr(CoreError::invalid(name, "must be a contiguous 1-D array")))
+fn need<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    name: &'static str,
+) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| to_pyerr(CoreError::invalid(name, "must be a contiguous 1-D array")))
 }
 
 /// Bytes of a slice of plain `repr(C)` rows with no implicit padding.
@@ -84,9 +87,11 @@ impl PyAuctionEngine {
         timeout_ms: Option<f64>,
     ) -> PyResult<Option<usize>> {
         let eng = &self.inner;
-        let deadline = timeout_ms.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0) / 1e3));
+        let deadline =
+            timeout_ms.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0) / 1e3));
         loop {
-            let left = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let left =
+                deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
             let ok = if left.is_zero() {
                 eng.wait_room(&p, Duration::ZERO)
             } else {
@@ -172,7 +177,11 @@ impl PyAuctionEngine {
         let t = slice(&tmax_ns, "tmax_ms")?;
         let e = slice(&expected_bids, "expected_bids")?;
         let n = ids.len();
-        for (name, len) in [("reserve", r.map(|x| x.len())), ("tmax_ms", t.map(|x| x.len())), ("expected_bids", e.map(|x| x.len()))] {
+        for (name, len) in [
+            ("reserve", r.map(|x| x.len())),
+            ("tmax_ms", t.map(|x| x.len())),
+            ("expected_bids", e.map(|x| x.len())),
+        ] {
             if let Some(len) = len {
                 if len != n {
                     return Err(to_pyerr(CoreError::invalid(
@@ -197,7 +206,13 @@ impl PyAuctionEngine {
             let now = mono_ns();
             let reqs: Vec<OpenRequest> = (0..n)
                 .map(|i| {
-                    eng.open_request(ids[i] as u64, r.map(|r| r[i]), t.map(|t| t[i]), e.map_or(0, |e| e[i]), now)
+                    eng.open_request(
+                        ids[i] as u64,
+                        r.map(|r| r[i]),
+                        t.map(|t| t[i]),
+                        e.map_or(0, |e| e[i]),
+                        now,
+                    )
                 })
                 .collect();
             eng.open(&reqs)
@@ -252,8 +267,12 @@ impl PyAuctionEngine {
             _pad: [0; 7],
         }];
         if auction_id < 0 || bidder_id < 0 {
-            let (field, v) = if auction_id < 0 { ("auction_id", auction_id) } else { ("bidder_id", bidder_id) };
-            return Err(to_pyerr(CoreError::invalid(field, format!("{field} = {v}: must be >= 0"))));
+            let (field, v) =
+                if auction_id < 0 { ("auction_id", auction_id) } else { ("bidder_id", bidder_id) };
+            return Err(to_pyerr(CoreError::invalid(
+                field,
+                format!("{field} = {v}: must be >= 0"),
+            )));
         }
         let p = self
             .inner
@@ -276,7 +295,12 @@ impl PyAuctionEngine {
     /// Up to `max_n` result rows as raw bytes (viewed as RESULT_DTYPE by the wrapper), waiting
     /// up to `timeout_ms` for the first one in GIL-released slices.
     #[pyo3(signature = (max_n, timeout_ms))]
-    fn poll<'py>(&self, py: Python<'py>, max_n: usize, timeout_ms: f64) -> PyResult<Bound<'py, PyArray1<u8>>> {
+    fn poll<'py>(
+        &self,
+        py: Python<'py>,
+        max_n: usize,
+        timeout_ms: f64,
+    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let eng = &self.inner;
         let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3);
         if max_n > 0 {
@@ -298,7 +322,11 @@ impl PyAuctionEngine {
     }
 
     /// Up to `max_n` rejected bids as raw bytes (viewed as REJECTED_DTYPE by the wrapper).
-    fn poll_rejected<'py>(&self, py: Python<'py>, max_n: usize) -> PyResult<Bound<'py, PyArray1<u8>>> {
+    fn poll_rejected<'py>(
+        &self,
+        py: Python<'py>,
+        max_n: usize,
+    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let mut rows: Vec<RejectedBid> = Vec::new();
         self.inner.poll_rejected_into(&mut rows, max_n);
         to_numpy(py, &rows)
