@@ -510,3 +510,53 @@ def test_public_names():
     assert KIND_PLACE == 0 and KIND_UPDATE == 1 and KIND_CANCEL == 2
     assert REJECT_UNKNOWN == 2
     assert repr(AuctionEngine(workers=1, pin=False)).startswith("AuctionEngine(workers=1")
+
+
+def test_many_threads_submitting_and_polling_at_once():
+    """8 submitter threads share every auction (distinct bidders per thread) while 2 threads
+    poll: every auction closes once, on its last expected bidder, with the right winner."""
+    n_threads, n_auctions, per_thread = 8, 2000, 3
+    expected = n_threads * per_thread
+    rng = np.random.default_rng(5)
+    prices = rng.lognormal(0, 0.5, (n_threads, n_auctions, per_thread))
+    eng = AuctionEngine(workers=3, pin=False, increment=0.0, tmax_ms=LONG, capacity=5000)
+    eng.open(np.arange(n_auctions), expected_bids=expected)
+    got: list[np.ndarray] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def submitter(t: int) -> None:
+        order = np.random.default_rng(t).permutation(n_auctions * per_thread)
+        a = (order // per_thread).astype(np.int64)
+        b = (t * per_thread + order % per_thread).astype(np.int64)
+        p = prices[t].reshape(-1)[order]
+        for s in range(0, a.size, 700):
+            eng.submit(a[s:s + 700], b[s:s + 700], p[s:s + 700])
+
+    def poller() -> None:
+        while not done.is_set():
+            r = eng.poll(max_n=500, timeout_ms=20)
+            with lock:
+                got.append(r)
+
+    threads = [threading.Thread(target=submitter, args=(t,)) for t in range(n_threads)]
+    pollers = [threading.Thread(target=poller) for _ in range(2)]
+    for th in threads + pollers:
+        th.start()
+    for th in threads:
+        th.join()
+    t0 = time.monotonic()
+    while eng.stats()["results"] < n_auctions and time.monotonic() - t0 < 20:
+        time.sleep(0.005)
+    done.set()
+    for th in pollers:
+        th.join()
+    eng.close()
+    got.append(drain(eng))
+    r = np.sort(np.concatenate(got), order="auction_id")
+    assert r["auction_id"].tolist() == list(range(n_auctions))
+    assert (r["closed_by"] == CLOSED_BY_ALL_BIDS).all() and (r["n_bids"] == expected).all()
+    flat = prices.transpose(1, 0, 2).reshape(n_auctions, expected)  # column = bidder id
+    np.testing.assert_array_equal(r["winner_bidder"], flat.argmax(axis=1))
+    second = np.sort(flat, axis=1)[:, -2]
+    np.testing.assert_allclose(r["price"], second)

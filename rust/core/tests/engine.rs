@@ -297,3 +297,46 @@ fn attached_source_feeds_auctions_and_invalid_records_are_counted() {
     e.close().unwrap();
     assert_eq!(e.live_threads(), 0);
 }
+
+#[test]
+fn close_while_many_threads_submit_loses_nothing_accepted() {
+    let e = std::sync::Arc::new(engine(4, Mechanism::SecondPrice));
+    let ids: Vec<u64> = (0..500).collect();
+    open(&e, &ids, 0, None);
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (e, accepted) = (e.clone(), accepted.clone());
+            std::thread::spawn(move || loop {
+                let a: Vec<i64> = (0..100).map(|i| (i * 5 + t) % 500).collect();
+                let b: Vec<i64> = vec![t; 100];
+                let p: Vec<f64> = (0..100).map(|i| 1.0 + i as f64).collect();
+                let arrays = BidArrays {
+                    auction_ids: &a,
+                    bidder_ids: &b,
+                    prices: &p,
+                    quality: None,
+                    kinds: None,
+                };
+                match e.submit(&arrays, Duration::from_secs(10)) {
+                    Ok(n) => {
+                        accepted.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(rtbcore_core::CoreError::Closed) => return,
+                    Err(err) => panic!("{err}"),
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    e.close().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let r = collect(&e, 500);
+    assert_eq!(r.len(), 500);
+    let c = e.stats().counters;
+    // every accepted record was applied (placed or updated), none was lost at shutdown
+    assert_eq!(c.bids_placed + c.bids_updated, accepted.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(e.live_threads(), 0);
+}
