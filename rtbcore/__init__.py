@@ -62,12 +62,23 @@ _streaming: list[str] = []
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
 from rtbcore.engine import (  # noqa: E402
     CLOSED_BY,
+    EVENT_DTYPE,
+    EVENT_KINDS,
     REJECTED_DTYPE,
     RESULT_DTYPE,
     AuctionEngine,
+    EventLog,
 )
 
-_engine: list[str] = ["AuctionEngine", "RESULT_DTYPE", "REJECTED_DTYPE", "CLOSED_BY"]
+_engine: list[str] = [
+    "AuctionEngine",
+    "EventLog",
+    "RESULT_DTYPE",
+    "REJECTED_DTYPE",
+    "EVENT_DTYPE",
+    "EVENT_KINDS",
+    "CLOSED_BY",
+]
 
 # --- pacing (issue: pacing) -------------------------------------------------------------------
 _pacing: list[str] = []

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from _rtbcore import _AuctionEngine
+from _rtbcore import _AuctionEngine, _EventLog
 
 from rtbcore.errors import InvalidInputError
 
 __all__ = [
     "AuctionEngine",
+    "EventLog",
+    "EVENT_DTYPE",
+    "EVENT_KINDS",
     "RESULT_DTYPE",
     "REJECTED_DTYPE",
     "CLOSED_BY",
@@ -81,6 +85,30 @@ REJECTED_DTYPE = np.dtype(
         "formats": ["<i8", "<i8", "<f8", "<u8", "<i4", "u1", "u1"],
         "offsets": [0, 8, 16, 24, 32, 36, 37],
         "itemsize": 40,
+    }
+)
+
+#: Event-log record kinds -> names (see :class:`EventLog`).
+EVENT_KINDS = {
+    16: "AuctionStarted",
+    17: "BidPlaced",
+    18: "BidUpdated",
+    19: "BidCancelled",
+    20: "AuctionWon",
+    21: "AuctionLost",
+}
+
+#: One event of the log (48 bytes, the BidRecord layout; see :class:`EventLog` for the fields'
+#: meaning per kind).
+EVENT_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind", "closed_by",
+            "slot", "loss_reason",
+        ],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1", "u1", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 41, 42, 43],
+        "itemsize": 48,
     }
 )
 
@@ -176,6 +204,8 @@ class AuctionEngine:
         tmax_ms: float = 80,
         capacity: int = 1 << 20,
         slot_ctrs: Sequence[float] | npt.ArrayLike | None = None,
+        event_log: str | os.PathLike[str] | None = None,
+        event_log_capacity: int = 1 << 20,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int | np.integer):
             raise InvalidInputError(f"workers: expected an int, got {workers!r}")
@@ -194,9 +224,16 @@ class AuctionEngine:
         self.mechanism = mechanism
         self.slot_ctrs = ctrs
         self.workers = int(workers)
+        if isinstance(event_log_capacity, bool) or not isinstance(
+            event_log_capacity, int | np.integer
+        ) or event_log_capacity < 1:
+            raise InvalidInputError(
+                f"event_log_capacity = {event_log_capacity!r}: must be an int >= 1"
+            )
+        self.event_log = None if event_log is None else os.fspath(event_log)
         self._core = _AuctionEngine(
             int(workers), bool(pin), str(mechanism), float(reserve), float(increment),
-            tmax_ns, int(capacity), ctrs,
+            tmax_ns, int(capacity), ctrs, self.event_log, int(event_log_capacity),
         )
 
     @staticmethod
@@ -321,6 +358,30 @@ class AuctionEngine:
             raise InvalidInputError(f"{name} = {x}: must be in 0..2**63-1")
         return int(x)
 
+    def attach(
+        self, ring: Any, reader: str = "engine", start: str = "oldest"
+    ) -> None:
+        """Consumes a :class:`rtbcore.BidRing` (or the path of one) that other processes append
+        bids to, on a thread of the engine's own, until :meth:`close`.
+
+        The engine opens its own mapping of the ring and reads through the persistent reader
+        ``reader`` (created at ``start``, ``"oldest"`` or ``"latest"``, on first use; an
+        existing cursor resumes where it stopped: at-least-once). Records are validated one by
+        one: an invalid one is counted in ``stats()["attach_invalid"]`` and skipped; a record
+        with ``timestamp_ns == 0`` is stamped when read. Ring errors (e.g. an overrun) are
+        counted in ``attach_errors`` (last message in ``attach_last_error``).
+        """
+        if start not in ("oldest", "latest"):
+            raise InvalidInputError(f"start = {start!r}: expected 'oldest' or 'latest'")
+        if not isinstance(reader, str) or not reader:
+            raise InvalidInputError(f"reader: expected a non-empty str, got {reader!r}")
+        path = getattr(ring, "path", ring)
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidInputError(
+                f"ring: expected a BidRing or a path, got {type(ring).__name__}"
+            )
+        self._core.attach_ring(os.fspath(path), reader, start == "oldest")
+
     # -- output ----------------------------------------------------------------------------
 
     def poll(self, max_n: int = 65536, timeout_ms: float = 0) -> np.ndarray:
@@ -371,6 +432,88 @@ class AuctionEngine:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"AuctionEngine(workers={self.workers}, mechanism={self.mechanism!r}, {state})"
+
+
+class EventLog:
+    """Follows (or replays) the event log that ``AuctionEngine(event_log=path)`` writes, from
+    any process.
+
+    ``EventLog(path, reader="eventlog", start="oldest")``
+
+    The log is a :class:`rtbcore.BidRing` of 48-byte records (:data:`EVENT_DTYPE`), created in
+    broadcast mode by the engine so it never waits for a follower; a follower that falls more
+    than the ring's capacity behind gets :class:`rtbcore.errors.RingOverrun` (with ``lost`` and
+    ``next_seq``) and continues from the oldest record still there. Each auction's events are in
+    order. Per ``kind`` (names in :data:`EVENT_KINDS`):
+
+    - ``AuctionStarted`` (16): ``bidder_id`` = expected_bids, ``price`` = reserve,
+      ``quality`` = tmax in ns, ``timestamp_ns`` = open time.
+    - ``BidPlaced`` / ``BidUpdated`` / ``BidCancelled`` (17 / 18 / 19): the bid as applied,
+      ``timestamp_ns`` = its submit stamp.
+    - ``AuctionWon`` (20): ``bidder_id`` = winner, ``price`` = price paid, ``quality`` =
+      min_to_win, ``slot``, ``closed_by``.
+    - ``AuctionLost`` (21): one per losing live bid (``price`` / ``quality`` its own,
+      ``loss_reason`` its OpenRTB code, ``slot`` = 255); an auction with no bids logs one with
+      ``bidder_id`` = 2**64 - 1.
+
+    The reader ``reader`` is persistent (its cursor lives in the ring file): a follower that
+    restarts resumes where it stopped; :meth:`replay` moves it back to any sequence number
+    still in the ring.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], reader: str = "eventlog", start: str = "oldest"
+    ) -> None:
+        if start not in ("oldest", "latest"):
+            raise InvalidInputError(f"start = {start!r}: expected 'oldest' or 'latest'")
+        self.path = os.fspath(path)
+        self._log = _EventLog(self.path, reader, start == "oldest")
+
+    def read(self, max_n: int = 65536, timeout_ms: float = 0) -> np.ndarray:
+        """Up to ``max_n`` events (:data:`EVENT_DTYPE`), waiting up to ``timeout_ms`` for the
+        first (GIL released; Ctrl-C interrupts without losing events). Reading acknowledges
+        the previous batch."""
+        if max_n < 0:
+            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
+        _, raw = self._log.read(int(max_n), float(timeout_ms))
+        return raw.view(EVENT_DTYPE)
+
+    def follow(self, timeout_ms: float = 100, idle_polls: int | None = None):
+        """Yields event arrays as they arrive; stops after ``idle_polls`` consecutive empty
+        waits of ``timeout_ms`` (never, by default)."""
+        idle = 0
+        while idle_polls is None or idle < idle_polls:
+            ev = self.read(timeout_ms=timeout_ms)
+            if ev.shape[0]:
+                idle = 0
+                yield ev
+            else:
+                idle += 1
+
+    def replay(self, seq: int = 0) -> None:
+        """Moves the reader to sequence number ``seq`` (0 = the first event ever logged, if the
+        ring still holds it)."""
+        self._log.replay(int(seq))
+
+    def commit(self) -> None:
+        """Acknowledges every event read so far."""
+        self._log.commit()
+
+    @property
+    def position(self) -> int:
+        """Sequence number of the next event this reader will return."""
+        return int(self._log.position)
+
+    @property
+    def tail(self) -> int:
+        """Sequence number the next logged event will get."""
+        return int(self._log.tail)
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._log.commit()
 
 
 def _synthetic_chunk(rng: np.random.Generator, first: int, n_auctions: int):

@@ -40,6 +40,7 @@
 //!   moment its result is published).
 
 use std::collections::BinaryHeap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -55,6 +56,7 @@ use crate::clearing::{
 };
 use crate::error::CoreError;
 use crate::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
+use crate::ring::{BidRing, RingMode, RingOptions, RingReader, Start};
 
 /// `closed_by`: the auction's deadline passed.
 pub const CLOSED_BY_DEADLINE: u8 = 0;
@@ -102,7 +104,9 @@ impl Mechanism {
 /// Receives the engine's event log: each worker appends its events in processing order (so
 /// every auction's events are in order), one batch per processed block.
 pub trait EventSink: Send + Sync {
-    fn append(&self, events: &[BidRecord]) -> Result<(), CoreError>;
+    /// Appends the events in order; returns how many were taken (the rest are counted as
+    /// `event_log_dropped`).
+    fn append(&self, events: &[BidRecord]) -> Result<usize, CoreError>;
 }
 
 /// Engine configuration; see [`Engine::start`].
@@ -374,11 +378,12 @@ pub struct EngineCounters {
     pub closed_all_bids: u64,
     pub closed_shutdown: u64,
     pub results: u64,
-    pub event_log_errors: u64,
+    pub event_log_dropped: u64,
     pub open_auctions: u64,
+    pub events_logged: u64,
 }
 
-const N_COUNTERS: usize = 15;
+const N_COUNTERS: usize = 16;
 
 impl EngineCounters {
     fn to_array(self) -> [u64; N_COUNTERS] {
@@ -396,8 +401,9 @@ impl EngineCounters {
             self.closed_all_bids,
             self.closed_shutdown,
             self.results,
-            self.event_log_errors,
+            self.event_log_dropped,
             self.open_auctions,
+            self.events_logged,
         ]
     }
     fn from_array(a: [u64; N_COUNTERS]) -> Self {
@@ -415,8 +421,9 @@ impl EngineCounters {
             closed_all_bids: a[10],
             closed_shutdown: a[11],
             results: a[12],
-            event_log_errors: a[13],
+            event_log_dropped: a[13],
             open_auctions: a[14],
+            events_logged: a[15],
         }
     }
     /// `(name, value)` pairs, the keys of `stats()`.
@@ -436,8 +443,9 @@ impl EngineCounters {
             "closed_all_bids",
             "closed_shutdown",
             "results",
-            "event_log_errors",
+            "event_log_dropped",
             "open_auctions",
+            "events_logged",
         ];
         std::array::from_fn(|i| (names[i], a[i]))
     }
@@ -1754,9 +1762,16 @@ impl Worker {
 
     /// Event-log records of a cleared auction: AuctionWon per filled slot (price paid,
     /// `quality` = min_to_win, `_pad[1]` = slot), AuctionLost per other live bid (its own price
-    /// and quality, `_pad[1]` = 0xFF); `_pad[0]` = closed_by. An auction without bids logs one
+    /// and quality, `_pad[1]` = 0xFF, `_pad[2]` = its OpenRTB loss reason); `_pad[0]` =
+    /// closed_by. An auction without bids logs one
     /// AuctionLost with `bidder_id = u64::MAX`. `winners` = (scratch index, price, min_to_win).
-    fn emit_outcome(&mut self, base: &AuctionResult, winners: &[(i64, f64, f64)]) {
+    fn emit_outcome(
+        &mut self,
+        base: &AuctionResult,
+        winners: &[(i64, f64, f64)],
+        reserve: f64,
+        single: bool,
+    ) {
         if self.sink.is_none() {
             return;
         }
@@ -1787,6 +1802,17 @@ impl Worker {
             any_lost = true;
             let mut p = pad;
             p[1] = 0xFF;
+            let (bp, bq) = (self.s_prices[i], self.s_quality[i]);
+            let reason = if single && i < self.s_loss.len() {
+                self.s_loss[i]
+            } else if !(bp.is_finite() && bp >= 0.0 && bq.is_finite() && bq > 0.0) {
+                crate::clearing::LOSS_INVALID
+            } else if bp > 0.0 && bp >= reserve {
+                crate::clearing::LOSS_OUTBID
+            } else {
+                crate::clearing::LOSS_BELOW_FLOOR
+            };
+            p[2] = reason as u8;
             self.events.push(BidRecord {
                 auction_id: base.auction_id as u64,
                 bidder_id: self.s_bidders[i],
@@ -1856,7 +1882,12 @@ impl Worker {
         }
         self.out.push(row);
         if self.sink.is_some() {
-            self.emit_outcome(&base, &[(out.winner, out.price, out.winner_min_to_win)]);
+            self.emit_outcome(
+                &base,
+                &[(out.winner, out.price, out.winner_min_to_win)],
+                reserve,
+                true,
+            );
         }
     }
 
@@ -1914,7 +1945,7 @@ impl Worker {
             self.out.push(row);
         }
         if self.sink.is_some() {
-            self.emit_outcome(&base, &rows);
+            self.emit_outcome(&base, &rows, reserve, false);
         }
     }
 
@@ -1945,14 +1976,114 @@ impl Worker {
         }
         if let Some(sink) = &self.sink {
             if !self.events.is_empty() {
-                if sink.append(&self.events).is_err() {
-                    self.c.event_log_errors += self.events.len() as u64;
+                match sink.append(&self.events) {
+                    Ok(n) => {
+                        self.c.event_log_dropped +=
+                            (self.events.len() - n.min(self.events.len())) as u64
+                    }
+                    Err(_) => self.c.event_log_dropped += self.events.len() as u64,
                 }
+                self.c.events_logged += self.events.len() as u64;
                 self.events.clear();
             }
         }
         self.c.open_auctions = self.map.len() as u64;
         self.shared.workers[self.id].counters.publish(&self.c);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// BidRing ingress and the event log
+
+/// A [`BidSource`] reading a 48-byte [`BidRing`] through a named, persistent reader: another
+/// process appends bids, the engine consumes them. At-least-once: a batch is acknowledged once
+/// it is queued into the engine (at the next `fill`) or when the source is dropped.
+pub struct RingSource {
+    reader: RingReader,
+    _ring: BidRing,
+}
+
+impl RingSource {
+    /// Opens the ring at `path` (it must hold 48-byte bid records) and attaches to the reader
+    /// `reader` (created at `start` on first use).
+    pub fn open(path: &Path, reader: &str, start: Start) -> Result<Self, CoreError> {
+        let ring = BidRing::open(path, Some(BidRecord::SIZE))?;
+        let reader = ring.reader(reader, start)?;
+        Ok(RingSource { reader, _ring: ring })
+    }
+}
+
+impl BidSource for RingSource {
+    fn fill(
+        &mut self,
+        out: &mut Vec<BidRecord>,
+        max_n: usize,
+        timeout: Duration,
+    ) -> Result<usize, CoreError> {
+        // `fill` is called again only once the previous batch is queued in the engine:
+        // acknowledge it now, so a backpressure-mode writer can reuse its slots while we wait
+        self.reader.commit()?;
+        if !self.reader.wait(timeout) {
+            return Ok(0);
+        }
+        let batch = self.reader.read(max_n)?;
+        let recs = batch.records();
+        out.extend_from_slice(recs);
+        Ok(recs.len())
+    }
+}
+
+impl Drop for RingSource {
+    fn drop(&mut self) {
+        let _ = self.reader.commit();
+    }
+}
+
+/// The engine's event log: a 48-byte [`BidRing`] (created in broadcast mode if the file does not
+/// exist, so the engine never waits for a slow follower) receiving [`BidRecord`]-shaped events
+/// with kinds [`EV_AUCTION_STARTED`] ..= [`EV_AUCTION_LOST`]:
+///
+/// | kind | bidder_id | price | quality | `_pad` |
+/// |---|---|---|---|---|
+/// | AuctionStarted | expected_bids | reserve | tmax_ns | |
+/// | BidPlaced / BidUpdated / BidCancelled | bidder | price | quality | |
+/// | AuctionWon | winner | price paid | min_to_win | [closed_by, slot] |
+/// | AuctionLost | bidder (u64::MAX: no bids) | its price | its quality | [closed_by, 0xFF, loss reason] |
+///
+/// `timestamp_ns` is the submit stamp for bid events and the close time for outcomes. Each
+/// auction's events are in order (one worker appends them, in processing order).
+pub struct RingEventLog {
+    ring: BidRing,
+}
+
+impl RingEventLog {
+    /// Opens the ring at `path`, or creates it (broadcast mode, `capacity` records).
+    pub fn open_or_create(path: &Path, capacity: u64) -> Result<Self, CoreError> {
+        if !path.exists() {
+            let opts = RingOptions {
+                capacity,
+                record_size: BidRecord::SIZE,
+                mode: RingMode::Broadcast,
+                ..Default::default()
+            };
+            match BidRing::create(path, opts) {
+                Ok(ring) => return Ok(RingEventLog { ring }),
+                Err(e) if !path.exists() => return Err(e),
+                Err(_) => {} // created by someone else meanwhile: open it
+            }
+        }
+        Ok(RingEventLog { ring: BidRing::open(path, Some(BidRecord::SIZE))? })
+    }
+}
+
+impl EventSink for RingEventLog {
+    fn append(&self, events: &[BidRecord]) -> Result<usize, CoreError> {
+        // SAFETY: BidRecord is repr(C), 48 bytes, every byte initialized (the pad is a field);
+        // the byte view borrows `events` for the call only.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(events.as_ptr().cast::<u8>(), std::mem::size_of_val(events))
+        };
+        self.ring.append_bytes(bytes)
     }
 }
 

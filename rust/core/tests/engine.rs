@@ -340,3 +340,128 @@ fn close_while_many_threads_submit_loses_nothing_accepted() {
     assert_eq!(c.bids_placed + c.bids_updated, accepted.load(std::sync::atomic::Ordering::Relaxed));
     assert_eq!(e.live_threads(), 0);
 }
+
+fn tmp_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtbcore-engine-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Appends bids to the ring at `path` from a child process (this test binary re-run with an
+/// environment variable), as an exchange front end would.
+#[test]
+fn ring_writer_child() {
+    let Ok(path) = std::env::var("RTBCORE_ENGINE_RING_WRITER") else { return };
+    use rtbcore_core::record::BidRecord;
+    use rtbcore_core::ring::BidRing;
+    let ring = BidRing::open(&path, Some(BidRecord::SIZE)).unwrap();
+    let mut recs = Vec::new();
+    for a in 0..200u64 {
+        for b in 0..5u64 {
+            recs.push(BidRecord::new(a, b, 1.0 + b as f64, 1.0, KIND_PLACE));
+        }
+    }
+    let mut off = 0;
+    while off < recs.len() {
+        off += ring.append_many(&recs[off..(off + 64).min(recs.len())]).unwrap();
+        if off < recs.len() {
+            ring.wait_for_space(1, Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn attached_ring_written_by_another_process() {
+    use rtbcore_core::ring::{BidRing, RingOptions};
+    let path = tmp_path("ingress.ring");
+    let ring = BidRing::create(&path, RingOptions { capacity: 256, ..Default::default() }).unwrap();
+    let e = engine(2, Mechanism::SecondPrice);
+    let ids: Vec<u64> = (0..200).collect();
+    open(&e, &ids, 5, None);
+    e.attach(Box::new(
+        RingSource::open(&path, "engine", rtbcore_core::ring::Start::Oldest).unwrap(),
+    ))
+    .unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["ring_writer_child", "--exact", "--nocapture"])
+        .env("RTBCORE_ENGINE_RING_WRITER", &path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = collect(&e, 200);
+    assert_eq!(r.len(), 200);
+    assert!(r
+        .iter()
+        .all(|x| x.winner_bidder == 4 && x.price == 4.0 && x.closed_by == CLOSED_BY_ALL_BIDS));
+    assert_eq!(e.stats().attach_records, 1000);
+    e.close().unwrap();
+    drop(ring);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn event_log_holds_every_event_in_order_per_auction() {
+    use rtbcore_core::record::BidRecord;
+    use rtbcore_core::ring::{BidRing, Start};
+    let path = tmp_path("events.ring");
+    let sink = std::sync::Arc::new(RingEventLog::open_or_create(&path, 1 << 12).unwrap());
+    let e = Engine::start(EngineConfig {
+        workers: 2,
+        pin: false,
+        mechanism: Mechanism::SecondPrice,
+        reserve: 0.5,
+        increment: 0.0,
+        tmax_ns: 60_000_000_000,
+        capacity: 1 << 16,
+        event_sink: Some(sink),
+    })
+    .unwrap();
+    open(&e, &[1, 2, 3], 0, None);
+    submit(
+        &e,
+        &[1, 2, 1, 1, 2, 1],
+        &[10, 10, 11, 10, 11, 11],
+        &[1.0, 2.0, 3.0, 4.0, 0.1, 0.0],
+        Some(&[KIND_PLACE, KIND_PLACE, KIND_PLACE, KIND_UPDATE, KIND_PLACE, KIND_CANCEL]),
+    );
+    e.close().unwrap();
+    assert_eq!(collect(&e, 3).len(), 3);
+    let ring = BidRing::open(&path, Some(48)).unwrap();
+    let mut rd = ring.reader("test", Start::Oldest).unwrap();
+    let evs: Vec<BidRecord> = rd.read(1000).unwrap().records().to_vec();
+    let of = |a: u64| -> Vec<(u8, u64)> {
+        evs.iter().filter(|r| r.auction_id == a).map(|r| (r.kind, r.bidder_id)).collect()
+    };
+    assert_eq!(
+        of(1),
+        vec![
+            (EV_AUCTION_STARTED, 0),
+            (EV_BID_PLACED, 10),
+            (EV_BID_PLACED, 11),
+            (EV_BID_UPDATED, 10),
+            (EV_BID_CANCELLED, 11),
+            (EV_AUCTION_WON, 10)
+        ]
+    );
+    assert_eq!(
+        of(2),
+        vec![
+            (EV_AUCTION_STARTED, 0),
+            (EV_BID_PLACED, 10),
+            (EV_BID_PLACED, 11),
+            (EV_AUCTION_WON, 10),
+            (EV_AUCTION_LOST, 11)
+        ]
+    );
+    assert_eq!(of(3), vec![(EV_AUCTION_STARTED, 0), (EV_AUCTION_LOST, u64::MAX)]);
+    let lost = evs.iter().find(|r| r.auction_id == 2 && r.kind == EV_AUCTION_LOST).unwrap();
+    assert_eq!(lost._pad[2] as i32, rtbcore_core::clearing::LOSS_BELOW_FLOOR);
+    let won = evs.iter().find(|r| r.auction_id == 1 && r.kind == EV_AUCTION_WON).unwrap();
+    assert_eq!((won.price, won._pad[0]), (0.5, CLOSED_BY_SHUTDOWN));
+    assert_eq!(e.stats().counters.events_logged, evs.len() as u64);
+    drop(rd);
+    drop(ring);
+    std::fs::remove_file(&path).unwrap();
+}

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::sync::{Arc, Mutex};
+
 use rtbcore_core::engine::{
-    mono_ns, AuctionResult, BidArrays, Engine, EngineConfig, LatencySummary, Mechanism,
-    OpenRequest, Prepared, RejectedBid,
+    mono_ns, AuctionResult, BidArrays, Engine, EngineConfig, EventSink, LatencySummary, Mechanism,
+    OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
 };
 use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
+use rtbcore_core::ring::{BidRing, RingReader, Start};
 use rtbcore_core::CoreError;
 
 use crate::{detach, to_pyerr};
@@ -111,7 +114,7 @@ impl PyAuctionEngine {
 #[pymethods]
 impl PyAuctionEngine {
     #[new]
-    #[pyo3(signature = (workers, pin, mechanism, reserve, increment, tmax_ns, capacity, slot_ctrs=None))]
+    #[pyo3(signature = (workers, pin, mechanism, reserve, increment, tmax_ns, capacity, slot_ctrs=None, event_log=None, event_log_capacity=1048576))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -123,6 +126,8 @@ impl PyAuctionEngine {
         tmax_ns: u64,
         capacity: usize,
         slot_ctrs: Option<Vec<f64>>,
+        event_log: Option<std::path::PathBuf>,
+        event_log_capacity: u64,
     ) -> PyResult<Self> {
         let mechanism = match (mechanism, slot_ctrs) {
             ("first_price", None) => Mechanism::FirstPrice,
@@ -148,6 +153,13 @@ impl PyAuctionEngine {
                 )))
             }
         };
+        let event_sink: Option<Arc<dyn EventSink>> = match event_log {
+            None => None,
+            Some(path) => Some(Arc::new(
+                detach(py, || RingEventLog::open_or_create(&path, event_log_capacity))
+                    .map_err(to_pyerr)?,
+            )),
+        };
         let cfg = EngineConfig {
             workers,
             pin,
@@ -156,7 +168,7 @@ impl PyAuctionEngine {
             increment,
             tmax_ns,
             capacity,
-            event_sink: None,
+            event_sink,
         };
         let inner = detach(py, || Engine::start(cfg)).map_err(to_pyerr)?;
         Ok(PyAuctionEngine { inner })
@@ -345,6 +357,11 @@ impl PyAuctionEngine {
         d.set_item("pin_failures", s.pin_failures)?;
         d.set_item("pin_error", s.pin_error)?;
         d.set_item("live_threads", self.inner.live_threads())?;
+        d.set_item("attached", s.attached)?;
+        d.set_item("attach_records", s.attach_records)?;
+        d.set_item("attach_invalid", s.attach_invalid)?;
+        d.set_item("attach_errors", s.attach_errors)?;
+        d.set_item("attach_last_error", s.attach_last_error)?;
         latency_into(&d, "last_bid_to_result", &s.last_bid_to_result)?;
         latency_into(&d, "open_to_close", &s.open_to_close)?;
         Ok(d)
@@ -352,6 +369,20 @@ impl PyAuctionEngine {
 
     fn reset_latency(&self) {
         self.inner.reset_latency()
+    }
+
+    /// Starts a thread consuming the 48-byte BidRing at `path` through the named reader.
+    #[pyo3(signature = (path, reader, start_oldest))]
+    fn attach_ring(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        reader: &str,
+        start_oldest: bool,
+    ) -> PyResult<()> {
+        let start = if start_oldest { Start::Oldest } else { Start::Latest };
+        let src = detach(py, || RingSource::open(&path, reader, start)).map_err(to_pyerr)?;
+        self.inner.attach(Box::new(src)).map_err(to_pyerr)
     }
 
     #[getter]
@@ -371,8 +402,106 @@ impl PyAuctionEngine {
     }
 }
 
+/// A follower of an engine's event log (a BidRing of 48-byte event records); wrapped by
+/// `rtbcore.EventLog`.
+#[pyclass(module = "_rtbcore", name = "_EventLog", frozen)]
+pub(crate) struct PyEventLog {
+    reader: Mutex<RingReader>,
+    ring: BidRing,
+}
+
+#[pymethods]
+impl PyEventLog {
+    #[new]
+    #[pyo3(signature = (path, reader, start_oldest))]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        reader: &str,
+        start_oldest: bool,
+    ) -> PyResult<Self> {
+        let start = if start_oldest { Start::Oldest } else { Start::Latest };
+        let (ring, reader) = detach(py, || {
+            let ring = BidRing::open(&path, Some(48))?;
+            let reader = ring.reader(reader, start)?;
+            Ok::<_, CoreError>((ring, reader))
+        })
+        .map_err(to_pyerr)?;
+        Ok(PyEventLog { reader: Mutex::new(reader), ring })
+    }
+
+    /// Up to `max_n` events as raw bytes (48 per event), waiting up to `timeout_ms` for the
+    /// first in GIL-released slices (signals checked between them). Returns (first_seq, bytes).
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        max_n: usize,
+        timeout_ms: f64,
+    ) -> PyResult<(u64, Bound<'py, PyArray1<u8>>)> {
+        let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3);
+        let mut reader = self
+            .reader
+            .lock()
+            .map_err(|_| to_pyerr(CoreError::invalid("EventLog", "a reader thread panicked")))?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).min(SLICE);
+            let r: &mut RingReader = &mut reader;
+            let ready = detach(py, || r.wait(left));
+            if ready || Instant::now() >= deadline {
+                break;
+            }
+            py.check_signals()?;
+        }
+        py.check_signals()?;
+        let batch = reader.read(max_n).map_err(to_pyerr)?;
+        let start = batch.start_seq();
+        let arr = PyArray1::<u8>::zeros(py, batch.bytes().len(), false);
+        {
+            let mut rw = arr.readwrite();
+            rw.as_slice_mut()
+                .map_err(|_| to_pyerr(CoreError::invalid("out", "not contiguous")))?
+                .copy_from_slice(batch.bytes());
+        }
+        Ok((start, arr))
+    }
+
+    /// Moves the reader to `seq` (any sequence number still in the ring).
+    fn replay(&self, seq: u64) -> PyResult<()> {
+        let mut reader = self
+            .reader
+            .lock()
+            .map_err(|_| to_pyerr(CoreError::invalid("EventLog", "a reader thread panicked")))?;
+        reader.replay(seq).map_err(to_pyerr)
+    }
+
+    /// Acknowledges everything read so far (the persistent cursor moves past it).
+    fn commit(&self) -> PyResult<()> {
+        let mut reader = self
+            .reader
+            .lock()
+            .map_err(|_| to_pyerr(CoreError::invalid("EventLog", "a reader thread panicked")))?;
+        reader.commit().map_err(to_pyerr)
+    }
+
+    #[getter]
+    fn position(&self) -> u64 {
+        self.reader.lock().map(|r| r.position()).unwrap_or(0)
+    }
+
+    #[getter]
+    fn tail(&self) -> u64 {
+        self.ring.tail()
+    }
+
+    #[getter]
+    fn oldest(&self) -> u64 {
+        self.ring.oldest()
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAuctionEngine>()?;
+    m.add_class::<PyEventLog>()?;
     let _ = KIND_PLACE;
     Ok(())
 }
