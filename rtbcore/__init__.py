@@ -57,7 +57,27 @@ _clearing: list[str] = [
 ]
 
 # --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
-_streaming: list[str] = []
+from rtbcore.streaming import (  # noqa: E402
+    BID_DTYPE,
+    KIND_CANCEL,
+    KIND_PLACE,
+    KIND_UPDATE,
+    BidQueue,
+    BidRing,
+    RingReader,
+    make_bids,
+)
+
+_streaming: list[str] = [
+    "BID_DTYPE",
+    "KIND_PLACE",
+    "KIND_UPDATE",
+    "KIND_CANCEL",
+    "BidQueue",
+    "BidRing",
+    "RingReader",
+    "make_bids",
+]
 
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
 from rtbcore.engine import (  # noqa: E402

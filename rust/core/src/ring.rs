@@ -65,17 +65,22 @@
 //! # Commit protocol and crash safety
 //! Every slot has a 64-bit stamp beside the record area: `seq + 1` once record `seq` is
 //! committed, with a WRITING flag while a writer fills it and an ABANDONED flag for a slot whose
-//! writer died. A writer reserves `n` sequence numbers with one CAS on the shared tail, then for
-//! each slot CASes the stamp to `WRITING|seq+1`, copies the record and stores `seq + 1` (Release).
-//! Readers consume only slots whose stamp is exactly `seq + 1`, so a record is either wholly
-//! visible or not at all; `kill -9` of a writer at any moment leaves every committed record intact.
+//! writer died. A writer reserves `n` sequence numbers with one CAS on the shared tail. When the
+//! reservation was bounded by registered readers' cursors (backpressure mode with a reader), the
+//! slots are the writer's alone: it copies the block in one go and then stores each stamp
+//! `seq + 1` (Release). Otherwise (broadcast, or no reader) it claims each slot with a CAS to
+//! `WRITING|seq+1`, copies, and commits with a CAS. Readers consume only slots whose stamp is
+//! exactly `seq + 1`, so a record is either wholly visible or not at all; `kill -9` of a writer
+//! at any moment leaves every committed record intact.
 //!
 //! A slot reserved by a writer that died stays uncommitted. A reader that waits on such a slot
 //! for longer than its `abandon_after` (default 2 s; a live writer fills a slot in nanoseconds)
 //! marks it, and every other slot that was already reserved when the stall began and is still
 //! uncommitted, ABANDONED, skips them and counts them in [`BidRing::abandoned`]. If a writer was
-//! merely stopped that long, its late commit fails and it counts the record as abandoned too; the
-//! record is never half-visible.
+//! merely stopped that long (SIGSTOP, swapped out), its late commit is refused and counted in
+//! [`BidRing::lost_writes`] — except on the fast path, where a writer stopped for `abandon_after`
+//! in the middle of its block copy may still commit afterwards: readers that already skipped
+//! the slot do not see the record, later ones do. Either way no record is ever half-visible.
 //!
 //! Opening checks the magic, format version, record size, capacity, offsets, a checksum of the
 //! header and the file length; anything off is [`CoreError::CorruptFile`], never a crash.
@@ -202,10 +207,7 @@ impl Default for RingOptions {
 }
 
 fn io_err(context: impl Into<String>, e: std::io::Error) -> CoreError {
-    CoreError::Io {
-        context: context.into(),
-        msg: e.to_string(),
-    }
+    CoreError::Io { context: context.into(), msg: e.to_string() }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -265,9 +267,7 @@ impl Inner {
     fn slot_ptr(&self, seq: u64) -> *mut u8 {
         // SAFETY: the slot index is < cap and records_off + cap * rec_size <= map.len().
         unsafe {
-            self.base
-                .as_ptr()
-                .add(self.records_off + (seq & self.mask) as usize * self.rec_size)
+            self.base.as_ptr().add(self.records_off + (seq & self.mask) as usize * self.rec_size)
         }
     }
     fn entry_off(&self, i: u32) -> usize {
@@ -286,10 +286,7 @@ impl Inner {
         let bytes = unsafe {
             std::slice::from_raw_parts(self.base.as_ptr().add(off + 16), MAX_READER_NAME)
         };
-        let len = bytes
-            .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(MAX_READER_NAME);
+        let len = bytes.iter().position(|b| *b == 0).unwrap_or(MAX_READER_NAME);
         String::from_utf8_lossy(&bytes[..len]).into_owned()
     }
     fn closed(&self) -> bool {
@@ -461,19 +458,13 @@ impl BidRing {
         if opts.record_size == 0 || opts.record_size % 8 != 0 || opts.record_size > 1 << 20 {
             return Err(CoreError::invalid(
                 "record_size",
-                format!(
-                    "must be a positive multiple of 8 up to 1 MiB, got {}",
-                    opts.record_size
-                ),
+                format!("must be a positive multiple of 8 up to 1 MiB, got {}", opts.record_size),
             ));
         }
         if opts.max_readers == 0 || opts.max_readers > MAX_READERS_LIMIT {
             return Err(CoreError::invalid(
                 "max_readers",
-                format!(
-                    "must be in 1..={MAX_READERS_LIMIT}, got {}",
-                    opts.max_readers
-                ),
+                format!("must be in 1..={MAX_READERS_LIMIT}, got {}", opts.max_readers),
             ));
         }
         let cap = opts.capacity.next_power_of_two();
@@ -485,18 +476,9 @@ impl BidRing {
                 msg: "file exists (use BidRing.open to attach to it)".into(),
             });
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let fname = path
-            .file_name()
-            .ok_or_else(|| CoreError::invalid("path", "names no file"))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            fname.to_string_lossy(),
-            std::process::id()
-        ));
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let fname = path.file_name().ok_or_else(|| CoreError::invalid("path", "names no file"))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", fname.to_string_lossy(), std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let ctx = || format!("create ring {}", path.display());
         let file = OpenOptions::new()
@@ -546,19 +528,15 @@ impl BidRing {
     /// Opens an existing ring file. `record_size`, when given, must match the file's.
     pub fn open(path: impl AsRef<Path>, record_size: Option<usize>) -> Result<Self, CoreError> {
         let path = path.as_ref();
-        let corrupt = |msg: String| CoreError::CorruptFile {
-            path: path.display().to_string(),
-            msg,
-        };
+        let corrupt =
+            |msg: String| CoreError::CorruptFile { path: path.display().to_string(), msg };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| io_err(format!("open ring {}", path.display()), e))?;
-        let flen = file
-            .metadata()
-            .map_err(|e| io_err(format!("stat ring {}", path.display()), e))?
-            .len();
+        let flen =
+            file.metadata().map_err(|e| io_err(format!("stat ring {}", path.display()), e))?.len();
         if flen < HEADER_LEN {
             return Err(corrupt(format!(
                 "not an rtbcore ring: {flen} bytes is shorter than the {HEADER_LEN}-byte header"
@@ -581,9 +559,7 @@ impl BidRing {
             )));
         }
         if fnv1a(&hdr[..STATIC_LEN]) != u64f(OFF_CHECKSUM) {
-            return Err(corrupt(
-                "header checksum mismatch (the header was overwritten)".into(),
-            ));
+            return Err(corrupt("header checksum mismatch (the header was overwritten)".into()));
         }
         let rec_size = u32f(OFF_RECSIZE) as usize;
         let cap = u64f(OFF_CAPACITY);
@@ -670,6 +646,11 @@ impl BidRing {
     pub fn mode(&self) -> RingMode {
         self.inner.mode
     }
+    /// Byte offset of slot 0 in the file: records are `record_size` bytes each, back to back,
+    /// so another process can map the file read-only and view them (the Python API does).
+    pub fn records_offset(&self) -> u64 {
+        self.inner.records_off as u64
+    }
     pub fn max_readers(&self) -> u32 {
         self.inner.max_readers
     }
@@ -693,13 +674,9 @@ impl BidRing {
     /// Refuses later appends from every process; readers drain what is there.
     pub fn close(&self) {
         self.inner.u32_at(OFF_CLOSED).store(1, Ordering::SeqCst);
-        self.inner
-            .u32_at(OFF_DATA_FUTEX)
-            .fetch_add(1, Ordering::SeqCst);
+        self.inner.u32_at(OFF_DATA_FUTEX).fetch_add(1, Ordering::SeqCst);
         futex_wake(self.inner.u32_at(OFF_DATA_FUTEX));
-        self.inner
-            .u32_at(OFF_SPACE_FUTEX)
-            .fetch_add(1, Ordering::SeqCst);
+        self.inner.u32_at(OFF_SPACE_FUTEX).fetch_add(1, Ordering::SeqCst);
         futex_wake(self.inner.u32_at(OFF_SPACE_FUTEX));
     }
     pub fn is_closed(&self) -> bool {
@@ -711,12 +688,7 @@ impl BidRing {
         let inn = &self.inner;
         (0..inn.max_readers)
             .filter(|&i| inn.entry_state(i).load(Ordering::SeqCst) == ENTRY_ACTIVE)
-            .map(|i| {
-                (
-                    inn.entry_name(i),
-                    inn.entry_cursor(i).load(Ordering::SeqCst),
-                )
-            })
+            .map(|i| (inn.entry_name(i), inn.entry_cursor(i).load(Ordering::SeqCst)))
             .collect()
     }
 
@@ -762,10 +734,7 @@ impl BidRing {
         let i = free.ok_or_else(|| {
             CoreError::invalid(
                 "name",
-                format!(
-                    "the ring already has its maximum of {} readers",
-                    inn.max_readers
-                ),
+                format!("the ring already has its maximum of {} readers", inn.max_readers),
             )
         })?;
         let tail = inn.tail().load(Ordering::SeqCst);
@@ -793,20 +762,23 @@ impl BidRing {
         tail.saturating_sub(self.inner.cap)
     }
 
-    /// Reserves up to `want` sequence numbers; returns (first, n).
-    fn reserve(&self, want: u64) -> Result<(u64, u64), CoreError> {
+    /// Reserves up to `want` sequence numbers; returns (first, n, exclusive). `exclusive` means
+    /// the reservation was bounded by the registered readers' acknowledged cursors, so every
+    /// previous occupant of these slots was committed (or abandoned) and read: no other writer
+    /// can be in them, and the slots need no claim.
+    fn reserve(&self, want: u64) -> Result<(u64, u64, bool), CoreError> {
         let inn = &self.inner;
         if inn.closed() {
             return Err(CoreError::Closed);
         }
         if want == 0 {
-            return Ok((inn.tail().load(Ordering::SeqCst), 0));
+            return Ok((inn.tail().load(Ordering::SeqCst), 0, false));
         }
         let tail = inn.tail();
         loop {
             let t = tail.load(Ordering::SeqCst);
-            let n = match inn.mode {
-                RingMode::Broadcast => want,
+            let (n, exclusive) = match inn.mode {
+                RingMode::Broadcast => (want, false),
                 RingMode::Backpressure => {
                     let epoch = inn.u32_at(OFF_EPOCH).load(Ordering::SeqCst);
                     let mut limit = self.limit_cache.load(Ordering::Relaxed);
@@ -815,17 +787,14 @@ impl BidRing {
                         self.limit_cache.store(limit, Ordering::Relaxed);
                         self.epoch_cache.store(epoch, Ordering::Relaxed);
                     }
-                    want.min(limit.saturating_sub(t))
+                    (want.min(limit.saturating_sub(t)), limit != u64::MAX)
                 }
             };
             if n == 0 {
-                return Ok((t, 0));
+                return Ok((t, 0, exclusive));
             }
-            if tail
-                .compare_exchange_weak(t, t + n, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Ok((t, n));
+            if tail.compare_exchange_weak(t, t + n, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                return Ok((t, n, exclusive));
             }
         }
     }
@@ -858,9 +827,7 @@ impl BidRing {
                     continue;
                 }
             }
-            if st
-                .compare_exchange(cur, WRITING | mine, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+            if st.compare_exchange(cur, WRITING | mine, Ordering::AcqRel, Ordering::Relaxed).is_ok()
             {
                 // The record bytes written next must not become visible before the claim.
                 fence(Ordering::Release);
@@ -870,7 +837,55 @@ impl BidRing {
     }
 
     /// Copies raw records (`bytes.len()` a multiple of the record size) into reserved slots.
-    fn write_reserved(&self, first: u64, n: u64, bytes: &[u8]) {
+    fn write_reserved(&self, first: u64, n: u64, bytes: &[u8], exclusive: bool) {
+        let inn = &self.inner;
+        let lost = if exclusive && self.write_exclusive(first, n, bytes) {
+            0
+        } else {
+            self.write_claimed(first, n, bytes)
+        };
+        if lost > 0 {
+            inn.u64_at(OFF_LOST_WRITES).fetch_add(lost, Ordering::Relaxed);
+        }
+        inn.wake(OFF_DATA_FUTEX, OFF_DATA_WAITERS);
+    }
+
+    /// The fast path of a reader-bounded reservation: no per-slot claim, one bulk copy, then a
+    /// Release store of each stamp. Returns false (having written nothing) if a slot was
+    /// already declared abandoned, leaving the reservation to the claiming path.
+    fn write_exclusive(&self, first: u64, n: u64, bytes: &[u8]) -> bool {
+        let inn = &self.inner;
+        let rs = inn.rec_size;
+        // A reader declares a slot abandoned only after it stalled for abandon_after; a
+        // writer that slow takes the careful path.
+        if (first..first + n).any(|seq| inn.stamp(seq).load(Ordering::Acquire) & SEQ_BITS > seq) {
+            return false;
+        }
+        let head = ((inn.cap - (first & inn.mask)).min(n)) as usize;
+        // SAFETY: the reservation bounded by every reader's acknowledged cursor makes these
+        // slots ours alone (their previous records were read by everyone); `head` slots fit
+        // before the end of the ring and the rest wrap to slot 0; no overlap with `bytes`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), inn.slot_ptr(first), head * rs);
+            if (head as u64) < n {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr().add(head * rs),
+                    inn.slot_ptr(first + head as u64),
+                    (n as usize - head) * rs,
+                );
+            }
+        }
+        for seq in first..first + n {
+            // Release: the record bytes are visible before the stamp that says "committed".
+            inn.stamp(seq).store(seq + 1, Ordering::Release);
+        }
+        true
+    }
+
+    /// The general path: claim each slot with a CAS (other writers may be a lap behind in
+    /// broadcast mode, or with no reader registered), copy, commit with a CAS. Returns how many
+    /// records could not be committed.
+    fn write_claimed(&self, first: u64, n: u64, bytes: &[u8]) -> u64 {
         let inn = &self.inner;
         let rs = inn.rec_size;
         let mut lost = 0u64;
@@ -902,11 +917,7 @@ impl BidRing {
                 lost += 1;
             }
         }
-        if lost > 0 {
-            inn.u64_at(OFF_LOST_WRITES)
-                .fetch_add(lost, Ordering::Relaxed);
-        }
-        inn.wake(OFF_DATA_FUTEX, OFF_DATA_WAITERS);
+        lost
     }
 
     /// Appends raw records of the ring's record size; returns how many fit.
@@ -915,14 +926,11 @@ impl BidRing {
         if bytes.len() % rs != 0 {
             return Err(CoreError::invalid(
                 "records",
-                format!(
-                    "{} bytes is not a whole number of {rs}-byte records",
-                    bytes.len()
-                ),
+                format!("{} bytes is not a whole number of {rs}-byte records", bytes.len()),
             ));
         }
-        let (first, n) = self.reserve((bytes.len() / rs) as u64)?;
-        self.write_reserved(first, n, &bytes[..n as usize * rs]);
+        let (first, n, exclusive) = self.reserve((bytes.len() / rs) as u64)?;
+        self.write_reserved(first, n, &bytes[..n as usize * rs], exclusive);
         Ok(n as usize)
     }
 
@@ -965,11 +973,9 @@ impl BidRing {
                 return true;
             }
             let t = inn.tail().load(Ordering::SeqCst);
-            inn.min_cursor()
-                .is_none_or(|c| c + inn.cap >= t + n.min(inn.cap))
+            inn.min_cursor().is_none_or(|c| c + inn.cap >= t + n.min(inn.cap))
         };
-        self.inner
-            .wait_until(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS, timeout, &mut ready)
+        self.inner.wait_until(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS, timeout, &mut ready)
     }
 
     /// Reserves `n` slots and never commits them: what a writer killed between its reservation
@@ -1001,12 +1007,7 @@ fn abandon_range(inn: &Inner, lo: u64, hi: u64) -> u64 {
                 break; // committed, already abandoned, or reused by a newer record
             }
             if st
-                .compare_exchange(
-                    cur,
-                    ABANDONED | (seq + 1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(cur, ABANDONED | (seq + 1), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 marked += 1;
@@ -1015,8 +1016,7 @@ fn abandon_range(inn: &Inner, lo: u64, hi: u64) -> u64 {
         }
     }
     if marked > 0 {
-        inn.u64_at(OFF_ABANDONED)
-            .fetch_add(marked, Ordering::Relaxed);
+        inn.u64_at(OFF_ABANDONED).fetch_add(marked, Ordering::Relaxed);
     }
     marked
 }
@@ -1087,6 +1087,10 @@ impl RingReader {
         }
     }
 
+    /// Bytes per record of the ring.
+    pub fn record_size(&self) -> usize {
+        self.inner.rec_size
+    }
     /// The reader's name.
     pub fn name(&self) -> String {
         self.inner.entry_name(self.entry)
@@ -1108,26 +1112,18 @@ impl RingReader {
     }
     /// Committed records between the reader's position and the tail (ignores uncommitted gaps).
     pub fn lag(&self) -> u64 {
-        self.inner
-            .tail()
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.pending_end)
+        self.inner.tail().load(Ordering::SeqCst).saturating_sub(self.pending_end)
     }
 
     fn check_registered(&self) -> Result<(), CoreError> {
         if self.inner.entry_state(self.entry).load(Ordering::SeqCst) != ENTRY_ACTIVE {
-            return Err(CoreError::invalid(
-                "reader",
-                "this reader was removed from the ring",
-            ));
+            return Err(CoreError::invalid("reader", "this reader was removed from the ring"));
         }
         Ok(())
     }
 
     fn store_cursor(&mut self, c: u64) {
-        self.inner
-            .entry_cursor(self.entry)
-            .store(c, Ordering::SeqCst);
+        self.inner.entry_cursor(self.entry).store(c, Ordering::SeqCst);
         if self.inner.mode == RingMode::Backpressure {
             self.inner.wake(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS);
         }
@@ -1149,10 +1145,7 @@ impl RingReader {
         self.pending_start = e;
         self.store_cursor(e);
         match bad {
-            Some(seq) => Err(CoreError::Overrun {
-                lost: e - seq,
-                next_seq: e,
-            }),
+            Some(seq) => Err(CoreError::Overrun { lost: e - seq, next_seq: e }),
             None => Ok(()),
         }
     }
@@ -1170,10 +1163,7 @@ impl RingReader {
             ));
         }
         if from_seq < oldest {
-            return Err(CoreError::Overrun {
-                lost: oldest - from_seq,
-                next_seq: oldest,
-            });
+            return Err(CoreError::Overrun { lost: oldest - from_seq, next_seq: oldest });
         }
         self.pending_start = from_seq;
         self.pending_end = from_seq;
@@ -1243,11 +1233,8 @@ impl RingReader {
                 if cs > seq + 1 {
                     // The slot was reused: we were lapped (broadcast) mid-scan.
                     if n == 0 {
-                        let oldest = inn
-                            .tail()
-                            .load(Ordering::SeqCst)
-                            .saturating_sub(inn.cap)
-                            .max(seq + 1);
+                        let oldest =
+                            inn.tail().load(Ordering::SeqCst).saturating_sub(inn.cap).max(seq + 1);
                         return Err(self.overrun(seq, oldest));
                     }
                     break;
@@ -1297,11 +1284,8 @@ impl RingReader {
                 }
             }
             if good == 0 {
-                let oldest = inn
-                    .tail()
-                    .load(Ordering::SeqCst)
-                    .saturating_sub(inn.cap)
-                    .max(start + 1);
+                let oldest =
+                    inn.tail().load(Ordering::SeqCst).saturating_sub(inn.cap).max(start + 1);
                 return Err(self.overrun(start, oldest));
             }
             self.pending_start = start;
@@ -1322,12 +1306,7 @@ impl RingReader {
         };
         self.pending_start = start;
         self.pending_end = start + n;
-        Ok(RingBatch {
-            start_seq: start,
-            n: n as usize,
-            rec_size: rs,
-            data,
-        })
+        Ok(RingBatch { start_seq: start, n: n as usize, rec_size: rs, data })
     }
 
     /// Like [`read`](Self::read) but copies into `out` (whole records); returns how many.
@@ -1345,10 +1324,7 @@ impl RingReader {
         self.pending_end = oldest;
         self.stall = None;
         self.store_cursor(oldest);
-        CoreError::Overrun {
-            lost: oldest - pos,
-            next_seq: oldest,
-        }
+        CoreError::Overrun { lost: oldest - pos, next_seq: oldest }
     }
 
     /// Called when the slot at the cursor is not committed. Returns true if it was (or has just
@@ -1399,14 +1375,7 @@ mod tests {
     #[test]
     fn append_read_commit_backpressure() {
         let p = tmp("bp");
-        let ring = BidRing::create(
-            &p,
-            RingOptions {
-                capacity: 8,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
         let mut r = ring.reader("a", Start::Oldest).unwrap();
         let recs: Vec<_> = (0..10).map(rec).collect();
         assert_eq!(ring.append_many(&recs).unwrap(), 8);
@@ -1435,35 +1404,22 @@ mod tests {
         let p = tmp("bc");
         let ring = BidRing::create(
             &p,
-            RingOptions {
-                capacity: 4,
-                mode: RingMode::Broadcast,
-                ..Default::default()
-            },
+            RingOptions { capacity: 4, mode: RingMode::Broadcast, ..Default::default() },
         )
         .unwrap();
         let mut r = ring.reader("a", Start::Oldest).unwrap();
         let recs: Vec<_> = (0..10).map(rec).collect();
         assert_eq!(ring.append_many(&recs).unwrap(), 10);
         match r.read(10) {
-            Err(CoreError::Overrun {
-                lost: 6,
-                next_seq: 6,
-            }) => {}
+            Err(CoreError::Overrun { lost: 6, next_seq: 6 }) => {}
             Err(e) => panic!("{e}"),
             Ok(b) => panic!("read {} records", b.len()),
         }
         // Reads stop at the end of the ring; the next one wraps.
         let b = r.read(10).unwrap();
-        assert_eq!(
-            b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(),
-            vec![6, 7]
-        );
+        assert_eq!(b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(), vec![6, 7]);
         let b = r.read(10).unwrap();
-        assert_eq!(
-            b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(),
-            vec![8, 9]
-        );
+        assert_eq!(b.records().iter().map(|x| x.auction_id).collect::<Vec<_>>(), vec![8, 9]);
         std::fs::remove_file(&p).unwrap();
     }
 
@@ -1471,26 +1427,13 @@ mod tests {
     fn foreign_and_truncated_files_are_corrupt() {
         let p = tmp("foreign");
         std::fs::write(&p, vec![7u8; 9000]).unwrap();
-        assert!(matches!(
-            BidRing::open(&p, None),
-            Err(CoreError::CorruptFile { .. })
-        ));
+        assert!(matches!(BidRing::open(&p, None), Err(CoreError::CorruptFile { .. })));
         std::fs::remove_file(&p).unwrap();
-        let ring = BidRing::create(
-            &p,
-            RingOptions {
-                capacity: 8,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
         drop(ring);
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(HEADER_LEN + 100).unwrap();
-        assert!(matches!(
-            BidRing::open(&p, None),
-            Err(CoreError::CorruptFile { .. })
-        ));
+        assert!(matches!(BidRing::open(&p, None), Err(CoreError::CorruptFile { .. })));
         std::fs::remove_file(&p).unwrap();
     }
 }

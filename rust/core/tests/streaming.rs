@@ -84,20 +84,10 @@ fn ring_exactly_once(mode: RingMode, name: &str) {
     const N: u64 = 50_000;
     let path = tmp(name);
     let ring = Arc::new(
-        BidRing::create(
-            &path,
-            RingOptions {
-                capacity: 4096,
-                mode,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
+        BidRing::create(&path, RingOptions { capacity: 4096, mode, ..Default::default() }).unwrap(),
     );
-    let readers: Vec<_> = ["r0", "r1"]
-        .iter()
-        .map(|n| ring.reader(n, Start::Oldest).unwrap())
-        .collect();
+    let readers: Vec<_> =
+        ["r0", "r1"].iter().map(|n| ring.reader(n, Start::Oldest).unwrap()).collect();
     let start = Arc::new(Barrier::new(P as usize));
     let producers: Vec<_> = (0..P)
         .map(|p| {
@@ -169,11 +159,7 @@ fn ring_broadcast_readers_see_ordered_records_or_overrun() {
     let ring = Arc::new(
         BidRing::create(
             &path,
-            RingOptions {
-                capacity: 256,
-                mode: RingMode::Broadcast,
-                ..Default::default()
-            },
+            RingOptions { capacity: 256, mode: RingMode::Broadcast, ..Default::default() },
         )
         .unwrap(),
     );
@@ -219,14 +205,7 @@ fn ring_broadcast_readers_see_ordered_records_or_overrun() {
 #[test]
 fn abandoned_slot_is_skipped_after_timeout_and_commits_survive_reopen() {
     let path = tmp("abandon");
-    let ring = BidRing::create(
-        &path,
-        RingOptions {
-            capacity: 64,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let ring = BidRing::create(&path, RingOptions { capacity: 64, ..Default::default() }).unwrap();
     ring.append_many(&[rec(0, 0), rec(0, 1)]).unwrap();
     assert_eq!(ring.reserve_and_die(3).unwrap(), 3); // a writer dies holding 3 slots
     ring.append_many(&[rec(0, 5)]).unwrap(); // a live writer commits after them
@@ -256,10 +235,7 @@ fn abandoned_slot_is_skipped_after_timeout_and_commits_survive_reopen() {
     let mut r = ring.reader("x", Start::Oldest).unwrap();
     r.set_abandon_after(Duration::from_secs(3600));
     let b = r.read(10).unwrap();
-    assert_eq!(
-        b.records().iter().map(|x| x.bidder_id).collect::<Vec<_>>(),
-        vec![0, 1]
-    );
+    assert_eq!(b.records().iter().map(|x| x.bidder_id).collect::<Vec<_>>(), vec![0, 1]);
     // After a restart with no writer alive, recovery marks the dead slot at once.
     assert_eq!(ring.abandon_incomplete(), 1);
     let mut got = Vec::new();
@@ -273,49 +249,22 @@ fn abandoned_slot_is_skipped_after_timeout_and_commits_survive_reopen() {
 #[test]
 fn open_rejects_wrong_record_size_and_create_refuses_existing() {
     let path = tmp("sizes");
-    let ring = BidRing::create(
-        &path,
-        RingOptions {
-            capacity: 16,
-            record_size: 16,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert!(matches!(
-        ring.append_many(&[rec(0, 0)]),
-        Err(CoreError::InvalidInput { .. })
-    ));
+    let ring =
+        BidRing::create(&path, RingOptions { capacity: 16, record_size: 16, ..Default::default() })
+            .unwrap();
+    assert!(matches!(ring.append_many(&[rec(0, 0)]), Err(CoreError::InvalidInput { .. })));
     assert_eq!(ring.append_bytes(&[1u8; 32]).unwrap(), 2);
-    assert!(matches!(
-        BidRing::open(&path, Some(48)),
-        Err(CoreError::InvalidInput { .. })
-    ));
-    assert!(matches!(
-        BidRing::create(&path, RingOptions::default()),
-        Err(CoreError::Io { .. })
-    ));
+    assert!(matches!(BidRing::open(&path, Some(48)), Err(CoreError::InvalidInput { .. })));
+    assert!(matches!(BidRing::create(&path, RingOptions::default()), Err(CoreError::Io { .. })));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
 fn flipped_header_byte_is_corrupt() {
     let path = tmp("flip");
-    drop(
-        BidRing::create(
-            &path,
-            RingOptions {
-                capacity: 16,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
+    drop(BidRing::create(&path, RingOptions { capacity: 16, ..Default::default() }).unwrap());
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[17] ^= 0x40; // capacity
     std::fs::write(&path, &bytes).unwrap();
