@@ -1,6 +1,5 @@
-"""The engine's event log: every event, in order per auction, readable from another process,
-replayable; and the two-process ingress path through a ring (rust/core/tests/engine.rs runs a
-child process writing a BidRing; here the log is followed by a child Python process)."""
+"""The engine's event log (every event, in order per auction, followed by another process,
+replayable) and two-process ingress: ``eng.attach(ring)`` fed by a child process."""
 
 from __future__ import annotations
 
@@ -101,3 +100,41 @@ def test_event_log_bad_arguments(tmp_path):
             eng.attach(42)
         with pytest.raises(InvalidInputError, match="start"):
             eng.attach(tmp_path / "x.ring", start="middle")
+
+
+def test_attach_consumes_a_ring_written_by_another_process(tmp_path):
+    """Two-process ingress: a child process appends bids to a BidRing (with backpressure), the
+    engine attached to it clears every auction."""
+    import rtbcore
+
+    path = tmp_path / "bids.ring"
+    ring = rtbcore.BidRing.create(path, capacity=1024)
+    n = 400
+    writer = textwrap.dedent(f"""
+        import numpy as np
+        from rtbcore import BidRing, make_bids
+        ring = BidRing.open({str(path)!r})
+        a = np.repeat(np.arange({n}), 5)
+        b = np.tile(np.arange(5), {n})
+        recs = make_bids(a, b, 1.0 + b)
+        off = 0
+        while off < recs.size:
+            off += ring.append_many(recs[off:off + 100])
+            ring.wait_for_space(1, timeout=0.05)
+    """)
+    with AuctionEngine(workers=2, pin=False, increment=0.0, tmax_ms=600_000) as eng:
+        eng.open(np.arange(n), expected_bids=5)
+        eng.attach(ring, reader="engine")
+        proc = subprocess.run([sys.executable, "-c", writer], cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0
+        got = []
+        while sum(r.shape[0] for r in got) < n:
+            r = eng.poll(timeout_ms=5_000)
+            assert r.shape[0], "the engine stopped producing results"
+            got.append(r)
+        s = eng.stats()
+    r = np.concatenate(got)
+    assert sorted(r["auction_id"].tolist()) == list(range(n))
+    assert (r["winner_bidder"] == 4).all() and (r["price"] == 4.0).all()
+    assert (s["attached"], s["attach_records"], s["attach_invalid"]) == (1, 5 * n, 0)
+    ring.close()
