@@ -27,13 +27,11 @@ def clear_single(
     rule: str,
     increment: float,
     raise_invalid: bool,
-) -> tuple[
-    _cl_npt.NDArray[_cl_np.int64],
-    _cl_npt.NDArray[_cl_np.float64],
-    _cl_npt.NDArray[_cl_np.float64],
-    _cl_npt.NDArray[_cl_np.int32],
-    int,
-]: ...
+    winner: _cl_npt.NDArray[_cl_np.int64],
+    price: _cl_npt.NDArray[_cl_np.float64],
+    min_to_win: _cl_npt.NDArray[_cl_np.float64],
+    loss_reason: _cl_npt.NDArray[_cl_np.int32],
+) -> int: ...
 def clear_slots(
     offsets: _cl_npt.NDArray[_cl_np.int64],
     prices: _cl_npt.NDArray[_cl_np.float64],
@@ -43,7 +41,9 @@ def clear_slots(
     rule: str,
     increment: float,
     raise_invalid: bool,
-) -> tuple[_cl_npt.NDArray[_cl_np.int64], _cl_npt.NDArray[_cl_np.float64], int]: ...
+    winner: _cl_npt.NDArray[_cl_np.int64],
+    price: _cl_npt.NDArray[_cl_np.float64],
+) -> int: ...
 
 # --- queue.rs ---
 

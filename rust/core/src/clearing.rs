@@ -1356,6 +1356,28 @@ mod tests {
             let g = clear_gsp(&b, &ctrs, 0.0);
             proptest::prop_assert_eq!(&g.winner, &w);
             proptest::prop_assert_eq!(&g.price, &pr);
+            // the baseline (non-AVX2) batch kernels give the same answers as the dispatched ones
+            for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
+                let d = clear_slots(&b, rule, &ctrs, 0.01);
+                let (mut bw, mut bp) = (vec![0; k], vec![0.0; k]);
+                let bad = if use_q {
+                    slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                } else {
+                    slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                };
+                proptest::prop_assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad));
+            }
+            let d = clear_second_price(&b, 0.01);
+            let (mut bw, mut bp, mut bm, mut br) = (vec![0; 1], vec![0.0; 1], vec![0.0; n], vec![0; n]);
+            let bad = if use_q {
+                single_into::<true>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+            } else {
+                single_into::<false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+            };
+            proptest::prop_assert_eq!((&d.winner, &d.price, &d.loss_reason, d.n_invalid), (&bw, &bp, &br, bad));
+            for (x, y) in d.min_to_win.iter().zip(&bm) {
+                proptest::prop_assert!(x == y || (x.is_nan() && y.is_nan()));
+            }
         }
     }
 
