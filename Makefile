@@ -47,7 +47,8 @@ lint:  ## rustfmt, clippy, ruff, mypy stubtest
 	$(CARGO) fmt --manifest-path rust/Cargo.toml --all -- --check
 	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets -- -D warnings
 	$(BIN)/ruff check rtbcore tests benches
-	$(BIN)/python -m mypy.stubtest _rtbcore rtbcore._fastpath
+	@# run from inside .venv so that the source tree does not shadow the installed package
+	cd $(VENV) && bin/python -m mypy.stubtest --mypy-config-file ../pyproject.toml _rtbcore rtbcore._fastpath
 
 clean:  ## remove build outputs and the virtualenv
 	rm -rf $(VENV) build out rust/target src/_fastpath.c *.egg-info

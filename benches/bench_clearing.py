@@ -215,7 +215,7 @@ def test_clearing_two_threads(benchmark, two_batches, pool):
     def run():
         return list(pool.map(rtbcore.clear_second_price, two_batches))
 
-    out = benchmark.pedantic(run, rounds=7, iterations=1, warmup_rounds=1)
+    out = benchmark.pedantic(run, rounds=15, iterations=1, warmup_rounds=2)
     assert len(out) == 2
 
 
@@ -227,4 +227,4 @@ def test_clearing_one_thread(benchmark, two_batches):
     def run():
         return [rtbcore.clear_second_price(b) for b in two_batches]
 
-    benchmark.pedantic(run, rounds=7, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=15, iterations=1, warmup_rounds=2)

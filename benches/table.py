@@ -28,7 +28,8 @@ def _rate(x: float) -> str:
 def _machine(data: dict) -> str:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
-    return f"{cpu}, {info.get('system', '')} {info.get('release', '')}, python {info.get('python_version', '')}"
+    system = f"{info.get('system', '')} {info.get('release', '')}"
+    return f"{cpu}, {system}, python {info.get('python_version', '')}"
 
 
 def build_rows(data: dict) -> list[tuple[str, str, str, str, str]]:

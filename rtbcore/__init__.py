@@ -57,10 +57,48 @@ _clearing: list[str] = [
 ]
 
 # --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
-_streaming: list[str] = []
+from rtbcore.streaming import (  # noqa: E402
+    BID_DTYPE,
+    KIND_CANCEL,
+    KIND_PLACE,
+    KIND_UPDATE,
+    BidQueue,
+    BidRing,
+    RingReader,
+    make_bids,
+)
+
+_streaming: list[str] = [
+    "BID_DTYPE",
+    "KIND_PLACE",
+    "KIND_UPDATE",
+    "KIND_CANCEL",
+    "BidQueue",
+    "BidRing",
+    "RingReader",
+    "make_bids",
+]
 
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
-_engine: list[str] = []
+from rtbcore.engine import (  # noqa: E402
+    CLOSED_BY,
+    EVENT_DTYPE,
+    EVENT_KINDS,
+    REJECTED_DTYPE,
+    RESULT_DTYPE,
+    AuctionEngine,
+    EventLog,
+)
+
+_engine: list[str] = [
+    "AuctionEngine",
+    "EventLog",
+    "RESULT_DTYPE",
+    "REJECTED_DTYPE",
+    "EVENT_DTYPE",
+    "EVENT_KINDS",
+    "CLOSED_BY",
+]
 
 # --- pacing (issue: pacing) -------------------------------------------------------------------
 from rtbcore.pacing import (  # noqa: E402
@@ -116,4 +154,13 @@ _shading: list[str] = [
     "simulate_first_price",
 ]
 
-__all__ = ["__version__", *_errors, *_clearing, *_streaming, *_engine, *_pacing, *_credit, *_shading]
+__all__ = [
+    "__version__",
+    *_errors,
+    *_clearing,
+    *_streaming,
+    *_engine,
+    *_pacing,
+    *_credit,
+    *_shading,
+]

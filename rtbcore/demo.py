@@ -13,6 +13,9 @@ def run_demo(args: argparse.Namespace) -> int:
     clearing_demo(args)
 
     # --- section: streaming engine (issue: engine) ---
+    from rtbcore.engine import demo_section as engine_demo
+
+    engine_demo(args)
 
     # --- section: pacing (issue: pacing) ---
     from rtbcore.pacing_sim import demo_section as pacing_demo

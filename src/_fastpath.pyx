@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, autotestdict=False
 """rtbcore._fastpath: Cython kernels for the per-request hot path.
 
 One extension module, assembled from one include file per area so that each area's kernels live

@@ -883,48 +883,111 @@ fn top_k_net<const Q: bool, const K: usize>(
     let mut v = [f64::NEG_INFINITY; K];
     let mut ix = [0.0f64; K];
     let mut n_bad = 0u32;
-    let short = p.len() <= NET_BRANCHLESS_MAX;
-    let mut i = 0.0;
-    if Q {
-        let q = &q[..p.len()];
-        if short {
-            for (&pi, &qi) in p.iter().zip(q) {
-                let (adj, valid) = adjusted(pi, qi, reserve);
-                n_bad += u32::from(!valid);
-                net_insert(&mut v, &mut ix, adj, i);
-                i += 1.0;
-            }
-        } else {
-            for (&pi, &qi) in p.iter().zip(q) {
-                let (adj, valid) = adjusted(pi, qi, reserve);
-                n_bad += u32::from(!valid);
-                if adj > v[K - 1] {
-                    net_insert(&mut v, &mut ix, adj, i);
-                }
-                i += 1.0;
-            }
-        }
-    } else if short {
-        for &pi in p {
-            let (adj, valid) = adjusted(pi, 1.0, reserve);
+    let n = p.len();
+    let q = if Q { &q[..n] } else { &[][..] };
+    let adj_at = |i: usize| adjusted(p[i], if Q { q[i] } else { 1.0 }, reserve);
+    if n <= NET_BRANCHLESS_MAX {
+        for i in 0..n {
+            let (adj, valid) = adj_at(i);
             n_bad += u32::from(!valid);
-            net_insert(&mut v, &mut ix, adj, i);
-            i += 1.0;
+            net_insert(&mut v, &mut ix, adj, i as f64);
         }
     } else {
-        for &pi in p {
-            let (adj, valid) = adjusted(pi, 1.0, reserve);
+        // long segments: test four bids at once against the K-th best; after the first few
+        // dozen bids almost no chunk has a bid that enters, so there is one well-predicted
+        // branch per four bids
+        let full = n / 4 * 4;
+        for c in (0..full).step_by(4) {
+            let (x0, v0) = adj_at(c);
+            let (x1, v1) = adj_at(c + 1);
+            let (x2, v2) = adj_at(c + 2);
+            let (x3, v3) = adj_at(c + 3);
+            n_bad += u32::from(!v0) + u32::from(!v1) + u32::from(!v2) + u32::from(!v3);
+            let thr = v[K - 1];
+            if (x0 > thr) | (x1 > thr) | (x2 > thr) | (x3 > thr) {
+                for (l, x) in [x0, x1, x2, x3].into_iter().enumerate() {
+                    if x > v[K - 1] {
+                        net_insert(&mut v, &mut ix, x, (c + l) as f64);
+                    }
+                }
+            }
+        }
+        for i in full..n {
+            let (adj, valid) = adj_at(i);
             n_bad += u32::from(!valid);
             if adj > v[K - 1] {
-                net_insert(&mut v, &mut ix, adj, i);
+                net_insert(&mut v, &mut ix, adj, i as f64);
             }
-            i += 1.0;
         }
     }
     let mut len = 0;
     for (j, slot) in buf.iter_mut().enumerate().take(K) {
         *slot = (v[j], ix[j] as usize);
         len += usize::from(v[j] > f64::NEG_INFINITY);
+    }
+    (len, n_bad as usize)
+}
+
+/// Largest segment (and top-k buffer) handled by [`top_k_rank_avx2`].
+const RANK_MAX: usize = 16;
+
+/// The top `buf.len()` eligible bids of a short segment (at most [`RANK_MAX`] bids, `buf` at
+/// most [`RANK_MAX`] long) by rank counting: bid i's rank is the number of bids above it
+/// (higher adjusted bid, or equal with a lower index), counted against all 16 padded entries in
+/// four AVX2 compares with no data-dependent branch; ranks form a permutation, so each bid is
+/// stored at its rank without a test. Ineligible bids rank last (adjusted = -inf).
+///
+/// # Safety
+/// The CPU must support AVX2 (and so SSE4.1); `p.len() <= RANK_MAX`, `buf.len() <= RANK_MAX`,
+/// and with `Q` `q.len() >= p.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn top_k_rank_avx2<const Q: bool>(
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    buf: &mut [(f64, usize)],
+) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    let n = p.len();
+    let mut adj = [f64::NEG_INFINITY; RANK_MAX];
+    let mut n_bad = 0u32;
+    for (i, a) in adj.iter_mut().enumerate().take(n) {
+        let (x, valid) = adjusted(p[i], if Q { q[i] } else { 1.0 }, reserve);
+        *a = x;
+        n_bad += u32::from(!valid);
+    }
+    let mut ranked = [(f64::NEG_INFINITY, 0usize); RANK_MAX];
+    // SAFETY: AVX2/SSE4.1 are enabled for this function (the caller checked the CPU); every
+    // load reads 4 doubles inside `adj` / `idx` (offsets 0, 4, 8, 12 of 16).
+    unsafe {
+        let idx: [f64; RANK_MAX] = std::array::from_fn(|j| j as f64);
+        let av = [0, 4, 8, 12].map(|o| _mm256_loadu_pd(adj.as_ptr().add(o)));
+        let jv = [0, 4, 8, 12].map(|o| _mm256_loadu_pd(idx.as_ptr().add(o)));
+        for (i, &a) in adj.iter().enumerate().take(n) {
+            let ai = _mm256_set1_pd(a);
+            let ii = _mm256_set1_pd(i as f64);
+            let mut cnt = _mm256_setzero_si256();
+            for (&avv, &jvv) in av.iter().zip(&jv) {
+                let gt = _mm256_cmp_pd::<_CMP_GT_OQ>(avv, ai);
+                let eq = _mm256_cmp_pd::<_CMP_EQ_OQ>(avv, ai);
+                let lower = _mm256_cmp_pd::<_CMP_LT_OQ>(jvv, ii);
+                let above = _mm256_or_pd(gt, _mm256_and_pd(eq, lower));
+                // a true lane is all ones = -1 as i64
+                cnt = _mm256_sub_epi64(cnt, _mm256_castpd_si256(above));
+            }
+            let s = _mm_add_epi64(
+                _mm256_castsi256_si128(cnt),
+                _mm256_extracti128_si256::<1>(cnt),
+            );
+            let rank = (_mm_cvtsi128_si64(s) + _mm_extract_epi64::<1>(s)) as usize;
+            ranked[rank % RANK_MAX] = (a, i);
+        }
+    }
+    let mut len = 0;
+    for (slot, r) in buf.iter_mut().zip(ranked.iter()) {
+        *slot = *r;
+        len += usize::from(r.0 > f64::NEG_INFINITY);
     }
     (len, n_bad as usize)
 }
@@ -1044,7 +1107,7 @@ pub fn clear_segment_slots(
 }
 
 #[inline(always)]
-fn slots_into<const Q: bool>(
+fn slots_into<const Q: bool, const AVX2: bool>(
     batch: &Batch<'_>,
     rule: SlotPrice,
     ctrs: &[f64],
@@ -1062,6 +1125,15 @@ fn slots_into<const Q: bool>(
         let p = &batch.prices[seg.clone()];
         let q = if Q { &q_all[seg.clone()] } else { &[][..] };
         let reserve = batch.reserve_of(a);
+        #[cfg(target_arch = "x86_64")]
+        let (len, bad) = if AVX2 && p.len() <= RANK_MAX && buf.len() <= RANK_MAX {
+            // SAFETY: AVX2 = true only in `slots_into_avx2`, which runs after the CPU was found
+            // to support AVX2; the lengths are within the rank kernel's bounds (checked here).
+            unsafe { top_k_rank_avx2::<Q>(p, q, reserve, &mut buf) }
+        } else {
+            top_k_any::<Q>(p, q, reserve, &mut buf)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
         let (len, bad) = top_k_any::<Q>(p, q, reserve, &mut buf);
         n_bad += bad;
         price_slots::<Q>(rule, p, q, reserve, increment, ctrs, &buf[..len], w, pr);
@@ -1097,9 +1169,9 @@ pub fn clear_slots_into(
         return unsafe { slots_into_avx2(batch, rule, ctrs, increment, winner, price) };
     }
     if batch.quality.is_some() {
-        slots_into::<true>(batch, rule, ctrs, increment, winner, price)
+        slots_into::<true, false>(batch, rule, ctrs, increment, winner, price)
     } else {
-        slots_into::<false>(batch, rule, ctrs, increment, winner, price)
+        slots_into::<false, false>(batch, rule, ctrs, increment, winner, price)
     }
 }
 
@@ -1115,9 +1187,9 @@ unsafe fn slots_into_avx2(
     price: &mut [f64],
 ) -> usize {
     if batch.quality.is_some() {
-        slots_into::<true>(batch, rule, ctrs, increment, winner, price)
+        slots_into::<true, true>(batch, rule, ctrs, increment, winner, price)
     } else {
-        slots_into::<false>(batch, rule, ctrs, increment, winner, price)
+        slots_into::<false, true>(batch, rule, ctrs, increment, winner, price)
     }
 }
 
@@ -1277,6 +1349,13 @@ mod tests {
                 let expect = rank.get(s).map_or(-1, |&(_, i)| i as i64);
                 proptest::prop_assert_eq!(ws, expect);
             }
+            // the batch kernel (on x86_64 with AVX2: the rank-counting path for short
+            // segments) agrees with the per-segment one
+            let off = [0i64, n as i64];
+            let b = Batch::new(&off, &p, qs, Reserve::Scalar(r)).unwrap();
+            let g = clear_gsp(&b, &ctrs, 0.0);
+            proptest::prop_assert_eq!(&g.winner, &w);
+            proptest::prop_assert_eq!(&g.price, &pr);
         }
     }
 

@@ -1,0 +1,435 @@
+"""Bid streaming: a lock-free queue between threads and a memory-mapped ring between processes.
+
+- :class:`BidQueue` — bounded lock-free MPMC queue of bid records (Rust, crossbeam's
+  ``ArrayQueue``). ``push`` is a direct native call; ``push_many`` / ``pop_many`` move numpy
+  blocks of :data:`BID_DTYPE` with the GIL released.
+- :class:`BidRing` — a ring of fixed-size records in a shared file (default under ``/dev/shm``)
+  that any number of processes append to and read from, with persistent named reader cursors,
+  zero-copy numpy views, replay, backpressure or broadcast, and crash recovery. The format and
+  the protocol are documented in ``rust/core/src/ring.rs``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import tempfile
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from _rtbcore import BidQueue as _NativeBidQueue
+from _rtbcore import BidRing as _NativeBidRing
+
+from rtbcore.errors import InvalidInputError, QueueClosed
+
+__all__ = [
+    "BID_DTYPE",
+    "KIND_PLACE",
+    "KIND_UPDATE",
+    "KIND_CANCEL",
+    "BidQueue",
+    "BidRing",
+    "RingReader",
+    "make_bids",
+]
+
+#: The 48-byte bid record, field for field the ``repr(C)`` ``BidRecord`` of
+#: ``rust/core/src/record.rs``: auction_id u8, bidder_id u8, price f8, quality f8,
+#: timestamp_ns u8, kind u1, 7 bytes of padding.
+BID_DTYPE = np.dtype(
+    {
+        "names": ["auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind"],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40],
+        "itemsize": 48,
+        "aligned": True,
+    }
+)
+assert BID_DTYPE.itemsize == 48 and BID_DTYPE.alignment == 8
+
+#: A new bid.
+KIND_PLACE = 0
+#: A bidder's new bid replaces its earlier one in the same auction.
+KIND_UPDATE = 1
+#: A bidder withdraws its bid.
+KIND_CANCEL = 2
+
+
+def make_bids(
+    auction_id: Any,
+    bidder_id: Any,
+    price: Any,
+    quality: Any = 1.0,
+    kind: Any = KIND_PLACE,
+    timestamp_ns: Any = 0,
+) -> np.ndarray:
+    """A :data:`BID_DTYPE` array from columns (arrays or scalars, broadcast together).
+
+    Values are not validated here; the queue and the ring validate what they are given.
+    """
+    cols = np.broadcast_arrays(
+        np.asarray(auction_id), np.asarray(bidder_id), np.asarray(price),
+        np.asarray(quality), np.asarray(kind), np.asarray(timestamp_ns),
+    )
+    if cols[0].ndim > 1:
+        raise InvalidInputError(f"make_bids: columns must be 1-D, got shape {cols[0].shape}")
+    out = np.zeros(cols[0].shape, BID_DTYPE)
+    names = ("auction_id", "bidder_id", "price", "quality", "kind", "timestamp_ns")
+    for name, col in zip(names, cols, strict=True):
+        out[name] = col
+    return np.atleast_1d(out)
+
+
+def _record_bytes(records: Any, dtype: np.dtype, arg: str = "records") -> np.ndarray:
+    """The records as a contiguous uint8 array, or InvalidInputError naming ``arg``."""
+    if not isinstance(records, np.ndarray):
+        raise InvalidInputError(
+            f"{arg}: expected a 1-D numpy array of dtype {dtype}, got {type(records).__name__}"
+        )
+    if records.ndim != 1:
+        raise InvalidInputError(f"{arg}: expected a 1-D array, got shape {records.shape}")
+    if records.dtype != dtype:
+        raise InvalidInputError(f"{arg}: expected dtype {dtype}, got {records.dtype}")
+    return np.ascontiguousarray(records).view(np.uint8)
+
+
+def _check_count(value: Any, arg: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InvalidInputError(f"{arg}: expected an int >= 0, got {value!r}")
+    return int(value)
+
+
+class BidQueue(_NativeBidQueue):
+    """A bounded lock-free multi-producer multi-consumer queue of bid records.
+
+    ``BidQueue(capacity=65536)``
+
+    - ``push(auction_id, bidder_id, price, quality=1.0, kind=0, timestamp_ns=0) -> bool``
+      enqueues one bid and never blocks: False when the queue is full (counted in ``refused``).
+    - ``push_many(records) -> int`` enqueues the longest prefix of a :data:`BID_DTYPE` array
+      that fits, in order, and returns its length; the rest remain the caller's.
+    - ``pop_many(max_n) -> ndarray[BID_DTYPE]`` dequeues up to ``max_n`` records, oldest first.
+    - ``close()``: later pushes raise :class:`rtbcore.errors.QueueClosed`; pops drain.
+
+    Safe from any number of Python and Rust threads; the bulk calls release the GIL. A bad
+    record (NaN or negative price or quality, unknown kind) raises
+    :class:`rtbcore.errors.InvalidBidError` naming the field and index, and nothing of that call
+    is enqueued.
+    """
+
+    def push_many(self, records: np.ndarray) -> int:
+        """Enqueues the longest prefix of ``records`` that fits; returns its length."""
+        return int(self._push_bytes(_record_bytes(records, BID_DTYPE)))
+
+    def pop_many(self, max_n: int = 65536) -> np.ndarray:
+        """Dequeues up to ``max_n`` records (oldest first) into a new :data:`BID_DTYPE` array."""
+        max_n = _check_count(max_n, "max_n")
+        out = np.empty(min(max_n, len(self)), BID_DTYPE)
+        if len(out) == 0:
+            return out
+        n = self._pop_into(out.view(np.uint8))
+        return out[:n]
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"BidQueue(len={len(self)}, capacity={self.capacity}, {state})"
+
+
+class _ClosedHandle:
+    """Stands in for the native ring after close(): every use raises QueueClosed."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise QueueClosed("this BidRing handle was closed")
+
+
+def _default_path() -> str:
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    return os.path.join(base, f"rtbcore-{os.getpid()}-{secrets.token_hex(4)}.ring")
+
+
+class BidRing:
+    """A memory-mapped ring of bid records shared by any number of processes.
+
+    Make one with :meth:`BidRing.create` (a new file; fails if it exists) and attach to it from
+    any process with :meth:`BidRing.open`. Appends validate bid records and return how many fit;
+    readers hold persistent named cursors and read zero-copy numpy views. See the README section
+    "Streaming" for the crash and cursor semantics.
+    """
+
+    def __init__(self, native: Any = None, dtype: Any = None) -> None:
+        if not isinstance(native, _NativeBidRing):
+            raise TypeError("use BidRing.create(...) for a new ring or BidRing.open(path)")
+        self._native: Any = native
+        self._dtype = np.dtype(dtype)
+        self._validate = self._dtype == BID_DTYPE
+        with open(native.path, "rb") as f:
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._slots = np.frombuffer(
+            self._mm, self._dtype, count=native.capacity, offset=native.records_offset
+        )
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        capacity: int = 1 << 20,
+        mode: str = "backpressure",
+        dtype: Any = BID_DTYPE,
+        max_readers: int = 32,
+    ) -> BidRing:
+        """Creates a new ring file (mode 0600) and returns a handle on it.
+
+        ``path`` defaults to a fresh name under ``/dev/shm``. ``capacity`` (records) is rounded
+        up to a power of two. ``mode`` is ``"backpressure"`` (writers never overwrite what a
+        registered reader has not acknowledged) or ``"broadcast"`` (writers overwrite; a lapped
+        reader gets :class:`rtbcore.errors.RingOverrun`). ``dtype`` is :data:`BID_DTYPE` or any
+        fixed-size numpy dtype whose itemsize is a multiple of 8 (records of other dtypes are
+        not validated). Raises :class:`rtbcore.errors.RtbcoreOSError` if the file exists.
+        """
+        dt = _ring_dtype(dtype)
+        native = _NativeBidRing._create(
+            os.fspath(path) if path is not None else _default_path(),
+            _check_count(capacity, "capacity"),
+            dt.itemsize,
+            mode,
+            _check_count(max_readers, "max_readers"),
+        )
+        return cls(native, dt)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, dtype: Any = None) -> BidRing:
+        """Opens an existing ring file. The header is validated: a foreign, truncated or
+        corrupt file raises :class:`rtbcore.errors.RingCorrupt`. ``dtype`` defaults to
+        :data:`BID_DTYPE` for 48-byte records (else raw ``V<size>`` records); a given dtype
+        must have the file's record size."""
+        dt = None if dtype is None else _ring_dtype(dtype)
+        native = _NativeBidRing._open(os.fspath(path), None if dt is None else dt.itemsize)
+        if dt is None:
+            rs = native.record_size
+            dt = BID_DTYPE if rs == BID_DTYPE.itemsize else np.dtype(("V", rs))
+        return cls(native, dt)
+
+    @property
+    def _n(self) -> Any:
+        return self._native
+
+    def append(
+        self,
+        auction_id: int,
+        bidder_id: int,
+        price: float,
+        quality: float = 1.0,
+        kind: int = KIND_PLACE,
+        timestamp_ns: int = 0,
+    ) -> bool:
+        """Appends one bid; False when there is no room (backpressure mode)."""
+        if not self._validate:
+            raise InvalidInputError(
+                f"append: this ring holds {self._dtype} records; use append_many"
+            )
+        return self._native.append(auction_id, bidder_id, price, quality, kind, timestamp_ns)
+
+    def append_many(self, records: np.ndarray) -> int:
+        """Appends the longest prefix of ``records`` that fits (all of them in broadcast mode)
+        and returns its length. A bad bid refuses the whole call; nothing is appended."""
+        return int(self._n._append_bytes(_record_bytes(records, self._dtype), self._validate))
+
+    def reader(self, name: str, *, start: str = "oldest", abandon_after: float = 2.0) -> RingReader:
+        """Attaches to the persistent cursor ``name``, registering it on first use at
+        ``start`` (``"oldest"`` record still in the ring, or ``"latest"``: only new records).
+
+        ``abandon_after`` (seconds): how long a slot reserved by a writer may stay uncommitted
+        before this reader declares the writer dead and skips the slot.
+        """
+        if not isinstance(name, str):
+            raise InvalidInputError(f"name: expected a str, got {type(name).__name__}")
+        return RingReader(self, self._n.reader(name, start, float(abandon_after)))
+
+    def readers(self) -> dict[str, int]:
+        """Registered reader names and their acknowledged cursors."""
+        return dict(self._n.readers())
+
+    def remove_reader(self, name: str) -> bool:
+        """Unregisters the named cursor so it no longer holds writers back."""
+        return bool(self._n.remove_reader(name))
+
+    def wait_for_space(self, n: int = 1, timeout: float = 1.0) -> bool:
+        """Sleeps until ``n`` records would fit (or ``timeout`` seconds); True if they do."""
+        return bool(self._n.wait_for_space(_check_count(n, "n"), float(timeout)))
+
+    def abandon_incomplete(self) -> int:
+        """Marks every reserved but uncommitted slot abandoned now, so readers skip it without
+        waiting ``abandon_after``. Call only when no writer is alive (e.g. after a restart)."""
+        return int(self._n.abandon_incomplete())
+
+    def seal(self) -> None:
+        """Ends the stream for every process: later appends raise QueueClosed; readers drain."""
+        self._n.close()
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self._n.closed)
+
+    def close(self) -> None:
+        """Releases this handle (the file and other processes' handles are untouched)."""
+        self._native = _ClosedHandle()
+
+    def __enter__(self) -> BidRing:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str:
+        return str(self._n.path)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def capacity(self) -> int:
+        return int(self._n.capacity)
+
+    @property
+    def mode(self) -> str:
+        return str(self._n.mode)
+
+    @property
+    def tail(self) -> int:
+        """Sequence number of the next record (= records ever reserved)."""
+        return int(self._n.tail)
+
+    @property
+    def oldest(self) -> int:
+        """The oldest sequence number still in the ring."""
+        return int(self._n.oldest)
+
+    @property
+    def abandoned(self) -> int:
+        """Slots skipped because their writer died before committing."""
+        return int(self._n.abandoned)
+
+    @property
+    def lost_writes(self) -> int:
+        """Records a writer reserved but could not commit (declared dead, or lapped)."""
+        return int(self._n.lost_writes)
+
+    def __repr__(self) -> str:
+        if isinstance(self._native, _ClosedHandle):
+            return "BidRing(<closed>)"
+        return (
+            f"BidRing({self.path!r}, capacity={self.capacity}, mode={self.mode!r}, "
+            f"tail={self.tail})"
+        )
+
+
+def _ring_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise InvalidInputError(f"dtype: not a numpy dtype: {dtype!r}") from e
+    if dt.itemsize == 0 or dt.itemsize % 8 != 0 or dt.hasobject:
+        raise InvalidInputError(
+            f"dtype: a ring record must be a fixed-size dtype without objects whose size is a "
+            f"multiple of 8 bytes, got {dt} ({dt.itemsize} bytes)"
+        )
+    return dt
+
+
+class RingReader:
+    """One named, persistent cursor on a :class:`BidRing`. Use one reader per consuming
+    thread or process.
+
+    :meth:`read` first acknowledges the batch it returned last time, then returns the next
+    committed records: at-least-once delivery — a reader that dies holding a batch gets it
+    again after it reattaches. Leaving a ``with`` block normally acknowledges the last batch.
+    """
+
+    def __init__(self, ring: BidRing, native: Any) -> None:
+        self._ring = ring
+        self._native: Any = native
+        self._slots = ring._slots
+        self._mask = ring.capacity - 1
+        self._dtype = ring.dtype
+        self._broadcast = ring.mode == "broadcast"
+
+    def read(self, max_n: int = 65536, timeout: float = 0.0) -> np.ndarray:
+        """Up to ``max_n`` records from the cursor on, oldest first; an empty array when none
+        arrive within ``timeout`` seconds.
+
+        Backpressure mode: a read-only zero-copy view of the ring, valid until the next
+        :meth:`read` or :meth:`commit` on this reader (copy it to keep it). Broadcast mode: a
+        validated copy. One call never wraps past the end of the ring, so it may return fewer
+        records than are there. Broadcast mode raises :class:`rtbcore.errors.RingOverrun`
+        (``lost``, ``next_seq``) when the reader was lapped; the next read resumes at
+        ``next_seq``.
+        """
+        max_n = _check_count(max_n, "max_n")
+        if self._broadcast:
+            out = np.empty(min(max_n, self._mask + 1), self._dtype)
+            _, n = self._native._read_into(out.view(np.uint8))
+            if n == 0 and timeout > 0 and self._native.wait(float(timeout)):
+                _, n = self._native._read_into(out.view(np.uint8))
+            return out[:n]
+        start, n = self._native._read(max_n)
+        if n == 0 and timeout > 0 and self._native.wait(float(timeout)):
+            start, n = self._native._read(max_n)
+        slot = start & self._mask
+        return self._slots[slot : slot + n]
+
+    def commit(self) -> None:
+        """Acknowledges the batch returned by the last read."""
+        self._native.commit()
+
+    def replay(self, from_seq: int) -> None:
+        """Moves the cursor to ``from_seq`` (between ``ring.oldest`` and ``ring.tail``); older
+        sequence numbers raise RingOverrun, later ones InvalidInputError."""
+        self._native.replay(_check_count(from_seq, "from_seq"))
+
+    def wait(self, timeout: float = 1.0) -> bool:
+        """Sleeps (after a brief spin) until records are there; True if they are."""
+        return bool(self._native.wait(float(timeout)))
+
+    @property
+    def name(self) -> str:
+        return str(self._native.name)
+
+    @property
+    def position(self) -> int:
+        """Sequence number the next read starts at."""
+        return int(self._native.position)
+
+    @property
+    def acknowledged(self) -> int:
+        """The persistent cursor: the first record not acknowledged."""
+        return int(self._native.acknowledged)
+
+    @property
+    def lag(self) -> int:
+        """Records between the reader's position and the ring's tail."""
+        return int(self._native.lag)
+
+    def __enter__(self) -> RingReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+
+    def __repr__(self) -> str:
+        return f"RingReader({self.name!r}, position={self.position})"
