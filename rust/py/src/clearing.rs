@@ -32,9 +32,7 @@ fn view<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<PyReadonlyArray1<'py, T>> {
     if let Ok(arr) = obj.cast::<PyArray1<T>>() {
-        let ro = arr
-            .try_readonly()
-            .map_err(|e| bad(field, format!("cannot be borrowed: {e}")))?;
+        let ro = arr.try_readonly().map_err(|e| bad(field, format!("cannot be borrowed: {e}")))?;
         if ro.as_slice().is_err() {
             return Err(bad(field, "must be a contiguous array"));
         }
@@ -51,17 +49,11 @@ fn view<'py, T: Element>(
                 ),
             ));
         }
-        return Err(bad(
-            field,
-            format!("expected dtype {dtype}, got {}", arr.dtype()),
-        ));
+        return Err(bad(field, format!("expected dtype {dtype}, got {}", arr.dtype())));
     }
     Err(bad(
         field,
-        format!(
-            "expected a 1-D numpy array of {dtype}, got {}",
-            obj.get_type().name()?
-        ),
+        format!("expected a 1-D numpy array of {dtype}, got {}", obj.get_type().name()?),
     ))
 }
 
@@ -76,9 +68,7 @@ enum ReserveView<'py> {
 
 fn reserve_view<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ReserveView<'py>> {
     if obj.cast::<PyUntypedArray>().is_ok() {
-        return Ok(ReserveView::PerAuction(view::<f64>(
-            "reserve", "float64", obj,
-        )?));
+        return Ok(ReserveView::PerAuction(view::<f64>("reserve", "float64", obj)?));
     }
     obj.extract::<f64>()
         .map(ReserveView::Scalar)
@@ -94,14 +84,9 @@ fn out1<'py, T: Element>(
     let arr = obj
         .cast::<PyArray1<T>>()
         .map_err(|_| bad(field, "output must be a 1-D numpy array of the right dtype"))?;
-    let rw = arr
-        .try_readwrite()
-        .map_err(|e| bad(field, format!("output not writable: {e}")))?;
+    let rw = arr.try_readwrite().map_err(|e| bad(field, format!("output not writable: {e}")))?;
     if !rw.is_contiguous() || rw.len() != len {
-        return Err(bad(
-            field,
-            format!("output must be contiguous with {len} elements"),
-        ));
+        return Err(bad(field, format!("output must be contiguous with {len} elements")));
     }
     Ok(rw)
 }
@@ -116,14 +101,9 @@ fn out2<'py, T: Element>(
     let arr = obj
         .cast::<PyArray2<T>>()
         .map_err(|_| bad(field, "output must be a 2-D numpy array of the right dtype"))?;
-    let rw = arr
-        .try_readwrite()
-        .map_err(|e| bad(field, format!("output not writable: {e}")))?;
+    let rw = arr.try_readwrite().map_err(|e| bad(field, format!("output not writable: {e}")))?;
     if !rw.is_c_contiguous() || rw.shape() != [n, k] {
-        return Err(bad(
-            field,
-            format!("output must be C-contiguous of shape ({n}, {k})"),
-        ));
+        return Err(bad(field, format!("output must be C-contiguous of shape ({n}, {k})")));
     }
     Ok(rw)
 }
@@ -139,9 +119,7 @@ fn check_auction_batch(
 ) -> PyResult<()> {
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality
-        .map(|q| view::<f64>("quality", "float64", q))
-        .transpose()?;
+    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -175,19 +153,12 @@ fn clear_single<'py>(
     let rule = match rule {
         "first" => SinglePrice::First,
         "second" => SinglePrice::Second,
-        other => {
-            return Err(bad(
-                "rule",
-                format!("expected 'first' or 'second', got {other:?}"),
-            ))
-        }
+        other => return Err(bad("rule", format!("expected 'first' or 'second', got {other:?}"))),
     };
     check_increment(increment).map_err(to_pyerr)?;
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality
-        .map(|q| view::<f64>("quality", "float64", q))
-        .transpose()?;
+    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -195,23 +166,12 @@ fn clear_single<'py>(
     };
     let batch = Batch::new(slice(&off), slice(&pr), q.as_ref().map(slice), r).map_err(to_pyerr)?;
     let (n, m) = (batch.n_auctions(), batch.n_bids());
-    let (mut w, mut p) = (
-        out1::<i64>("winner", winner, n)?,
-        out1::<f64>("price", price, n)?,
-    );
+    let (mut w, mut p) = (out1::<i64>("winner", winner, n)?, out1::<f64>("price", price, n)?);
     let mut t = out1::<f64>("min_to_win", min_to_win, m)?;
     let mut l = out1::<i32>("loss_reason", loss_reason, m)?;
-    let (w, p) = (
-        w.as_slice_mut().expect("checked"),
-        p.as_slice_mut().expect("checked"),
-    );
-    let (t, l) = (
-        t.as_slice_mut().expect("checked"),
-        l.as_slice_mut().expect("checked"),
-    );
-    let n_bad = detach(py, || {
-        clear_single_into(&batch, rule, increment, w, p, t, l)
-    });
+    let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
+    let (t, l) = (t.as_slice_mut().expect("checked"), l.as_slice_mut().expect("checked"));
+    let n_bad = detach(py, || clear_single_into(&batch, rule, increment, w, p, t, l));
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
             return Err(to_pyerr(e));
@@ -241,12 +201,7 @@ fn clear_slots<'py>(
     let rule = match rule {
         "gsp" => SlotPrice::Gsp,
         "vcg" => SlotPrice::Vcg,
-        other => {
-            return Err(bad(
-                "rule",
-                format!("expected 'gsp' or 'vcg', got {other:?}"),
-            ))
-        }
+        other => return Err(bad("rule", format!("expected 'gsp' or 'vcg', got {other:?}"))),
     };
     check_increment(increment).map_err(to_pyerr)?;
     let ctrs_view = view::<f64>("slot_ctrs", "float64", slot_ctrs)?;
@@ -254,9 +209,7 @@ fn clear_slots<'py>(
     check_slot_ctrs(ctrs).map_err(to_pyerr)?;
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality
-        .map(|q| view::<f64>("quality", "float64", q))
-        .transpose()?;
+    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -266,10 +219,7 @@ fn clear_slots<'py>(
     let (n, k) = (batch.n_auctions(), ctrs.len());
     let mut w = out2::<i64>("winner", winner, n, k)?;
     let mut p = out2::<f64>("price", price, n, k)?;
-    let (w, p) = (
-        w.as_slice_mut().expect("checked"),
-        p.as_slice_mut().expect("checked"),
-    );
+    let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
     let n_bad = detach(py, || clear_slots_into(&batch, rule, ctrs, increment, w, p));
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
