@@ -32,7 +32,29 @@ _errors = [
 ]
 
 # --- clearing (issue: foundation and clearing) -------------------------------------------------
-_clearing: list[str] = []
+from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction  # noqa: E402
+from rtbcore.clearing import (  # noqa: E402
+    AuctionBatch,
+    ClearingResult,
+    SlotResult,
+    clear_first_price,
+    clear_gsp,
+    clear_second_price,
+    clear_vcg,
+)
+
+_clearing: list[str] = [
+    "AuctionBatch",
+    "ClearingResult",
+    "SlotResult",
+    "clear_first_price",
+    "clear_second_price",
+    "clear_gsp",
+    "clear_vcg",
+    "Bid",
+    "SecondPriceAuction",
+    "FirstPriceAuction",
+]
 
 # --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
 from rtbcore.streaming import (  # noqa: E402
@@ -58,10 +80,50 @@ _streaming: list[str] = [
 ]
 
 # --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
-_engine: list[str] = []
+from rtbcore.engine import (  # noqa: E402
+    CLOSED_BY,
+    EVENT_DTYPE,
+    EVENT_KINDS,
+    REJECTED_DTYPE,
+    RESULT_DTYPE,
+    AuctionEngine,
+    EventLog,
+)
+
+_engine: list[str] = [
+    "AuctionEngine",
+    "EventLog",
+    "RESULT_DTYPE",
+    "REJECTED_DTYPE",
+    "EVENT_DTYPE",
+    "EVENT_KINDS",
+    "CLOSED_BY",
+]
 
 # --- pacing (issue: pacing) -------------------------------------------------------------------
-_pacing: list[str] = []
+from rtbcore.pacing import (  # noqa: E402
+    AdaptivePacer,
+    LinearPacer,
+    PIDPacer,
+    ThrottlingPacer,
+    TieredPacer,
+    learn_profile,
+    value_bid,
+)
+from rtbcore.pacing_sim import PACERS, PacingSimResult, simulate_pacing  # noqa: E402
+
+_pacing: list[str] = [
+    "LinearPacer",
+    "TieredPacer",
+    "ThrottlingPacer",
+    "PIDPacer",
+    "AdaptivePacer",
+    "value_bid",
+    "learn_profile",
+    "simulate_pacing",
+    "PACERS",
+    "PacingSimResult",
+]
 
 # --- credit pool and simulate (issue: credit/shading, credit part) ------------------------------
 from rtbcore.credit import CreditPool  # noqa: E402

@@ -1,10 +1,47 @@
 """Stubs of the PyO3 module _rtbcore (rust/py/src). Users import rtbcore, never this module."""
 
-# every name the module exports (the areas below add theirs here at integration)
-__all__ = ["__version__"]
 __version__: str
 
 # --- clearing.rs ---
+# Private kernels of rtbcore.clearing (which converts the arrays before calling them).
+# PyO3 lists every added name in the module's __all__ (other sections: `__all__ += [...]`).
+
+__all__ = ["__version__", "check_auction_batch", "clear_single", "clear_slots"]
+
+import numpy as _cl_np
+import numpy.typing as _cl_npt
+
+def check_auction_batch(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    quality: _cl_npt.NDArray[_cl_np.float64] | None,
+    reserve: float | _cl_npt.NDArray[_cl_np.float64],
+) -> None: ...
+def clear_single(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    quality: _cl_npt.NDArray[_cl_np.float64] | None,
+    reserve: float | _cl_npt.NDArray[_cl_np.float64],
+    rule: str,
+    increment: float,
+    raise_invalid: bool,
+    winner: _cl_npt.NDArray[_cl_np.int64],
+    price: _cl_npt.NDArray[_cl_np.float64],
+    min_to_win: _cl_npt.NDArray[_cl_np.float64],
+    loss_reason: _cl_npt.NDArray[_cl_np.int32],
+) -> int: ...
+def clear_slots(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    quality: _cl_npt.NDArray[_cl_np.float64] | None,
+    reserve: float | _cl_npt.NDArray[_cl_np.float64],
+    slot_ctrs: _cl_npt.NDArray[_cl_np.float64],
+    rule: str,
+    increment: float,
+    raise_invalid: bool,
+    winner: _cl_npt.NDArray[_cl_np.int64],
+    price: _cl_npt.NDArray[_cl_np.float64],
+) -> int: ...
 
 # --- queue.rs ---
 
@@ -110,3 +147,73 @@ class RingReader:
     def abandon_after(self) -> float: ...
 
 # --- engine.rs ---
+
+from typing import Any as _Any  # noqa: E402
+from typing import final as _final  # noqa: E402
+
+import numpy as _np  # noqa: E402
+import numpy.typing as _npt  # noqa: E402
+
+__all__ += ["_AuctionEngine", "_EventLog"]
+
+@_final
+class _AuctionEngine:
+    """The Rust auction engine; use rtbcore.AuctionEngine."""
+
+    def __new__(
+        cls,
+        workers: int,
+        pin: bool,
+        mechanism: str,
+        reserve: float,
+        increment: float,
+        tmax_ns: int,
+        capacity: int,
+        slot_ctrs: list[float] | None = None,
+        event_log: str | None = None,
+        event_log_capacity: int = 1048576,
+    ) -> _AuctionEngine: ...
+    def open(
+        self,
+        auction_ids: _npt.NDArray[_np.int64],
+        reserve: _npt.NDArray[_np.float64] | None = None,
+        tmax_ns: _npt.NDArray[_np.uint64] | None = None,
+        expected_bids: _npt.NDArray[_np.uint32] | None = None,
+    ) -> int: ...
+    def submit(
+        self,
+        auction_ids: _npt.NDArray[_np.int64],
+        bidder_ids: _npt.NDArray[_np.int64],
+        prices: _npt.NDArray[_np.float64],
+        quality: _npt.NDArray[_np.float64] | None = None,
+        kinds: _npt.NDArray[_np.uint8] | None = None,
+        timeout_ms: float | None = None,
+    ) -> int | None: ...
+    def submit_one(
+        self, auction_id: int, bidder_id: int, price: float, quality: float, cancel: bool
+    ) -> bool: ...
+    def poll(self, max_n: int, timeout_ms: float) -> _npt.NDArray[_np.uint8]: ...
+    def poll_rejected(self, max_n: int) -> _npt.NDArray[_np.uint8]: ...
+    def stats(self) -> dict[str, _Any]: ...
+    def reset_latency(self) -> None: ...
+    def attach_ring(self, path: str, reader: str, start_oldest: bool) -> None: ...
+    @property
+    def rows_per_auction(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+
+@_final
+class _EventLog:
+    """A follower of an engine's event log; use rtbcore.EventLog."""
+
+    def __new__(cls, path: str, reader: str, start_oldest: bool) -> _EventLog: ...
+    def read(self, max_n: int, timeout_ms: float) -> tuple[int, _npt.NDArray[_np.uint8]]: ...
+    def replay(self, seq: int) -> None: ...
+    def commit(self) -> None: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def tail(self) -> int: ...
+    @property
+    def oldest(self) -> int: ...

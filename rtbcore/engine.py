@@ -1,0 +1,597 @@
+"""The auction engine: a CPU-pinned, sharded worker pool that turns a bid stream into cleared
+auctions.
+
+The core is Rust (``rust/core/src/engine.rs``, bound as ``_rtbcore._AuctionEngine``); this
+module checks dtypes and shapes, broadcasts scalars, and turns the engine's raw rows into numpy
+structured arrays (:data:`RESULT_DTYPE`, :data:`REJECTED_DTYPE`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from _rtbcore import _AuctionEngine, _EventLog
+
+from rtbcore.errors import InvalidInputError
+
+__all__ = [
+    "AuctionEngine",
+    "EventLog",
+    "EVENT_DTYPE",
+    "EVENT_KINDS",
+    "RESULT_DTYPE",
+    "REJECTED_DTYPE",
+    "CLOSED_BY",
+    "CLOSED_BY_DEADLINE",
+    "CLOSED_BY_ALL_BIDS",
+    "CLOSED_BY_SHUTDOWN",
+    "REJECT_LATE",
+    "REJECT_UNKNOWN",
+    "KIND_PLACE",
+    "KIND_UPDATE",
+    "KIND_CANCEL",
+    "demo_section",
+]
+
+#: ``closed_by`` codes of a result row.
+CLOSED_BY_DEADLINE = 0
+CLOSED_BY_ALL_BIDS = 1
+CLOSED_BY_SHUTDOWN = 2
+#: ``closed_by`` code -> name.
+CLOSED_BY = ("deadline", "all_bids", "shutdown")
+
+#: ``cause`` codes of a rejected bid (both are OpenRTB loss reason 2, expired).
+REJECT_LATE = 1
+REJECT_UNKNOWN = 2
+
+#: Bid kinds (``kinds=`` of :meth:`AuctionEngine.submit`); place and update both upsert.
+KIND_PLACE = 0
+KIND_UPDATE = 1
+KIND_CANCEL = 2
+
+#: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``.
+RESULT_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id",
+            "winner_bidder",
+            "price",
+            "min_to_win",
+            "open_to_close_ns",
+            "last_bid_to_result_ns",
+            "n_bids",
+            "slot",
+            "closed_by",
+        ],
+        "formats": ["<i8", "<i8", "<f8", "<f8", "<i8", "<i8", "<u4", "<u2", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 48, 52, 54],
+        "itemsize": 56,
+    }
+)
+
+#: A bid the engine did not apply, mirroring the Rust ``RejectedBid``.
+REJECTED_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id", "bidder_id", "price", "timestamp_ns", "loss_reason", "cause", "kind",
+        ],
+        "formats": ["<i8", "<i8", "<f8", "<u8", "<i4", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 36, 37],
+        "itemsize": 40,
+    }
+)
+
+#: Event-log record kinds -> names (see :class:`EventLog`).
+EVENT_KINDS = {
+    16: "AuctionStarted",
+    17: "BidPlaced",
+    18: "BidUpdated",
+    19: "BidCancelled",
+    20: "AuctionWon",
+    21: "AuctionLost",
+}
+
+#: One event of the log (48 bytes, the BidRecord layout; see :class:`EventLog` for the fields'
+#: meaning per kind).
+EVENT_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind", "closed_by",
+            "slot", "loss_reason",
+        ],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1", "u1", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 41, 42, 43],
+        "itemsize": 48,
+    }
+)
+
+_I64_MAX = np.iinfo(np.int64).max
+
+
+def _int_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+    """``x`` as a contiguous int64 array (a scalar is broadcast to ``n``); refuses non-integer
+    dtypes and values beyond int64, naming ``name`` and the index."""
+    a = np.asarray(x)
+    if a.ndim == 0 and n is not None:
+        a = np.broadcast_to(a, (n,))
+    if a.ndim != 1:
+        raise InvalidInputError(f"{name}: expected a 1-D array or a scalar, got shape {a.shape}")
+    if a.dtype.kind not in "iu":
+        if a.dtype == object and all(isinstance(v, int | np.integer) for v in a.tolist()):
+            a = np.asarray(a.tolist())
+            if a.dtype.kind not in "iu":
+                raise InvalidInputError(f"{name}: integers out of range")
+        else:
+            raise InvalidInputError(f"{name}: dtype {a.dtype} is not an integer dtype")
+    if a.dtype.kind == "u" and a.size and a.dtype.itemsize == 8:
+        big = np.flatnonzero(a > _I64_MAX)
+        if big.size:
+            i = int(big[0])
+            raise InvalidInputError(f"{name}[{i}] = {int(a[i])}: must be < 2**63")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _float_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim == 0 and n is not None:
+        a = np.broadcast_to(a, (n,))
+    if a.ndim != 1:
+        raise InvalidInputError(f"{name}: expected a 1-D array or a scalar, got shape {a.shape}")
+    if a.dtype.kind not in "fiub":
+        raise InvalidInputError(f"{name}: dtype {a.dtype} is not a numeric dtype")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _check_len(name: str, a: np.ndarray, n: int) -> None:
+    if a.shape[0] != n:
+        raise InvalidInputError(f"{name}: has {a.shape[0]} entries but auction_ids has {n}")
+
+
+def _check_nonneg(name: str, a: np.ndarray) -> None:
+    bad = np.flatnonzero(a < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidInputError(f"{name}[{i}] = {a[i]}: must be >= 0")
+
+
+class AuctionEngine:
+    """A CPU-pinned pool of worker threads that groups an interleaved bid stream into auctions
+    and clears each one with the clearing kernels.
+
+    ``AuctionEngine(workers=2, pin=True, mechanism="second_price", reserve=0.0, increment=0.01,
+    tmax_ms=80, capacity=1 << 20, slot_ctrs=None)``
+
+    - ``mechanism``: ``"first_price"``, ``"second_price"``; with ``slot_ctrs`` (click-through
+      factor per slot, non-increasing) ``"gsp"`` or ``"vcg"`` (``"second_price"`` with
+      ``slot_ctrs`` means GSP). A position auction yields one result row per slot (``slot``
+      field, ``winner_bidder = -1`` for an empty slot), so an auction's rows are consecutive and
+      :meth:`poll` never splits them.
+    - Auctions are sharded over the workers by ``auction_id``: each auction's state lives on one
+      worker, which applies place / update (a bidder's latest bid replaces its earlier one) /
+      cancel without a lock, closes the auction at its deadline (``open + tmax``) or as soon as
+      ``expected_bids`` distinct bidders have answered, clears it and publishes a row of
+      :data:`RESULT_DTYPE`. Ties go to the lowest ``bidder_id`` whatever the arrival order.
+    - Workers are pinned one per CPU (round-robin when ``workers`` exceeds the cores);
+      ``pin=False`` opts out; a failure is reported in :meth:`stats` (``pin_failures``,
+      ``pin_error``), never raised.
+    - ``capacity`` bounds the records queued for the workers (a soft bound, split evenly over
+      the workers): :meth:`submit` waits for room while the workers catch up.
+    - A bid for an unknown or closed auction, or stamped after its auction's deadline, is not
+      applied: it is counted in :meth:`stats` (``rejected_late`` / ``rejected_unknown``) and
+      reported by :meth:`poll_rejected` with OpenRTB loss reason 2 (expired).
+    - :meth:`close` (also on leaving ``with``) stops intake, clears every auction still open
+      (``closed_by = "shutdown"``) and joins every thread; results remain pollable.
+
+    Bad input (wrong dtype, NaN or negative price, negative ids, mismatched lengths) raises
+    :class:`rtbcore.errors.InvalidInputError` naming the argument and index, and nothing of the
+    call is queued.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        pin: bool = True,
+        mechanism: str = "second_price",
+        reserve: float = 0.0,
+        increment: float = 0.01,
+        tmax_ms: float = 80,
+        capacity: int = 1 << 20,
+        slot_ctrs: Sequence[float] | npt.ArrayLike | None = None,
+        event_log: str | os.PathLike[str] | None = None,
+        event_log_capacity: int = 1 << 20,
+    ) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int | np.integer):
+            raise InvalidInputError(f"workers: expected an int, got {workers!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer):
+            raise InvalidInputError(f"capacity: expected an int, got {capacity!r}")
+        if not 1 <= workers <= 1024:
+            raise InvalidInputError(f"workers = {workers}: must be in 1..1024")
+        if capacity < 1:
+            raise InvalidInputError(f"capacity = {capacity}: must be >= 1")
+        tmax_ns = self._tmax_ns("tmax_ms", tmax_ms)
+        ctrs = None
+        if slot_ctrs is not None:
+            ctrs = [float(c) for c in _float_array("slot_ctrs", slot_ctrs)]
+            if mechanism == "second_price":
+                mechanism = "gsp"
+        self.mechanism = mechanism
+        self.slot_ctrs = ctrs
+        self.workers = int(workers)
+        if isinstance(event_log_capacity, bool) or not isinstance(
+            event_log_capacity, int | np.integer
+        ) or event_log_capacity < 1:
+            raise InvalidInputError(
+                f"event_log_capacity = {event_log_capacity!r}: must be an int >= 1"
+            )
+        self.event_log = None if event_log is None else os.fspath(event_log)
+        self._core = _AuctionEngine(
+            int(workers), bool(pin), str(mechanism), float(reserve), float(increment),
+            tmax_ns, int(capacity), ctrs, self.event_log, int(event_log_capacity),
+        )
+
+    @staticmethod
+    def _tmax_ns(name: str, tmax_ms: Any) -> int:
+        try:
+            t = float(tmax_ms)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{name}: expected a number, got {tmax_ms!r}") from None
+        if not (math.isfinite(t) and t > 0):
+            raise InvalidInputError(f"{name} = {tmax_ms}: must be finite and > 0")
+        return max(1, round(t * 1e6))
+
+    # -- intake ----------------------------------------------------------------------------
+
+    def open(
+        self,
+        auction_ids: npt.ArrayLike,
+        reserve: npt.ArrayLike | None = None,
+        tmax_ms: npt.ArrayLike | None = None,
+        expected_bids: npt.ArrayLike | None = None,
+    ) -> int:
+        """Opens auctions (ids and the optional per-auction settings as arrays or scalars).
+
+        ``None`` takes the engine's ``reserve`` / ``tmax_ms``; ``expected_bids=None`` (or 0)
+        closes only at the deadline. Returns the number of auctions queued for opening. Opening
+        an id that is already open is counted in ``stats()["open_duplicate"]`` and ignored.
+        """
+        ids = _int_array("auction_ids", np.atleast_1d(np.asarray(auction_ids)))
+        n = ids.shape[0]
+        _check_nonneg("auction_ids", ids)
+        r = t = e = None
+        if reserve is not None:
+            r = _float_array("reserve", reserve, n)
+            _check_len("reserve", r, n)
+        if tmax_ms is not None:
+            tm = _float_array("tmax_ms", tmax_ms, n)
+            _check_len("tmax_ms", tm, n)
+            bad = np.flatnonzero(~(np.isfinite(tm) & (tm > 0)))
+            if bad.size:
+                i = int(bad[0])
+                raise InvalidInputError(f"tmax_ms[{i}] = {tm[i]}: must be finite and > 0")
+            t = np.maximum(np.round(tm * 1e6), 1).astype(np.uint64)
+        if expected_bids is not None:
+            eb = _int_array("expected_bids", expected_bids, n)
+            _check_len("expected_bids", eb, n)
+            _check_nonneg("expected_bids", eb)
+            big = np.flatnonzero(eb > 0xFFFF_FFFF)
+            if big.size:
+                i = int(big[0])
+                raise InvalidInputError(f"expected_bids[{i}] = {eb[i]}: must be < 2**32")
+            e = eb.astype(np.uint32)
+        return int(self._core.open(ids, r, t, e))
+
+    def submit(
+        self,
+        auction_ids: npt.ArrayLike,
+        bidder_ids: npt.ArrayLike,
+        prices: npt.ArrayLike,
+        quality: npt.ArrayLike | None = None,
+        kinds: npt.ArrayLike | None = None,
+        timeout_ms: float | None = None,
+    ) -> int:
+        """Submits a block of bids (one GIL-released call validates it and partitions it by
+        shard). ``kinds`` (``KIND_PLACE`` / ``KIND_UPDATE`` / ``KIND_CANCEL``, default place)
+        lets one block carry updates and cancels. Waits while the intake is full (Ctrl-C
+        interrupts), at most ``timeout_ms`` when given (then raises
+        :class:`rtbcore.errors.QueueFull` and queues nothing). Returns the records accepted into
+        the engine; whether each is applied or rejected (late / unknown) is decided by its
+        worker and reported by :meth:`stats` / :meth:`poll_rejected`.
+        """
+        a = _int_array("auction_ids", auction_ids)
+        n = a.shape[0]
+        b = _int_array("bidder_ids", bidder_ids)
+        p = _float_array("prices", prices)
+        _check_len("bidder_ids", b, n)
+        _check_len("prices", p, n)
+        q = None
+        if quality is not None:
+            q = _float_array("quality", quality, n)
+            _check_len("quality", q, n)
+        k = None
+        if kinds is not None:
+            kk = _int_array("kinds", kinds, n)
+            _check_len("kinds", kk, n)
+            bad = np.flatnonzero((kk < 0) | (kk > KIND_CANCEL))
+            if bad.size:
+                i = int(bad[0])
+                raise InvalidInputError(
+                    f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update) or 2 (cancel)"
+                )
+            k = kk.astype(np.uint8)
+        got = self._core.submit(a, b, p, q, k, timeout_ms)
+        if got is None:
+            from rtbcore.errors import QueueFull
+
+            raise QueueFull(f"submit: the intake stayed full for {timeout_ms} ms; nothing queued")
+        return int(got)
+
+    def submit_one(
+        self, auction_id: int, bidder_id: int, price: float, quality: float = 1.0
+    ) -> bool:
+        """Submits one bid without waiting: True if queued, False if the intake is full."""
+        return bool(self._core.submit_one(
+            self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
+            float(price), float(quality), False,
+        ))
+
+    def cancel(self, auction_id: int, bidder_id: int) -> bool:
+        """Withdraws the bidder's bid from the auction (without waiting: False if the intake is
+        full). A cancel for a bidder with no live bid is counted in
+        ``stats()["cancel_without_bid"]``."""
+        return bool(self._core.submit_one(
+            self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
+            0.0, 1.0, True,
+        ))
+
+    @staticmethod
+    def _scalar_id(name: str, x: Any) -> int:
+        if isinstance(x, bool) or not isinstance(x, int | np.integer):
+            raise InvalidInputError(f"{name}: expected an int, got {x!r}")
+        if not 0 <= int(x) <= _I64_MAX:
+            raise InvalidInputError(f"{name} = {x}: must be in 0..2**63-1")
+        return int(x)
+
+    def attach(
+        self, ring: Any, reader: str = "engine", start: str = "oldest"
+    ) -> None:
+        """Consumes a :class:`rtbcore.BidRing` (or the path of one) that other processes append
+        bids to, on a thread of the engine's own, until :meth:`close`.
+
+        The engine opens its own mapping of the ring and reads through the persistent reader
+        ``reader`` (created at ``start``, ``"oldest"`` or ``"latest"``, on first use; an
+        existing cursor resumes where it stopped: at-least-once). Records are validated one by
+        one: an invalid one is counted in ``stats()["attach_invalid"]`` and skipped; a record
+        with ``timestamp_ns == 0`` is stamped when read. Ring errors (e.g. an overrun) are
+        counted in ``attach_errors`` (last message in ``attach_last_error``).
+        """
+        if start not in ("oldest", "latest"):
+            raise InvalidInputError(f"start = {start!r}: expected 'oldest' or 'latest'")
+        if not isinstance(reader, str) or not reader:
+            raise InvalidInputError(f"reader: expected a non-empty str, got {reader!r}")
+        path = getattr(ring, "path", ring)
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidInputError(
+                f"ring: expected a BidRing or a path, got {type(ring).__name__}"
+            )
+        self._core.attach_ring(os.fspath(path), reader, start == "oldest")
+
+    # -- output ----------------------------------------------------------------------------
+
+    def poll(self, max_n: int = 65536, timeout_ms: float = 0) -> np.ndarray:
+        """Up to ``max_n`` result rows (:data:`RESULT_DTYPE`), waiting up to ``timeout_ms`` for
+        the first. The wait releases the GIL and checks for signals every 20 ms: Ctrl-C raises
+        ``KeyboardInterrupt`` promptly and every result stays in the engine for the next poll.
+        """
+        if max_n < 0:
+            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
+        raw = self._core.poll(int(max_n), float(timeout_ms))
+        return raw.view(RESULT_DTYPE)
+
+    def poll_rejected(self, max_n: int = 65536) -> np.ndarray:
+        """Up to ``max_n`` rejected bids (:data:`REJECTED_DTYPE`, ``loss_reason`` = 2)."""
+        if max_n < 0:
+            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
+        return self._core.poll_rejected(int(max_n)).view(REJECTED_DTYPE)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (summed over the workers), pinning, and HDR latency percentiles in ns:
+        ``last_bid_to_result_{p50,p99,p999,max,mean}_ns`` and ``open_to_close_*``."""
+        return dict(self._core.stats())
+
+    def reset_latency(self) -> None:
+        """Empties both latency histograms (e.g. after a warm-up)."""
+        self._core.reset_latency()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._core.closed)
+
+    def close(self) -> None:
+        """Stops intake, clears every open auction (``closed_by = shutdown``) and joins every
+        worker thread. Idempotent; results and rejections remain pollable."""
+        self._core.close()
+
+    def __enter__(self) -> AuctionEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"AuctionEngine(workers={self.workers}, mechanism={self.mechanism!r}, {state})"
+
+
+class EventLog:
+    """Follows (or replays) the event log that ``AuctionEngine(event_log=path)`` writes, from
+    any process.
+
+    ``EventLog(path, reader="eventlog", start="oldest")``
+
+    The log is a :class:`rtbcore.BidRing` of 48-byte records (:data:`EVENT_DTYPE`), created in
+    broadcast mode by the engine so it never waits for a follower; a follower that falls more
+    than the ring's capacity behind gets :class:`rtbcore.errors.RingOverrun` (with ``lost`` and
+    ``next_seq``) and continues from the oldest record still there. Each auction's events are in
+    order. Per ``kind`` (names in :data:`EVENT_KINDS`):
+
+    - ``AuctionStarted`` (16): ``bidder_id`` = expected_bids, ``price`` = reserve,
+      ``quality`` = tmax in ns, ``timestamp_ns`` = open time.
+    - ``BidPlaced`` / ``BidUpdated`` / ``BidCancelled`` (17 / 18 / 19): the bid as applied,
+      ``timestamp_ns`` = its submit stamp.
+    - ``AuctionWon`` (20): ``bidder_id`` = winner, ``price`` = price paid, ``quality`` =
+      min_to_win, ``slot``, ``closed_by``.
+    - ``AuctionLost`` (21): one per losing live bid (``price`` / ``quality`` its own,
+      ``loss_reason`` its OpenRTB code, ``slot`` = 255); an auction with no bids logs one with
+      ``bidder_id`` = 2**64 - 1.
+
+    The reader ``reader`` is persistent (its cursor lives in the ring file): a follower that
+    restarts resumes where it stopped; :meth:`replay` moves it back to any sequence number
+    still in the ring.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], reader: str = "eventlog", start: str = "oldest"
+    ) -> None:
+        if start not in ("oldest", "latest"):
+            raise InvalidInputError(f"start = {start!r}: expected 'oldest' or 'latest'")
+        self.path = os.fspath(path)
+        self._log = _EventLog(self.path, reader, start == "oldest")
+
+    def read(self, max_n: int = 65536, timeout_ms: float = 0) -> np.ndarray:
+        """Up to ``max_n`` events (:data:`EVENT_DTYPE`), waiting up to ``timeout_ms`` for the
+        first (GIL released; Ctrl-C interrupts without losing events). Reading acknowledges
+        the previous batch."""
+        if max_n < 0:
+            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
+        _, raw = self._log.read(int(max_n), float(timeout_ms))
+        return raw.view(EVENT_DTYPE)
+
+    def follow(self, timeout_ms: float = 100, idle_polls: int | None = None):
+        """Yields event arrays as they arrive; stops after ``idle_polls`` consecutive empty
+        waits of ``timeout_ms`` (never, by default)."""
+        idle = 0
+        while idle_polls is None or idle < idle_polls:
+            ev = self.read(timeout_ms=timeout_ms)
+            if ev.shape[0]:
+                idle = 0
+                yield ev
+            else:
+                idle += 1
+
+    def replay(self, seq: int = 0) -> None:
+        """Moves the reader to sequence number ``seq`` (0 = the first event ever logged, if the
+        ring still holds it)."""
+        self._log.replay(int(seq))
+
+    def commit(self) -> None:
+        """Acknowledges every event read so far."""
+        self._log.commit()
+
+    @property
+    def position(self) -> int:
+        """Sequence number of the next event this reader will return."""
+        return int(self._log.position)
+
+    @property
+    def tail(self) -> int:
+        """Sequence number the next logged event will get."""
+        return int(self._log.tail)
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._log.commit()
+
+
+def _synthetic_chunk(rng: np.random.Generator, first: int, n_auctions: int):
+    """A slice of the synthetic day: auction ids, expected bidders (1..100), and the bid stream
+    interleaved across the slice's auctions; 5% of the bids are followed by an update and 1% by
+    a cancel (an update or cancel that lands after its auction closed is rejected as late)."""
+    ids = np.arange(first, first + n_auctions, dtype=np.int64)
+    expected = np.clip(rng.poisson(50, n_auctions), 1, 100).astype(np.int64)
+    a = np.repeat(ids, expected)
+    b = rng.integers(0, 1 << 40, a.size)  # distinct per auction with near certainty
+    p = np.round(rng.lognormal(0.0, 0.6, a.size), 4)
+    o = rng.permutation(a.size)
+    a, b, p = a[o], b[o], p[o]
+    extra = rng.random(a.size)
+    follow = np.where(extra < 0.05, KIND_UPDATE, np.where(extra > 0.99, KIND_CANCEL, -1))
+    reps = 1 + (follow >= 0)
+    idx = np.repeat(np.arange(a.size), reps)
+    second = np.zeros(idx.size, dtype=bool)
+    second[np.cumsum(reps)[reps == 2] - 1] = True
+    kinds = np.where(second, follow[idx], KIND_PLACE).astype(np.uint8)
+    prices = np.where(second, p[idx] * 1.1, p[idx])
+    return ids, expected, (a[idx], b[idx], prices, kinds)
+
+
+def demo_section(args: argparse.Namespace) -> None:
+    """``rtbcore demo``: the engine on a synthetic day (24 hours of auctions whose volume follows
+    a diurnal curve, 1-100 bidders each, updates and cancels mixed in), timed around the engine
+    calls only; prints bids/s, auctions/s and the latency percentiles."""
+    import time
+
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(args.seed)
+    total = getattr(args, "auctions", None) or (20_000 if getattr(args, "quick", False)
+                                                 else 200_000)
+    hours = np.arange(24)
+    weight = 1.0 + 0.6 * np.sin((hours - 10) / 24 * 2 * np.pi)  # trough at 04:00
+    per_hour = np.maximum(1, (weight / weight.sum() * total).astype(int))
+    print("\n== streaming engine: a synthetic day through AuctionEngine(workers=2) ==")
+    chunks = []
+    first = 0
+    for n in tqdm(per_hour, desc="generating the day", unit="h", leave=False):
+        for c in range(0, int(n), 2_000):  # each hour arrives as slices of 2000 auctions
+            m = min(2_000, int(n) - c)
+            chunks.append(_synthetic_chunk(rng, first, m))
+            first += m
+    n_bids = sum(c[2][0].size for c in chunks)
+    got = 0
+    busy = 0.0
+    with AuctionEngine(workers=2, mechanism="second_price", tmax_ms=80) as eng:
+        for ids, expected, (a, b, p, k) in tqdm(chunks, desc="engine", unit="slice"):
+            t0 = time.perf_counter()
+            eng.open(ids, expected_bids=expected)
+            eng.submit(a, b, p, kinds=k)
+            got += eng.poll(max_n=1 << 22).shape[0]
+            busy += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        while got < first:
+            r = eng.poll(max_n=1 << 22, timeout_ms=1000)
+            if r.shape[0] == 0:
+                break
+            got += r.shape[0]
+        busy += time.perf_counter() - t0
+        s = eng.stats()
+    print(
+        f"{n_bids:,} bid events for {first:,} auctions in {busy:.2f} s: "
+        f"{n_bids / busy / 1e6:.1f}M bids/s, {got / busy / 1e3:.0f}k auctions/s"
+    )
+    print(
+        f"closed by all bids {s['closed_all_bids']:,}, deadline {s['closed_deadline']:,}, "
+        f"shutdown {s['closed_shutdown']:,}; updates {s['bids_updated']:,}, cancels "
+        f"{s['bids_cancelled']:,}, rejected late {s['rejected_late']:,} / unknown "
+        f"{s['rejected_unknown']:,}"
+    )
+    print(
+        f"last bid -> result p50 {s['last_bid_to_result_p50_ns'] / 1e3:.0f} us, "
+        f"p99 {s['last_bid_to_result_p99_ns'] / 1e3:.0f} us, "
+        f"p999 {s['last_bid_to_result_p999_ns'] / 1e3:.0f} us (flat out, so this includes "
+        f"queueing behind ~100k-bid blocks; benches/bench_engine.py measures it at 1M bids/s); "
+        f"pinned {s['pinned']}/{s['workers']} workers"
+    )

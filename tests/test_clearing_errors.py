@@ -1,0 +1,204 @@
+"""Every way to hand the clearing API bad input gets InvalidInputError naming what and where."""
+
+from __future__ import annotations
+
+import math
+
+import _rtbcore
+import numpy as np
+import pytest
+
+from rtbcore import (
+    AuctionBatch,
+    InvalidBidError,
+    InvalidInputError,
+    clear_first_price,
+    clear_gsp,
+    clear_second_price,
+    clear_vcg,
+)
+
+P = [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("offsets", "match"),
+    [
+        ([1, 3], r"offsets\[0\] = 1 but must be 0"),
+        ([0, 2, 1, 3], r"offsets\[2\] = 1 is less than offsets\[1\] = 2"),
+        ([0, 4], r"offsets\[1\] = 4 but prices has 3 bids"),
+        ([0, 2], r"offsets\[1\] = 2 but prices has 3 bids"),
+        ([0, -1, 3], r"offsets\[1\] = -1 is less than"),
+        ([], r"offsets: must hold n_auctions \+ 1 entries"),
+        ([[0, 3]], r"offsets: expected a 1-D array"),
+        ([0.0, 3.0], r"offsets: expected integers"),
+    ],
+)
+def test_bad_offsets(offsets, match):
+    with pytest.raises(InvalidInputError, match=match):
+        AuctionBatch(offsets, P)
+
+
+def test_offsets_past_the_end_with_uint64_wraparound():
+    with pytest.raises(InvalidInputError, match="offsets"):
+        AuctionBatch(np.array([0, 2**64 - 1], dtype=np.uint64), P)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(quality=[1.0, 1.0]), r"quality: has 2 entries but prices has 3"),
+        (dict(bidders=[1, 2]), r"bidders: has 2 entries but prices has 3"),
+        (dict(reserve=[0.1, 0.2]), r"reserve: has 2 entries but the batch has 1 auctions"),
+        (dict(reserve=-0.5), r"reserve = -0.5: must be finite and >= 0"),
+        (dict(reserve=math.nan), r"reserve = NaN"),
+        (dict(reserve=math.inf), r"reserve = inf"),
+        (dict(reserve=[-1.0]), r"reserve\[0\] = -1"),
+        (dict(reserve="x"), r"reserve: expected a number"),
+        (dict(quality=[[1.0, 1.0, 1.0]]), r"quality: expected a 1-D array, got shape \(1, 3\)"),
+        (dict(reserve=[[0.1]]), r"reserve: expected a 1-D array"),
+        (dict(bidders=[[1, 2, 3]]), r"bidders: expected a 1-D array"),
+        (dict(quality=["a", "b", "c"]), r"quality: expected numbers"),
+    ],
+)
+def test_bad_batch_arguments(kw, match):
+    with pytest.raises(InvalidInputError, match=match):
+        AuctionBatch([0, 3], P, **kw)
+
+
+def test_2d_prices_rejected_naming_the_argument():
+    match = r"prices: expected a 1-D array, got shape \(1, 3\)"
+    with pytest.raises(InvalidInputError, match=match):
+        AuctionBatch([0, 3], [P])
+    with pytest.raises(InvalidInputError, match=r"prices: expected a 1-D array"):
+        AuctionBatch([0, 3], np.float64(1.0))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -0.5])
+@pytest.mark.parametrize("clear", ["first", "second", "gsp", "vcg"])
+def test_bad_prices_name_the_first_bad_index(bad, clear):
+    prices = [1.0, 2.0, bad, 3.0, bad]
+    b = AuctionBatch([0, 2, 5], prices)
+    fn = {
+        "first": lambda **k: clear_first_price(b, **k),
+        "second": lambda **k: clear_second_price(b, **k),
+        "gsp": lambda **k: clear_gsp(b, [1.0, 0.5], **k),
+        "vcg": lambda **k: clear_vcg(b, [1.0, 0.5], **k),
+    }[clear]
+    with pytest.raises(InvalidBidError, match=r"^prices\[2\] = .*must be finite and >= 0"):
+        fn()
+    r = fn(on_invalid="skip")
+    assert r.n_invalid == 2
+    assert r.winner[1].max() == 3 if r.winner.ndim == 2 else r.winner[1] == 3
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 0.0, -1.0])
+def test_bad_quality_names_the_first_bad_index(bad):
+    b = AuctionBatch([0, 4], [1.0, 2.0, 3.0, math.nan], quality=[1.0, 1.0, bad, 1.0])
+    with pytest.raises(InvalidBidError, match=r"^quality\[2\] = .*must be finite and > 0"):
+        clear_second_price(b)
+    r = clear_second_price(b, on_invalid="skip")
+    assert list(r.loss_reason) == [102, 0, 3, 3] and r.n_invalid == 2
+
+
+def test_first_bad_index_is_the_lowest_across_fields():
+    b = AuctionBatch([0, 4], [1.0, 2.0, 3.0, math.nan], quality=[1.0, 0.0, 1.0, 1.0])
+    with pytest.raises(InvalidBidError, match=r"^quality\[1\]"):
+        clear_first_price(b)
+    b = AuctionBatch([0, 4], [1.0, math.nan, 3.0, 1.0], quality=[1.0, 0.0, 1.0, 1.0])
+    with pytest.raises(InvalidBidError, match=r"^prices\[1\]"):
+        clear_first_price(b)
+
+
+@pytest.mark.parametrize(
+    ("ctrs", "match"),
+    [
+        ([], r"slot_ctrs: must hold at least one slot"),
+        ([0.5, 1.0], r"slot_ctrs\[1\] = 1 > slot_ctrs\[0\] = 0.5: must be non-increasing"),
+        ([1.0, 0.0], r"slot_ctrs\[1\] = 0: must be finite and > 0"),
+        ([1.0, -0.5], r"slot_ctrs\[1\] = -0.5"),
+        ([math.nan], r"slot_ctrs\[0\] = NaN"),
+        ([math.inf], r"slot_ctrs\[0\] = inf"),
+        ([[1.0, 0.5]], r"slot_ctrs: expected a 1-D array"),
+    ],
+)
+def test_bad_slot_ctrs(ctrs, match):
+    b = AuctionBatch([0, 3], P)
+    with pytest.raises(InvalidInputError, match=match):
+        clear_gsp(b, ctrs)
+    with pytest.raises(InvalidInputError, match=match):
+        clear_vcg(b, ctrs)
+
+
+@pytest.mark.parametrize("inc", [-0.01, math.nan, math.inf])
+def test_bad_increment(inc):
+    b = AuctionBatch([0, 3], P)
+    with pytest.raises(InvalidInputError, match="increment"):
+        clear_second_price(b, increment=inc)
+    with pytest.raises(InvalidInputError, match="increment"):
+        clear_gsp(b, [1.0], increment=inc)
+
+
+def test_bad_on_invalid_and_batch_type():
+    b = AuctionBatch([0, 3], P)
+    with pytest.raises(InvalidInputError, match="on_invalid: expected 'raise' or 'skip'"):
+        clear_second_price(b, on_invalid="ignore")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="batch: expected an AuctionBatch"):
+        clear_first_price((np.array([0, 3]), np.array(P)))  # type: ignore[arg-type]
+
+
+def test_from_sizes_rejects_negative_sizes():
+    with pytest.raises(InvalidInputError, match=r"sizes\[1\] = -1"):
+        AuctionBatch.from_sizes([2, -1, 2], P)
+
+
+def _outs(n=1, m=3):
+    return (np.empty(n, np.int64), np.empty(n), np.empty(m), np.empty(m, np.int32))
+
+
+def test_native_functions_refuse_wrong_arrays_naming_the_argument():
+    off, p = np.array([0, 3]), np.array(P)
+    args = (None, 0.0, "second", 0.0, True)
+    with pytest.raises(InvalidInputError, match=r"prices: expected a 1-D array, got a 2-D"):
+        _rtbcore.clear_single(off, p.reshape(1, 3), *args, *_outs())
+    with pytest.raises(InvalidInputError, match="prices: expected dtype float64, got float32"):
+        _rtbcore.clear_single(off, p.astype(np.float32), *args, *_outs())
+    with pytest.raises(InvalidInputError, match="quality: must be a contiguous array"):
+        _rtbcore.clear_single(off, p, np.ones(6)[::2], *args[1:], *_outs())
+    with pytest.raises(InvalidInputError, match="offsets: expected a 1-D numpy array of int64"):
+        _rtbcore.clear_single([0, 3], p, *args, *_outs())
+    with pytest.raises(InvalidInputError, match="rule"):
+        _rtbcore.clear_single(off, p, None, 0.0, "third", 0.0, True, *_outs())
+    with pytest.raises(InvalidInputError, match="rule"):
+        _rtbcore.clear_slots(off, p, None, 0.0, np.ones(1), "first", 0.0, True,
+                             np.empty((1, 1), np.int64), np.empty((1, 1)))
+
+
+def test_native_functions_check_their_outputs():
+    off, p = np.array([0, 3]), np.array(P)
+    args = (None, 0.0, "second", 0.0, True)
+    w, pr, mtw, reason = _outs()
+    with pytest.raises(InvalidInputError, match="min_to_win: output must be contiguous with 3"):
+        _rtbcore.clear_single(off, p, *args, w, pr, np.empty(2), reason)
+    with pytest.raises(InvalidInputError, match="loss_reason: output must be a 1-D numpy array"):
+        _rtbcore.clear_single(off, p, *args, w, pr, mtw, np.empty(3, np.int64))
+    ro = np.empty(1, np.int64)
+    ro.flags.writeable = False
+    with pytest.raises(InvalidInputError, match="winner: output not writable"):
+        _rtbcore.clear_single(off, p, *args, ro, pr, mtw, reason)
+    # an output that aliases an input is refused by the borrow checker, not silently clobbered
+    with pytest.raises(InvalidInputError, match="min_to_win: output not writable"):
+        _rtbcore.clear_single(off, p, *args, w, pr, p, reason)
+    match = r"price: output must be C-contiguous of shape \(1, 2\)"
+    with pytest.raises(InvalidInputError, match=match):
+        _rtbcore.clear_slots(off, p, None, 0.0, np.ones(2), "gsp", 0.0, True,
+                             np.empty((1, 2), np.int64), np.empty((2, 1)))
+    assert _rtbcore.clear_single(off, p, *args, w, pr, mtw, reason) == 0
+    assert w.tolist() == [2] and reason.tolist() == [102, 102, 0]
+
+
+def test_mutating_a_batch_after_construction_is_rechecked():
+    b = AuctionBatch(np.array([0, 1, 3]), P)
+    b.offsets[1] = 5  # the user's array, used without a copy
+    with pytest.raises(InvalidInputError, match="offsets"):
+        clear_second_price(b)
