@@ -43,7 +43,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use self::primitive::{AtomicBool, AtomicU64, Ordering, SlotCell};
+use self::primitive::{copy_in, copy_out, AtomicBool, AtomicU64, Ordering, SlotCell};
 use crate::error::CoreError;
 use crate::record::{BidRecord, KIND_CANCEL};
 
@@ -59,19 +59,30 @@ mod primitive {
         pub(crate) fn new(v: T) -> Self {
             SlotCell(std::cell::UnsafeCell::new(v))
         }
-        /// # Safety
-        /// The caller owns the slot (its position was claimed by CAS and its stamp says filled).
-        #[inline]
-        pub(crate) unsafe fn read(&self) -> T {
-            // SAFETY: per the contract, no one writes the cell concurrently.
-            unsafe { *self.0.get() }
-        }
-        /// # Safety
-        /// The caller owns the slot (its position was claimed by CAS and its stamp says free).
-        #[inline]
-        pub(crate) unsafe fn write(&self, v: T) {
-            // SAFETY: per the contract, no one reads or writes the cell concurrently.
-            unsafe { *self.0.get() = v }
+    }
+
+    /// Copies `src` into `cells` (same length) with one memcpy.
+    ///
+    /// # Safety
+    /// The caller owns every cell: claimed by CAS, stamps saying free.
+    #[inline]
+    pub(crate) unsafe fn copy_in<T: Copy>(cells: &[SlotCell<T>], src: &[T]) {
+        debug_assert_eq!(cells.len(), src.len());
+        // SAFETY: SlotCell<T> is repr(transparent) over UnsafeCell<T>, itself over T, so the
+        // cells are `len` contiguous Ts that we own; `src` is a distinct borrow.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), cells.as_ptr() as *mut T, src.len()) }
+    }
+
+    /// Copies `cells` into `dst` (same length) with one memcpy.
+    ///
+    /// # Safety
+    /// The caller owns every cell: claimed by CAS, stamps saying filled.
+    #[inline]
+    pub(crate) unsafe fn copy_out<T: Copy>(cells: &[SlotCell<T>], dst: &mut [T]) {
+        debug_assert_eq!(cells.len(), dst.len());
+        // SAFETY: as in `copy_in`; `dst` is an exclusive borrow distinct from the cells.
+        unsafe {
+            std::ptr::copy_nonoverlapping(cells.as_ptr() as *const T, dst.as_mut_ptr(), dst.len())
         }
     }
 }
@@ -97,6 +108,24 @@ mod primitive {
         pub(crate) unsafe fn write(&self, v: T) {
             // SAFETY: loom tracks the access and reports a race.
             self.0.with_mut(|p| unsafe { *p = v })
+        }
+    }
+
+    /// # Safety
+    /// As in the std version; one tracked write per cell.
+    pub(crate) unsafe fn copy_in<T: Copy>(cells: &[SlotCell<T>], src: &[T]) {
+        for (c, v) in cells.iter().zip(src) {
+            // SAFETY: forwarded contract.
+            unsafe { c.write(*v) }
+        }
+    }
+
+    /// # Safety
+    /// As in the std version; one tracked read per cell.
+    pub(crate) unsafe fn copy_out<T: Copy>(cells: &[SlotCell<T>], dst: &mut [T]) {
+        for (c, d) in cells.iter().zip(dst) {
+            // SAFETY: forwarded contract.
+            *d = unsafe { c.read() }
         }
     }
 }
@@ -267,13 +296,12 @@ impl BidQueue {
         let (pos, idx, k) = self.claim(&self.tail, recs.len() as u64, 0);
         // Records first (a plain copy loop the compiler vectorises), then the stamps: each
         // Release store publishes every record written before it.
-        let mut src = recs.iter();
+        let mut done = 0;
         for (start, len) in self.segments(idx, k) {
-            for (cell, r) in self.recs[start..start + len].iter().zip(&mut src) {
-                // SAFETY: the CAS in `claim` made these positions ours, and their stamps said
-                // free: no other thread touches these cells until we publish them.
-                unsafe { cell.write(*r) };
-            }
+            // SAFETY: the CAS in `claim` made these positions ours, and their stamps said free:
+            // no other thread touches these cells until we publish them.
+            unsafe { copy_in(&self.recs[start..start + len], &recs[done..done + len]) };
+            done += len;
         }
         let mut p = 2 * pos + 1;
         for (start, len) in self.segments(idx, k) {
@@ -310,13 +338,12 @@ impl BidQueue {
             return 0;
         }
         let (pos, idx, k) = self.claim(&self.head, out.len() as u64, 1);
-        let mut dst = out.iter_mut();
+        let mut done = 0;
         for (start, len) in self.segments(idx, k) {
-            for (cell, o) in self.recs[start..start + len].iter().zip(&mut dst) {
-                // SAFETY: the CAS in `claim` made these positions ours, and their stamps said
-                // filled: no other thread touches these cells until we free them.
-                *o = unsafe { cell.read() };
-            }
+            // SAFETY: the CAS in `claim` made these positions ours, and their stamps said
+            // filled: no other thread touches these cells until we free them.
+            unsafe { copy_out(&self.recs[start..start + len], &mut out[done..done + len]) };
+            done += len;
         }
         // Free the slots for the producers of the next lap (after the reads above).
         let mut p = 2 * (pos + self.cap);
