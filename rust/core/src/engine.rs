@@ -23,7 +23,9 @@
 //!   at its deadline `open + tmax` (a binary heap of deadlines with lazy deletion; the worker
 //!   parks in `recv_timeout` until the next deadline or the next block, it never spins), or at
 //!   shutdown. Deadlines are judged on the bid's submit timestamp: a bid stamped after its
-//!   auction's deadline is late even if the timer has not fired yet.
+//!   auction's deadline is late even if the timer has not fired yet, and while blocks are still
+//!   queued the timer only closes auctions whose deadline precedes the latest stamp processed,
+//!   so a worker lagging behind a burst never rejects a bid that was submitted in time.
 //! - **Clearing.** With the kernels of [`crate::clearing`]: `clear_segment` for first / second
 //!   price, `clear_segment_slots` for GSP / VCG. Ties are broken by the lowest `bidder_id`, so the
 //!   result does not depend on the arrival order (the kernels break ties by position; the engine
@@ -38,6 +40,11 @@
 //!   [`Engine::poll_into`] drains. Latencies go into HDR histograms: `open_to_close` and
 //!   `last_bid_to_result` (from the submit timestamp of the auction's last applied event to the
 //!   moment its result is published).
+//! - **Ingress and event log.** [`Engine::attach`] consumes any [`BidSource`] on a thread of its
+//!   own — [`RingSource`] reads a `BidRing` that other processes append to. With an
+//!   [`EventSink`] ([`RingEventLog`]: a broadcast-mode `BidRing`) every worker appends
+//!   AuctionStarted / BidPlaced / BidUpdated / BidCancelled / AuctionWon / AuctionLost records
+//!   once per processed block, so each auction's events are in order.
 
 use std::collections::BinaryHeap;
 use std::path::Path;
