@@ -332,6 +332,26 @@ class AuctionEngine:
             raise QueueFull(f"submit: the intake stayed full for {timeout_ms} ms; nothing queued")
         return int(got)
 
+    def submit_records(self, records: np.ndarray, timeout_ms: float | None = None) -> int:
+        """Submits a block of :data:`rtbcore.BID_DTYPE` records (e.g. built with
+        :func:`rtbcore.make_bids` or read from a :class:`rtbcore.BidRing`), with their own
+        ``kind``; a record with ``timestamp_ns == 0`` is stamped now, others keep their stamp
+        (the deadline is judged on it). Same validation, waiting and return as :meth:`submit`;
+        errors name ``records.<field>[i]``."""
+        from rtbcore.streaming import BID_DTYPE
+
+        if not isinstance(records, np.ndarray) or records.ndim != 1:
+            raise InvalidInputError("records: expected a 1-D numpy array of BID_DTYPE")
+        if records.dtype != BID_DTYPE:
+            raise InvalidInputError(f"records: expected dtype BID_DTYPE, got {records.dtype}")
+        raw = np.ascontiguousarray(records).view(np.uint8)
+        got = self._core.submit_records(raw, timeout_ms)
+        if got is None:
+            from rtbcore.errors import QueueFull
+
+            raise QueueFull(f"submit: the intake stayed full for {timeout_ms} ms; nothing queued")
+        return int(got)
+
     def submit_one(
         self, auction_id: int, bidder_id: int, price: float, quality: float = 1.0
     ) -> bool:

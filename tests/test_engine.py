@@ -560,3 +560,30 @@ def test_many_threads_submitting_and_polling_at_once():
     np.testing.assert_array_equal(r["winner_bidder"], flat.argmax(axis=1))
     second = np.sort(flat, axis=1)[:, -2]
     np.testing.assert_allclose(r["price"], second)
+
+
+def test_submit_records_equals_submit_and_names_bad_fields():
+    from rtbcore import make_bids
+
+    rng = np.random.default_rng(3)
+    a = np.repeat(np.arange(50), 4)
+    b = np.tile(np.arange(4), 50)
+    p = rng.uniform(0.5, 2, a.size)
+    k = np.where(rng.random(a.size) < 0.2, KIND_CANCEL, KIND_PLACE).astype(np.uint8)
+    outs = []
+    for use_records in (False, True):
+        with AuctionEngine(workers=2, pin=False, tmax_ms=LONG) as eng:
+            eng.open(np.arange(50))
+            if use_records:
+                assert eng.submit_records(make_bids(a, b, p, kind=k)) == a.size
+            else:
+                assert eng.submit(a, b, p, kinds=k) == a.size
+        outs.append(drain(eng)[["auction_id", "winner_bidder", "price", "n_bids"]])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    with AuctionEngine(workers=1, pin=False) as eng:
+        bad = make_bids([1, 2], [1, 2], [1.0, np.nan])
+        with pytest.raises(InvalidBidError, match=r"records.price\[1\]"):
+            eng.submit_records(bad)
+        with pytest.raises(InvalidInputError, match="BID_DTYPE"):
+            eng.submit_records(np.zeros(3))
+        assert eng.stats()["submitted"] == 0

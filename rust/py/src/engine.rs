@@ -258,6 +258,55 @@ impl PyAuctionEngine {
         self.queue_prepared(py, p, timeout_ms)
     }
 
+    /// Submits raw 48-byte bid records (BID_DTYPE viewed as bytes): validated whole (errors
+    /// name `records[i]`), stamped now where `timestamp_ns` is 0, then queued like `submit`.
+    #[pyo3(signature = (records, timeout_ms=None))]
+    fn submit_records(
+        &self,
+        py: Python<'_>,
+        records: PyReadonlyArray1<'_, u8>,
+        timeout_ms: Option<f64>,
+    ) -> PyResult<Option<usize>> {
+        let bytes = need(&records, "records")?;
+        if bytes.len() % BidRecord::SIZE != 0 {
+            return Err(to_pyerr(CoreError::invalid(
+                "records",
+                format!("{} bytes is not a whole number of 48-byte records", bytes.len()),
+            )));
+        }
+        let mut recs = vec![BidRecord::default(); bytes.len() / BidRecord::SIZE];
+        // SAFETY: `recs` owns exactly bytes.len() initialized bytes of plain-old-data
+        // BidRecords (repr(C), every bit pattern valid: integers and floats); the source is a
+        // distinct numpy buffer, so the regions do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                recs.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            )
+        };
+        let eng = &self.inner;
+        let p = detach(py, || {
+            let now = mono_ns();
+            eng.prepare_records(&recs, now, "records")
+        })
+        .map_err(|e| match e {
+            CoreError::InvalidBid { field, index, value, msg } => {
+                let field = match field {
+                    "auction_ids" => "records.auction_id",
+                    "bidder_ids" => "records.bidder_id",
+                    "prices" => "records.price",
+                    "quality" => "records.quality",
+                    _ => "records.kind",
+                };
+                CoreError::InvalidBid { field, index, value, msg }
+            }
+            e => e,
+        })
+        .map_err(to_pyerr)?;
+        self.queue_prepared(py, p, timeout_ms)
+    }
+
     /// Submits one record without waiting; False when the intake is full.
     #[pyo3(signature = (auction_id, bidder_id, price, quality, cancel))]
     fn submit_one(
