@@ -101,7 +101,29 @@ _engine: list[str] = [
 ]
 
 # --- pacing (issue: pacing) -------------------------------------------------------------------
-_pacing: list[str] = []
+from rtbcore.pacing import (  # noqa: E402
+    AdaptivePacer,
+    LinearPacer,
+    PIDPacer,
+    ThrottlingPacer,
+    TieredPacer,
+    learn_profile,
+    value_bid,
+)
+from rtbcore.pacing_sim import PACERS, PacingSimResult, simulate_pacing  # noqa: E402
+
+_pacing: list[str] = [
+    "LinearPacer",
+    "TieredPacer",
+    "ThrottlingPacer",
+    "PIDPacer",
+    "AdaptivePacer",
+    "value_bid",
+    "learn_profile",
+    "simulate_pacing",
+    "PACERS",
+    "PacingSimResult",
+]
 
 # --- credit pool and simulate (issue: credit/shading, credit part) ------------------------------
 from rtbcore.credit import CreditPool  # noqa: E402

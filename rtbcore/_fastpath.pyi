@@ -8,6 +8,9 @@ from typing import SupportsFloat as _ClFloat
 
 from typing_extensions import disjoint_base as _cl_disjoint_base
 
+# Cython's (empty) doctest dict, emitted since this module has def methods in cdef classes.
+__test__: dict[str, str]
+
 @_cl_disjoint_base
 class Bid:
     """One bid (see rtbcore.Bid)."""
@@ -29,7 +32,7 @@ class Bid:
     def creative_id(self) -> _ClAny: ...
     @property
     def adjusted(self) -> float: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @_cl_disjoint_base
@@ -53,6 +56,139 @@ class FirstPriceAuction:
     def run(self, bids: _ClIterable[Bid]) -> tuple[Bid, float] | None: ...
 
 # --- pacing.pxi ---
+# Cores of rtbcore.pacing (see there for the semantics).
+
+from collections.abc import Callable as _PcCallable  # noqa: E402
+from typing import Any as _PcAny  # noqa: E402
+
+import numpy as _pc_np  # noqa: E402
+import numpy.typing as _pc_npt  # noqa: E402
+from typing_extensions import disjoint_base as _pc_disjoint_base  # noqa: E402
+
+@_pc_disjoint_base
+class _Pacer:
+    def __init__(
+        self,
+        total: float = 86_400.0,
+        clock: _PcCallable[[], float] | None = None,
+        start: float | None = None,
+    ) -> None: ...
+    @property
+    def total(self) -> float: ...
+    @property
+    def start(self) -> float: ...
+    def elapsed(self) -> float: ...
+    def should_bid(
+        self,
+        spent: _pc_npt.ArrayLike,
+        budget: _pc_npt.ArrayLike,
+        cost: _pc_npt.ArrayLike,
+        elapsed: _pc_npt.ArrayLike | None = None,
+        total: _pc_npt.ArrayLike | None = None,
+    ) -> _PcAny: ...
+
+@_pc_disjoint_base
+class _MultiplierPacer(_Pacer):
+    def multiplier(
+        self,
+        spent: _pc_npt.ArrayLike,
+        budget: _pc_npt.ArrayLike,
+        elapsed: _pc_npt.ArrayLike | None = None,
+        total: _pc_npt.ArrayLike | None = None,
+    ) -> _PcAny: ...
+
+class _LinearPacer(_MultiplierPacer): ...
+class _TieredPacer(_MultiplierPacer): ...
+
+@_pc_disjoint_base
+class _ThrottlingPacer(_Pacer):
+    def __init__(
+        self,
+        total: float = 86_400.0,
+        clock: _PcCallable[[], float] | None = None,
+        start: float | None = None,
+        seed: int = 0,
+    ) -> None: ...
+    def bid_probability(
+        self,
+        spent: _pc_npt.ArrayLike,
+        budget: _pc_npt.ArrayLike,
+        elapsed: _pc_npt.ArrayLike | None = None,
+        total: _pc_npt.ArrayLike | None = None,
+    ) -> _PcAny: ...
+    @property
+    def rng_state(self) -> int: ...
+
+@_pc_disjoint_base
+class _PIDPacer(_Pacer):
+    def __init__(
+        self,
+        budget: _pc_npt.ArrayLike,
+        total: float = 86_400.0,
+        clock: _PcCallable[[], float] | None = None,
+        start: float | None = None,
+        *,
+        kp: float = 10.0,
+        ki: float = 50.0,
+        kd: float = 0.0,
+        output: str = "multiplier",
+        base: float | None = None,
+        lo: float | None = None,
+        hi: float | None = None,
+        profile: _pc_npt.ArrayLike | None = None,
+        seed: int = 0,
+    ) -> None: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def budget(self) -> _pc_npt.NDArray[_pc_np.float64]: ...
+    @property
+    def integral(self) -> _pc_npt.NDArray[_pc_np.float64]: ...
+    @property
+    def derivative(self) -> _pc_npt.NDArray[_pc_np.float64]: ...
+    @property
+    def last_error(self) -> _pc_npt.NDArray[_pc_np.float64]: ...
+    @property
+    def last_update(self) -> _pc_npt.NDArray[_pc_np.float64]: ...
+    @property
+    def updates(self) -> int: ...
+    @property
+    def gains(self) -> dict[str, float]: ...
+    @property
+    def output_kind(self) -> str: ...
+    @property
+    def cumulative_profile(self) -> _pc_npt.NDArray[_pc_np.float64]: ...
+    def target(
+        self, elapsed: _pc_npt.ArrayLike | None = None, total: float | None = None
+    ) -> _PcAny: ...
+    def output(
+        self,
+        spent: _pc_npt.ArrayLike,
+        budget: _pc_npt.ArrayLike | None = None,
+        elapsed: _pc_npt.ArrayLike | None = None,
+        total: _pc_npt.ArrayLike | None = None,
+    ) -> _PcAny: ...
+    def multiplier(
+        self,
+        spent: _pc_npt.ArrayLike,
+        budget: _pc_npt.ArrayLike | None = None,
+        elapsed: _pc_npt.ArrayLike | None = None,
+        total: _pc_npt.ArrayLike | None = None,
+    ) -> _PcAny: ...
+    def update(
+        self, spent: _pc_npt.ArrayLike, elapsed: _pc_npt.ArrayLike | None = None
+    ) -> None: ...
+    def reset(self) -> None: ...
+
+def _pacing_value_bid(
+    p_ctr: _pc_npt.ArrayLike,
+    p_cvr: _pc_npt.ArrayLike,
+    value: _pc_npt.ArrayLike,
+    target_roi: _pc_npt.ArrayLike,
+    multiplier: _pc_npt.ArrayLike,
+    min_bid: float,
+    max_bid: float,
+) -> _PcAny: ...
 
 # --- credit.pxi ---
 

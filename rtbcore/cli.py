@@ -19,6 +19,19 @@ def _build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run one of the simulations")
     sim_sub = sim.add_subparsers(dest="simulation", required=True)
     # --- simulate pacing (issue: pacing) ---
+    from rtbcore.pacing_sim import pacing_cli
+
+    pacing = sim_sub.add_parser(
+        "pacing", help="a day of second-price auctions, once per budget pacer")
+    pacing.add_argument("--campaigns", type=int, default=1000, help="campaigns (default 1000)")
+    pacing.add_argument("--ticks", type=int, default=2880,
+                        help="pacing rounds in the day (default 2880: every 30 s)")
+    pacing.add_argument("--seed", type=int, default=0)
+    pacing.add_argument("--csv", type=str, default=None,
+                        help="write the median spend curves and the metrics here")
+    pacing.add_argument("--png", type=str, default=None, help="write the spend curves here")
+    pacing.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pacing.set_defaults(func=pacing_cli)
     # --- simulate credit (issue: credit/shading) ---
     from rtbcore.simulate import CREDIT_PRESETS, credit_cli
 

@@ -40,7 +40,9 @@ from rtbcore.errors import InvalidInputError
 __all__ = ["CREDIT_PRESETS", "CreditSeries", "credit_cli", "credit_model", "credit_preset"]
 
 # --- pacing day simulation (rtbcore/pacing_sim.py): the lead re-exports it here ------------------
-# (e.g. ``from rtbcore.pacing_sim import simulate_pacing`` and add its names to __all__)
+from rtbcore.pacing_sim import PACERS, PacingSimResult, simulate_pacing  # noqa: E402
+
+__all__ += ["PACERS", "PacingSimResult", "simulate_pacing"]
 # --- end pacing ----------------------------------------------------------------------------------
 
 _COLUMNS = (

@@ -50,7 +50,7 @@ cdef class Bid:
 
     @property
     def adjusted(self):
-        """The ranking score ``amount * quality``."""
+        # the ranking score amount * quality (no docstring: Cython would add a __test__ dict)
         return self.amount * self.quality
 
     def __repr__(self):
@@ -118,7 +118,7 @@ cdef class SecondPriceAuction:
         self.increment = _cl_nonneg(increment, "increment")
 
     def run(self, bids):
-        """Clears the auction over an iterable of :class:`Bid`; ``(Bid, price)`` or None."""
+        # clears the auction over an iterable of Bid: (Bid, price) or None (see the class doc)
         best, a1, a2 = _cl_top2(bids, self.reserve_price)
         if best is None:
             return None
@@ -130,6 +130,9 @@ cdef class SecondPriceAuction:
 
     def __repr__(self):
         return f"SecondPriceAuction(reserve_price={self.reserve_price!r}, increment={self.increment!r})"
+
+    def __reduce__(self):
+        return (SecondPriceAuction, (self.reserve_price, self.increment))
 
 
 cdef class FirstPriceAuction:
@@ -145,7 +148,7 @@ cdef class FirstPriceAuction:
         self.reserve_price = _cl_nonneg(reserve_price, "reserve_price")
 
     def run(self, bids):
-        """Clears the auction over an iterable of :class:`Bid`; ``(Bid, price)`` or None."""
+        # clears the auction over an iterable of Bid: (Bid, price) or None (see the class doc)
         best, _, _ = _cl_top2(bids, self.reserve_price)
         if best is None:
             return None
@@ -153,3 +156,6 @@ cdef class FirstPriceAuction:
 
     def __repr__(self):
         return f"FirstPriceAuction(reserve_price={self.reserve_price!r})"
+
+    def __reduce__(self):
+        return (FirstPriceAuction, (self.reserve_price,))

@@ -516,3 +516,19 @@ def test_threads_clear_concurrently_with_same_results():
         t.join()
     for r in out:
         assert np.array_equal(r.winner, ref.winner) and np.array_equal(r.price, ref.price)
+
+
+@settings(max_examples=80, deadline=None)
+@given(b=batches(max_auctions=4, max_bids=45, invalid=False), ctrs=CTRS)
+def test_long_segments_match_oracle(b, ctrs):
+    """Segments of 16+ bids take the SIMD lanes of the top-2 scan; check them too."""
+    r = clear_second_price(b, increment=0.01)
+    g = clear_gsp(b, ctrs)
+    for a, s, p, q, res in segments(b):
+        w, price, mtw, reason = oracle_single(p, q, res, "second", 0.01)
+        assert r.winner[a] == (s + w if w >= 0 else -1)
+        assert r.price[a] == pytest.approx(price, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(r.min_to_win[s : s + len(p)], mtw, rtol=1e-12, atol=1e-12)
+        for slot, (i, gp) in enumerate(oracle_gsp(p, q, res, ctrs, 0.0)):
+            assert g.winner[a, slot] == (s + i if i >= 0 else -1)
+            assert g.price[a, slot] == pytest.approx(gp, rel=1e-12, abs=1e-12)

@@ -67,7 +67,8 @@ def test_bad_batch_arguments(kw, match):
 
 
 def test_2d_prices_rejected_naming_the_argument():
-    with pytest.raises(InvalidInputError, match=r"prices: expected a 1-D array, got shape \(1, 3\)"):
+    match = r"prices: expected a 1-D array, got shape \(1, 3\)"
+    with pytest.raises(InvalidInputError, match=match):
         AuctionBatch([0, 3], [P])
     with pytest.raises(InvalidInputError, match=r"prices: expected a 1-D array"):
         AuctionBatch([0, 3], np.float64(1.0))

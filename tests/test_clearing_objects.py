@@ -64,7 +64,8 @@ def test_defaults_and_example():
 
 def test_bid_fields_are_validated_and_immutable():
     b = Bid(7, 1.5, 2.0, creative_id="cr-1")
-    assert (b.bidder_id, b.amount, b.quality, b.creative_id, b.adjusted) == (7, 1.5, 2.0, "cr-1", 3.0)
+    fields = (b.bidder_id, b.amount, b.quality, b.creative_id, b.adjusted)
+    assert fields == (7, 1.5, 2.0, "cr-1", 3.0)
     assert b == Bid(7, 1.5, 2.0, "cr-1") and hash(b) == hash(Bid(7, 1.5, 2.0, "cr-1"))
     assert pickle.loads(pickle.dumps(b)) == b
     assert "Bid(7, 1.5" in repr(b)

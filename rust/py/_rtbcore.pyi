@@ -6,6 +6,9 @@ __version__: str
 
 # --- clearing.rs ---
 # Private kernels of rtbcore.clearing (which converts the arrays before calling them).
+# PyO3 lists every added name in the module's __all__ (other sections: `__all__ += [...]`).
+
+__all__ = ["__version__", "check_auction_batch", "clear_single", "clear_slots"]
 
 import numpy as _cl_np
 import numpy.typing as _cl_npt

@@ -31,7 +31,9 @@ fn view<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<PyReadonlyArray1<'py, T>> {
     if let Ok(arr) = obj.cast::<PyArray1<T>>() {
-        let ro = arr.try_readonly().map_err(|e| bad(field, format!("cannot be borrowed: {e}")))?;
+        let ro = arr
+            .try_readonly()
+            .map_err(|e| bad(field, format!("cannot be borrowed: {e}")))?;
         if ro.as_slice().is_err() {
             return Err(bad(field, "must be a contiguous array"));
         }
@@ -41,14 +43,24 @@ fn view<'py, T: Element>(
         if arr.ndim() != 1 {
             return Err(bad(
                 field,
-                format!("expected a 1-D array, got a {}-D array of shape {:?}", arr.ndim(), arr.shape()),
+                format!(
+                    "expected a 1-D array, got a {}-D array of shape {:?}",
+                    arr.ndim(),
+                    arr.shape()
+                ),
             ));
         }
-        return Err(bad(field, format!("expected dtype {dtype}, got {}", arr.dtype())));
+        return Err(bad(
+            field,
+            format!("expected dtype {dtype}, got {}", arr.dtype()),
+        ));
     }
     Err(bad(
         field,
-        format!("expected a 1-D numpy array of {dtype}, got {}", obj.get_type().name()?),
+        format!(
+            "expected a 1-D numpy array of {dtype}, got {}",
+            obj.get_type().name()?
+        ),
     ))
 }
 
@@ -63,7 +75,9 @@ enum ReserveView<'py> {
 
 fn reserve_view<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ReserveView<'py>> {
     if obj.cast::<PyUntypedArray>().is_ok() {
-        return Ok(ReserveView::PerAuction(view::<f64>("reserve", "float64", obj)?));
+        return Ok(ReserveView::PerAuction(view::<f64>(
+            "reserve", "float64", obj,
+        )?));
     }
     obj.extract::<f64>()
         .map(ReserveView::Scalar)
@@ -102,7 +116,9 @@ fn check_auction_batch(
 ) -> PyResult<()> {
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
+    let q = quality
+        .map(|q| view::<f64>("quality", "float64", q))
+        .transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -129,12 +145,19 @@ fn clear_single<'py>(
     let rule = match rule {
         "first" => SinglePrice::First,
         "second" => SinglePrice::Second,
-        other => return Err(bad("rule", format!("expected 'first' or 'second', got {other:?}"))),
+        other => {
+            return Err(bad(
+                "rule",
+                format!("expected 'first' or 'second', got {other:?}"),
+            ))
+        }
     };
     check_increment(increment).map_err(to_pyerr)?;
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
+    let q = quality
+        .map(|q| view::<f64>("quality", "float64", q))
+        .transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -149,9 +172,17 @@ fn clear_single<'py>(
     let n_bad = {
         let (mut w, mut p) = (winner.readwrite(), price.readwrite());
         let (mut t, mut l) = (mtw.readwrite(), reason.readwrite());
-        let (w, p) = (w.as_slice_mut().expect("fresh"), p.as_slice_mut().expect("fresh"));
-        let (t, l) = (t.as_slice_mut().expect("fresh"), l.as_slice_mut().expect("fresh"));
-        detach(py, || clear_single_into(&batch, rule, increment, w, p, t, l))
+        let (w, p) = (
+            w.as_slice_mut().expect("fresh"),
+            p.as_slice_mut().expect("fresh"),
+        );
+        let (t, l) = (
+            t.as_slice_mut().expect("fresh"),
+            l.as_slice_mut().expect("fresh"),
+        );
+        detach(py, || {
+            clear_single_into(&batch, rule, increment, w, p, t, l)
+        })
     };
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
@@ -180,7 +211,12 @@ fn clear_slots<'py>(
     let rule = match rule {
         "gsp" => SlotPrice::Gsp,
         "vcg" => SlotPrice::Vcg,
-        other => return Err(bad("rule", format!("expected 'gsp' or 'vcg', got {other:?}"))),
+        other => {
+            return Err(bad(
+                "rule",
+                format!("expected 'gsp' or 'vcg', got {other:?}"),
+            ))
+        }
     };
     check_increment(increment).map_err(to_pyerr)?;
     let ctrs_view = view::<f64>("slot_ctrs", "float64", slot_ctrs)?;
@@ -188,7 +224,9 @@ fn clear_slots<'py>(
     check_slot_ctrs(ctrs).map_err(to_pyerr)?;
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
+    let q = quality
+        .map(|q| view::<f64>("quality", "float64", q))
+        .transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -200,7 +238,10 @@ fn clear_slots<'py>(
     let price = output2::<f64>(py, n, k);
     let n_bad = {
         let (mut w, mut p) = (winner.readwrite(), price.readwrite());
-        let (w, p) = (w.as_slice_mut().expect("fresh"), p.as_slice_mut().expect("fresh"));
+        let (w, p) = (
+            w.as_slice_mut().expect("fresh"),
+            p.as_slice_mut().expect("fresh"),
+        );
         detach(py, || clear_slots_into(&batch, rule, ctrs, increment, w, p))
     };
     if raise_invalid && n_bad > 0 {

@@ -1,0 +1,274 @@
+"""Budget pacing: spread a campaign's daily budget over the day, never overspend.
+
+Five pacers on one surface (scalars or numpy arrays in, the same shape out), cores in Cython
+(``src/pacing.pxi``: validation and rule fused in one ``nogil`` pass):
+
+- :class:`LinearPacer`: target spend = budget × elapsed / total; multiplier 0.8 above target,
+  1.2 otherwise.
+- :class:`TieredPacer`: ratio = spend / target; > 1.2 → 0.7, > 1.1 → 0.85, < 0.8 → 1.3,
+  < 0.9 → 1.15, else 1.0 (clipped to [0.5, 2.0]).
+- :class:`ThrottlingPacer`: no bid when spend + cost > budget; when the budget-used ratio
+  exceeds the time ratio, bid with probability max(0.1, min(1, 1 − (used − time))), seeded.
+- :class:`PIDPacer`: a PID controller (with anti-windup) on the gap between spend and a target
+  curve, giving a bid multiplier or a participation rate.
+- :class:`AdaptivePacer`: a :class:`PIDPacer` whose target curve follows the day's expected
+  traffic (a 24- or 1440-bucket profile learned from history) instead of a straight line.
+
+Common surface: ``multiplier(spent, budget, elapsed, total)`` (multiplier pacers),
+``should_bid(spent, budget, cost, elapsed, total)`` (every pacer: the hard cap
+``spent + cost <= budget``, plus the throttle or the participation coin), and
+``update(spent, elapsed)`` for the feedback pacers. ``elapsed`` defaults to the pacer's clock
+(``clock() - start``; inject a clock in tests), ``total`` to the pacer's period (one day).
+:func:`value_bid` turns predicted CTR/CVR and a conversion value into a bid.
+
+Bad input (negative, NaN or infinite spend, budget or cost; elapsed < 0 or > total; time going
+backwards for a stateful pacer or the clock; empty or negative profiles; mismatched shapes)
+raises :class:`rtbcore.errors.InvalidInputError` naming the argument and index, and leaves the
+pacer's state (RNG, controller) as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rtbcore._fastpath import (
+    _LinearPacer,
+    _pacing_value_bid,
+    _PIDPacer,
+    _ThrottlingPacer,
+    _TieredPacer,
+)
+from rtbcore.errors import InvalidInputError
+
+__all__ = [
+    "LinearPacer",
+    "TieredPacer",
+    "ThrottlingPacer",
+    "PIDPacer",
+    "AdaptivePacer",
+    "value_bid",
+    "learn_profile",
+]
+
+Clock = Callable[[], float]
+ArrayLike = npt.ArrayLike
+
+
+class LinearPacer(_LinearPacer):
+    """Straight-line pacing: multiplier 0.8 when spend is above budget × elapsed / total, else 1.2.
+
+    ``LinearPacer(total=86400.0, clock=None, start=None)``. ``multiplier(spent, budget,
+    elapsed=None, total=None)`` and ``should_bid(spent, budget, cost, elapsed=None,
+    total=None)`` (the hard cap) take scalars or arrays; ``elapsed`` defaults to
+    ``clock() - start`` (``clock`` = ``time.monotonic``, ``start`` = the clock at construction).
+    Stateless apart from the clock, so thread-safe.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"LinearPacer(total={self.total:g})"
+
+
+class TieredPacer(_TieredPacer):
+    """Tiered pacing on ratio = spend / (budget × elapsed / total).
+
+    > 1.2 → 0.7, > 1.1 → 0.85, < 0.8 → 1.3, < 0.9 → 1.15, else 1.0; clipped to [0.5, 2.0].
+    At elapsed = 0 the target is 0: ratio 1 (on target) if nothing was spent, else above
+    every tier (0.7). Same surface and arguments as :class:`LinearPacer`.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"TieredPacer(total={self.total:g})"
+
+
+class ThrottlingPacer(_ThrottlingPacer):
+    """Probabilistic throttling with a hard cap.
+
+    ``ThrottlingPacer(total=86400.0, clock=None, start=None, seed=0)``. ``should_bid(spent,
+    budget, cost, elapsed=None, total=None)``: False when ``spent + cost > budget``; otherwise,
+    when used = spent / budget exceeds time = elapsed / total, True with probability
+    max(0.1, min(1, 1 − (used − time))) (a zero budget counts as fully used); else True.
+    The coin is a seeded splitmix64 stream, one draw per throttled decision in array order, so
+    an array call equals the same decisions made one scalar call at a time.
+    ``bid_probability(...)`` returns the probability itself. Not thread-safe (the RNG).
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        total: float = 86_400.0,
+        clock: Clock | None = None,
+        start: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(total, clock, start, seed)
+
+    def __repr__(self) -> str:
+        return f"ThrottlingPacer(total={self.total:g}, rng_state={self.rng_state})"
+
+
+class PIDPacer(_PIDPacer):
+    """A PID controller on the gap between spend and a target curve, per campaign.
+
+    ``PIDPacer(budget, total=86400.0, clock=None, start=None, *, kp=10.0, ki=50.0, kd=0.0,
+    output="multiplier", base=None, lo=None, hi=None, profile=None, seed=0)``
+
+    ``budget`` (scalar or array) fixes the campaigns' shape. The error is
+    e = (budget × curve(elapsed / total) − spent) / budget, positive when behind the curve
+    (``curve`` is the straight line, or the cumulative ``profile``). ``update(spent,
+    elapsed=None)`` integrates e over time (in units of the period) since the last update and
+    refreshes the derivative; ``output(spent)`` is clip(base + kp·e + ki·I + kd·D, lo, hi),
+    with P on the *current* gap and I, D from the last update. Anti-windup: the integral is
+    clamped so that ki·I alone stays within [lo − base, hi − base], and it is not integrated
+    further while the output is saturated in the direction of the error (conditional
+    integration).
+
+    ``output="multiplier"`` (base 1, range [0.1, 3]): ``multiplier()`` is the output.
+    ``output="participation"`` (base 0.5, range [0.01, 1]): ``multiplier()`` is 1 and
+    ``should_bid`` bids with probability = the output (seeded coin) after the hard cap.
+    ``budget``/``elapsed``/``total`` arguments default to the constructor's and the clock.
+    Time may not go backwards per campaign (an earlier ``elapsed`` than the last update is
+    refused). Not thread-safe: feed one pacer from one thread.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        budget: ArrayLike,
+        total: float = 86_400.0,
+        clock: Clock | None = None,
+        start: float | None = None,
+        *,
+        kp: float = 10.0,
+        ki: float = 50.0,
+        kd: float = 0.0,
+        output: str = "multiplier",
+        base: float | None = None,
+        lo: float | None = None,
+        hi: float | None = None,
+        profile: ArrayLike | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(budget, total, clock, start, kp=kp, ki=ki, kd=kd, output=output,
+                         base=base, lo=lo, hi=hi, profile=profile, seed=seed)
+
+    def __repr__(self) -> str:
+        g = self.gains
+        return (
+            f"{type(self).__name__}(campaigns={self.shape}, total={self.total:g}, "
+            f"output={self.output_kind!r}, kp={g['kp']:g}, ki={g['ki']:g}, kd={g['kd']:g}, "
+            f"range=[{g['lo']:g}, {g['hi']:g}], buckets={len(self.cumulative_profile) - 1})"
+        )
+
+
+_PROFILE_BUCKETS = (24, 1440)
+
+
+def learn_profile(history: ArrayLike, buckets: int | None = None) -> np.ndarray:
+    """The expected traffic profile of a day from past days' traffic counts.
+
+    ``history``: counts per bucket, shape ``(days, B)`` or ``(B,)`` for one day, with B = 24
+    (hours) or 1440 (minutes). ``buckets=24`` folds a minute history into hours. Returns the
+    mean day (shape ``(buckets,)``), normalised to sum to 1. Every count must be finite and
+    >= 0 and the history must hold some traffic.
+    """
+    try:
+        h = np.asarray(history, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"history must be an array of traffic counts: {exc}") from None
+    if h.ndim == 1:
+        h = h[None, :]
+    if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] == 0:
+        raise InvalidInputError(
+            f"history must be (days, buckets) or (buckets,) and non-empty, got shape {h.shape}"
+        )
+    if h.shape[1] not in _PROFILE_BUCKETS:
+        raise InvalidInputError(
+            f"history has {h.shape[1]} buckets per day: use 24 (hours) or 1440 (minutes)"
+        )
+    bad = np.argwhere(~(np.isfinite(h) & (h >= 0)))
+    if bad.size:
+        d, b = (int(x) for x in bad[0])
+        raise InvalidInputError(
+            f"history[{d}, {b}] = {float(h[d, b])!r} must be finite and >= 0"
+        )
+    if buckets is None:
+        buckets = h.shape[1]
+    if buckets not in _PROFILE_BUCKETS or buckets > h.shape[1]:
+        raise InvalidInputError(
+            f"buckets must be 24 or 1440 and at most the history's {h.shape[1]}, got {buckets!r}"
+        )
+    h = h.reshape(h.shape[0], buckets, h.shape[1] // buckets).sum(axis=2)
+    day = h.mean(axis=0)
+    total = float(day.sum())
+    if not total > 0:
+        raise InvalidInputError("history holds no traffic (all counts are 0)")
+    return day / total
+
+
+class AdaptivePacer(PIDPacer):
+    """A :class:`PIDPacer` whose target curve follows the day's expected traffic.
+
+    ``AdaptivePacer(budget, profile, total=86400.0, ...)``: ``profile`` holds the expected
+    traffic of each of 24 (hourly) or 1440 (per-minute) buckets of the period (any positive
+    scale); the target at day fraction x is the cumulative profile, linear inside a bucket, so
+    the campaign is asked to spend where the traffic is. ``AdaptivePacer.from_history(budget,
+    history, ...)`` learns the profile with :func:`learn_profile`. Other keywords as
+    :class:`PIDPacer` (same defaults).
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        budget: ArrayLike,
+        profile: ArrayLike,
+        total: float = 86_400.0,
+        clock: Clock | None = None,
+        start: float | None = None,
+        **gains: Any,
+    ) -> None:
+        p = np.asarray(profile, dtype=np.float64) if profile is not None else None
+        if p is None or p.ndim != 1 or p.shape[0] not in _PROFILE_BUCKETS:
+            shape = None if p is None else p.shape
+            raise InvalidInputError(
+                f"profile must be 1-D with 24 or 1440 buckets, got shape {shape}"
+            )
+        super().__init__(budget, total, clock, start, profile=p, **gains)
+
+    @classmethod
+    def from_history(
+        cls, budget: ArrayLike, history: ArrayLike, buckets: int | None = None, **kwargs: Any
+    ) -> AdaptivePacer:
+        """Build the pacer with the profile :func:`learn_profile` learns from ``history``."""
+        return cls(budget, learn_profile(history, buckets), **kwargs)
+
+    @property
+    def profile(self) -> np.ndarray:
+        """The traffic profile, normalised to sum to 1."""
+        return np.diff(self.cumulative_profile)
+
+
+def value_bid(
+    p_ctr: ArrayLike,
+    p_cvr: ArrayLike,
+    value: ArrayLike,
+    target_roi: ArrayLike,
+    multiplier: ArrayLike,
+    min_bid: float = 0.10,
+    max_bid: float = 50.0,
+) -> Any:
+    """Value-based bid: p_ctr × p_cvr × value / target_roi × multiplier, clipped to
+    [min_bid, max_bid]. Scalars or arrays (same shape, scalars broadcast); a float for
+    all-scalar input. p_ctr and p_cvr must be in [0, 1], value and multiplier finite and
+    >= 0, target_roi finite and > 0, 0 <= min_bid <= max_bid."""
+    return _pacing_value_bid(p_ctr, p_cvr, value, target_roi, multiplier, min_bid, max_bid)
