@@ -1956,8 +1956,21 @@ impl Worker {
         }
     }
 
+    /// Publishes what the last blocks produced. Order matters to observers: the event log is
+    /// appended first and the counters are published next, so that once a result row or a
+    /// rejection can be polled, `stats()` already counts it and the log already holds it.
     fn flush(&mut self) {
-        if !self.out.is_empty() {
+        if let Some(sink) = &self.sink {
+            if !self.events.is_empty() {
+                let n = sink.append(&self.events).unwrap_or(0).min(self.events.len());
+                self.c.events_logged += n as u64;
+                self.c.event_log_dropped += (self.events.len() - n) as u64;
+                self.events.clear();
+            }
+        }
+        let results = if self.out.is_empty() {
+            None
+        } else {
             let now = mono_ns();
             {
                 let mut h = self.shared.workers[self.id].hists.lock().unwrap();
@@ -1972,8 +1985,12 @@ impl Worker {
             self.c.results += self.out.len() as u64;
             let mut next = self.shared.free_results.pop().unwrap_or_default();
             next.clear();
-            let block = std::mem::replace(&mut self.out, next);
             self.out_last.clear();
+            Some(std::mem::replace(&mut self.out, next))
+        };
+        self.c.open_auctions = self.map.len() as u64;
+        self.shared.workers[self.id].counters.publish(&self.c);
+        if let Some(block) = results {
             let _ = self.res_tx.send(block);
         }
         if !self.rejected.is_empty() {
@@ -1981,21 +1998,6 @@ impl Worker {
             let block = std::mem::take(&mut self.rejected);
             let _ = self.rej_tx.send(block);
         }
-        if let Some(sink) = &self.sink {
-            if !self.events.is_empty() {
-                match sink.append(&self.events) {
-                    Ok(n) => {
-                        self.c.event_log_dropped +=
-                            (self.events.len() - n.min(self.events.len())) as u64
-                    }
-                    Err(_) => self.c.event_log_dropped += self.events.len() as u64,
-                }
-                self.c.events_logged += self.events.len() as u64;
-                self.events.clear();
-            }
-        }
-        self.c.open_auctions = self.map.len() as u64;
-        self.shared.workers[self.id].counters.publish(&self.c);
     }
 }
 
