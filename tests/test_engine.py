@@ -587,3 +587,22 @@ def test_submit_records_equals_submit_and_names_bad_fields():
         with pytest.raises(InvalidInputError, match="BID_DTYPE"):
             eng.submit_records(np.zeros(3))
         assert eng.stats()["submitted"] == 0
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0])
+def test_bad_timeouts_are_refused(bad):
+    with AuctionEngine(workers=1, pin=False) as eng:
+        with pytest.raises(InvalidInputError, match="timeout_ms"):
+            eng.poll(timeout_ms=bad)
+        with pytest.raises(InvalidInputError, match="timeout_ms"):
+            eng.submit([1], [1], [1.0], timeout_ms=bad)
+        assert eng.stats()["submitted"] == 0
+
+
+def test_infinite_timeout_waits_until_a_result():
+    with AuctionEngine(workers=1, pin=False, tmax_ms=LONG) as eng:
+        eng.open([1], expected_bids=1)
+        threading.Timer(0.05, eng.submit, ([1], [2], [1.0])).start()
+        r = eng.poll(timeout_ms=math.inf)
+        assert r["auction_id"].tolist() == [1]
+        assert eng.submit([1], [3], [1.0], timeout_ms=math.inf) == 1
