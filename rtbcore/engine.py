@@ -113,6 +113,7 @@ EVENT_DTYPE = np.dtype(
 )
 
 _I64_MAX = np.iinfo(np.int64).max
+_TMAX_MS_MAX = 86_400_000.0  # one day: an auction deadline, not a timer for the ages
 
 
 def _int_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
@@ -242,8 +243,8 @@ class AuctionEngine:
             t = float(tmax_ms)
         except (TypeError, ValueError):
             raise InvalidInputError(f"{name}: expected a number, got {tmax_ms!r}") from None
-        if not (math.isfinite(t) and t > 0):
-            raise InvalidInputError(f"{name} = {tmax_ms}: must be finite and > 0")
+        if not (math.isfinite(t) and 0 < t <= _TMAX_MS_MAX):
+            raise InvalidInputError(f"{name} = {tmax_ms}: must be in (0, 86400000] (one day)")
         return max(1, round(t * 1e6))
 
     # -- intake ----------------------------------------------------------------------------
@@ -271,10 +272,12 @@ class AuctionEngine:
         if tmax_ms is not None:
             tm = _float_array("tmax_ms", tmax_ms, n)
             _check_len("tmax_ms", tm, n)
-            bad = np.flatnonzero(~(np.isfinite(tm) & (tm > 0)))
+            bad = np.flatnonzero(~(np.isfinite(tm) & (tm > 0) & (tm <= _TMAX_MS_MAX)))
             if bad.size:
                 i = int(bad[0])
-                raise InvalidInputError(f"tmax_ms[{i}] = {tm[i]}: must be finite and > 0")
+                raise InvalidInputError(
+                    f"tmax_ms[{i}] = {tm[i]}: must be in (0, 86400000] (one day)"
+                )
             t = np.maximum(np.round(tm * 1e6), 1).astype(np.uint64)
         if expected_bids is not None:
             eb = _int_array("expected_bids", expected_bids, n)

@@ -415,6 +415,7 @@ def test_bad_bid_values_raise_invalid_bid_error():
         ({"increment": -0.1}, "increment"),
         ({"tmax_ms": 0}, "tmax_ms"),
         ({"tmax_ms": math.nan}, "tmax_ms"),
+        ({"tmax_ms": 1e300}, "tmax_ms"),
         ({"capacity": 0}, "capacity"),
     ],
 )
@@ -431,6 +432,7 @@ def test_bad_engine_settings(kwargs, match):
         ({"auction_ids": [1, 2], "reserve": [0.1, math.nan]}, r"reserve\[1\]"),
         ({"auction_ids": [1, 2], "reserve": [0.1]}, r"reserve"),
         ({"auction_ids": [1, 2], "tmax_ms": [5, -1]}, r"tmax_ms\[1\]"),
+        ({"auction_ids": [1, 2], "tmax_ms": [5, 1e300]}, r"tmax_ms\[1\]"),
         ({"auction_ids": [1, 2], "expected_bids": [1, -1]}, r"expected_bids\[1\]"),
     ],
 )
