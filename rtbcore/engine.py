@@ -21,6 +21,10 @@ from _rtbcore import _AuctionEngine, _EventLog
 
 from rtbcore.errors import InvalidInputError
 
+# Bid kinds (``kinds=`` of AuctionEngine.submit), defined once with the bid record; for the
+# engine place and update both upsert.
+from rtbcore.streaming import BID_DTYPE, KIND_CANCEL, KIND_PLACE, KIND_UPDATE
+
 __all__ = [
     "AuctionEngine",
     "EventLog",
@@ -51,10 +55,6 @@ CLOSED_BY = ("deadline", "all_bids", "shutdown")
 REJECT_LATE = 1
 REJECT_UNKNOWN = 2
 
-#: Bid kinds (``kinds=`` of :meth:`AuctionEngine.submit`); place and update both upsert.
-KIND_PLACE = 0
-KIND_UPDATE = 1
-KIND_CANCEL = 2
 
 #: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``.
 RESULT_DTYPE = np.dtype(
@@ -341,8 +341,6 @@ class AuctionEngine:
         ``kind``; a record with ``timestamp_ns == 0`` is stamped now, others keep their stamp
         (the deadline is judged on it). Same validation, waiting and return as :meth:`submit`;
         errors name ``records.<field>[i]``."""
-        from rtbcore.streaming import BID_DTYPE
-
         if not isinstance(records, np.ndarray) or records.ndim != 1:
             raise InvalidInputError("records: expected a 1-D numpy array of BID_DTYPE")
         if records.dtype != BID_DTYPE:
