@@ -1682,7 +1682,27 @@ impl Worker {
         }
     }
 
+    /// Drops the heap entries of auctions that closed before their deadline (lazy deletion
+    /// leaves them behind) once they outnumber the open auctions, so memory follows the number
+    /// of open auctions rather than the opens of the last `tmax`. Amortized O(1) per close.
+    fn compact_deadlines(&mut self) {
+        if self.heap.len() <= 2 * self.map.len() + 4096 {
+            return;
+        }
+        let slab = &self.slab;
+        let live: Vec<_> = std::mem::take(&mut self.heap)
+            .into_vec()
+            .into_iter()
+            .filter(|std::cmp::Reverse((_, slot, gen))| {
+                let a = &slab[*slot as usize];
+                a.open && a.gen == *gen
+            })
+            .collect();
+        self.heap = BinaryHeap::from(live);
+    }
+
     fn expire(&mut self, now: u64) {
+        self.compact_deadlines();
         while let Some(&std::cmp::Reverse((d, slot, gen))) = self.heap.peek() {
             if d > now {
                 break;
