@@ -8,9 +8,6 @@ from typing import SupportsFloat as _ClFloat
 
 from typing_extensions import disjoint_base as _cl_disjoint_base
 
-# Cython's (empty) doctest dict, emitted since this module has def methods in cdef classes.
-__test__: dict[str, str]
-
 @_cl_disjoint_base
 class Bid:
     """One bid (see rtbcore.Bid)."""

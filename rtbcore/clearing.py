@@ -288,9 +288,14 @@ def _check_batch(batch: AuctionBatch) -> None:
 def _single(batch: AuctionBatch, rule: str, increment: float, on_invalid: str) -> ClearingResult:
     _check_batch(batch)
     raise_invalid = _on_invalid(on_invalid)
-    w, p, mtw, reason, n_bad = _rtbcore.clear_single(
+    n, m = batch.n_auctions, batch.n_bids
+    # uninitialised outputs (the kernel writes every element); allocated here, so that running
+    # out of memory is a plain MemoryError
+    w, p = np.empty(max(n, 0), np.int64), np.empty(max(n, 0), np.float64)
+    mtw, reason = np.empty(m, np.float64), np.empty(m, np.int32)
+    n_bad = _rtbcore.clear_single(
         batch._offsets, batch._prices, batch._quality, batch._reserve, rule, float(increment),
-        raise_invalid,
+        raise_invalid, w, p, mtw, reason,
     )
     return ClearingResult(w, p, mtw, reason, n_bad, batch._winner_bidders(w))
 
@@ -301,9 +306,11 @@ def _slots(
     _check_batch(batch)
     raise_invalid = _on_invalid(on_invalid)
     ctrs = _float_array("slot_ctrs", slot_ctrs)
-    w, p, n_bad = _rtbcore.clear_slots(
+    shape = (max(batch.n_auctions, 0), ctrs.shape[0])
+    w, p = np.empty(shape, np.int64), np.empty(shape, np.float64)
+    n_bad = _rtbcore.clear_slots(
         batch._offsets, batch._prices, batch._quality, batch._reserve, ctrs, rule,
-        float(increment), raise_invalid,
+        float(increment), raise_invalid, w, p,
     )
     return SlotResult(w, p, n_bad, batch._winner_bidders(w))
 

@@ -276,7 +276,7 @@ class PacingSimResult:
         n = len(self.pacers)
         cols = 3
         rows = math.ceil(n / cols)
-        fig = Figure(figsize=(10, 2.9 * rows), layout="constrained")
+        fig = Figure(figsize=(10, 3.1 * rows), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
         x = self.snap_hours
@@ -289,8 +289,9 @@ class PacingSimResult:
             ax.plot(x, self.traffic_share, color="tab:orange", lw=0.9, ls=":",
                     label="traffic share")
             m = self.metrics[p]
-            out = "never out" if m["exhaust_h"] >= 24.0 else f"out at {m['exhaust_h']:.1f} h"
-            ax.set_title(f"{p}: {m['slo']:.0%} within ±5%, budget {out} (median)", fontsize=9)
+            out = "never" if m["exhaust_h"] >= 24.0 else f"{m['exhaust_h']:.1f} h"
+            ax.set_title(f"{p}\n{m['slo']:.0%} within ±5%, median budget-out {out}",
+                         fontsize=8.5)
             ax.set_xlim(0, 24)
             ax.set_ylim(0, 1.05)
             ax.set_xticks(range(0, 25, 4))

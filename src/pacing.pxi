@@ -212,7 +212,7 @@ cdef object _pc_raise(int code, Py_ssize_t i, list arrays, tuple names, object e
         value = float(a) if a is not None else float("nan")
     else:
         idx = _pc_np.unravel_index(i, a.shape)
-        where = f"{name}[{', '.join(str(int(j)) for j in idx)}]"
+        where = f"{name}[{', '.join([str(int(j)) for j in idx])}]"
         value = float(a[idx])
     if kind == _PC_NONNEG:
         what = "must be finite and >= 0"
@@ -332,11 +332,11 @@ cdef Py_ssize_t _pc_k_cap(Py_ssize_t n, const _PcArg* a, bint with_time, unsigne
                           int* code) noexcept nogil:
     """The hard cap alone (the multiplier pacers' should_bid)."""
     cdef Py_ssize_t i, j, lo, hi
-    cdef double s, b, c, acc
+    cdef double s, b, c
     cdef const double* sp = a[_PC_A_SPENT].p
     cdef const double* bp = a[_PC_A_BUDGET].p
     cdef const double* cp = a[_PC_A_COST].p
-    cdef int k, ok
+    cdef int k
     if with_time:
         for i in range(n if (a[_PC_A_ELAPSED].s or a[_PC_A_TOTAL].s) else 1):
             k = _pc_check_time(a[_PC_A_ELAPSED].p[i * a[_PC_A_ELAPSED].s],
@@ -489,7 +489,7 @@ cdef class _Pacer:
         ``elapsed``/``total`` are validated when given, never needed: the cap does not depend on
         the time (and the clock is not read).
         """
-        cdef double s, b, c, e, t
+        cdef double s, b, c
         cdef int k
         if _pc_PyFloat_Check(spent) or _pc_PyLong_CheckExact(spent):
             if (_pc_PyFloat_Check(budget) or _pc_PyLong_CheckExact(budget)) and \
@@ -684,8 +684,9 @@ cdef class _ThrottlingPacer(_Pacer):
         shape = _pc_common_shape(arrays, _PC_PACING_NAMES)
         # validated by the kernel of the multiplier pacers (same argument rules)
         _pc_run_mult(0, arrays, _PC_PACING_NAMES)
-        s, b, e, t = (_pc_np.broadcast_to(a, shape if shape is not None else ())
-                      for a in (arrays[0], arrays[1], arrays[3], arrays[4]))
+        s, b, e, t = [_pc_np.broadcast_to(a, shape if shape is not None else ())
+                      for a in (arrays[0], arrays[1], arrays[3], arrays[4])]
+        p = None
         with _pc_np.errstate(all="ignore"):   # a tiny budget: used = inf, as in the kernel
             frac = e / t
             used = _pc_np.where(b > 0, s / _pc_np.where(b > 0, b, 1.0), 1.0)
@@ -914,8 +915,8 @@ cdef class _PIDPacer(_Pacer):
                              unsigned char* bout, _pc_u64* rng, int* code) noexcept nogil:
         """Controller output (want_bool 0) or should_bid (1), validating in the same pass."""
         cdef Py_ssize_t i
-        cdef double s, b, c = 0.0, e, t, u, cf, err, acc
-        cdef int k, ok
+        cdef double s, b, c = 0.0, e, t, u, cf
+        cdef int k
         cdef const _PcPid* g = &self._g
         cdef const double* sp = a[_PC_A_SPENT].p
         cdef const double* bp = a[_PC_A_BUDGET].p
@@ -970,8 +971,8 @@ cdef class _PIDPacer(_Pacer):
         cdef double[::1] o
         cdef unsigned char[::1] m
         cdef double v[5]
-        cdef double fout
-        cdef unsigned char bout
+        cdef double fout = 0.0
+        cdef unsigned char bout = 0
         if len(self._shape) == 0:
             # one campaign, scalars in: the same kernel on C doubles, no arrays
             if elapsed is None:
@@ -1048,7 +1049,7 @@ cdef class _PIDPacer(_Pacer):
         """Feed the controller: integrate the gap between spend and the target curve since the
         last update (with anti-windup) and refresh the derivative. All or nothing."""
         cdef _PcArg args[5]
-        cdef Py_ssize_t n = self._n, bad = -1, i
+        cdef Py_ssize_t n = self._n, bad = -1
         cdef int code = 0
         cdef double v[5]
         if len(self._shape) == 0:
@@ -1127,8 +1128,7 @@ cdef class _PIDPacer(_Pacer):
         cdef double* deriv = &self._mv_deriv[0]
         cdef double* prev = &self._mv_prev[0]
         cdef double imin = g.imin, imax = g.imax, base = g.base, kp = g.kp, ki = g.ki
-        cdef double kd = g.kd, lo = g.lo, hi = g.hi, cf, i0
-        cdef int pos, hold
+        cdef double kd = g.kd, lo = g.lo, hi = g.hi, cf
         if a[3].s == 0 and a[4].s == 0 and a[0].s == 1 and a[1].s == 1:
             # one clock for every campaign: the same arithmetic as below, as selects
             # (vectorised); a division by dt = 0 is computed and discarded
@@ -1191,7 +1191,7 @@ cdef object _pc_cum_profile(object profile):
     cum = _pc_np.empty(p.shape[0] + 1)
     cum[0] = 0.0
     _pc_np.cumsum(p / total, out=cum[1:])
-    cum[-1] = 1.0
+    cum[p.shape[0]] = 1.0        # exactly 1 at the end, whatever the rounding
     return _pc_np.minimum(cum, 1.0)
 
 

@@ -152,20 +152,49 @@ def test_from_sizes_rejects_negative_sizes():
         AuctionBatch.from_sizes([2, -1, 2], P)
 
 
+def _outs(n=1, m=3):
+    return (np.empty(n, np.int64), np.empty(n), np.empty(m), np.empty(m, np.int32))
+
+
 def test_native_functions_refuse_wrong_arrays_naming_the_argument():
     off, p = np.array([0, 3]), np.array(P)
+    args = (None, 0.0, "second", 0.0, True)
     with pytest.raises(InvalidInputError, match=r"prices: expected a 1-D array, got a 2-D"):
-        _rtbcore.clear_single(off, p.reshape(1, 3), None, 0.0, "second", 0.0, True)
+        _rtbcore.clear_single(off, p.reshape(1, 3), *args, *_outs())
     with pytest.raises(InvalidInputError, match="prices: expected dtype float64, got float32"):
-        _rtbcore.clear_single(off, p.astype(np.float32), None, 0.0, "second", 0.0, True)
+        _rtbcore.clear_single(off, p.astype(np.float32), *args, *_outs())
     with pytest.raises(InvalidInputError, match="quality: must be a contiguous array"):
-        _rtbcore.clear_single(off, p, np.ones(6)[::2], 0.0, "second", 0.0, True)
+        _rtbcore.clear_single(off, p, np.ones(6)[::2], *args[1:], *_outs())
     with pytest.raises(InvalidInputError, match="offsets: expected a 1-D numpy array of int64"):
-        _rtbcore.clear_single([0, 3], p, None, 0.0, "second", 0.0, True)
+        _rtbcore.clear_single([0, 3], p, *args, *_outs())
     with pytest.raises(InvalidInputError, match="rule"):
-        _rtbcore.clear_single(off, p, None, 0.0, "third", 0.0, True)
+        _rtbcore.clear_single(off, p, None, 0.0, "third", 0.0, True, *_outs())
     with pytest.raises(InvalidInputError, match="rule"):
-        _rtbcore.clear_slots(off, p, None, 0.0, np.ones(1), "first", 0.0, True)
+        _rtbcore.clear_slots(off, p, None, 0.0, np.ones(1), "first", 0.0, True,
+                             np.empty((1, 1), np.int64), np.empty((1, 1)))
+
+
+def test_native_functions_check_their_outputs():
+    off, p = np.array([0, 3]), np.array(P)
+    args = (None, 0.0, "second", 0.0, True)
+    w, pr, mtw, reason = _outs()
+    with pytest.raises(InvalidInputError, match="min_to_win: output must be contiguous with 3"):
+        _rtbcore.clear_single(off, p, *args, w, pr, np.empty(2), reason)
+    with pytest.raises(InvalidInputError, match="loss_reason: output must be a 1-D numpy array"):
+        _rtbcore.clear_single(off, p, *args, w, pr, mtw, np.empty(3, np.int64))
+    ro = np.empty(1, np.int64)
+    ro.flags.writeable = False
+    with pytest.raises(InvalidInputError, match="winner: output not writable"):
+        _rtbcore.clear_single(off, p, *args, ro, pr, mtw, reason)
+    # an output that aliases an input is refused by the borrow checker, not silently clobbered
+    with pytest.raises(InvalidInputError, match="min_to_win: output not writable"):
+        _rtbcore.clear_single(off, p, *args, w, pr, p, reason)
+    match = r"price: output must be C-contiguous of shape \(1, 2\)"
+    with pytest.raises(InvalidInputError, match=match):
+        _rtbcore.clear_slots(off, p, None, 0.0, np.ones(2), "gsp", 0.0, True,
+                             np.empty((1, 2), np.int64), np.empty((2, 1)))
+    assert _rtbcore.clear_single(off, p, *args, w, pr, mtw, reason) == 0
+    assert w.tolist() == [2] and reason.tolist() == [102, 102, 0]
 
 
 def test_mutating_a_batch_after_construction_is_rechecked():

@@ -780,3 +780,66 @@ def test_adaptive_with_a_minute_profile():
     assert p.target(DAY) == 1.0
     # nothing due before 04:00: any spend then is ahead of the curve
     assert (p.multiplier(np.array([1.0, 1.0]), elapsed=3 * 3600.0) < 1.0).all()
+
+
+# ---- PID as a state machine: valid and rejected calls interleaved, against the oracle ----------
+
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
+
+
+class PIDMachine(RuleBasedStateMachine):
+    N = 4
+
+    @initialize(gains=st.sampled_from([(10.0, 50.0, 0.0), (1.0, 5.0, 0.01), (50.0, 500.0, 0.0)]),
+                adaptive=st.booleans())
+    def start(self, gains, adaptive):
+        kp, ki, kd = gains
+        self.budget = np.array([0.0, 10.0, 100.0, 5000.0])
+        profile = (np.arange(24) % 5 + 1.0) if adaptive else None
+        self.pacer = PIDPacer(self.budget, clock=FakeClock(), kp=kp, ki=ki, kd=kd,
+                              profile=profile)
+        self.ref = RefPID(self.budget, DAY, kp, ki, kd, 1.0, 0.1, 3.0, profile)
+        self.t = 0.0
+
+    def spend(self, scale):
+        return self.budget * (self.t / DAY) * np.array(scale)
+
+    @rule(dt=st.floats(0.0, 7200.0), scale=st.lists(st.floats(0.0, 2.0), min_size=4,
+                                                    max_size=4))
+    def update(self, dt, scale):
+        self.t = min(DAY, self.t + dt)
+        s = self.spend(scale)
+        self.pacer.update(s, self.t)
+        for i in range(self.N):
+            self.ref.update(i, s[i], self.t)
+
+    @rule(scale=st.lists(st.floats(0.0, 2.0), min_size=4, max_size=4))
+    def query(self, scale):
+        s = self.spend(scale)
+        out = self.pacer.output(s, elapsed=self.t)
+        np.testing.assert_allclose(out, [self.ref.out(i, s[i], self.t) for i in range(self.N)],
+                                   rtol=1e-12, atol=1e-12)
+
+    @rule(at=st.integers(0, 3), bad=st.sampled_from([math.nan, -1.0, math.inf]),
+          back=st.booleans())
+    def rejected(self, at, bad, back):
+        s = self.spend([1.0] * 4)
+        if back and self.t > 0:
+            with pytest.raises(InvalidInputError, match="backwards"):
+                self.pacer.update(s, self.t / 2)
+        else:
+            s[at] = bad
+            with pytest.raises(InvalidInputError, match=rf"spent\[{at}\]"):
+                self.pacer.update(s, self.t)
+
+    @invariant()
+    def state_matches_the_oracle(self):
+        if not hasattr(self, "pacer"):
+            return
+        np.testing.assert_allclose(self.pacer.integral, self.ref.I, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(self.pacer.last_update, self.ref.last)
+        np.testing.assert_allclose(self.pacer.last_error, self.ref.prev, rtol=1e-12, atol=1e-15)
+
+
+PIDMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+test_pid_state_machine = PIDMachine.TestCase

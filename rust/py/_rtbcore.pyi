@@ -1,7 +1,5 @@
 """Stubs of the PyO3 module _rtbcore (rust/py/src). Users import rtbcore, never this module."""
 
-# every name the module exports (the areas below add theirs here at integration)
-__all__ = ["__version__"]
 __version__: str
 
 # --- clearing.rs ---
@@ -27,13 +25,11 @@ def clear_single(
     rule: str,
     increment: float,
     raise_invalid: bool,
-) -> tuple[
-    _cl_npt.NDArray[_cl_np.int64],
-    _cl_npt.NDArray[_cl_np.float64],
-    _cl_npt.NDArray[_cl_np.float64],
-    _cl_npt.NDArray[_cl_np.int32],
-    int,
-]: ...
+    winner: _cl_npt.NDArray[_cl_np.int64],
+    price: _cl_npt.NDArray[_cl_np.float64],
+    min_to_win: _cl_npt.NDArray[_cl_np.float64],
+    loss_reason: _cl_npt.NDArray[_cl_np.int32],
+) -> int: ...
 def clear_slots(
     offsets: _cl_npt.NDArray[_cl_np.int64],
     prices: _cl_npt.NDArray[_cl_np.float64],
@@ -43,7 +39,9 @@ def clear_slots(
     rule: str,
     increment: float,
     raise_invalid: bool,
-) -> tuple[_cl_npt.NDArray[_cl_np.int64], _cl_npt.NDArray[_cl_np.float64], int]: ...
+    winner: _cl_npt.NDArray[_cl_np.int64],
+    price: _cl_npt.NDArray[_cl_np.float64],
+) -> int: ...
 
 # --- queue.rs ---
 

@@ -26,15 +26,7 @@ fn bench(c: &mut Criterion) {
         let (mut m, mut r) = (vec![0.0; n_bids], vec![0i32; n_bids]);
         g.bench_function(format!("second_price_{per}"), |b| {
             b.iter(|| {
-                clear_single_into(
-                    &batch,
-                    SinglePrice::Second,
-                    0.01,
-                    &mut w,
-                    &mut p,
-                    &mut m,
-                    &mut r,
-                )
+                clear_single_into(&batch, SinglePrice::Second, 0.01, &mut w, &mut p, &mut m, &mut r)
             })
         });
         let ctrs = [1.0, 0.8, 0.6, 0.4, 0.2];

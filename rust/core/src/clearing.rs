@@ -114,10 +114,7 @@ impl<'a> Batch<'a> {
                 if rs.len() != n_auctions {
                     return Err(CoreError::invalid(
                         "reserve",
-                        format!(
-                            "has {} entries but the batch has {n_auctions} auctions",
-                            rs.len()
-                        ),
+                        format!("has {} entries but the batch has {n_auctions} auctions", rs.len()),
                     ));
                 }
                 for (a, &r) in rs.iter().enumerate() {
@@ -125,12 +122,7 @@ impl<'a> Batch<'a> {
                 }
             }
         }
-        Ok(Batch {
-            offsets,
-            prices,
-            quality,
-            reserve,
-        })
+        Ok(Batch { offsets, prices, quality, reserve })
     }
 
     #[inline]
@@ -206,10 +198,7 @@ fn check_reserve(r: f64, index: Option<usize>) -> Result<(), CoreError> {
         return Ok(());
     }
     let at = index.map(|a| format!("[{a}]")).unwrap_or_default();
-    Err(CoreError::invalid(
-        "reserve",
-        format!("reserve{at} = {r}: must be finite and >= 0"),
-    ))
+    Err(CoreError::invalid("reserve", format!("reserve{at} = {r}: must be finite and >= 0")))
 }
 
 /// Checks an increment (finite, >= 0).
@@ -227,10 +216,7 @@ pub fn check_increment(increment: f64) -> Result<(), CoreError> {
 /// Checks position-auction slot factors: non-empty, finite, > 0, non-increasing.
 pub fn check_slot_ctrs(ctrs: &[f64]) -> Result<(), CoreError> {
     if ctrs.is_empty() {
-        return Err(CoreError::invalid(
-            "slot_ctrs",
-            "must hold at least one slot",
-        ));
+        return Err(CoreError::invalid("slot_ctrs", "must hold at least one slot"));
     }
     for (s, &c) in ctrs.iter().enumerate() {
         if !(c.is_finite() && c > 0.0) {
@@ -371,13 +357,7 @@ fn top2<const Q: bool>(p: &[f64], q: &[f64], reserve: f64) -> (usize, f64, f64) 
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        top2_scalar::<Q>(
-            p,
-            q,
-            reserve,
-            0,
-            (usize::MAX, f64::NEG_INFINITY, f64::NEG_INFINITY),
-        )
+        top2_scalar::<Q>(p, q, reserve, 0, (usize::MAX, f64::NEG_INFINITY, f64::NEG_INFINITY))
     }
 }
 
@@ -498,11 +478,7 @@ fn top2_sse2<const Q: bool>(p: &[f64], q: &[f64], reserve: f64) -> (usize, f64, 
     for l in 0..4 {
         a2 = fmax(a2, sel(l == m, l2[l], l1[l]));
     }
-    let best = if a1 == f64::NEG_INFINITY {
-        usize::MAX
-    } else {
-        b1 as usize
-    };
+    let best = if a1 == f64::NEG_INFINITY { usize::MAX } else { b1 as usize };
     top2_scalar::<Q>(p, q, reserve, full, (best, a1, a2))
 }
 
@@ -529,10 +505,7 @@ fn write_losers<const Q: bool>(
 ) -> usize {
     let mut n_bad = 0u32;
     if Q {
-        let it = p
-            .iter()
-            .zip(q)
-            .zip(min_to_win.iter_mut().zip(loss_reason.iter_mut()));
+        let it = p.iter().zip(q).zip(min_to_win.iter_mut().zip(loss_reason.iter_mut()));
         for ((&pi, &qi), (m, r)) in it {
             let valid = price_is_valid(pi) & quality_is_valid(qi);
             let elig = valid & (pi > 0.0) & (pi >= reserve);
@@ -542,10 +515,7 @@ fn write_losers<const Q: bool>(
         }
     } else {
         let lose = fmax(reserve, target_adj);
-        for (&pi, (m, r)) in p
-            .iter()
-            .zip(min_to_win.iter_mut().zip(loss_reason.iter_mut()))
-        {
+        for (&pi, (m, r)) in p.iter().zip(min_to_win.iter_mut().zip(loss_reason.iter_mut())) {
             let valid = price_is_valid(pi);
             let elig = valid & (pi > 0.0) & (pi >= reserve);
             *m = sel(valid, lose, f64::NAN);
@@ -571,14 +541,7 @@ fn segment_single<const Q: bool>(
     let (best, a1, a2) = top2::<Q>(p, q, reserve);
     if best == usize::MAX {
         let n_bad = write_losers::<Q>(p, q, reserve, 0.0, min_to_win, loss_reason);
-        return (
-            SegmentOutcome {
-                winner: -1,
-                price: 0.0,
-                winner_min_to_win: f64::NAN,
-            },
-            n_bad,
-        );
+        return (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, n_bad);
     }
     let pw = p[best];
     let qw = if Q { q[best] } else { 1.0 };
@@ -594,14 +557,7 @@ fn segment_single<const Q: bool>(
     let n_bad = write_losers::<Q>(p, q, reserve, target_adj, min_to_win, loss_reason);
     min_to_win[best] = floor_to_beat;
     loss_reason[best] = LOSS_WON;
-    (
-        SegmentOutcome {
-            winner: best as i64,
-            price,
-            winner_min_to_win: floor_to_beat,
-        },
-        n_bad,
-    )
+    (SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }, n_bad)
 }
 
 /// Clears one single-slot auction. `quality = None` means all 1.0. Writes each bid's
@@ -627,16 +583,8 @@ pub fn clear_segment(
             segment_single::<true>(rule, prices, q, reserve, increment, min_to_win, loss_reason).0
         }
         None => {
-            segment_single::<false>(
-                rule,
-                prices,
-                &[],
-                reserve,
-                increment,
-                min_to_win,
-                loss_reason,
-            )
-            .0
+            segment_single::<false>(rule, prices, &[], reserve, increment, min_to_win, loss_reason)
+                .0
         }
     }
 }
@@ -667,11 +615,7 @@ fn single_into<const Q: bool>(
             &mut min_to_win[seg.clone()],
             &mut loss_reason[seg.clone()],
         );
-        *w = if out.winner >= 0 {
-            seg.start as i64 + out.winner
-        } else {
-            -1
-        };
+        *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
         *pr = out.price;
         n_bad += bad;
     }
@@ -704,37 +648,13 @@ pub fn clear_single_into(
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe {
-            single_into_avx2(
-                batch,
-                rule,
-                increment,
-                winner,
-                price,
-                min_to_win,
-                loss_reason,
-            )
+            single_into_avx2(batch, rule, increment, winner, price, min_to_win, loss_reason)
         };
     }
     if batch.quality.is_some() {
-        single_into::<true>(
-            batch,
-            rule,
-            increment,
-            winner,
-            price,
-            min_to_win,
-            loss_reason,
-        )
+        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     } else {
-        single_into::<false>(
-            batch,
-            rule,
-            increment,
-            winner,
-            price,
-            min_to_win,
-            loss_reason,
-        )
+        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -752,25 +672,9 @@ unsafe fn single_into_avx2(
     loss_reason: &mut [i32],
 ) -> usize {
     if batch.quality.is_some() {
-        single_into::<true>(
-            batch,
-            rule,
-            increment,
-            winner,
-            price,
-            min_to_win,
-            loss_reason,
-        )
+        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     } else {
-        single_into::<false>(
-            batch,
-            rule,
-            increment,
-            winner,
-            price,
-            min_to_win,
-            loss_reason,
-        )
+        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -976,10 +880,7 @@ unsafe fn top_k_rank_avx2<const Q: bool>(
                 // a true lane is all ones = -1 as i64
                 cnt = _mm256_sub_epi64(cnt, _mm256_castpd_si256(above));
             }
-            let s = _mm_add_epi64(
-                _mm256_castsi256_si128(cnt),
-                _mm256_extracti128_si256::<1>(cnt),
-            );
+            let s = _mm_add_epi64(_mm256_castsi256_si128(cnt), _mm256_extracti128_si256::<1>(cnt));
             let rank = (_mm_cvtsi128_si64(s) + _mm_extract_epi64::<1>(s)) as usize;
             ranked[rank % RANK_MAX] = (a, i);
         }
@@ -1084,24 +985,12 @@ pub fn clear_segment_slots(
             assert_eq!(q.len(), prices.len());
             let (len, _) = top_k_any::<true>(prices, q, reserve, scratch);
             let top = &scratch[..len];
-            price_slots::<true>(
-                rule, prices, q, reserve, increment, ctrs, top, winner, price,
-            );
+            price_slots::<true>(rule, prices, q, reserve, increment, ctrs, top, winner, price);
         }
         None => {
             let (len, _) = top_k_any::<false>(prices, &[], reserve, scratch);
             let top = &scratch[..len];
-            price_slots::<false>(
-                rule,
-                prices,
-                &[],
-                reserve,
-                increment,
-                ctrs,
-                top,
-                winner,
-                price,
-            );
+            price_slots::<false>(rule, prices, &[], reserve, increment, ctrs, top, winner, price);
         }
     }
 }
@@ -1196,12 +1085,7 @@ unsafe fn slots_into_avx2(
 fn clear_slots(batch: &Batch<'_>, rule: SlotPrice, ctrs: &[f64], increment: f64) -> SlotResult {
     let k = ctrs.len();
     let n = batch.n_auctions();
-    let mut r = SlotResult {
-        k,
-        winner: vec![-1; n * k],
-        price: vec![0.0; n * k],
-        n_invalid: 0,
-    };
+    let mut r = SlotResult { k, winner: vec![-1; n * k], price: vec![0.0; n * k], n_invalid: 0 };
     r.n_invalid = clear_slots_into(batch, rule, ctrs, increment, &mut r.winner, &mut r.price);
     r
 }
@@ -1263,10 +1147,7 @@ mod tests {
         let off = [0, 3];
         let p = [f64::NAN, 1.0, -1.0];
         let b = batch(&off, &p, None, 0.0);
-        assert!(matches!(
-            b.first_invalid_bid(),
-            Some(CoreError::InvalidBid { index: 0, .. })
-        ));
+        assert!(matches!(b.first_invalid_bid(), Some(CoreError::InvalidBid { index: 0, .. })));
         let r = clear_first_price(&b);
         assert_eq!(r.winner, vec![1]);
         assert_eq!(r.loss_reason, vec![3, 0, 3]);
@@ -1356,6 +1237,28 @@ mod tests {
             let g = clear_gsp(&b, &ctrs, 0.0);
             proptest::prop_assert_eq!(&g.winner, &w);
             proptest::prop_assert_eq!(&g.price, &pr);
+            // the baseline (non-AVX2) batch kernels give the same answers as the dispatched ones
+            for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
+                let d = clear_slots(&b, rule, &ctrs, 0.01);
+                let (mut bw, mut bp) = (vec![0; k], vec![0.0; k]);
+                let bad = if use_q {
+                    slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                } else {
+                    slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                };
+                proptest::prop_assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad));
+            }
+            let d = clear_second_price(&b, 0.01);
+            let (mut bw, mut bp, mut bm, mut br) = (vec![0; 1], vec![0.0; 1], vec![0.0; n], vec![0; n]);
+            let bad = if use_q {
+                single_into::<true>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+            } else {
+                single_into::<false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+            };
+            proptest::prop_assert_eq!((&d.winner, &d.price, &d.loss_reason, d.n_invalid), (&bw, &bp, &br, bad));
+            for (x, y) in d.min_to_win.iter().zip(&bm) {
+                proptest::prop_assert!(x == y || (x.is_nan() && y.is_nan()));
+            }
         }
     }
 
@@ -1382,11 +1285,7 @@ mod tests {
         let b = batch(&off, &p, Some(&q), 0.0);
         assert!(matches!(
             b.first_invalid_bid(),
-            Some(CoreError::InvalidBid {
-                field: "quality",
-                index: 1,
-                ..
-            })
+            Some(CoreError::InvalidBid { field: "quality", index: 1, .. })
         ));
         let r = clear_second_price(&b, 0.0);
         assert_eq!(r.n_invalid, 2);

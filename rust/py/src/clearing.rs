@@ -1,14 +1,15 @@
 //! Python bindings for `rtbcore_core::clearing`: numpy arrays in, numpy arrays out.
 //!
-//! Each function borrows its inputs as read-only slices, allocates its outputs as numpy arrays
-//! (uninitialised: the kernels write every element), and runs the kernel with the GIL released.
+//! Each function borrows its inputs as read-only slices and its outputs (numpy arrays the
+//! caller allocated with `np.empty`: the kernels write every element) as mutable slices, checks
+//! every shape, and runs the kernel with the GIL released.
 //! `rtbcore/clearing.py` converts arguments (float32, non-contiguous, lists) once before calling
 //! here; these functions still refuse anything that is not a 1-D contiguous array of the right
 //! dtype, naming the argument.
 
 use numpy::{
-    Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
-    PyUntypedArrayMethods,
+    Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadwriteArray1,
+    PyReadwriteArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use rtbcore_core::clearing::{
@@ -31,9 +32,7 @@ fn view<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<PyReadonlyArray1<'py, T>> {
     if let Ok(arr) = obj.cast::<PyArray1<T>>() {
-        let ro = arr
-            .try_readonly()
-            .map_err(|e| bad(field, format!("cannot be borrowed: {e}")))?;
+        let ro = arr.try_readonly().map_err(|e| bad(field, format!("cannot be borrowed: {e}")))?;
         if ro.as_slice().is_err() {
             return Err(bad(field, "must be a contiguous array"));
         }
@@ -50,17 +49,11 @@ fn view<'py, T: Element>(
                 ),
             ));
         }
-        return Err(bad(
-            field,
-            format!("expected dtype {dtype}, got {}", arr.dtype()),
-        ));
+        return Err(bad(field, format!("expected dtype {dtype}, got {}", arr.dtype())));
     }
     Err(bad(
         field,
-        format!(
-            "expected a 1-D numpy array of {dtype}, got {}",
-            obj.get_type().name()?
-        ),
+        format!("expected a 1-D numpy array of {dtype}, got {}", obj.get_type().name()?),
     ))
 }
 
@@ -75,35 +68,45 @@ enum ReserveView<'py> {
 
 fn reserve_view<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ReserveView<'py>> {
     if obj.cast::<PyUntypedArray>().is_ok() {
-        return Ok(ReserveView::PerAuction(view::<f64>(
-            "reserve", "float64", obj,
-        )?));
+        return Ok(ReserveView::PerAuction(view::<f64>("reserve", "float64", obj)?));
     }
     obj.extract::<f64>()
         .map(ReserveView::Scalar)
         .map_err(|_| bad("reserve", "expected a number or a 1-D float64 array"))
 }
 
-/// Allocates an uninitialised 1-D output array.
-fn output<'py, T: Element>(py: Python<'py>, n: usize) -> Bound<'py, PyArray1<T>> {
-    // SAFETY: the array is fresh and owned here; T is a plain number type (i32 / i64 / f64) with
-    // no invalid bit patterns and nothing to drop, and the kernels write every element before
-    // the array is handed to Python.
-    unsafe { PyArray1::<T>::new(py, n, false) }
+/// A writable 1-D contiguous output of `T` with `len` elements, or `InvalidInputError`.
+fn out1<'py, T: Element>(
+    field: &'static str,
+    obj: &Bound<'py, PyAny>,
+    len: usize,
+) -> PyResult<PyReadwriteArray1<'py, T>> {
+    let arr = obj
+        .cast::<PyArray1<T>>()
+        .map_err(|_| bad(field, "output must be a 1-D numpy array of the right dtype"))?;
+    let rw = arr.try_readwrite().map_err(|e| bad(field, format!("output not writable: {e}")))?;
+    if !rw.is_contiguous() || rw.len() != len {
+        return Err(bad(field, format!("output must be contiguous with {len} elements")));
+    }
+    Ok(rw)
 }
 
-fn output2<'py, T: Element>(py: Python<'py>, n: usize, k: usize) -> Bound<'py, PyArray2<T>> {
-    // SAFETY: as in `output`.
-    unsafe { PyArray2::<T>::new(py, [n, k], false) }
+/// A writable 2-D C-contiguous `[n, k]` output of `T`, or `InvalidInputError`.
+fn out2<'py, T: Element>(
+    field: &'static str,
+    obj: &Bound<'py, PyAny>,
+    n: usize,
+    k: usize,
+) -> PyResult<PyReadwriteArray2<'py, T>> {
+    let arr = obj
+        .cast::<PyArray2<T>>()
+        .map_err(|_| bad(field, "output must be a 2-D numpy array of the right dtype"))?;
+    let rw = arr.try_readwrite().map_err(|e| bad(field, format!("output not writable: {e}")))?;
+    if !rw.is_c_contiguous() || rw.shape() != [n, k] {
+        return Err(bad(field, format!("output must be C-contiguous of shape ({n}, {k})")));
+    }
+    Ok(rw)
 }
-
-type SingleOut<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<i32>>,
-    usize,
-);
 
 /// Checks the structure of a batch (offsets, lengths, reserve); raises `InvalidInputError`.
 #[pyfunction]
@@ -116,9 +119,7 @@ fn check_auction_batch(
 ) -> PyResult<()> {
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality
-        .map(|q| view::<f64>("quality", "float64", q))
-        .transpose()?;
+    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -128,9 +129,12 @@ fn check_auction_batch(
     Ok(())
 }
 
-/// Single-slot clearing: returns `(winner, price, min_to_win, loss_reason, n_invalid)`.
+/// Single-slot clearing into the caller's (uninitialised) outputs `winner` int64[n_auctions],
+/// `price` float64[n_auctions], `min_to_win` float64[n_bids], `loss_reason` int32[n_bids];
+/// returns the number of invalid bids. The caller allocates the outputs (with `np.empty`) so
+/// that running out of memory is a plain `MemoryError` in Python.
 #[pyfunction]
-#[pyo3(signature = (offsets, prices, quality, reserve, rule, increment, raise_invalid))]
+#[pyo3(signature = (offsets, prices, quality, reserve, rule, increment, raise_invalid, winner, price, min_to_win, loss_reason))]
 #[allow(clippy::too_many_arguments)]
 fn clear_single<'py>(
     py: Python<'py>,
@@ -141,23 +145,20 @@ fn clear_single<'py>(
     rule: &str,
     increment: f64,
     raise_invalid: bool,
-) -> PyResult<SingleOut<'py>> {
+    winner: &Bound<'py, PyAny>,
+    price: &Bound<'py, PyAny>,
+    min_to_win: &Bound<'py, PyAny>,
+    loss_reason: &Bound<'py, PyAny>,
+) -> PyResult<usize> {
     let rule = match rule {
         "first" => SinglePrice::First,
         "second" => SinglePrice::Second,
-        other => {
-            return Err(bad(
-                "rule",
-                format!("expected 'first' or 'second', got {other:?}"),
-            ))
-        }
+        other => return Err(bad("rule", format!("expected 'first' or 'second', got {other:?}"))),
     };
     check_increment(increment).map_err(to_pyerr)?;
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality
-        .map(|q| view::<f64>("quality", "float64", q))
-        .transpose()?;
+    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -165,38 +166,25 @@ fn clear_single<'py>(
     };
     let batch = Batch::new(slice(&off), slice(&pr), q.as_ref().map(slice), r).map_err(to_pyerr)?;
     let (n, m) = (batch.n_auctions(), batch.n_bids());
-    let winner = output::<i64>(py, n);
-    let price = output::<f64>(py, n);
-    let mtw = output::<f64>(py, m);
-    let reason = output::<i32>(py, m);
-    let n_bad = {
-        let (mut w, mut p) = (winner.readwrite(), price.readwrite());
-        let (mut t, mut l) = (mtw.readwrite(), reason.readwrite());
-        let (w, p) = (
-            w.as_slice_mut().expect("fresh"),
-            p.as_slice_mut().expect("fresh"),
-        );
-        let (t, l) = (
-            t.as_slice_mut().expect("fresh"),
-            l.as_slice_mut().expect("fresh"),
-        );
-        detach(py, || {
-            clear_single_into(&batch, rule, increment, w, p, t, l)
-        })
-    };
+    let (mut w, mut p) = (out1::<i64>("winner", winner, n)?, out1::<f64>("price", price, n)?);
+    let mut t = out1::<f64>("min_to_win", min_to_win, m)?;
+    let mut l = out1::<i32>("loss_reason", loss_reason, m)?;
+    let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
+    let (t, l) = (t.as_slice_mut().expect("checked"), l.as_slice_mut().expect("checked"));
+    let n_bad = detach(py, || clear_single_into(&batch, rule, increment, w, p, t, l));
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
             return Err(to_pyerr(e));
         }
     }
-    Ok((winner, price, mtw, reason, n_bad))
+    Ok(n_bad)
 }
 
-/// Position-auction clearing: returns `(winner[n, k], price[n, k], n_invalid)`.
+/// Position-auction clearing into the caller's outputs `winner` int64[n_auctions, k] and
+/// `price` float64[n_auctions, k]; returns the number of invalid bids.
 #[pyfunction]
-#[pyo3(signature = (offsets, prices, quality, reserve, slot_ctrs, rule, increment, raise_invalid))]
+#[pyo3(signature = (offsets, prices, quality, reserve, slot_ctrs, rule, increment, raise_invalid, winner, price))]
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::type_complexity)]
 fn clear_slots<'py>(
     py: Python<'py>,
     offsets: &Bound<'py, PyAny>,
@@ -207,16 +195,13 @@ fn clear_slots<'py>(
     rule: &str,
     increment: f64,
     raise_invalid: bool,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f64>>, usize)> {
+    winner: &Bound<'py, PyAny>,
+    price: &Bound<'py, PyAny>,
+) -> PyResult<usize> {
     let rule = match rule {
         "gsp" => SlotPrice::Gsp,
         "vcg" => SlotPrice::Vcg,
-        other => {
-            return Err(bad(
-                "rule",
-                format!("expected 'gsp' or 'vcg', got {other:?}"),
-            ))
-        }
+        other => return Err(bad("rule", format!("expected 'gsp' or 'vcg', got {other:?}"))),
     };
     check_increment(increment).map_err(to_pyerr)?;
     let ctrs_view = view::<f64>("slot_ctrs", "float64", slot_ctrs)?;
@@ -224,9 +209,7 @@ fn clear_slots<'py>(
     check_slot_ctrs(ctrs).map_err(to_pyerr)?;
     let off = view::<i64>("offsets", "int64", offsets)?;
     let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality
-        .map(|q| view::<f64>("quality", "float64", q))
-        .transpose()?;
+    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
     let res = reserve_view(reserve)?;
     let r = match &res {
         ReserveView::Scalar(x) => Reserve::Scalar(*x),
@@ -234,22 +217,16 @@ fn clear_slots<'py>(
     };
     let batch = Batch::new(slice(&off), slice(&pr), q.as_ref().map(slice), r).map_err(to_pyerr)?;
     let (n, k) = (batch.n_auctions(), ctrs.len());
-    let winner = output2::<i64>(py, n, k);
-    let price = output2::<f64>(py, n, k);
-    let n_bad = {
-        let (mut w, mut p) = (winner.readwrite(), price.readwrite());
-        let (w, p) = (
-            w.as_slice_mut().expect("fresh"),
-            p.as_slice_mut().expect("fresh"),
-        );
-        detach(py, || clear_slots_into(&batch, rule, ctrs, increment, w, p))
-    };
+    let mut w = out2::<i64>("winner", winner, n, k)?;
+    let mut p = out2::<f64>("price", price, n, k)?;
+    let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
+    let n_bad = detach(py, || clear_slots_into(&batch, rule, ctrs, increment, w, p));
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
             return Err(to_pyerr(e));
         }
     }
-    Ok((winner, price, n_bad))
+    Ok(n_bad)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
