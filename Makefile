@@ -8,7 +8,7 @@ CARGO  ?= cargo
 BUILD_DEPS := "maturin>=1.7,<2" "Cython>=3.0,<4" "numpy>=1.26,<3" "setuptools>=68" wheel
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-rust test-py bench bench-rust lint clean
+.PHONY: help install demo test test-rust test-loom test-py bench bench-rust lint clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ test: install test-rust test-py  ## set up and run the whole test suite (cargo t
 
 test-rust:  ## the core crate's unit, integration and doc tests
 	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core
+
+# Not part of `make test`: the models run in ~2 s, but the loom cfg rebuilds the crate and its
+# dev-dependencies in their own target dir, ~3 min from cold on the 2-core CI box.
+test-loom:  ## loom model of the lock-free bid queue (RUSTFLAGS=--cfg rtbcore_loom)
+	RUSTFLAGS="--cfg rtbcore_loom" CARGO_TARGET_DIR=rust/target/loom \
+	    $(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core --test queue_loom
 
 test-py:  ## the Python test suite (needs make install)
 	$(BIN)/pytest

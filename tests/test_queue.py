@@ -49,6 +49,14 @@ def test_push_pop_fifo_full_and_refused_count() -> None:
     assert len(q.pop_many(100)) == 0
 
 
+def test_capacity_one_queue_never_holds_two() -> None:
+    q = BidQueue(1)
+    for i in range(4):
+        assert q.push(i, 0, 1.0) and not q.push(99, 0, 1.0)
+        assert q.push_many(bids(0, 3)) == 0
+        assert q.pop_many(5)["auction_id"].tolist() == [i]
+
+
 def test_push_many_round_trips_every_field() -> None:
     q = BidQueue(1000)
     b = bids(0, 1000)

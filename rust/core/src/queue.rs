@@ -6,11 +6,15 @@
 //! batch reservation, so that `push_many` / `pop_into` of a block cost one CAS instead of one per
 //! record:
 //! - a producer at tail `t` scans forward over the slots whose stamp says "free for position
-//!   `t + k`" (stamp == position), then claims them all with one CAS `tail: t -> t + k`, copies
-//!   the records and publishes each slot with a Release store of `position + 1`;
+//!   `t + k`" (stamp == 2·position), then claims them all with one CAS `tail: t -> t + k`,
+//!   copies the records and publishes each slot with a Release store of `2·position + 1`;
 //! - a consumer at head `h` scans forward over the slots whose stamp says "filled for position
-//!   `h + k`" (stamp == position + 1), claims them with one CAS on `head`, copies them out and
-//!   frees each slot with a Release store of `position + capacity`.
+//!   `h + k`" (stamp == 2·position + 1), claims them with one CAS on `head`, copies them out and
+//!   frees each slot with a Release store of `2·(position + capacity)`.
+//!
+//! (Doubling the positions keeps "filled for p" and "free for p + capacity" distinct even for
+//! a capacity of 1, where Vyukov's original `p + 1` / `p + capacity` stamps coincide; loom
+//! found that case.)
 //!
 //! A scanned slot cannot change hands between the scan and the CAS: only the owner of its
 //! position changes its stamp, and owning it takes the CAS that would then fail. Positions are
@@ -39,7 +43,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use self::primitive::{AtomicBool, AtomicU64, Ordering, SlotCell};
+use self::primitive::{copy_in, copy_out, AtomicBool, AtomicU64, Ordering, SlotCell};
 use crate::error::CoreError;
 use crate::record::{BidRecord, KIND_CANCEL};
 
@@ -48,25 +52,37 @@ use crate::record::{BidRecord, KIND_CANCEL};
 mod primitive {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    #[repr(transparent)]
     pub(crate) struct SlotCell<T>(std::cell::UnsafeCell<T>);
 
     impl<T: Copy> SlotCell<T> {
         pub(crate) fn new(v: T) -> Self {
             SlotCell(std::cell::UnsafeCell::new(v))
         }
-        /// # Safety
-        /// The caller owns the slot (its position was claimed by CAS and its stamp says filled).
-        #[inline]
-        pub(crate) unsafe fn read(&self) -> T {
-            // SAFETY: per the contract, no one writes the cell concurrently.
-            unsafe { *self.0.get() }
-        }
-        /// # Safety
-        /// The caller owns the slot (its position was claimed by CAS and its stamp says free).
-        #[inline]
-        pub(crate) unsafe fn write(&self, v: T) {
-            // SAFETY: per the contract, no one reads or writes the cell concurrently.
-            unsafe { *self.0.get() = v }
+    }
+
+    /// Copies `src` into `cells` (same length) with one memcpy.
+    ///
+    /// # Safety
+    /// The caller owns every cell: claimed by CAS, stamps saying free.
+    #[inline]
+    pub(crate) unsafe fn copy_in<T: Copy>(cells: &[SlotCell<T>], src: &[T]) {
+        debug_assert_eq!(cells.len(), src.len());
+        // SAFETY: SlotCell<T> is repr(transparent) over UnsafeCell<T>, itself over T, so the
+        // cells are `len` contiguous Ts that we own; `src` is a distinct borrow.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), cells.as_ptr() as *mut T, src.len()) }
+    }
+
+    /// Copies `cells` into `dst` (same length) with one memcpy.
+    ///
+    /// # Safety
+    /// The caller owns every cell: claimed by CAS, stamps saying filled.
+    #[inline]
+    pub(crate) unsafe fn copy_out<T: Copy>(cells: &[SlotCell<T>], dst: &mut [T]) {
+        debug_assert_eq!(cells.len(), dst.len());
+        // SAFETY: as in `copy_in`; `dst` is an exclusive borrow distinct from the cells.
+        unsafe {
+            std::ptr::copy_nonoverlapping(cells.as_ptr() as *const T, dst.as_mut_ptr(), dst.len())
         }
     }
 }
@@ -92,6 +108,24 @@ mod primitive {
         pub(crate) unsafe fn write(&self, v: T) {
             // SAFETY: loom tracks the access and reports a race.
             self.0.with_mut(|p| unsafe { *p = v })
+        }
+    }
+
+    /// # Safety
+    /// As in the std version; one tracked write per cell.
+    pub(crate) unsafe fn copy_in<T: Copy>(cells: &[SlotCell<T>], src: &[T]) {
+        for (c, v) in cells.iter().zip(src) {
+            // SAFETY: forwarded contract.
+            unsafe { c.write(*v) }
+        }
+    }
+
+    /// # Safety
+    /// As in the std version; one tracked read per cell.
+    pub(crate) unsafe fn copy_out<T: Copy>(cells: &[SlotCell<T>], dst: &mut [T]) {
+        for (c, d) in cells.iter().zip(dst) {
+            // SAFETY: forwarded contract.
+            *d = unsafe { c.read() }
         }
     }
 }
@@ -149,17 +183,14 @@ pub fn validate_records(recs: &[BidRecord]) -> Result<(), CoreError> {
 pub struct BidQueue {
     head: CachePadded<AtomicU64>,
     tail: CachePadded<AtomicU64>,
-    slots: Box<[Slot]>,
+    /// Per slot: `2·pos` when free for the producer of position `pos`; `2·pos + 1` when filled
+    /// by it. Kept apart from the records so that a block's records are contiguous.
+    stamps: Box<[AtomicU64]>,
+    recs: Box<[SlotCell<BidRecord>]>,
     cap: u64,
     closed: AtomicBool,
     /// Records refused because the queue was full (push returned false / push_many a short count).
     refused_full: AtomicU64,
-}
-
-struct Slot {
-    /// `pos` when free for the producer of position `pos`; `pos + 1` when filled by it.
-    stamp: AtomicU64,
-    rec: SlotCell<BidRecord>,
 }
 
 // SAFETY: a slot's record is only touched by the thread that claimed its position with a CAS,
@@ -177,13 +208,13 @@ impl BidQueue {
                 format!("must be in 1..={MAX_QUEUE_CAPACITY}, got {capacity}"),
             ));
         }
-        let slots = (0..capacity as u64)
-            .map(|i| Slot { stamp: AtomicU64::new(i), rec: SlotCell::new(BidRecord::default()) })
-            .collect();
+        let stamps = (0..capacity as u64).map(|i| AtomicU64::new(2 * i)).collect();
+        let recs = (0..capacity).map(|_| SlotCell::new(BidRecord::default())).collect();
         Ok(BidQueue {
             head: CachePadded::new(AtomicU64::new(0)),
             tail: CachePadded::new(AtomicU64::new(0)),
-            slots,
+            stamps,
+            recs,
             cap: capacity as u64,
             closed: AtomicBool::new(false),
             refused_full: AtomicU64::new(0),
@@ -191,11 +222,18 @@ impl BidQueue {
     }
 
     #[inline]
-    fn slot(&self, idx: u64) -> &Slot {
-        &self.slots[idx as usize]
+    fn stamp(&self, idx: u64) -> &AtomicU64 {
+        &self.stamps[idx as usize]
     }
 
-    /// Claims up to `want` consecutive positions whose slots have stamp `pos + offset`
+    /// The (at most two) slot index ranges of `k` positions starting at slot `idx`.
+    #[inline]
+    fn segments(&self, idx: u64, k: u64) -> [(usize, usize); 2] {
+        let first = (self.cap - idx).min(k);
+        [(idx as usize, first as usize), (0, (k - first) as usize)]
+    }
+
+    /// Claims up to `want` consecutive positions whose slots have stamp `2·pos + offset`
     /// (offset 0: free, for producers; offset 1: filled, for consumers) by CAS on `counter`.
     /// Returns (first position, its slot index, count).
     #[inline]
@@ -206,7 +244,7 @@ impl BidQueue {
             let mut idx = first_idx;
             let mut k = 0;
             while k < want {
-                if self.slot(idx).stamp.load(Ordering::Acquire) != pos + k + offset {
+                if self.stamp(idx).load(Ordering::Acquire) != 2 * (pos + k) + offset {
                     break;
                 }
                 k += 1;
@@ -217,10 +255,8 @@ impl BidQueue {
             }
             if k == 0 {
                 // Either the queue is full / empty here, or `counter` moved under us.
-                let stamp = self.slot(first_idx).stamp.load(Ordering::Acquire);
-                if (stamp as i64).wrapping_sub((pos + offset) as i64) < 0
-                    && counter.load(Ordering::Relaxed) == pos
-                {
+                let stamp = self.stamp(first_idx).load(Ordering::Acquire);
+                if stamp < 2 * pos + offset && counter.load(Ordering::Relaxed) == pos {
                     return (pos, first_idx, 0);
                 }
                 continue;
@@ -257,15 +293,21 @@ impl BidQueue {
         if recs.is_empty() {
             return Ok(0);
         }
-        let (pos, mut idx, k) = self.claim(&self.tail, recs.len() as u64, 0);
-        for (i, r) in recs[..k as usize].iter().enumerate() {
-            let slot = self.slot(idx);
-            // SAFETY: the CAS in `claim` made position pos + i ours, and its stamp said free.
-            unsafe { slot.rec.write(*r) };
-            slot.stamp.store(pos + i as u64 + 1, Ordering::Release);
-            idx += 1;
-            if idx == self.cap {
-                idx = 0;
+        let (pos, idx, k) = self.claim(&self.tail, recs.len() as u64, 0);
+        // Records first (a plain copy loop the compiler vectorises), then the stamps: each
+        // Release store publishes every record written before it.
+        let mut done = 0;
+        for (start, len) in self.segments(idx, k) {
+            // SAFETY: the CAS in `claim` made these positions ours, and their stamps said free:
+            // no other thread touches these cells until we publish them.
+            unsafe { copy_in(&self.recs[start..start + len], &recs[done..done + len]) };
+            done += len;
+        }
+        let mut p = 2 * pos + 1;
+        for (start, len) in self.segments(idx, k) {
+            for st in &self.stamps[start..start + len] {
+                st.store(p, Ordering::Release);
+                p += 2;
             }
         }
         if (k as usize) < recs.len() {
@@ -295,15 +337,20 @@ impl BidQueue {
         if out.is_empty() {
             return 0;
         }
-        let (pos, mut idx, k) = self.claim(&self.head, out.len() as u64, 1);
-        for (i, o) in out[..k as usize].iter_mut().enumerate() {
-            let slot = self.slot(idx);
-            // SAFETY: the CAS in `claim` made position pos + i ours, and its stamp said filled.
-            *o = unsafe { slot.rec.read() };
-            slot.stamp.store(pos + i as u64 + self.cap, Ordering::Release);
-            idx += 1;
-            if idx == self.cap {
-                idx = 0;
+        let (pos, idx, k) = self.claim(&self.head, out.len() as u64, 1);
+        let mut done = 0;
+        for (start, len) in self.segments(idx, k) {
+            // SAFETY: the CAS in `claim` made these positions ours, and their stamps said
+            // filled: no other thread touches these cells until we free them.
+            unsafe { copy_out(&self.recs[start..start + len], &mut out[done..done + len]) };
+            done += len;
+        }
+        // Free the slots for the producers of the next lap (after the reads above).
+        let mut p = 2 * (pos + self.cap);
+        for (start, len) in self.segments(idx, k) {
+            for st in &self.stamps[start..start + len] {
+                st.store(p, Ordering::Release);
+                p += 2;
             }
         }
         k as usize
@@ -361,6 +408,17 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(q.pop_many(&mut out, 10), 3);
         assert_eq!(out.iter().map(|r| r.auction_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn capacity_one_wraps_without_overwriting() {
+        let q = BidQueue::new(1).unwrap();
+        for i in 0..5 {
+            assert!(q.push(rec(i)).unwrap());
+            assert!(!q.push(rec(100 + i)).unwrap(), "a full queue of 1 took a second record");
+            assert_eq!(q.pop().unwrap().auction_id, i);
+            assert!(q.pop().is_none());
+        }
     }
 
     #[test]

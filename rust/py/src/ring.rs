@@ -16,7 +16,7 @@ use crate::queue::as_records;
 use crate::{detach, to_pyerr};
 
 fn duration(field: &'static str, secs: f64) -> PyResult<Duration> {
-    if !(secs.is_finite() && secs >= 0.0 && secs < 1e9) {
+    if !(0.0..1e9).contains(&secs) {
         return Err(to_pyerr(CoreError::invalid(
             field,
             format!("must be a finite number of seconds >= 0, got {secs}"),
