@@ -34,3 +34,19 @@ def test_two_process_example_runs(tmp_path: Path) -> None:
     total = float((0.5 + (ids % 7) * 0.25).sum())
     assert f"reader: 100000 bids, total price {total:.2f}" in out.stdout
     assert f"writer: 100000 bids, total price {total:.2f}" in out.stdout
+
+
+def test_the_other_snippets_run(tmp_path: Path) -> None:
+    text = README.read_text()
+    section = text.split("<!-- ===== section: streaming")[1].split("<!-- ===== end section")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    others = [b for b in blocks if not b.startswith("# two_process.py")]
+    assert len(others) == 2
+    for i, code in enumerate(others):
+        script = tmp_path / f"snippet{i}.py"
+        # remove the ring file a snippet made under /dev/shm
+        script.write_text(code + "\nimport os\nif 'ring' in globals(): os.remove(ring.path)\n")
+        out = subprocess.run(
+            [sys.executable, "-P", str(script)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
