@@ -26,13 +26,13 @@ install: $(VENV)/.created  ## build the Rust core (maturin) and the Cython modul
 demo: install  ## set up and run the main job: rtbcore demo
 	$(BIN)/rtbcore demo
 
-test: install test-rust test-py  ## set up and run the whole test suite (cargo test + pytest)
+test: install test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
 
 test-rust:  ## the core crate's unit, integration and doc tests
 	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core
 
-# Not part of `make test`: the models run in ~2 s, but the loom cfg rebuilds the crate and its
-# dev-dependencies in their own target dir, ~3 min from cold on the 2-core CI box.
+# The models run in ~2 s; the loom cfg rebuilds the crate and its dev-dependencies in their own
+# target dir (~3 min from cold on the 2-core CI box), which CI pays so the queue stays modelled.
 test-loom:  ## loom model of the lock-free bid queue (RUSTFLAGS=--cfg rtbcore_loom)
 	RUSTFLAGS="--cfg rtbcore_loom" CARGO_TARGET_DIR=rust/target/loom \
 	    $(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core --test queue_loom

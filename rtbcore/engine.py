@@ -21,6 +21,10 @@ from _rtbcore import _AuctionEngine, _EventLog
 
 from rtbcore.errors import InvalidInputError
 
+# Bid kinds (``kinds=`` of AuctionEngine.submit), defined once with the bid record; for the
+# engine place and update both upsert.
+from rtbcore.streaming import BID_DTYPE, KIND_CANCEL, KIND_PLACE, KIND_UPDATE
+
 __all__ = [
     "AuctionEngine",
     "EventLog",
@@ -51,10 +55,6 @@ CLOSED_BY = ("deadline", "all_bids", "shutdown")
 REJECT_LATE = 1
 REJECT_UNKNOWN = 2
 
-#: Bid kinds (``kinds=`` of :meth:`AuctionEngine.submit`); place and update both upsert.
-KIND_PLACE = 0
-KIND_UPDATE = 1
-KIND_CANCEL = 2
 
 #: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``.
 RESULT_DTYPE = np.dtype(
@@ -113,6 +113,7 @@ EVENT_DTYPE = np.dtype(
 )
 
 _I64_MAX = np.iinfo(np.int64).max
+_TMAX_MS_MAX = 86_400_000.0  # one day: an auction deadline, not a timer for the ages
 
 
 def _int_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
@@ -242,8 +243,8 @@ class AuctionEngine:
             t = float(tmax_ms)
         except (TypeError, ValueError):
             raise InvalidInputError(f"{name}: expected a number, got {tmax_ms!r}") from None
-        if not (math.isfinite(t) and t > 0):
-            raise InvalidInputError(f"{name} = {tmax_ms}: must be finite and > 0")
+        if not (math.isfinite(t) and 0 < t <= _TMAX_MS_MAX):
+            raise InvalidInputError(f"{name} = {tmax_ms}: must be in (0, 86400000] (one day)")
         return max(1, round(t * 1e6))
 
     # -- intake ----------------------------------------------------------------------------
@@ -271,10 +272,12 @@ class AuctionEngine:
         if tmax_ms is not None:
             tm = _float_array("tmax_ms", tmax_ms, n)
             _check_len("tmax_ms", tm, n)
-            bad = np.flatnonzero(~(np.isfinite(tm) & (tm > 0)))
+            bad = np.flatnonzero(~(np.isfinite(tm) & (tm > 0) & (tm <= _TMAX_MS_MAX)))
             if bad.size:
                 i = int(bad[0])
-                raise InvalidInputError(f"tmax_ms[{i}] = {tm[i]}: must be finite and > 0")
+                raise InvalidInputError(
+                    f"tmax_ms[{i}] = {tm[i]}: must be in (0, 86400000] (one day)"
+                )
             t = np.maximum(np.round(tm * 1e6), 1).astype(np.uint64)
         if expected_bids is not None:
             eb = _int_array("expected_bids", expected_bids, n)
@@ -326,6 +329,24 @@ class AuctionEngine:
                 )
             k = kk.astype(np.uint8)
         got = self._core.submit(a, b, p, q, k, timeout_ms)
+        if got is None:
+            from rtbcore.errors import QueueFull
+
+            raise QueueFull(f"submit: the intake stayed full for {timeout_ms} ms; nothing queued")
+        return int(got)
+
+    def submit_records(self, records: np.ndarray, timeout_ms: float | None = None) -> int:
+        """Submits a block of :data:`rtbcore.BID_DTYPE` records (e.g. built with
+        :func:`rtbcore.make_bids` or read from a :class:`rtbcore.BidRing`), with their own
+        ``kind``; a record with ``timestamp_ns == 0`` is stamped now, others keep their stamp
+        (the deadline is judged on it). Same validation, waiting and return as :meth:`submit`;
+        errors name ``records.<field>[i]``."""
+        if not isinstance(records, np.ndarray) or records.ndim != 1:
+            raise InvalidInputError("records: expected a 1-D numpy array of BID_DTYPE")
+        if records.dtype != BID_DTYPE:
+            raise InvalidInputError(f"records: expected dtype BID_DTYPE, got {records.dtype}")
+        raw = np.ascontiguousarray(records).view(np.uint8)
+        got = self._core.submit_records(raw, timeout_ms)
         if got is None:
             from rtbcore.errors import QueueFull
 

@@ -242,9 +242,9 @@ def test_closes_when_expected_bidders_answered_and_reports_latency():
         assert r["auction_id"].tolist() == [10]
         assert (r["winner_bidder"][0], r["price"][0], r["closed_by"][0]) == (1, 2.0, 1)
         assert r["last_bid_to_result_ns"][0] > 0
-        s = eng.stats()
+        s = eng.stats()  # a polled row is already counted (counters publish before rows)
         assert s["last_bid_to_result_count"] == 1 and s["last_bid_to_result_p99_ns"] > 0
-        assert s["open_auctions"] == 1
+        assert (s["results"], s["closed_all_bids"], s["open_auctions"]) == (1, 1, 1)
     rest = drain(eng)
     assert rest["auction_id"].tolist() == [11] and rest["closed_by"][0] == CLOSED_BY_SHUTDOWN
 
@@ -415,6 +415,7 @@ def test_bad_bid_values_raise_invalid_bid_error():
         ({"increment": -0.1}, "increment"),
         ({"tmax_ms": 0}, "tmax_ms"),
         ({"tmax_ms": math.nan}, "tmax_ms"),
+        ({"tmax_ms": 1e300}, "tmax_ms"),
         ({"capacity": 0}, "capacity"),
     ],
 )
@@ -431,6 +432,7 @@ def test_bad_engine_settings(kwargs, match):
         ({"auction_ids": [1, 2], "reserve": [0.1, math.nan]}, r"reserve\[1\]"),
         ({"auction_ids": [1, 2], "reserve": [0.1]}, r"reserve"),
         ({"auction_ids": [1, 2], "tmax_ms": [5, -1]}, r"tmax_ms\[1\]"),
+        ({"auction_ids": [1, 2], "tmax_ms": [5, 1e300]}, r"tmax_ms\[1\]"),
         ({"auction_ids": [1, 2], "expected_bids": [1, -1]}, r"expected_bids\[1\]"),
     ],
 )
@@ -560,3 +562,49 @@ def test_many_threads_submitting_and_polling_at_once():
     np.testing.assert_array_equal(r["winner_bidder"], flat.argmax(axis=1))
     second = np.sort(flat, axis=1)[:, -2]
     np.testing.assert_allclose(r["price"], second)
+
+
+def test_submit_records_equals_submit_and_names_bad_fields():
+    from rtbcore import make_bids
+
+    rng = np.random.default_rng(3)
+    a = np.repeat(np.arange(50), 4)
+    b = np.tile(np.arange(4), 50)
+    p = rng.uniform(0.5, 2, a.size)
+    k = np.where(rng.random(a.size) < 0.2, KIND_CANCEL, KIND_PLACE).astype(np.uint8)
+    outs = []
+    for use_records in (False, True):
+        with AuctionEngine(workers=2, pin=False, tmax_ms=LONG) as eng:
+            eng.open(np.arange(50))
+            if use_records:
+                assert eng.submit_records(make_bids(a, b, p, kind=k)) == a.size
+            else:
+                assert eng.submit(a, b, p, kinds=k) == a.size
+        outs.append(drain(eng)[["auction_id", "winner_bidder", "price", "n_bids"]])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    with AuctionEngine(workers=1, pin=False) as eng:
+        bad = make_bids([1, 2], [1, 2], [1.0, np.nan])
+        with pytest.raises(InvalidBidError, match=r"records.price\[1\]"):
+            eng.submit_records(bad)
+        with pytest.raises(InvalidInputError, match="BID_DTYPE"):
+            eng.submit_records(np.zeros(3))
+        assert eng.stats()["submitted"] == 0
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0])
+def test_bad_timeouts_are_refused(bad):
+    with AuctionEngine(workers=1, pin=False) as eng:
+        with pytest.raises(InvalidInputError, match="timeout_ms"):
+            eng.poll(timeout_ms=bad)
+        with pytest.raises(InvalidInputError, match="timeout_ms"):
+            eng.submit([1], [1], [1.0], timeout_ms=bad)
+        assert eng.stats()["submitted"] == 0
+
+
+def test_infinite_timeout_waits_until_a_result():
+    with AuctionEngine(workers=1, pin=False, tmax_ms=LONG) as eng:
+        eng.open([1], expected_bids=1)
+        threading.Timer(0.05, eng.submit, ([1], [2], [1.0])).start()
+        r = eng.poll(timeout_ms=math.inf)
+        assert r["auction_id"].tolist() == [1]
+        assert eng.submit([1], [3], [1.0], timeout_ms=math.inf) == 1

@@ -189,6 +189,9 @@ class _AuctionEngine:
         kinds: _npt.NDArray[_np.uint8] | None = None,
         timeout_ms: float | None = None,
     ) -> int | None: ...
+    def submit_records(
+        self, records: _npt.NDArray[_np.uint8], timeout_ms: float | None = None
+    ) -> int | None: ...
     def submit_one(
         self, auction_id: int, bidder_id: int, price: float, quality: float, cancel: bool
     ) -> bool: ...

@@ -385,8 +385,9 @@ fn attached_ring_written_by_another_process() {
     ))
     .unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["ring_writer_child", "--exact", "--nocapture"])
+        .args(["ring_writer_child", "--exact"])
         .env("RTBCORE_ENGINE_RING_WRITER", &path)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());

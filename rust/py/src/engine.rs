@@ -45,6 +45,30 @@ fn need<'a, T: numpy::Element>(
     a.as_slice().map_err(|_| to_pyerr(CoreError::invalid(name, "must be a contiguous 1-D array")))
 }
 
+/// The instant `timeout_ms` from now; `None` = wait forever (`+inf`). NaN and negative values
+/// are refused naming `timeout_ms`.
+fn deadline_after(timeout_ms: f64) -> PyResult<Option<Instant>> {
+    if timeout_ms.is_nan() || timeout_ms < 0.0 {
+        return Err(to_pyerr(CoreError::invalid(
+            "timeout_ms",
+            format!("timeout_ms = {timeout_ms}: must be >= 0 (inf waits forever)"),
+        )));
+    }
+    if timeout_ms.is_infinite() || timeout_ms > 1e15 {
+        return Ok(None);
+    }
+    Ok(Instant::now().checked_add(Duration::from_secs_f64(timeout_ms / 1e3)))
+}
+
+/// Time left until `deadline` (`None` = forever), at most one slice.
+fn slice_left(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE))
+}
+
+fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 /// Bytes of a slice of plain `repr(C)` rows with no implicit padding.
 fn row_bytes<T: Copy>(rows: &[T]) -> &[u8] {
     // SAFETY: only called with AuctionResult / RejectedBid, which are repr(C), Copy, and have
@@ -90,11 +114,13 @@ impl PyAuctionEngine {
         timeout_ms: Option<f64>,
     ) -> PyResult<Option<usize>> {
         let eng = &self.inner;
-        let deadline =
-            timeout_ms.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0) / 1e3));
+        // no timeout (or inf): wait for room as long as it takes (Ctrl-C still interrupts)
+        let deadline = match timeout_ms {
+            None => None,
+            Some(t) => deadline_after(t)?,
+        };
         loop {
-            let left =
-                deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let left = slice_left(deadline);
             let ok = if left.is_zero() {
                 eng.wait_room(&p, Duration::ZERO)
             } else {
@@ -103,7 +129,7 @@ impl PyAuctionEngine {
             if ok {
                 return eng.send(p).map(Some).map_err(to_pyerr);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if expired(deadline) {
                 return Ok(None);
             }
             py.check_signals()?;
@@ -258,6 +284,55 @@ impl PyAuctionEngine {
         self.queue_prepared(py, p, timeout_ms)
     }
 
+    /// Submits raw 48-byte bid records (BID_DTYPE viewed as bytes): validated whole (errors
+    /// name `records[i]`), stamped now where `timestamp_ns` is 0, then queued like `submit`.
+    #[pyo3(signature = (records, timeout_ms=None))]
+    fn submit_records(
+        &self,
+        py: Python<'_>,
+        records: PyReadonlyArray1<'_, u8>,
+        timeout_ms: Option<f64>,
+    ) -> PyResult<Option<usize>> {
+        let bytes = need(&records, "records")?;
+        if bytes.len() % BidRecord::SIZE != 0 {
+            return Err(to_pyerr(CoreError::invalid(
+                "records",
+                format!("{} bytes is not a whole number of 48-byte records", bytes.len()),
+            )));
+        }
+        let mut recs = vec![BidRecord::default(); bytes.len() / BidRecord::SIZE];
+        // SAFETY: `recs` owns exactly bytes.len() initialized bytes of plain-old-data
+        // BidRecords (repr(C), every bit pattern valid: integers and floats); the source is a
+        // distinct numpy buffer, so the regions do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                recs.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            )
+        };
+        let eng = &self.inner;
+        let p = detach(py, || {
+            let now = mono_ns();
+            eng.prepare_records(&recs, now, "records")
+        })
+        .map_err(|e| match e {
+            CoreError::InvalidBid { field, index, value, msg } => {
+                let field = match field {
+                    "auction_ids" => "records.auction_id",
+                    "bidder_ids" => "records.bidder_id",
+                    "prices" => "records.price",
+                    "quality" => "records.quality",
+                    _ => "records.kind",
+                };
+                CoreError::InvalidBid { field, index, value, msg }
+            }
+            e => e,
+        })
+        .map_err(to_pyerr)?;
+        self.queue_prepared(py, p, timeout_ms)
+    }
+
     /// Submits one record without waiting; False when the intake is full.
     #[pyo3(signature = (auction_id, bidder_id, price, quality, cancel))]
     fn submit_one(
@@ -314,12 +389,12 @@ impl PyAuctionEngine {
         timeout_ms: f64,
     ) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let eng = &self.inner;
-        let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3);
+        let deadline = deadline_after(timeout_ms)?;
         if max_n > 0 {
             loop {
-                let left = deadline.saturating_duration_since(Instant::now()).min(SLICE);
+                let left = slice_left(deadline);
                 let ready = detach(py, || eng.wait_results(left));
-                if ready || Instant::now() >= deadline {
+                if ready || expired(deadline) {
                     break;
                 }
                 py.check_signals()?;
@@ -438,16 +513,16 @@ impl PyEventLog {
         max_n: usize,
         timeout_ms: f64,
     ) -> PyResult<(u64, Bound<'py, PyArray1<u8>>)> {
-        let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3);
+        let deadline = deadline_after(timeout_ms)?;
         let mut reader = self
             .reader
             .lock()
             .map_err(|_| to_pyerr(CoreError::invalid("EventLog", "a reader thread panicked")))?;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now()).min(SLICE);
+            let left = slice_left(deadline);
             let r: &mut RingReader = &mut reader;
             let ready = detach(py, || r.wait(left));
-            if ready || Instant::now() >= deadline {
+            if ready || expired(deadline) {
                 break;
             }
             py.check_signals()?;
