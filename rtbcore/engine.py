@@ -423,7 +423,11 @@ class AuctionEngine:
 
     def stats(self) -> dict[str, Any]:
         """Counters (summed over the workers), pinning, and HDR latency percentiles in ns:
-        ``last_bid_to_result_{p50,p99,p999,max,mean}_ns`` and ``open_to_close_*``."""
+        ``last_bid_to_result_{p50,p99,p999,max,mean}_ns`` and ``open_to_close_*``.
+
+        A snapshot of what the workers have applied so far: an ``open`` or a bid still queued
+        for a worker is not counted yet (``open_auctions`` can lag a just-returned ``open``);
+        a polled result, though, is always already counted."""
         return dict(self._core.stats())
 
     def reset_latency(self) -> None:
