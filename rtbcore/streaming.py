@@ -49,6 +49,10 @@ BID_DTYPE = np.dtype(
 )
 assert BID_DTYPE.itemsize == 48 and BID_DTYPE.alignment == 8
 
+#: One bid as :meth:`RingReader.read_one` returns it, in :data:`BID_DTYPE` field order:
+#: ``(auction_id, bidder_id, price, quality, timestamp_ns, kind)``.
+BidTuple = tuple[int, int, float, float, int, int]
+
 #: A new bid.
 KIND_PLACE = 0
 #: A bidder's new bid replaces its earlier one in the same auction.
@@ -169,6 +173,10 @@ class BidRing:
         self._slots = np.frombuffer(
             self._mm, self._dtype, count=native.capacity, offset=native.records_offset
         )
+        if self._validate:
+            # The per-record hot path is the bound native method itself: one native call, no
+            # Python frame in between (close() removes it again).
+            self.append = native.append  # type: ignore[method-assign]
 
     @classmethod
     def create(
@@ -225,7 +233,8 @@ class BidRing:
         kind: int = KIND_PLACE,
         timestamp_ns: int = 0,
     ) -> bool:
-        """Appends one bid; False when there is no room (backpressure mode)."""
+        """Appends one bid; False when there is no room (backpressure mode). On a
+        :data:`BID_DTYPE` ring this is one native call (no numpy); other rings refuse it."""
         if not self._validate:
             raise InvalidInputError(
                 f"append: this ring holds {self._dtype} records; use append_many"
@@ -276,6 +285,7 @@ class BidRing:
     def close(self) -> None:
         """Releases this handle (the file and other processes' handles are untouched)."""
         self._native = _ClosedHandle()
+        self.__dict__.pop("append", None)
 
     def __enter__(self) -> BidRing:
         return self
@@ -350,9 +360,10 @@ class RingReader:
     """One named, persistent cursor on a :class:`BidRing`. Use one reader per consuming
     thread or process.
 
-    :meth:`read` first acknowledges the batch it returned last time, then returns the next
-    committed records: at-least-once delivery — a reader that dies holding a batch gets it
-    again after it reattaches. Leaving a ``with`` block normally acknowledges the last batch.
+    :meth:`read` (and :meth:`read_one`) first acknowledges the batch it returned last time,
+    then returns the next committed records: at-least-once delivery — a reader that dies
+    holding a batch gets it again after it reattaches. Leaving a ``with`` block normally
+    acknowledges the last batch.
     """
 
     def __init__(self, ring: BidRing, native: Any) -> None:
@@ -362,6 +373,9 @@ class RingReader:
         self._mask = ring.capacity - 1
         self._dtype = ring.dtype
         self._broadcast = ring.mode == "broadcast"
+        if self._dtype == BID_DTYPE:
+            # One native call per record: the bound native method, no Python frame around it.
+            self.read_one = native.read_one  # type: ignore[method-assign]
 
     def read(self, max_n: int = 65536, timeout: float = 0.0) -> np.ndarray:
         """Up to ``max_n`` records from the cursor on, oldest first; an empty array when none
@@ -386,6 +400,25 @@ class RingReader:
             start, n = self._native._read(max_n)
         slot = start & self._mask
         return self._slots[slot : slot + n]
+
+    def read_one(self, timeout: float = 0.0) -> BidTuple | None:
+        """The next record as a plain tuple ``(auction_id, bidder_id, price, quality,
+        timestamp_ns, kind)``, or None when none arrives within ``timeout`` seconds (at once
+        when the ring is sealed and drained).
+
+        The fast path for consumers that handle one record at a time: one native call that
+        builds no numpy array and releases the GIL only when it has to wait (spin, then futex
+        sleep, like :meth:`wait`). Cursor semantics are those of ``read(1)``: it first
+        acknowledges the batch held from the previous :meth:`read` / :meth:`read_one`, and the
+        record it returns is held until the next read, read_one or :meth:`commit` — a reader
+        that dies before that gets the record again. Mixing :meth:`read` and read_one on one
+        reader is fine. Broadcast mode raises :class:`rtbcore.errors.RingOverrun` when the
+        reader was lapped, exactly like :meth:`read`. Only :data:`BID_DTYPE` rings have it;
+        others raise :class:`rtbcore.errors.InvalidInputError` (use :meth:`read`).
+        """
+        raise InvalidInputError(
+            f"read_one: this ring holds {self._dtype} records, not BID_DTYPE bids; use read"
+        )
 
     def commit(self) -> None:
         """Acknowledges the batch returned by the last read."""

@@ -1106,6 +1106,10 @@ impl RingReader {
     pub fn position(&self) -> u64 {
         self.pending_end
     }
+    /// Whether the ring was sealed (no more appends from any process).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed()
+    }
     /// The persistent acknowledged cursor.
     pub fn acknowledged(&self) -> u64 {
         self.inner.entry_cursor(self.entry).load(Ordering::SeqCst)

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
@@ -211,6 +211,18 @@ impl PyBidRing {
     }
 }
 
+/// A bid record as the plain tuple `read_one` returns.
+type BidTuple = (u64, u64, f64, f64, u64, u8);
+
+fn bid_tuple(r: &BidRecord) -> BidTuple {
+    (r.auction_id, r.bidder_id, r.price, r.quality, r.timestamp_ns, r.kind)
+}
+
+/// `read(1)` copied out: the next committed bid record, if one is there now.
+fn read_one_now(r: &mut RingReader) -> Result<Option<BidRecord>, CoreError> {
+    Ok(r.read(1)?.records().first().copied())
+}
+
 /// The native reader of one named cursor. Calls from several threads are serialised.
 #[pyclass(module = "_rtbcore", name = "RingReader", frozen)]
 pub struct PyRingReader {
@@ -238,6 +250,48 @@ impl PyRingReader {
             return read(&mut g).map_err(to_pyerr);
         }
         self.with(py, read).map_err(to_pyerr)
+    }
+
+    /// Acknowledges the held batch and returns the next bid record as a plain tuple
+    /// `(auction_id, bidder_id, price, quality, timestamp_ns, kind)`, waiting up to `timeout`
+    /// seconds for one; None when none arrives (or the ring is sealed and drained). The record
+    /// becomes the held batch, acknowledged by the next read, read_one or commit. One native
+    /// call, no numpy: the GIL is released only if it has to wait.
+    #[pyo3(signature = (timeout=0.0))]
+    fn read_one(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<BidTuple>> {
+        let d = duration("timeout", timeout)?;
+        {
+            let mut g = self.r.lock().unwrap_or_else(|e| e.into_inner());
+            if g.record_size() != BidRecord::SIZE {
+                return Err(to_pyerr(CoreError::invalid(
+                    "read_one",
+                    format!(
+                        "this ring holds {}-byte records, not 48-byte bid records; use read",
+                        g.record_size()
+                    ),
+                )));
+            }
+            // The common case: a record is waiting. Cheaper than releasing the GIL.
+            if let Some(rec) = read_one_now(&mut g).map_err(to_pyerr)? {
+                return Ok(Some(bid_tuple(&rec)));
+            }
+        }
+        if d.is_zero() {
+            return Ok(None);
+        }
+        let deadline = Instant::now() + d;
+        let rec = self.with(py, |r| loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || r.is_closed() || !r.wait(left) {
+                // One last look: a sealed ring may still have held a record.
+                return read_one_now(r);
+            }
+            if let Some(rec) = read_one_now(r)? {
+                return Ok(Some(rec));
+            }
+            // Woken for a stalled slot that the read just skipped, or spuriously: wait again.
+        });
+        Ok(rec.map_err(to_pyerr)?.map(|r| bid_tuple(&r)))
     }
 
     /// Like `_read` but copies the records into `out` (raw bytes, whole records).
