@@ -300,6 +300,18 @@ class RingMachine(RuleBasedStateMachine):
         assert got == list(self.model)[: len(got)]
         self.held = len(got)
 
+    @rule()
+    def read_one(self) -> None:
+        for _ in range(self.held):
+            self.model.popleft()
+        rec = self.r.read_one()
+        if self.model:
+            assert rec is not None and rec[0] == self.model[0]
+            assert rec == tuple(bids(rec[0], rec[0] + 1).item())
+        else:
+            assert rec is None
+        self.held = 1 if rec is not None else 0
+
     @precondition(lambda self: self.held > 0)
     @rule()
     def commit(self) -> None:
