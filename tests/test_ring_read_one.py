@@ -24,8 +24,14 @@ def bids(lo: int, hi: int) -> np.ndarray:
 
 def as_tuples(recs: np.ndarray) -> list[tuple[int, int, float, float, int, int]]:
     return [
-        (int(r["auction_id"]), int(r["bidder_id"]), float(r["price"]), float(r["quality"]),
-         int(r["timestamp_ns"]), int(r["kind"]))
+        (
+            int(r["auction_id"]),
+            int(r["bidder_id"]),
+            float(r["price"]),
+            float(r["quality"]),
+            int(r["timestamp_ns"]),
+            int(r["kind"]),
+        )
         for r in recs
     ]
 
@@ -188,10 +194,19 @@ PRELUDE = textwrap.dedent(
 def run(code: str, *args: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-P", "-c", PRELUDE + textwrap.dedent(code), *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+ONE_BY_ONE_WRITER = """
+    for i in range(int(sys.argv[2])):
+        while not ring.append(i, i % 7, (i % 1000) * 0.25, 1.0 + i % 5, i % 3, i * 7919):
+            ring.wait_for_space(1, 1.0)
+"""
 
 
 def test_read_one_across_processes_gets_every_record_in_order(tmp_path: Path) -> None:
@@ -199,15 +214,9 @@ def test_read_one_across_processes_gets_every_record_in_order(tmp_path: Path) ->
     path = str(tmp_path / "x.ring")
     ring = BidRing.create(path, capacity=256)  # small: the writer often waits for space
     r = ring.reader("r")
+    code = PRELUDE + textwrap.dedent(ONE_BY_ONE_WRITER)
     writer = subprocess.Popen(
-        [sys.executable, "-P", "-c", PRELUDE + textwrap.dedent(
-            """
-            for i in range(int(sys.argv[2])):
-                while not ring.append(i, i % 7, (i % 1000) * 0.25, 1.0 + i % 5, i % 3, i * 7919):
-                    ring.wait_for_space(1, 1.0)
-            """
-        ), path, str(n)],
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-P", "-c", code, path, str(n)], stderr=subprocess.PIPE, text=True
     )
     got = []
     while len(got) < n:
@@ -245,5 +254,10 @@ def test_reader_process_exiting_before_ack_gets_its_record_redelivered(path: str
 
 def test_bid_dtype_order_matches_the_tuple() -> None:
     assert BID_DTYPE.names == (
-        "auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind",
+        "auction_id",
+        "bidder_id",
+        "price",
+        "quality",
+        "timestamp_ns",
+        "kind",
     )
