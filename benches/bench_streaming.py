@@ -12,8 +12,9 @@ Queue (one process):
 
 Ring (two processes: this one writes, a forked child reads and counts):
 - ``ring 2-proc single``: the writer appends one record per ``append`` call; the reader either
-  drains what is there (``read(65536)``, what a consumer does) or takes one record per
-  ``read(1)`` call. Against ``multiprocessing.Queue`` put/get of one tuple. Target: >= 20x.
+  drains what is there (``read(65536)``, what a consumer does), or takes one record per call:
+  ``read(1)`` (a numpy view per record) or ``read_one()`` (a plain tuple, one native call).
+  Against ``multiprocessing.Queue`` put/get of one tuple per call on both sides. Target: >= 20x.
   items = records.
 - ``ring 2-proc blocks``: ``append_many`` of 10k-record blocks, ``read(65536)`` zero-copy views,
   against ``multiprocessing.Queue`` of lists of 1000 tuples and ``faster_fifo.Queue``
@@ -142,6 +143,20 @@ def _ring_reader(path: str, n: int, max_n: int, conn) -> None:
     conn.send((got, last))
 
 
+def _ring_reader_one(path: str, n: int, _max_n: int, conn) -> None:
+    r = BidRing.open(path).reader("bench")
+    conn.send("ready")
+    read_one = r.read_one
+    got, last = 0, -1
+    while got < n:
+        rec = read_one(1.0)
+        if rec is not None:
+            got += 1
+            last = rec[0]
+    r.commit()
+    conn.send((got, last))
+
+
 def _ring_round(n: int, max_n: int):
     path = f"/dev/shm/rtbcore-bench-{os.getpid()}-{time.monotonic_ns()}.ring"
     if not os.path.isdir("/dev/shm"):
@@ -149,7 +164,9 @@ def _ring_round(n: int, max_n: int):
     ring = BidRing.create(path, capacity=1 << 20)
     ring.reader("bench")
     parent, child = CTX.Pipe()
-    proc = CTX.Process(target=_ring_reader, args=(path, n, max_n, child))
+    # max_n 0: the reader takes one record per read_one call
+    target = _ring_reader if max_n else _ring_reader_one
+    proc = CTX.Process(target=target, args=(path, n, max_n, child))
     proc.start()
     assert parent.recv() == "ready"
     return ring, proc, parent
@@ -166,7 +183,11 @@ def _finish(ring: BidRing | None, proc, conn):
 
 
 @pytest.mark.benchmark(group="ring 2-proc single")
-@pytest.mark.parametrize("reader_block", [65536, 1], ids=["reader_drains", "reader_one_by_one"])
+@pytest.mark.parametrize(
+    "reader_block",
+    [65536, 1, 0],
+    ids=["reader_drains", "reader_one_by_one_read1", "reader_one_by_one_read_one"],
+)
 def test_ring_single(benchmark, reader_block):
     benchmark.extra_info["items"] = RING_SINGLE
     state = {}
