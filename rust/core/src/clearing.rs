@@ -560,6 +560,244 @@ fn segment_single<const Q: bool>(
     (SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }, n_bad)
 }
 
+/// Longest segment cleared by [`segment_single_short_avx2`] (four AVX2 vectors of bids).
+const SHORT_MAX: usize = 16;
+
+/// Lane masks of a partial last chunk: 4 lanes read from offset `4 - rem` have the first `rem`
+/// lanes all ones.
+const TAIL_MASK64: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+const TAIL_MASK32: [i32; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+
+/// [`segment_single`] for a segment of at most [`SHORT_MAX`] bids with the whole segment in
+/// `NC` = ceil(len / 4) AVX2 registers: eligibility and adjusted bids for all lanes at once,
+/// the top bid by a horizontal max and the first lane equal to it (ties to the lower index),
+/// the runner-up by a second horizontal max with the winner's lane masked out, then the per-bid
+/// outputs from the same registers with masked stores. No serial chain through a running
+/// maximum and no data-dependent branch per bid; the arithmetic is the scalar kernel's, so the
+/// results are bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX2; `p.len() <= 4 * NC` and `4 * (NC - 1) < p.len()` (every chunk
+/// starts inside the segment); `min_to_win`, `loss_reason` and (with `Q`) `q` are exactly
+/// `p.len()` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment_single_short_avx2<const Q: bool, const NC: usize>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    use std::arch::x86_64::*;
+    let n = p.len();
+    debug_assert!(n <= 4 * NC && 4 * (NC - 1) < n);
+    debug_assert!(min_to_win.len() == n && loss_reason.len() == n && (!Q || q.len() == n));
+    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Chunk c starts at
+    // bid 4c < n (the caller's bound), so every `add(4 * c)` stays inside the slices; the
+    // masked loads and stores touch only the lanes whose bid index is < n (lanes past the end
+    // are masked out, and the CPU neither reads nor writes nor faults on masked lanes). Chunks
+    // before the last are full (4 bids < n), so their plain loads and stores stay inside the
+    // slices. `4 - rem` is 0..=3, so the mask loads read 4 entries inside the 8-entry tables.
+    unsafe {
+        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+        let zero = _mm256_setzero_pd();
+        let big = _mm256_set1_pd(f64::MAX);
+        let r = _mm256_set1_pd(reserve);
+        let (base, up_v, up_e) = (
+            _mm256_set1_pd(f64::from(LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_BELOW_FLOOR - LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_OUTBID - LOSS_BELOW_FLOOR)),
+        );
+        // the last chunk's lane masks: `rem` = 1..=4 bids in it, lanes < rem all ones
+        let rem = n - 4 * (NC - 1);
+        let tail64 = _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - rem).cast());
+        let tail32 = _mm_loadu_si128(TAIL_MASK32.as_ptr().add(4 - rem).cast());
+        let mut qv = [zero; NC];
+        let mut valid = [zero; NC];
+        let mut reason = [_mm_setzero_si128(); NC];
+        let mut adj = [ninf; NC];
+        let mut top = ninf;
+        let mut bad = _mm256_setzero_si256();
+        for c in 0..NC {
+            let last = c == NC - 1;
+            // masked-out lanes read as 0.0: a valid price that is never eligible
+            let x = if last {
+                _mm256_maskload_pd(p.as_ptr().add(4 * c), tail64)
+            } else {
+                _mm256_loadu_pd(p.as_ptr().add(4 * c))
+            };
+            let fin = _mm256_cmp_pd::<_CMP_LE_OQ>(x, big);
+            let mut v = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, zero), fin);
+            let mut a = x;
+            if Q {
+                qv[c] = if last {
+                    _mm256_maskload_pd(q.as_ptr().add(4 * c), tail64)
+                } else {
+                    _mm256_loadu_pd(q.as_ptr().add(4 * c))
+                };
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qv[c], zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qv[c], big),
+                    ),
+                );
+                a = _mm256_mul_pd(x, qv[c]);
+            }
+            // eligible: valid, > 0 and >= reserve
+            let e = _mm256_and_pd(
+                v,
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
+                ),
+            );
+            valid[c] = v;
+            // the loser's reason (3 / 100 / 102), exact in f64, narrowed to i32
+            reason[c] = _mm256_cvtpd_epi32(_mm256_add_pd(
+                base,
+                _mm256_add_pd(_mm256_and_pd(v, up_v), _mm256_and_pd(e, up_e)),
+            ));
+            adj[c] = _mm256_blendv_pd(ninf, a, e);
+            top = _mm256_max_pd(top, adj[c]);
+            // count invalid lanes (all ones = -1); a masked-out quality reads 0.0 and is not
+            // counted
+            let mut b = _mm256_castpd_si256(v);
+            if Q && last {
+                b = _mm256_or_si256(b, _mm256_xor_si256(tail64, _mm256_set1_epi64x(-1)));
+            }
+            bad = _mm256_sub_epi64(bad, _mm256_xor_si256(b, _mm256_set1_epi64x(-1)));
+        }
+        let bad = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
+        let n_bad = _mm_cvtsi128_si64(_mm_add_epi64(bad, _mm_unpackhi_epi64(bad, bad)));
+        let hmax = |v: __m256d| {
+            let m = _mm256_max_pd(v, _mm256_permute2f128_pd::<1>(v, v));
+            _mm256_max_pd(m, _mm256_permute_pd::<0b0101>(m))
+        };
+        let a1v = hmax(top);
+        let a1 = _mm256_cvtsd_f64(a1v);
+        // the winner is the first lane equal to the top; the runner-up is the top again when
+        // two lanes tie with it, else the largest of the others (no dependency on the index)
+        let mut bits = 0u32;
+        let mut others = ninf;
+        for (c, &a) in adj.iter().enumerate() {
+            let eq = _mm256_cmp_pd::<_CMP_EQ_OQ>(a, a1v);
+            bits |= (_mm256_movemask_pd(eq) as u32) << (4 * c);
+            others = _mm256_max_pd(others, _mm256_blendv_pd(a, ninf, eq));
+        }
+        let tie = bits & bits.wrapping_sub(1) != 0;
+        let a2 = sel(tie, a1, _mm256_cvtsd_f64(hmax(others)));
+        let best =
+            if a1 == f64::NEG_INFINITY { usize::MAX } else { bits.trailing_zeros() as usize };
+        let (out, target_adj) = if best == usize::MAX {
+            (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0.0)
+        } else {
+            let pw = *p.get_unchecked(best);
+            let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
+            let floor_to_beat = fmax(reserve, a2 / qw);
+            let (price, target_adj) = match rule {
+                SinglePrice::First => (pw, a1),
+                SinglePrice::Second => {
+                    let price = fmin(pw, floor_to_beat + increment);
+                    (price, price * qw)
+                }
+            };
+            (
+                SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat },
+                target_adj,
+            )
+        };
+        let nan = _mm256_set1_pd(f64::NAN);
+        let t = _mm256_set1_pd(target_adj);
+        let lose = _mm256_set1_pd(fmax(reserve, target_adj));
+        for c in 0..NC {
+            // max_pd(a, b) is `a > b ? a : b`, the scalar `fmax`
+            let l = if Q { _mm256_max_pd(r, _mm256_div_pd(t, qv[c])) } else { lose };
+            let m = _mm256_blendv_pd(nan, l, valid[c]);
+            if c == NC - 1 {
+                _mm256_maskstore_pd(min_to_win.as_mut_ptr().add(4 * c), tail64, m);
+                _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(4 * c), tail32, reason[c]);
+            } else {
+                _mm256_storeu_pd(min_to_win.as_mut_ptr().add(4 * c), m);
+                _mm_storeu_si128(loss_reason.as_mut_ptr().add(4 * c).cast(), reason[c]);
+            }
+        }
+        if best != usize::MAX {
+            *min_to_win.get_unchecked_mut(best) = out.winner_min_to_win;
+            *loss_reason.get_unchecked_mut(best) = LOSS_WON;
+        }
+        (out, n_bad as usize)
+    }
+}
+
+/// Clears a segment of at most [`SHORT_MAX`] bids with [`segment_single_short_avx2`].
+///
+/// # Safety
+/// The CPU must support AVX2; `p.len() <= SHORT_MAX`; the other slices are `p.len()` long
+/// (`q` only with `Q`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment_single_short<const Q: bool>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    let args = (rule, p, q, reserve, increment);
+    // SAFETY: the CPU supports AVX2 (the caller's contract); each arm's NC is ceil(len / 4),
+    // which is exactly the kernel's bound on the length.
+    unsafe {
+        match p.len().div_ceil(4) {
+            0 => (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0),
+            1 => segment_single_short_avx2::<Q, 1>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+            2 => segment_single_short_avx2::<Q, 2>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+            3 => segment_single_short_avx2::<Q, 3>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+            _ => segment_single_short_avx2::<Q, 4>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+        }
+    }
+}
+
 /// Clears one single-slot auction. `quality = None` means all 1.0. Writes each bid's
 /// `min_to_win` and `loss_reason` into the two output slices (same length as `prices`).
 /// Invalid bids are ineligible (reason 3).
@@ -590,7 +828,7 @@ pub fn clear_segment(
 }
 
 #[inline(always)]
-fn single_into<const Q: bool>(
+fn single_into<const Q: bool, const AVX2: bool>(
     batch: &Batch<'_>,
     rule: SinglePrice,
     increment: f64,
@@ -606,15 +844,20 @@ fn single_into<const Q: bool>(
         // Batch::new checked 0 = offsets[0] <= ... <= offsets[n] = n_bids
         let seg = off[0] as usize..off[1] as usize;
         let q = if Q { &q_all[seg.clone()] } else { &[][..] };
-        let (out, bad) = segment_single::<Q>(
-            rule,
-            &batch.prices[seg.clone()],
-            q,
-            batch.reserve_of(a),
-            increment,
-            &mut min_to_win[seg.clone()],
-            &mut loss_reason[seg.clone()],
-        );
+        let p = &batch.prices[seg.clone()];
+        let (m, l) = (&mut min_to_win[seg.clone()], &mut loss_reason[seg.clone()]);
+        let reserve = batch.reserve_of(a);
+        #[cfg(target_arch = "x86_64")]
+        let (out, bad) = if AVX2 && p.len() <= SHORT_MAX {
+            // SAFETY: AVX2 = true only in `single_into_avx2`, which runs after the CPU was found
+            // to support AVX2; the length is within the short kernel's bound (checked here) and
+            // the other slices are cut from the same range.
+            unsafe { segment_single_short::<Q>(rule, p, q, reserve, increment, m, l) }
+        } else {
+            segment_single::<Q>(rule, p, q, reserve, increment, m, l)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (out, bad) = segment_single::<Q>(rule, p, q, reserve, increment, m, l);
         *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
         *pr = out.price;
         n_bad += bad;
@@ -652,9 +895,9 @@ pub fn clear_single_into(
         };
     }
     if batch.quality.is_some() {
-        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<true, false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     } else {
-        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<false, false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -672,9 +915,9 @@ unsafe fn single_into_avx2(
     loss_reason: &mut [i32],
 ) -> usize {
     if batch.quality.is_some() {
-        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<true, true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     } else {
-        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<false, true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -1251,13 +1494,67 @@ mod tests {
             let d = clear_second_price(&b, 0.01);
             let (mut bw, mut bp, mut bm, mut br) = (vec![0; 1], vec![0.0; 1], vec![0.0; n], vec![0; n]);
             let bad = if use_q {
-                single_into::<true>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                single_into::<true, false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
             } else {
-                single_into::<false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                single_into::<false, false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
             };
             proptest::prop_assert_eq!((&d.winner, &d.price, &d.loss_reason, d.n_invalid), (&bw, &bp, &br, bad));
             for (x, y) in d.min_to_win.iter().zip(&bm) {
                 proptest::prop_assert!(x == y || (x.is_nan() && y.is_nan()));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Many auctions of mixed lengths (every short-kernel chunk count and tail, empty
+        /// auctions, the long path), scalar or per-auction reserves, quality on/off, invalid
+        /// prices and qualities: the dispatched single-slot kernels (AVX2 short path when the CPU
+        /// has it) are bit-identical to the baseline ones for both rules.
+        #[test]
+        fn single_slot_batch_matches_baseline(
+            sizes in proptest::collection::vec(0usize..24, 1..12),
+            raw in proptest::collection::vec((0u8..14, 0u8..6), 300),
+            reserves in proptest::collection::vec(proptest::sample::select(vec![0.0, 0.5, 1.5, 3.0]), 12),
+            per_auction in proptest::bool::ANY,
+            use_q in proptest::bool::ANY,
+        ) {
+            let n: usize = sizes.iter().sum();
+            let p: Vec<f64> = raw[..n].iter().map(|&(x, _)| match x {
+                10 => f64::NAN,
+                11 => -1.0,
+                12 => f64::INFINITY,
+                13 => -0.0,
+                x => f64::from(x) * 0.5,
+            }).collect();
+            let q: Vec<f64> = raw[..n].iter()
+                .map(|&(_, y)| [0.5, 1.0, 2.0, 0.0, f64::NAN, 0.3][y as usize])
+                .collect();
+            let qs = if use_q { Some(&q[..]) } else { None };
+            let mut off = vec![0i64];
+            for s in &sizes {
+                off.push(off[off.len() - 1] + *s as i64);
+            }
+            let na = sizes.len();
+            let res = if per_auction {
+                Reserve::PerAuction(&reserves[..na])
+            } else {
+                Reserve::Scalar(reserves[0])
+            };
+            let b = Batch::new(&off, &p, qs, res).unwrap();
+            for rule in [SinglePrice::First, SinglePrice::Second] {
+                let d = clear_single(&b, rule, 0.01);
+                let (mut bw, mut bp, mut bm, mut br) = (vec![0; na], vec![0.0; na], vec![0.0; n], vec![0; n]);
+                let bad = if use_q {
+                    single_into::<true, false>(&b, rule, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                } else {
+                    single_into::<false, false>(&b, rule, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                };
+                proptest::prop_assert_eq!((&d.winner, &d.loss_reason, d.n_invalid), (&bw, &br, bad));
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(bits(&d.price), bits(&bp));
+                proptest::prop_assert_eq!(bits(&d.min_to_win), bits(&bm));
             }
         }
     }
