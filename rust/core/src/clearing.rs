@@ -482,99 +482,6 @@ fn top2_sse2<const Q: bool>(p: &[f64], q: &[f64], reserve: f64) -> (usize, f64, 
     top2_scalar::<Q>(p, q, reserve, full, (best, a1, a2))
 }
 
-/// [`top2_sse2`] with AVX2: eight independent lanes in two 256-bit vectors (eight bids per
-/// step), then the lane merge and the scalar scan of the last `len % 8` bids.
-///
-/// # Safety
-/// The CPU must support AVX2; `p.len() >= 16`; with `Q`, `q.len() >= p.len()`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn top2_avx2<const Q: bool>(p: &[f64], q: &[f64], reserve: f64) -> (usize, f64, f64) {
-    use std::arch::x86_64::*;
-    let n = p.len();
-    let full = n / 8 * 8;
-    let q = if Q { &q[..n] } else { q };
-    let (mut l1, mut l2, mut lb) = ([0.0f64; 8], [0.0f64; 8], [0.0f64; 8]);
-    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Every load reads
-    // 4 doubles at offset 8c or 8c + 4 < full <= n of `p` / `q` (both at least n long); every
-    // store writes 4 doubles into an [f64; 8] at offset 0 or 4.
-    unsafe {
-        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
-        let zero = _mm256_setzero_pd();
-        let big = _mm256_set1_pd(f64::MAX);
-        let r = _mm256_set1_pd(reserve);
-        // eligible: price >= reserve, > 0, <= MAX (all false for NaN); quality > 0, <= MAX
-        let adj = |x: __m256d, qq: __m256d| {
-            let mut e = _mm256_and_pd(
-                _mm256_and_pd(
-                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
-                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
-                ),
-                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
-            );
-            let mut v = x;
-            if Q {
-                e = _mm256_and_pd(
-                    e,
-                    _mm256_and_pd(
-                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
-                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
-                    ),
-                );
-                v = _mm256_mul_pd(x, qq);
-            }
-            _mm256_blendv_pd(ninf, v, e)
-        };
-        let (mut a1a, mut a1b, mut a2a, mut a2b) = (ninf, ninf, ninf, ninf);
-        let inf = _mm256_set1_pd(f64::INFINITY);
-        let (mut ba, mut bb) = (inf, inf);
-        let mut ia = _mm256_setr_pd(0.0, 1.0, 2.0, 3.0);
-        let mut ib = _mm256_setr_pd(4.0, 5.0, 6.0, 7.0);
-        let eight = _mm256_set1_pd(8.0);
-        let (pp, qp) = (p.as_ptr(), q.as_ptr());
-        for c in (0..full).step_by(8) {
-            let (qa, qb) = if Q {
-                (_mm256_loadu_pd(qp.add(c)), _mm256_loadu_pd(qp.add(c + 4)))
-            } else {
-                (zero, zero)
-            };
-            let xa = adj(_mm256_loadu_pd(pp.add(c)), qa);
-            let xb = adj(_mm256_loadu_pd(pp.add(c + 4)), qb);
-            a2a = _mm256_max_pd(a2a, _mm256_min_pd(xa, a1a));
-            a2b = _mm256_max_pd(a2b, _mm256_min_pd(xb, a1b));
-            let ga = _mm256_cmp_pd::<_CMP_GT_OQ>(xa, a1a);
-            let gb = _mm256_cmp_pd::<_CMP_GT_OQ>(xb, a1b);
-            ba = _mm256_blendv_pd(ba, ia, ga);
-            bb = _mm256_blendv_pd(bb, ib, gb);
-            a1a = _mm256_blendv_pd(a1a, xa, ga);
-            a1b = _mm256_blendv_pd(a1b, xb, gb);
-            ia = _mm256_add_pd(ia, eight);
-            ib = _mm256_add_pd(ib, eight);
-        }
-        _mm256_storeu_pd(l1.as_mut_ptr(), a1a);
-        _mm256_storeu_pd(l1.as_mut_ptr().add(4), a1b);
-        _mm256_storeu_pd(l2.as_mut_ptr(), a2a);
-        _mm256_storeu_pd(l2.as_mut_ptr().add(4), a2b);
-        _mm256_storeu_pd(lb.as_mut_ptr(), ba);
-        _mm256_storeu_pd(lb.as_mut_ptr().add(4), bb);
-    }
-    // merge the lanes: first = max, ties to the lower index; second = the winning lane's
-    // second or any other lane's first
-    let (mut a1, mut b1, mut m) = (l1[0], lb[0], 0);
-    for l in 1..8 {
-        let better = (l1[l] > a1) | ((l1[l] == a1) & (lb[l] < b1));
-        a1 = sel(better, l1[l], a1);
-        b1 = sel(better, lb[l], b1);
-        m = if better { l } else { m };
-    }
-    let mut a2 = f64::NEG_INFINITY;
-    for l in 0..8 {
-        a2 = fmax(a2, sel(l == m, l2[l], l1[l]));
-    }
-    let best = if a1 == f64::NEG_INFINITY { usize::MAX } else { b1 as usize };
-    top2_scalar::<Q>(p, q, reserve, full, (best, a1, a2))
-}
-
 /// OpenRTB loss reason of a losing bid without branches: 3 invalid, 100 below floor, 102 outbid
 /// (eligible implies valid).
 #[inline(always)]
@@ -622,7 +529,7 @@ fn write_losers<const Q: bool>(
 /// Clears one segment: top-2 pass, then the per-bid pass. Returns the outcome and the number
 /// of invalid bids.
 #[inline(always)]
-fn segment_single<const Q: bool, const AVX2: bool>(
+fn segment_single<const Q: bool>(
     rule: SinglePrice,
     p: &[f64],
     q: &[f64],
@@ -631,16 +538,6 @@ fn segment_single<const Q: bool, const AVX2: bool>(
     min_to_win: &mut [f64],
     loss_reason: &mut [i32],
 ) -> (SegmentOutcome, usize) {
-    #[cfg(target_arch = "x86_64")]
-    let (best, a1, a2) = if AVX2 && p.len() >= 16 {
-        // SAFETY: AVX2 = true only on the path from `single_into_avx2`, which runs after the
-        // CPU was found to support AVX2; the length is checked here; `q` is `p.len()` long with
-        // `Q` (cut from the same range by the caller).
-        unsafe { top2_avx2::<Q>(p, q, reserve) }
-    } else {
-        top2::<Q>(p, q, reserve)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
     let (best, a1, a2) = top2::<Q>(p, q, reserve);
     if best == usize::MAX {
         let n_bad = write_losers::<Q>(p, q, reserve, 0.0, min_to_win, loss_reason);
@@ -837,6 +734,213 @@ unsafe fn segment_single_short_avx2<const Q: bool, const NC: usize>(
     }
 }
 
+/// Single-slot clearing of a segment longer than [`SHORT_MAX`] bids in three AVX2 passes over
+/// the (L1-resident) segment, with no index tracking and no scalar tail: (1) adjusted bids,
+/// loss reasons (stored) and the invalid count, with per-lane top two by max / min only;
+/// (2) the winner as the first bid whose adjusted bid equals the top (it is usually found
+/// early); (3) every bid's `min_to_win`. The last partial chunk uses masked loads and stores.
+/// The arithmetic is the scalar kernel's, so the results are bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX2; `min_to_win`, `loss_reason` and (with `Q`) `q` are exactly
+/// `p.len()` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment_single_long_avx2<const Q: bool>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    use std::arch::x86_64::*;
+    let n = p.len();
+    debug_assert!(min_to_win.len() == n && loss_reason.len() == n && (!Q || q.len() == n));
+    let full = n / 4 * 4;
+    let rem = n - full;
+    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Full chunks
+    // start at c <= full - 4, so their 4-lane loads and stores stay inside the slices (all n
+    // long); the partial chunk at `full` < n (only when rem > 0) is masked to its first rem
+    // lanes, and the CPU neither reads nor writes nor faults on masked lanes. The mask tables
+    // are read at offset 4 - rem in 1..=3 (4 entries of 8).
+    unsafe {
+        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+        let zero = _mm256_setzero_pd();
+        let big = _mm256_set1_pd(f64::MAX);
+        let r = _mm256_set1_pd(reserve);
+        let ones = _mm256_set1_epi64x(-1);
+        let (base, up_v, up_e) = (
+            _mm256_set1_pd(f64::from(LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_BELOW_FLOOR - LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_OUTBID - LOSS_BELOW_FLOOR)),
+        );
+        let tail64 = _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - rem.max(1)).cast());
+        let tail32 = _mm_loadu_si128(TAIL_MASK32.as_ptr().add(4 - rem.max(1)).cast());
+        let (pp, qp) = (p.as_ptr(), q.as_ptr());
+        let load = |ptr: *const f64, c: usize, masked: bool| {
+            if masked {
+                _mm256_maskload_pd(ptr.add(c), tail64)
+            } else {
+                _mm256_loadu_pd(ptr.add(c))
+            }
+        };
+        // (valid, eligible, adjusted) of the chunk at c; masked-out lanes read 0.0 (a valid,
+        // never eligible price; a quality of 0.0 reads invalid and is masked off by the caller)
+        let classify = |c: usize, masked: bool| {
+            let x = load(pp, c, masked);
+            let mut v = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
+                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
+            );
+            let mut a = x;
+            let mut qq = zero;
+            if Q {
+                qq = load(qp, c, masked);
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
+                    ),
+                );
+                a = _mm256_mul_pd(x, qq);
+            }
+            let e = _mm256_and_pd(
+                v,
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
+                ),
+            );
+            (v, e, _mm256_blendv_pd(ninf, a, e), qq)
+        };
+        // pass 1
+        let (mut a1x, mut a2x, mut a1y, mut a2y) = (ninf, ninf, ninf, ninf);
+        let mut bad = _mm256_setzero_si256();
+        let mut pass1 = |c: usize, masked: bool, a1: &mut __m256d, a2: &mut __m256d| {
+            let (v, e, adj, _) = classify(c, masked);
+            *a2 = _mm256_max_pd(*a2, _mm256_min_pd(adj, *a1));
+            *a1 = _mm256_max_pd(*a1, adj);
+            let reason = _mm256_cvtpd_epi32(_mm256_add_pd(
+                base,
+                _mm256_add_pd(_mm256_and_pd(v, up_v), _mm256_and_pd(e, up_e)),
+            ));
+            let mut b = _mm256_xor_si256(_mm256_castpd_si256(v), ones);
+            if masked {
+                b = _mm256_and_si256(b, tail64);
+                _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(c), tail32, reason);
+            } else {
+                _mm_storeu_si128(loss_reason.as_mut_ptr().add(c).cast(), reason);
+            }
+            bad = _mm256_sub_epi64(bad, b);
+        };
+        let mut c = 0;
+        while c + 8 <= full {
+            pass1(c, false, &mut a1x, &mut a2x);
+            pass1(c + 4, false, &mut a1y, &mut a2y);
+            c += 8;
+        }
+        if c < full {
+            pass1(c, false, &mut a1x, &mut a2x);
+        }
+        if rem > 0 {
+            pass1(full, true, &mut a1y, &mut a2y);
+        }
+        let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
+        let n_bad = _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as usize;
+        // merge (first, second) pairs of a multiset: (max, max(second, second', min(first,
+        // first'))), across the two accumulators, then the lanes
+        let merge = |a1: __m256d, a2: __m256d, b1: __m256d, b2: __m256d| {
+            (_mm256_max_pd(a1, b1), _mm256_max_pd(_mm256_max_pd(a2, b2), _mm256_min_pd(a1, b1)))
+        };
+        let (a1, a2) = merge(a1x, a2x, a1y, a2y);
+        let (a1, a2) =
+            merge(a1, a2, _mm256_permute2f128_pd::<1>(a1, a1), _mm256_permute2f128_pd::<1>(a2, a2));
+        let (a1, a2) =
+            merge(a1, a2, _mm256_permute_pd::<0b0101>(a1), _mm256_permute_pd::<0b0101>(a2));
+        let (a1v, a1, a2) = (a1, _mm256_cvtsd_f64(a1), _mm256_cvtsd_f64(a2));
+        // pass 2: the first bid whose adjusted bid is the top
+        let mut best = usize::MAX;
+        if a1 > f64::NEG_INFINITY {
+            let mut c = 0;
+            while c < n {
+                let masked = c == full;
+                let hit = if Q {
+                    classify(c, masked).2
+                } else {
+                    // the top is an eligible price, so an equal price is eligible too
+                    load(pp, c, masked)
+                };
+                let m = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(hit, a1v)) as u32;
+                if m != 0 {
+                    best = c + m.trailing_zeros() as usize;
+                    break;
+                }
+                c += 4;
+            }
+        }
+        let (out, target_adj) = if best == usize::MAX {
+            (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0.0)
+        } else {
+            let pw = *p.get_unchecked(best);
+            let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
+            let floor_to_beat = fmax(reserve, a2 / qw);
+            let (price, target_adj) = match rule {
+                SinglePrice::First => (pw, a1),
+                SinglePrice::Second => {
+                    let price = fmin(pw, floor_to_beat + increment);
+                    (price, price * qw)
+                }
+            };
+            (
+                SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat },
+                target_adj,
+            )
+        };
+        // pass 3
+        let nan = _mm256_set1_pd(f64::NAN);
+        let t = _mm256_set1_pd(target_adj);
+        let lose = _mm256_set1_pd(fmax(reserve, target_adj));
+        let mut c = 0;
+        while c < n {
+            let masked = c == full;
+            let x = load(pp, c, masked);
+            let mut v = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
+                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
+            );
+            let mut l = lose;
+            if Q {
+                let qq = load(qp, c, masked);
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
+                    ),
+                );
+                // max_pd(a, b) is `a > b ? a : b`, the scalar `fmax`
+                l = _mm256_max_pd(r, _mm256_div_pd(t, qq));
+            }
+            let m = _mm256_blendv_pd(nan, l, v);
+            if masked {
+                _mm256_maskstore_pd(min_to_win.as_mut_ptr().add(c), tail64, m);
+            } else {
+                _mm256_storeu_pd(min_to_win.as_mut_ptr().add(c), m);
+            }
+            c += 4;
+        }
+        if best != usize::MAX {
+            *min_to_win.get_unchecked_mut(best) = out.winner_min_to_win;
+            *loss_reason.get_unchecked_mut(best) = LOSS_WON;
+        }
+        (out, n_bad)
+    }
+}
+
 /// Clears a segment of at most [`SHORT_MAX`] bids with [`segment_single_short_avx2`].
 ///
 /// # Safety
@@ -921,28 +1025,11 @@ pub fn clear_segment(
     match quality {
         Some(q) => {
             assert_eq!(q.len(), prices.len());
-            segment_single::<true, false>(
-                rule,
-                prices,
-                q,
-                reserve,
-                increment,
-                min_to_win,
-                loss_reason,
-            )
-            .0
+            segment_single::<true>(rule, prices, q, reserve, increment, min_to_win, loss_reason).0
         }
         None => {
-            segment_single::<false, false>(
-                rule,
-                prices,
-                &[],
-                reserve,
-                increment,
-                min_to_win,
-                loss_reason,
-            )
-            .0
+            segment_single::<false>(rule, prices, &[], reserve, increment, min_to_win, loss_reason)
+                .0
         }
     }
 }
@@ -973,11 +1060,14 @@ fn single_into<const Q: bool, const AVX2: bool>(
             // to support AVX2; the length is within the short kernel's bound (checked here) and
             // the other slices are cut from the same range.
             unsafe { segment_single_short::<Q>(rule, p, q, reserve, increment, m, l) }
+        } else if AVX2 {
+            // SAFETY: as above; the long kernel takes any length.
+            unsafe { segment_single_long_avx2::<Q>(rule, p, q, reserve, increment, m, l) }
         } else {
-            segment_single::<Q, AVX2>(rule, p, q, reserve, increment, m, l)
+            segment_single::<Q>(rule, p, q, reserve, increment, m, l)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let (out, bad) = segment_single::<Q, false>(rule, p, q, reserve, increment, m, l);
+        let (out, bad) = segment_single::<Q>(rule, p, q, reserve, increment, m, l);
         *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
         *pr = out.price;
         n_bad += bad;
@@ -1758,7 +1848,7 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
 
         /// Many auctions of mixed lengths (every short-kernel chunk count and tail, empty
-        /// auctions, the long path with its 8-lane steps and scalar tail), scalar or per-auction reserves, quality on/off, invalid
+        /// auctions, the long path with its paired steps and masked tail), scalar or per-auction reserves, quality on/off, invalid
         /// prices and qualities: the dispatched single-slot kernels (AVX2 short path when the CPU
         /// has it) are bit-identical to the baseline ones for both rules, and so are the
         /// position-auction kernels for k = 1..=8.
