@@ -1404,8 +1404,8 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
             (_mm256_blendv_pd(ninf, a, elig), valid)
         };
         // pre-pass: the maximum of each of 8 lanes (bids 8i + l). These are 8 >= K distinct
-        // bids, so the K-th best is >= the smallest of them, `floor`: a bid below it can never
-        // enter, and skipping it leaves the final top K unchanged. It spares the insertions
+        // bids, so the K-th best overall is >= the K-th largest of them, `floor`: a bid below
+        // it can never enter, and skipping it leaves the final top K unchanged. It spares the insertions
         // (and mispredicted entry tests) of the first few dozen bids.
         let mut floor = ninf;
         if full >= 16 {
@@ -1416,9 +1416,24 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
                 my = _mm256_max_pd(my, classify(c + 4).0);
                 c += 8;
             }
-            let m = _mm256_min_pd(mx, my);
-            let m = _mm256_min_pd(m, _mm256_permute2f128_pd::<1>(m, m));
-            floor = _mm256_min_pd(m, _mm256_permute_pd::<0b0101>(m));
+            // the K-th largest of the 8 lane maxima: lane i keeps its value when at least K
+            // of the 8 are >= it; the largest kept value is the K-th largest
+            let mut vals = [0.0f64; 8];
+            _mm256_storeu_pd(vals.as_mut_ptr(), mx);
+            _mm256_storeu_pd(vals.as_mut_ptr().add(4), my);
+            let (mut cx, mut cy) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for v in &vals {
+                let b = _mm256_broadcast_sd(v);
+                // lanes <= v_j count v_j (all ones = -1)
+                cx = _mm256_sub_epi64(cx, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(mx, b)));
+                cy = _mm256_sub_epi64(cy, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(my, b)));
+            }
+            let k1 = _mm256_set1_epi64x(K as i64 - 1);
+            let kx = _mm256_castsi256_pd(_mm256_cmpgt_epi64(cx, k1));
+            let ky = _mm256_castsi256_pd(_mm256_cmpgt_epi64(cy, k1));
+            let m = _mm256_max_pd(_mm256_blendv_pd(ninf, mx, kx), _mm256_blendv_pd(ninf, my, ky));
+            let m = _mm256_max_pd(m, _mm256_permute2f128_pd::<1>(m, m));
+            floor = _mm256_max_pd(m, _mm256_permute_pd::<0b0101>(m));
         }
         let mut bad = _mm256_setzero_si256();
         for c in (0..full).step_by(4) {
