@@ -560,6 +560,451 @@ fn segment_single<const Q: bool>(
     (SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }, n_bad)
 }
 
+/// Longest segment cleared by [`segment_single_short_avx2`] (four AVX2 vectors of bids).
+const SHORT_MAX: usize = 16;
+
+/// Lane masks of a partial last chunk: 4 lanes read from offset `4 - rem` have the first `rem`
+/// lanes all ones.
+const TAIL_MASK64: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+const TAIL_MASK32: [i32; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+
+/// [`segment_single`] for a segment of at most [`SHORT_MAX`] bids with the whole segment in
+/// `NC` = ceil(len / 4) AVX2 registers: eligibility and adjusted bids for all lanes at once,
+/// the top bid by a horizontal max and the first lane equal to it (ties to the lower index),
+/// the runner-up by a second horizontal max with the winner's lane masked out, then the per-bid
+/// outputs from the same registers with masked stores. No serial chain through a running
+/// maximum and no data-dependent branch per bid; the arithmetic is the scalar kernel's, so the
+/// results are bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX2; `p.len() <= 4 * NC` and `4 * (NC - 1) < p.len()` (every chunk
+/// starts inside the segment); `min_to_win`, `loss_reason` and (with `Q`) `q` are exactly
+/// `p.len()` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment_single_short_avx2<const Q: bool, const NC: usize>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    use std::arch::x86_64::*;
+    let n = p.len();
+    debug_assert!(n <= 4 * NC && 4 * (NC - 1) < n);
+    debug_assert!(min_to_win.len() == n && loss_reason.len() == n && (!Q || q.len() == n));
+    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Chunk c starts at
+    // bid 4c < n (the caller's bound), so every `add(4 * c)` stays inside the slices; the
+    // masked loads and stores touch only the lanes whose bid index is < n (lanes past the end
+    // are masked out, and the CPU neither reads nor writes nor faults on masked lanes). Chunks
+    // before the last are full (4 bids < n), so their plain loads and stores stay inside the
+    // slices. `4 - rem` is 0..=3, so the mask loads read 4 entries inside the 8-entry tables.
+    unsafe {
+        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+        let zero = _mm256_setzero_pd();
+        let big = _mm256_set1_pd(f64::MAX);
+        let r = _mm256_set1_pd(reserve);
+        let (base, up_v, up_e) = (
+            _mm256_set1_pd(f64::from(LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_BELOW_FLOOR - LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_OUTBID - LOSS_BELOW_FLOOR)),
+        );
+        // the last chunk's lane masks: `rem` = 1..=4 bids in it, lanes < rem all ones
+        let rem = n - 4 * (NC - 1);
+        let tail64 = _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - rem).cast());
+        let tail32 = _mm_loadu_si128(TAIL_MASK32.as_ptr().add(4 - rem).cast());
+        let mut qv = [zero; NC];
+        let mut valid = [zero; NC];
+        let mut reason = [_mm_setzero_si128(); NC];
+        let mut adj = [ninf; NC];
+        let mut top = ninf;
+        let mut bad = _mm256_setzero_si256();
+        for c in 0..NC {
+            let last = c == NC - 1;
+            // masked-out lanes read as 0.0: a valid price that is never eligible
+            let x = if last {
+                _mm256_maskload_pd(p.as_ptr().add(4 * c), tail64)
+            } else {
+                _mm256_loadu_pd(p.as_ptr().add(4 * c))
+            };
+            let fin = _mm256_cmp_pd::<_CMP_LE_OQ>(x, big);
+            let mut v = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, zero), fin);
+            let mut a = x;
+            if Q {
+                qv[c] = if last {
+                    _mm256_maskload_pd(q.as_ptr().add(4 * c), tail64)
+                } else {
+                    _mm256_loadu_pd(q.as_ptr().add(4 * c))
+                };
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qv[c], zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qv[c], big),
+                    ),
+                );
+                a = _mm256_mul_pd(x, qv[c]);
+            }
+            // eligible: valid, > 0 and >= reserve
+            let e = _mm256_and_pd(
+                v,
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
+                ),
+            );
+            valid[c] = v;
+            // the loser's reason (3 / 100 / 102), exact in f64, narrowed to i32
+            reason[c] = _mm256_cvtpd_epi32(_mm256_add_pd(
+                base,
+                _mm256_add_pd(_mm256_and_pd(v, up_v), _mm256_and_pd(e, up_e)),
+            ));
+            adj[c] = _mm256_blendv_pd(ninf, a, e);
+            top = _mm256_max_pd(top, adj[c]);
+            // count invalid lanes (all ones = -1); a masked-out quality reads 0.0 and is not
+            // counted
+            let mut b = _mm256_castpd_si256(v);
+            if Q && last {
+                b = _mm256_or_si256(b, _mm256_xor_si256(tail64, _mm256_set1_epi64x(-1)));
+            }
+            bad = _mm256_sub_epi64(bad, _mm256_xor_si256(b, _mm256_set1_epi64x(-1)));
+        }
+        let bad = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
+        let n_bad = _mm_cvtsi128_si64(_mm_add_epi64(bad, _mm_unpackhi_epi64(bad, bad)));
+        let hmax = |v: __m256d| {
+            let m = _mm256_max_pd(v, _mm256_permute2f128_pd::<1>(v, v));
+            _mm256_max_pd(m, _mm256_permute_pd::<0b0101>(m))
+        };
+        let a1v = hmax(top);
+        let a1 = _mm256_cvtsd_f64(a1v);
+        // the winner is the first lane equal to the top; the runner-up is the top again when
+        // two lanes tie with it, else the largest of the others (no dependency on the index)
+        let mut bits = 0u32;
+        let mut others = ninf;
+        for (c, &a) in adj.iter().enumerate() {
+            let eq = _mm256_cmp_pd::<_CMP_EQ_OQ>(a, a1v);
+            bits |= (_mm256_movemask_pd(eq) as u32) << (4 * c);
+            others = _mm256_max_pd(others, _mm256_blendv_pd(a, ninf, eq));
+        }
+        let tie = bits & bits.wrapping_sub(1) != 0;
+        let a2 = sel(tie, a1, _mm256_cvtsd_f64(hmax(others)));
+        let best =
+            if a1 == f64::NEG_INFINITY { usize::MAX } else { bits.trailing_zeros() as usize };
+        let (out, target_adj) = if best == usize::MAX {
+            (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0.0)
+        } else {
+            let pw = *p.get_unchecked(best);
+            let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
+            let floor_to_beat = fmax(reserve, a2 / qw);
+            let (price, target_adj) = match rule {
+                SinglePrice::First => (pw, a1),
+                SinglePrice::Second => {
+                    let price = fmin(pw, floor_to_beat + increment);
+                    (price, price * qw)
+                }
+            };
+            (
+                SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat },
+                target_adj,
+            )
+        };
+        let nan = _mm256_set1_pd(f64::NAN);
+        let t = _mm256_set1_pd(target_adj);
+        let lose = _mm256_set1_pd(fmax(reserve, target_adj));
+        for c in 0..NC {
+            // max_pd(a, b) is `a > b ? a : b`, the scalar `fmax`
+            let l = if Q { _mm256_max_pd(r, _mm256_div_pd(t, qv[c])) } else { lose };
+            let m = _mm256_blendv_pd(nan, l, valid[c]);
+            if c == NC - 1 {
+                _mm256_maskstore_pd(min_to_win.as_mut_ptr().add(4 * c), tail64, m);
+                _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(4 * c), tail32, reason[c]);
+            } else {
+                _mm256_storeu_pd(min_to_win.as_mut_ptr().add(4 * c), m);
+                _mm_storeu_si128(loss_reason.as_mut_ptr().add(4 * c).cast(), reason[c]);
+            }
+        }
+        if best != usize::MAX {
+            *min_to_win.get_unchecked_mut(best) = out.winner_min_to_win;
+            *loss_reason.get_unchecked_mut(best) = LOSS_WON;
+        }
+        (out, n_bad as usize)
+    }
+}
+
+/// Single-slot clearing of a segment longer than [`SHORT_MAX`] bids in three AVX2 passes over
+/// the (L1-resident) segment, with no index tracking and no scalar tail: (1) adjusted bids,
+/// loss reasons (stored) and the invalid count, with per-lane top two by max / min only;
+/// (2) the winner as the first bid whose adjusted bid equals the top (it is usually found
+/// early); (3) every bid's `min_to_win`. The last partial chunk uses masked loads and stores.
+/// The arithmetic is the scalar kernel's, so the results are bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX2; `min_to_win`, `loss_reason` and (with `Q`) `q` are exactly
+/// `p.len()` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment_single_long_avx2<const Q: bool>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    use std::arch::x86_64::*;
+    let n = p.len();
+    debug_assert!(min_to_win.len() == n && loss_reason.len() == n && (!Q || q.len() == n));
+    let full = n / 4 * 4;
+    let rem = n - full;
+    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Full chunks
+    // start at c <= full - 4, so their 4-lane loads and stores stay inside the slices (all n
+    // long); the partial chunk at `full` < n (only when rem > 0) is masked to its first rem
+    // lanes, and the CPU neither reads nor writes nor faults on masked lanes. The mask tables
+    // are read at offset 4 - rem in 1..=3 (4 entries of 8).
+    unsafe {
+        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+        let zero = _mm256_setzero_pd();
+        let big = _mm256_set1_pd(f64::MAX);
+        let r = _mm256_set1_pd(reserve);
+        let ones = _mm256_set1_epi64x(-1);
+        let (base, up_v, up_e) = (
+            _mm256_set1_pd(f64::from(LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_BELOW_FLOOR - LOSS_INVALID)),
+            _mm256_set1_pd(f64::from(LOSS_OUTBID - LOSS_BELOW_FLOOR)),
+        );
+        let tail64 = _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - rem.max(1)).cast());
+        let tail32 = _mm_loadu_si128(TAIL_MASK32.as_ptr().add(4 - rem.max(1)).cast());
+        let (pp, qp) = (p.as_ptr(), q.as_ptr());
+        let load = |ptr: *const f64, c: usize, masked: bool| {
+            if masked {
+                _mm256_maskload_pd(ptr.add(c), tail64)
+            } else {
+                _mm256_loadu_pd(ptr.add(c))
+            }
+        };
+        // (valid, eligible, adjusted) of the chunk at c; masked-out lanes read 0.0 (a valid,
+        // never eligible price; a quality of 0.0 reads invalid and is masked off by the caller)
+        let classify = |c: usize, masked: bool| {
+            let x = load(pp, c, masked);
+            let mut v = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
+                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
+            );
+            let mut a = x;
+            let mut qq = zero;
+            if Q {
+                qq = load(qp, c, masked);
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
+                    ),
+                );
+                a = _mm256_mul_pd(x, qq);
+            }
+            let e = _mm256_and_pd(
+                v,
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
+                ),
+            );
+            (v, e, _mm256_blendv_pd(ninf, a, e), qq)
+        };
+        // pass 1
+        let (mut a1x, mut a2x, mut a1y, mut a2y) = (ninf, ninf, ninf, ninf);
+        let mut bad = _mm256_setzero_si256();
+        let mut pass1 = |c: usize, masked: bool, a1: &mut __m256d, a2: &mut __m256d| {
+            let (v, e, adj, _) = classify(c, masked);
+            *a2 = _mm256_max_pd(*a2, _mm256_min_pd(adj, *a1));
+            *a1 = _mm256_max_pd(*a1, adj);
+            let reason = _mm256_cvtpd_epi32(_mm256_add_pd(
+                base,
+                _mm256_add_pd(_mm256_and_pd(v, up_v), _mm256_and_pd(e, up_e)),
+            ));
+            let mut b = _mm256_xor_si256(_mm256_castpd_si256(v), ones);
+            if masked {
+                b = _mm256_and_si256(b, tail64);
+                _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(c), tail32, reason);
+            } else {
+                _mm_storeu_si128(loss_reason.as_mut_ptr().add(c).cast(), reason);
+            }
+            bad = _mm256_sub_epi64(bad, b);
+        };
+        let mut c = 0;
+        while c + 8 <= full {
+            pass1(c, false, &mut a1x, &mut a2x);
+            pass1(c + 4, false, &mut a1y, &mut a2y);
+            c += 8;
+        }
+        if c < full {
+            pass1(c, false, &mut a1x, &mut a2x);
+        }
+        if rem > 0 {
+            pass1(full, true, &mut a1y, &mut a2y);
+        }
+        let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
+        let n_bad = _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as usize;
+        // merge (first, second) pairs of a multiset: (max, max(second, second', min(first,
+        // first'))), across the two accumulators, then the lanes
+        let merge = |a1: __m256d, a2: __m256d, b1: __m256d, b2: __m256d| {
+            (_mm256_max_pd(a1, b1), _mm256_max_pd(_mm256_max_pd(a2, b2), _mm256_min_pd(a1, b1)))
+        };
+        let (a1, a2) = merge(a1x, a2x, a1y, a2y);
+        let (a1, a2) =
+            merge(a1, a2, _mm256_permute2f128_pd::<1>(a1, a1), _mm256_permute2f128_pd::<1>(a2, a2));
+        let (a1, a2) =
+            merge(a1, a2, _mm256_permute_pd::<0b0101>(a1), _mm256_permute_pd::<0b0101>(a2));
+        let (a1v, a1, a2) = (a1, _mm256_cvtsd_f64(a1), _mm256_cvtsd_f64(a2));
+        // pass 2: the first bid whose adjusted bid is the top
+        let mut best = usize::MAX;
+        if a1 > f64::NEG_INFINITY {
+            let mut c = 0;
+            while c < n {
+                let masked = c == full;
+                let hit = if Q {
+                    classify(c, masked).2
+                } else {
+                    // the top is an eligible price, so an equal price is eligible too
+                    load(pp, c, masked)
+                };
+                let m = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(hit, a1v)) as u32;
+                if m != 0 {
+                    best = c + m.trailing_zeros() as usize;
+                    break;
+                }
+                c += 4;
+            }
+        }
+        let (out, target_adj) = if best == usize::MAX {
+            (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0.0)
+        } else {
+            let pw = *p.get_unchecked(best);
+            let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
+            let floor_to_beat = fmax(reserve, a2 / qw);
+            let (price, target_adj) = match rule {
+                SinglePrice::First => (pw, a1),
+                SinglePrice::Second => {
+                    let price = fmin(pw, floor_to_beat + increment);
+                    (price, price * qw)
+                }
+            };
+            (
+                SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat },
+                target_adj,
+            )
+        };
+        // pass 3
+        let nan = _mm256_set1_pd(f64::NAN);
+        let t = _mm256_set1_pd(target_adj);
+        let lose = _mm256_set1_pd(fmax(reserve, target_adj));
+        let mut c = 0;
+        while c < n {
+            let masked = c == full;
+            let x = load(pp, c, masked);
+            let mut v = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
+                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
+            );
+            let mut l = lose;
+            if Q {
+                let qq = load(qp, c, masked);
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
+                    ),
+                );
+                // max_pd(a, b) is `a > b ? a : b`, the scalar `fmax`
+                l = _mm256_max_pd(r, _mm256_div_pd(t, qq));
+            }
+            let m = _mm256_blendv_pd(nan, l, v);
+            if masked {
+                _mm256_maskstore_pd(min_to_win.as_mut_ptr().add(c), tail64, m);
+            } else {
+                _mm256_storeu_pd(min_to_win.as_mut_ptr().add(c), m);
+            }
+            c += 4;
+        }
+        if best != usize::MAX {
+            *min_to_win.get_unchecked_mut(best) = out.winner_min_to_win;
+            *loss_reason.get_unchecked_mut(best) = LOSS_WON;
+        }
+        (out, n_bad)
+    }
+}
+
+/// Clears a segment of at most [`SHORT_MAX`] bids with [`segment_single_short_avx2`].
+///
+/// # Safety
+/// The CPU must support AVX2; `p.len() <= SHORT_MAX`; the other slices are `p.len()` long
+/// (`q` only with `Q`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment_single_short<const Q: bool>(
+    rule: SinglePrice,
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    increment: f64,
+    min_to_win: &mut [f64],
+    loss_reason: &mut [i32],
+) -> (SegmentOutcome, usize) {
+    let args = (rule, p, q, reserve, increment);
+    // SAFETY: the CPU supports AVX2 (the caller's contract); each arm's NC is ceil(len / 4),
+    // which is exactly the kernel's bound on the length.
+    unsafe {
+        match p.len().div_ceil(4) {
+            0 => (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0),
+            1 => segment_single_short_avx2::<Q, 1>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+            2 => segment_single_short_avx2::<Q, 2>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+            3 => segment_single_short_avx2::<Q, 3>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+            _ => segment_single_short_avx2::<Q, 4>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                min_to_win,
+                loss_reason,
+            ),
+        }
+    }
+}
+
 /// Clears one single-slot auction. `quality = None` means all 1.0. Writes each bid's
 /// `min_to_win` and `loss_reason` into the two output slices (same length as `prices`).
 /// Invalid bids are ineligible (reason 3).
@@ -590,7 +1035,7 @@ pub fn clear_segment(
 }
 
 #[inline(always)]
-fn single_into<const Q: bool>(
+fn single_into<const Q: bool, const AVX2: bool>(
     batch: &Batch<'_>,
     rule: SinglePrice,
     increment: f64,
@@ -606,15 +1051,23 @@ fn single_into<const Q: bool>(
         // Batch::new checked 0 = offsets[0] <= ... <= offsets[n] = n_bids
         let seg = off[0] as usize..off[1] as usize;
         let q = if Q { &q_all[seg.clone()] } else { &[][..] };
-        let (out, bad) = segment_single::<Q>(
-            rule,
-            &batch.prices[seg.clone()],
-            q,
-            batch.reserve_of(a),
-            increment,
-            &mut min_to_win[seg.clone()],
-            &mut loss_reason[seg.clone()],
-        );
+        let p = &batch.prices[seg.clone()];
+        let (m, l) = (&mut min_to_win[seg.clone()], &mut loss_reason[seg.clone()]);
+        let reserve = batch.reserve_of(a);
+        #[cfg(target_arch = "x86_64")]
+        let (out, bad) = if AVX2 && p.len() <= SHORT_MAX {
+            // SAFETY: AVX2 = true only in `single_into_avx2`, which runs after the CPU was found
+            // to support AVX2; the length is within the short kernel's bound (checked here) and
+            // the other slices are cut from the same range.
+            unsafe { segment_single_short::<Q>(rule, p, q, reserve, increment, m, l) }
+        } else if AVX2 {
+            // SAFETY: as above; the long kernel takes any length.
+            unsafe { segment_single_long_avx2::<Q>(rule, p, q, reserve, increment, m, l) }
+        } else {
+            segment_single::<Q>(rule, p, q, reserve, increment, m, l)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (out, bad) = segment_single::<Q>(rule, p, q, reserve, increment, m, l);
         *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
         *pr = out.price;
         n_bad += bad;
@@ -652,9 +1105,9 @@ pub fn clear_single_into(
         };
     }
     if batch.quality.is_some() {
-        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<true, false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     } else {
-        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<false, false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -672,9 +1125,9 @@ unsafe fn single_into_avx2(
     loss_reason: &mut [i32],
 ) -> usize {
     if batch.quality.is_some() {
-        single_into::<true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<true, true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     } else {
-        single_into::<false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
+        single_into::<false, true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
     }
 }
 
@@ -893,6 +1346,168 @@ unsafe fn top_k_rank_avx2<const Q: bool>(
     (len, n_bad as usize)
 }
 
+/// [`top_k_net`]'s long-segment path with the entry test in AVX2: the adjusted bids of four
+/// bids at once are compared with the current K-th best in one vector compare, and only the
+/// lanes that beat it (rare after the first few dozen bids) go through the insertion network,
+/// in index order and re-tested against the updated K-th best, exactly as the scalar path.
+///
+/// # Safety
+/// The CPU must support AVX2; with `Q`, `q.len() >= p.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    buf: &mut [(f64, usize)],
+) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    let mut v = [f64::NEG_INFINITY; K];
+    let mut ix = [0.0f64; K];
+    let n = p.len();
+    let q = if Q { &q[..n] } else { &[][..] };
+    let full = n / 4 * 4;
+    let mut n_bad = 0u32;
+    let mut lanes = [0.0f64; 4];
+    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Every load reads
+    // 4 doubles at offset c < full <= n of `p` / `q` (both n long); the store writes 4 doubles
+    // into `lanes`.
+    unsafe {
+        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+        let zero = _mm256_setzero_pd();
+        let big = _mm256_set1_pd(f64::MAX);
+        let r = _mm256_set1_pd(reserve);
+        // adjusted bids of the chunk at c (-inf when not eligible) and its validity
+        let classify = |c: usize| {
+            let x = _mm256_loadu_pd(p.as_ptr().add(c));
+            let fin = _mm256_cmp_pd::<_CMP_LE_OQ>(x, big);
+            let mut valid = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, zero), fin);
+            let mut a = x;
+            if Q {
+                let qq = _mm256_loadu_pd(q.as_ptr().add(c));
+                valid = _mm256_and_pd(
+                    valid,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
+                    ),
+                );
+                a = _mm256_mul_pd(x, qq);
+            }
+            let elig = _mm256_and_pd(
+                valid,
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
+                ),
+            );
+            (_mm256_blendv_pd(ninf, a, elig), valid)
+        };
+        // pre-pass: the maximum of each of 8 lanes (bids 8i + l). These are 8 >= K distinct
+        // bids, so the K-th best overall is >= the K-th largest of them, `floor`: a bid below
+        // it can never enter, and skipping it leaves the final top K unchanged. It spares the insertions
+        // (and mispredicted entry tests) of the first few dozen bids.
+        let mut floor = ninf;
+        if full >= 16 {
+            let (mut mx, mut my) = (ninf, ninf);
+            let mut c = 0;
+            while c + 8 <= full {
+                mx = _mm256_max_pd(mx, classify(c).0);
+                my = _mm256_max_pd(my, classify(c + 4).0);
+                c += 8;
+            }
+            // the K-th largest of the 8 lane maxima: lane i keeps its value when at least K
+            // of the 8 are >= it; the largest kept value is the K-th largest
+            let mut vals = [0.0f64; 8];
+            _mm256_storeu_pd(vals.as_mut_ptr(), mx);
+            _mm256_storeu_pd(vals.as_mut_ptr().add(4), my);
+            let (mut cx, mut cy) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for v in &vals {
+                let b = _mm256_broadcast_sd(v);
+                // lanes <= v_j count v_j (all ones = -1)
+                cx = _mm256_sub_epi64(cx, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(mx, b)));
+                cy = _mm256_sub_epi64(cy, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(my, b)));
+            }
+            let k1 = _mm256_set1_epi64x(K as i64 - 1);
+            let kx = _mm256_castsi256_pd(_mm256_cmpgt_epi64(cx, k1));
+            let ky = _mm256_castsi256_pd(_mm256_cmpgt_epi64(cy, k1));
+            let m = _mm256_max_pd(_mm256_blendv_pd(ninf, mx, kx), _mm256_blendv_pd(ninf, my, ky));
+            let m = _mm256_max_pd(m, _mm256_permute2f128_pd::<1>(m, m));
+            floor = _mm256_max_pd(m, _mm256_permute_pd::<0b0101>(m));
+        }
+        let mut bad = _mm256_setzero_si256();
+        for c in (0..full).step_by(4) {
+            let (adj, valid) = classify(c);
+            // an invalid lane is all zeros in `valid`: count it by subtracting (not valid) = -1
+            bad = _mm256_sub_epi64(
+                bad,
+                _mm256_xor_si256(_mm256_castpd_si256(valid), _mm256_set1_epi64x(-1)),
+            );
+            let thr = _mm256_set1_pd(v[K - 1]);
+            let enter = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GT_OQ>(adj, thr),
+                _mm256_cmp_pd::<_CMP_GE_OQ>(adj, floor),
+            );
+            let mut enter = _mm256_movemask_pd(enter) as u32;
+            if enter != 0 {
+                _mm256_storeu_pd(lanes.as_mut_ptr(), adj);
+                while enter != 0 {
+                    let l = enter.trailing_zeros() as usize;
+                    enter &= enter - 1;
+                    if lanes[l] > v[K - 1] {
+                        net_insert(&mut v, &mut ix, lanes[l], (c + l) as f64);
+                    }
+                }
+            }
+        }
+        let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
+        n_bad += _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as u32;
+    }
+    for i in full..n {
+        let (adj, valid) = adjusted(p[i], if Q { q[i] } else { 1.0 }, reserve);
+        n_bad += u32::from(!valid);
+        if adj > v[K - 1] {
+            net_insert(&mut v, &mut ix, adj, i as f64);
+        }
+    }
+    let mut len = 0;
+    for (j, slot) in buf.iter_mut().enumerate().take(K) {
+        *slot = (v[j], ix[j] as usize);
+        len += usize::from(v[j] > f64::NEG_INFINITY);
+    }
+    (len, n_bad as usize)
+}
+
+/// A top-k kernel: `(prices, quality, reserve, buf) -> (filled, n_invalid)`.
+#[cfg(target_arch = "x86_64")]
+type TopKFn = unsafe fn(&[f64], &[f64], f64, &mut [(f64, usize)]) -> (usize, usize);
+
+/// [`top_k_long_net_avx2`] for `buf.len()` in 2..=8.
+///
+/// # Safety
+/// The CPU must support AVX2; `buf.len()` is in 2..=8; with `Q`, `q.len() >= p.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn top_k_long_avx2<const Q: bool>(
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    buf: &mut [(f64, usize)],
+) -> (usize, usize) {
+    // SAFETY: the caller's contract (AVX2, lengths) is the kernel's.
+    unsafe {
+        match buf.len() {
+            2 => top_k_long_net_avx2::<Q, 2>(p, q, reserve, buf),
+            3 => top_k_long_net_avx2::<Q, 3>(p, q, reserve, buf),
+            4 => top_k_long_net_avx2::<Q, 4>(p, q, reserve, buf),
+            5 => top_k_long_net_avx2::<Q, 5>(p, q, reserve, buf),
+            6 => top_k_long_net_avx2::<Q, 6>(p, q, reserve, buf),
+            7 => top_k_long_net_avx2::<Q, 7>(p, q, reserve, buf),
+            _ => top_k_long_net_avx2::<Q, 8>(p, q, reserve, buf),
+        }
+    }
+}
+
 /// The top `buf.len()` eligible bids: the fixed-size network for up to 8, else insertion.
 #[inline(always)]
 fn top_k_any<const Q: bool>(
@@ -1019,6 +1634,13 @@ fn slots_into<const Q: bool, const AVX2: bool>(
             // SAFETY: AVX2 = true only in `slots_into_avx2`, which runs after the CPU was found
             // to support AVX2; the lengths are within the rank kernel's bounds (checked here).
             unsafe { top_k_rank_avx2::<Q>(p, q, reserve, &mut buf) }
+        } else if AVX2 && p.len() > NET_BRANCHLESS_MAX && (2..=8).contains(&buf.len()) {
+            // SAFETY: as above (AVX2 checked by the caller of `slots_into_avx2`); `buf` holds
+            // 2..=8 entries (checked here), the length the long kernel is instantiated for.
+            // called through an opaque pointer: inlined here, the long kernel made the
+            // register allocation of the short-auction loop worse (10-bid VCG 1.7x slower)
+            let long: TopKFn = std::hint::black_box(top_k_long_avx2::<Q>);
+            unsafe { long(p, q, reserve, &mut buf) }
         } else {
             top_k_any::<Q>(p, q, reserve, &mut buf)
         };
@@ -1251,13 +1873,82 @@ mod tests {
             let d = clear_second_price(&b, 0.01);
             let (mut bw, mut bp, mut bm, mut br) = (vec![0; 1], vec![0.0; 1], vec![0.0; n], vec![0; n]);
             let bad = if use_q {
-                single_into::<true>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                single_into::<true, false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
             } else {
-                single_into::<false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                single_into::<false, false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
             };
             proptest::prop_assert_eq!((&d.winner, &d.price, &d.loss_reason, d.n_invalid), (&bw, &bp, &br, bad));
             for (x, y) in d.min_to_win.iter().zip(&bm) {
                 proptest::prop_assert!(x == y || (x.is_nan() && y.is_nan()));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Many auctions of mixed lengths (every short-kernel chunk count and tail, empty
+        /// auctions, the long path with its paired steps and masked tail), scalar or per-auction reserves, quality on/off, invalid
+        /// prices and qualities: the dispatched single-slot kernels (AVX2 short path when the CPU
+        /// has it) are bit-identical to the baseline ones for both rules, and so are the
+        /// position-auction kernels for k = 1..=8.
+        #[test]
+        fn single_slot_batch_matches_baseline(
+            sizes in proptest::collection::vec(0usize..60, 1..12),
+            raw in proptest::collection::vec((0u8..14, 0u8..6), 720),
+            reserves in proptest::collection::vec(proptest::sample::select(vec![0.0, 0.5, 1.5, 3.0]), 12),
+            per_auction in proptest::bool::ANY,
+            use_q in proptest::bool::ANY,
+        ) {
+            let n: usize = sizes.iter().sum();
+            let p: Vec<f64> = raw[..n].iter().map(|&(x, _)| match x {
+                10 => f64::NAN,
+                11 => -1.0,
+                12 => f64::INFINITY,
+                13 => -0.0,
+                x => f64::from(x) * 0.5,
+            }).collect();
+            let q: Vec<f64> = raw[..n].iter()
+                .map(|&(_, y)| [0.5, 1.0, 2.0, 0.0, f64::NAN, 0.3][y as usize])
+                .collect();
+            let qs = if use_q { Some(&q[..]) } else { None };
+            let mut off = vec![0i64];
+            for s in &sizes {
+                off.push(off[off.len() - 1] + *s as i64);
+            }
+            let na = sizes.len();
+            let res = if per_auction {
+                Reserve::PerAuction(&reserves[..na])
+            } else {
+                Reserve::Scalar(reserves[0])
+            };
+            let b = Batch::new(&off, &p, qs, res).unwrap();
+            for rule in [SinglePrice::First, SinglePrice::Second] {
+                let d = clear_single(&b, rule, 0.01);
+                let (mut bw, mut bp, mut bm, mut br) = (vec![0; na], vec![0.0; na], vec![0.0; n], vec![0; n]);
+                let bad = if use_q {
+                    single_into::<true, false>(&b, rule, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                } else {
+                    single_into::<false, false>(&b, rule, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
+                };
+                proptest::prop_assert_eq!((&d.winner, &d.loss_reason, d.n_invalid), (&bw, &br, bad));
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(bits(&d.price), bits(&bp));
+                proptest::prop_assert_eq!(bits(&d.min_to_win), bits(&bm));
+            }
+            // position auctions: the dispatched kernels (AVX2 rank counting for short auctions,
+            // the vector entry test for long ones) against the baseline ones
+            let k = sizes[0] % 8 + 1;
+            let ctrs: Vec<f64> = (0..k).map(|s| 1.0 / (s as f64 + 1.0)).collect();
+            for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
+                let d = clear_slots(&b, rule, &ctrs, 0.01);
+                let (mut bw, mut bp) = (vec![0; na * k], vec![0.0; na * k]);
+                let bad = if use_q {
+                    slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                } else {
+                    slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                };
+                proptest::prop_assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad));
             }
         }
     }
