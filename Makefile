@@ -42,7 +42,7 @@ test-py:  ## the Python test suite (needs make install)
 
 bench: install  ## pytest-benchmark table of rtbcore vs its baselines, with ratios
 	mkdir -p out
-	$(BIN)/pytest benches --benchmark-enable --benchmark-only \
+	$(BIN)/pytest benches/bench_*.py --benchmark-enable --benchmark-only \
 	    --benchmark-json=out/bench.json --benchmark-columns=median,ops,rounds -p no:randomly
 	$(BIN)/python benches/table.py out/bench.json
 
