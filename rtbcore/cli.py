@@ -43,7 +43,6 @@ def _build_parser() -> argparse.ArgumentParser:
     credit.add_argument("--png", type=str, default=None, help="write the plot here (matplotlib)")
     credit.add_argument("--seed", type=int, default=0)
     credit.set_defaults(func=credit_cli)
-    del sim_sub
     return parser
 
 
