@@ -541,10 +541,35 @@ fn segment_single<const Q: bool>(
     let (best, a1, a2) = top2::<Q>(p, q, reserve);
     if best == usize::MAX {
         let n_bad = write_losers::<Q>(p, q, reserve, 0.0, min_to_win, loss_reason);
-        return (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, n_bad);
+        return (NO_SALE, n_bad);
     }
-    let pw = p[best];
     let qw = if Q { q[best] } else { 1.0 };
+    let (out, target_adj) = price_winner(rule, best, a1, a2, p[best], qw, reserve, increment);
+    let n_bad = write_losers::<Q>(p, q, reserve, target_adj, min_to_win, loss_reason);
+    min_to_win[best] = out.winner_min_to_win;
+    loss_reason[best] = LOSS_WON;
+    (out, n_bad)
+}
+
+/// The outcome of an auction with no eligible bid.
+const NO_SALE: SegmentOutcome =
+    SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN };
+
+/// The pricing rule, shared by every kernel: given the winner `best` (price `pw`, quality `qw`),
+/// the top adjusted bid `a1` and the runner-up `a2` (-inf when alone), returns the outcome and
+/// the adjusted amount a loser must tie (`target_adj`, for the losers' `min_to_win`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn price_winner(
+    rule: SinglePrice,
+    best: usize,
+    a1: f64,
+    a2: f64,
+    pw: f64,
+    qw: f64,
+    reserve: f64,
+    increment: f64,
+) -> (SegmentOutcome, f64) {
     // a2 = -inf when alone: max(reserve, -inf) = reserve
     let floor_to_beat = fmax(reserve, a2 / qw);
     let (price, target_adj) = match rule {
@@ -554,10 +579,7 @@ fn segment_single<const Q: bool>(
             (price, price * qw)
         }
     };
-    let n_bad = write_losers::<Q>(p, q, reserve, target_adj, min_to_win, loss_reason);
-    min_to_win[best] = floor_to_beat;
-    loss_reason[best] = LOSS_WON;
-    (SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }, n_bad)
+    (SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat }, target_adj)
 }
 
 /// Longest segment cleared by [`segment_single_short_avx2`] (four AVX2 vectors of bids).
@@ -694,22 +716,10 @@ unsafe fn segment_single_short_avx2<const Q: bool, const NC: usize>(
         let best =
             if a1 == f64::NEG_INFINITY { usize::MAX } else { bits.trailing_zeros() as usize };
         let (out, target_adj) = if best == usize::MAX {
-            (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0.0)
+            (NO_SALE, 0.0)
         } else {
-            let pw = *p.get_unchecked(best);
             let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
-            let floor_to_beat = fmax(reserve, a2 / qw);
-            let (price, target_adj) = match rule {
-                SinglePrice::First => (pw, a1),
-                SinglePrice::Second => {
-                    let price = fmin(pw, floor_to_beat + increment);
-                    (price, price * qw)
-                }
-            };
-            (
-                SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat },
-                target_adj,
-            )
+            price_winner(rule, best, a1, a2, *p.get_unchecked(best), qw, reserve, increment)
         };
         let nan = _mm256_set1_pd(f64::NAN);
         let t = _mm256_set1_pd(target_adj);
@@ -883,22 +893,10 @@ unsafe fn segment_single_long_avx2<const Q: bool>(
             }
         }
         let (out, target_adj) = if best == usize::MAX {
-            (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0.0)
+            (NO_SALE, 0.0)
         } else {
-            let pw = *p.get_unchecked(best);
             let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
-            let floor_to_beat = fmax(reserve, a2 / qw);
-            let (price, target_adj) = match rule {
-                SinglePrice::First => (pw, a1),
-                SinglePrice::Second => {
-                    let price = fmin(pw, floor_to_beat + increment);
-                    (price, price * qw)
-                }
-            };
-            (
-                SegmentOutcome { winner: best as i64, price, winner_min_to_win: floor_to_beat },
-                target_adj,
-            )
+            price_winner(rule, best, a1, a2, *p.get_unchecked(best), qw, reserve, increment)
         };
         // pass 3
         let nan = _mm256_set1_pd(f64::NAN);
@@ -964,7 +962,7 @@ unsafe fn segment_single_short<const Q: bool>(
     // which is exactly the kernel's bound on the length.
     unsafe {
         match p.len().div_ceil(4) {
-            0 => (SegmentOutcome { winner: -1, price: 0.0, winner_min_to_win: f64::NAN }, 0),
+            0 => (NO_SALE, 0),
             1 => segment_single_short_avx2::<Q, 1>(
                 args.0,
                 args.1,
