@@ -75,6 +75,51 @@ fn reserve_view<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ReserveView<'py>> {
         .map_err(|_| bad("reserve", "expected a number or a 1-D float64 array"))
 }
 
+/// The input arrays of a batch, borrowed read-only for as long as the kernel runs.
+struct BatchViews<'py> {
+    offsets: PyReadonlyArray1<'py, i64>,
+    prices: PyReadonlyArray1<'py, f64>,
+    quality: Option<PyReadonlyArray1<'py, f64>>,
+    reserve: ReserveView<'py>,
+}
+
+impl<'py> BatchViews<'py> {
+    fn new(
+        offsets: &Bound<'py, PyAny>,
+        prices: &Bound<'py, PyAny>,
+        quality: Option<&Bound<'py, PyAny>>,
+        reserve: &Bound<'py, PyAny>,
+    ) -> PyResult<Self> {
+        Ok(BatchViews {
+            offsets: view::<i64>("offsets", "int64", offsets)?,
+            prices: view::<f64>("prices", "float64", prices)?,
+            quality: quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?,
+            reserve: reserve_view(reserve)?,
+        })
+    }
+
+    /// The checked core batch over these views (`InvalidInputError` on a bad structure).
+    fn batch(&self) -> PyResult<Batch<'_>> {
+        let r = match &self.reserve {
+            ReserveView::Scalar(x) => Reserve::Scalar(*x),
+            ReserveView::PerAuction(a) => Reserve::PerAuction(slice(a)),
+        };
+        Batch::new(slice(&self.offsets), slice(&self.prices), self.quality.as_ref().map(slice), r)
+            .map_err(to_pyerr)
+    }
+}
+
+/// What a kernel call returns: the number of invalid bids, or with `raise_invalid` the error
+/// naming the first one.
+fn invalid_count(batch: &Batch<'_>, raise_invalid: bool, n_bad: usize) -> PyResult<usize> {
+    if raise_invalid && n_bad > 0 {
+        if let Some(e) = batch.first_invalid_bid() {
+            return Err(to_pyerr(e));
+        }
+    }
+    Ok(n_bad)
+}
+
 /// A writable 1-D contiguous output of `T` with `len` elements, or `InvalidInputError`.
 fn out1<'py, T: Element>(
     field: &'static str,
@@ -117,15 +162,7 @@ fn check_auction_batch(
     quality: Option<&Bound<'_, PyAny>>,
     reserve: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let off = view::<i64>("offsets", "int64", offsets)?;
-    let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
-    let res = reserve_view(reserve)?;
-    let r = match &res {
-        ReserveView::Scalar(x) => Reserve::Scalar(*x),
-        ReserveView::PerAuction(a) => Reserve::PerAuction(slice(a)),
-    };
-    Batch::new(slice(&off), slice(&pr), q.as_ref().map(slice), r).map_err(to_pyerr)?;
+    BatchViews::new(offsets, prices, quality, reserve)?.batch()?;
     Ok(())
 }
 
@@ -156,15 +193,8 @@ fn clear_single<'py>(
         other => return Err(bad("rule", format!("expected 'first' or 'second', got {other:?}"))),
     };
     check_increment(increment).map_err(to_pyerr)?;
-    let off = view::<i64>("offsets", "int64", offsets)?;
-    let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
-    let res = reserve_view(reserve)?;
-    let r = match &res {
-        ReserveView::Scalar(x) => Reserve::Scalar(*x),
-        ReserveView::PerAuction(a) => Reserve::PerAuction(slice(a)),
-    };
-    let batch = Batch::new(slice(&off), slice(&pr), q.as_ref().map(slice), r).map_err(to_pyerr)?;
+    let views = BatchViews::new(offsets, prices, quality, reserve)?;
+    let batch = views.batch()?;
     let (n, m) = (batch.n_auctions(), batch.n_bids());
     let (mut w, mut p) = (out1::<i64>("winner", winner, n)?, out1::<f64>("price", price, n)?);
     let mut t = out1::<f64>("min_to_win", min_to_win, m)?;
@@ -172,12 +202,7 @@ fn clear_single<'py>(
     let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
     let (t, l) = (t.as_slice_mut().expect("checked"), l.as_slice_mut().expect("checked"));
     let n_bad = detach(py, || clear_single_into(&batch, rule, increment, w, p, t, l));
-    if raise_invalid && n_bad > 0 {
-        if let Some(e) = batch.first_invalid_bid() {
-            return Err(to_pyerr(e));
-        }
-    }
-    Ok(n_bad)
+    invalid_count(&batch, raise_invalid, n_bad)
 }
 
 /// Position-auction clearing into the caller's outputs `winner` int64[n_auctions, k] and
@@ -207,26 +232,14 @@ fn clear_slots<'py>(
     let ctrs_view = view::<f64>("slot_ctrs", "float64", slot_ctrs)?;
     let ctrs = slice(&ctrs_view);
     check_slot_ctrs(ctrs).map_err(to_pyerr)?;
-    let off = view::<i64>("offsets", "int64", offsets)?;
-    let pr = view::<f64>("prices", "float64", prices)?;
-    let q = quality.map(|q| view::<f64>("quality", "float64", q)).transpose()?;
-    let res = reserve_view(reserve)?;
-    let r = match &res {
-        ReserveView::Scalar(x) => Reserve::Scalar(*x),
-        ReserveView::PerAuction(a) => Reserve::PerAuction(slice(a)),
-    };
-    let batch = Batch::new(slice(&off), slice(&pr), q.as_ref().map(slice), r).map_err(to_pyerr)?;
+    let views = BatchViews::new(offsets, prices, quality, reserve)?;
+    let batch = views.batch()?;
     let (n, k) = (batch.n_auctions(), ctrs.len());
     let mut w = out2::<i64>("winner", winner, n, k)?;
     let mut p = out2::<f64>("price", price, n, k)?;
     let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
     let n_bad = detach(py, || clear_slots_into(&batch, rule, ctrs, increment, w, p));
-    if raise_invalid && n_bad > 0 {
-        if let Some(e) = batch.first_invalid_bid() {
-            return Err(to_pyerr(e));
-        }
-    }
-    Ok(n_bad)
+    invalid_count(&batch, raise_invalid, n_bad)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
