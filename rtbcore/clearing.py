@@ -47,6 +47,8 @@ import _rtbcore
 import numpy as np
 import numpy.typing as npt
 
+from rtbcore._arrays import float_array as _float_array
+from rtbcore._arrays import int_array as _int_array
 from rtbcore.errors import InvalidInputError
 
 __all__ = [
@@ -74,40 +76,6 @@ LOSS_INVALID = 3
 LOSS_BELOW_FLOOR = 100
 #: OpenRTB loss reason: lost to a higher bid.
 LOSS_OUTBID = 102
-
-
-def _float_array(name: str, x: npt.ArrayLike) -> np.ndarray:
-    """A contiguous 1-D float64 array (converted once if needed), or InvalidInputError."""
-    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1 and x.flags.c_contiguous:
-        return x
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"{name}: cannot be read as an array ({e})") from None
-    if a.ndim != 1:
-        raise InvalidInputError(f"{name}: expected a 1-D array, got shape {a.shape}")
-    if a.dtype.kind not in "biuf":
-        raise InvalidInputError(f"{name}: expected numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float64)
-
-
-def _int_array(name: str, x: npt.ArrayLike) -> np.ndarray:
-    """A contiguous 1-D int64 array, or InvalidInputError (floats are refused, not truncated)."""
-    if isinstance(x, np.ndarray) and x.dtype == np.int64 and x.ndim == 1 and x.flags.c_contiguous:
-        return x
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"{name}: cannot be read as an array ({e})") from None
-    if a.ndim != 1:
-        raise InvalidInputError(f"{name}: expected a 1-D array, got shape {a.shape}")
-    if a.size == 0 and a.dtype.kind == "f":
-        a = a.astype(np.int64)  # np.asarray([]) is float64
-    if a.dtype.kind not in "iu":
-        raise InvalidInputError(f"{name}: expected integers, got dtype {a.dtype}")
-    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
-        raise InvalidInputError(f"{name}: values above int64 range")
-    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 def _on_invalid(on_invalid: str) -> bool:

@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from _rtbcore import _AuctionEngine, _EventLog
 
+from rtbcore._arrays import float_array as _float_array
+from rtbcore._arrays import int_array as _int_array
 from rtbcore.errors import InvalidInputError
 
 # Bid kinds (``kinds=`` of AuctionEngine.submit), defined once with the bid record; for the
@@ -114,40 +116,6 @@ EVENT_DTYPE = np.dtype(
 
 _I64_MAX = np.iinfo(np.int64).max
 _TMAX_MS_MAX = 86_400_000.0  # one day: an auction deadline, not a timer for the ages
-
-
-def _int_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
-    """``x`` as a contiguous int64 array (a scalar is broadcast to ``n``); refuses non-integer
-    dtypes and values beyond int64, naming ``name`` and the index."""
-    a = np.asarray(x)
-    if a.ndim == 0 and n is not None:
-        a = np.broadcast_to(a, (n,))
-    if a.ndim != 1:
-        raise InvalidInputError(f"{name}: expected a 1-D array or a scalar, got shape {a.shape}")
-    if a.dtype.kind not in "iu":
-        if a.dtype == object and all(isinstance(v, int | np.integer) for v in a.tolist()):
-            a = np.asarray(a.tolist())
-            if a.dtype.kind not in "iu":
-                raise InvalidInputError(f"{name}: integers out of range")
-        else:
-            raise InvalidInputError(f"{name}: dtype {a.dtype} is not an integer dtype")
-    if a.dtype.kind == "u" and a.size and a.dtype.itemsize == 8:
-        big = np.flatnonzero(a > _I64_MAX)
-        if big.size:
-            i = int(big[0])
-            raise InvalidInputError(f"{name}[{i}] = {int(a[i])}: must be < 2**63")
-    return np.ascontiguousarray(a, dtype=np.int64)
-
-
-def _float_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim == 0 and n is not None:
-        a = np.broadcast_to(a, (n,))
-    if a.ndim != 1:
-        raise InvalidInputError(f"{name}: expected a 1-D array or a scalar, got shape {a.shape}")
-    if a.dtype.kind not in "fiub":
-        raise InvalidInputError(f"{name}: dtype {a.dtype} is not a numeric dtype")
-    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _check_len(name: str, a: np.ndarray, n: int) -> None:

@@ -1,0 +1,58 @@
+"""Argument conversion shared by the array APIs (clearing, engine): numpy arrays in, checked
+once, with errors that name the argument (and the index where a value is at fault)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rtbcore.errors import InvalidInputError
+
+_I64_MAX = np.iinfo(np.int64).max
+
+
+def _read_1d(name: str, x: Any, n: int | None) -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{name}: cannot be read as an array ({e})") from None
+    if a.ndim == 0 and n is not None:
+        a = np.broadcast_to(a, (n,))
+    if a.ndim != 1:
+        scalar = " or a scalar" if n is not None else ""
+        raise InvalidInputError(f"{name}: expected a 1-D array{scalar}, got shape {a.shape}")
+    return a
+
+
+def float_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+    """``x`` as a contiguous 1-D float64 array, converted once (a float64 contiguous array is
+    used as is). With ``n``, a scalar is broadcast to ``n`` entries."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1 and x.flags.c_contiguous:
+        return x
+    a = _read_1d(name, x, n)
+    if a.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{name}: expected numbers, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def int_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+    """``x`` as a contiguous 1-D int64 array; floats are refused, not truncated, and a value
+    beyond int64 is named by its index. With ``n``, a scalar is broadcast to ``n`` entries."""
+    if isinstance(x, np.ndarray) and x.dtype == np.int64 and x.ndim == 1 and x.flags.c_contiguous:
+        return x
+    a = _read_1d(name, x, n)
+    if a.size == 0 and a.dtype.kind == "f":
+        a = a.astype(np.int64)  # np.asarray([]) is float64
+    if a.dtype == object and all(isinstance(v, int | np.integer) for v in a.tolist()):
+        a = np.asarray(a.tolist())  # Python ints numpy could not place in one dtype
+        if a.dtype.kind not in "iu":
+            raise InvalidInputError(f"{name}: integers out of the int64 range")
+    if a.dtype.kind not in "iu":
+        raise InvalidInputError(f"{name}: expected integers, got dtype {a.dtype}")
+    if a.dtype.kind == "u" and a.size and a.dtype.itemsize == 8:
+        big = np.flatnonzero(a > _I64_MAX)
+        if big.size:
+            i = int(big[0])
+            raise InvalidInputError(f"{name}[{i}] = {int(a[i])}: must be < 2**63")
+    return np.ascontiguousarray(a, dtype=np.int64)
