@@ -13,6 +13,9 @@ on every call.
   at the reserve, sort by adjusted bid, price = second adjusted / winner quality + 0.01), timed
   on the first 20k bids and compared per bid (``extra_info["items"]``). The Cython object API
   ``rtbcore.SecondPriceAuction`` runs on the same subset.
+  A diagnostic row, ``kernel_into_reused_outputs``, runs the same kernel through the private
+  binding into output arrays allocated once: the gap to the default row is the cost of fresh
+  output pages (there is no public ``out=`` yet).
 - ``clearing position k=5 N-bid``: rtbcore VCG and GSP with 5 slots against numpy's second
   price (the target: VCG >= 1.5x numpy's single-slot second price).
 - ``clearing threads``: two Python threads clearing one batch each against one thread clearing
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import _rtbcore
 import numpy as np
 import pytest
 
@@ -110,6 +114,18 @@ def test_rtbcore_second_price(benchmark, batch):
                            warmup_rounds=1)
     w, p = numpy_second_price(b.prices.reshape(-1, per), RESERVE, INC)
     assert np.array_equal(r.winner, w) and np.allclose(r.price, p, rtol=1e-12)
+
+
+def test_kernel_into_reused_outputs(benchmark, batch):
+    per, b = batch
+    _group(benchmark, "single-slot", per)
+    benchmark.extra_info["items"] = b.n_bids
+    n, m = b.n_auctions, b.n_bids
+    outs = (np.empty(n, np.int64), np.empty(n), np.empty(m), np.empty(m, np.int32))
+    args = (b._offsets, b._prices, b._quality, b._reserve, "second", INC, True, *outs)
+    benchmark.pedantic(_rtbcore.clear_single, args=args, rounds=7, iterations=1, warmup_rounds=1)
+    ref = rtbcore.clear_second_price(b, increment=INC)
+    assert np.array_equal(outs[0], ref.winner) and np.array_equal(outs[3], ref.loss_reason)
 
 
 def test_rtbcore_first_price(benchmark, batch):
