@@ -2,8 +2,9 @@
 
 10M bids (``RTBCORE_BENCH_BIDS`` to change it), log-normal prices, reserve 0.1, in auctions of
 10 and of 100 bids. Every rtbcore row is the **default call**: ``clear_second_price(batch)``
-returns winner, price and the per-bid ``min_to_win`` / ``loss_reason`` arrays, allocated fresh
-on every call.
+returns winner, price and the per-bid ``min_to_win`` / ``loss_reason`` arrays (136 MB for 10M
+bids) in buffers from ``rtbcore.output_pool``, which recycles them once the previous result is
+gone (as it is between benchmark rounds, and in a service that clears batch after batch).
 
 - ``clearing single-slot N-bid``: rtbcore second and first price against
   (a) ``numpy 2-D``: the best vectorised numpy I know for the same answer (winner + price): the
@@ -13,9 +14,9 @@ on every call.
   at the reserve, sort by adjusted bid, price = second adjusted / winner quality + 0.01), timed
   on the first 20k bids and compared per bid (``extra_info["items"]``). The Cython object API
   ``rtbcore.SecondPriceAuction`` runs on the same subset.
-  A diagnostic row, ``kernel_into_reused_outputs``, runs the same kernel through the private
-  binding into output arrays allocated once: the gap to the default row is the cost of fresh
-  output pages (there is no public ``out=`` yet).
+  A diagnostic row, ``second_price_without_output_pool``, is the same call with the pool turned
+  off: fresh output pages on every call (what a first call, or a caller holding every result,
+  pays).
 - ``clearing position k=5 N-bid``: rtbcore VCG and GSP with 5 slots against numpy's second
   price (the target: VCG >= 1.5x numpy's single-slot second price).
 - ``clearing threads``: two Python threads clearing one batch each against one thread clearing
@@ -27,7 +28,6 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import _rtbcore
 import numpy as np
 import pytest
 
@@ -116,16 +116,20 @@ def test_rtbcore_second_price(benchmark, batch):
     assert np.array_equal(r.winner, w) and np.allclose(r.price, p, rtol=1e-12)
 
 
-def test_kernel_into_reused_outputs(benchmark, batch):
+def test_rtbcore_second_price_without_output_pool(benchmark, batch):
+    """The default call with ``rtbcore.output_pool`` turned off: fresh output pages every call
+    (the page faults and the kernel zeroing them are what the pool saves)."""
     per, b = batch
     _group(benchmark, "single-slot", per)
     benchmark.extra_info["items"] = b.n_bids
-    n, m = b.n_auctions, b.n_bids
-    outs = (np.empty(n, np.int64), np.empty(n), np.empty(m), np.empty(m, np.int32))
-    args = (b._offsets, b._prices, b._quality, b._reserve, "second", INC, True, *outs)
-    benchmark.pedantic(_rtbcore.clear_single, args=args, rounds=7, iterations=1, warmup_rounds=1)
-    ref = rtbcore.clear_second_price(b, increment=INC)
-    assert np.array_equal(outs[0], ref.winner) and np.array_equal(outs[3], ref.loss_reason)
+    saved = rtbcore.output_pool.max_bytes
+    rtbcore.output_pool.max_bytes = 0
+    try:
+        r = benchmark.pedantic(rtbcore.clear_second_price, args=(b,), rounds=7, iterations=1,
+                               warmup_rounds=1)
+    finally:
+        rtbcore.output_pool.max_bytes = saved
+    assert r.min_to_win.base is None  # really fresh
 
 
 def test_rtbcore_first_price(benchmark, batch):

@@ -33,6 +33,7 @@ _errors = [
 
 # --- clearing (issue: foundation and clearing) -------------------------------------------------
 from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction  # noqa: E402
+from rtbcore._pool import OutputPool, output_pool  # noqa: E402
 from rtbcore.clearing import (  # noqa: E402
     AuctionBatch,
     ClearingResult,
@@ -54,6 +55,8 @@ _clearing: list[str] = [
     "Bid",
     "SecondPriceAuction",
     "FirstPriceAuction",
+    "OutputPool",
+    "output_pool",
 ]
 
 # --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------

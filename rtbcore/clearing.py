@@ -49,6 +49,7 @@ import numpy.typing as npt
 
 from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
+from rtbcore._pool import output_pool
 from rtbcore.errors import InvalidInputError
 
 __all__ = [
@@ -257,10 +258,11 @@ def _single(batch: AuctionBatch, rule: str, increment: float, on_invalid: str) -
     _check_batch(batch)
     raise_invalid = _on_invalid(on_invalid)
     n, m = batch.n_auctions, batch.n_bids
-    # uninitialised outputs (the kernel writes every element); allocated here, so that running
-    # out of memory is a plain MemoryError
-    w, p = np.empty(max(n, 0), np.int64), np.empty(max(n, 0), np.float64)
-    mtw, reason = np.empty(m, np.float64), np.empty(m, np.int32)
+    # uninitialised outputs (the kernel writes every element), recycled by the output pool when
+    # large; allocated here, so that running out of memory is a plain MemoryError
+    empty = output_pool.empty
+    w, p = empty(max(n, 0), np.int64), empty(max(n, 0), np.float64)
+    mtw, reason = empty(m, np.float64), empty(m, np.int32)
     n_bad = _rtbcore.clear_single(
         batch._offsets, batch._prices, batch._quality, batch._reserve, rule, float(increment),
         raise_invalid, w, p, mtw, reason,
@@ -275,7 +277,7 @@ def _slots(
     raise_invalid = _on_invalid(on_invalid)
     ctrs = _float_array("slot_ctrs", slot_ctrs)
     shape = (max(batch.n_auctions, 0), ctrs.shape[0])
-    w, p = np.empty(shape, np.int64), np.empty(shape, np.float64)
+    w, p = output_pool.empty(shape, np.int64), output_pool.empty(shape, np.float64)
     n_bad = _rtbcore.clear_slots(
         batch._offsets, batch._prices, batch._quality, batch._reserve, ctrs, rule,
         float(increment), raise_invalid, w, p,
