@@ -745,11 +745,13 @@ unsafe fn segment_single_short_avx2<const Q: bool, const NC: usize>(
 }
 
 /// Single-slot clearing of a segment longer than [`SHORT_MAX`] bids in three AVX2 passes over
-/// the (L1-resident) segment, with no index tracking and no scalar tail: (1) adjusted bids,
-/// loss reasons (stored) and the invalid count, with per-lane top two by max / min only;
-/// (2) the winner as the first bid whose adjusted bid equals the top (it is usually found
-/// early); (3) every bid's `min_to_win`. The last partial chunk uses masked loads and stores.
-/// The arithmetic is the scalar kernel's, so the results are bit-identical.
+/// the (L1-resident after the first) segment, with no index tracking and no scalar tail:
+/// (1) per-lane top two adjusted bids by max / min only, nothing stored; (2) the winner as the
+/// first bid whose adjusted bid equals the top (it is usually found early); (3) every bid's
+/// `min_to_win` and `loss_reason`, and the valid count. The last partial chunk uses masked
+/// loads and stores. Eligibility is `x >= max(reserve, smallest positive double)` and
+/// `x <= f64::MAX` (the same set as "finite, > 0 and >= reserve", in two compares). The
+/// arithmetic is the scalar kernel's, so the results are bit-identical.
 ///
 /// # Safety
 /// The CPU must support AVX2; `min_to_win`, `loss_reason` and (with `Q`) `q` are exactly
@@ -780,13 +782,8 @@ unsafe fn segment_single_long_avx2<const Q: bool>(
         let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
         let zero = _mm256_setzero_pd();
         let big = _mm256_set1_pd(f64::MAX);
-        let r = _mm256_set1_pd(reserve);
-        let ones = _mm256_set1_epi64x(-1);
-        let (base, up_v, up_e) = (
-            _mm256_set1_pd(f64::from(LOSS_INVALID)),
-            _mm256_set1_pd(f64::from(LOSS_BELOW_FLOOR - LOSS_INVALID)),
-            _mm256_set1_pd(f64::from(LOSS_OUTBID - LOSS_BELOW_FLOOR)),
-        );
+        // x > 0 && x >= reserve  <=>  x >= max(reserve, 5e-324) for every x (NaN: false)
+        let reff = _mm256_set1_pd(fmax(reserve, f64::from_bits(1)));
         let tail64 = _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - rem.max(1)).cast());
         let tail32 = _mm_loadu_si128(TAIL_MASK32.as_ptr().add(4 - rem.max(1)).cast());
         let (pp, qp) = (p.as_ptr(), q.as_ptr());
@@ -797,14 +794,13 @@ unsafe fn segment_single_long_avx2<const Q: bool>(
                 _mm256_loadu_pd(ptr.add(c))
             }
         };
-        // (valid, eligible, adjusted) of the chunk at c; masked-out lanes read 0.0 (a valid,
-        // never eligible price; a quality of 0.0 reads invalid and is masked off by the caller)
+        // (valid, eligible, adjusted-or-minus-infinity, quality) of the chunk at c; masked-out
+        // lanes read 0.0 (a valid, never eligible price; a quality of 0.0 reads invalid)
         let classify = |c: usize, masked: bool| {
             let x = load(pp, c, masked);
-            let mut v = _mm256_and_pd(
-                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
-                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
-            );
+            let fin = _mm256_cmp_pd::<_CMP_LE_OQ>(x, big);
+            let mut v = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, zero), fin);
+            let mut e = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, reff), fin);
             let mut a = x;
             let mut qq = zero;
             if Q {
@@ -816,51 +812,30 @@ unsafe fn segment_single_long_avx2<const Q: bool>(
                         _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
                     ),
                 );
+                e = _mm256_and_pd(e, v);
                 a = _mm256_mul_pd(x, qq);
             }
-            let e = _mm256_and_pd(
-                v,
-                _mm256_and_pd(
-                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
-                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
-                ),
-            );
             (v, e, _mm256_blendv_pd(ninf, a, e), qq)
         };
-        // pass 1
+        // pass 1: per-lane top two, two independent accumulators
         let (mut a1x, mut a2x, mut a1y, mut a2y) = (ninf, ninf, ninf, ninf);
-        let mut bad = _mm256_setzero_si256();
-        let mut pass1 = |c: usize, masked: bool, a1: &mut __m256d, a2: &mut __m256d| {
-            let (v, e, adj, _) = classify(c, masked);
+        let top2 = |c: usize, masked: bool, a1: &mut __m256d, a2: &mut __m256d| {
+            let adj = classify(c, masked).2;
             *a2 = _mm256_max_pd(*a2, _mm256_min_pd(adj, *a1));
             *a1 = _mm256_max_pd(*a1, adj);
-            let reason = _mm256_cvtpd_epi32(_mm256_add_pd(
-                base,
-                _mm256_add_pd(_mm256_and_pd(v, up_v), _mm256_and_pd(e, up_e)),
-            ));
-            let mut b = _mm256_xor_si256(_mm256_castpd_si256(v), ones);
-            if masked {
-                b = _mm256_and_si256(b, tail64);
-                _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(c), tail32, reason);
-            } else {
-                _mm_storeu_si128(loss_reason.as_mut_ptr().add(c).cast(), reason);
-            }
-            bad = _mm256_sub_epi64(bad, b);
         };
         let mut c = 0;
         while c + 8 <= full {
-            pass1(c, false, &mut a1x, &mut a2x);
-            pass1(c + 4, false, &mut a1y, &mut a2y);
+            top2(c, false, &mut a1x, &mut a2x);
+            top2(c + 4, false, &mut a1y, &mut a2y);
             c += 8;
         }
         if c < full {
-            pass1(c, false, &mut a1x, &mut a2x);
+            top2(c, false, &mut a1x, &mut a2x);
         }
         if rem > 0 {
-            pass1(full, true, &mut a1y, &mut a2y);
+            top2(full, true, &mut a1y, &mut a2y);
         }
-        let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
-        let n_bad = _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as usize;
         // merge (first, second) pairs of a multiset: (max, max(second, second', min(first,
         // first'))), across the two accumulators, then the lanes
         let merge = |a1: __m256d, a2: __m256d, b1: __m256d, b2: __m256d| {
@@ -898,44 +873,56 @@ unsafe fn segment_single_long_avx2<const Q: bool>(
             let qw = if Q { *q.get_unchecked(best) } else { 1.0 };
             price_winner(rule, best, a1, a2, *p.get_unchecked(best), qw, reserve, increment)
         };
-        // pass 3
+        // pass 3: min_to_win, loss_reason (3 + 97 valid + 2 eligible, in 64-bit lanes, then the
+        // low halves gathered into four i32) and the valid count
         let nan = _mm256_set1_pd(f64::NAN);
+        let r = _mm256_set1_pd(reserve);
         let t = _mm256_set1_pd(target_adj);
         let lose = _mm256_set1_pd(fmax(reserve, target_adj));
-        let mut c = 0;
-        while c < n {
-            let masked = c == full;
-            let x = load(pp, c, masked);
-            let mut v = _mm256_and_pd(
-                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
-                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
-            );
-            let mut l = lose;
-            if Q {
-                let qq = load(qp, c, masked);
-                v = _mm256_and_pd(
-                    v,
-                    _mm256_and_pd(
-                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
-                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
-                    ),
-                );
-                // max_pd(a, b) is `a > b ? a : b`, the scalar `fmax`
-                l = _mm256_max_pd(r, _mm256_div_pd(t, qq));
-            }
+        let (three, up_v, up_e) = (
+            _mm256_set1_epi64x(i64::from(LOSS_INVALID)),
+            _mm256_set1_epi64x(i64::from(LOSS_BELOW_FLOOR - LOSS_INVALID)),
+            _mm256_set1_epi64x(i64::from(LOSS_OUTBID - LOSS_BELOW_FLOOR)),
+        );
+        let low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        let mut valid = _mm256_setzero_si256();
+        let mut pass3 = |c: usize, masked: bool| {
+            let (v, e, _, qq) = classify(c, masked);
+            // max_pd(a, b) is `a > b ? a : b`, the scalar `fmax`
+            let l = if Q { _mm256_max_pd(r, _mm256_div_pd(t, qq)) } else { lose };
             let m = _mm256_blendv_pd(nan, l, v);
+            let (vi, ei) = (_mm256_castpd_si256(v), _mm256_castpd_si256(e));
+            let reason64 = _mm256_add_epi64(
+                three,
+                _mm256_add_epi64(_mm256_and_si256(vi, up_v), _mm256_and_si256(ei, up_e)),
+            );
+            let reason =
+                _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(reason64, low_halves));
             if masked {
                 _mm256_maskstore_pd(min_to_win.as_mut_ptr().add(c), tail64, m);
+                _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(c), tail32, reason);
+                valid = _mm256_sub_epi64(valid, _mm256_and_si256(vi, tail64));
             } else {
                 _mm256_storeu_pd(min_to_win.as_mut_ptr().add(c), m);
+                _mm_storeu_si128(loss_reason.as_mut_ptr().add(c).cast(), reason);
+                valid = _mm256_sub_epi64(valid, vi);
             }
+        };
+        let mut c = 0;
+        while c < full {
+            pass3(c, false);
             c += 4;
         }
+        if rem > 0 {
+            pass3(full, true);
+        }
+        let b = _mm_add_epi64(_mm256_castsi256_si128(valid), _mm256_extracti128_si256::<1>(valid));
+        let n_valid = _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as usize;
         if best != usize::MAX {
             *min_to_win.get_unchecked_mut(best) = out.winner_min_to_win;
             *loss_reason.get_unchecked_mut(best) = LOSS_WON;
         }
-        (out, n_bad)
+        (out, n - n_valid)
     }
 }
 
