@@ -1275,9 +1275,10 @@ const RANK_MAX: usize = 16;
 
 /// The top `buf.len()` eligible bids of a short segment (at most [`RANK_MAX`] bids, `buf` at
 /// most [`RANK_MAX`] long) by rank counting: bid i's rank is the number of bids above it
-/// (higher adjusted bid, or equal with a lower index), counted against all 16 padded entries in
-/// four AVX2 compares with no data-dependent branch; ranks form a permutation, so each bid is
-/// stored at its rank without a test. Ineligible bids rank last (adjusted = -inf).
+/// (higher adjusted bid, or equal with a lower index), counted against the segment's
+/// ceil(n / 4) vectors of adjusted bids with no data-dependent branch; ranks form a
+/// permutation, so each bid is stored at its rank without a test. Ineligible bids rank last
+/// (adjusted = -inf).
 ///
 /// # Safety
 /// The CPU must support AVX2 (and so SSE4.1); `p.len() <= RANK_MAX`, `buf.len() <= RANK_MAX`,
@@ -1290,24 +1291,109 @@ unsafe fn top_k_rank_avx2<const Q: bool>(
     reserve: f64,
     buf: &mut [(f64, usize)],
 ) -> (usize, usize) {
+    // SAFETY: the caller's contract, and each arm's NC is ceil(len / 4) <= 4, the bound of
+    // `top_k_rank_nc_avx2`.
+    unsafe {
+        match p.len().div_ceil(4) {
+            0 => {
+                buf.fill((f64::NEG_INFINITY, 0));
+                (0, 0)
+            }
+            1 => top_k_rank_nc_avx2::<Q, 1>(p, q, reserve, buf),
+            2 => top_k_rank_nc_avx2::<Q, 2>(p, q, reserve, buf),
+            3 => top_k_rank_nc_avx2::<Q, 3>(p, q, reserve, buf),
+            _ => top_k_rank_nc_avx2::<Q, 4>(p, q, reserve, buf),
+        }
+    }
+}
+
+/// [`top_k_rank_avx2`] for a segment of `NC` vectors: the adjusted bids are computed four at a
+/// time with masked loads for the last partial vector (as in [`segment_single_short_avx2`],
+/// same arithmetic as [`adjusted`]) and stay in registers for the counting; they are stored
+/// once, as whole vectors, so that each bid's broadcast reads a completed store.
+///
+/// # Safety
+/// The CPU must support AVX2; `4 * (NC - 1) < p.len() <= 4 * NC`, `NC <= 4`,
+/// `buf.len() <= RANK_MAX`, and with `Q` `q.len() >= p.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn top_k_rank_nc_avx2<const Q: bool, const NC: usize>(
+    p: &[f64],
+    q: &[f64],
+    reserve: f64,
+    buf: &mut [(f64, usize)],
+) -> (usize, usize) {
     use std::arch::x86_64::*;
     let n = p.len();
+    debug_assert!(n <= 4 * NC && 4 * (NC - 1) < n && NC <= 4 && buf.len() <= RANK_MAX);
     let mut adj = [f64::NEG_INFINITY; RANK_MAX];
-    let mut n_bad = 0u32;
-    for (i, a) in adj.iter_mut().enumerate().take(n) {
-        let (x, valid) = adjusted(p[i], if Q { q[i] } else { 1.0 }, reserve);
-        *a = x;
-        n_bad += u32::from(!valid);
-    }
     let mut ranked = [(f64::NEG_INFINITY, 0usize); RANK_MAX];
-    // SAFETY: AVX2/SSE4.1 are enabled for this function (the caller checked the CPU); every
-    // load reads 4 doubles inside `adj` / `idx` (offsets 0, 4, 8, 12 of 16).
+    let n_bad;
+    // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Chunk c starts
+    // at 4c < n, so the plain loads of chunks before the last (4 bids each, all < n) stay in
+    // `p` / `q`; the last chunk is masked to its `rem` = n - 4(NC - 1) in 1..=4 lanes (masked
+    // lanes are neither read nor faulted on; the mask table is read at offset 4 - rem in
+    // 0..=3, 4 entries of 8). The stores to `adj` write 4 doubles at offsets 4c <= 12 of 16.
     unsafe {
-        let idx: [f64; RANK_MAX] = std::array::from_fn(|j| j as f64);
-        let av = [0, 4, 8, 12].map(|o| _mm256_loadu_pd(adj.as_ptr().add(o)));
-        let jv = [0, 4, 8, 12].map(|o| _mm256_loadu_pd(idx.as_ptr().add(o)));
-        for (i, &a) in adj.iter().enumerate().take(n) {
-            let ai = _mm256_set1_pd(a);
+        let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+        let zero = _mm256_setzero_pd();
+        let big = _mm256_set1_pd(f64::MAX);
+        let r = _mm256_set1_pd(reserve);
+        let ones = _mm256_set1_epi64x(-1);
+        let rem = n - 4 * (NC - 1);
+        let tail64 = _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - rem).cast());
+        let mut av = [ninf; NC];
+        let mut bad = _mm256_setzero_si256();
+        for (c, a_out) in av.iter_mut().enumerate() {
+            let last = c == NC - 1;
+            let load = |ptr: *const f64| {
+                if last {
+                    _mm256_maskload_pd(ptr.add(4 * c), tail64)
+                } else {
+                    _mm256_loadu_pd(ptr.add(4 * c))
+                }
+            };
+            let x = load(p.as_ptr());
+            let mut v = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
+                _mm256_cmp_pd::<_CMP_LE_OQ>(x, big),
+            );
+            let mut a = x;
+            if Q {
+                let qq = load(q.as_ptr());
+                v = _mm256_and_pd(
+                    v,
+                    _mm256_and_pd(
+                        _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero),
+                        _mm256_cmp_pd::<_CMP_LE_OQ>(qq, big),
+                    ),
+                );
+                a = _mm256_mul_pd(x, qq);
+            }
+            let e = _mm256_and_pd(
+                v,
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(x, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, r),
+                ),
+            );
+            *a_out = _mm256_blendv_pd(ninf, a, e);
+            _mm256_storeu_pd(adj.as_mut_ptr().add(4 * c), *a_out);
+            // invalid lanes inside the segment (masked-out lanes are not bids)
+            let mut b = _mm256_xor_si256(_mm256_castpd_si256(v), ones);
+            if last {
+                b = _mm256_and_si256(b, tail64);
+            }
+            bad = _mm256_sub_epi64(bad, b);
+        }
+        let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
+        n_bad = _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as usize;
+        let jv: [__m256d; NC] = std::array::from_fn(|c| {
+            let o = (4 * c) as f64;
+            _mm256_setr_pd(o, o + 1.0, o + 2.0, o + 3.0)
+        });
+        for i in 0..n {
+            let ai = _mm256_broadcast_sd(&*adj.as_ptr().add(i));
             let ii = _mm256_set1_pd(i as f64);
             let mut cnt = _mm256_setzero_si256();
             for (&avv, &jvv) in av.iter().zip(&jv) {
@@ -1320,7 +1406,7 @@ unsafe fn top_k_rank_avx2<const Q: bool>(
             }
             let s = _mm_add_epi64(_mm256_castsi256_si128(cnt), _mm256_extracti128_si256::<1>(cnt));
             let rank = (_mm_cvtsi128_si64(s) + _mm_extract_epi64::<1>(s)) as usize;
-            ranked[rank % RANK_MAX] = (a, i);
+            *ranked.get_unchecked_mut(rank % RANK_MAX) = (*adj.get_unchecked(i), i);
         }
     }
     let mut len = 0;
@@ -1328,7 +1414,7 @@ unsafe fn top_k_rank_avx2<const Q: bool>(
         *slot = *r;
         len += usize::from(r.0 > f64::NEG_INFINITY);
     }
-    (len, n_bad as usize)
+    (len, n_bad)
 }
 
 /// [`top_k_net`]'s long-segment path with the entry test in AVX2: the adjusted bids of four
