@@ -1,4 +1,4 @@
-"""The runnable example of the README's clearing section runs and its asserts hold."""
+"""The runnable examples of the README's clearing section run and their asserts hold."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_clearing_example_runs():
+def test_readme_clearing_examples_run():
     text = README.read_text()
-    section = text[text.index("## Clearing auctions") :]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    exec(compile(code, "README.md (clearing example)", "exec"), {})
+    section = text[text.index("## Clearing auctions") : text.index("<!-- ===== end section: clearing")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2  # the main example, the output pool
+    scope: dict = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md (clearing example {i + 1})", "exec"), scope)
