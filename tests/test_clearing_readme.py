@@ -10,7 +10,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_clearing_examples_run():
     text = README.read_text()
-    section = text[text.index("## Clearing auctions") : text.index("<!-- ===== end section: clearing")]
+    end = text.index("<!-- ===== end section: clearing")
+    section = text[text.index("## Clearing auctions") : end]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 2  # the main example, the output pool
     scope: dict = {}
