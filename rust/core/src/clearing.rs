@@ -896,8 +896,7 @@ unsafe fn segment_single_long_avx2<const Q: bool>(
                 three,
                 _mm256_add_epi64(_mm256_and_si256(vi, up_v), _mm256_and_si256(ei, up_e)),
             );
-            let reason =
-                _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(reason64, low_halves));
+            let reason = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(reason64, low_halves));
             if masked {
                 _mm256_maskstore_pd(min_to_win.as_mut_ptr().add(c), tail64, m);
                 _mm_maskstore_epi32(loss_reason.as_mut_ptr().add(c), tail32, reason);
