@@ -12,15 +12,19 @@
 //!   per bid. A submitted block is validated and partitioned once (one pass to count, one to
 //!   scatter) and travels as one message per shard; buffers are recycled, so the steady state
 //!   allocates nothing per bid.
-//! - **Per-auction state.** Each worker keeps a slab of auctions and its own open-addressing
-//!   map (`IdMap`: linear probing, backward-shift deletion) from `auction_id` to slab slot. A
-//!   block is applied in two passes: first every record's slot is looked up (the map bucket
-//!   prefetched 32 records ahead), then the records are applied in arrival order with the
-//!   auction (two cache lines) prefetched 16 records ahead and its bids 8 ahead — the work is
-//!   memory-bound, so hiding the misses is what counts. An auction's bids are 32-byte records
-//!   in arrival order plus a column of 1-byte bidder tags; a bidder's latest bid replaces its
-//!   earlier one in place (found by comparing 32 tags per step), a cancel marks it dead. Slots
-//!   and their vectors are reused, so memory stays flat under a soak.
+//! - **Per-auction state.** Each worker keeps its auctions in slots and its own open-addressing
+//!   map (`IdMap`: linear probing, backward-shift deletion) from `auction_id` to slot. What
+//!   applying a bid touches of its auction is one 64-byte hot line per slot (deadline, counts,
+//!   a 128-bit filter of the bidders seen, the bid storage); the rest (id, reserve, open time)
+//!   is cold, read at open and close. A block is applied as a software pipeline with one stage
+//!   per dependent load, 8 records apart: map bucket prefetched 24 records ahead, looked up 16
+//!   ahead (prefetching the hot line), hot line read 8 ahead (prefetching the line the bid will
+//!   be written to, and the tags only if the filter cannot rule the bidder out), then applied
+//!   in arrival order — the work is memory-bound, so hiding the misses is what counts. An
+//!   auction's bids are 32-byte records in arrival order plus a column of 1-byte bidder tags; a
+//!   bidder's latest bid replaces its earlier one in place (found by comparing 32 tags per step
+//!   when the filter says it may be there), a cancel marks it dead. Slots and their storage are
+//!   reused, so memory stays flat under a soak.
 //! - **Closing.** An auction closes when `expected_bids` distinct bidders have answered (a
 //!   bidder counts once, from its first place/update; a later cancel does not un-answer it), or
 //!   at its deadline `open + tmax` (a binary heap of deadlines with lazy deletion; the worker
@@ -1304,28 +1308,54 @@ struct Bid {
     live: bool,
 }
 
-/// Cache-line aligned; its two lines are prefetched together.
+/// What applying a bid reads and writes of its auction, in one cache line: the deadline, the
+/// counts, a 128-bit filter of the bidders seen and the bids themselves (first `n` of `bids`;
+/// its length is the capacity). A bidder whose filter bit is clear is new, so most places are
+/// appended without reading the tags at all.
 #[derive(Default)]
-#[repr(align(64))]
-struct Auction {
-    id: u64,
-    open_ns: u64,
+#[repr(C, align(64))]
+struct Hot {
     deadline_ns: u64,
     last_event_ns: u64,
-    reserve: f64,
+    /// bids stored = distinct bidders that placed (the auction's `answered` count)
+    n: u32,
     expected: u32,
-    answered: u32,
     n_live: u32,
-    gen: u32,
     open: bool,
-    /// one-byte fingerprint of each bid's bidder, scanned 32 at a time to find a bidder
-    tags: Vec<u8>,
-    bids: Vec<Bid>,
+    filter: [u64; 2],
+    bids: Box<[Bid]>,
+}
+
+const _: () = assert!(std::mem::size_of::<Hot>() == 64);
+
+/// The rest of an auction's state, read when it opens and closes.
+#[derive(Default, Clone, Copy)]
+struct Cold {
+    id: u64,
+    open_ns: u64,
+    reserve: f64,
+    gen: u32,
 }
 
 #[inline(always)]
 fn tag_of(bidder: u64) -> u8 {
     (fib_hash(bidder) >> 56) as u8
+}
+
+/// The bidder's bit in [`Hot::filter`]: word and mask (bits independent of [`tag_of`]).
+#[inline(always)]
+fn filter_bit(bidder: u64) -> (usize, u64) {
+    let h = fib_hash(bidder) >> 48;
+    (((h >> 6) & 1) as usize, 1u64 << (h & 63))
+}
+
+impl Hot {
+    /// False when `bidder` has certainly no bid here.
+    #[inline(always)]
+    fn may_have(&self, bidder: u64) -> bool {
+        let (w, m) = filter_bit(bidder);
+        self.filter[w] & m != 0
+    }
 }
 
 /// Position of `bidder` among `bids`: compares 32 one-byte tags per step without branching
@@ -1369,9 +1399,11 @@ struct Worker {
     rej_tx: Sender<Vec<RejectedBid>>,
     sink: Option<Arc<dyn EventSink>>,
     map: IdMap,
-    slab: Vec<Auction>,
-    /// slab slot of each record of the block being applied (u32::MAX = not open)
-    s_slots_of: Vec<u32>,
+    /// per slot: the hot line, the cold rest, and the one-byte tags of the bids' bidders
+    /// (same capacity as `Hot::bids`), scanned 32 at a time to find a bidder
+    hot: Vec<Hot>,
+    cold: Vec<Cold>,
+    tags: Vec<Box<[u8]>>,
     /// the latest submit stamp processed (the deadline watermark while the queue is not empty)
     seen_ns: u64,
     free: Vec<u32>,
@@ -1418,9 +1450,10 @@ impl Worker {
             rej_tx,
             sink: cfg.event_sink.clone(),
             map: IdMap::new(),
-            s_slots_of: Vec::new(),
             seen_ns: 0,
-            slab: Vec::new(),
+            hot: Vec::new(),
+            cold: Vec::new(),
+            tags: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
             closed: vec![u64::MAX; CLOSED_CACHE],
@@ -1475,7 +1508,7 @@ impl Worker {
         // intake closed and drained: close what is still open
         let now = mono_ns();
         let open: Vec<u32> =
-            (0..self.slab.len() as u32).filter(|&s| self.slab[s as usize].open).collect();
+            (0..self.hot.len() as u32).filter(|&s| self.hot[s as usize].open).collect();
         for slot in open {
             self.close_auction(slot, CLOSED_BY_SHUTDOWN, now);
         }
@@ -1492,38 +1525,36 @@ impl Worker {
                 self.shared.workers[self.id].queued.fetch_sub(reqs.len(), Ordering::AcqRel);
             }
             Msg::Bids(mut block) => {
-                // pass 1: look every record's auction up, prefetching the map D1 ahead
-                const D1: usize = 32;
-                const D2: usize = 16;
+                // A software pipeline over the block, one stage per dependent load, D records
+                // apart: the map bucket is prefetched 3D records ahead, looked up 2D ahead
+                // (prefetching the auction's hot line), the hot line is read D ahead
+                // (prefetching the bid line the record will write, and the tags if the filter
+                // cannot rule the bidder out), and the record is applied.
+                const D: usize = 8;
+                const RING: usize = 32;
+                const _: () = assert!(RING > 2 * D);
                 let n = block.len();
-                self.s_slots_of.clear();
-                for i in 0..n {
-                    if i + D1 < n {
-                        self.map.prefetch(block[i + D1].auction_id);
-                    }
-                    let s = self.map.get(block[i].auction_id).unwrap_or(u32::MAX);
-                    self.s_slots_of.push(s);
-                    self.seen_ns = self.seen_ns.max(block[i].timestamp_ns);
+                let mut ring = [u32::MAX; RING];
+                for r in block.iter().take(3 * D) {
+                    self.map.prefetch(r.auction_id);
                 }
-                // pass 2: apply, prefetching the auction D2 ahead and its bids D2/2 ahead
-                for (i, r) in block.iter().enumerate() {
-                    if i + D2 < n {
-                        let s = self.s_slots_of[i + D2];
-                        if s != u32::MAX {
-                            let p = self.slab.as_ptr().wrapping_add(s as usize);
-                            prefetch(p);
-                            prefetch(p.cast::<u8>().wrapping_add(64));
-                        }
+                for j in 0..n.min(2 * D) {
+                    ring[j % RING] = self.lookup(&block[j]);
+                }
+                for j in 0..n.min(D) {
+                    self.prefetch_bid(&block[j], ring[j % RING]);
+                }
+                for i in 0..n {
+                    if let Some(r) = block.get(i + 3 * D) {
+                        self.map.prefetch(r.auction_id);
                     }
-                    if i + D2 / 2 < n {
-                        let s = self.s_slots_of[i + D2 / 2];
-                        if let Some(a) = self.slab.get(s as usize) {
-                            prefetch(a.tags.as_ptr());
-                            prefetch(a.bids.as_ptr().wrapping_add(a.bids.len()));
-                        }
+                    if let Some(r) = block.get(i + 2 * D) {
+                        ring[(i + 2 * D) % RING] = self.lookup(r);
                     }
-                    let slot = self.s_slots_of[i];
-                    self.apply(r, slot);
+                    if let Some(r) = block.get(i + D) {
+                        self.prefetch_bid(r, ring[(i + D) % RING]);
+                    }
+                    self.apply(&block[i], ring[i % RING]);
                 }
                 self.shared.workers[self.id].queued.fetch_sub(block.len(), Ordering::AcqRel);
                 block.clear();
@@ -1535,6 +1566,47 @@ impl Worker {
         }
     }
 
+    /// The record's slot (`u32::MAX` if its auction is not open); prefetches the slot's hot
+    /// line and tags pointer.
+    #[inline(always)]
+    fn lookup(&mut self, r: &BidRecord) -> u32 {
+        self.seen_ns = self.seen_ns.max(r.timestamp_ns);
+        let s = self.map.get(r.auction_id).unwrap_or(u32::MAX);
+        prefetch(self.hot.as_ptr().wrapping_add(s as usize));
+        prefetch(self.tags.as_ptr().wrapping_add(s as usize));
+        s
+    }
+
+    /// Prefetches what applying `r` to `slot` will touch: the line its bid would be appended
+    /// to and, unless the filter rules the bidder out, the tags.
+    #[inline(always)]
+    fn prefetch_bid(&self, r: &BidRecord, slot: u32) {
+        if let Some(h) = self.hot.get(slot as usize) {
+            prefetch(h.bids.as_ptr().wrapping_add(h.n as usize));
+            if h.may_have(r.bidder_id) {
+                let t = self.tags[slot as usize].as_ptr();
+                prefetch(t);
+                if h.n > 64 {
+                    prefetch(t.wrapping_add(64));
+                }
+            }
+        }
+    }
+
+    /// Doubles the bid capacity of `slot` (cold path: an auction outgrew its storage).
+    #[cold]
+    fn grow(&mut self, slot: usize) {
+        let h = &mut self.hot[slot];
+        let n = h.n as usize;
+        let cap = (2 * h.bids.len()).max(16);
+        let mut bids = vec![Bid::default(); cap].into_boxed_slice();
+        bids[..n].copy_from_slice(&h.bids[..n]);
+        h.bids = bids;
+        let mut tags = vec![0u8; cap].into_boxed_slice();
+        tags[..n].copy_from_slice(&self.tags[slot][..n]);
+        self.tags[slot] = tags;
+    }
+
     fn open(&mut self, r: &OpenRequest) {
         if self.map.get(r.auction_id).is_some() {
             self.c.open_duplicate += 1;
@@ -1543,24 +1615,27 @@ impl Worker {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                self.slab.push(Auction::default());
-                (self.slab.len() - 1) as u32
+                self.hot.push(Hot::default());
+                self.cold.push(Cold::default());
+                self.tags.push(Box::default());
+                (self.hot.len() - 1) as u32
             }
         };
-        let a = &mut self.slab[slot as usize];
-        a.id = r.auction_id;
-        a.open_ns = r.open_ns;
-        a.deadline_ns = r.open_ns.saturating_add(r.tmax_ns);
-        a.last_event_ns = r.open_ns;
-        a.reserve = r.reserve;
-        a.expected = r.expected_bids;
-        a.answered = 0;
-        a.n_live = 0;
-        a.gen = a.gen.wrapping_add(1);
-        a.open = true;
-        a.tags.clear();
-        a.bids.clear();
-        self.heap.push(std::cmp::Reverse((a.deadline_ns, slot, a.gen)));
+        let h = &mut self.hot[slot as usize];
+        let deadline = r.open_ns.saturating_add(r.tmax_ns);
+        h.deadline_ns = deadline;
+        h.last_event_ns = r.open_ns;
+        h.expected = r.expected_bids;
+        h.n = 0;
+        h.n_live = 0;
+        h.filter = [0; 2];
+        h.open = true;
+        let c = &mut self.cold[slot as usize];
+        c.id = r.auction_id;
+        c.open_ns = r.open_ns;
+        c.reserve = r.reserve;
+        c.gen = c.gen.wrapping_add(1);
+        self.heap.push(std::cmp::Reverse((deadline, slot, c.gen)));
         self.map.insert(r.auction_id, slot);
         let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
         if self.closed[ci] == r.auction_id {
@@ -1604,33 +1679,40 @@ impl Worker {
         });
     }
 
-    /// Applies one record; `slot` is its auction's slab slot as looked up before the block
-    /// was applied (`u32::MAX` = not open then). The auction may have closed since (by its
-    /// last expected bid or its deadline earlier in the block): `open` and `id` tell.
+    /// Applies one record; `slot` is its auction's slot as looked up before the block was
+    /// applied (`u32::MAX` = not open then). The auction may have closed since (by its last
+    /// expected bid or its deadline earlier in the block): `open` tells (a slot is reused only
+    /// by an open, never within a block of bids).
     #[inline]
     fn apply(&mut self, r: &BidRecord, slot: u32) {
-        let open_here =
-            self.slab.get(slot as usize).is_some_and(|a| a.open && a.id == r.auction_id);
+        let open_here = self.hot.get(slot as usize).is_some_and(|h| h.open);
         if !open_here {
             let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
             let cause = if self.closed[ci] == r.auction_id { REJECT_LATE } else { REJECT_UNKNOWN };
             self.reject(r, cause);
             return;
         }
-        let a = &mut self.slab[slot as usize];
-        if r.timestamp_ns > a.deadline_ns {
+        debug_assert_eq!(self.cold[slot as usize].id, r.auction_id);
+        let s = slot as usize;
+        let h = &mut self.hot[s];
+        if r.timestamp_ns > h.deadline_ns {
             // the timer has not fired yet, but the deadline has passed for this bid
             self.close_auction(slot, CLOSED_BY_DEADLINE, mono_ns());
             self.reject(r, REJECT_LATE);
             return;
         }
-        a.last_event_ns = a.last_event_ns.max(r.timestamp_ns);
-        let pos = find_bidder(&a.tags, &a.bids, r.bidder_id);
+        h.last_event_ns = h.last_event_ns.max(r.timestamp_ns);
+        let n = h.n as usize;
+        let pos = if h.may_have(r.bidder_id) {
+            find_bidder(&self.tags[s][..n], &h.bids[..n], r.bidder_id)
+        } else {
+            None
+        };
         if r.kind == KIND_CANCEL {
             match pos {
-                Some(i) if a.bids[i].live => {
-                    a.bids[i].live = false;
-                    a.n_live -= 1;
+                Some(i) if h.bids[i].live => {
+                    h.bids[i].live = false;
+                    h.n_live -= 1;
                     self.c.bids_cancelled += 1;
                     if self.sink.is_some() {
                         let mut e = *r;
@@ -1644,10 +1726,10 @@ impl Worker {
         }
         let how = match pos {
             Some(i) => {
-                let b = &mut a.bids[i];
+                let b = &mut h.bids[i];
                 if !b.live {
                     b.live = true;
-                    a.n_live += 1;
+                    h.n_live += 1;
                 }
                 b.price = r.price;
                 b.quality = r.quality;
@@ -1655,20 +1737,23 @@ impl Worker {
                 BidPlace::Updated
             }
             None => {
-                a.tags.push(tag_of(r.bidder_id));
-                a.bids.push(Bid {
-                    bidder: r.bidder_id,
-                    price: r.price,
-                    quality: r.quality,
-                    live: true,
-                });
-                a.n_live += 1;
-                a.answered += 1;
+                if n == h.bids.len() {
+                    self.grow(s);
+                }
+                let h = &mut self.hot[s];
+                h.bids[n] =
+                    Bid { bidder: r.bidder_id, price: r.price, quality: r.quality, live: true };
+                self.tags[s][n] = tag_of(r.bidder_id);
+                let (w, m) = filter_bit(r.bidder_id);
+                h.filter[w] |= m;
+                h.n += 1;
+                h.n_live += 1;
                 self.c.bids_placed += 1;
                 BidPlace::Placed
             }
         };
-        let full = a.expected > 0 && a.answered >= a.expected;
+        let h = &self.hot[s];
+        let full = h.expected > 0 && h.n >= h.expected;
         if self.sink.is_some() {
             let mut e = *r;
             e.kind = match how {
@@ -1689,13 +1774,12 @@ impl Worker {
         if self.heap.len() <= 2 * self.map.len() + 4096 {
             return;
         }
-        let slab = &self.slab;
+        let (hot, cold) = (&self.hot, &self.cold);
         let live: Vec<_> = std::mem::take(&mut self.heap)
             .into_vec()
             .into_iter()
             .filter(|std::cmp::Reverse((_, slot, gen))| {
-                let a = &slab[*slot as usize];
-                a.open && a.gen == *gen
+                hot[*slot as usize].open && cold[*slot as usize].gen == *gen
             })
             .collect();
         self.heap = BinaryHeap::from(live);
@@ -1708,9 +1792,8 @@ impl Worker {
                 break;
             }
             self.heap.pop();
-            let a = &self.slab[slot as usize];
             // lazy deletion: the slot may have closed (and been reused) since
-            if a.open && a.gen == gen {
+            if self.hot[slot as usize].open && self.cold[slot as usize].gen == gen {
                 self.close_auction(slot, CLOSED_BY_DEADLINE, now);
             }
         }
@@ -1718,23 +1801,23 @@ impl Worker {
 
     /// Copies the live bids of `slot` into the scratch columns, in bidder-id order if `sorted`.
     fn gather(&mut self, slot: u32, sorted: bool) {
-        let a = &self.slab[slot as usize];
+        let h = &self.hot[slot as usize];
+        let bids = &h.bids[..h.n as usize];
         self.s_bidders.clear();
         self.s_prices.clear();
         self.s_quality.clear();
         if sorted {
             self.s_order.clear();
-            self.s_order.extend((0..a.bids.len() as u32).filter(|&i| a.bids[i as usize].live));
-            let b = &a.bids;
-            self.s_order.sort_unstable_by_key(|&i| b[i as usize].bidder);
+            self.s_order.extend((0..bids.len() as u32).filter(|&i| bids[i as usize].live));
+            self.s_order.sort_unstable_by_key(|&i| bids[i as usize].bidder);
             for &i in &self.s_order {
-                let b = &a.bids[i as usize];
+                let b = &bids[i as usize];
                 self.s_bidders.push(b.bidder);
                 self.s_prices.push(b.price);
                 self.s_quality.push(b.quality);
             }
         } else {
-            for b in a.bids.iter().filter(|b| b.live) {
+            for b in bids.iter().filter(|b| b.live) {
                 self.s_bidders.push(b.bidder);
                 self.s_prices.push(b.price);
                 self.s_quality.push(b.quality);
@@ -1743,9 +1826,13 @@ impl Worker {
     }
 
     fn close_auction(&mut self, slot: u32, closed_by: u8, now: u64) {
-        let (id, open_ns, last_ns, reserve, n_live) = {
-            let a = &self.slab[slot as usize];
-            (a.id, a.open_ns, a.last_event_ns, a.reserve, a.n_live)
+        let (id, open_ns, reserve) = {
+            let c = &self.cold[slot as usize];
+            (c.id, c.open_ns, c.reserve)
+        };
+        let (last_ns, n_live) = {
+            let h = &self.hot[slot as usize];
+            (h.last_event_ns, h.n_live)
         };
         let base = AuctionResult {
             auction_id: id as i64,
@@ -1784,7 +1871,7 @@ impl Worker {
             let _ = h.open_to_close.record(now.saturating_sub(open_ns).max(1));
         }
         self.map.remove(id);
-        self.slab[slot as usize].open = false;
+        self.hot[slot as usize].open = false;
         self.free.push(slot);
         let ci = (fib_hash(id) >> 48) as usize & (CLOSED_CACHE - 1);
         self.closed[ci] = id;
