@@ -264,20 +264,115 @@ fn prefetch<T>(p: *const T) {
 
 const EMPTY_KEY: u64 = u64::MAX;
 
-/// Open-addressing map (linear probing, Fibonacci hashing) from auction id to slab slot: one
-/// cache line per lookup in the common case, and a bucket address known from the key alone, so
-/// the worker can prefetch it a few bids ahead. Keys are < 2^63, so `u64::MAX` marks an empty
-/// bucket; a removal shifts the rest of its probe run back (Knuth's algorithm R), so the churn
-/// of opens and closes leaves no tombstones behind. The load factor stays <= 1/2.
-struct IdMap {
-    buckets: Vec<(u64, u32)>,
+/// Asks the kernel to back the whole 2 MB pages inside `v`'s allocation (its capacity, touched
+/// or not) with transparent huge pages. The worker's table and bid storage and the intake blocks
+/// are read at random over tens of MB: with 4 KB pages nearly every bid costs a TLB miss (a
+/// two-level page walk under virtualization), which prefetching cannot hide. Only advice:
+/// where THP is off or the range holds no whole huge page, nothing changes.
+fn advise_huge_pages<T>(v: &Vec<T>) {
+    const HUGE: usize = 2 << 20;
+    let start = v.as_ptr() as usize;
+    let end = start + v.capacity() * std::mem::size_of::<T>();
+    let (lo, hi) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+    #[cfg(target_os = "linux")]
+    if hi > lo {
+        // SAFETY: [lo, hi) lies inside the allocation `v` owns (page-aligned, non-empty);
+        // MADV_HUGEPAGE changes only how the kernel backs those pages, never their contents.
+        unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (lo, hi);
+}
+
+/// `n` copies of `x` in an allocation advised to use huge pages (before any page is touched).
+fn huge_vec<T: Clone>(x: T, n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    advise_huge_pages(&v);
+    v.resize(n, x);
+    v
+}
+
+/// Makes room for `extra` more elements in `v`, growing geometrically into a fresh allocation
+/// advised to use huge pages.
+fn reserve_huge<T: Copy>(v: &mut Vec<T>, extra: usize) {
+    if v.capacity() - v.len() >= extra {
+        return;
+    }
+    let mut bigger = Vec::with_capacity((v.len() + extra).max(2 * v.capacity()));
+    advise_huge_pages(&bigger);
+    bigger.extend_from_slice(v);
+    *v = bigger;
+}
+
+/// The part of an open auction that applying a bid reads and writes, in one cache line: the
+/// deadline, the counts, a 128-bit filter of the bidders seen (a bidder whose bit is clear is
+/// certainly new, so most places skip the tag scan) and where its bids are stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+struct Entry {
+    /// auction id; [`EMPTY_KEY`] marks an empty bucket
+    id: u64,
+    deadline_ns: u64,
+    last_event_ns: u64,
+    filter: [u64; 2],
+    /// bids stored = distinct bidders that placed (the auction's `answered` count)
+    n: u32,
+    expected: u32,
+    n_live: u32,
+    /// the auction's slot (index of its cold state)
+    slot: u32,
+    /// its storage: `cap` bids and tags at offset `off` of the worker's arenas
+    off: u32,
+    cap: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        id: EMPTY_KEY,
+        deadline_ns: 0,
+        last_event_ns: 0,
+        filter: [0; 2],
+        n: 0,
+        expected: 0,
+        n_live: 0,
+        slot: 0,
+        off: 0,
+        cap: 0,
+    };
+
+    /// False when `bidder` has certainly no bid here.
+    #[inline(always)]
+    fn may_have(&self, bidder: u64) -> bool {
+        let (w, m) = filter_bit(bidder);
+        self.filter[w] & m != 0
+    }
+}
+
+/// The bidder's bit in [`Entry::filter`]: word and mask (bits independent of [`tag_of`]).
+#[inline(always)]
+fn filter_bit(bidder: u64) -> (usize, u64) {
+    let h = fib_hash(bidder) >> 48;
+    (((h >> 6) & 1) as usize, 1u64 << (h & 63))
+}
+
+/// Open-addressing table (linear probing, Fibonacci hashing) of the open auctions' hot
+/// [`Entry`]s, keyed by auction id: the entry sits in the bucket, so one cache line, whose
+/// address is known from the key alone, is all a lookup touches, and the worker prefetches it a
+/// few bids ahead. Keys are < 2^63, so `u64::MAX` marks an empty bucket; a removal shifts the
+/// rest of its probe run back (Knuth's algorithm R), so the churn of opens and closes leaves no
+/// tombstones behind — and an entry can move, so a position is only a hint once something was
+/// removed. The load factor stays <= 1/2.
+struct HotTable {
+    buckets: Vec<Entry>,
     shift: u32,
     len: usize,
 }
 
-impl IdMap {
+impl HotTable {
     fn new() -> Self {
-        IdMap { buckets: vec![(EMPTY_KEY, 0); 1024], shift: 64 - 10, len: 0 }
+        HotTable { buckets: huge_vec(Entry::EMPTY, 1024), shift: 64 - 10, len: 0 }
     }
 
     #[inline(always)]
@@ -295,14 +390,15 @@ impl IdMap {
         prefetch(self.buckets.as_ptr().wrapping_add(self.home(k)));
     }
 
+    /// Position of `k`'s entry.
     #[inline]
-    fn get(&self, k: u64) -> Option<u32> {
+    fn find(&self, k: u64) -> Option<usize> {
         let mask = self.mask();
         let mut i = self.home(k);
         loop {
-            let (kk, v) = self.buckets[i];
+            let kk = self.buckets[i].id;
             if kk == k {
-                return Some(v);
+                return Some(i);
             }
             if kk == EMPTY_KEY {
                 return None;
@@ -311,64 +407,51 @@ impl IdMap {
         }
     }
 
-    fn insert(&mut self, k: u64, v: u32) {
+    /// Inserts `e` (its id must not be in the table yet).
+    fn insert(&mut self, e: Entry) {
         if (self.len + 1) * 2 > self.buckets.len() {
-            let bigger = vec![(EMPTY_KEY, 0); self.buckets.len() * 2];
+            let bigger = huge_vec(Entry::EMPTY, self.buckets.len() * 2);
             let old = std::mem::replace(&mut self.buckets, bigger);
             self.shift -= 1;
             self.len = 0;
-            for (kk, vv) in old {
-                if kk != EMPTY_KEY {
-                    self.insert(kk, vv);
+            for o in old {
+                if o.id != EMPTY_KEY {
+                    self.insert(o);
                 }
             }
         }
         let mask = self.mask();
-        let mut i = self.home(k);
-        loop {
-            let kk = self.buckets[i].0;
-            if kk == k || kk == EMPTY_KEY {
-                if kk == EMPTY_KEY {
-                    self.len += 1;
-                }
-                self.buckets[i] = (k, v);
-                return;
-            }
+        let mut i = self.home(e.id);
+        while self.buckets[i].id != EMPTY_KEY {
+            debug_assert_ne!(self.buckets[i].id, e.id);
             i = (i + 1) & mask;
         }
+        self.buckets[i] = e;
+        self.len += 1;
     }
 
-    fn remove(&mut self, k: u64) -> Option<u32> {
+    /// Removes the entry at position `i` (entries after it in its probe run may move).
+    fn remove_at(&mut self, i: usize) {
+        debug_assert_ne!(self.buckets[i].id, EMPTY_KEY);
         let mask = self.mask();
-        let mut i = self.home(k);
+        let mut hole = i;
+        let mut j = i;
         loop {
-            let (kk, v) = self.buckets[i];
-            if kk == EMPTY_KEY {
-                return None;
+            j = (j + 1) & mask;
+            let kj = self.buckets[j].id;
+            if kj == EMPTY_KEY {
+                break;
             }
-            if kk == k {
-                let mut hole = i;
-                let mut j = i;
-                loop {
-                    j = (j + 1) & mask;
-                    let kj = self.buckets[j].0;
-                    if kj == EMPTY_KEY {
-                        break;
-                    }
-                    let h = self.home(kj);
-                    // kj may move into the hole unless its home lies cyclically in (hole, j]
-                    let stays = if hole <= j { hole < h && h <= j } else { hole < h || h <= j };
-                    if !stays {
-                        self.buckets[hole] = self.buckets[j];
-                        hole = j;
-                    }
-                }
-                self.buckets[hole] = (EMPTY_KEY, 0);
-                self.len -= 1;
-                return Some(v);
+            let h = self.home(kj);
+            // kj may move into the hole unless its home lies cyclically in (hole, j]
+            let stays = if hole <= j { hole < h && h <= j } else { hole < h || h <= j };
+            if !stays {
+                self.buckets[hole] = self.buckets[j];
+                hole = j;
             }
-            i = (i + 1) & mask;
         }
+        self.buckets[hole] = Entry::EMPTY;
+        self.len -= 1;
     }
 
     fn len(&self) -> usize {
@@ -1091,7 +1174,7 @@ impl Intake {
     fn take_block(&self, n: usize) -> Vec<BidRecord> {
         let mut v = self.shared.free_bids.pop().unwrap_or_default();
         v.clear();
-        v.reserve(n);
+        reserve_huge(&mut v, n);
         v
     }
 
@@ -1308,26 +1391,6 @@ struct Bid {
     live: bool,
 }
 
-/// What applying a bid reads and writes of its auction, in one cache line: the deadline, the
-/// counts, a 128-bit filter of the bidders seen and the bids themselves (first `n` of `bids`;
-/// its length is the capacity). A bidder whose filter bit is clear is new, so most places are
-/// appended without reading the tags at all.
-#[derive(Default)]
-#[repr(C, align(64))]
-struct Hot {
-    deadline_ns: u64,
-    last_event_ns: u64,
-    /// bids stored = distinct bidders that placed (the auction's `answered` count)
-    n: u32,
-    expected: u32,
-    n_live: u32,
-    open: bool,
-    filter: [u64; 2],
-    bids: Box<[Bid]>,
-}
-
-const _: () = assert!(std::mem::size_of::<Hot>() == 64);
-
 /// The rest of an auction's state, read when it opens and closes.
 #[derive(Default, Clone, Copy)]
 struct Cold {
@@ -1335,27 +1398,12 @@ struct Cold {
     open_ns: u64,
     reserve: f64,
     gen: u32,
+    open: bool,
 }
 
 #[inline(always)]
 fn tag_of(bidder: u64) -> u8 {
     (fib_hash(bidder) >> 56) as u8
-}
-
-/// The bidder's bit in [`Hot::filter`]: word and mask (bits independent of [`tag_of`]).
-#[inline(always)]
-fn filter_bit(bidder: u64) -> (usize, u64) {
-    let h = fib_hash(bidder) >> 48;
-    (((h >> 6) & 1) as usize, 1u64 << (h & 63))
-}
-
-impl Hot {
-    /// False when `bidder` has certainly no bid here.
-    #[inline(always)]
-    fn may_have(&self, bidder: u64) -> bool {
-        let (w, m) = filter_bit(bidder);
-        self.filter[w] & m != 0
-    }
 }
 
 /// Position of `bidder` among `bids`: compares 32 one-byte tags per step without branching
@@ -1390,6 +1438,12 @@ fn find_bidder(tags: &[u8], bids: &[Bid], bidder: u64) -> Option<usize> {
 
 const CLOSED_CACHE: usize = 1 << 16;
 
+/// Smallest bid storage of an auction (a power of two; storage grows by doubling).
+const MIN_CAP: usize = 16;
+
+/// "Not in the table" as a position hint.
+const NO_POS: usize = usize::MAX;
+
 struct Worker {
     id: usize,
     mechanism: Mechanism,
@@ -1398,12 +1452,15 @@ struct Worker {
     res_tx: Sender<Vec<AuctionResult>>,
     rej_tx: Sender<Vec<RejectedBid>>,
     sink: Option<Arc<dyn EventSink>>,
-    map: IdMap,
-    /// per slot: the hot line, the cold rest, and the one-byte tags of the bids' bidders
-    /// (same capacity as `Hot::bids`), scanned 32 at a time to find a bidder
-    hot: Vec<Hot>,
+    table: HotTable,
+    /// per slot (stable while the auction is open, unlike its table position)
     cold: Vec<Cold>,
-    tags: Vec<Box<[u8]>>,
+    /// the bid storage of every auction: an auction's `cap` bids at `Entry::off` of
+    /// `store_bids`, the one-byte tags of their bidders at the same offset of `store_tags`
+    store_bids: Vec<Bid>,
+    store_tags: Vec<u8>,
+    /// free storage by size class (capacity `MIN_CAP << class`)
+    store_free: Vec<Vec<u32>>,
     /// the latest submit stamp processed (the deadline watermark while the queue is not empty)
     seen_ns: u64,
     free: Vec<u32>,
@@ -1449,11 +1506,12 @@ impl Worker {
             res_tx,
             rej_tx,
             sink: cfg.event_sink.clone(),
-            map: IdMap::new(),
+            table: HotTable::new(),
             seen_ns: 0,
-            hot: Vec::new(),
             cold: Vec::new(),
-            tags: Vec::new(),
+            store_bids: Vec::new(),
+            store_tags: Vec::new(),
+            store_free: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
             closed: vec![u64::MAX; CLOSED_CACHE],
@@ -1507,10 +1565,11 @@ impl Worker {
         }
         // intake closed and drained: close what is still open
         let now = mono_ns();
-        let open: Vec<u32> =
-            (0..self.hot.len() as u32).filter(|&s| self.hot[s as usize].open).collect();
-        for slot in open {
-            self.close_auction(slot, CLOSED_BY_SHUTDOWN, now);
+        let open: Vec<u64> = self.cold.iter().filter(|c| c.open).map(|c| c.id).collect();
+        for id in open {
+            if let Some(pos) = self.table.find(id) {
+                self.close_auction(pos, CLOSED_BY_SHUTDOWN, now);
+            }
         }
         self.flush();
     }
@@ -1526,33 +1585,26 @@ impl Worker {
             }
             Msg::Bids(mut block) => {
                 // A software pipeline over the block, one stage per dependent load, D records
-                // apart: the map bucket is prefetched 3D records ahead, looked up 2D ahead
-                // (prefetching the auction's hot line), the hot line is read D ahead
-                // (prefetching the bid line the record will write, and the tags if the filter
-                // cannot rule the bidder out), and the record is applied.
+                // apart: the table bucket is prefetched 2D records ahead, the entry is read D
+                // ahead (prefetching the line the record's bid would be written to, and the
+                // tags if the filter cannot rule the bidder out), then the record is applied.
                 const D: usize = 8;
-                const RING: usize = 32;
-                const _: () = assert!(RING > 2 * D);
+                const RING: usize = 16;
+                const _: () = assert!(RING > D);
                 let n = block.len();
-                let mut ring = [u32::MAX; RING];
-                for r in block.iter().take(3 * D) {
-                    self.map.prefetch(r.auction_id);
+                let mut ring = [NO_POS; RING];
+                for r in block.iter().take(2 * D) {
+                    self.table.prefetch(r.auction_id);
                 }
-                for j in 0..n.min(2 * D) {
-                    ring[j % RING] = self.lookup(&block[j]);
-                }
-                for j in 0..n.min(D) {
-                    self.prefetch_bid(&block[j], ring[j % RING]);
+                for (j, r) in block.iter().take(D).enumerate() {
+                    ring[j % RING] = self.lookup(r);
                 }
                 for i in 0..n {
-                    if let Some(r) = block.get(i + 3 * D) {
-                        self.map.prefetch(r.auction_id);
-                    }
                     if let Some(r) = block.get(i + 2 * D) {
-                        ring[(i + 2 * D) % RING] = self.lookup(r);
+                        self.table.prefetch(r.auction_id);
                     }
                     if let Some(r) = block.get(i + D) {
-                        self.prefetch_bid(r, ring[(i + D) % RING]);
+                        ring[(i + D) % RING] = self.lookup(r);
                     }
                     self.apply(&block[i], ring[i % RING]);
                 }
@@ -1566,77 +1618,103 @@ impl Worker {
         }
     }
 
-    /// The record's slot (`u32::MAX` if its auction is not open); prefetches the slot's hot
-    /// line and tags pointer.
+    /// The table position of the record's auction (`NO_POS` if it is not open), prefetching
+    /// the line its bid would be written to and, unless the filter rules the bidder out, the
+    /// tags.
     #[inline(always)]
-    fn lookup(&mut self, r: &BidRecord) -> u32 {
+    fn lookup(&mut self, r: &BidRecord) -> usize {
         self.seen_ns = self.seen_ns.max(r.timestamp_ns);
-        let s = self.map.get(r.auction_id).unwrap_or(u32::MAX);
-        prefetch(self.hot.as_ptr().wrapping_add(s as usize));
-        prefetch(self.tags.as_ptr().wrapping_add(s as usize));
-        s
-    }
-
-    /// Prefetches what applying `r` to `slot` will touch: the line its bid would be appended
-    /// to and, unless the filter rules the bidder out, the tags.
-    #[inline(always)]
-    fn prefetch_bid(&self, r: &BidRecord, slot: u32) {
-        if let Some(h) = self.hot.get(slot as usize) {
-            prefetch(h.bids.as_ptr().wrapping_add(h.n as usize));
-            if h.may_have(r.bidder_id) {
-                let t = self.tags[slot as usize].as_ptr();
-                prefetch(t);
-                if h.n > 64 {
-                    prefetch(t.wrapping_add(64));
-                }
+        let Some(pos) = self.table.find(r.auction_id) else {
+            return NO_POS;
+        };
+        let e = &self.table.buckets[pos];
+        let off = e.off as usize;
+        prefetch(self.store_bids.as_ptr().wrapping_add(off + e.n as usize));
+        if e.may_have(r.bidder_id) {
+            let t = self.store_tags.as_ptr().wrapping_add(off);
+            prefetch(t);
+            if e.n > 48 {
+                prefetch(t.wrapping_add(64));
             }
         }
+        pos
     }
 
-    /// Doubles the bid capacity of `slot` (cold path: an auction outgrew its storage).
+    /// Storage for `cap` (a power of two >= `MIN_CAP`) bids: its offset in the arenas.
+    fn alloc_store(&mut self, cap: usize) -> u32 {
+        let class = (cap / MIN_CAP).trailing_zeros() as usize;
+        if self.store_free.len() <= class {
+            self.store_free.resize_with(class + 1, Vec::new);
+        }
+        if let Some(off) = self.store_free[class].pop() {
+            return off;
+        }
+        let off = self.store_bids.len();
+        let off32 =
+            u32::try_from(off + cap).map(|_| off as u32).expect("bid storage over 2^32 bids");
+        reserve_huge(&mut self.store_bids, cap);
+        reserve_huge(&mut self.store_tags, cap);
+        self.store_bids.resize(off + cap, Bid::default());
+        self.store_tags.resize(off + cap, 0);
+        off32
+    }
+
+    fn free_store(&mut self, off: u32, cap: u32) {
+        let class = (cap as usize / MIN_CAP).trailing_zeros() as usize;
+        self.store_free[class].push(off);
+    }
+
+    /// Doubles the bid capacity of the auction at `pos` (cold path: it outgrew its storage).
     #[cold]
-    fn grow(&mut self, slot: usize) {
-        let h = &mut self.hot[slot];
-        let n = h.n as usize;
-        let cap = (2 * h.bids.len()).max(16);
-        let mut bids = vec![Bid::default(); cap].into_boxed_slice();
-        bids[..n].copy_from_slice(&h.bids[..n]);
-        h.bids = bids;
-        let mut tags = vec![0u8; cap].into_boxed_slice();
-        tags[..n].copy_from_slice(&self.tags[slot][..n]);
-        self.tags[slot] = tags;
+    fn grow(&mut self, pos: usize) {
+        let Entry { off, cap, n, .. } = self.table.buckets[pos];
+        let (o, n) = (off as usize, n as usize);
+        let new_off = self.alloc_store(2 * cap as usize);
+        let no = new_off as usize;
+        self.store_bids.copy_within(o..o + n, no);
+        self.store_tags.copy_within(o..o + n, no);
+        self.free_store(off, cap);
+        let e = &mut self.table.buckets[pos];
+        e.off = new_off;
+        e.cap = 2 * cap;
     }
 
     fn open(&mut self, r: &OpenRequest) {
-        if self.map.get(r.auction_id).is_some() {
+        if self.table.find(r.auction_id).is_some() {
             self.c.open_duplicate += 1;
             return;
         }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                self.hot.push(Hot::default());
                 self.cold.push(Cold::default());
-                self.tags.push(Box::default());
-                (self.hot.len() - 1) as u32
+                (self.cold.len() - 1) as u32
             }
         };
-        let h = &mut self.hot[slot as usize];
         let deadline = r.open_ns.saturating_add(r.tmax_ns);
-        h.deadline_ns = deadline;
-        h.last_event_ns = r.open_ns;
-        h.expected = r.expected_bids;
-        h.n = 0;
-        h.n_live = 0;
-        h.filter = [0; 2];
-        h.open = true;
         let c = &mut self.cold[slot as usize];
         c.id = r.auction_id;
         c.open_ns = r.open_ns;
         c.reserve = r.reserve;
         c.gen = c.gen.wrapping_add(1);
-        self.heap.push(std::cmp::Reverse((deadline, slot, c.gen)));
-        self.map.insert(r.auction_id, slot);
+        c.open = true;
+        let gen = c.gen;
+        self.heap.push(std::cmp::Reverse((deadline, slot, gen)));
+        // room for the expected bids up front (up to a point), so most auctions never grow
+        let cap = (r.expected_bids as usize).clamp(MIN_CAP, 256).next_power_of_two();
+        let off = self.alloc_store(cap);
+        self.table.insert(Entry {
+            id: r.auction_id,
+            deadline_ns: deadline,
+            last_event_ns: r.open_ns,
+            filter: [0; 2],
+            n: 0,
+            expected: r.expected_bids,
+            n_live: 0,
+            slot,
+            off,
+            cap: cap as u32,
+        });
         let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
         if self.closed[ci] == r.auction_id {
             self.closed[ci] = u64::MAX;
@@ -1679,57 +1757,59 @@ impl Worker {
         });
     }
 
-    /// Applies one record; `slot` is its auction's slot as looked up before the block was
-    /// applied (`u32::MAX` = not open then). The auction may have closed since (by its last
-    /// expected bid or its deadline earlier in the block): `open` tells (a slot is reused only
-    /// by an open, never within a block of bids).
+    /// Applies one record; `hint` is its auction's table position as looked up a few records
+    /// earlier (`NO_POS` = not open then: an auction never opens within a block of bids). The
+    /// auction may have closed since (by its last expected bid or its deadline earlier in the
+    /// block), and a removal may have moved its entry: the id at `hint` tells.
     #[inline]
-    fn apply(&mut self, r: &BidRecord, slot: u32) {
-        let open_here = self.hot.get(slot as usize).is_some_and(|h| h.open);
-        if !open_here {
+    fn apply(&mut self, r: &BidRecord, hint: usize) {
+        let pos = match self.table.buckets.get(hint) {
+            None => None,
+            Some(e) if e.id == r.auction_id => Some(hint),
+            Some(_) => self.table.find(r.auction_id),
+        };
+        let Some(pos) = pos else {
             let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
             let cause = if self.closed[ci] == r.auction_id { REJECT_LATE } else { REJECT_UNKNOWN };
             self.reject(r, cause);
             return;
-        }
-        debug_assert_eq!(self.cold[slot as usize].id, r.auction_id);
-        let s = slot as usize;
-        let h = &mut self.hot[s];
-        if r.timestamp_ns > h.deadline_ns {
+        };
+        let e = &mut self.table.buckets[pos];
+        if r.timestamp_ns > e.deadline_ns {
             // the timer has not fired yet, but the deadline has passed for this bid
-            self.close_auction(slot, CLOSED_BY_DEADLINE, mono_ns());
+            self.close_auction(pos, CLOSED_BY_DEADLINE, mono_ns());
             self.reject(r, REJECT_LATE);
             return;
         }
-        h.last_event_ns = h.last_event_ns.max(r.timestamp_ns);
-        let n = h.n as usize;
-        let pos = if h.may_have(r.bidder_id) {
-            find_bidder(&self.tags[s][..n], &h.bids[..n], r.bidder_id)
+        e.last_event_ns = e.last_event_ns.max(r.timestamp_ns);
+        let (off, n) = (e.off as usize, e.n as usize);
+        let found = if e.may_have(r.bidder_id) {
+            find_bidder(&self.store_tags[off..off + n], &self.store_bids[off..off + n], r.bidder_id)
         } else {
             None
         };
         if r.kind == KIND_CANCEL {
-            match pos {
-                Some(i) if h.bids[i].live => {
-                    h.bids[i].live = false;
-                    h.n_live -= 1;
+            match found {
+                Some(i) if self.store_bids[off + i].live => {
+                    self.store_bids[off + i].live = false;
+                    e.n_live -= 1;
                     self.c.bids_cancelled += 1;
                     if self.sink.is_some() {
-                        let mut e = *r;
-                        e.kind = EV_BID_CANCELLED;
-                        self.events.push(e);
+                        let mut ev = *r;
+                        ev.kind = EV_BID_CANCELLED;
+                        self.events.push(ev);
                     }
                 }
                 _ => self.c.cancel_without_bid += 1,
             }
             return;
         }
-        let how = match pos {
+        let how = match found {
             Some(i) => {
-                let b = &mut h.bids[i];
+                let b = &mut self.store_bids[off + i];
                 if !b.live {
                     b.live = true;
-                    h.n_live += 1;
+                    e.n_live += 1;
                 }
                 b.price = r.price;
                 b.quality = r.quality;
@@ -1737,33 +1817,34 @@ impl Worker {
                 BidPlace::Updated
             }
             None => {
-                if n == h.bids.len() {
-                    self.grow(s);
+                if n == e.cap as usize {
+                    self.grow(pos);
                 }
-                let h = &mut self.hot[s];
-                h.bids[n] =
+                let e = &mut self.table.buckets[pos];
+                let at = e.off as usize + n;
+                self.store_bids[at] =
                     Bid { bidder: r.bidder_id, price: r.price, quality: r.quality, live: true };
-                self.tags[s][n] = tag_of(r.bidder_id);
+                self.store_tags[at] = tag_of(r.bidder_id);
                 let (w, m) = filter_bit(r.bidder_id);
-                h.filter[w] |= m;
-                h.n += 1;
-                h.n_live += 1;
+                e.filter[w] |= m;
+                e.n += 1;
+                e.n_live += 1;
                 self.c.bids_placed += 1;
                 BidPlace::Placed
             }
         };
-        let h = &self.hot[s];
-        let full = h.expected > 0 && h.n >= h.expected;
+        let e = &self.table.buckets[pos];
+        let full = e.expected > 0 && e.n >= e.expected;
         if self.sink.is_some() {
-            let mut e = *r;
-            e.kind = match how {
+            let mut ev = *r;
+            ev.kind = match how {
                 BidPlace::Placed => EV_BID_PLACED,
                 BidPlace::Updated => EV_BID_UPDATED,
             };
-            self.events.push(e);
+            self.events.push(ev);
         }
         if full {
-            self.close_auction(slot, CLOSED_BY_ALL_BIDS, mono_ns());
+            self.close_auction(pos, CLOSED_BY_ALL_BIDS, mono_ns());
         }
     }
 
@@ -1771,15 +1852,16 @@ impl Worker {
     /// leaves them behind) once they outnumber the open auctions, so memory follows the number
     /// of open auctions rather than the opens of the last `tmax`. Amortized O(1) per close.
     fn compact_deadlines(&mut self) {
-        if self.heap.len() <= 2 * self.map.len() + 4096 {
+        if self.heap.len() <= 2 * self.table.len() + 4096 {
             return;
         }
-        let (hot, cold) = (&self.hot, &self.cold);
+        let cold = &self.cold;
         let live: Vec<_> = std::mem::take(&mut self.heap)
             .into_vec()
             .into_iter()
             .filter(|std::cmp::Reverse((_, slot, gen))| {
-                hot[*slot as usize].open && cold[*slot as usize].gen == *gen
+                let c = &cold[*slot as usize];
+                c.open && c.gen == *gen
             })
             .collect();
         self.heap = BinaryHeap::from(live);
@@ -1793,16 +1875,17 @@ impl Worker {
             }
             self.heap.pop();
             // lazy deletion: the slot may have closed (and been reused) since
-            if self.hot[slot as usize].open && self.cold[slot as usize].gen == gen {
-                self.close_auction(slot, CLOSED_BY_DEADLINE, now);
+            let c = self.cold[slot as usize];
+            if c.open && c.gen == gen {
+                let pos = self.table.find(c.id).expect("an open auction is in the table");
+                self.close_auction(pos, CLOSED_BY_DEADLINE, now);
             }
         }
     }
 
-    /// Copies the live bids of `slot` into the scratch columns, in bidder-id order if `sorted`.
-    fn gather(&mut self, slot: u32, sorted: bool) {
-        let h = &self.hot[slot as usize];
-        let bids = &h.bids[..h.n as usize];
+    /// Copies the live bids of `e` into the scratch columns, in bidder-id order if `sorted`.
+    fn gather(&mut self, e: &Entry, sorted: bool) {
+        let bids = &self.store_bids[e.off as usize..(e.off + e.n) as usize];
         self.s_bidders.clear();
         self.s_prices.clear();
         self.s_quality.clear();
@@ -1825,15 +1908,15 @@ impl Worker {
         }
     }
 
-    fn close_auction(&mut self, slot: u32, closed_by: u8, now: u64) {
+    /// Clears the auction at table position `pos`, queues its result rows and frees its state.
+    fn close_auction(&mut self, pos: usize, closed_by: u8, now: u64) {
+        let e = self.table.buckets[pos];
+        let slot = e.slot;
         let (id, open_ns, reserve) = {
             let c = &self.cold[slot as usize];
             (c.id, c.open_ns, c.reserve)
         };
-        let (last_ns, n_live) = {
-            let h = &self.hot[slot as usize];
-            (h.last_event_ns, h.n_live)
-        };
+        let (last_ns, n_live) = (e.last_event_ns, e.n_live);
         let base = AuctionResult {
             auction_id: id as i64,
             winner_bidder: -1,
@@ -1854,10 +1937,10 @@ impl Worker {
                 } else {
                     SinglePrice::Second
                 };
-                self.clear_single(slot, rule, reserve, base);
+                self.clear_single(&e, rule, reserve, base);
             }
-            Mechanism::Gsp(ctrs) => self.clear_slots(slot, SlotPrice::Gsp, &ctrs, reserve, base),
-            Mechanism::Vcg(ctrs) => self.clear_slots(slot, SlotPrice::Vcg, &ctrs, reserve, base),
+            Mechanism::Gsp(ctrs) => self.clear_slots(&e, SlotPrice::Gsp, &ctrs, reserve, base),
+            Mechanism::Vcg(ctrs) => self.clear_slots(&e, SlotPrice::Vcg, &ctrs, reserve, base),
         }
         for _ in first_row..self.out.len() {
             self.out_last.push(last_ns);
@@ -1870,8 +1953,9 @@ impl Worker {
         if let Ok(mut h) = self.shared.workers[self.id].hists.lock() {
             let _ = h.open_to_close.record(now.saturating_sub(open_ns).max(1));
         }
-        self.map.remove(id);
-        self.hot[slot as usize].open = false;
+        self.table.remove_at(pos);
+        self.free_store(e.off, e.cap);
+        self.cold[slot as usize].open = false;
         self.free.push(slot);
         let ci = (fib_hash(id) >> 48) as usize & (CLOSED_CACHE - 1);
         self.closed[ci] = id;
@@ -1956,8 +2040,8 @@ impl Worker {
         }
     }
 
-    fn clear_single(&mut self, slot: u32, rule: SinglePrice, reserve: f64, base: AuctionResult) {
-        self.gather(slot, false);
+    fn clear_single(&mut self, e: &Entry, rule: SinglePrice, reserve: f64, base: AuctionResult) {
+        self.gather(e, false);
         let n = self.s_prices.len();
         self.s_mtw.resize(n, 0.0);
         self.s_loss.resize(n, 0);
@@ -1979,7 +2063,7 @@ impl Worker {
                 i != w && self.s_prices[i] * self.s_quality[i] == top && self.s_bidders[i] < bw
             });
             if tie {
-                self.gather(slot, true);
+                self.gather(e, true);
                 out = clear_segment(
                     rule,
                     &self.s_prices,
@@ -2010,13 +2094,13 @@ impl Worker {
 
     fn clear_slots(
         &mut self,
-        slot: u32,
+        e: &Entry,
         rule: SlotPrice,
         ctrs: &[f64],
         reserve: f64,
         base: AuctionResult,
     ) {
-        self.gather(slot, true);
+        self.gather(e, true);
         let k = ctrs.len();
         clear_segment_slots(
             rule,
@@ -2098,7 +2182,7 @@ impl Worker {
             self.out_last.clear();
             Some(std::mem::replace(&mut self.out, next))
         };
-        self.c.open_auctions = self.map.len() as u64;
+        self.c.open_auctions = self.table.len() as u64;
         self.shared.workers[self.id].counters.publish(&self.c);
         if let Some(block) = results {
             let _ = self.res_tx.send(block);
@@ -2225,8 +2309,8 @@ mod tests {
     }
 
     #[test]
-    fn id_map_matches_a_hashmap_under_churn() {
-        let mut m = IdMap::new();
+    fn hot_table_matches_a_hashmap_under_churn() {
+        let mut m = HotTable::new();
         let mut r = std::collections::HashMap::new();
         let mut x = 12345u64;
         for step in 0..200_000u32 {
@@ -2235,15 +2319,23 @@ mod tests {
             x ^= x << 17;
             let k = x % 5000;
             if x % 3 == 0 {
-                assert_eq!(m.remove(k), r.remove(&k));
+                let had = m.find(k).map(|p| {
+                    let slot = m.buckets[p].slot;
+                    m.remove_at(p);
+                    slot
+                });
+                assert_eq!(had, r.remove(&k));
             } else {
-                m.insert(k, step);
+                match m.find(k) {
+                    Some(p) => m.buckets[p].slot = step,
+                    None => m.insert(Entry { id: k, slot: step, ..Entry::EMPTY }),
+                }
                 r.insert(k, step);
             }
             assert_eq!(m.len(), r.len());
         }
         for k in 0..5000 {
-            assert_eq!(m.get(k), r.get(&k).copied());
+            assert_eq!(m.find(k).map(|p| m.buckets[p].slot), r.get(&k).copied());
         }
     }
 
@@ -2254,5 +2346,94 @@ mod tests {
             counts[shard_of(a, 3)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 9_000), "{counts:?}");
+    }
+}
+
+#[cfg(test)]
+mod worker_bench {
+    use super::*;
+
+    fn thread_cpu_ns() -> u64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec into the valid, exclusive pointer we pass.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// One worker's CPU time per bid on the end-to-end bench's layout (5k auctions of 100 bids
+    /// per 500k-bid block, shuffled): `cargo test --release -p rtbcore-core worker_ns_per_bid
+    /// -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn worker_ns_per_bid() {
+        let cfg = EngineConfig::default();
+        let shared = Arc::new(Shared {
+            workers: vec![WorkerShared {
+                queued: CachePadded::new(AtomicUsize::new(0)),
+                counters: SharedCounters::new(),
+                hists: Mutex::new(Hists {
+                    last_bid_to_result: new_hist(),
+                    open_to_close: new_hist(),
+                }),
+                pinned: AtomicBool::new(false),
+            }],
+            free_bids: ArrayQueue::new(8),
+            free_results: ArrayQueue::new(64),
+            rejected_outstanding: AtomicUsize::new(0),
+            rejected_cap: 1 << 20,
+            pin_error: Mutex::new(None),
+            pin_failed: AtomicUsize::new(0),
+            attach: AttachCounters::default(),
+            panicked: AtomicUsize::new(0),
+        });
+        let (res_tx, res_rx) = crossbeam_channel::unbounded();
+        let (rej_tx, _rej_rx) = crossbeam_channel::unbounded();
+        let mut w = Worker::new(0, &cfg, shared, res_tx, rej_tx);
+        let (na, per) = (5_000u64, 100u64);
+        let mut x = 88172645463325252u64;
+        let mut order: Vec<u64> = (0..na * per).collect();
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut times = Vec::new();
+        for round in 0..12u64 {
+            let base = round * na;
+            let now = mono_ns();
+            let reqs: Vec<OpenRequest> = (0..na)
+                .map(|a| OpenRequest {
+                    auction_id: base + a,
+                    reserve: 0.0,
+                    tmax_ns: 10_000_000_000,
+                    expected_bids: per as u32,
+                    open_ns: now,
+                })
+                .collect();
+            let block: Vec<BidRecord> = order
+                .iter()
+                .map(|&k| BidRecord {
+                    auction_id: base + k / per,
+                    bidder_id: k % per,
+                    price: 0.1 + (fib_hash(k) >> 11) as f64 / (1u64 << 53) as f64,
+                    quality: 1.0,
+                    timestamp_ns: now,
+                    kind: KIND_PLACE,
+                    _pad: [0; 7],
+                })
+                .collect();
+            w.handle(Msg::Open(reqs));
+            let t0 = thread_cpu_ns();
+            w.handle(Msg::Bids(block));
+            w.flush();
+            let dt = thread_cpu_ns() - t0;
+            while res_rx.try_recv().is_ok() {}
+            if round >= 2 {
+                times.push(dt as f64 / (na * per) as f64);
+            }
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("worker ns/bid: median {:.1}, min {:.1}", times[times.len() / 2], times[0]);
     }
 }
