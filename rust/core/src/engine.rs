@@ -226,7 +226,55 @@ pub struct OpenRequest {
 
 enum Msg {
     Open(Vec<OpenRequest>),
-    Bids(Vec<BidRecord>),
+    Bids(Block),
+}
+
+/// A place with quality 1.0 and its block's stamp: what `submit` without `quality` / `kinds`
+/// sends, half the bytes of a [`BidRecord`] for the submitting thread to write and the worker
+/// to read.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct CompactBid {
+    auction_id: u64,
+    bidder_id: u64,
+    price: f64,
+}
+
+/// One shard's part of a submission.
+enum Block {
+    Records(Vec<BidRecord>),
+    /// Places, every one stamped `ts`.
+    Compact {
+        bids: Vec<CompactBid>,
+        ts: u64,
+    },
+}
+
+impl Block {
+    fn len(&self) -> usize {
+        match self {
+            Block::Records(v) => v.len(),
+            Block::Compact { bids, .. } => bids.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands the buffer back to the pool for the next submission.
+    fn recycle(self, shared: &Shared) {
+        match self {
+            Block::Records(mut v) => {
+                v.clear();
+                let _ = shared.free_bids.push(v);
+            }
+            Block::Compact { mut bids, .. } => {
+                bids.clear();
+                let _ = shared.free_compact.push(bids);
+            }
+        }
+    }
 }
 
 /// The monotonic clock (CLOCK_MONOTONIC, shared by every process on the machine) in ns.
@@ -632,6 +680,7 @@ struct WorkerShared {
 struct Shared {
     workers: Vec<WorkerShared>,
     free_bids: ArrayQueue<Vec<BidRecord>>,
+    free_compact: ArrayQueue<Vec<CompactBid>>,
     free_results: ArrayQueue<Vec<AuctionResult>>,
     rejected_outstanding: AtomicUsize,
     rejected_cap: usize,
@@ -644,7 +693,7 @@ struct Shared {
 
 /// A validated submission, partitioned by shard; see [`Engine::prepare`].
 pub struct Prepared {
-    blocks: Vec<Vec<BidRecord>>,
+    blocks: Vec<Block>,
     n: usize,
 }
 
@@ -806,6 +855,7 @@ impl Engine {
                 })
                 .collect(),
             free_bids: ArrayQueue::new(4 * n + 8),
+            free_compact: ArrayQueue::new(4 * n + 8),
             free_results: ArrayQueue::new(64),
             rejected_outstanding: AtomicUsize::new(0),
             rejected_cap: cfg.capacity.max(1024),
@@ -961,7 +1011,7 @@ impl Engine {
         let p = self.prepare(bids, mono_ns())?;
         if !self.wait_room(&p, timeout) {
             for b in p.blocks {
-                let _ = self.intake.shared.free_bids.push(b);
+                b.recycle(&self.intake.shared);
             }
             return Err(CoreError::Full);
         }
@@ -1178,6 +1228,13 @@ impl Intake {
         v
     }
 
+    fn take_compact(&self, n: usize) -> Vec<CompactBid> {
+        let mut v = self.shared.free_compact.pop().unwrap_or_default();
+        v.clear();
+        reserve_huge(&mut v, n);
+        v
+    }
+
     /// Validates a submission and partitions it by shard, stamping every record with `now_ns`.
     /// Nothing is queued: on error nothing of the block is taken.
     fn prepare(&self, bids: &BidArrays<'_>, now_ns: u64) -> Result<Prepared, CoreError> {
@@ -1209,29 +1266,44 @@ impl Intake {
         // One pass validates (a branch-free flag; the exact error is looked for only if it is
         // raised) and scatters into per-shard blocks that have room for the whole submission.
         let w = self.workers;
-        let mut blocks: Vec<Vec<BidRecord>> = (0..w).map(|_| self.take_block(n)).collect();
         let (aids, bidders, prices) =
             (&bids.auction_ids[..n], &bids.bidder_ids[..n], &bids.prices[..n]);
         let mut ok = true;
-        for i in 0..n {
-            let (a, b, p) = (aids[i], bidders[i], prices[i]);
-            let q = bids.quality.map_or(1.0, |q| q[i]);
-            let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
-            let priced = (0.0..f64::INFINITY).contains(&p) & (q > 0.0) & (q < f64::INFINITY);
-            ok &= (a >= 0) & (b >= 0) & (k <= KIND_CANCEL) & (priced | (k == KIND_CANCEL));
-            blocks[shard_of(a as u64, w)].push(BidRecord {
-                auction_id: a as u64,
-                bidder_id: b as u64,
-                price: p,
-                quality: q,
-                timestamp_ns: now_ns,
-                kind: k,
-                _pad: [0; 7],
-            });
-        }
+        let blocks = if bids.quality.is_none() && bids.kinds.is_none() {
+            let mut parts: Vec<Vec<CompactBid>> = (0..w).map(|_| self.take_compact(n)).collect();
+            for i in 0..n {
+                let (a, b, p) = (aids[i], bidders[i], prices[i]);
+                ok &= (a >= 0) & (b >= 0) & (0.0..f64::INFINITY).contains(&p);
+                parts[shard_of(a as u64, w)].push(CompactBid {
+                    auction_id: a as u64,
+                    bidder_id: b as u64,
+                    price: p,
+                });
+            }
+            parts.into_iter().map(|bids| Block::Compact { bids, ts: now_ns }).collect::<Vec<_>>()
+        } else {
+            let mut parts: Vec<Vec<BidRecord>> = (0..w).map(|_| self.take_block(n)).collect();
+            for i in 0..n {
+                let (a, b, p) = (aids[i], bidders[i], prices[i]);
+                let q = bids.quality.map_or(1.0, |q| q[i]);
+                let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
+                let priced = (0.0..f64::INFINITY).contains(&p) & (q > 0.0) & (q < f64::INFINITY);
+                ok &= (a >= 0) & (b >= 0) & (k <= KIND_CANCEL) & (priced | (k == KIND_CANCEL));
+                parts[shard_of(a as u64, w)].push(BidRecord {
+                    auction_id: a as u64,
+                    bidder_id: b as u64,
+                    price: p,
+                    quality: q,
+                    timestamp_ns: now_ns,
+                    kind: k,
+                    _pad: [0; 7],
+                });
+            }
+            parts.into_iter().map(Block::Records).collect()
+        };
         if !ok {
             for b in blocks {
-                let _ = self.shared.free_bids.push(b);
+                b.recycle(&self.shared);
             }
             for i in 0..n {
                 let q = bids.quality.map_or(1.0, |q| q[i]);
@@ -1279,7 +1351,7 @@ impl Intake {
             }
             blocks[shard_of(r.auction_id, w)].push(r);
         }
-        Ok(Prepared { blocks, n: recs.len() })
+        Ok(Prepared { blocks: blocks.into_iter().map(Block::Records).collect(), n: recs.len() })
     }
 
     /// Waits up to `timeout` until every shard the submission touches has room (a shard that
@@ -1313,13 +1385,13 @@ impl Intake {
         let guard = self.senders.read().unwrap();
         let Some(senders) = guard.as_ref() else {
             for b in p.blocks {
-                let _ = self.shared.free_bids.push(b);
+                b.recycle(&self.shared);
             }
             return Err(CoreError::Closed);
         };
         for (w, b) in p.blocks.into_iter().enumerate() {
             if b.is_empty() {
-                let _ = self.shared.free_bids.push(b);
+                b.recycle(&self.shared);
                 continue;
             }
             self.shared.workers[w].queued.fetch_add(b.len(), Ordering::AcqRel);
@@ -1598,38 +1670,54 @@ impl Worker {
                 }
                 self.shared.workers[self.id].queued.fetch_sub(reqs.len(), Ordering::AcqRel);
             }
-            Msg::Bids(mut block) => {
-                // A software pipeline over the block, one stage per dependent load, D records
-                // apart: the table bucket is prefetched 2D records ahead, the entry is read D
-                // ahead (prefetching the line the record's bid would be written to, and the
-                // tags if the filter cannot rule the bidder out), then the record is applied.
-                const D: usize = 8;
-                const RING: usize = 16;
-                const _: () = assert!(RING > D);
-                let n = block.len();
-                let mut ring = [NO_POS; RING];
-                for r in block.iter().take(2 * D) {
-                    self.table.prefetch(r.auction_id);
-                }
-                for (j, r) in block.iter().take(D).enumerate() {
-                    ring[j % RING] = self.lookup(r);
-                }
-                for i in 0..n {
-                    if let Some(r) = block.get(i + 2 * D) {
-                        self.table.prefetch(r.auction_id);
-                    }
-                    if let Some(r) = block.get(i + D) {
-                        ring[(i + D) % RING] = self.lookup(r);
-                    }
-                    self.apply(&block[i], ring[i % RING]);
+            Msg::Bids(block) => {
+                match &block {
+                    Block::Records(v) => self.apply_block(v, |r| *r),
+                    &Block::Compact { ref bids, ts } => self.apply_block(bids, |c| BidRecord {
+                        auction_id: c.auction_id,
+                        bidder_id: c.bidder_id,
+                        price: c.price,
+                        quality: 1.0,
+                        timestamp_ns: ts,
+                        kind: KIND_PLACE,
+                        _pad: [0; 7],
+                    }),
                 }
                 self.shared.workers[self.id].queued.fetch_sub(block.len(), Ordering::AcqRel);
-                block.clear();
-                let _ = self.shared.free_bids.push(block);
+                block.recycle(&self.shared);
             }
         }
         if self.out.len() >= 4096 {
             self.flush();
+        }
+    }
+
+    /// Applies a block in arrival order (`get` reads its `i`th record) as a software pipeline,
+    /// one stage per dependent load, D records apart: the table bucket is prefetched 2D
+    /// records ahead, the entry is read D ahead (prefetching the line the record's bid would be
+    /// written to, and the tags if the filter cannot rule the bidder out), then the record is
+    /// applied.
+    #[inline(always)]
+    fn apply_block<T>(&mut self, block: &[T], get: impl Fn(&T) -> BidRecord) {
+        const D: usize = 8;
+        const RING: usize = 16;
+        const _: () = assert!(RING > D);
+        let n = block.len();
+        let mut ring = [NO_POS; RING];
+        for r in block.iter().take(2 * D) {
+            self.table.prefetch(get(r).auction_id);
+        }
+        for (j, r) in block.iter().take(D).enumerate() {
+            ring[j % RING] = self.lookup(&get(r));
+        }
+        for i in 0..n {
+            if let Some(r) = block.get(i + 2 * D) {
+                self.table.prefetch(get(r).auction_id);
+            }
+            if let Some(r) = block.get(i + D) {
+                ring[(i + D) % RING] = self.lookup(&get(r));
+            }
+            self.apply(&get(&block[i]), ring[i % RING]);
         }
     }
 
@@ -2404,6 +2492,7 @@ mod worker_bench {
                 pinned: AtomicBool::new(false),
             }],
             free_bids: ArrayQueue::new(8),
+            free_compact: ArrayQueue::new(8),
             free_results: ArrayQueue::new(64),
             rejected_outstanding: AtomicUsize::new(0),
             rejected_cap: 1 << 20,
@@ -2437,18 +2526,15 @@ mod worker_bench {
                     open_ns: now,
                 })
                 .collect();
-            let block: Vec<BidRecord> = order
+            let bids: Vec<CompactBid> = order
                 .iter()
-                .map(|&k| BidRecord {
+                .map(|&k| CompactBid {
                     auction_id: base + k / per,
                     bidder_id: k % per,
                     price: 0.1 + (fib_hash(k) >> 11) as f64 / (1u64 << 53) as f64,
-                    quality: 1.0,
-                    timestamp_ns: now,
-                    kind: KIND_PLACE,
-                    _pad: [0; 7],
                 })
                 .collect();
+            let block = Block::Compact { bids, ts: now };
             w.handle(Msg::Open(reqs));
             let t0 = thread_cpu_ns();
             w.handle(Msg::Bids(block));
@@ -2487,7 +2573,7 @@ mod prepare_bench {
             let pr = eng.prepare(&arrays, mono_ns()).unwrap();
             let dt = worker_bench::thread_cpu_ns() - t0;
             for b in pr.blocks {
-                let _ = eng.shared.free_bids.push(b);
+                b.recycle(&eng.shared);
             }
             times.push(dt as f64 / n as f64);
         }
