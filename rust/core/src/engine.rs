@@ -1864,7 +1864,7 @@ impl Worker {
     /// earlier (`NO_POS` = not open then: an auction never opens within a block of bids). The
     /// auction may have closed since (by its last expected bid or its deadline earlier in the
     /// block), and a removal may have moved its entry: the id at `hint` tells.
-    #[inline]
+    #[inline(always)]
     fn apply(&mut self, r: &BidRecord, hint: usize) {
         let pos = match self.table.buckets.get(hint) {
             None => None,
