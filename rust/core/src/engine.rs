@@ -1701,6 +1701,7 @@ impl Worker {
     fn apply_block<T>(&mut self, block: &[T], get: impl Fn(&T) -> BidRecord) {
         const D: usize = 8;
         const RING: usize = 16;
+        const INPUT_AHEAD: usize = 64;
         const _: () = assert!(RING > D);
         let n = block.len();
         let mut ring = [NO_POS; RING];
@@ -1711,6 +1712,9 @@ impl Worker {
             ring[j % RING] = self.lookup(&get(r));
         }
         for i in 0..n {
+            // the block itself: sequential, but written by another core, and the hardware
+            // prefetcher stops at every 4 KB page
+            prefetch(block.as_ptr().wrapping_add(i + INPUT_AHEAD));
             if let Some(r) = block.get(i + 2 * D) {
                 self.table.prefetch(get(r).auction_id);
             }
