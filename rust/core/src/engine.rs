@@ -1264,13 +1264,25 @@ impl Intake {
             }
         }
         // One pass validates (a branch-free flag; the exact error is looked for only if it is
-        // raised) and scatters into per-shard blocks that have room for the whole submission.
+        // raised) and scatters into per-shard blocks. With one or two shards each block gets
+        // room for the whole submission (virtual memory; only what is written is touched);
+        // with more, a counting pass over the ids sizes them exactly.
         let w = self.workers;
         let (aids, bidders, prices) =
             (&bids.auction_ids[..n], &bids.bidder_ids[..n], &bids.prices[..n]);
+        let caps = if w <= 2 {
+            vec![n; w]
+        } else {
+            let mut counts = vec![0usize; w];
+            for &a in aids {
+                counts[shard_of(a as u64, w)] += 1;
+            }
+            counts
+        };
         let mut ok = true;
         let blocks = if bids.quality.is_none() && bids.kinds.is_none() {
-            let mut parts: Vec<Vec<CompactBid>> = (0..w).map(|_| self.take_compact(n)).collect();
+            let mut parts: Vec<Vec<CompactBid>> =
+                caps.iter().map(|&c| self.take_compact(c)).collect();
             for i in 0..n {
                 let (a, b, p) = (aids[i], bidders[i], prices[i]);
                 ok &= (a >= 0) & (b >= 0) & (0.0..f64::INFINITY).contains(&p);
@@ -1282,7 +1294,7 @@ impl Intake {
             }
             parts.into_iter().map(|bids| Block::Compact { bids, ts: now_ns }).collect::<Vec<_>>()
         } else {
-            let mut parts: Vec<Vec<BidRecord>> = (0..w).map(|_| self.take_block(n)).collect();
+            let mut parts: Vec<Vec<BidRecord>> = caps.iter().map(|&c| self.take_block(c)).collect();
             for i in 0..n {
                 let (a, b, p) = (aids[i], bidders[i], prices[i]);
                 let q = bids.quality.map_or(1.0, |q| q[i]);
