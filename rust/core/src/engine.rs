@@ -9,22 +9,25 @@
 //!
 //! - **Sharding.** An auction lives on worker `shard_of(auction_id, workers)` (a Fibonacci hash),
 //!   so every event of one auction is handled by one thread, in submission order, with no lock
-//!   per bid. A submitted block is validated and partitioned once (one pass to count, one to
-//!   scatter) and travels as one message per shard; buffers are recycled, so the steady state
-//!   allocates nothing per bid.
-//! - **Per-auction state.** Each worker keeps its auctions in slots and its own open-addressing
-//!   map (`IdMap`: linear probing, backward-shift deletion) from `auction_id` to slot. What
-//!   applying a bid touches of its auction is one 64-byte hot line per slot (deadline, counts,
-//!   a 128-bit filter of the bidders seen, the bid storage); the rest (id, reserve, open time)
-//!   is cold, read at open and close. A block is applied as a software pipeline with one stage
-//!   per dependent load, 8 records apart: map bucket prefetched 24 records ahead, looked up 16
-//!   ahead (prefetching the hot line), hot line read 8 ahead (prefetching the line the bid will
-//!   be written to, and the tags only if the filter cannot rule the bidder out), then applied
-//!   in arrival order — the work is memory-bound, so hiding the misses is what counts. An
-//!   auction's bids are 32-byte records in arrival order plus a column of 1-byte bidder tags; a
-//!   bidder's latest bid replaces its earlier one in place (found by comparing 32 tags per step
-//!   when the filter says it may be there), a cancel marks it dead. Slots and their storage are
-//!   reused, so memory stays flat under a soak.
+//!   per bid. A submitted block is validated and partitioned in one pass and travels as one
+//!   message per shard — as 24-byte places stamped once per block when it has no `quality` /
+//!   `kinds`, else as full records; buffers are recycled, so the steady state allocates nothing
+//!   per bid.
+//! - **Per-auction state.** Each worker keeps an open-addressing table (`HotTable`: linear
+//!   probing, backward-shift deletion) keyed by auction id whose bucket holds the open
+//!   auction's hot [`Entry`]: one 64-byte line with the deadline, the counts, a 128-bit filter
+//!   of the bidders seen and where its bids are. The rest (id, reserve, open time) is cold, in
+//!   a slot read at open and close. Bids of all auctions live in two arenas: 32-byte records in
+//!   arrival order and 16-bit bidder tags, in size classes (room for `expected_bids` up front,
+//!   doubling beyond), recycled. A block is applied as a software pipeline, one stage per
+//!   dependent load, 8 records apart: the bucket is prefetched 16 records ahead, read 8 ahead
+//!   (prefetching the line the bid will be written to, and the tags only if the filter cannot
+//!   rule the bidder out), then the record is applied in arrival order — the work is
+//!   memory-bound, so hiding the misses is what counts; the table, the arenas and the intake
+//!   blocks ask for transparent huge pages, since with 4 KB pages the random accesses were TLB
+//!   misses too. A bidder's latest bid replaces its earlier one in place (found by comparing 16
+//!   tags per step), a cancel marks it dead. Slots and storage are reused, so memory stays flat
+//!   under a soak.
 //! - **Closing.** An auction closes when `expected_bids` distinct bidders have answered (a
 //!   bidder counts once, from its first place/update; a later cancel does not un-answer it), or
 //!   at its deadline `open + tmax` (a binary heap of deadlines with lazy deletion; the worker
