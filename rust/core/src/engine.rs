@@ -15,7 +15,7 @@
 //!   per bid.
 //! - **Per-auction state.** Each worker keeps an open-addressing table (`HotTable`: linear
 //!   probing, backward-shift deletion) keyed by auction id whose bucket holds the open
-//!   auction's hot [`Entry`]: one 64-byte line with the deadline, the counts, a 128-bit filter
+//!   auction's hot `Entry`: one 64-byte line with the deadline, the counts, a 128-bit filter
 //!   of the bidders seen and where its bids are. The rest (id, reserve, open time) is cold, in
 //!   a slot read at open and close. Bids of all auctions live in two arenas: 32-byte records in
 //!   arrival order and 16-bit bidder tags, in size classes (room for `expected_bids` up front,
