@@ -1481,13 +1481,20 @@ impl Drop for Engine {
 // ---------------------------------------------------------------------------------------------
 // the worker
 
-/// One bidder's current bid in an auction (32 bytes, two per cache line).
+/// One bidder's current bid in an auction (24 bytes). A live bid's quality is > 0 (validated
+/// on the way in); a cancel negates it, and an update writes a fresh one.
 #[derive(Clone, Copy, Default)]
 struct Bid {
     bidder: u64,
     price: f64,
     quality: f64,
-    live: bool,
+}
+
+impl Bid {
+    #[inline(always)]
+    fn live(&self) -> bool {
+        self.quality > 0.0
+    }
 }
 
 /// The rest of an auction's state, read when it opens and closes.
@@ -1751,7 +1758,10 @@ impl Worker {
         };
         let e = &self.table.buckets[pos];
         let off = e.off as usize;
-        prefetch(self.store_bids.as_ptr().wrapping_add(off + e.n as usize));
+        // the bid's 24 bytes may straddle two lines
+        let at = self.store_bids.as_ptr().wrapping_add(off + e.n as usize).cast::<u8>();
+        prefetch(at);
+        prefetch(at.wrapping_add(std::mem::size_of::<Bid>() - 1));
         if e.may_have(r.bidder_id) {
             // the tags of the bids so far: n * 2 bytes
             let t = self.store_tags.as_ptr().wrapping_add(off).cast::<u8>();
@@ -1918,8 +1928,9 @@ impl Worker {
         };
         if r.kind == KIND_CANCEL {
             match found {
-                Some(i) if self.store_bids[off + i].live => {
-                    self.store_bids[off + i].live = false;
+                Some(i) if self.store_bids[off + i].live() => {
+                    let b = &mut self.store_bids[off + i];
+                    b.quality = -b.quality;
                     e.n_live -= 1;
                     self.c.bids_cancelled += 1;
                     if self.sink.is_some() {
@@ -1935,8 +1946,7 @@ impl Worker {
         let how = match found {
             Some(i) => {
                 let b = &mut self.store_bids[off + i];
-                if !b.live {
-                    b.live = true;
+                if !b.live() {
                     e.n_live += 1;
                 }
                 b.price = r.price;
@@ -1951,7 +1961,7 @@ impl Worker {
                 let e = &mut self.table.buckets[pos];
                 let at = e.off as usize + n;
                 self.store_bids[at] =
-                    Bid { bidder: r.bidder_id, price: r.price, quality: r.quality, live: true };
+                    Bid { bidder: r.bidder_id, price: r.price, quality: r.quality };
                 self.store_tags[at] = tag_of(r.bidder_id);
                 let (w, m) = filter_bit(r.bidder_id);
                 e.filter[w] |= m;
@@ -2019,7 +2029,7 @@ impl Worker {
         self.s_quality.clear();
         if sorted {
             self.s_order.clear();
-            self.s_order.extend((0..bids.len() as u32).filter(|&i| bids[i as usize].live));
+            self.s_order.extend((0..bids.len() as u32).filter(|&i| bids[i as usize].live()));
             self.s_order.sort_unstable_by_key(|&i| bids[i as usize].bidder);
             for &i in &self.s_order {
                 let b = &bids[i as usize];
@@ -2028,7 +2038,7 @@ impl Worker {
                 self.s_quality.push(b.quality);
             }
         } else {
-            for b in bids.iter().filter(|b| b.live) {
+            for b in bids.iter().filter(|b| b.live()) {
                 self.s_bidders.push(b.bidder);
                 self.s_prices.push(b.price);
                 self.s_quality.push(b.quality);
