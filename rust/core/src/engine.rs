@@ -17,7 +17,7 @@
 //!   probing, backward-shift deletion) keyed by auction id whose bucket holds the open
 //!   auction's hot `Entry`: one 64-byte line with the deadline, the counts, a 128-bit filter
 //!   of the bidders seen and where its bids are. The rest (id, reserve, open time) is cold, in
-//!   a slot read at open and close. Bids of all auctions live in two arenas: 32-byte records in
+//!   a slot read at open and close. Bids of all auctions live in two arenas: 24-byte records in
 //!   arrival order and 16-bit bidder tags, in size classes (room for `expected_bids` up front,
 //!   doubling beyond), recycled. A block is applied as a software pipeline, one stage per
 //!   dependent load, 8 records apart: the bucket is prefetched 16 records ahead, read 8 ahead
