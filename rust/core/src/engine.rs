@@ -1768,6 +1768,9 @@ impl Worker {
             for line in 0..(e.n as usize * 2).div_ceil(64).min(4) {
                 prefetch(t.wrapping_add(64 * line));
             }
+        } else if e.n + 1 == e.expected {
+            // a new bidder that completes the auction: closing it reads the cold slot
+            prefetch(self.cold.as_ptr().wrapping_add(e.slot as usize));
         }
         pos
     }
@@ -2088,9 +2091,6 @@ impl Worker {
             CLOSED_BY_ALL_BIDS => self.c.closed_all_bids += 1,
             _ => self.c.closed_shutdown += 1,
         }
-        if let Ok(mut h) = self.shared.workers[self.id].hists.lock() {
-            let _ = h.open_to_close.record(now.saturating_sub(open_ns).max(1));
-        }
         self.table.remove_at(pos);
         self.free_store(e.off, e.cap);
         self.cold[slot as usize].open = false;
@@ -2310,7 +2310,9 @@ impl Worker {
                     let lat = now.saturating_sub(last);
                     row.last_bid_to_result_ns = lat as i64;
                     if row.slot == 0 {
+                        // one row per auction; both histograms under the one lock per flush
                         let _ = h.last_bid_to_result.record(lat.max(1));
+                        let _ = h.open_to_close.record((row.open_to_close_ns as u64).max(1));
                     }
                 }
             }
