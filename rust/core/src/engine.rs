@@ -1572,6 +1572,7 @@ struct Worker {
     store_free: Vec<Vec<u32>>,
     /// the latest submit stamp processed (the deadline watermark while the queue is not empty)
     seen_ns: u64,
+    /// cold slots of closed auctions, reused by the next opens
     free: Vec<u32>,
     heap: BinaryHeap<std::cmp::Reverse<(u64, u32, u32)>>,
     closed: Vec<u64>,
