@@ -1770,8 +1770,13 @@ impl Worker {
                 prefetch(t.wrapping_add(64 * line));
             }
         } else if e.n + 1 == e.expected {
-            // a new bidder that completes the auction: closing it reads the cold slot
+            // a new bidder that completes the auction: closing it reads the cold slot and
+            // gathers its bids
             prefetch(self.cold.as_ptr().wrapping_add(e.slot as usize));
+            let b = self.store_bids.as_ptr().wrapping_add(off).cast::<u8>();
+            for line in 0..(e.n as usize * std::mem::size_of::<Bid>()).div_ceil(64) {
+                prefetch(b.wrapping_add(64 * line));
+            }
         }
         pos
     }
