@@ -1771,10 +1771,11 @@ impl Worker {
             }
         } else if e.n + 1 == e.expected {
             // a new bidder that completes the auction: closing it reads the cold slot and
-            // gathers its bids
+            // gathers its bids (the first 4 KB here; the hardware prefetcher follows a longer
+            // run)
             prefetch(self.cold.as_ptr().wrapping_add(e.slot as usize));
             let b = self.store_bids.as_ptr().wrapping_add(off).cast::<u8>();
-            for line in 0..(e.n as usize * std::mem::size_of::<Bid>()).div_ceil(64) {
+            for line in 0..(e.n as usize * std::mem::size_of::<Bid>()).div_ceil(64).min(64) {
                 prefetch(b.wrapping_add(64 * line));
             }
         }
