@@ -231,6 +231,40 @@ def test_updates_and_cancels_follow_the_model(events, expected, split, workers):
     assert int((rej["cause"] == REJECT_LATE).sum()) == model.late
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_large_auctions_with_updates_and_cancels_follow_the_model(seed):
+    # hundreds of bidders per auction: an auction's bid storage grows (16 -> 1024 bids), the
+    # bidder filter saturates and the tag scan has to find every earlier bidder
+    rng = np.random.default_rng(seed)
+    na, n = 40, 30_000
+    expected = {a: int(rng.choice([0, 0, 5, 50, 300, 700])) for a in range(na)}
+    model = EngineModel(expected)
+    a = rng.integers(0, na + 2, n)  # na and na + 1 are never opened
+    b = rng.integers(0, 900, n)
+    p = np.round(rng.uniform(0, 5, n), 2)
+    k = rng.choice([0, 1, 2], n, p=[0.6, 0.25, 0.15]).astype(np.uint8)
+    for x in zip(a.tolist(), b.tolist(), p.tolist(), k.tolist(), strict=True):
+        model.apply(*x)
+    with AuctionEngine(workers=1 + seed, pin=False, increment=0.0, tmax_ms=LONG) as eng:
+        eng.open(np.arange(na), expected_bids=np.array([expected[i] for i in range(na)]))
+        cuts = [0, *sorted(rng.integers(0, n, 4).tolist()), n]
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            eng.submit(a[lo:hi], b[lo:hi], p[lo:hi], kinds=k[lo:hi])
+    got = drain(eng)
+    assert sorted(got["auction_id"].tolist()) == list(range(na))
+    for row in got:
+        i = int(row["auction_id"])
+        w, price, _ = oracle("second_price", model.final(i), 0.0, 0.0)[0]
+        assert (row["winner_bidder"], row["price"]) == (w, price)
+        assert row["n_bids"] == len(model.live[i])
+        assert row["closed_by"] == model.closed_by.get(i, CLOSED_BY_SHUTDOWN)
+    s = eng.stats()
+    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
+        model.placed, model.updated, model.cancelled)
+    assert s["cancel_without_bid"] == model.cancel_without_bid
+    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+
+
 # ---- closing: expected bids, deadline, shutdown ----------------------------------------------
 
 

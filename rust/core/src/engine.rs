@@ -9,18 +9,25 @@
 //!
 //! - **Sharding.** An auction lives on worker `shard_of(auction_id, workers)` (a Fibonacci hash),
 //!   so every event of one auction is handled by one thread, in submission order, with no lock
-//!   per bid. A submitted block is validated and partitioned once (one pass to count, one to
-//!   scatter) and travels as one message per shard; buffers are recycled, so the steady state
-//!   allocates nothing per bid.
-//! - **Per-auction state.** Each worker keeps a slab of auctions and its own open-addressing
-//!   map (`IdMap`: linear probing, backward-shift deletion) from `auction_id` to slab slot. A
-//!   block is applied in two passes: first every record's slot is looked up (the map bucket
-//!   prefetched 32 records ahead), then the records are applied in arrival order with the
-//!   auction (two cache lines) prefetched 16 records ahead and its bids 8 ahead — the work is
-//!   memory-bound, so hiding the misses is what counts. An auction's bids are 32-byte records
-//!   in arrival order plus a column of 1-byte bidder tags; a bidder's latest bid replaces its
-//!   earlier one in place (found by comparing 32 tags per step), a cancel marks it dead. Slots
-//!   and their vectors are reused, so memory stays flat under a soak.
+//!   per bid. A submitted block is validated and partitioned in one pass and travels as one
+//!   message per shard — as 24-byte places stamped once per block when it has no `quality` /
+//!   `kinds`, else as full records; buffers are recycled, so the steady state allocates nothing
+//!   per bid.
+//! - **Per-auction state.** Each worker keeps an open-addressing table (`HotTable`: linear
+//!   probing, backward-shift deletion) keyed by auction id whose bucket holds the open
+//!   auction's hot `Entry`: one 64-byte line with the deadline, the counts, a 128-bit filter
+//!   of the bidders seen and where its bids are. The rest (id, reserve, open time) is cold, in
+//!   a slot read at open and close. Bids of all auctions live in two arenas: 24-byte records in
+//!   arrival order and 16-bit bidder tags, in size classes (room for `expected_bids` up front,
+//!   doubling beyond), recycled. A block is applied as a software pipeline, one stage per
+//!   dependent load, 8 records apart: the bucket is prefetched 16 records ahead, read 8 ahead
+//!   (prefetching the line the bid will be written to, and the tags only if the filter cannot
+//!   rule the bidder out), then the record is applied in arrival order — the work is
+//!   memory-bound, so hiding the misses is what counts; the table, the arenas and the intake
+//!   blocks ask for transparent huge pages, since with 4 KB pages the random accesses were TLB
+//!   misses too. A bidder's latest bid replaces its earlier one in place (found by comparing 16
+//!   tags per step), a cancel marks it dead. Slots and storage are reused, so memory stays flat
+//!   under a soak.
 //! - **Closing.** An auction closes when `expected_bids` distinct bidders have answered (a
 //!   bidder counts once, from its first place/update; a later cancel does not un-answer it), or
 //!   at its deadline `open + tmax` (a binary heap of deadlines with lazy deletion; the worker
@@ -222,7 +229,55 @@ pub struct OpenRequest {
 
 enum Msg {
     Open(Vec<OpenRequest>),
-    Bids(Vec<BidRecord>),
+    Bids(Block),
+}
+
+/// A place with quality 1.0 and its block's stamp: what `submit` without `quality` / `kinds`
+/// sends, half the bytes of a [`BidRecord`] for the submitting thread to write and the worker
+/// to read.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct CompactBid {
+    auction_id: u64,
+    bidder_id: u64,
+    price: f64,
+}
+
+/// One shard's part of a submission.
+enum Block {
+    Records(Vec<BidRecord>),
+    /// Places, every one stamped `ts`.
+    Compact {
+        bids: Vec<CompactBid>,
+        ts: u64,
+    },
+}
+
+impl Block {
+    fn len(&self) -> usize {
+        match self {
+            Block::Records(v) => v.len(),
+            Block::Compact { bids, .. } => bids.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands the buffer back to the pool for the next submission.
+    fn recycle(self, shared: &Shared) {
+        match self {
+            Block::Records(mut v) => {
+                v.clear();
+                let _ = shared.free_bids.push(v);
+            }
+            Block::Compact { mut bids, .. } => {
+                bids.clear();
+                let _ = shared.free_compact.push(bids);
+            }
+        }
+    }
 }
 
 /// The monotonic clock (CLOCK_MONOTONIC, shared by every process on the machine) in ns.
@@ -260,20 +315,115 @@ fn prefetch<T>(p: *const T) {
 
 const EMPTY_KEY: u64 = u64::MAX;
 
-/// Open-addressing map (linear probing, Fibonacci hashing) from auction id to slab slot: one
-/// cache line per lookup in the common case, and a bucket address known from the key alone, so
-/// the worker can prefetch it a few bids ahead. Keys are < 2^63, so `u64::MAX` marks an empty
-/// bucket; a removal shifts the rest of its probe run back (Knuth's algorithm R), so the churn
-/// of opens and closes leaves no tombstones behind. The load factor stays <= 1/2.
-struct IdMap {
-    buckets: Vec<(u64, u32)>,
+/// Asks the kernel to back the whole 2 MB pages inside `v`'s allocation (its capacity, touched
+/// or not) with transparent huge pages. The worker's table and bid storage and the intake blocks
+/// are read at random over tens of MB: with 4 KB pages nearly every bid costs a TLB miss (a
+/// two-level page walk under virtualization), which prefetching cannot hide. Only advice:
+/// where THP is off or the range holds no whole huge page, nothing changes.
+fn advise_huge_pages<T>(v: &Vec<T>) {
+    const HUGE: usize = 2 << 20;
+    let start = v.as_ptr() as usize;
+    let end = start + v.capacity() * std::mem::size_of::<T>();
+    let (lo, hi) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+    #[cfg(target_os = "linux")]
+    if hi > lo {
+        // SAFETY: [lo, hi) lies inside the allocation `v` owns (page-aligned, non-empty);
+        // MADV_HUGEPAGE changes only how the kernel backs those pages, never their contents.
+        unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (lo, hi);
+}
+
+/// `n` copies of `x` in an allocation advised to use huge pages (before any page is touched).
+fn huge_vec<T: Clone>(x: T, n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    advise_huge_pages(&v);
+    v.resize(n, x);
+    v
+}
+
+/// Makes room for `extra` more elements in `v`, growing geometrically into a fresh allocation
+/// advised to use huge pages.
+fn reserve_huge<T: Copy>(v: &mut Vec<T>, extra: usize) {
+    if v.capacity() - v.len() >= extra {
+        return;
+    }
+    let mut bigger = Vec::with_capacity((v.len() + extra).max(2 * v.capacity()));
+    advise_huge_pages(&bigger);
+    bigger.extend_from_slice(v);
+    *v = bigger;
+}
+
+/// The part of an open auction that applying a bid reads and writes, in one cache line: the
+/// deadline, the counts, a 128-bit filter of the bidders seen (a bidder whose bit is clear is
+/// certainly new, so most places skip the tag scan) and where its bids are stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+struct Entry {
+    /// auction id; [`EMPTY_KEY`] marks an empty bucket
+    id: u64,
+    deadline_ns: u64,
+    last_event_ns: u64,
+    filter: [u64; 2],
+    /// bids stored = distinct bidders that placed (the auction's `answered` count)
+    n: u32,
+    expected: u32,
+    n_live: u32,
+    /// the auction's slot (index of its cold state)
+    slot: u32,
+    /// its storage: `cap` bids and tags at offset `off` of the worker's arenas
+    off: u32,
+    cap: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        id: EMPTY_KEY,
+        deadline_ns: 0,
+        last_event_ns: 0,
+        filter: [0; 2],
+        n: 0,
+        expected: 0,
+        n_live: 0,
+        slot: 0,
+        off: 0,
+        cap: 0,
+    };
+
+    /// False when `bidder` has certainly no bid here.
+    #[inline(always)]
+    fn may_have(&self, bidder: u64) -> bool {
+        let (w, m) = filter_bit(bidder);
+        self.filter[w] & m != 0
+    }
+}
+
+/// The bidder's bit in [`Entry::filter`]: word and mask (bits independent of [`tag_of`]).
+#[inline(always)]
+fn filter_bit(bidder: u64) -> (usize, u64) {
+    let h = fib_hash(bidder) >> 40;
+    (((h >> 6) & 1) as usize, 1u64 << (h & 63))
+}
+
+/// Open-addressing table (linear probing, Fibonacci hashing) of the open auctions' hot
+/// [`Entry`]s, keyed by auction id: the entry sits in the bucket, so one cache line, whose
+/// address is known from the key alone, is all a lookup touches, and the worker prefetches it a
+/// few bids ahead. Keys are < 2^63, so `u64::MAX` marks an empty bucket; a removal shifts the
+/// rest of its probe run back (Knuth's algorithm R), so the churn of opens and closes leaves no
+/// tombstones behind — and an entry can move, so a position is only a hint once something was
+/// removed. The load factor stays <= 1/2.
+struct HotTable {
+    buckets: Vec<Entry>,
     shift: u32,
     len: usize,
 }
 
-impl IdMap {
+impl HotTable {
     fn new() -> Self {
-        IdMap { buckets: vec![(EMPTY_KEY, 0); 1024], shift: 64 - 10, len: 0 }
+        HotTable { buckets: huge_vec(Entry::EMPTY, 1024), shift: 64 - 10, len: 0 }
     }
 
     #[inline(always)]
@@ -291,14 +441,15 @@ impl IdMap {
         prefetch(self.buckets.as_ptr().wrapping_add(self.home(k)));
     }
 
+    /// Position of `k`'s entry.
     #[inline]
-    fn get(&self, k: u64) -> Option<u32> {
+    fn find(&self, k: u64) -> Option<usize> {
         let mask = self.mask();
         let mut i = self.home(k);
         loop {
-            let (kk, v) = self.buckets[i];
+            let kk = self.buckets[i].id;
             if kk == k {
-                return Some(v);
+                return Some(i);
             }
             if kk == EMPTY_KEY {
                 return None;
@@ -307,64 +458,51 @@ impl IdMap {
         }
     }
 
-    fn insert(&mut self, k: u64, v: u32) {
+    /// Inserts `e` (its id must not be in the table yet).
+    fn insert(&mut self, e: Entry) {
         if (self.len + 1) * 2 > self.buckets.len() {
-            let bigger = vec![(EMPTY_KEY, 0); self.buckets.len() * 2];
+            let bigger = huge_vec(Entry::EMPTY, self.buckets.len() * 2);
             let old = std::mem::replace(&mut self.buckets, bigger);
             self.shift -= 1;
             self.len = 0;
-            for (kk, vv) in old {
-                if kk != EMPTY_KEY {
-                    self.insert(kk, vv);
+            for o in old {
+                if o.id != EMPTY_KEY {
+                    self.insert(o);
                 }
             }
         }
         let mask = self.mask();
-        let mut i = self.home(k);
-        loop {
-            let kk = self.buckets[i].0;
-            if kk == k || kk == EMPTY_KEY {
-                if kk == EMPTY_KEY {
-                    self.len += 1;
-                }
-                self.buckets[i] = (k, v);
-                return;
-            }
+        let mut i = self.home(e.id);
+        while self.buckets[i].id != EMPTY_KEY {
+            debug_assert_ne!(self.buckets[i].id, e.id);
             i = (i + 1) & mask;
         }
+        self.buckets[i] = e;
+        self.len += 1;
     }
 
-    fn remove(&mut self, k: u64) -> Option<u32> {
+    /// Removes the entry at position `i` (entries after it in its probe run may move).
+    fn remove_at(&mut self, i: usize) {
+        debug_assert_ne!(self.buckets[i].id, EMPTY_KEY);
         let mask = self.mask();
-        let mut i = self.home(k);
+        let mut hole = i;
+        let mut j = i;
         loop {
-            let (kk, v) = self.buckets[i];
-            if kk == EMPTY_KEY {
-                return None;
+            j = (j + 1) & mask;
+            let kj = self.buckets[j].id;
+            if kj == EMPTY_KEY {
+                break;
             }
-            if kk == k {
-                let mut hole = i;
-                let mut j = i;
-                loop {
-                    j = (j + 1) & mask;
-                    let kj = self.buckets[j].0;
-                    if kj == EMPTY_KEY {
-                        break;
-                    }
-                    let h = self.home(kj);
-                    // kj may move into the hole unless its home lies cyclically in (hole, j]
-                    let stays = if hole <= j { hole < h && h <= j } else { hole < h || h <= j };
-                    if !stays {
-                        self.buckets[hole] = self.buckets[j];
-                        hole = j;
-                    }
-                }
-                self.buckets[hole] = (EMPTY_KEY, 0);
-                self.len -= 1;
-                return Some(v);
+            let h = self.home(kj);
+            // kj may move into the hole unless its home lies cyclically in (hole, j]
+            let stays = if hole <= j { hole < h && h <= j } else { hole < h || h <= j };
+            if !stays {
+                self.buckets[hole] = self.buckets[j];
+                hole = j;
             }
-            i = (i + 1) & mask;
         }
+        self.buckets[hole] = Entry::EMPTY;
+        self.len -= 1;
     }
 
     fn len(&self) -> usize {
@@ -545,6 +683,7 @@ struct WorkerShared {
 struct Shared {
     workers: Vec<WorkerShared>,
     free_bids: ArrayQueue<Vec<BidRecord>>,
+    free_compact: ArrayQueue<Vec<CompactBid>>,
     free_results: ArrayQueue<Vec<AuctionResult>>,
     rejected_outstanding: AtomicUsize,
     rejected_cap: usize,
@@ -557,7 +696,7 @@ struct Shared {
 
 /// A validated submission, partitioned by shard; see [`Engine::prepare`].
 pub struct Prepared {
-    blocks: Vec<Vec<BidRecord>>,
+    blocks: Vec<Block>,
     n: usize,
 }
 
@@ -719,6 +858,7 @@ impl Engine {
                 })
                 .collect(),
             free_bids: ArrayQueue::new(4 * n + 8),
+            free_compact: ArrayQueue::new(4 * n + 8),
             free_results: ArrayQueue::new(64),
             rejected_outstanding: AtomicUsize::new(0),
             rejected_cap: cfg.capacity.max(1024),
@@ -874,7 +1014,7 @@ impl Engine {
         let p = self.prepare(bids, mono_ns())?;
         if !self.wait_room(&p, timeout) {
             for b in p.blocks {
-                let _ = self.intake.shared.free_bids.push(b);
+                b.recycle(&self.intake.shared);
             }
             return Err(CoreError::Full);
         }
@@ -1087,7 +1227,14 @@ impl Intake {
     fn take_block(&self, n: usize) -> Vec<BidRecord> {
         let mut v = self.shared.free_bids.pop().unwrap_or_default();
         v.clear();
-        v.reserve(n);
+        reserve_huge(&mut v, n);
+        v
+    }
+
+    fn take_compact(&self, n: usize) -> Vec<CompactBid> {
+        let mut v = self.shared.free_compact.pop().unwrap_or_default();
+        v.clear();
+        reserve_huge(&mut v, n);
         v
     }
 
@@ -1119,28 +1266,67 @@ impl Intake {
                 ));
             }
         }
+        // One pass validates (a branch-free flag; the exact error is looked for only if it is
+        // raised) and scatters into per-shard blocks. With one or two shards each block gets
+        // room for the whole submission (virtual memory; only what is written is touched);
+        // with more, a counting pass over the ids sizes them exactly.
         let w = self.workers;
-        let mut counts = vec![0usize; w];
-        for i in 0..n {
-            let (a, b, p) = (bids.auction_ids[i], bids.bidder_ids[i], bids.prices[i]);
-            let q = bids.quality.map_or(1.0, |q| q[i]);
-            let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
-            check_bid_values(i, a, b, p, q, k, "quality")?;
-            counts[shard_of(a as u64, w)] += 1;
-        }
-        let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
-        for i in 0..n {
-            let a = bids.auction_ids[i] as u64;
-            let rec = BidRecord {
-                auction_id: a,
-                bidder_id: bids.bidder_ids[i] as u64,
-                price: bids.prices[i],
-                quality: bids.quality.map_or(1.0, |q| q[i]),
-                timestamp_ns: now_ns,
-                kind: bids.kinds.map_or(KIND_PLACE, |k| k[i]),
-                _pad: [0; 7],
-            };
-            blocks[shard_of(a, w)].push(rec);
+        let (aids, bidders, prices) =
+            (&bids.auction_ids[..n], &bids.bidder_ids[..n], &bids.prices[..n]);
+        let caps = if w <= 2 {
+            vec![n; w]
+        } else {
+            let mut counts = vec![0usize; w];
+            for &a in aids {
+                counts[shard_of(a as u64, w)] += 1;
+            }
+            counts
+        };
+        let mut ok = true;
+        let blocks = if bids.quality.is_none() && bids.kinds.is_none() {
+            let mut parts: Vec<Vec<CompactBid>> =
+                caps.iter().map(|&c| self.take_compact(c)).collect();
+            for i in 0..n {
+                let (a, b, p) = (aids[i], bidders[i], prices[i]);
+                ok &= (a >= 0) & (b >= 0) & (0.0..f64::INFINITY).contains(&p);
+                parts[shard_of(a as u64, w)].push(CompactBid {
+                    auction_id: a as u64,
+                    bidder_id: b as u64,
+                    price: p,
+                });
+            }
+            parts.into_iter().map(|bids| Block::Compact { bids, ts: now_ns }).collect::<Vec<_>>()
+        } else {
+            let mut parts: Vec<Vec<BidRecord>> = caps.iter().map(|&c| self.take_block(c)).collect();
+            for i in 0..n {
+                let (a, b, p) = (aids[i], bidders[i], prices[i]);
+                let q = bids.quality.map_or(1.0, |q| q[i]);
+                let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
+                let priced = (0.0..f64::INFINITY).contains(&p) & (q > 0.0) & (q < f64::INFINITY);
+                ok &= (a >= 0) & (b >= 0) & (k <= KIND_CANCEL) & (priced | (k == KIND_CANCEL));
+                parts[shard_of(a as u64, w)].push(BidRecord {
+                    auction_id: a as u64,
+                    bidder_id: b as u64,
+                    price: p,
+                    quality: q,
+                    timestamp_ns: now_ns,
+                    kind: k,
+                    _pad: [0; 7],
+                });
+            }
+            parts.into_iter().map(Block::Records).collect()
+        };
+        if !ok {
+            for b in blocks {
+                b.recycle(&self.shared);
+            }
+            for i in 0..n {
+                let q = bids.quality.map_or(1.0, |q| q[i]);
+                let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
+                check_bid_values(i, aids[i], bidders[i], prices[i], q, k, "quality")?;
+            }
+            // the flag is check_bid_values' rule, so this is not reached; no panic if it were
+            return Err(CoreError::invalid("prices", "invalid bid"));
         }
         Ok(Prepared { blocks, n })
     }
@@ -1180,7 +1366,7 @@ impl Intake {
             }
             blocks[shard_of(r.auction_id, w)].push(r);
         }
-        Ok(Prepared { blocks, n: recs.len() })
+        Ok(Prepared { blocks: blocks.into_iter().map(Block::Records).collect(), n: recs.len() })
     }
 
     /// Waits up to `timeout` until every shard the submission touches has room (a shard that
@@ -1214,13 +1400,13 @@ impl Intake {
         let guard = self.senders.read().unwrap();
         let Some(senders) = guard.as_ref() else {
             for b in p.blocks {
-                let _ = self.shared.free_bids.push(b);
+                b.recycle(&self.shared);
             }
             return Err(CoreError::Closed);
         };
         for (w, b) in p.blocks.into_iter().enumerate() {
             if b.is_empty() {
-                let _ = self.shared.free_bids.push(b);
+                b.recycle(&self.shared);
                 continue;
             }
             self.shared.workers[w].queued.fetch_add(b.len(), Ordering::AcqRel);
@@ -1295,51 +1481,58 @@ impl Drop for Engine {
 // ---------------------------------------------------------------------------------------------
 // the worker
 
-/// One bidder's current bid in an auction (32 bytes, two per cache line).
+/// One bidder's current bid in an auction (24 bytes). A live bid's quality is > 0 (validated
+/// on the way in); a cancel negates it, and an update writes a fresh one.
 #[derive(Clone, Copy, Default)]
 struct Bid {
     bidder: u64,
     price: f64,
     quality: f64,
-    live: bool,
 }
 
-/// Cache-line aligned; its two lines are prefetched together.
-#[derive(Default)]
-#[repr(align(64))]
-struct Auction {
+impl Bid {
+    #[inline(always)]
+    fn live(&self) -> bool {
+        self.quality > 0.0
+    }
+}
+
+/// The rest of an auction's state, read when it opens and closes.
+#[derive(Default, Clone, Copy)]
+struct Cold {
     id: u64,
     open_ns: u64,
-    deadline_ns: u64,
-    last_event_ns: u64,
     reserve: f64,
-    expected: u32,
-    answered: u32,
-    n_live: u32,
     gen: u32,
     open: bool,
-    /// one-byte fingerprint of each bid's bidder, scanned 32 at a time to find a bidder
-    tags: Vec<u8>,
-    bids: Vec<Bid>,
 }
 
+/// A bidder's 16-bit fingerprint (the top bits of its hash).
 #[inline(always)]
-fn tag_of(bidder: u64) -> u8 {
-    (fib_hash(bidder) >> 56) as u8
+fn tag_of(bidder: u64) -> u16 {
+    (fib_hash(bidder) >> 48) as u16
 }
 
-/// Position of `bidder` among `bids`: compares 32 one-byte tags per step without branching
-/// (a vector compare and a movemask), then checks the few candidates, so a bidder is found
-/// with ~1/8 of the memory traffic of scanning the ids.
+/// Tags compared per step of [`find_bidder`]; storage capacities are multiples of it.
+const TAG_STEP: usize = 16;
+
+/// Position of `bidder` among the first `n` bids: compares 16 two-byte tags per step without
+/// branching (a vector compare and a movemask), then checks the candidates — with 16-bit tags
+/// there is almost never a false one, whose check would be a cache miss. `tags` and `bids`
+/// are the auction's whole storage (a multiple of [`TAG_STEP`] long), so every step is a full
+/// one; tags past `n` (left over from an earlier auction) are masked out.
 #[inline]
-fn find_bidder(tags: &[u8], bids: &[Bid], bidder: u64) -> Option<usize> {
+fn find_bidder(tags: &[u16], bids: &[Bid], n: usize, bidder: u64) -> Option<usize> {
     let t = tag_of(bidder);
-    let mut chunks = tags.chunks_exact(32);
-    let mut base = 0;
-    for c in &mut chunks {
+    let end = n.next_multiple_of(TAG_STEP);
+    for (ci, c) in tags[..end].chunks_exact(TAG_STEP).enumerate() {
         let mut m = 0u32;
         for (j, &y) in c.iter().enumerate() {
             m |= ((y == t) as u32) << j;
+        }
+        let base = ci * TAG_STEP;
+        if base + TAG_STEP > n {
+            m &= (1u32 << (n - base)) - 1;
         }
         while m != 0 {
             let j = base + m.trailing_zeros() as usize;
@@ -1348,17 +1541,17 @@ fn find_bidder(tags: &[u8], bids: &[Bid], bidder: u64) -> Option<usize> {
             }
             m &= m - 1;
         }
-        base += 32;
-    }
-    for (j, &y) in chunks.remainder().iter().enumerate() {
-        if y == t && bids[base + j].bidder == bidder {
-            return Some(base + j);
-        }
     }
     None
 }
 
 const CLOSED_CACHE: usize = 1 << 16;
+
+/// Smallest bid storage of an auction (a power of two; storage grows by doubling).
+const MIN_CAP: usize = 16;
+
+/// "Not in the table" as a position hint.
+const NO_POS: usize = usize::MAX;
 
 struct Worker {
     id: usize,
@@ -1368,12 +1561,18 @@ struct Worker {
     res_tx: Sender<Vec<AuctionResult>>,
     rej_tx: Sender<Vec<RejectedBid>>,
     sink: Option<Arc<dyn EventSink>>,
-    map: IdMap,
-    slab: Vec<Auction>,
-    /// slab slot of each record of the block being applied (u32::MAX = not open)
-    s_slots_of: Vec<u32>,
+    table: HotTable,
+    /// per slot (stable while the auction is open, unlike its table position)
+    cold: Vec<Cold>,
+    /// the bid storage of every auction: an auction's `cap` bids at `Entry::off` of
+    /// `store_bids`, the 16-bit tags of their bidders at the same offset of `store_tags`
+    store_bids: Vec<Bid>,
+    store_tags: Vec<u16>,
+    /// free storage by size class (capacity `MIN_CAP << class`)
+    store_free: Vec<Vec<u32>>,
     /// the latest submit stamp processed (the deadline watermark while the queue is not empty)
     seen_ns: u64,
+    /// cold slots of closed auctions, reused by the next opens
     free: Vec<u32>,
     heap: BinaryHeap<std::cmp::Reverse<(u64, u32, u32)>>,
     closed: Vec<u64>,
@@ -1417,10 +1616,12 @@ impl Worker {
             res_tx,
             rej_tx,
             sink: cfg.event_sink.clone(),
-            map: IdMap::new(),
-            s_slots_of: Vec::new(),
+            table: HotTable::new(),
             seen_ns: 0,
-            slab: Vec::new(),
+            cold: Vec::new(),
+            store_bids: Vec::new(),
+            store_tags: Vec::new(),
+            store_free: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
             closed: vec![u64::MAX; CLOSED_CACHE],
@@ -1474,10 +1675,11 @@ impl Worker {
         }
         // intake closed and drained: close what is still open
         let now = mono_ns();
-        let open: Vec<u32> =
-            (0..self.slab.len() as u32).filter(|&s| self.slab[s as usize].open).collect();
-        for slot in open {
-            self.close_auction(slot, CLOSED_BY_SHUTDOWN, now);
+        let open: Vec<u64> = self.cold.iter().filter(|c| c.open).map(|c| c.id).collect();
+        for id in open {
+            if let Some(pos) = self.table.find(id) {
+                self.close_auction(pos, CLOSED_BY_SHUTDOWN, now);
+            }
         }
         self.flush();
     }
@@ -1491,43 +1693,21 @@ impl Worker {
                 }
                 self.shared.workers[self.id].queued.fetch_sub(reqs.len(), Ordering::AcqRel);
             }
-            Msg::Bids(mut block) => {
-                // pass 1: look every record's auction up, prefetching the map D1 ahead
-                const D1: usize = 32;
-                const D2: usize = 16;
-                let n = block.len();
-                self.s_slots_of.clear();
-                for i in 0..n {
-                    if i + D1 < n {
-                        self.map.prefetch(block[i + D1].auction_id);
-                    }
-                    let s = self.map.get(block[i].auction_id).unwrap_or(u32::MAX);
-                    self.s_slots_of.push(s);
-                    self.seen_ns = self.seen_ns.max(block[i].timestamp_ns);
-                }
-                // pass 2: apply, prefetching the auction D2 ahead and its bids D2/2 ahead
-                for (i, r) in block.iter().enumerate() {
-                    if i + D2 < n {
-                        let s = self.s_slots_of[i + D2];
-                        if s != u32::MAX {
-                            let p = self.slab.as_ptr().wrapping_add(s as usize);
-                            prefetch(p);
-                            prefetch(p.cast::<u8>().wrapping_add(64));
-                        }
-                    }
-                    if i + D2 / 2 < n {
-                        let s = self.s_slots_of[i + D2 / 2];
-                        if let Some(a) = self.slab.get(s as usize) {
-                            prefetch(a.tags.as_ptr());
-                            prefetch(a.bids.as_ptr().wrapping_add(a.bids.len()));
-                        }
-                    }
-                    let slot = self.s_slots_of[i];
-                    self.apply(r, slot);
+            Msg::Bids(block) => {
+                match &block {
+                    Block::Records(v) => self.apply_block(v, |r| *r),
+                    &Block::Compact { ref bids, ts } => self.apply_block(bids, |c| BidRecord {
+                        auction_id: c.auction_id,
+                        bidder_id: c.bidder_id,
+                        price: c.price,
+                        quality: 1.0,
+                        timestamp_ns: ts,
+                        kind: KIND_PLACE,
+                        _pad: [0; 7],
+                    }),
                 }
                 self.shared.workers[self.id].queued.fetch_sub(block.len(), Ordering::AcqRel);
-                block.clear();
-                let _ = self.shared.free_bids.push(block);
+                block.recycle(&self.shared);
             }
         }
         if self.out.len() >= 4096 {
@@ -1535,33 +1715,148 @@ impl Worker {
         }
     }
 
+    /// Applies a block in arrival order (`get` reads its `i`th record) as a software pipeline,
+    /// one stage per dependent load, D records apart: the table bucket is prefetched 2D
+    /// records ahead, the entry is read D ahead (prefetching the line the record's bid would be
+    /// written to, and the tags if the filter cannot rule the bidder out), then the record is
+    /// applied.
+    #[inline(always)]
+    fn apply_block<T>(&mut self, block: &[T], get: impl Fn(&T) -> BidRecord) {
+        const D: usize = 8;
+        const RING: usize = 16;
+        const INPUT_AHEAD: usize = 64;
+        const _: () = assert!(RING > D);
+        let n = block.len();
+        let mut ring = [NO_POS; RING];
+        for r in block.iter().take(2 * D) {
+            self.table.prefetch(get(r).auction_id);
+        }
+        for (j, r) in block.iter().take(D).enumerate() {
+            ring[j % RING] = self.lookup(&get(r));
+        }
+        for i in 0..n {
+            // the block itself: sequential, but written by another core, and the hardware
+            // prefetcher stops at every 4 KB page
+            prefetch(block.as_ptr().wrapping_add(i + INPUT_AHEAD));
+            if let Some(r) = block.get(i + 2 * D) {
+                self.table.prefetch(get(r).auction_id);
+            }
+            if let Some(r) = block.get(i + D) {
+                ring[(i + D) % RING] = self.lookup(&get(r));
+            }
+            self.apply(&get(&block[i]), ring[i % RING]);
+        }
+    }
+
+    /// The table position of the record's auction (`NO_POS` if it is not open), prefetching
+    /// the line its bid would be written to and, unless the filter rules the bidder out, the
+    /// tags.
+    #[inline(always)]
+    fn lookup(&mut self, r: &BidRecord) -> usize {
+        self.seen_ns = self.seen_ns.max(r.timestamp_ns);
+        let Some(pos) = self.table.find(r.auction_id) else {
+            return NO_POS;
+        };
+        let e = &self.table.buckets[pos];
+        let off = e.off as usize;
+        // the bid's 24 bytes may straddle two lines
+        let at = self.store_bids.as_ptr().wrapping_add(off + e.n as usize).cast::<u8>();
+        prefetch(at);
+        prefetch(at.wrapping_add(std::mem::size_of::<Bid>() - 1));
+        if e.may_have(r.bidder_id) {
+            // the tags of the bids so far: n * 2 bytes
+            let t = self.store_tags.as_ptr().wrapping_add(off).cast::<u8>();
+            for line in 0..(e.n as usize * 2).div_ceil(64).min(4) {
+                prefetch(t.wrapping_add(64 * line));
+            }
+        } else if e.n + 1 == e.expected {
+            // a new bidder that completes the auction: closing it reads the cold slot and
+            // gathers its bids (the first 4 KB here; the hardware prefetcher follows a longer
+            // run)
+            prefetch(self.cold.as_ptr().wrapping_add(e.slot as usize));
+            let b = self.store_bids.as_ptr().wrapping_add(off).cast::<u8>();
+            for line in 0..(e.n as usize * std::mem::size_of::<Bid>()).div_ceil(64).min(64) {
+                prefetch(b.wrapping_add(64 * line));
+            }
+        }
+        pos
+    }
+
+    /// Storage for `cap` (a power of two >= `MIN_CAP`) bids: its offset in the arenas.
+    fn alloc_store(&mut self, cap: usize) -> u32 {
+        let class = (cap / MIN_CAP).trailing_zeros() as usize;
+        if self.store_free.len() <= class {
+            self.store_free.resize_with(class + 1, Vec::new);
+        }
+        if let Some(off) = self.store_free[class].pop() {
+            return off;
+        }
+        let off = self.store_bids.len();
+        let off32 =
+            u32::try_from(off + cap).map(|_| off as u32).expect("bid storage over 2^32 bids");
+        reserve_huge(&mut self.store_bids, cap);
+        reserve_huge(&mut self.store_tags, cap);
+        self.store_bids.resize(off + cap, Bid::default());
+        self.store_tags.resize(off + cap, 0);
+        off32
+    }
+
+    fn free_store(&mut self, off: u32, cap: u32) {
+        let class = (cap as usize / MIN_CAP).trailing_zeros() as usize;
+        self.store_free[class].push(off);
+    }
+
+    /// Doubles the bid capacity of the auction at `pos` (cold path: it outgrew its storage).
+    #[cold]
+    fn grow(&mut self, pos: usize) {
+        let Entry { off, cap, n, .. } = self.table.buckets[pos];
+        let (o, n) = (off as usize, n as usize);
+        let new_off = self.alloc_store(2 * cap as usize);
+        let no = new_off as usize;
+        self.store_bids.copy_within(o..o + n, no);
+        self.store_tags.copy_within(o..o + n, no);
+        self.free_store(off, cap);
+        let e = &mut self.table.buckets[pos];
+        e.off = new_off;
+        e.cap = 2 * cap;
+    }
+
     fn open(&mut self, r: &OpenRequest) {
-        if self.map.get(r.auction_id).is_some() {
+        if self.table.find(r.auction_id).is_some() {
             self.c.open_duplicate += 1;
             return;
         }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                self.slab.push(Auction::default());
-                (self.slab.len() - 1) as u32
+                self.cold.push(Cold::default());
+                (self.cold.len() - 1) as u32
             }
         };
-        let a = &mut self.slab[slot as usize];
-        a.id = r.auction_id;
-        a.open_ns = r.open_ns;
-        a.deadline_ns = r.open_ns.saturating_add(r.tmax_ns);
-        a.last_event_ns = r.open_ns;
-        a.reserve = r.reserve;
-        a.expected = r.expected_bids;
-        a.answered = 0;
-        a.n_live = 0;
-        a.gen = a.gen.wrapping_add(1);
-        a.open = true;
-        a.tags.clear();
-        a.bids.clear();
-        self.heap.push(std::cmp::Reverse((a.deadline_ns, slot, a.gen)));
-        self.map.insert(r.auction_id, slot);
+        let deadline = r.open_ns.saturating_add(r.tmax_ns);
+        let c = &mut self.cold[slot as usize];
+        c.id = r.auction_id;
+        c.open_ns = r.open_ns;
+        c.reserve = r.reserve;
+        c.gen = c.gen.wrapping_add(1);
+        c.open = true;
+        let gen = c.gen;
+        self.heap.push(std::cmp::Reverse((deadline, slot, gen)));
+        // room for the expected bids up front (up to a point), so most auctions never grow
+        let cap = (r.expected_bids as usize).clamp(MIN_CAP, 256).next_power_of_two();
+        let off = self.alloc_store(cap);
+        self.table.insert(Entry {
+            id: r.auction_id,
+            deadline_ns: deadline,
+            last_event_ns: r.open_ns,
+            filter: [0; 2],
+            n: 0,
+            expected: r.expected_bids,
+            n_live: 0,
+            slot,
+            off,
+            cap: cap as u32,
+        });
         let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
         if self.closed[ci] == r.auction_id {
             self.closed[ci] = u64::MAX;
@@ -1604,50 +1899,65 @@ impl Worker {
         });
     }
 
-    /// Applies one record; `slot` is its auction's slab slot as looked up before the block
-    /// was applied (`u32::MAX` = not open then). The auction may have closed since (by its
-    /// last expected bid or its deadline earlier in the block): `open` and `id` tell.
-    #[inline]
-    fn apply(&mut self, r: &BidRecord, slot: u32) {
-        let open_here =
-            self.slab.get(slot as usize).is_some_and(|a| a.open && a.id == r.auction_id);
-        if !open_here {
+    /// Applies one record; `hint` is its auction's table position as looked up a few records
+    /// earlier (`NO_POS` = not open then: an auction never opens within a block of bids). The
+    /// auction may have closed since (by its last expected bid or its deadline earlier in the
+    /// block), and a removal may have moved its entry: the id at `hint` tells.
+    #[inline(always)]
+    fn apply(&mut self, r: &BidRecord, hint: usize) {
+        let pos = match self.table.buckets.get(hint) {
+            None => None,
+            Some(e) if e.id == r.auction_id => Some(hint),
+            Some(_) => self.table.find(r.auction_id),
+        };
+        let Some(pos) = pos else {
             let ci = (fib_hash(r.auction_id) >> 48) as usize & (CLOSED_CACHE - 1);
             let cause = if self.closed[ci] == r.auction_id { REJECT_LATE } else { REJECT_UNKNOWN };
             self.reject(r, cause);
             return;
-        }
-        let a = &mut self.slab[slot as usize];
-        if r.timestamp_ns > a.deadline_ns {
+        };
+        let e = &mut self.table.buckets[pos];
+        if r.timestamp_ns > e.deadline_ns {
             // the timer has not fired yet, but the deadline has passed for this bid
-            self.close_auction(slot, CLOSED_BY_DEADLINE, mono_ns());
+            self.close_auction(pos, CLOSED_BY_DEADLINE, mono_ns());
             self.reject(r, REJECT_LATE);
             return;
         }
-        a.last_event_ns = a.last_event_ns.max(r.timestamp_ns);
-        let pos = find_bidder(&a.tags, &a.bids, r.bidder_id);
+        e.last_event_ns = e.last_event_ns.max(r.timestamp_ns);
+        let (off, n) = (e.off as usize, e.n as usize);
+        let found = if e.may_have(r.bidder_id) {
+            let cap = e.cap as usize;
+            find_bidder(
+                &self.store_tags[off..off + cap],
+                &self.store_bids[off..off + cap],
+                n,
+                r.bidder_id,
+            )
+        } else {
+            None
+        };
         if r.kind == KIND_CANCEL {
-            match pos {
-                Some(i) if a.bids[i].live => {
-                    a.bids[i].live = false;
-                    a.n_live -= 1;
+            match found {
+                Some(i) if self.store_bids[off + i].live() => {
+                    let b = &mut self.store_bids[off + i];
+                    b.quality = -b.quality;
+                    e.n_live -= 1;
                     self.c.bids_cancelled += 1;
                     if self.sink.is_some() {
-                        let mut e = *r;
-                        e.kind = EV_BID_CANCELLED;
-                        self.events.push(e);
+                        let mut ev = *r;
+                        ev.kind = EV_BID_CANCELLED;
+                        self.events.push(ev);
                     }
                 }
                 _ => self.c.cancel_without_bid += 1,
             }
             return;
         }
-        let how = match pos {
+        let how = match found {
             Some(i) => {
-                let b = &mut a.bids[i];
-                if !b.live {
-                    b.live = true;
-                    a.n_live += 1;
+                let b = &mut self.store_bids[off + i];
+                if !b.live() {
+                    e.n_live += 1;
                 }
                 b.price = r.price;
                 b.quality = r.quality;
@@ -1655,30 +1965,34 @@ impl Worker {
                 BidPlace::Updated
             }
             None => {
-                a.tags.push(tag_of(r.bidder_id));
-                a.bids.push(Bid {
-                    bidder: r.bidder_id,
-                    price: r.price,
-                    quality: r.quality,
-                    live: true,
-                });
-                a.n_live += 1;
-                a.answered += 1;
+                if n == e.cap as usize {
+                    self.grow(pos);
+                }
+                let e = &mut self.table.buckets[pos];
+                let at = e.off as usize + n;
+                self.store_bids[at] =
+                    Bid { bidder: r.bidder_id, price: r.price, quality: r.quality };
+                self.store_tags[at] = tag_of(r.bidder_id);
+                let (w, m) = filter_bit(r.bidder_id);
+                e.filter[w] |= m;
+                e.n += 1;
+                e.n_live += 1;
                 self.c.bids_placed += 1;
                 BidPlace::Placed
             }
         };
-        let full = a.expected > 0 && a.answered >= a.expected;
+        let e = &self.table.buckets[pos];
+        let full = e.expected > 0 && e.n >= e.expected;
         if self.sink.is_some() {
-            let mut e = *r;
-            e.kind = match how {
+            let mut ev = *r;
+            ev.kind = match how {
                 BidPlace::Placed => EV_BID_PLACED,
                 BidPlace::Updated => EV_BID_UPDATED,
             };
-            self.events.push(e);
+            self.events.push(ev);
         }
         if full {
-            self.close_auction(slot, CLOSED_BY_ALL_BIDS, mono_ns());
+            self.close_auction(pos, CLOSED_BY_ALL_BIDS, mono_ns());
         }
     }
 
@@ -1686,16 +2000,16 @@ impl Worker {
     /// leaves them behind) once they outnumber the open auctions, so memory follows the number
     /// of open auctions rather than the opens of the last `tmax`. Amortized O(1) per close.
     fn compact_deadlines(&mut self) {
-        if self.heap.len() <= 2 * self.map.len() + 4096 {
+        if self.heap.len() <= 2 * self.table.len() + 4096 {
             return;
         }
-        let slab = &self.slab;
+        let cold = &self.cold;
         let live: Vec<_> = std::mem::take(&mut self.heap)
             .into_vec()
             .into_iter()
             .filter(|std::cmp::Reverse((_, slot, gen))| {
-                let a = &slab[*slot as usize];
-                a.open && a.gen == *gen
+                let c = &cold[*slot as usize];
+                c.open && c.gen == *gen
             })
             .collect();
         self.heap = BinaryHeap::from(live);
@@ -1708,33 +2022,33 @@ impl Worker {
                 break;
             }
             self.heap.pop();
-            let a = &self.slab[slot as usize];
             // lazy deletion: the slot may have closed (and been reused) since
-            if a.open && a.gen == gen {
-                self.close_auction(slot, CLOSED_BY_DEADLINE, now);
+            let c = self.cold[slot as usize];
+            if c.open && c.gen == gen {
+                let pos = self.table.find(c.id).expect("an open auction is in the table");
+                self.close_auction(pos, CLOSED_BY_DEADLINE, now);
             }
         }
     }
 
-    /// Copies the live bids of `slot` into the scratch columns, in bidder-id order if `sorted`.
-    fn gather(&mut self, slot: u32, sorted: bool) {
-        let a = &self.slab[slot as usize];
+    /// Copies the live bids of `e` into the scratch columns, in bidder-id order if `sorted`.
+    fn gather(&mut self, e: &Entry, sorted: bool) {
+        let bids = &self.store_bids[e.off as usize..(e.off + e.n) as usize];
         self.s_bidders.clear();
         self.s_prices.clear();
         self.s_quality.clear();
         if sorted {
             self.s_order.clear();
-            self.s_order.extend((0..a.bids.len() as u32).filter(|&i| a.bids[i as usize].live));
-            let b = &a.bids;
-            self.s_order.sort_unstable_by_key(|&i| b[i as usize].bidder);
+            self.s_order.extend((0..bids.len() as u32).filter(|&i| bids[i as usize].live()));
+            self.s_order.sort_unstable_by_key(|&i| bids[i as usize].bidder);
             for &i in &self.s_order {
-                let b = &a.bids[i as usize];
+                let b = &bids[i as usize];
                 self.s_bidders.push(b.bidder);
                 self.s_prices.push(b.price);
                 self.s_quality.push(b.quality);
             }
         } else {
-            for b in a.bids.iter().filter(|b| b.live) {
+            for b in bids.iter().filter(|b| b.live()) {
                 self.s_bidders.push(b.bidder);
                 self.s_prices.push(b.price);
                 self.s_quality.push(b.quality);
@@ -1742,11 +2056,15 @@ impl Worker {
         }
     }
 
-    fn close_auction(&mut self, slot: u32, closed_by: u8, now: u64) {
-        let (id, open_ns, last_ns, reserve, n_live) = {
-            let a = &self.slab[slot as usize];
-            (a.id, a.open_ns, a.last_event_ns, a.reserve, a.n_live)
+    /// Clears the auction at table position `pos`, queues its result rows and frees its state.
+    fn close_auction(&mut self, pos: usize, closed_by: u8, now: u64) {
+        let e = self.table.buckets[pos];
+        let slot = e.slot;
+        let (id, open_ns, reserve) = {
+            let c = &self.cold[slot as usize];
+            (c.id, c.open_ns, c.reserve)
         };
+        let (last_ns, n_live) = (e.last_event_ns, e.n_live);
         let base = AuctionResult {
             auction_id: id as i64,
             winner_bidder: -1,
@@ -1767,10 +2085,10 @@ impl Worker {
                 } else {
                     SinglePrice::Second
                 };
-                self.clear_single(slot, rule, reserve, base);
+                self.clear_single(&e, rule, reserve, base);
             }
-            Mechanism::Gsp(ctrs) => self.clear_slots(slot, SlotPrice::Gsp, &ctrs, reserve, base),
-            Mechanism::Vcg(ctrs) => self.clear_slots(slot, SlotPrice::Vcg, &ctrs, reserve, base),
+            Mechanism::Gsp(ctrs) => self.clear_slots(&e, SlotPrice::Gsp, &ctrs, reserve, base),
+            Mechanism::Vcg(ctrs) => self.clear_slots(&e, SlotPrice::Vcg, &ctrs, reserve, base),
         }
         for _ in first_row..self.out.len() {
             self.out_last.push(last_ns);
@@ -1780,11 +2098,9 @@ impl Worker {
             CLOSED_BY_ALL_BIDS => self.c.closed_all_bids += 1,
             _ => self.c.closed_shutdown += 1,
         }
-        if let Ok(mut h) = self.shared.workers[self.id].hists.lock() {
-            let _ = h.open_to_close.record(now.saturating_sub(open_ns).max(1));
-        }
-        self.map.remove(id);
-        self.slab[slot as usize].open = false;
+        self.table.remove_at(pos);
+        self.free_store(e.off, e.cap);
+        self.cold[slot as usize].open = false;
         self.free.push(slot);
         let ci = (fib_hash(id) >> 48) as usize & (CLOSED_CACHE - 1);
         self.closed[ci] = id;
@@ -1869,8 +2185,8 @@ impl Worker {
         }
     }
 
-    fn clear_single(&mut self, slot: u32, rule: SinglePrice, reserve: f64, base: AuctionResult) {
-        self.gather(slot, false);
+    fn clear_single(&mut self, e: &Entry, rule: SinglePrice, reserve: f64, base: AuctionResult) {
+        self.gather(e, false);
         let n = self.s_prices.len();
         self.s_mtw.resize(n, 0.0);
         self.s_loss.resize(n, 0);
@@ -1892,7 +2208,7 @@ impl Worker {
                 i != w && self.s_prices[i] * self.s_quality[i] == top && self.s_bidders[i] < bw
             });
             if tie {
-                self.gather(slot, true);
+                self.gather(e, true);
                 out = clear_segment(
                     rule,
                     &self.s_prices,
@@ -1923,13 +2239,13 @@ impl Worker {
 
     fn clear_slots(
         &mut self,
-        slot: u32,
+        e: &Entry,
         rule: SlotPrice,
         ctrs: &[f64],
         reserve: f64,
         base: AuctionResult,
     ) {
-        self.gather(slot, true);
+        self.gather(e, true);
         let k = ctrs.len();
         clear_segment_slots(
             rule,
@@ -2001,7 +2317,9 @@ impl Worker {
                     let lat = now.saturating_sub(last);
                     row.last_bid_to_result_ns = lat as i64;
                     if row.slot == 0 {
+                        // one row per auction; both histograms under the one lock per flush
                         let _ = h.last_bid_to_result.record(lat.max(1));
+                        let _ = h.open_to_close.record((row.open_to_close_ns as u64).max(1));
                     }
                 }
             }
@@ -2011,7 +2329,7 @@ impl Worker {
             self.out_last.clear();
             Some(std::mem::replace(&mut self.out, next))
         };
-        self.c.open_auctions = self.map.len() as u64;
+        self.c.open_auctions = self.table.len() as u64;
         self.shared.workers[self.id].counters.publish(&self.c);
         if let Some(block) = results {
             let _ = self.res_tx.send(block);
@@ -2125,21 +2443,26 @@ mod tests {
 
     #[test]
     fn find_bidder_finds_every_position() {
-        let bids: Vec<Bid> =
-            (0..77u64).map(|i| Bid { bidder: i * 3, ..Default::default() }).collect();
-        let tags: Vec<u8> = bids.iter().map(|b| tag_of(b.bidder)).collect();
-        for (i, b) in bids.iter().enumerate() {
-            assert_eq!(find_bidder(&tags, &bids, b.bidder), Some(i));
+        let n = 77;
+        let mut bids: Vec<Bid> =
+            (0..n as u64).map(|i| Bid { bidder: i * 3, ..Default::default() }).collect();
+        let mut tags: Vec<u16> = bids.iter().map(|b| tag_of(b.bidder)).collect();
+        // storage past n holds leftovers of an earlier auction: never reported
+        bids.resize(80, Bid { bidder: 1, ..Default::default() });
+        tags.resize(80, tag_of(1));
+        for i in 0..n {
+            assert_eq!(find_bidder(&tags, &bids, n, bids[i].bidder), Some(i));
         }
         for x in (1..1000).filter(|x| x % 3 != 0) {
-            assert_eq!(find_bidder(&tags, &bids, x), None);
+            assert_eq!(find_bidder(&tags, &bids, n, x), None);
         }
-        assert_eq!(find_bidder(&[], &[], 1), None);
+        assert_eq!(find_bidder(&tags, &bids, 0, 0), None);
+        assert_eq!(find_bidder(&[], &[], 0, 1), None);
     }
 
     #[test]
-    fn id_map_matches_a_hashmap_under_churn() {
-        let mut m = IdMap::new();
+    fn hot_table_matches_a_hashmap_under_churn() {
+        let mut m = HotTable::new();
         let mut r = std::collections::HashMap::new();
         let mut x = 12345u64;
         for step in 0..200_000u32 {
@@ -2148,15 +2471,23 @@ mod tests {
             x ^= x << 17;
             let k = x % 5000;
             if x % 3 == 0 {
-                assert_eq!(m.remove(k), r.remove(&k));
+                let had = m.find(k).map(|p| {
+                    let slot = m.buckets[p].slot;
+                    m.remove_at(p);
+                    slot
+                });
+                assert_eq!(had, r.remove(&k));
             } else {
-                m.insert(k, step);
+                match m.find(k) {
+                    Some(p) => m.buckets[p].slot = step,
+                    None => m.insert(Entry { id: k, slot: step, ..Entry::EMPTY }),
+                }
                 r.insert(k, step);
             }
             assert_eq!(m.len(), r.len());
         }
         for k in 0..5000 {
-            assert_eq!(m.get(k), r.get(&k).copied());
+            assert_eq!(m.find(k).map(|p| m.buckets[p].slot), r.get(&k).copied());
         }
     }
 
@@ -2167,5 +2498,124 @@ mod tests {
             counts[shard_of(a, 3)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 9_000), "{counts:?}");
+    }
+}
+
+#[cfg(test)]
+mod worker_bench {
+    use super::*;
+
+    pub(super) fn thread_cpu_ns() -> u64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec into the valid, exclusive pointer we pass.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// One worker's CPU time per bid on the end-to-end bench's layout (5k auctions of 100 bids
+    /// per 500k-bid block, shuffled): `cargo test --release -p rtbcore-core worker_ns_per_bid
+    /// -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn worker_ns_per_bid() {
+        let cfg = EngineConfig::default();
+        let shared = Arc::new(Shared {
+            workers: vec![WorkerShared {
+                queued: CachePadded::new(AtomicUsize::new(0)),
+                counters: SharedCounters::new(),
+                hists: Mutex::new(Hists {
+                    last_bid_to_result: new_hist(),
+                    open_to_close: new_hist(),
+                }),
+                pinned: AtomicBool::new(false),
+            }],
+            free_bids: ArrayQueue::new(8),
+            free_compact: ArrayQueue::new(8),
+            free_results: ArrayQueue::new(64),
+            rejected_outstanding: AtomicUsize::new(0),
+            rejected_cap: 1 << 20,
+            pin_error: Mutex::new(None),
+            pin_failed: AtomicUsize::new(0),
+            attach: AttachCounters::default(),
+            panicked: AtomicUsize::new(0),
+        });
+        let (res_tx, res_rx) = crossbeam_channel::unbounded();
+        let (rej_tx, _rej_rx) = crossbeam_channel::unbounded();
+        let mut w = Worker::new(0, &cfg, shared, res_tx, rej_tx);
+        let (na, per) = (5_000u64, 100u64);
+        let mut x = 88172645463325252u64;
+        let mut order: Vec<u64> = (0..na * per).collect();
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut times = Vec::new();
+        for round in 0..12u64 {
+            let base = round * na;
+            let now = mono_ns();
+            let reqs: Vec<OpenRequest> = (0..na)
+                .map(|a| OpenRequest {
+                    auction_id: base + a,
+                    reserve: 0.0,
+                    tmax_ns: 10_000_000_000,
+                    expected_bids: per as u32,
+                    open_ns: now,
+                })
+                .collect();
+            let bids: Vec<CompactBid> = order
+                .iter()
+                .map(|&k| CompactBid {
+                    auction_id: base + k / per,
+                    bidder_id: k % per,
+                    price: 0.1 + (fib_hash(k) >> 11) as f64 / (1u64 << 53) as f64,
+                })
+                .collect();
+            let block = Block::Compact { bids, ts: now };
+            w.handle(Msg::Open(reqs));
+            let t0 = thread_cpu_ns();
+            w.handle(Msg::Bids(block));
+            w.flush();
+            let dt = thread_cpu_ns() - t0;
+            while res_rx.try_recv().is_ok() {}
+            if round >= 2 {
+                times.push(dt as f64 / (na * per) as f64);
+            }
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("worker ns/bid: median {:.1}, min {:.1}", times[times.len() / 2], times[0]);
+    }
+}
+
+#[cfg(test)]
+mod prepare_bench {
+    use super::*;
+
+    /// The submitting thread's CPU time per bid in `prepare` (validate + partition) on a
+    /// 1M-bid block: `cargo test --release -p rtbcore-core prepare_ns_per_bid -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore]
+    fn prepare_ns_per_bid() {
+        let eng = Engine::start(EngineConfig { pin: false, ..Default::default() }).unwrap();
+        let n = 1_000_000u64;
+        let a: Vec<i64> = (0..n).map(|k| ((fib_hash(k) >> 20) % 10_000) as i64).collect();
+        let b: Vec<i64> = (0..n).map(|k| (k % 100) as i64).collect();
+        let p: Vec<f64> = (0..n).map(|k| 0.1 + (k % 1000) as f64 / 100.0).collect();
+        let arrays =
+            BidArrays { auction_ids: &a, bidder_ids: &b, prices: &p, quality: None, kinds: None };
+        let mut times = Vec::new();
+        for _ in 0..12 {
+            let t0 = worker_bench::thread_cpu_ns();
+            let pr = eng.prepare(&arrays, mono_ns()).unwrap();
+            let dt = worker_bench::thread_cpu_ns() - t0;
+            for b in pr.blocks {
+                b.recycle(&eng.shared);
+            }
+            times.push(dt as f64 / n as f64);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("prepare ns/bid: median {:.1}, min {:.1}", times[times.len() / 2], times[0]);
     }
 }
