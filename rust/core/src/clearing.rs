@@ -1440,8 +1440,10 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
     let mut n_bad = 0u32;
     let mut lanes = [0.0f64; 4];
     // SAFETY: AVX2 is enabled for this function (the caller checked the CPU). Every load reads
-    // 4 doubles at offset c < full <= n of `p` / `q` (both n long); the store writes 4 doubles
-    // into `lanes`.
+    // 4 doubles at offset c < full <= n of `p` / `q` (both n long); the stores write 4 doubles
+    // into `lanes`, or into `adjb` at c + 4 <= full <= ADJ_BUF when `buffered`, and the main
+    // pass reads `adjb` back only when `buffered`, at chunks the pre-pass wrote (every c <
+    // full, step 4).
     unsafe {
         let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
         let zero = _mm256_setzero_pd();
@@ -1473,52 +1475,80 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
             );
             (_mm256_blendv_pd(ninf, a, elig), valid)
         };
-        // pre-pass: the maximum of each of 8 lanes (bids 8i + l). These are 8 >= K distinct
-        // bids, so the K-th best overall is >= the K-th largest of them, `floor`: a bid below
-        // it can never enter, and skipping it leaves the final top K unchanged. It spares the insertions
-        // (and mispredicted entry tests) of the first few dozen bids.
-        let mut floor = ninf;
+        // pre-pass: the maximum of each of 16 lanes (bids 16i + l, leftover chunks into the
+        // first four). These are 16 >= K distinct bids, so the K-th best overall is >= the K-th
+        // largest of them, `floor`: a bid below it can never enter, and skipping it leaves the
+        // final top K unchanged. It spares the insertions (and mispredicted entry tests) of all
+        // but a few bids per auction.
+        // Segments of up to ADJ_BUF bids keep the pre-pass's adjusted bids (and count the
+        // invalid ones there), so the main pass reads them back instead of recomputing them.
+        let buffered = (16..=ADJ_BUF).contains(&full);
+        let mut adjb = [std::mem::MaybeUninit::<f64>::uninit(); ADJ_BUF];
+        let ab = adjb.as_mut_ptr().cast::<f64>();
+        let mut bad = _mm256_setzero_si256();
+        let ones = _mm256_set1_epi64x(-1);
+        let mut floor = f64::NEG_INFINITY;
         if full >= 16 {
-            let (mut mx, mut my) = (ninf, ninf);
+            let mut m = [ninf; 4];
+            let mut pre = |c: usize, mj: &mut __m256d| {
+                let (adj, valid) = classify(c);
+                if buffered {
+                    _mm256_storeu_pd(ab.add(c), adj);
+                    // an invalid lane is all zeros in `valid`: subtract (not valid) = -1
+                    bad = _mm256_sub_epi64(bad, _mm256_xor_si256(_mm256_castpd_si256(valid), ones));
+                }
+                *mj = _mm256_max_pd(*mj, adj);
+            };
             let mut c = 0;
-            while c + 8 <= full {
-                mx = _mm256_max_pd(mx, classify(c).0);
-                my = _mm256_max_pd(my, classify(c + 4).0);
-                c += 8;
+            while c + 16 <= full {
+                for (j, mj) in m.iter_mut().enumerate() {
+                    pre(c + 4 * j, mj);
+                }
+                c += 16;
             }
-            // the K-th largest of the 8 lane maxima: lane i keeps its value when at least K
-            // of the 8 are >= it; the largest kept value is the K-th largest
-            let mut vals = [0.0f64; 8];
-            _mm256_storeu_pd(vals.as_mut_ptr(), mx);
-            _mm256_storeu_pd(vals.as_mut_ptr().add(4), my);
-            let (mut cx, mut cy) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            while c < full {
+                pre(c, &mut m[0]);
+                c += 4;
+            }
+            // the K-th largest of the 16 lane maxima: a lane keeps its value when at least K
+            // of the 16 are >= it; the largest kept value is the K-th largest
+            let mut vals = [0.0f64; 16];
+            for (j, mj) in m.iter().enumerate() {
+                _mm256_storeu_pd(vals.as_mut_ptr().add(4 * j), *mj);
+            }
+            let mut cnt = [_mm256_setzero_si256(); 4];
             for v in &vals {
                 let b = _mm256_broadcast_sd(v);
-                // lanes <= v_j count v_j (all ones = -1)
-                cx = _mm256_sub_epi64(cx, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(mx, b)));
-                cy = _mm256_sub_epi64(cy, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(my, b)));
+                for (cj, mj) in cnt.iter_mut().zip(&m) {
+                    // lanes <= v count v (all ones = -1)
+                    *cj = _mm256_sub_epi64(
+                        *cj,
+                        _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_LE_OQ>(*mj, b)),
+                    );
+                }
             }
             let k1 = _mm256_set1_epi64x(K as i64 - 1);
-            let kx = _mm256_castsi256_pd(_mm256_cmpgt_epi64(cx, k1));
-            let ky = _mm256_castsi256_pd(_mm256_cmpgt_epi64(cy, k1));
-            let m = _mm256_max_pd(_mm256_blendv_pd(ninf, mx, kx), _mm256_blendv_pd(ninf, my, ky));
-            let m = _mm256_max_pd(m, _mm256_permute2f128_pd::<1>(m, m));
-            floor = _mm256_max_pd(m, _mm256_permute_pd::<0b0101>(m));
+            let mut kept = ninf;
+            for (cj, mj) in cnt.iter().zip(&m) {
+                let keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(*cj, k1));
+                kept = _mm256_max_pd(kept, _mm256_blendv_pd(ninf, *mj, keep));
+            }
+            let kept = _mm256_max_pd(kept, _mm256_permute2f128_pd::<1>(kept, kept));
+            floor = _mm256_cvtsd_f64(_mm256_max_pd(kept, _mm256_permute_pd::<0b0101>(kept)));
         }
-        let mut bad = _mm256_setzero_si256();
+        // a bid enters when adj > v[K-1] and adj >= floor, i.e. adj > max(v[K-1], the double
+        // just below floor): one compare against a register updated only on insertion
+        let below_floor = floor.next_down();
+        let mut thr = _mm256_set1_pd(fmax(v[K - 1], below_floor));
         for c in (0..full).step_by(4) {
-            let (adj, valid) = classify(c);
-            // an invalid lane is all zeros in `valid`: count it by subtracting (not valid) = -1
-            bad = _mm256_sub_epi64(
-                bad,
-                _mm256_xor_si256(_mm256_castpd_si256(valid), _mm256_set1_epi64x(-1)),
-            );
-            let thr = _mm256_set1_pd(v[K - 1]);
-            let enter = _mm256_and_pd(
-                _mm256_cmp_pd::<_CMP_GT_OQ>(adj, thr),
-                _mm256_cmp_pd::<_CMP_GE_OQ>(adj, floor),
-            );
-            let mut enter = _mm256_movemask_pd(enter) as u32;
+            let adj = if buffered {
+                _mm256_loadu_pd(ab.add(c))
+            } else {
+                let (adj, valid) = classify(c);
+                bad = _mm256_sub_epi64(bad, _mm256_xor_si256(_mm256_castpd_si256(valid), ones));
+                adj
+            };
+            let mut enter = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(adj, thr)) as u32;
             if enter != 0 {
                 _mm256_storeu_pd(lanes.as_mut_ptr(), adj);
                 while enter != 0 {
@@ -1528,6 +1558,7 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
                         net_insert(&mut v, &mut ix, lanes[l], (c + l) as f64);
                     }
                 }
+                thr = _mm256_set1_pd(fmax(v[K - 1], below_floor));
             }
         }
         let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
@@ -1547,6 +1578,10 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
     }
     (len, n_bad as usize)
 }
+
+/// Longest segment (in whole 4-bid chunks) whose adjusted bids [`top_k_long_net_avx2`] keeps
+/// on the stack between its two passes.
+const ADJ_BUF: usize = 256;
 
 /// A top-k kernel: `(prices, quality, reserve, buf) -> (filled, n_invalid)`.
 #[cfg(target_arch = "x86_64")]
@@ -2019,6 +2054,51 @@ mod tests {
                     slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
                 };
                 proptest::prop_assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad));
+            }
+        }
+    }
+
+    /// Long position auctions (past the stack buffer of the long kernel, and just inside it)
+    /// against the baseline kernels, with invalid bids and ties, for every k the long path takes.
+    #[test]
+    fn long_position_auctions_match_baseline() {
+        let sizes = [17usize, 64, 255, 256, 257, 259, 300, 1000];
+        let n: usize = sizes.iter().sum();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let p: Vec<f64> = (0..n)
+            .map(|_| match next() % 50 {
+                0 => f64::NAN,
+                1 => -1.0,
+                2 => 0.0,
+                r => (r % 23) as f64 * 0.25, // many ties
+            })
+            .collect();
+        let q: Vec<f64> = (0..n).map(|_| [1.0, 0.5, 2.0, 0.0][(next() % 4) as usize]).collect();
+        let mut off = vec![0i64];
+        for s in sizes {
+            off.push(off[off.len() - 1] + s as i64);
+        }
+        for (qs, r) in [(None, 0.0), (Some(&q[..]), 1.0), (None, 2.5)] {
+            let b = Batch::new(&off, &p, qs, Reserve::Scalar(r)).unwrap();
+            for k in 1..=7 {
+                let ctrs: Vec<f64> = (0..k).map(|s| 1.0 / (s as f64 + 1.0)).collect();
+                for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
+                    let d = clear_slots(&b, rule, &ctrs, 0.01);
+                    let na = sizes.len();
+                    let (mut bw, mut bp) = (vec![0; na * k], vec![0.0; na * k]);
+                    let bad = if qs.is_some() {
+                        slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                    } else {
+                        slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
+                    };
+                    assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad), "k={k}");
+                }
             }
         }
     }
