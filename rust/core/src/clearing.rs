@@ -1209,6 +1209,17 @@ fn net_insert<const K: usize>(v: &mut [f64; K], ix: &mut [f64; K], adj: f64, i: 
     v[0] = sel_bits(here, adj, v[0]);
 }
 
+/// Writes the network's top K into `buf` (best first); returns how many are eligible bids.
+#[inline(always)]
+fn net_write<const K: usize>(v: &[f64; K], ix: &[f64; K], buf: &mut [(f64, usize)]) -> usize {
+    let mut len = 0;
+    for (j, slot) in buf.iter_mut().enumerate().take(K) {
+        *slot = (v[j], ix[j] as usize);
+        len += usize::from(v[j] > f64::NEG_INFINITY);
+    }
+    len
+}
+
 /// Segments up to this many bids run the insertion network on every bid (no branch); longer
 /// ones first test whether the bid enters the top K at all, which is rarely true.
 const NET_BRANCHLESS_MAX: usize = 24;
@@ -1261,12 +1272,7 @@ fn top_k_net<const Q: bool, const K: usize>(
             }
         }
     }
-    let mut len = 0;
-    for (j, slot) in buf.iter_mut().enumerate().take(K) {
-        *slot = (v[j], ix[j] as usize);
-        len += usize::from(v[j] > f64::NEG_INFINITY);
-    }
-    (len, n_bad as usize)
+    (net_write(&v, &ix, buf), n_bad as usize)
 }
 
 /// Largest segment (and top-k buffer) handled by [`top_k_rank_avx2`].
@@ -1571,12 +1577,7 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
             net_insert(&mut v, &mut ix, adj, i as f64);
         }
     }
-    let mut len = 0;
-    for (j, slot) in buf.iter_mut().enumerate().take(K) {
-        *slot = (v[j], ix[j] as usize);
-        len += usize::from(v[j] > f64::NEG_INFINITY);
-    }
-    (len, n_bad as usize)
+    (net_write(&v, &ix, buf), n_bad as usize)
 }
 
 /// Longest segment (in whole 4-bid chunks) whose adjusted bids [`top_k_long_net_avx2`] keeps
