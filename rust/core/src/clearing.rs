@@ -1209,6 +1209,19 @@ fn net_insert<const K: usize>(v: &mut [f64; K], ix: &mut [f64; K], adj: f64, i: 
     v[0] = sel_bits(here, adj, v[0]);
 }
 
+/// The largest double below `x` (`f64::next_down`, stable only since Rust 1.86; our MSRV is
+/// 1.85). -inf and NaN map to themselves.
+fn next_down(x: f64) -> f64 {
+    if x.is_nan() || x == f64::NEG_INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        return -f64::from_bits(1);
+    }
+    let b = x.to_bits();
+    f64::from_bits(if x > 0.0 { b - 1 } else { b + 1 })
+}
+
 /// Writes the network's top K into `buf` (best first); returns how many are eligible bids.
 #[inline(always)]
 fn net_write<const K: usize>(v: &[f64; K], ix: &[f64; K], buf: &mut [(f64, usize)]) -> usize {
@@ -1544,7 +1557,7 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
         }
         // a bid enters when adj > v[K-1] and adj >= floor, i.e. adj > max(v[K-1], the double
         // just below floor): one compare against a register updated only on insertion
-        let below_floor = floor.next_down();
+        let below_floor = next_down(floor);
         let mut thr = _mm256_set1_pd(fmax(v[K - 1], below_floor));
         for c in (0..full).step_by(4) {
             let adj = if buffered {
@@ -2102,6 +2115,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn next_down_steps_one_double_down() {
+        for x in [1.0, 0.1, 3e-320, f64::MAX, f64::INFINITY, -2.5, f64::MIN_POSITIVE] {
+            let d = next_down(x);
+            assert!(d < x, "{x}");
+            assert_eq!(d.to_bits().abs_diff(x.to_bits()), 1, "{x}");
+        }
+        assert_eq!(next_down(0.0), -f64::from_bits(1));
+        assert_eq!(next_down(-0.0), -f64::from_bits(1));
+        assert_eq!(next_down(f64::NEG_INFINITY), f64::NEG_INFINITY);
     }
 
     #[test]
