@@ -97,8 +97,9 @@ class PySecondPriceAuction:
         return w, min(w.amount, floor + self.increment)
 
 
-def object_auctions(b: rtbcore.AuctionBatch, per: int, cls):
-    n = SUBSET // per
+def object_auctions(b: rtbcore.AuctionBatch, per: int, cls, n_bids: int = SUBSET):
+    """The first ``n_bids`` bids of ``b`` as one list of ``cls(bidder, price)`` per auction."""
+    n = n_bids // per
     p = b.prices[: n * per].tolist()
     return [[cls(j, p[a * per + j]) for j in range(per)] for a in range(n)]
 
@@ -160,9 +161,7 @@ def _pure_python_run(benchmark, b: rtbcore.AuctionBatch, per: int, n_bids: int, 
     before timing; the garbage collector is frozen so that it never scans them mid-run, which
     favours the baseline) and checks its prices against rtbcore's."""
     n = n_bids // per
-    p = b.prices[: n * per].tolist()
-    auctions = [[PyBid(j, p[a * per + j]) for j in range(per)] for a in range(n)]
-    del p
+    auctions = object_auctions(b, per, PyBid, n_bids)
     gc.collect()
     gc.freeze()
     try:

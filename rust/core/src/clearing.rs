@@ -1616,6 +1616,8 @@ unsafe fn top_k_long_net_avx2<const Q: bool, const K: usize>(
         let b = _mm_add_epi64(_mm256_castsi256_si128(bad), _mm256_extracti128_si256::<1>(bad));
         n_bad += _mm_cvtsi128_si64(_mm_add_epi64(b, _mm_unpackhi_epi64(b, b))) as u32;
     }
+    // the scalar tail, like `top_k_net`'s: a shared helper for it measured 5-7% slower on
+    // 30- and 1000-bid VCG (v / ix no longer stayed in registers), so each kernel keeps its own
     for i in full..n {
         let (adj, valid) = adjusted(p[i], if Q { q[i] } else { 1.0 }, reserve);
         n_bad += u32::from(!valid);
