@@ -22,10 +22,22 @@ from _rtbcore import _AuctionEngine, _EventLog
 from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
 from rtbcore.errors import InvalidInputError
-
-# Bid kinds (``kinds=`` of AuctionEngine.submit), defined once with the bid record; for the
-# engine place and update both upsert.
-from rtbcore.streaming import BID_DTYPE, KIND_CANCEL, KIND_PLACE, KIND_UPDATE
+from rtbcore.records import (
+    BID_DTYPE,
+    CLOSED_BY,
+    CLOSED_BY_ALL_BIDS,
+    CLOSED_BY_DEADLINE,
+    CLOSED_BY_SHUTDOWN,
+    EVENT_DTYPE,
+    EVENT_KINDS,
+    KIND_CANCEL,
+    KIND_PLACE,
+    KIND_UPDATE,
+    REJECT_LATE,
+    REJECT_UNKNOWN,
+    REJECTED_DTYPE,
+    RESULT_DTYPE,
+)
 
 __all__ = [
     "AuctionEngine",
@@ -45,74 +57,6 @@ __all__ = [
     "KIND_CANCEL",
     "demo_section",
 ]
-
-#: ``closed_by`` codes of a result row.
-CLOSED_BY_DEADLINE = 0
-CLOSED_BY_ALL_BIDS = 1
-CLOSED_BY_SHUTDOWN = 2
-#: ``closed_by`` code -> name.
-CLOSED_BY = ("deadline", "all_bids", "shutdown")
-
-#: ``cause`` codes of a rejected bid (both are OpenRTB loss reason 2, expired).
-REJECT_LATE = 1
-REJECT_UNKNOWN = 2
-
-
-#: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``.
-RESULT_DTYPE = np.dtype(
-    {
-        "names": [
-            "auction_id",
-            "winner_bidder",
-            "price",
-            "min_to_win",
-            "open_to_close_ns",
-            "last_bid_to_result_ns",
-            "n_bids",
-            "slot",
-            "closed_by",
-        ],
-        "formats": ["<i8", "<i8", "<f8", "<f8", "<i8", "<i8", "<u4", "<u2", "u1"],
-        "offsets": [0, 8, 16, 24, 32, 40, 48, 52, 54],
-        "itemsize": 56,
-    }
-)
-
-#: A bid the engine did not apply, mirroring the Rust ``RejectedBid``.
-REJECTED_DTYPE = np.dtype(
-    {
-        "names": [
-            "auction_id", "bidder_id", "price", "timestamp_ns", "loss_reason", "cause", "kind",
-        ],
-        "formats": ["<i8", "<i8", "<f8", "<u8", "<i4", "u1", "u1"],
-        "offsets": [0, 8, 16, 24, 32, 36, 37],
-        "itemsize": 40,
-    }
-)
-
-#: Event-log record kinds -> names (see :class:`EventLog`).
-EVENT_KINDS = {
-    16: "AuctionStarted",
-    17: "BidPlaced",
-    18: "BidUpdated",
-    19: "BidCancelled",
-    20: "AuctionWon",
-    21: "AuctionLost",
-}
-
-#: One event of the log (48 bytes, the BidRecord layout; see :class:`EventLog` for the fields'
-#: meaning per kind).
-EVENT_DTYPE = np.dtype(
-    {
-        "names": [
-            "auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind", "closed_by",
-            "slot", "loss_reason",
-        ],
-        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1", "u1", "u1", "u1"],
-        "offsets": [0, 8, 16, 24, 32, 40, 41, 42, 43],
-        "itemsize": 48,
-    }
-)
 
 _I64_MAX = np.iinfo(np.int64).max
 _TMAX_MS_MAX = 86_400_000.0  # one day: an auction deadline, not a timer for the ages

@@ -23,6 +23,14 @@ from _rtbcore import BidQueue as _NativeBidQueue
 from _rtbcore import BidRing as _NativeBidRing
 
 from rtbcore.errors import InvalidInputError, QueueClosed
+from rtbcore.records import (
+    BID_DTYPE,
+    KIND_CANCEL,
+    KIND_PLACE,
+    KIND_UPDATE,
+    BidTuple,
+    make_bids,
+)
 
 __all__ = [
     "BID_DTYPE",
@@ -34,57 +42,6 @@ __all__ = [
     "RingReader",
     "make_bids",
 ]
-
-#: The 48-byte bid record, field for field the ``repr(C)`` ``BidRecord`` of
-#: ``rust/core/src/record.rs``: auction_id u8, bidder_id u8, price f8, quality f8,
-#: timestamp_ns u8, kind u1, 7 bytes of padding.
-BID_DTYPE = np.dtype(
-    {
-        "names": ["auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind"],
-        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1"],
-        "offsets": [0, 8, 16, 24, 32, 40],
-        "itemsize": 48,
-        "aligned": True,
-    }
-)
-assert BID_DTYPE.itemsize == 48 and BID_DTYPE.alignment == 8
-
-#: One bid as :meth:`RingReader.read_one` returns it, in :data:`BID_DTYPE` field order:
-#: ``(auction_id, bidder_id, price, quality, timestamp_ns, kind)``.
-BidTuple = tuple[int, int, float, float, int, int]
-
-#: A new bid.
-KIND_PLACE = 0
-#: A bidder's new bid replaces its earlier one in the same auction.
-KIND_UPDATE = 1
-#: A bidder withdraws its bid.
-KIND_CANCEL = 2
-
-
-def make_bids(
-    auction_id: Any,
-    bidder_id: Any,
-    price: Any,
-    quality: Any = 1.0,
-    kind: Any = KIND_PLACE,
-    timestamp_ns: Any = 0,
-) -> np.ndarray:
-    """A :data:`BID_DTYPE` array from columns (arrays or scalars, broadcast together).
-
-    Values are not validated here; the queue and the ring validate what they are given.
-    """
-    cols = np.broadcast_arrays(
-        np.asarray(auction_id), np.asarray(bidder_id), np.asarray(price),
-        np.asarray(quality), np.asarray(kind), np.asarray(timestamp_ns),
-    )
-    if cols[0].ndim > 1:
-        raise InvalidInputError(f"make_bids: columns must be 1-D, got shape {cols[0].shape}")
-    out = np.zeros(cols[0].shape, BID_DTYPE)
-    names = ("auction_id", "bidder_id", "price", "quality", "kind", "timestamp_ns")
-    for name, col in zip(names, cols, strict=True):
-        out[name] = col
-    return np.atleast_1d(out)
-
 
 def _record_bytes(records: Any, dtype: np.dtype, arg: str = "records") -> np.ndarray:
     """The records as a contiguous uint8 array, or InvalidInputError naming ``arg``."""

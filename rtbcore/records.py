@@ -1,0 +1,151 @@
+"""The fixed-size records rtbcore moves between threads, processes and the engine: the bid
+record (:data:`BID_DTYPE`, mirrored by the Rust ``BidRecord``), the bid kinds, the engine's result,
+rejected-bid and event rows, and :func:`make_bids` to build bid blocks from columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rtbcore.errors import InvalidInputError
+
+__all__ = [
+    "BID_DTYPE",
+    "BidTuple",
+    "KIND_PLACE",
+    "KIND_UPDATE",
+    "KIND_CANCEL",
+    "make_bids",
+    "RESULT_DTYPE",
+    "REJECTED_DTYPE",
+    "EVENT_DTYPE",
+    "EVENT_KINDS",
+    "CLOSED_BY",
+    "CLOSED_BY_DEADLINE",
+    "CLOSED_BY_ALL_BIDS",
+    "CLOSED_BY_SHUTDOWN",
+    "REJECT_LATE",
+    "REJECT_UNKNOWN",
+]
+
+#: The 48-byte bid record, field for field the ``repr(C)`` ``BidRecord`` of
+#: ``rust/core/src/record.rs``: auction_id u8, bidder_id u8, price f8, quality f8,
+#: timestamp_ns u8, kind u1, 7 bytes of padding.
+BID_DTYPE = np.dtype(
+    {
+        "names": ["auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind"],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40],
+        "itemsize": 48,
+        "aligned": True,
+    }
+)
+assert BID_DTYPE.itemsize == 48 and BID_DTYPE.alignment == 8
+
+#: One bid as :meth:`RingReader.read_one` returns it, in :data:`BID_DTYPE` field order:
+#: ``(auction_id, bidder_id, price, quality, timestamp_ns, kind)``.
+BidTuple = tuple[int, int, float, float, int, int]
+
+#: A new bid.
+KIND_PLACE = 0
+#: A bidder's new bid replaces its earlier one in the same auction.
+KIND_UPDATE = 1
+#: A bidder withdraws its bid.
+KIND_CANCEL = 2
+
+
+def make_bids(
+    auction_id: Any,
+    bidder_id: Any,
+    price: Any,
+    quality: Any = 1.0,
+    kind: Any = KIND_PLACE,
+    timestamp_ns: Any = 0,
+) -> np.ndarray:
+    """A :data:`BID_DTYPE` array from columns (arrays or scalars, broadcast together).
+
+    Values are not validated here; the queue and the ring validate what they are given.
+    """
+    cols = np.broadcast_arrays(
+        np.asarray(auction_id), np.asarray(bidder_id), np.asarray(price),
+        np.asarray(quality), np.asarray(kind), np.asarray(timestamp_ns),
+    )
+    if cols[0].ndim > 1:
+        raise InvalidInputError(f"make_bids: columns must be 1-D, got shape {cols[0].shape}")
+    out = np.zeros(cols[0].shape, BID_DTYPE)
+    names = ("auction_id", "bidder_id", "price", "quality", "kind", "timestamp_ns")
+    for name, col in zip(names, cols, strict=True):
+        out[name] = col
+    return np.atleast_1d(out)
+
+
+
+#: ``closed_by`` codes of a result row.
+CLOSED_BY_DEADLINE = 0
+CLOSED_BY_ALL_BIDS = 1
+CLOSED_BY_SHUTDOWN = 2
+#: ``closed_by`` code -> name.
+CLOSED_BY = ("deadline", "all_bids", "shutdown")
+
+#: ``cause`` codes of a rejected bid (both are OpenRTB loss reason 2, expired).
+REJECT_LATE = 1
+REJECT_UNKNOWN = 2
+
+
+#: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``.
+RESULT_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id",
+            "winner_bidder",
+            "price",
+            "min_to_win",
+            "open_to_close_ns",
+            "last_bid_to_result_ns",
+            "n_bids",
+            "slot",
+            "closed_by",
+        ],
+        "formats": ["<i8", "<i8", "<f8", "<f8", "<i8", "<i8", "<u4", "<u2", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 48, 52, 54],
+        "itemsize": 56,
+    }
+)
+
+#: A bid the engine did not apply, mirroring the Rust ``RejectedBid``.
+REJECTED_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id", "bidder_id", "price", "timestamp_ns", "loss_reason", "cause", "kind",
+        ],
+        "formats": ["<i8", "<i8", "<f8", "<u8", "<i4", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 36, 37],
+        "itemsize": 40,
+    }
+)
+
+#: Event-log record kinds -> names (see :class:`EventLog`).
+EVENT_KINDS = {
+    16: "AuctionStarted",
+    17: "BidPlaced",
+    18: "BidUpdated",
+    19: "BidCancelled",
+    20: "AuctionWon",
+    21: "AuctionLost",
+}
+
+#: One event of the log (48 bytes, the BidRecord layout; see :class:`EventLog` for the fields'
+#: meaning per kind).
+EVENT_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind", "closed_by",
+            "slot", "loss_reason",
+        ],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1", "u1", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 41, 42, 43],
+        "itemsize": 48,
+    }
+)
