@@ -52,7 +52,7 @@ class FirstPriceAuction:
     def reserve_price(self) -> float: ...
     def run(self, bids: _ClIterable[Bid]) -> tuple[Bid, float] | None: ...
 
-# --- pacing.pxi ---
+# --- pacing/*.pxi ---
 # Cores of rtbcore.pacing (see there for the semantics).
 
 from collections.abc import Callable as _PcCallable  # noqa: E402

@@ -1,7 +1,7 @@
 """Budget pacing: spread a campaign's daily budget over the day, never overspend.
 
 Five pacers on one surface (scalars or numpy arrays in, the same shape out), cores in Cython
-(``src/pacing.pxi``: validation and rule fused in one ``nogil`` pass):
+(``src/pacing/``, one file per pacer: validation and rule fused in one ``nogil`` pass):
 
 - :class:`LinearPacer`: target spend = budget × elapsed / total; multiplier 0.8 above target,
   1.2 otherwise.

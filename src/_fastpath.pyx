@@ -2,11 +2,18 @@
 """rtbcore._fastpath: Cython kernels for the per-request hot path.
 
 One extension module, assembled from one include file per area so that each area's kernels live
-beside each other: clearing helpers (the per-auction object API), pacing, the credit pool and
-bid shading. Users import ``rtbcore``, never this module.
+beside each other: clearing helpers (the per-auction object API),
+the pacers (one file each under pacing/), the credit pool and bid shading. Users import
+``rtbcore``, never this module.
 """
 
 include "clearing.pxi"
-include "pacing.pxi"
+include "pacing/common.pxi"
+include "pacing/cap.pxi"
+include "pacing/multiplier.pxi"
+include "pacing/throttle.pxi"
+include "pacing/profile.pxi"
+include "pacing/pid.pxi"
+include "pacing/value.pxi"
 include "credit.pxi"
 include "shading.pxi"

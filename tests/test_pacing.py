@@ -67,7 +67,7 @@ def ref_tiered(s, b, e, t):
 
 
 class RefRng:
-    """splitmix64, as in src/pacing.pxi."""
+    """splitmix64, as in src/pacing/throttle.pxi."""
 
     def __init__(self, seed: int) -> None:
         self.state = seed & MASK

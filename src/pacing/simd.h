@@ -1,4 +1,5 @@
-/* C kernels of src/pacing.pxi (included by it; static, so private to rtbcore._fastpath).
+/* C kernels of the pacers in src/pacing/ (included by pacing/common.pxi; static, so private to
+ * rtbcore._fastpath).
  *
  * 1. The hard cap over a block: out[i] = (s[i] + c[i] <= b[i]), and whether
  * every s, b, c is finite and >= 0 (1) or not (0; the caller rescans to name the first bad one).
@@ -64,7 +65,7 @@ static int pc_cap_block(const double *sp, const double *bp, const double *cp, un
 }
 
 /* 2. The PID's per-campaign arithmetic for one elapsed shared by every campaign (cf = the target
- * share at that time), written exactly as the generic loops of src/pacing.pxi and checked
+ * share at that time), written exactly as the generic loops of src/pacing/pid.pxi and checked
  * against them by the tests. gcc refuses to vectorise a loop that selects on the result of a
  * division unless it may assume floating-point operations do not trap (division by a zero
  * budget, or by dt = 0, is computed and then discarded by the select); these two functions
