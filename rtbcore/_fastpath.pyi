@@ -1,5 +1,21 @@
 """Stubs of the Cython module rtbcore._fastpath (src/_fastpath.pyx and its .pxi includes)."""
 
+# --- _checks.pxi ---
+# The argument rules every area shares, for the Python modules.
+
+from typing import Any as _CkAny
+
+import numpy as _ck_np
+import numpy.typing as _ck_npt
+
+def _check_seed(seed: _CkAny, name: str = "seed") -> int | None: ...
+def _real_arg(x: _CkAny, name: str, what: str = "a real number") -> float: ...
+def _float_arg(x: _CkAny, name: str, what: str = "a real number") -> float: ...
+def _int_arg(x: _CkAny, name: str, lo: int, hi: int) -> int: ...
+def _float_array_arg(
+    x: _CkAny, name: str, what: str = "a real number or an array of them"
+) -> _ck_npt.NDArray[_ck_np.float64]: ...
+
 # --- clearing.pxi ---
 
 from collections.abc import Iterable as _ClIterable

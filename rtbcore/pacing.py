@@ -29,6 +29,7 @@ pacer's state (RNG, controller) as it was.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rtbcore._fastpath import (
+    _float_array_arg,
     _LinearPacer,
     _pacing_value_bid,
     _PIDPacer,
@@ -173,6 +175,10 @@ class PIDPacer(_PIDPacer):
 _PROFILE_BUCKETS = (24, 1440)
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
 def learn_profile(history: ArrayLike, buckets: int | None = None) -> np.ndarray:
     """The expected traffic profile of a day from past days' traffic counts.
 
@@ -181,10 +187,7 @@ def learn_profile(history: ArrayLike, buckets: int | None = None) -> np.ndarray:
     mean day (shape ``(buckets,)``), normalised to sum to 1. Every count must be finite and
     >= 0 and the history must hold some traffic.
     """
-    try:
-        h = np.asarray(history, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"history must be an array of traffic counts: {exc}") from None
+    h = _float_array_arg(history, "history", "an array of traffic counts")
     if h.ndim == 1:
         h = h[None, :]
     if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] == 0:
@@ -203,7 +206,7 @@ def learn_profile(history: ArrayLike, buckets: int | None = None) -> np.ndarray:
         )
     if buckets is None:
         buckets = h.shape[1]
-    if buckets not in _PROFILE_BUCKETS or buckets > h.shape[1]:
+    if not _is_int(buckets) or buckets not in _PROFILE_BUCKETS or buckets > h.shape[1]:
         raise InvalidInputError(
             f"buckets must be 24 or 1440 and at most the history's {h.shape[1]}, got {buckets!r}"
         )
@@ -237,7 +240,7 @@ class AdaptivePacer(PIDPacer):
         start: float | None = None,
         **gains: Any,
     ) -> None:
-        p = np.asarray(profile, dtype=np.float64) if profile is not None else None
+        p = _float_array_arg(profile, "profile") if profile is not None else None
         if p is None or p.ndim != 1 or p.shape[0] not in _PROFILE_BUCKETS:
             shape = None if p is None else p.shape
             raise InvalidInputError(

@@ -83,8 +83,8 @@ def _kernels() -> ModuleType:
 def _float_array(name: str, x: npt.ArrayLike, n: int | None = None) -> np.ndarray:
     """A contiguous 1-D float64 array, or InvalidInputError naming ``name``."""
     try:
-        a = np.ascontiguousarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
+        a = np.ascontiguousarray(_kernels()._float_array_arg(x, name, "float64 numbers"))
+    except InvalidInputError as e:
         raise InvalidInputError(f"{name}: cannot be read as float64 numbers ({e})") from None
     if a.ndim == 0:
         a = a.reshape(1)
@@ -95,8 +95,16 @@ def _float_array(name: str, x: npt.ArrayLike, n: int | None = None) -> np.ndarra
     return a
 
 
+def _array(name: str, x: npt.ArrayLike) -> np.ndarray:
+    """np.asarray(x), or InvalidInputError naming ``name`` (a ragged list, ...)."""
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidInputError(f"{name}: cannot be read as an array ({e})") from None
+
+
 def _bool_array(name: str, x: npt.ArrayLike, n: int) -> np.ndarray:
-    a = np.asarray(x)
+    a = _array(name, x)
     if a.ndim == 0:
         a = a.reshape(1)
     if a.ndim != 1:
@@ -135,17 +143,19 @@ class BidLandscape:
         max_iter: int = 20_000,
         tol: float = 1e-9,
     ) -> None:
-        if not (isinstance(max_bid, int | float) and math.isfinite(max_bid) and max_bid > 0):
+        k = _kernels()
+        max_bid = k._real_arg(max_bid, "max_bid")
+        if not max_bid > 0:
             raise InvalidInputError(f"max_bid: must be a finite number > 0, got {max_bid!r}")
-        if not isinstance(bins, int) or bins < 2 or bins > 1_000_000:
-            raise InvalidInputError(f"bins: must be an int in [2, 1e6], got {bins!r}")
-        if estimator not in _ESTIMATORS:
+        bins = k._int_arg(bins, "bins", 2, 1_000_000)
+        if not isinstance(estimator, str) or estimator not in _ESTIMATORS:
             raise InvalidInputError(f"estimator: must be one of {_ESTIMATORS}, got {estimator!r}")
-        if not (isinstance(smoothing, int | float) and 0.0 <= smoothing <= 1.0):
+        smoothing = k._real_arg(smoothing, "smoothing")
+        if not 0.0 <= smoothing <= 1.0:
             raise InvalidInputError(f"smoothing: must be in [0, 1], got {smoothing!r}")
-        if not isinstance(max_iter, int) or max_iter < 1:
-            raise InvalidInputError(f"max_iter: must be an int >= 1, got {max_iter!r}")
-        if not (math.isfinite(tol) and tol > 0):
+        max_iter = k._int_arg(max_iter, "max_iter", 1, 2**62)
+        tol = k._real_arg(tol, "tol")
+        if not tol > 0:
             raise InvalidInputError(f"tol: must be finite and > 0, got {tol!r}")
         self.max_bid = float(max_bid)
         self.bins = bins
@@ -430,14 +440,20 @@ class BidShader:
     ) -> None:
         if not isinstance(landscape, BidLandscape):
             raise InvalidInputError(f"landscape: expected a BidLandscape, got {type(landscape)}")
-        if not (math.isfinite(floor) and floor >= 0):
+        k = _kernels()
+        floor = k._real_arg(floor, "floor")
+        if not floor >= 0:
             raise InvalidInputError(f"floor: must be finite and >= 0, got {floor!r}")
+        ceiling = k._float_arg(ceiling, "ceiling")
         if math.isnan(ceiling) or ceiling < floor:
             raise InvalidInputError(f"ceiling: must be >= floor ({floor}), got {ceiling!r}")
+        explore = k._real_arg(explore, "explore")
         if not (0.0 <= explore <= 1.0):
             raise InvalidInputError(f"explore: a probability in [0, 1], got {explore!r}")
+        explore_width = k._real_arg(explore_width, "explore_width")
         if not (0.0 <= explore_width <= 1.0):
             raise InvalidInputError(f"explore_width: must be in [0, 1], got {explore_width!r}")
+        seed = k._check_seed(seed)
         self.landscape = landscape
         self.floor = float(floor)
         self.ceiling = float(ceiling)
@@ -478,6 +494,11 @@ class BidShader:
         self.landscape.observe(bids, won, price, min_to_win)
 
 
+# Bounds that keep a call's memory bounded: select materialises n x n_arms Beta draws.
+_MAX_ARMS = 1_000_000
+_MAX_DRAWS = 2**27
+
+
 class ThompsonSampler:
     """Beta-Bernoulli Thompson sampling over ``n_arms`` (creatives); vectorized, seeded.
 
@@ -493,20 +514,17 @@ class ThompsonSampler:
         beta: npt.ArrayLike = 1.0,
         seed: int | None = None,
     ) -> None:
-        if not isinstance(n_arms, int | np.integer) or n_arms < 1:
-            raise InvalidInputError(f"n_arms: must be an int >= 1, got {n_arms!r}")
-        self.n_arms = int(n_arms)
+        k = _kernels()
+        self.n_arms = k._int_arg(n_arms, "n_arms", 1, _MAX_ARMS)
         self.alpha = self._prior("alpha", alpha)
         self.beta = self._prior("beta", beta)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(k._check_seed(seed))
         self._lock = threading.Lock()
 
     def _prior(self, name: str, x: npt.ArrayLike) -> np.ndarray:
-        a = (
-            np.array(np.broadcast_to(_float_array(name, x), (self.n_arms,)))
-            if np.ndim(x) == 0
-            else _float_array(name, x, None)
-        )
+        a = _float_array(name, x)  # a scalar comes back as one element: one value for all
+        if np.ndim(_array(name, x)) == 0:
+            a = np.full(self.n_arms, a[0])
         if a.shape[0] != self.n_arms:
             raise InvalidInputError(f"{name}: length {a.shape[0]} does not match n_arms")
         bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
@@ -521,15 +539,14 @@ class ThompsonSampler:
 
     def select(self, n: int = 1) -> np.ndarray:
         """n arm indices, each the argmax of one draw from every arm's Beta posterior."""
-        if not isinstance(n, int | np.integer) or n < 0:
-            raise InvalidInputError(f"n: must be an int >= 0, got {n!r}")
+        n = _kernels()._int_arg(n, "n", 0, _MAX_DRAWS // self.n_arms)
         with self._lock:
             draws = self._rng.beta(self.alpha, self.beta, size=(int(n), self.n_arms))
         return draws.argmax(axis=1)
 
     def update(self, arms: npt.ArrayLike, rewards: npt.ArrayLike) -> None:
         """Add a block of (arm, reward) outcomes; rewards in [0, 1]. All or nothing."""
-        a = np.asarray(arms)
+        a = _array("arms", arms)
         if a.ndim == 0:
             a = a.reshape(1)
         if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):

@@ -2,11 +2,12 @@
 """rtbcore._fastpath: Cython kernels for the per-request hot path.
 
 One extension module, assembled from one include file per area so that each area's kernels live
-beside each other: clearing helpers (the per-auction object API),
-the pacers (one file each under pacing/), the credit pool and bid shading. Users import
+beside each other: the argument checks they share, clearing helpers (the per-auction object
+API), the pacers (one file each under pacing/), the credit pool and bid shading. Users import
 ``rtbcore``, never this module.
 """
 
+include "_checks.pxi"
 include "clearing.pxi"
 include "pacing/common.pxi"
 include "pacing/cap.pxi"

@@ -8,19 +8,13 @@
 # exist), so run() never meets one: this matches on_invalid="raise" of the batch API.
 # Names carry the _cl_ prefix because every .pxi shares one module namespace.
 
-from libc.math cimport isfinite as _cl_isfinite
-
 from rtbcore.errors import InvalidBidError as _ClInvalidBid
 from rtbcore.errors import InvalidInputError as _ClInvalidInput
 
 
-cdef double _cl_real(object value, str name) except? -1.0:
-    if isinstance(value, (bool, str, bytes)):
-        raise _ClInvalidInput(f"{name} must be a real number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise _ClInvalidInput(f"{name} must be a real number, got {value!r}") from None
+cdef inline double _cl_real(object value, str name) except? -1.0:
+    # anything float() takes (the objects are built by hand from many sources), not bool/str
+    return _ck_float(value, name, "a real number", False)
 
 
 cdef class Bid:
@@ -39,9 +33,9 @@ cdef class Bid:
     def __init__(self, bidder_id, amount, quality=1.0, creative_id=None):
         cdef double a = _cl_real(amount, "amount")
         cdef double q = _cl_real(quality, "quality")
-        if not (_cl_isfinite(a) and a >= 0.0):
+        if not _ck_nonneg(a):
             raise _ClInvalidBid(f"amount = {a!r}: must be finite and >= 0")
-        if not (_cl_isfinite(q) and q > 0.0):
+        if not _ck_pos(q):
             raise _ClInvalidBid(f"quality = {q!r}: must be finite and > 0")
         self.bidder_id = bidder_id
         self.amount = a
@@ -73,7 +67,7 @@ cdef class Bid:
 
 cdef double _cl_nonneg(object value, str name) except? -1.0:
     cdef double x = _cl_real(value, name)
-    if not (_cl_isfinite(x) and x >= 0.0):
+    if not _ck_nonneg(x):
         raise _ClInvalidInput(f"{name} = {x!r}: must be finite and >= 0")
     return x
 

@@ -20,7 +20,6 @@ from libc.math cimport floor as _cr_floor, isnan as _cr_isnan
 from libc.stdint cimport int64_t, uint64_t
 cimport cython as _cr_cython
 
-import numbers as _cr_numbers
 import time as _cr_time
 
 import numpy as _cr_np
@@ -36,20 +35,19 @@ cdef int64_t _CR_MAX_N = 1 << 62
 
 cdef int64_t _cr_units(object value, str name) except -1:
     """A non-negative amount of credits as int64 micro-credits; InvalidInputError names `name`."""
-    cdef double x
-    if isinstance(value, (bool, str, bytes)) or not isinstance(value, _cr_numbers.Real):
-        raise _CrInvalidInput(f"{name} must be a real number of credits, got {value!r}")
-    try:
-        x = float(value)
-    except OverflowError:
-        raise _CrInvalidInput(f"{name} is too large: {value!r} (max {_CR_MAX_CREDITS:g})") from None
+    cdef double x = _ck_float(value, name, "a real number of credits")
+    _cr_check_amount(x, name)
+    return <int64_t>(x * _CR_SCALE + 0.5)
+
+
+cdef int _cr_check_amount(double x, str name) except -1:
     if _cr_isnan(x):
         raise _CrInvalidInput(f"{name} must not be NaN")
     if x < 0.0:
         raise _CrInvalidInput(f"{name} must be >= 0, got {x!r}")
     if x > _CR_MAX_CREDITS:
         raise _CrInvalidInput(f"{name} is too large: {x!r} (max {_CR_MAX_CREDITS:g})")
-    return <int64_t>(x * _CR_SCALE + 0.5)
+    return 0
 
 
 cdef int64_t _cr_count(object value, str name) except -1:
@@ -68,15 +66,9 @@ cdef int64_t _cr_count(object value, str name) except -1:
     return <int64_t>n
 
 
-cdef double _cr_time_value(object value, str name) except? -1.0:
+cdef inline double _cr_time_value(object value, str name) except? -1.0:
     """A clock reading: a finite real; InvalidInputError names `name`."""
-    cdef double t
-    if isinstance(value, (bool, str, bytes)) or not isinstance(value, _cr_numbers.Real):
-        raise _CrInvalidInput(f"{name} must be a real number of seconds, got {value!r}")
-    t = float(value)
-    if _cr_isnan(t) or t == float("inf") or t == float("-inf"):
-        raise _CrInvalidInput(f"{name} must be finite, got {t!r}")
-    return t
+    return _ck_real(value, name, "a real number of seconds")
 
 
 cdef int _cr_check_out(object out, object costs) except -1:
@@ -136,15 +128,10 @@ cdef class _CreditPool:
         cdef double every, t0
         if c_cap < c_initial:
             raise _CrInvalidInput(f"cap ({cap!r}) must be >= initial ({initial!r})")
-        if isinstance(bump_every, (bool, str, bytes)) or not isinstance(bump_every, _cr_numbers.Real):
-            raise _CrInvalidInput(f"bump_every must be a real number of seconds, got {bump_every!r}")
-        every = float(bump_every)
+        every = _ck_float(bump_every, "bump_every", "a real number of seconds")
         if _cr_isnan(every) or not every > 0.0:
             raise _CrInvalidInput(f"bump_every must be > 0 seconds (inf = never), got {every!r}")
-        if clock is None:
-            clock = _cr_time.monotonic
-        elif not callable(clock):
-            raise _CrInvalidInput(f"clock must be a callable returning seconds, got {clock!r}")
+        clock = _ck_clock(clock, _cr_time.monotonic)
         t0 = _cr_time_value(clock(), "clock()")
         # Everything validated: commit.
         self._credits = c_initial
@@ -204,10 +191,7 @@ cdef class _CreditPool:
         cdef double x
         cdef int64_t u, credits
         cdef uint64_t g = 0
-        try:
-            arr = _cr_np.asarray(costs, dtype=_cr_np.float64)
-        except (TypeError, ValueError) as exc:
-            raise _CrInvalidInput(f"costs must be a 1-D array of real numbers: {exc}") from None
+        arr = _ck_array(costs, "costs", "a 1-D array of real numbers")
         if arr.ndim != 1:
             raise _CrInvalidInput(f"costs must be 1-D, got shape {arr.shape}")
         arr = _cr_np.ascontiguousarray(arr)

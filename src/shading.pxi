@@ -10,7 +10,7 @@
 # Every public function here is private to rtbcore.shading, which validates shapes and dtypes;
 # the kernels below validate values (NaN, negative, inconsistent) before touching any state.
 
-from libc.math cimport floor as _sh_floor, isnan as _sh_isnan, isfinite as _sh_isfinite
+from libc.math cimport floor as _sh_floor, isnan as _sh_isnan
 
 import numpy as _sh_np
 
@@ -28,12 +28,12 @@ cdef inline int _sh_check_one(
 ) noexcept nogil:
     """0 if observation k is valid, else the code of what is wrong with it."""
     cdef double b = bids[k], p, m
-    if not _sh_isfinite(b) or b < 0.0:
+    if not _ck_nonneg(b):
         return 1
     if has_price:
         p = price[k]
         if not _sh_isnan(p):
-            if not _sh_isfinite(p) or p < 0.0:
+            if not _ck_nonneg(p):
                 return 2
             if not won[k]:
                 return 3
@@ -42,7 +42,7 @@ cdef inline int _sh_check_one(
     if has_mtw:
         m = mtw[k]
         if not _sh_isnan(m):
-            if not _sh_isfinite(m) or m < 0.0:
+            if not _ck_nonneg(m):
                 return 5
             if won[k] and m > b:
                 return 6
@@ -256,7 +256,7 @@ cdef Py_ssize_t _sh_check_values(const double[::1] values) noexcept nogil:
     cdef double v
     for k in range(values.shape[0]):
         v = values[k]
-        if not _sh_isfinite(v) or v < 0.0:
+        if not _ck_nonneg(v):
             return k
     return -1
 

@@ -58,15 +58,12 @@ cdef class _Pacer:
     cdef object _clock
 
     def __init__(self, total=86_400.0, clock=None, start=None):
-        cdef double t = _pc_real(total, "total")
+        cdef double t = _ck_real(total, "total")
         cdef double s
         if not (t > 0.0):
             raise _PcInvalid(f"total must be finite and > 0 seconds, got {total!r}")
-        if clock is None:
-            clock = _pc_time.monotonic
-        elif not callable(clock):
-            raise _PcInvalid(f"clock must be a callable returning seconds, got {clock!r}")
-        s = _pc_real(clock() if start is None else start, "start" if start is not None else "clock()")
+        clock = _ck_clock(clock, _pc_time.monotonic)
+        s = _ck_real(clock() if start is None else start, "start" if start is not None else "clock()")
         self._total = t
         self._start = s
         self._last_clock = -_PC_INF
@@ -87,7 +84,7 @@ cdef class _Pacer:
         return self._read_clock()
 
     cdef double _read_clock(self) except? -1.0:
-        cdef double now = _pc_real(self._clock(), "clock()")
+        cdef double now = _ck_real(self._clock(), "clock()")
         cdef double e
         if now < self._last_clock:
             raise _PcInvalid(
@@ -117,20 +114,11 @@ cdef class _Pacer:
         """
         cdef double s, b, c
         cdef int k
-        if _pc_PyFloat_Check(spent) or _pc_PyLong_CheckExact(spent):
-            if (_pc_PyFloat_Check(budget) or _pc_PyLong_CheckExact(budget)) and \
-                    (_pc_PyFloat_Check(cost) or _pc_PyLong_CheckExact(cost)) and \
-                    elapsed is None and total is None:
-                try:
-                    s = spent
-                    b = budget
-                    c = cost
-                except OverflowError:
-                    pass
-                else:
-                    k = _pc_check(s, b, 0.0, 1.0) or _pc_check_cost(c)
-                    if k == 0:
-                        return s + c <= b
+        if elapsed is None and total is None and _ck_scalar(spent, &s) \
+                and _ck_scalar(budget, &b) and _ck_scalar(cost, &c):
+            k = _pc_check(s, b, 0.0, 1.0) or _pc_check_cost(c)
+            if k == 0:
+                return _pc_cap(s, b, c)
         return self._cap_array(spent, budget, cost, elapsed, total)
 
     cdef object _cap_array(self, spent, budget, cost, elapsed, total):

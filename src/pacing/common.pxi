@@ -19,11 +19,8 @@
 
 from libc.math cimport INFINITY as _PC_INF
 from libc.stdint cimport uint64_t as _pc_u64
-from cpython.float cimport PyFloat_Check as _pc_PyFloat_Check
-from cpython.long cimport PyLong_CheckExact as _pc_PyLong_CheckExact
 cimport cython as _pc_cython
 
-import numbers as _pc_numbers
 import time as _pc_time
 
 import numpy as _pc_np
@@ -62,27 +59,21 @@ _PC_VALUE_NAMES = ("p_ctr", "p_cvr", "value", "target_roi", "multiplier", "min_b
 
 cdef inline int _pc_check(double s, double b, double e, double t) noexcept nogil:
     """0 if spent, budget, elapsed, total are valid, else the error code (NaN fails every test)."""
-    if not (s >= 0.0 and s < _PC_INF):
+    if not _ck_nonneg(s):
         return _PC_A_SPENT * 16 + _PC_NONNEG
-    if not (b >= 0.0 and b < _PC_INF):
+    if not _ck_nonneg(b):
         return _PC_A_BUDGET * 16 + _PC_NONNEG
-    if not (t > 0.0 and t < _PC_INF):
-        return _PC_A_TOTAL * 16 + _PC_POS
-    if not (e >= 0.0):
-        return _PC_A_ELAPSED * 16 + _PC_NONNEG
-    if e > t:
-        return _PC_A_ELAPSED * 16 + _PC_LATE
-    return 0
+    return _pc_check_time(e, t)
 
 
 cdef inline int _pc_check_cost(double c) noexcept nogil:
-    if not (c >= 0.0 and c < _PC_INF):
+    if not _ck_nonneg(c):
         return _PC_A_COST * 16 + _PC_NONNEG
     return 0
 
 
 cdef inline int _pc_check_time(double e, double t) noexcept nogil:
-    if not (t > 0.0 and t < _PC_INF):
+    if not _ck_pos(t):
         return _PC_A_TOTAL * 16 + _PC_POS
     if not (e >= 0.0):
         return _PC_A_ELAPSED * 16 + _PC_NONNEG
@@ -94,14 +85,8 @@ cdef inline int _pc_check_time(double e, double t) noexcept nogil:
 # ---------------------------------------------------------------------------------------------
 # array plumbing (with the GIL): convert, check shapes, raise with names and indices
 
-cdef object _pc_array(object x, str name):
-    if isinstance(x, (str, bytes)):
-        raise _PcInvalid(f"{name} must be a real number or an array of them, got {x!r}")
-    try:
-        a = _pc_np.asarray(x, dtype=_pc_np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise _PcInvalid(f"{name} must be a real number or an array of them: {exc}") from None
-    return a
+cdef inline object _pc_array(object x, str name):
+    return _ck_array(x, name, "a real number or an array of them")
 
 
 cdef object _pc_common_shape(list arrays, tuple names, object fixed=None, str fixed_what=""):
@@ -192,25 +177,3 @@ cdef extern from "pacing/simd.h":
         double* p) noexcept nogil
 
 _pc_simd_init()
-
-
-cdef inline bint _pc_fast(object x) noexcept:
-    return _pc_PyFloat_Check(x) or _pc_PyLong_CheckExact(x)
-
-
-cdef inline bint _pc_all_fast(object a, object b, object c, object d, object e) noexcept:
-    return _pc_fast(a) and _pc_fast(b) and _pc_fast(c) and _pc_fast(d) and _pc_fast(e)
-
-
-cdef double _pc_real(object x, str name) except? -1.0:
-    """A finite real number; InvalidInputError names `name`."""
-    cdef double v
-    if isinstance(x, (bool, str, bytes)) or not isinstance(x, _pc_numbers.Real):
-        raise _PcInvalid(f"{name} must be a real number, got {x!r}")
-    try:
-        v = float(x)
-    except OverflowError:
-        raise _PcInvalid(f"{name} is too large: {x!r}") from None
-    if not (v > -_PC_INF and v < _PC_INF):
-        raise _PcInvalid(f"{name} must be finite, got {x!r}")
-    return v

@@ -138,21 +138,11 @@ cdef class _MultiplierPacer(_Pacer):
             elapsed = self._read_clock()
         if total is None:
             total = self._total
-        if (_pc_PyFloat_Check(spent) or _pc_PyLong_CheckExact(spent)) and \
-                (_pc_PyFloat_Check(budget) or _pc_PyLong_CheckExact(budget)) and \
-                (_pc_PyFloat_Check(elapsed) or _pc_PyLong_CheckExact(elapsed)) and \
-                (_pc_PyFloat_Check(total) or _pc_PyLong_CheckExact(total)):
-            try:
-                s = spent
-                b = budget
-                e = elapsed
-                t = total
-            except OverflowError:
-                pass
-            else:
-                k = _pc_check(s, b, e, t)
-                if k == 0:
-                    return _pc_linear(s, b, e / t) if self._rule == 0 else _pc_tiered(s, b, e / t)
+        if _ck_scalar(spent, &s) and _ck_scalar(budget, &b) and _ck_scalar(elapsed, &e) \
+                and _ck_scalar(total, &t):
+            k = _pc_check(s, b, e, t)
+            if k == 0:
+                return _pc_linear(s, b, e / t) if self._rule == 0 else _pc_tiered(s, b, e / t)
         return _pc_run_mult(self._rule, [
             _pc_array(spent, "spent"), _pc_array(budget, "budget"), None,
             _pc_array(elapsed, "elapsed"), _pc_array(total, "total")], _PC_PACING_NAMES)

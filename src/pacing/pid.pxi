@@ -36,16 +36,16 @@ cdef class _PIDPacer(_Pacer):
     def __init__(self, budget, total=86_400.0, clock=None, start=None, *, kp=10.0, ki=50.0,
                  kd=0.0, output="multiplier", base=None, lo=None, hi=None, profile=None,
                  seed=0):
-        cdef double ckp = _pc_real(kp, "kp"), cki = _pc_real(ki, "ki"), ckd = _pc_real(kd, "kd")
+        cdef double ckp = _ck_real(kp, "kp"), cki = _ck_real(ki, "ki"), ckd = _ck_real(kd, "kd")
         cdef double cbase, clo, chi
         if ckp < 0 or cki < 0 or ckd < 0:
             raise _PcInvalid(f"kp, ki, kd must be >= 0, got {kp!r}, {ki!r}, {kd!r}")
-        if output not in ("multiplier", "participation"):
+        if not isinstance(output, str) or output not in ("multiplier", "participation"):
             raise _PcInvalid(f"output must be 'multiplier' or 'participation', got {output!r}")
         part = output == "participation"
-        cbase = _pc_real(base if base is not None else (0.5 if part else 1.0), "base")
-        clo = _pc_real(lo if lo is not None else (0.01 if part else 0.1), "lo")
-        chi = _pc_real(hi if hi is not None else (1.0 if part else 3.0), "hi")
+        cbase = _ck_real(base if base is not None else (0.5 if part else 1.0), "base")
+        clo = _ck_real(lo if lo is not None else (0.01 if part else 0.1), "lo")
+        chi = _ck_real(hi if hi is not None else (1.0 if part else 3.0), "hi")
         if not (0.0 <= clo <= cbase <= chi):
             raise _PcInvalid(f"need 0 <= lo <= base <= hi, got lo={clo!r}, base={cbase!r}, hi={chi!r}")
         if part and chi > 1.0:
@@ -55,7 +55,7 @@ cdef class _PIDPacer(_Pacer):
         if bad.size:
             _pc_raise(_PC_A_BUDGET * 16 + _PC_NONNEG, int(bad[0]), [None, b], ("spent", "budget"))
         cum = _pc_cum_profile(profile)
-        r = _pc_seed(seed)
+        r = _ck_seed(seed)
         _Pacer.__init__(self, total, clock, start)
         self._shape = b.shape
         self._budget = _pc_np.array(b, dtype=_pc_np.float64).reshape(-1)
@@ -138,7 +138,7 @@ cdef class _PIDPacer(_Pacer):
         if elapsed is None:
             elapsed = self._read_clock()
         e = _pc_array(elapsed, "elapsed")
-        t = _pc_real(self._total if total is None else total, "total")
+        t = _ck_real(self._total if total is None else total, "total")
         if not (t > 0):
             raise _PcInvalid(f"total must be finite and > 0, got {t!r}")
         flat = _pc_np.ascontiguousarray(e).reshape(-1)
@@ -231,6 +231,8 @@ cdef class _PIDPacer(_Pacer):
         cdef double v[5]
         cdef double fout = 0.0
         cdef unsigned char bout = 0
+        if want_bool and cost is None:
+            raise _PcInvalid("cost must be a real number or an array of them, got None")
         if len(self._shape) == 0:
             # one campaign, scalars in: the same kernel on C doubles, no arrays
             if elapsed is None:
@@ -239,23 +241,18 @@ cdef class _PIDPacer(_Pacer):
                 budget = self._mv_budget[0]
             if total is None:
                 total = self._total
-            if _pc_all_fast(spent, budget, cost if want_bool else 0.0, elapsed, total):
-                try:
-                    v[0] = spent
-                    v[1] = budget
-                    v[2] = cost if want_bool else 0.0
-                    v[3] = elapsed
-                    v[4] = total
-                except OverflowError:
-                    pass
-                else:
-                    for j in range(5):
-                        args[j].p = &v[j]
-                        args[j].s = 0
-                    bad = self._k_query(1, args, want_bool, &fout, &bout, &rng, &code)
-                    if bad < 0:
-                        self._rng = rng
-                        return (bout != 0) if want_bool else fout
+            if _ck_scalar(spent, &v[0]) and _ck_scalar(budget, &v[1]) \
+                    and (not want_bool or _ck_scalar(cost, &v[2])) \
+                    and _ck_scalar(elapsed, &v[3]) and _ck_scalar(total, &v[4]):
+                if not want_bool:
+                    v[2] = 0.0
+                for j in range(5):
+                    args[j].p = &v[j]
+                    args[j].s = 0
+                bad = self._k_query(1, args, want_bool, &fout, &bout, &rng, &code)
+                if bad < 0:
+                    self._rng = rng
+                    return (bout != 0) if want_bool else fout
         cdef list arrays = self._args(spent, budget, cost, elapsed, total, _PC_PACING_NAMES)
         if not want_bool:
             arrays[_PC_A_COST] = _pc_np.zeros(())
@@ -314,23 +311,17 @@ cdef class _PIDPacer(_Pacer):
             # one campaign, scalars in: the same kernels on C doubles, no arrays
             if elapsed is None:
                 elapsed = self._read_clock()
-            if _pc_all_fast(spent, 0.0, 0.0, elapsed, 0.0):
-                try:
-                    v[0] = spent
-                    v[3] = elapsed
-                except OverflowError:
-                    pass
-                else:
-                    v[1] = self._mv_budget[0]
-                    v[2] = 0.0
-                    v[4] = self._total
-                    for j in range(5):
-                        args[j].p = &v[j]
-                        args[j].s = 0
-                    if self._k_update_check(1, args, &code) < 0:
-                        self._commit(1, args)
-                        self._updates += 1
-                        return
+            if _ck_scalar(spent, &v[0]) and _ck_scalar(elapsed, &v[3]):
+                v[1] = self._mv_budget[0]
+                v[2] = 0.0
+                v[4] = self._total
+                for j in range(5):
+                    args[j].p = &v[j]
+                    args[j].s = 0
+                if self._k_update_check(1, args, &code) < 0:
+                    self._commit(1, args)
+                    self._updates += 1
+                    return
         cdef list arrays = self._args(spent, None, None, elapsed, None, _PC_PACING_NAMES)
         if n == 0:
             self._updates += 1

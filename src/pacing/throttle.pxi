@@ -88,12 +88,6 @@ cdef Py_ssize_t _pc_k_throttle(Py_ssize_t n, const _PcArg* a, unsigned char* out
     return -1
 
 
-cdef _pc_u64 _pc_seed(object seed) except? 0:
-    if isinstance(seed, bool) or not isinstance(seed, _pc_numbers.Integral) or seed < 0:
-        raise _PcInvalid(f"seed must be an int >= 0, got {seed!r}")
-    return <_pc_u64>(int(seed) & 0xFFFFFFFFFFFFFFFF)
-
-
 @_pc_cython.auto_pickle(False)
 cdef class _ThrottlingPacer(_Pacer):
     """Core of rtbcore.pacing.ThrottlingPacer (see there)."""
@@ -101,7 +95,7 @@ cdef class _ThrottlingPacer(_Pacer):
     cdef _pc_u64 _rng
 
     def __init__(self, total=86_400.0, clock=None, start=None, seed=0):
-        cdef _pc_u64 r = _pc_seed(seed)
+        cdef _pc_u64 r = _ck_seed(seed)
         _Pacer.__init__(self, total, clock, start)
         self._rng = r
 
@@ -134,23 +128,11 @@ cdef class _ThrottlingPacer(_Pacer):
             elapsed = self._read_clock()
         if total is None:
             total = self._total
-        if (_pc_PyFloat_Check(spent) or _pc_PyLong_CheckExact(spent)) and \
-                (_pc_PyFloat_Check(budget) or _pc_PyLong_CheckExact(budget)) and \
-                (_pc_PyFloat_Check(cost) or _pc_PyLong_CheckExact(cost)) and \
-                (_pc_PyFloat_Check(elapsed) or _pc_PyLong_CheckExact(elapsed)) and \
-                (_pc_PyFloat_Check(total) or _pc_PyLong_CheckExact(total)):
-            try:
-                s = spent
-                b = budget
-                c = cost
-                e = elapsed
-                t = total
-            except OverflowError:
-                pass
-            else:
-                k = _pc_check(s, b, e, t) or _pc_check_cost(c)
-                if k == 0:
-                    return _pc_throttle(s, b, c, e / t, &self._rng)
+        if _ck_scalar(spent, &s) and _ck_scalar(budget, &b) and _ck_scalar(cost, &c) \
+                and _ck_scalar(elapsed, &e) and _ck_scalar(total, &t):
+            k = _pc_check(s, b, e, t) or _pc_check_cost(c)
+            if k == 0:
+                return _pc_throttle(s, b, c, e / t, &self._rng)
         return _pc_run_bool([
             _pc_array(spent, "spent"), _pc_array(budget, "budget"), _pc_array(cost, "cost"),
             _pc_array(elapsed, "elapsed"), _pc_array(total, "total")],

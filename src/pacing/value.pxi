@@ -1,15 +1,15 @@
 # pacing: value_bid (see pacing/common.pxi)
 
 cdef inline int _pc_value_code(double ctr, double cvr, double v, double roi, double m) noexcept nogil:
-    if not (ctr >= 0.0 and ctr <= 1.0):
+    if not _ck_unit(ctr):
         return 0 * 16 + _PC_UNIT
-    if not (cvr >= 0.0 and cvr <= 1.0):
+    if not _ck_unit(cvr):
         return 1 * 16 + _PC_UNIT
-    if not (v >= 0.0 and v < _PC_INF):
+    if not _ck_nonneg(v):
         return 2 * 16 + _PC_NONNEG
-    if not (roi > 0.0 and roi < _PC_INF):
+    if not _ck_pos(roi):
         return 3 * 16 + _PC_POS
-    if not (m >= 0.0 and m < _PC_INF):
+    if not _ck_nonneg(m):
         return 4 * 16 + _PC_NONNEG
     return 0
 
@@ -57,7 +57,7 @@ cdef Py_ssize_t _pc_k_value(Py_ssize_t n, const _PcArg* a, double min_bid, doubl
 
 def _pacing_value_bid(p_ctr, p_cvr, value, target_roi, multiplier, min_bid, max_bid):
     """Kernel of rtbcore.pacing.value_bid (see there)."""
-    cdef double lo = _pc_real(min_bid, "min_bid"), hi = _pc_real(max_bid, "max_bid")
+    cdef double lo = _ck_real(min_bid, "min_bid"), hi = _ck_real(max_bid, "max_bid")
     cdef _PcArg args[5]
     cdef Py_ssize_t n = 1, bad
     cdef int code = 0
