@@ -1,8 +1,9 @@
 # pacing: the clock and the hard cap, the base of every pacer (see pacing/common.pxi)
 
-cdef inline bint _pc_cap(double s, double b, double c) noexcept nogil:
-    # The hard cap: a bid whose estimated cost would take spend past the budget is refused.
-    return s + c <= b
+cdef extern from "pacing/simd.h":
+    # The hard cap: a bid whose estimated cost would take spend past the budget is refused,
+    # decided on the exact sum (see the header). One definition for every pacer and path.
+    bint _pc_cap "pc_cap" (double s, double b, double c) noexcept nogil
 
 
 cdef Py_ssize_t _pc_k_cap(Py_ssize_t n, const _PcArg* a, bint with_time, unsigned char* out,

@@ -1,7 +1,15 @@
 /* C kernels of the pacers in src/pacing/ (included by pacing/common.pxi; static, so private to
  * rtbcore._fastpath).
  *
- * 1. The hard cap over a block: out[i] = (s[i] + c[i] <= b[i]), and whether
+ * 0. The hard cap, exact: spent + cost <= budget decided on the exact sum of the two doubles,
+ * never on its rounding (1e16 + 1 rounds to 1e16, yet a 1.0 bid on a spent 1e16 budget of 1e16
+ * must be refused). For finite s, c >= 0 let hi = fl(s + c). Rounding is monotone, so
+ * hi < b implies s + c < b and hi > b implies s + c > b; only hi == b needs the rounding
+ * error, which Fast2Sum gives exactly: with big = max(s, c), small = min(s, c), hi - big is
+ * exact and s + c - hi = small - (hi - big), so s + c <= b iff small <= hi - big. An overflow
+ * (hi = inf) refuses, as the exact sum exceeds every finite budget.
+ *
+ * 1. The hard cap over a block: out[i] = the exact cap of (s[i], b[i], c[i]), and whether
  * every s, b, c is finite and >= 0 (1) or not (0; the caller rescans to name the first bad one).
  *
  * gcc does not vectorise a loop that mixes double comparisons with a byte store (SSE2), and the
@@ -18,6 +26,12 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+
+static inline int pc_cap(double s, double b, double c) {
+    double hi = s + c;
+    double big = s > c ? s : c, small = s > c ? c : s;
+    return (hi < b) | ((hi == b) & (small <= hi - big));
+}
 
 static uint64_t pc_spread8[256];
 
@@ -49,7 +63,10 @@ static int pc_cap_block(const double *sp, const double *bp, const double *cp, un
             v = _mm_and_pd(v, _mm_and_pd(_mm_cmpge_pd(b, zero), _mm_cmplt_pd(b, inf)));
             v = _mm_and_pd(v, _mm_and_pd(_mm_cmpge_pd(c, zero), _mm_cmplt_pd(c, inf)));
             okm = _mm_and_pd(okm, v);
-            bits |= (unsigned)_mm_movemask_pd(_mm_cmple_pd(_mm_add_pd(s, c), b)) << k;
+            __m128d hi = _mm_add_pd(s, c);
+            __m128d tail = _mm_cmple_pd(_mm_min_pd(s, c), _mm_sub_pd(hi, _mm_max_pd(s, c)));
+            __m128d le = _mm_or_pd(_mm_cmplt_pd(hi, b), _mm_and_pd(_mm_cmpeq_pd(hi, b), tail));
+            bits |= (unsigned)_mm_movemask_pd(le) << k;
         }
         memcpy(out + i, &pc_spread8[bits], 8);
     }
@@ -59,7 +76,7 @@ static int pc_cap_block(const double *sp, const double *bp, const double *cp, un
         double s = sp[i], b = bp[i], c = cp[i];
         ok &= (s >= 0.0) & (s < INFINITY) & (b >= 0.0) & (b < INFINITY) & (c >= 0.0)
               & (c < INFINITY);
-        out[i] = s + c <= b;
+        out[i] = (unsigned char)pc_cap(s, b, c);
     }
     return ok;
 }
@@ -144,7 +161,7 @@ static int pc_throttle_probs(long n, const double *restrict sp, const double *re
         pr = pr > 1.0 ? 1.0 : pr;
         pr = pr < 0.1 ? 0.1 : pr;
         pr = used <= frac ? 1.0 : pr;
-        p[i] = s + c <= b ? pr : 0.0;
+        p[i] = pc_cap(s, b, c) ? pr : 0.0;
     }
     return acc == 0.0;
 }

@@ -1,0 +1,161 @@
+"""Exactness of money and seeds: the pacers' hard cap never rounds through, and seeds outside
+[0, 2**64 - 1] are refused, not wrapped."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtbcore import (
+    AdaptivePacer,
+    BidLandscape,
+    BidShader,
+    LinearPacer,
+    PIDPacer,
+    ThompsonSampler,
+    ThrottlingPacer,
+    TieredPacer,
+)
+from rtbcore.errors import InvalidInputError
+
+
+def _clock() -> float:
+    return 0.0
+
+
+def _pacers(budget: float = 1e16):
+    """Every pacer, set so that its should_bid is the hard cap alone (no coin below the cap)."""
+    return [
+        LinearPacer(clock=_clock),
+        TieredPacer(clock=_clock),
+        ThrottlingPacer(clock=_clock, seed=1),
+        PIDPacer(budget, clock=_clock),
+        PIDPacer(budget, clock=_clock, output="participation", lo=1.0, base=1.0, hi=1.0),
+        AdaptivePacer(budget, np.ones(24), clock=_clock),
+    ]
+
+
+PACER_IDS = ["linear", "tiered", "throttle", "pid", "pid-participation", "adaptive"]
+
+
+def _should_bid(pacer, spent, budget, cost):
+    # elapsed = total: the throttle bids with probability 1 whenever used <= time
+    return pacer.should_bid(spent, budget, cost, 86_400.0, 86_400.0)
+
+
+# ---- the hard cap ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", range(len(PACER_IDS)), ids=PACER_IDS)
+def test_hard_cap_does_not_round_through_at_large_magnitudes(k):
+    pacer = _pacers()[k]
+    # 1e16 + 1 rounds to 1e16 in float64, yet spending 1 more than the budget must be refused
+    assert _should_bid(pacer, 1e16, 1e16, 1.0) is False
+    assert _should_bid(pacer, 1e16, 1e16, 0.0) is True
+    assert _should_bid(pacer, 1e16 - 2.0, 1e16, 2.0) is True
+    assert _should_bid(pacer, 1e16 - 2.0, 1e16, 3.0) is False  # 1e16 + 1 > 1e16
+
+
+@pytest.mark.parametrize("k", range(len(PACER_IDS)), ids=PACER_IDS)
+def test_hard_cap_is_exact_in_array_form(k):
+    n = 1030  # past one block of the vectorised kernels, and an odd tail
+    budget = np.full(n, 1e16)
+    pacer = _pacers(budget)[k]
+    cost = np.where(np.arange(n) % 3 == 0, 1.0, 0.0)
+    cost[-1] = 1.0
+    got = _should_bid(pacer, np.full(n, 1e16), budget, cost)
+    np.testing.assert_array_equal(got, cost == 0.0)
+
+
+def _exact_cap(s: float, b: float, c: float) -> bool:
+    return Fraction(s) + Fraction(c) <= Fraction(b)
+
+
+money = st.one_of(
+    st.floats(0.0, 1e300, allow_nan=False, allow_infinity=False),
+    st.floats(0.0, 1e-300, allow_nan=False),
+    st.integers(0, 2**53).map(float),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(s=money, c=money, delta=st.integers(-3, 3))
+def test_hard_cap_equals_the_exact_sum_comparison(s, c, delta):
+    # budgets at and next to the rounded sum: where a rounded comparison would go wrong
+    b = s + c
+    for _ in range(abs(delta)):
+        b = math.nextafter(b, math.inf if delta > 0 else 0.0)
+    if not math.isfinite(b):
+        return
+    want = _exact_cap(s, b, c)
+    p = LinearPacer(clock=_clock)
+    assert p.should_bid(s, b, c) is want
+    assert p.should_bid(np.full(9, s), np.full(9, b), np.full(9, c)).tolist() == [want] * 9
+    assert p.should_bid(np.full(9, s), b, c).tolist() == [want] * 9  # the generic loop
+    thr = ThrottlingPacer(clock=_clock)
+    assert thr.should_bid(s, b, c, 86_400.0) is want
+    assert thr.should_bid(np.full(9, s), np.full(9, b), np.full(9, c), 86_400.0).tolist() == (
+        [want] * 9)
+
+
+def test_a_sum_that_overflows_is_refused():
+    p = LinearPacer(clock=_clock)
+    big = 1.7e308
+    assert p.should_bid(big, big, big) is False
+    assert p.should_bid(np.full(9, big), big, big).tolist() == [False] * 9
+
+
+@pytest.mark.parametrize("k", range(len(PACER_IDS)), ids=PACER_IDS)
+@pytest.mark.parametrize(
+    "arg, value",
+    [("spent", 2**53 + 1), ("budget", 10**17), ("cost", -(2**53) - 1),
+     ("spent", np.array([1, 2**62])), ("cost", [0, 2**64 - 1])],
+)
+def test_integers_float64_cannot_hold_are_refused(k, arg, value):
+    pacer = _pacers()[k]
+    args = dict(spent=1.0, budget=1e16, cost=1.0)
+    args[arg] = value
+    with pytest.raises(InvalidInputError, match=rf"{arg}.*2\*\*53"):
+        _should_bid(pacer, args["spent"], args["budget"], args["cost"])
+
+
+@pytest.mark.parametrize("k", range(len(PACER_IDS)), ids=PACER_IDS)
+def test_integers_up_to_2_53_are_exact_and_accepted(k):
+    pacer = _pacers(2.0**53)[k]
+    assert _should_bid(pacer, 2**53 - 1, 2**53, 1) is True
+    assert _should_bid(pacer, 2**53, 2**53, 1) is False
+    assert _should_bid(pacer, 2**53 - 2, 2**53, 3) is False
+
+
+# ---- seeds -----------------------------------------------------------------------------------
+
+SEEDED = [
+    ("ThrottlingPacer", lambda seed: ThrottlingPacer(clock=_clock, seed=seed)),
+    ("PIDPacer", lambda seed: PIDPacer(1.0, clock=_clock, seed=seed)),
+    ("AdaptivePacer", lambda seed: AdaptivePacer(1.0, np.ones(24), clock=_clock, seed=seed)),
+    ("BidShader", lambda seed: BidShader(BidLandscape(), seed=seed)),
+    ("ThompsonSampler", lambda seed: ThompsonSampler(2, seed=seed)),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in SEEDED], ids=[n for n, _ in SEEDED])
+@pytest.mark.parametrize("seed", [2**64 + 5, 2**64, -1, -(2**64) + 5, 1.0, True, "5"])
+def test_seeds_outside_the_64_bit_range_are_refused_not_wrapped(make, seed):
+    with pytest.raises(InvalidInputError, match="seed"):
+        make(seed)
+
+
+@pytest.mark.parametrize("make", [m for _, m in SEEDED], ids=[n for n, _ in SEEDED])
+@pytest.mark.parametrize("seed", [0, 5, 2**64 - 1, np.uint64(2**64 - 1)])
+def test_seeds_in_the_64_bit_range_are_accepted(make, seed):
+    make(seed)
+
+
+def test_the_throttle_seed_is_the_rng_state():
+    assert ThrottlingPacer(clock=_clock, seed=2**64 - 1).rng_state == 2**64 - 1
+    assert ThrottlingPacer(clock=_clock, seed=5).rng_state == 5
