@@ -45,12 +45,16 @@ class CreditPool(_CreditPool):
       what the cap turns away is counted in ``stats()["discarded"]``; refused bids are counted in
       ``stats()["refused"]``.
 
-    Amounts may be fractional; they are held exactly as int64 micro-credits (resolution 1e-6,
-    at most 9e12 credits). ``clock`` defaults to ``time.monotonic``; inject one in tests.
+    Amounts may be fractional. Each is rounded once, on the way in, to the nearest micro-credit
+    (1e-6 credit, the pool's resolution) and held as an int64 count of them, so the accounting
+    is exact from then on. An amount is 0 or between 1e-6 and 9e12 credits: a non-zero amount
+    below the resolution (a bid that would be free, a credit that would never arrive) is
+    refused. ``clock`` defaults to ``time.monotonic``; inject one in tests.
 
-    Bad input (negative, NaN or non-numeric amounts, ``cap < initial``, ``n < 0``, time going
-    backwards, bad cost arrays) raises :class:`rtbcore.errors.InvalidInputError` naming the
-    argument (and the index), and leaves the pool unchanged.
+    Bad input (negative, NaN, non-numeric or sub-resolution amounts, ``cap < initial``,
+    ``n < 0``, time going backwards, bad cost arrays) raises
+    :class:`rtbcore.errors.InvalidInputError` naming the argument (and the index), and leaves the
+    pool unchanged.
 
     Thread safety: relies on the GIL. Each method converts and validates its arguments first
     (this may run Python code: the clock, ``__index__``), then reads and updates the pool in one

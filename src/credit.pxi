@@ -4,8 +4,10 @@
 #
 # Amounts are held in fixed point: int64 micro-credits (1 credit = 1_000_000 units), so that
 # accounting is exact (a day of 0.1-credit bids does not drift, and try_bids(n) is exactly n
-# successive try_bid() calls). Amounts are therefore limited to [0, _CR_MAX_CREDITS] and
-# resolved to 1e-6 credit.
+# successive try_bid() calls). Each amount is rounded once, on the way in, to the nearest unit
+# of its exact float64 value (credit_units.h). Amounts are limited to 0 or
+# [_CR_MIN_CREDITS, _CR_MAX_CREDITS]: a non-zero amount below one unit would round to a free bid
+# (or a credit that never arrives) and is refused.
 #
 # Thread safety rests on the GIL, precisely: every method first converts and validates its
 # arguments (which may run Python code: __index__, __float__, the clock), and only then reads and
@@ -27,8 +29,14 @@ import numpy as _cr_np
 from rtbcore.errors import InvalidInputError as _CrInvalidInput
 
 cdef int64_t _CR_SCALE = 1000000
+
+cdef extern from "credit_units.h":
+    # the nearest micro-credit to the exact value of x (0 <= x <= 9e12), ties up
+    int64_t _cr_to_units "cr_units" (double x) noexcept nogil
 # 9e12 credits = 9e18 units < 2**63 - 1 (9.22e18), so a sum of two amounts is checked, not wrapped.
 cdef double _CR_MAX_CREDITS = 9.0e12
+# The resolution: the smallest non-zero amount (one unit).
+cdef double _CR_MIN_CREDITS = 1e-6
 # Largest request count accepted by try_bids / record_win / record_loss.
 cdef int64_t _CR_MAX_N = 1 << 62
 
@@ -37,7 +45,7 @@ cdef int64_t _cr_units(object value, str name) except -1:
     """A non-negative amount of credits as int64 micro-credits; InvalidInputError names `name`."""
     cdef double x = _ck_float(value, name, "a real number of credits")
     _cr_check_amount(x, name)
-    return <int64_t>(x * _CR_SCALE + 0.5)
+    return _cr_to_units(x)
 
 
 cdef int _cr_check_amount(double x, str name) except -1:
@@ -47,6 +55,10 @@ cdef int _cr_check_amount(double x, str name) except -1:
         raise _CrInvalidInput(f"{name} must be >= 0, got {x!r}")
     if x > _CR_MAX_CREDITS:
         raise _CrInvalidInput(f"{name} is too large: {x!r} (max {_CR_MAX_CREDITS:g})")
+    if 0.0 < x < _CR_MIN_CREDITS:
+        raise _CrInvalidInput(
+            f"{name} = {x!r} is below the pool's resolution of {_CR_MIN_CREDITS:g} credit: "
+            "it must be 0 or at least that")
     return 0
 
 
@@ -205,6 +217,8 @@ cdef class _CreditPool:
                 raise _CrInvalidInput(f"costs[{i}] must be >= 0, got {x!r}")
             if x > _CR_MAX_CREDITS:
                 raise _CrInvalidInput(f"costs[{i}] is too large: {x!r} (max {_CR_MAX_CREDITS:g})")
+            if 0.0 < x < _CR_MIN_CREDITS:
+                _cr_check_amount(x, f"costs[{i}]")
         if out is None:
             out = _cr_np.empty(n, dtype=_cr_np.bool_)
         else:
@@ -213,7 +227,7 @@ cdef class _CreditPool:
         # Critical section: plain C from the read of _credits to the write.
         credits = self._credits
         for i in range(n):
-            u = <int64_t>(c[i] * _CR_SCALE + 0.5)
+            u = _cr_to_units(c[i])
             if credits >= u:
                 credits -= u
                 m[i] = 1

@@ -1,5 +1,5 @@
-"""Exactness of money and seeds: the pacers' hard cap never rounds through, and seeds outside
-[0, 2**64 - 1] are refused, not wrapped."""
+"""Exactness of money and seeds: the pacers' hard cap never rounds through, the credit pool never
+grants a bid below its resolution, and seeds outside [0, 2**64 - 1] are refused, not wrapped."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rtbcore import (
     AdaptivePacer,
     BidLandscape,
     BidShader,
+    CreditPool,
     LinearPacer,
     PIDPacer,
     ThompsonSampler,
@@ -130,6 +131,85 @@ def test_integers_up_to_2_53_are_exact_and_accepted(k):
     assert _should_bid(pacer, 2**53 - 1, 2**53, 1) is True
     assert _should_bid(pacer, 2**53, 2**53, 1) is False
     assert _should_bid(pacer, 2**53 - 2, 2**53, 3) is False
+
+
+# ---- the credit pool's resolution ------------------------------------------------------------
+
+
+def test_a_block_of_bids_below_the_resolution_is_refused_not_granted_free():
+    pool = CreditPool(1, 1, clock=_clock)
+    with pytest.raises(InvalidInputError, match=r"costs\[0\] = 4e-07 is below .*resolution"):
+        pool.try_bid_block(np.full(2_000_000, 4e-7))
+    assert pool.credits == 1.0 and pool.stats()["granted"] == 0
+
+
+def test_a_cost_below_the_resolution_later_in_the_block_refuses_the_whole_block():
+    pool = CreditPool(1, 1, clock=_clock)
+    costs = np.full(10, 0.1)
+    costs[7] = 5e-7
+    with pytest.raises(InvalidInputError, match=r"costs\[7\]"):
+        pool.try_bid_block(costs)
+    assert pool.credits == 1.0
+
+
+@pytest.mark.parametrize("arg", ["initial", "cap", "bid_cost", "win_credit", "loss_credit", "bump"])
+@pytest.mark.parametrize("amount", [1e-7, 5e-7, 9.99e-7, 5e-324])
+def test_constructor_amounts_below_the_resolution_are_refused(arg, amount):
+    kw = dict(initial=1, cap=1, clock=_clock)
+    if arg == "initial":
+        kw["initial"] = amount
+    else:
+        kw[arg] = amount
+    with pytest.raises(InvalidInputError, match=rf"{arg} = .* below the pool's resolution"):
+        CreditPool(**kw)
+
+
+def test_the_resolution_itself_is_charged_exactly():
+    pool = CreditPool(1, 1, bid_cost=1e-6, win_credit=1e-6, clock=_clock)
+    assert pool.bid_cost == 1e-6 and pool.win_credit == 1e-6
+    assert pool.try_bids(2_000_000) == 1_000_000  # one micro-credit each, not free
+    assert pool.credits == 0.0
+    pool.record_win(3)
+    assert pool.credits == 3e-6
+    mask = pool.try_bid_block(np.array([1e-6, 0.0, 1e-6, 1e-6, 1e-6]))
+    assert mask.tolist() == [True, True, True, True, False]  # a zero cost is a free bid by design
+    assert pool.credits == 0.0
+
+
+def test_huge_amounts_are_exact_at_the_top_of_the_range():
+    top = 9e12
+    pool = CreditPool(top, top, bid_cost=top, win_credit=top, clock=_clock)
+    assert pool.credits == top and pool.bid_cost == top
+    assert pool.try_bid() is True and pool.credits == 0.0
+    assert pool.try_bid() is False
+    pool.record_win(2)  # the second win saturates at the cap and is counted as discarded
+    assert pool.credits == top and pool.stats()["discarded"] == top
+    # 4499999999999 * 1e6 is not a double: a float product would be off by hundreds of units
+    mask = pool.try_bid_block(np.array([4.5e12, 4499999999999.0, 0.5, 0.5, 1e-6]))
+    assert mask.tolist() == [True, True, True, True, False] and pool.credits == 0.0
+    pool.record_win(1)
+    assert pool.try_bid_block(np.array([top - 2**-9, 2**-9, 1e-6])).tolist() == [True, True, False]
+    with pytest.raises(InvalidInputError, match="too large"):
+        CreditPool(9.000001e12, 9.000001e12)
+    with pytest.raises(InvalidInputError, match=r"costs\[0\] is too large"):
+        pool.try_bid_block(np.array([9.000001e12]))
+
+
+@pytest.mark.parametrize(
+    "amount, units",
+    [
+        (0.1, 100_000), (1e-6, 1), (1.0000005e-6, 1), (1.5e-6, 2), (2.5e-6, 3),
+        (123.456789, 123_456_789), (4499999999999.0, 4_499_999_999_999_000_000),
+        (8_999_999_999_999.998, None),
+    ],
+)
+def test_amounts_are_rounded_once_to_the_nearest_micro_credit(amount, units):
+    if units is None:  # the exact nearest unit of the double
+        units = round(Fraction(amount) * 10**6)
+    pool = CreditPool(9e12, 9e12, bid_cost=amount, clock=_clock)
+    granted = min(2**62, 9 * 10**18 // units)
+    assert pool.try_bids(2**62) == granted  # the pool's whole-unit accounting
+    assert pool.credits == (9 * 10**18 - granted * units) / 1e6
 
 
 # ---- seeds -----------------------------------------------------------------------------------
