@@ -6,8 +6,8 @@
 # pid.pxi, value.pxi (value_bid); C kernels in simd.h.
 #
 # Every public method takes scalars or arrays:
-#   - scalars (Python float/int, numpy float64) go through a scalar path that makes no
-#     allocation (the per-request should_bid of a bidder);
+#   - scalars (Python float, int within 2**53, numpy float64) go through a scalar path that
+#     makes no allocation (the per-request should_bid of a bidder);
 #   - otherwise each argument is converted to a float64 array; every non-scalar argument must
 #     have the same shape (scalars broadcast) and the result has that shape.
 # Each kernel validates and computes in ONE pass without the GIL (no temporaries): it stops at
@@ -131,9 +131,8 @@ cdef object _pc_raise(int code, Py_ssize_t i, list arrays, tuple names, object e
         where = name
         value = float(a) if a is not None else float("nan")
     else:
-        idx = _pc_np.unravel_index(i, a.shape)
-        where = f"{name}[{', '.join([str(int(j)) for j in idx])}]"
-        value = float(a[idx])
+        where = _ck_where(name, a, i)
+        value = float(a.reshape(-1)[i])
     if kind == _PC_NONNEG:
         what = "must be finite and >= 0"
     elif kind == _PC_UNIT:
