@@ -33,6 +33,11 @@ cdef int64_t _CR_SCALE = 1000000
 cdef extern from "credit_units.h":
     # the nearest micro-credit to the exact value of x (0 <= x <= 9e12), ties up
     int64_t _cr_to_units "cr_units" (double x) noexcept nogil
+    # every cost valid (see the header)
+    bint _cr_block_valid "cr_block_valid" (const double* c, long n) noexcept nogil
+    # grant costs in order while the credits cover them (see the header)
+    int64_t _cr_grant_block "cr_grant_block" (const double* c, unsigned char* m, long n,
+                                              int64_t* credits) noexcept nogil
 # 9e12 credits = 9e18 units < 2**63 - 1 (9.22e18), so a sum of two amounts is checked, not wrapped.
 cdef double _CR_MAX_CREDITS = 9.0e12
 # The resolution: the smallest non-zero amount (one unit).
@@ -201,7 +206,7 @@ cdef class _CreditPool:
         cdef unsigned char[::1] m
         cdef Py_ssize_t n, i
         cdef double x
-        cdef int64_t u, credits
+        cdef int64_t credits
         cdef uint64_t g = 0
         arr = _ck_array(costs, "costs", "a 1-D array of real numbers")
         if arr.ndim != 1:
@@ -209,7 +214,9 @@ cdef class _CreditPool:
         arr = _cr_np.ascontiguousarray(arr)
         c = arr
         n = c.shape[0]
-        for i in range(n):
+        # one vectorised pass says whether every cost is valid; if not, the loop names the first
+        # bad one
+        for i in range(n if n > 0 and not _cr_block_valid(&c[0], n) else 0):
             x = c[i]
             if _cr_isnan(x):
                 raise _CrInvalidInput(f"costs[{i}] is NaN")
@@ -226,14 +233,8 @@ cdef class _CreditPool:
         m = out.view(_cr_np.uint8)
         # Critical section: plain C from the read of _credits to the write.
         credits = self._credits
-        for i in range(n):
-            u = _cr_to_units(c[i])
-            if credits >= u:
-                credits -= u
-                m[i] = 1
-                g += 1
-            else:
-                m[i] = 0
+        if n:
+            g = <uint64_t>_cr_grant_block(&c[0], &m[0], n, &credits)
         self._credits = credits
         self._granted += g
         self._refused += <uint64_t>n - g

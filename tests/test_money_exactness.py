@@ -239,3 +239,24 @@ def test_seeds_in_the_64_bit_range_are_accepted(make, seed):
 def test_the_throttle_seed_is_the_rng_state():
     assert ThrottlingPacer(clock=_clock, seed=2**64 - 1).rng_state == 2**64 - 1
     assert ThrottlingPacer(clock=_clock, seed=5).rng_state == 5
+
+
+def _nearest_unit(x: float) -> int:
+    t = Fraction(x) * 10**6
+    return math.floor(t + Fraction(1, 2))  # the nearest micro-credit, ties up
+
+
+@settings(max_examples=500, deadline=None)
+@given(x=st.one_of(
+    st.floats(1e-6, 9e12),
+    st.integers(1, 10**7).map(lambda k: (k + 0.5) / 1e6),  # next to a half unit
+    st.integers(1, 9 * 10**12).map(float),
+))
+def test_every_amount_is_the_exact_nearest_micro_credit(x):
+    units = _nearest_unit(x)
+    pool = CreditPool(9e12, 9e12, bid_cost=x, clock=_clock)
+    granted = min(2**62, 9 * 10**18 // units)
+    assert pool.try_bids(2**62) == granted
+    block = CreditPool(x, x, clock=_clock)  # the block path converts the same way
+    assert block.try_bid_block(np.array([x, 0.0, x])).tolist() == [True, True, False]
+    assert block.credits == 0.0

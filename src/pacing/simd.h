@@ -11,6 +11,8 @@
  *
  * 1. The hard cap over a block: out[i] = the exact cap of (s[i], b[i], c[i]), and whether
  * every s, b, c is finite and >= 0 (1) or not (0; the caller rescans to name the first bad one).
+ * The SSE2 loop decides hi < b for eight requests at once and applies the exact rule only to a
+ * group of eight in which some hi == b.
  *
  * gcc does not vectorise a loop that mixes double comparisons with a byte store (SSE2), and the
  * scalar loop was slower than numpy's two AVX passes. With SSE2 (baseline on x86-64) this does
@@ -55,6 +57,7 @@ static int pc_cap_block(const double *sp, const double *bp, const double *cp, un
     __m128d okm = _mm_cmpeq_pd(zero, zero);   /* all ones */
     for (; i + 8 <= n; i += 8) {
         unsigned bits = 0;
+        __m128d eq = zero;
         for (int k = 0; k < 8; k += 2) {
             __m128d s = _mm_loadu_pd(sp + i + k);
             __m128d b = _mm_loadu_pd(bp + i + k);
@@ -64,9 +67,15 @@ static int pc_cap_block(const double *sp, const double *bp, const double *cp, un
             v = _mm_and_pd(v, _mm_and_pd(_mm_cmpge_pd(c, zero), _mm_cmplt_pd(c, inf)));
             okm = _mm_and_pd(okm, v);
             __m128d hi = _mm_add_pd(s, c);
-            __m128d tail = _mm_cmple_pd(_mm_min_pd(s, c), _mm_sub_pd(hi, _mm_max_pd(s, c)));
-            __m128d le = _mm_or_pd(_mm_cmplt_pd(hi, b), _mm_and_pd(_mm_cmpeq_pd(hi, b), tail));
-            bits |= (unsigned)_mm_movemask_pd(le) << k;
+            eq = _mm_or_pd(eq, _mm_cmpeq_pd(hi, b));
+            bits |= (unsigned)_mm_movemask_pd(_mm_cmplt_pd(hi, b)) << k;
+        }
+        if (_mm_movemask_pd(eq)) {
+            /* a rounded sum equal to the budget (rare): those eight by the exact rule */
+            bits = 0;
+            for (int k = 0; k < 8; k++) {
+                bits |= (unsigned)pc_cap(sp[i + k], bp[i + k], cp[i + k]) << k;
+            }
         }
         memcpy(out + i, &pc_spread8[bits], 8);
     }
@@ -161,7 +170,10 @@ static int pc_throttle_probs(long n, const double *restrict sp, const double *re
         pr = pr > 1.0 ? 1.0 : pr;
         pr = pr < 0.1 ? 0.1 : pr;
         pr = used <= frac ? 1.0 : pr;
-        p[i] = pc_cap(s, b, c) ? pr : 0.0;
+        /* pc_cap written as double selects, so that the loop still vectorises */
+        double hi = s + c, big = s > c ? s : c, small = s > c ? c : s;
+        double on_cap = small <= hi - big ? pr : 0.0;
+        p[i] = hi == b ? on_cap : (hi < b ? pr : 0.0);
     }
     return acc == 0.0;
 }
