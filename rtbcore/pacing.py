@@ -21,10 +21,16 @@ Common surface: ``multiplier(spent, budget, elapsed, total)`` (multiplier pacers
 (``clock() - start``; inject a clock in tests), ``total`` to the pacer's period (one day).
 :func:`value_bid` turns predicted CTR/CVR and a conversion value into a bid.
 
-Bad input (negative, NaN or infinite spend, budget or cost; elapsed < 0 or > total; time going
-backwards for a stateful pacer or the clock; empty or negative profiles; mismatched shapes)
-raises :class:`rtbcore.errors.InvalidInputError` naming the argument and index, and leaves the
-pacer's state (RNG, controller) as it was.
+The hard cap is exact: ``spent + cost <= budget`` is decided on the exact sum of the float64
+values, never on its rounding (``should_bid(1e16, 1e16, 1.0)`` is False although
+``1e16 + 1.0 == 1e16`` in float64). Integers are accepted where float64 holds them exactly
+(|n| <= 2**53); larger ones are refused rather than rounded.
+
+Bad input (negative, NaN or infinite spend, budget or cost; integers beyond 2**53; bools and
+strings; elapsed < 0 or > total; time going backwards for a stateful pacer or the clock; empty or
+negative profiles; mismatched shapes; seeds outside [0, 2**64 - 1]) raises
+:class:`rtbcore.errors.InvalidInputError` naming the argument and index, and leaves the pacer's
+state (RNG, controller) as it was.
 """
 
 from __future__ import annotations
@@ -97,8 +103,9 @@ class ThrottlingPacer(_ThrottlingPacer):
     budget, cost, elapsed=None, total=None)``: False when ``spent + cost > budget``; otherwise,
     when used = spent / budget exceeds time = elapsed / total, True with probability
     max(0.1, min(1, 1 − (used − time))) (a zero budget counts as fully used); else True.
-    The coin is a seeded splitmix64 stream, one draw per throttled decision in array order, so
-    an array call equals the same decisions made one scalar call at a time.
+    The coin is a seeded splitmix64 stream (``seed``: an int in [0, 2**64 - 1], the initial
+    state), one draw per throttled decision in array order, so an array call equals the same
+    decisions made one scalar call at a time.
     ``bid_probability(...)`` returns the probability itself. Not thread-safe (the RNG).
     """
 
@@ -135,7 +142,8 @@ class PIDPacer(_PIDPacer):
 
     ``output="multiplier"`` (base 1, range [0.1, 3]): ``multiplier()`` is the output.
     ``output="participation"`` (base 0.5, range [0.01, 1]): ``multiplier()`` is 1 and
-    ``should_bid`` bids with probability = the output (seeded coin) after the hard cap.
+    ``should_bid`` bids with probability = the output (a coin seeded by ``seed``, an int in
+    [0, 2**64 - 1]) after the hard cap.
     ``budget``/``elapsed``/``total`` arguments default to the constructor's and the clock.
     Time may not go backwards per campaign (an earlier ``elapsed`` than the last update is
     refused). Not thread-safe: feed one pacer from one thread.

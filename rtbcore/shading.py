@@ -426,7 +426,8 @@ class BidShader:
     With probability ``explore`` a bid is instead drawn uniformly from
     ``[(1 - explore_width) * b, min((1 + explore_width) * b, value)]`` so the landscape keeps
     learning around the current optimum. Values below ``floor`` get NaN: no bid (it could only
-    win at a loss). Seeded: the same seed and calls give the same bids. Thread-safe.
+    win at a loss). Seeded (``seed``: None for fresh entropy, or an int in [0, 2**64 - 1]):
+    the same seed and calls give the same bids. Thread-safe.
     """
 
     def __init__(
@@ -504,7 +505,8 @@ class ThompsonSampler:
 
     ``alpha``/``beta`` are the Beta prior (scalars or one per arm, > 0). ``select(n)`` draws
     n independent choices; ``update(arms, rewards)`` adds rewards in [0, 1] (1 = click/win).
-    Thread-safe.
+    ``seed``: None or an int in [0, 2**64 - 1]. At most 1,000,000 arms, and at most 2**27
+    draws (n x n_arms) per ``select`` call. Thread-safe.
     """
 
     def __init__(

@@ -64,7 +64,7 @@ cdef inline bint _ck_scalar(object x, double* out) noexcept:
         return True
     if _ck_PyLong_CheckExact(x):
         v = _ck_PyLong_AsLongLongAndOverflow(x, &overflow)
-        if overflow == 0 and -_CK_EXACT_INT <= v <= _CK_EXACT_INT:
+        if overflow == 0 and -9007199254740992LL <= v <= 9007199254740992LL:   # 2**53
             out[0] = <double>v
             return True
     return False

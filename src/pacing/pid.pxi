@@ -231,8 +231,6 @@ cdef class _PIDPacer(_Pacer):
         cdef double v[5]
         cdef double fout = 0.0
         cdef unsigned char bout = 0
-        if want_bool and cost is None:
-            raise _PcInvalid("cost must be a real number or an array of them, got None")
         if len(self._shape) == 0:
             # one campaign, scalars in: the same kernel on C doubles, no arrays
             if elapsed is None:
@@ -298,6 +296,8 @@ cdef class _PIDPacer(_Pacer):
 
     def should_bid(self, spent, budget, cost, elapsed=None, total=None):
         """Hard cap; in ``output="participation"`` mode also a seeded coin with the output rate."""
+        if cost is None:
+            raise _PcInvalid("cost must be a real number or an array of them, got None")
         return self._query(spent, budget, cost, elapsed, total, True)
 
     def update(self, spent, elapsed=None):
