@@ -9,8 +9,12 @@
 #ifndef RTBCORE_CREDIT_UNITS_H
 #define RTBCORE_CREDIT_UNITS_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* The exact path (any x in range). */
 static inline int64_t cr_units_exact(double x) {
@@ -40,11 +44,12 @@ static inline int64_t cr_units_exact(double x) {
 #endif
 }
 
-/* The usual path. Below 2^40 units the rounded product p = fl(x * 1e6) is within 2^-13 of the
- * exact one, and (p + 2^52) - 2^52 is p rounded to the nearest integer; when p's fraction is
- * more than 2^-12 away from one half, that integer is the exact nearest unit. Otherwise (about
- * one amount in 2000, or a huge one) the exact path decides. fp-contract=off keeps an FMA
- * (-march with FMA) from merging the steps; no-trapping-math lets gcc vectorise the selects of
+/* The usual path. The rounded product p = fl(x * 1e6) is within p * 2^-53 of the exact one t,
+ * and r = (p + 2^52) - 2^52 is p rounded to the nearest integer (h = p - r is exact); when
+ * |h| < 1/2 - p * 2^-52, t is on the same side of the half as p, so r is the exact nearest
+ * unit. That fails only for p within about p * 2^-52 of a half (never for ordinary amounts) or
+ * from 2^51 units up; then the exact path decides. fp-contract=off keeps an FMA (-march with
+ * FMA) from merging the steps; no-trapping-math lets gcc vectorise the selects of
  * cr_block_valid (it changes no result: Python runs with FP traps masked). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -55,7 +60,7 @@ static inline int64_t cr_units(double x) {
     double p = x * 1e6;
     double r = (p + 0x1p52) - 0x1p52;
     double h = p - r;
-    if (p < 0x1p40 && h < 0.5 - 0x1p-12 && h > -(0.5 - 0x1p-12)) {
+    if (fabs(h) < 0.5 - p * 0x1p-52) {     /* fabs: a branch on the sign would mispredict */
         return (int64_t)r;
     }
     return cr_units_exact(x);
@@ -74,17 +79,48 @@ static int cr_block_valid(const double *c, long n) {
 }
 
 /* try_bid_block's critical section, on valid costs: grant c[i] in order while the credits
- * cover it; m[i] = granted; returns how many were granted and leaves the credits in *credits. */
+ * cover it; m[i] = granted; returns how many were granted and leaves the credits in *credits.
+ * A chunk's amounts are converted first by cr_units' usual path (with SSE2, two at a time:
+ * below 2^52 the bits of p + 2^52 minus those of 2^52 are p rounded to the nearest integer),
+ * -1 marking an amount the exact path must decide, so that the serial grant loop only loads and
+ * compares. */
+#define CR_CHUNK 256
 static int64_t cr_grant_block(const double *c, unsigned char *m, long n, int64_t *credits) {
+    int64_t u[CR_CHUNK];
     int64_t left = *credits, granted = 0;
-    for (long i = 0; i < n; i++) {
-        int64_t u = cr_units(c[i]);
-        if (left >= u) {
-            left -= u;
-            m[i] = 1;
-            granted++;
-        } else {
-            m[i] = 0;
+    for (long lo = 0; lo < n; lo += CR_CHUNK) {
+        long w = n - lo < CR_CHUNK ? n - lo : CR_CHUNK, j = 0;
+#if defined(__SSE2__)
+        const __m128d scale = _mm_set1_pd(1e6), big = _mm_set1_pd(0x1p52);
+        const __m128d half = _mm_set1_pd(0.5), rel = _mm_set1_pd(0x1p-52);
+        const __m128d absmask = _mm_castsi128_pd(_mm_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+        const __m128i bigbits = _mm_set1_epi64x(0x4330000000000000LL);
+        for (; j + 2 <= w; j += 2) {
+            __m128d p = _mm_mul_pd(_mm_loadu_pd(c + lo + j), scale);
+            __m128d s = _mm_add_pd(p, big);
+            __m128d h = _mm_and_pd(_mm_sub_pd(p, _mm_sub_pd(s, big)), absmask);
+            __m128d ok = _mm_cmplt_pd(h, _mm_sub_pd(half, _mm_mul_pd(p, rel)));
+            __m128i v = _mm_sub_epi64(_mm_castpd_si128(s), bigbits);
+            /* ok ? v : -1 */
+            v = _mm_or_si128(_mm_and_si128(_mm_castpd_si128(ok), v),
+                             _mm_andnot_si128(_mm_castpd_si128(ok), _mm_set1_epi64x(-1)));
+            _mm_storeu_si128((__m128i *)(u + j), v);
+        }
+#endif
+        for (; j < w; j++) {
+            double p = c[lo + j] * 1e6;
+            double q = (p + 0x1p52) - 0x1p52;
+            u[j] = fabs(p - q) < 0.5 - p * 0x1p-52 ? (int64_t)q : -1;
+        }
+        for (j = 0; j < w; j++) {
+            int64_t x = u[j] >= 0 ? u[j] : cr_units_exact(c[lo + j]);
+            if (left >= x) {
+                left -= x;
+                m[lo + j] = 1;
+                granted++;
+            } else {
+                m[lo + j] = 0;
+            }
         }
     }
     *credits = left;
