@@ -260,3 +260,24 @@ def test_every_amount_is_the_exact_nearest_micro_credit(x):
     block = CreditPool(x, x, clock=_clock)  # the block path converts the same way
     assert block.try_bid_block(np.array([x, 0.0, x])).tolist() == [True, True, False]
     assert block.credits == 0.0
+
+
+def test_a_long_block_grants_exactly_what_the_exact_model_grants():
+    # past several 256-cost chunks, with half-unit ties, huge costs, zeros and the resolution
+    rng = np.random.default_rng(5)
+    n = 3001
+    kinds = rng.integers(0, 4, n)
+    costs = np.where(kinds == 0, rng.uniform(0.5, 1.5, n),
+             np.where(kinds == 1, (rng.integers(1, 2_000_000, n) + 0.5) / 1e6,
+             np.where(kinds == 2, rng.uniform(1e9, 1e10, n), 0.0)))
+    costs[::97] = 1e-6
+    initial = float(costs.sum() / 2)
+    pool = CreditPool(initial, initial, clock=_clock)
+    mask = pool.try_bid_block(costs)
+    left, want = _nearest_unit(initial), []
+    for x in costs:
+        u = _nearest_unit(float(x))
+        want.append(left >= u)
+        left -= u if left >= u else 0
+    assert mask.tolist() == want
+    assert pool.stats()["granted"] == sum(want)
