@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rtbcore import PACERS, simulate_pacing
 from rtbcore.cli import main
 from rtbcore.errors import InvalidInputError
-from rtbcore.pacing_sim import clear_tick, clear_tick_numpy, demo_section
+from rtbcore.sim.pacing import clear_tick, clear_tick_numpy
 
 SIMPLE = ("unpaced", "linear", "tiered", "throttling")
 FEEDBACK = ("pid", "adaptive")
@@ -168,23 +168,23 @@ def test_progress_bar_changes_nothing():
 
 
 def test_demo_section_runs(capsys, monkeypatch):
-    import rtbcore.pacing_sim as ps
+    import rtbcore.cli.sections.pacing as section
 
     seen = {}
-    real = ps.simulate_pacing
+    real = section.simulate_pacing
 
     def small(**kw):
         seen.update(kw)
         return real(**{**kw, "campaigns": 20, "ticks": 96})
 
-    monkeypatch.setattr(ps, "simulate_pacing", small)
-    demo_section(argparse.Namespace(quick=True, seed=7))
+    monkeypatch.setattr(section, "simulate_pacing", small)
+    section.run(argparse.Namespace(quick=True, seed=7))
     assert seen["campaigns"] == 200 and seen["seed"] == 7
     assert "pacing day" in capsys.readouterr().out
 
 
 def test_the_day_is_the_same_with_the_numpy_clearing(monkeypatch):
-    import rtbcore.pacing_sim as ps
+    import rtbcore.sim.pacing as ps
 
     kw = dict(campaigns=40, ticks=288, seed=6, pacers=("linear", "adaptive"))
     rust = simulate_pacing(**kw)
