@@ -16,6 +16,8 @@ from rtbcore.cli import main
 from rtbcore.errors import InvalidInputError
 from rtbcore.sim.pacing import clear_tick, clear_tick_numpy
 
+from oracles import oracle_second_price_segments
+
 SIMPLE = ("unpaced", "linear", "tiered", "throttling")
 FEEDBACK = ("pid", "adaptive")
 
@@ -111,22 +113,6 @@ def test_bad_parameters(kwargs, match):
 # ---- clearing ------------------------------------------------------------------------------------
 
 
-def brute_second_price(offsets, prices, reserve):
-    winner, price = [], []
-    for a in range(len(offsets) - 1):
-        best, b1, b2 = -1, -math.inf, -math.inf
-        for i in range(offsets[a], offsets[a + 1]):
-            p = prices[i]
-            if math.isfinite(p) and p > 0 and p >= reserve:
-                if p > b1:
-                    best, b2, b1 = i, b1, p
-                elif p > b2:
-                    b2 = p
-        winner.append(best)
-        price.append(0.0 if best < 0 else min(prices[best], max(reserve, b2)))
-    return winner, price
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.0, 3.5, math.nan, -1.0])
@@ -136,7 +122,7 @@ def brute_second_price(offsets, prices, reserve):
 def test_clearing_matches_a_brute_force_second_price(segments, reserve):
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])]).astype(np.int64)
     prices = np.array([p for s in segments for p in s], dtype=np.float64)
-    want_w, want_p = brute_second_price(offsets.tolist(), prices.tolist(), reserve)
+    want_w, want_p = oracle_second_price_segments(offsets.tolist(), prices.tolist(), reserve)
     for clear in (clear_tick_numpy, clear_tick):
         w, p = clear(offsets, prices, reserve)
         assert w.tolist() == want_w
