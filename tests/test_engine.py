@@ -144,6 +144,20 @@ class EngineModel:
     def final(self, a):
         return {b: (self.bids[a][b], 1.0) for b in self.live[a]}
 
+def assert_follows_the_model(eng: AuctionEngine, got: np.ndarray, model: EngineModel) -> None:
+    """Each result row is the second price of the model's final bids; the counters agree."""
+    for row in got:
+        a = int(row["auction_id"])
+        w, price, _ = oracle_engine("second_price", model.final(a), 0.0, 0.0)[0]
+        assert (row["winner_bidder"], row["price"]) == (w, price)
+        assert row["n_bids"] == len(model.live[a])
+        assert row["closed_by"] == model.closed_by.get(a, CLOSED_BY_SHUTDOWN)
+    s = eng.stats()
+    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
+        model.placed, model.updated, model.cancelled)
+    assert s["cancel_without_bid"] == model.cancel_without_bid
+    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+
 
 EVENT = st.tuples(st.integers(0, 4), st.integers(0, 5), PRICES, st.sampled_from([0, 1, 2]))
 
@@ -172,17 +186,7 @@ def test_updates_and_cancels_follow_the_model(events, expected, split, workers):
                            kinds=arr[:, 3].astype(np.uint8))
     got = drain(eng)
     assert got["auction_id"].tolist() == [0, 1, 2, 3]
-    for row in got:
-        a = int(row["auction_id"])
-        w, price, _ = oracle_engine("second_price", model.final(a), 0.0, 0.0)[0]
-        assert (row["winner_bidder"], row["price"]) == (w, price)
-        assert row["n_bids"] == len(model.live[a])
-        assert row["closed_by"] == model.closed_by.get(a, CLOSED_BY_SHUTDOWN)
-    s = eng.stats()
-    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
-        model.placed, model.updated, model.cancelled)
-    assert s["cancel_without_bid"] == model.cancel_without_bid
-    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+    assert_follows_the_model(eng, got, model)
     rej = eng.poll_rejected()
     assert rej.shape[0] == model.late + model.unknown
     assert (rej["loss_reason"] == 2).all()
@@ -210,17 +214,7 @@ def test_large_auctions_with_updates_and_cancels_follow_the_model(seed):
             eng.submit(a[lo:hi], b[lo:hi], p[lo:hi], kinds=k[lo:hi])
     got = drain(eng)
     assert sorted(got["auction_id"].tolist()) == list(range(na))
-    for row in got:
-        i = int(row["auction_id"])
-        w, price, _ = oracle_engine("second_price", model.final(i), 0.0, 0.0)[0]
-        assert (row["winner_bidder"], row["price"]) == (w, price)
-        assert row["n_bids"] == len(model.live[i])
-        assert row["closed_by"] == model.closed_by.get(i, CLOSED_BY_SHUTDOWN)
-    s = eng.stats()
-    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
-        model.placed, model.updated, model.cancelled)
-    assert s["cancel_without_bid"] == model.cancel_without_bid
-    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+    assert_follows_the_model(eng, got, model)
 
 
 # ---- closing: expected bids, deadline, shutdown ----------------------------------------------
