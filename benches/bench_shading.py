@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtbcore.shading import BidLandscape, simulate_first_price
+from rtbcore.shading import BidLandscape
+from rtbcore.sim.shading import simulate_first_price
 
 N_OBS = 1_000_000
 N_VALUES = 1_000_000

@@ -3,38 +3,17 @@
 Clearing kernels, the bid queue, the mmap ring and the auction engine are Rust (``_rtbcore``);
 per-request strategy kernels are Cython (``rtbcore._fastpath``); this package is the typed API
 users import. Import from here, never from an underscore module.
+
+The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
+:mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading` and the simulations in
+:mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
-from __future__ import annotations
-
-from rtbcore.errors import (
-    InvalidBidError,
-    InvalidInputError,
-    QueueClosed,
-    QueueFull,
-    RingCorrupt,
-    RingOverrun,
-    RtbcoreError,
-    RtbcoreOSError,
-)
-
-__version__ = "0.1.0"
-
-_errors = [
-    "RtbcoreError",
-    "InvalidInputError",
-    "InvalidBidError",
-    "QueueFull",
-    "QueueClosed",
-    "RingOverrun",
-    "RingCorrupt",
-    "RtbcoreOSError",
-]
-
-# --- clearing (issue: foundation and clearing) -------------------------------------------------
-from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction  # noqa: E402
-from rtbcore._pool import OutputPool, output_pool  # noqa: E402
-from rtbcore.clearing import (  # noqa: E402
+from rtbcore import errors
+from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction
+from rtbcore._pool import OutputPool, output_pool
+from rtbcore.clearing import (
     AuctionBatch,
     ClearingResult,
     SlotResult,
@@ -43,8 +22,42 @@ from rtbcore.clearing import (  # noqa: E402
     clear_second_price,
     clear_vcg,
 )
+from rtbcore.credit import CreditPool
+from rtbcore.engine import AuctionEngine, EventLog
+from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
+from rtbcore.pacing import (
+    AdaptivePacer,
+    LinearPacer,
+    PIDPacer,
+    ThrottlingPacer,
+    TieredPacer,
+    learn_profile,
+    value_bid,
+)
+from rtbcore.records import (
+    BID_DTYPE,
+    CLOSED_BY,
+    EVENT_DTYPE,
+    EVENT_KINDS,
+    KIND_CANCEL,
+    KIND_PLACE,
+    KIND_UPDATE,
+    REJECTED_DTYPE,
+    RESULT_DTYPE,
+    make_bids,
+)
+from rtbcore.shading import BidLandscape, BidShader, ThompsonSampler
+from rtbcore.sim.credit import CREDIT_PRESETS, CreditSeries, credit_model, credit_preset
+from rtbcore.sim.pacing import PACERS, PacingSimResult, simulate_pacing
+from rtbcore.sim.shading import FirstPriceOutcomes, simulate_first_price
+from rtbcore.streaming import BidQueue, BidRing, RingReader
 
-_clearing: list[str] = [
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    *errors.__all__,
+    # clearing
     "AuctionBatch",
     "ClearingResult",
     "SlotResult",
@@ -57,21 +70,7 @@ _clearing: list[str] = [
     "FirstPriceAuction",
     "OutputPool",
     "output_pool",
-]
-
-# --- streaming: BidQueue, BidRing (issue: queue and ring) --------------------------------------
-from rtbcore.streaming import (  # noqa: E402
-    BID_DTYPE,
-    KIND_CANCEL,
-    KIND_PLACE,
-    KIND_UPDATE,
-    BidQueue,
-    BidRing,
-    RingReader,
-    make_bids,
-)
-
-_streaming: list[str] = [
+    # records and streaming
     "BID_DTYPE",
     "KIND_PLACE",
     "KIND_UPDATE",
@@ -80,20 +79,7 @@ _streaming: list[str] = [
     "BidRing",
     "RingReader",
     "make_bids",
-]
-
-# --- engine: AuctionEngine, EventLog (issue: engine) -------------------------------------------
-from rtbcore.engine import (  # noqa: E402
-    CLOSED_BY,
-    EVENT_DTYPE,
-    EVENT_KINDS,
-    REJECTED_DTYPE,
-    RESULT_DTYPE,
-    AuctionEngine,
-    EventLog,
-)
-
-_engine: list[str] = [
+    # engine
     "AuctionEngine",
     "EventLog",
     "RESULT_DTYPE",
@@ -101,21 +87,7 @@ _engine: list[str] = [
     "EVENT_DTYPE",
     "EVENT_KINDS",
     "CLOSED_BY",
-]
-
-# --- pacing (issue: pacing) -------------------------------------------------------------------
-from rtbcore.pacing import (  # noqa: E402
-    AdaptivePacer,
-    LinearPacer,
-    PIDPacer,
-    ThrottlingPacer,
-    TieredPacer,
-    learn_profile,
-    value_bid,
-)
-from rtbcore.pacing_sim import PACERS, PacingSimResult, simulate_pacing  # noqa: E402
-
-_pacing: list[str] = [
+    # pacing
     "LinearPacer",
     "TieredPacer",
     "ThrottlingPacer",
@@ -126,30 +98,13 @@ _pacing: list[str] = [
     "simulate_pacing",
     "PACERS",
     "PacingSimResult",
-]
-
-# --- credit pool and simulate (issue: credit/shading, credit part) ------------------------------
-from rtbcore.credit import CreditPool  # noqa: E402
-from rtbcore.simulate import CREDIT_PRESETS, CreditSeries, credit_model, credit_preset  # noqa: E402
-
-_credit: list[str] = [
+    # credit
     "CreditPool",
     "CREDIT_PRESETS",
     "CreditSeries",
     "credit_model",
     "credit_preset",
-]
-
-# --- bid shading (issue: credit/shading, shading part) ------------------------------------------
-from rtbcore.shading import (  # noqa: E402
-    BidLandscape,
-    BidShader,
-    FirstPriceOutcomes,
-    ThompsonSampler,
-    simulate_first_price,
-)
-
-_shading: list[str] = [
+    # shading
     "BidLandscape",
     "BidShader",
     "ThompsonSampler",
@@ -157,13 +112,20 @@ _shading: list[str] = [
     "simulate_first_price",
 ]
 
-__all__ = [
-    "__version__",
-    *_errors,
-    *_clearing,
-    *_streaming,
-    *_engine,
-    *_pacing,
-    *_credit,
-    *_shading,
-]
+#: Submodules that are part of the API (``rtbcore.errors``, ``rtbcore.sim`` ...); the
+#: underscore modules are implementation.
+_PUBLIC_SUBMODULES = (
+    "errors",
+    "records",
+    "clearing",
+    "streaming",
+    "engine",
+    "pacing",
+    "credit",
+    "shading",
+    "sim",
+)
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_PUBLIC_SUBMODULES})

@@ -11,13 +11,12 @@ subclass that adds nothing to the hot path.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 
 from rtbcore._fastpath import _CreditPool
 
-__all__ = ["CreditPool", "demo_section"]
+__all__ = ["CreditPool"]
 
 
 def _gil_enabled() -> bool:
@@ -93,10 +92,3 @@ class CreditPool(_CreditPool):
             f"bump={self.bump:g}, bump_every={self.bump_every:g})"
         )
 
-
-def demo_section(args: argparse.Namespace) -> None:
-    """``rtbcore demo``: run the decoupled preset and say what the pool did."""
-    from rtbcore.simulate import credit_preset
-
-    r = credit_preset("decoupled", seed=args.seed)
-    print(r.summary())

@@ -12,15 +12,7 @@ import pytest
 from rtbcore import CreditPool
 from rtbcore.errors import InvalidInputError
 
-
-class FakeClock:
-    """An injectable clock: time moves only when the test says so."""
-
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from oracles import FakeClock
 
 
 def snapshot(pool: CreditPool) -> tuple:

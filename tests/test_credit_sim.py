@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rtbcore.errors import InvalidInputError
-from rtbcore.simulate import CREDIT_PRESETS, credit_model, credit_preset
+from rtbcore.sim.credit import CREDIT_PRESETS, credit_model, credit_preset
 
 SEEDS = [0, 1, 2, 3]
 START, END, EVERY = 900, 1200, 60  # the decoupled outage and the bump period (1 s ticks)

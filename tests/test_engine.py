@@ -28,6 +28,8 @@ from rtbcore.engine import (
 )
 from rtbcore.errors import InvalidBidError, InvalidInputError, QueueClosed
 
+from oracles import oracle_engine
+
 LONG = 600_000  # ms: no deadline fires during a test
 
 
@@ -46,50 +48,6 @@ def drain(eng: AuctionEngine, n: int | None = None, timeout_s: float = 20.0) -> 
             break
     out = np.concatenate(parts) if parts else np.empty(0, RESULT_DTYPE)
     return np.sort(out, order=["auction_id", "slot"])
-
-
-# ---- the clearing oracle (the contract of rust/core/src/clearing.rs, ties to lowest bidder) --
-
-
-def oracle(mech, bids, reserve, increment, ctrs=None):
-    """bids: {bidder: (price, quality)} -> list of (winner_bidder, price, min_to_win) per slot."""
-    order = sorted(bids)
-    elig = [
-        (bids[b][0] * bids[b][1], i, b)
-        for i, b in enumerate(order)
-        if bids[b][0] > 0 and bids[b][1] > 0 and bids[b][0] >= reserve
-    ]
-    elig.sort(key=lambda t: (-t[0], t[1]))
-    if mech in ("first_price", "second_price"):
-        if not elig:
-            return [(-1, 0.0, math.nan)]
-        adj1, _, w = elig[0]
-        pw, qw = bids[w]
-        floor = max(reserve, elig[1][0] / qw) if len(elig) > 1 else reserve
-        price = pw if mech == "first_price" else min(pw, floor + increment)
-        return [(w, price, floor)]
-    k = len(ctrs)
-
-    def adj(r):
-        return elig[r][0] if r < len(elig) else 0.0
-
-    rows = []
-    for s in range(k):
-        if s >= len(elig):
-            rows.append((-1, 0.0, math.nan))
-            continue
-        _, _, b = elig[s]
-        p, q = bids[b]
-        if mech == "gsp":
-            per = max(reserve, adj(s + 1) / q) + increment
-        else:
-            total = 0.0
-            for j in range(s, k):
-                nxt = ctrs[j + 1] if j + 1 < k else 0.0
-                total += (ctrs[j] - nxt) * adj(j + 1)
-            per = max(reserve, total / (ctrs[s] * q))
-        rows.append((b, min(p, per), max(reserve, adj(s + 1) / q)))
-    return rows
 
 
 PRICES = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.25])
@@ -127,7 +85,7 @@ def test_results_equal_the_oracle_in_any_arrival_order(
     k = len(ctrs) if ctrs else 1
     assert got.shape[0] == len(auctions) * k
     for a, bids in enumerate(auctions):
-        want = oracle(mech, bids, reserve, increment, ctrs)
+        want = oracle_engine(mech, bids, reserve, increment, ctrs)
         mine = got[a * k:(a + 1) * k]
         for s, (w, price, mtw) in enumerate(want):
             row = mine[s]
@@ -186,6 +144,20 @@ class EngineModel:
     def final(self, a):
         return {b: (self.bids[a][b], 1.0) for b in self.live[a]}
 
+def assert_follows_the_model(eng: AuctionEngine, got: np.ndarray, model: EngineModel) -> None:
+    """Each result row is the second price of the model's final bids; the counters agree."""
+    for row in got:
+        a = int(row["auction_id"])
+        w, price, _ = oracle_engine("second_price", model.final(a), 0.0, 0.0)[0]
+        assert (row["winner_bidder"], row["price"]) == (w, price)
+        assert row["n_bids"] == len(model.live[a])
+        assert row["closed_by"] == model.closed_by.get(a, CLOSED_BY_SHUTDOWN)
+    s = eng.stats()
+    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
+        model.placed, model.updated, model.cancelled)
+    assert s["cancel_without_bid"] == model.cancel_without_bid
+    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+
 
 EVENT = st.tuples(st.integers(0, 4), st.integers(0, 5), PRICES, st.sampled_from([0, 1, 2]))
 
@@ -214,17 +186,7 @@ def test_updates_and_cancels_follow_the_model(events, expected, split, workers):
                            kinds=arr[:, 3].astype(np.uint8))
     got = drain(eng)
     assert got["auction_id"].tolist() == [0, 1, 2, 3]
-    for row in got:
-        a = int(row["auction_id"])
-        w, price, _ = oracle("second_price", model.final(a), 0.0, 0.0)[0]
-        assert (row["winner_bidder"], row["price"]) == (w, price)
-        assert row["n_bids"] == len(model.live[a])
-        assert row["closed_by"] == model.closed_by.get(a, CLOSED_BY_SHUTDOWN)
-    s = eng.stats()
-    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
-        model.placed, model.updated, model.cancelled)
-    assert s["cancel_without_bid"] == model.cancel_without_bid
-    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+    assert_follows_the_model(eng, got, model)
     rej = eng.poll_rejected()
     assert rej.shape[0] == model.late + model.unknown
     assert (rej["loss_reason"] == 2).all()
@@ -252,17 +214,7 @@ def test_large_auctions_with_updates_and_cancels_follow_the_model(seed):
             eng.submit(a[lo:hi], b[lo:hi], p[lo:hi], kinds=k[lo:hi])
     got = drain(eng)
     assert sorted(got["auction_id"].tolist()) == list(range(na))
-    for row in got:
-        i = int(row["auction_id"])
-        w, price, _ = oracle("second_price", model.final(i), 0.0, 0.0)[0]
-        assert (row["winner_bidder"], row["price"]) == (w, price)
-        assert row["n_bids"] == len(model.live[i])
-        assert row["closed_by"] == model.closed_by.get(i, CLOSED_BY_SHUTDOWN)
-    s = eng.stats()
-    assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
-        model.placed, model.updated, model.cancelled)
-    assert s["cancel_without_bid"] == model.cancel_without_bid
-    assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
+    assert_follows_the_model(eng, got, model)
 
 
 # ---- closing: expected bids, deadline, shutdown ----------------------------------------------

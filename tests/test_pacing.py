@@ -22,18 +22,10 @@ from rtbcore import (
 )
 from rtbcore.errors import InvalidInputError
 
+from oracles import FakeClock
+
 DAY = 86_400.0
 MASK = (1 << 64) - 1
-
-
-class FakeClock:
-    """An injectable clock: time moves only when the test says so."""
-
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 # ---- pure-Python oracles ---------------------------------------------------------------------

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from rtbcore import PACERS, simulate_pacing
 from rtbcore.cli import main
 from rtbcore.errors import InvalidInputError
-from rtbcore.pacing_sim import clear_tick, clear_tick_numpy, demo_section
+from rtbcore.sim.pacing import clear_tick, clear_tick_numpy
+
+from oracles import oracle_second_price_segments
 
 SIMPLE = ("unpaced", "linear", "tiered", "throttling")
 FEEDBACK = ("pid", "adaptive")
@@ -111,22 +113,6 @@ def test_bad_parameters(kwargs, match):
 # ---- clearing ------------------------------------------------------------------------------------
 
 
-def brute_second_price(offsets, prices, reserve):
-    winner, price = [], []
-    for a in range(len(offsets) - 1):
-        best, b1, b2 = -1, -math.inf, -math.inf
-        for i in range(offsets[a], offsets[a + 1]):
-            p = prices[i]
-            if math.isfinite(p) and p > 0 and p >= reserve:
-                if p > b1:
-                    best, b2, b1 = i, b1, p
-                elif p > b2:
-                    b2 = p
-        winner.append(best)
-        price.append(0.0 if best < 0 else min(prices[best], max(reserve, b2)))
-    return winner, price
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.0, 3.5, math.nan, -1.0])
@@ -136,7 +122,7 @@ def brute_second_price(offsets, prices, reserve):
 def test_clearing_matches_a_brute_force_second_price(segments, reserve):
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])]).astype(np.int64)
     prices = np.array([p for s in segments for p in s], dtype=np.float64)
-    want_w, want_p = brute_second_price(offsets.tolist(), prices.tolist(), reserve)
+    want_w, want_p = oracle_second_price_segments(offsets.tolist(), prices.tolist(), reserve)
     for clear in (clear_tick_numpy, clear_tick):
         w, p = clear(offsets, prices, reserve)
         assert w.tolist() == want_w
@@ -168,23 +154,23 @@ def test_progress_bar_changes_nothing():
 
 
 def test_demo_section_runs(capsys, monkeypatch):
-    import rtbcore.pacing_sim as ps
+    import rtbcore.cli.sections.pacing as section
 
     seen = {}
-    real = ps.simulate_pacing
+    real = section.simulate_pacing
 
     def small(**kw):
         seen.update(kw)
         return real(**{**kw, "campaigns": 20, "ticks": 96})
 
-    monkeypatch.setattr(ps, "simulate_pacing", small)
-    demo_section(argparse.Namespace(quick=True, seed=7))
+    monkeypatch.setattr(section, "simulate_pacing", small)
+    section.run(argparse.Namespace(quick=True, seed=7))
     assert seen["campaigns"] == 200 and seen["seed"] == 7
     assert "pacing day" in capsys.readouterr().out
 
 
 def test_the_day_is_the_same_with_the_numpy_clearing(monkeypatch):
-    import rtbcore.pacing_sim as ps
+    import rtbcore.sim.pacing as ps
 
     kw = dict(campaigns=40, ticks=288, seed=6, pacers=("linear", "adaptive"))
     rust = simulate_pacing(**kw)

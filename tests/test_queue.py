@@ -11,13 +11,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from rtbcore import BID_DTYPE, KIND_CANCEL, BidQueue, make_bids
+from rtbcore import BID_DTYPE, KIND_CANCEL, BidQueue
 from rtbcore.errors import InvalidBidError, InvalidInputError, QueueClosed
+
+from oracles import bid_range
 
 
 def bids(lo: int, hi: int, bidder: int = 1) -> np.ndarray:
-    ids = np.arange(lo, hi, dtype=np.uint64)
-    return make_bids(ids, bidder, ids * 0.5, 1.0 + ids % 3, ids % 3, ids * 11)
+    return bid_range(lo, hi, bidder=bidder, quality_mod=3)
 
 
 def test_bid_dtype_is_the_48_byte_rust_record() -> None:

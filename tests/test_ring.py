@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from rtbcore import BID_DTYPE, BidRing, make_bids
+from rtbcore import BID_DTYPE, BidRing
 from rtbcore.errors import (
     InvalidBidError,
     InvalidInputError,
@@ -23,15 +23,9 @@ from rtbcore.errors import (
     RtbcoreOSError,
 )
 
+from oracles import bid_range
 
-def bids(lo: int, hi: int) -> np.ndarray:
-    ids = np.arange(lo, hi, dtype=np.uint64)
-    return make_bids(ids, ids % 7, ids * 0.5, 1.0, ids % 3, ids * 11)
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> str:
-    return str(tmp_path / "bids.ring")
+bids = bid_range
 
 
 def test_create_open_header_and_file_mode(path: str) -> None:

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtbcore import BID_DTYPE, BidRing, make_bids
+from rtbcore import BID_DTYPE, BidRing
 from rtbcore.errors import InvalidInputError, RingOverrun
+
+from oracles import bid_range
 
 
 def bids(lo: int, hi: int) -> np.ndarray:
-    ids = np.arange(lo, hi, dtype=np.uint64)
-    return make_bids(ids, ids % 7, ids * 0.5, 1.0 + ids % 4, ids % 3, ids * 11)
+    return bid_range(lo, hi, quality_mod=4)
 
 
 def as_tuples(recs: np.ndarray) -> list[tuple[int, int, float, float, int, int]]:
@@ -34,11 +35,6 @@ def as_tuples(recs: np.ndarray) -> list[tuple[int, int, float, float, int, int]]
         )
         for r in recs
     ]
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> str:
-    return str(tmp_path / "bids.ring")
 
 
 def test_read_one_returns_each_record_as_a_tuple_in_order(path: str) -> None:

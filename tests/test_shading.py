@@ -10,10 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtbcore.errors import InvalidInputError
-from rtbcore.shading import (
-    BidLandscape,
-    BidShader,
-    ThompsonSampler,
+from rtbcore.shading import BidLandscape, BidShader, ThompsonSampler
+from rtbcore.sim.shading import (
     equilibrium_surplus,
     optimal_equilibrium_bid,
     simulate_first_price,

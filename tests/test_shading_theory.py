@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtbcore.shading import (
-    BidLandscape,
+from rtbcore.shading import BidLandscape
+from rtbcore.sim.shading import (
     equilibrium_surplus,
     optimal_equilibrium_bid,
     simulate_first_price,

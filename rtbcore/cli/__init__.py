@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+
+from rtbcore.cli import simulate
+from rtbcore.sim.credit import CREDIT_PRESETS
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -18,9 +20,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="run one of the simulations")
     sim_sub = sim.add_subparsers(dest="simulation", required=True)
-    # --- simulate pacing (issue: pacing) ---
-    from rtbcore.pacing_sim import pacing_cli
-
     pacing = sim_sub.add_parser(
         "pacing", help="a day of second-price auctions, once per budget pacer")
     pacing.add_argument("--campaigns", type=int, default=1000, help="campaigns (default 1000)")
@@ -31,9 +30,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="write the median spend curves and the metrics here")
     pacing.add_argument("--png", type=str, default=None, help="write the spend curves here")
     pacing.add_argument("--no-progress", action="store_true", help="no progress bar")
-    pacing.set_defaults(func=pacing_cli)
-    # --- simulate credit (issue: credit/shading) ---
-    from rtbcore.simulate import CREDIT_PRESETS, credit_cli
+    pacing.set_defaults(func=simulate.pacing)
 
     credit = sim_sub.add_parser("credit", help="a bidder's credit pool over 30 simulated minutes")
     credit.add_argument("--preset", required=True, choices=list(CREDIT_PRESETS),
@@ -42,15 +39,16 @@ def _build_parser() -> argparse.ArgumentParser:
     credit.add_argument("--csv", type=str, default=None, help="write the time series here")
     credit.add_argument("--png", type=str, default=None, help="write the plot here (matplotlib)")
     credit.add_argument("--seed", type=int, default=0)
-    credit.set_defaults(func=credit_cli)
+    credit.set_defaults(func=simulate.credit)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rtbcore`` command with ``argv`` (default: the process arguments)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from rtbcore.demo import run_demo
+        from rtbcore.cli.demo import run_demo
 
         return run_demo(args)
     if args.command == "simulate":
@@ -58,6 +56,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error(f"unknown command {args.command!r}")
     return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

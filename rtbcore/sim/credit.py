@@ -1,4 +1,4 @@
-"""Simulations that show rtbcore's bidder safety nets working (``rtbcore simulate ...``).
+"""The credit-pool simulation behind ``rtbcore simulate credit``.
 
 :func:`credit_model` is a discrete-time model of a bidder using a :class:`rtbcore.CreditPool`
 for a day; :func:`credit_preset` runs one of the three scenarios of :data:`CREDIT_PRESETS`
@@ -26,7 +26,6 @@ draw).
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +36,7 @@ import numpy as np
 from rtbcore.credit import CreditPool
 from rtbcore.errors import InvalidInputError
 
-__all__ = ["CREDIT_PRESETS", "CreditSeries", "credit_cli", "credit_model", "credit_preset"]
-
-# --- pacing day simulation (rtbcore/pacing_sim.py): the lead re-exports it here ------------------
-from rtbcore.pacing_sim import PACERS, PacingSimResult, simulate_pacing  # noqa: E402
-
-__all__ += ["PACERS", "PacingSimResult", "simulate_pacing"]
-# --- end pacing ----------------------------------------------------------------------------------
+__all__ = ["CREDIT_PRESETS", "CreditSeries", "credit_model", "credit_preset"]
 
 _COLUMNS = (
     "time",
@@ -368,13 +361,3 @@ def credit_preset(name: str, **overrides: Any) -> CreditSeries:
         )
     return credit_model(**{**CREDIT_PRESETS[name], **overrides, "preset": name})
 
-
-def credit_cli(args: argparse.Namespace) -> int:
-    """``rtbcore simulate credit --preset P [--csv F] [--png F] [--seed N]``."""
-    result = credit_preset(args.preset, seed=args.seed)
-    print(result.summary())
-    if args.csv:
-        print(f"wrote {result.to_csv(args.csv)}")
-    if args.png:
-        print(f"wrote {result.plot(args.png)}")
-    return 0

@@ -38,7 +38,6 @@ bidding at 23:00 ("paced through the day").
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,25 +46,15 @@ from typing import Any
 
 import numpy as np
 
+from rtbcore import pacing
 from rtbcore.clearing import AuctionBatch, clear_second_price
 from rtbcore.errors import InvalidInputError
-from rtbcore.pacing import (
-    AdaptivePacer,
-    LinearPacer,
-    PIDPacer,
-    ThrottlingPacer,
-    TieredPacer,
-    learn_profile,
-    value_bid,
-)
 
 __all__ = [
     "PACERS",
     "PacingSimResult",
     "clear_tick",
     "clear_tick_numpy",
-    "demo_section",
-    "pacing_cli",
     "simulate_pacing",
     "traffic_shape",
 ]
@@ -132,9 +121,9 @@ def clear_tick(
 # ---- the pacers under test ---------------------------------------------------------------------
 
 
-def _unpaced(budget: np.ndarray, total: float, seed: int, profile: np.ndarray) -> PIDPacer:
+def _unpaced(budget: np.ndarray, total: float, seed: int, profile: np.ndarray) -> pacing.PIDPacer:
     # Multiplier 1 always (no gains, range [1, 1]): only the hard cap of should_bid acts.
-    return PIDPacer(budget, total, clock=_zero, kp=0.0, ki=0.0, base=1.0, lo=1.0, hi=1.0)
+    return pacing.PIDPacer(budget, total, clock=_zero, kp=0.0, ki=0.0, base=1.0, lo=1.0, hi=1.0)
 
 
 def _zero() -> float:
@@ -146,12 +135,13 @@ def _zero() -> float:
 #: traffic profile learned from a week of history.
 PACERS: dict[str, Callable[[np.ndarray, float, int, np.ndarray], Any]] = {
     "unpaced": _unpaced,
-    "linear": lambda b, total, seed, prof: LinearPacer(total, clock=_zero),
-    "tiered": lambda b, total, seed, prof: TieredPacer(total, clock=_zero),
-    "throttling": lambda b, total, seed, prof: ThrottlingPacer(total, clock=_zero, seed=seed),
-    "pid": lambda b, total, seed, prof: PIDPacer(b, total, clock=_zero, kp=10.0, ki=50.0),
-    "adaptive": lambda b, total, seed, prof: AdaptivePacer(b, prof, total, clock=_zero,
-                                                           kp=10.0, ki=50.0),
+    "linear": lambda b, total, seed, prof: pacing.LinearPacer(total, clock=_zero),
+    "tiered": lambda b, total, seed, prof: pacing.TieredPacer(total, clock=_zero),
+    "throttling": lambda b, total, seed, prof: pacing.ThrottlingPacer(total, clock=_zero,
+                                                                      seed=seed),
+    "pid": lambda b, total, seed, prof: pacing.PIDPacer(b, total, clock=_zero, kp=10.0, ki=50.0),
+    "adaptive": lambda b, total, seed, prof: pacing.AdaptivePacer(b, prof, total, clock=_zero,
+                                                                  kp=10.0, ki=50.0),
 }
 
 _METRICS = (
@@ -365,7 +355,7 @@ def simulate_pacing(
     # a week of (noisy) per-minute traffic history for the adaptive pacer
     minutes = (np.arange(1440) + 0.5) / 60.0
     history = rng.poisson(traffic_shape(minutes)[None, :] * rng.uniform(400, 600, (7, 1)))
-    profile = learn_profile(history, buckets=24)
+    profile = pacing.learn_profile(history, buckets=24)
 
     dt = total / ticks
     hours = (np.arange(ticks) + 0.5) * dt / 3600.0 * (24.0 * 3600.0 / total)
@@ -389,7 +379,7 @@ def simulate_pacing(
         curve = np.zeros((n_snap, c))
         k_snap = 1
         auctions = 0
-        stateful = isinstance(pacer, PIDPacer)
+        stateful = isinstance(pacer, pacing.PIDPacer)
         has_mult = hasattr(pacer, "multiplier")
         for t in range(ticks):
             u_part, u_auc, z_ctr, z_ext = _day_draws(draws, c, a_max)
@@ -397,7 +387,7 @@ def simulate_pacing(
             part = u_part < reach * shape[t]
             mult = pacer.multiplier(spent, budget, elapsed) if has_mult else 1.0
             p_ctr = np.minimum(ctr * np.exp(0.3 * z_ctr - 0.045), 1.0)
-            bid = value_bid(p_ctr, cvr, value, 1.0, mult)
+            bid = pacing.value_bid(p_ctr, cvr, value, 1.0, mult)
             if pacer is None:
                 ok = part
             else:
@@ -471,7 +461,7 @@ def simulate_pacing(
     for p in names:
         r = results[p]
         pacer = PACERS[p](budget[:1], total, seed, profile)
-        if isinstance(pacer, PIDPacer):
+        if isinstance(pacer, pacing.PIDPacer):
             target = pacer.target(snap_hours / 24.0 * total)
         else:
             target = snap_hours / 24.0
@@ -512,22 +502,3 @@ def simulate_pacing(
         params=params,
     )
 
-
-def pacing_cli(args: argparse.Namespace) -> int:
-    """``rtbcore simulate pacing [--campaigns N] [--ticks N] [--seed N] [--csv F] [--png F]``."""
-    result = simulate_pacing(campaigns=args.campaigns, ticks=args.ticks, seed=args.seed,
-                             progress=not args.no_progress)
-    print(result.summary())
-    if args.csv:
-        print(f"wrote {result.to_csv(args.csv)}")
-    if args.png:
-        print(f"wrote {result.plot(args.png)}")
-    return 0
-
-
-def demo_section(args: argparse.Namespace) -> None:
-    """``rtbcore demo``: a pacing day (200 campaigns with --quick, else 1,000; ~5-25 s)."""
-    quick = bool(getattr(args, "quick", False))
-    r = simulate_pacing(campaigns=200 if quick else 1000, ticks=2880,
-                        seed=int(getattr(args, "seed", 0)))
-    print(r.summary())

@@ -1,0 +1,30 @@
+"""``rtbcore simulate pacing`` and ``rtbcore simulate credit``: run a simulation, print its
+summary, and write its CSV and plot when asked."""
+
+from __future__ import annotations
+
+import argparse
+
+from rtbcore.sim.credit import CreditSeries, credit_preset
+from rtbcore.sim.pacing import PacingSimResult, simulate_pacing
+
+
+def pacing(args: argparse.Namespace) -> int:
+    """``rtbcore simulate pacing [--campaigns N] [--ticks N] [--seed N] [--csv F] [--png F]``."""
+    result = simulate_pacing(campaigns=args.campaigns, ticks=args.ticks, seed=args.seed,
+                             progress=not args.no_progress)
+    return _report(result, args)
+
+
+def credit(args: argparse.Namespace) -> int:
+    """``rtbcore simulate credit --preset P [--csv F] [--png F] [--seed N]``."""
+    return _report(credit_preset(args.preset, seed=args.seed), args)
+
+
+def _report(result: PacingSimResult | CreditSeries, args: argparse.Namespace) -> int:
+    print(result.summary())
+    if args.csv:
+        print(f"wrote {result.to_csv(args.csv)}")
+    if args.png:
+        print(f"wrote {result.plot(args.png)}")
+    return 0
