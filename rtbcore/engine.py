@@ -20,7 +20,7 @@ from _rtbcore import _AuctionEngine, _EventLog
 
 from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
-from rtbcore.errors import InvalidInputError
+from rtbcore.errors import InvalidBidError, InvalidInputError
 from rtbcore.records import (
     BID_DTYPE,
     CLOSED_BY,
@@ -217,24 +217,19 @@ class AuctionEngine:
         the engine; whether each is applied or rejected (late / unknown) is decided by its
         worker and reported by :meth:`stats` / :meth:`poll_rejected`.
         """
+        # Python converts (dtypes, scalars broadcast); the core checks lengths and values.
         a = _int_array("auction_ids", auction_ids)
         n = a.shape[0]
         b = _int_array("bidder_ids", bidder_ids)
         p = _float_array("prices", prices)
-        _check_len("bidder_ids", b, n)
-        _check_len("prices", p, n)
-        q = None
-        if quality is not None:
-            q = _float_array("quality", quality, n)
-            _check_len("quality", q, n)
+        q = None if quality is None else _float_array("quality", quality, n)
         k = None
         if kinds is not None:
             kk = _int_array("kinds", kinds, n)
-            _check_len("kinds", kk, n)
-            bad = np.flatnonzero((kk < 0) | (kk > KIND_CANCEL))
-            if bad.size:
+            bad = np.flatnonzero((kk < 0) | (kk > 255))
+            if bad.size:  # would wrap in the uint8 conversion
                 i = int(bad[0])
-                raise InvalidInputError(
+                raise InvalidBidError(
                     f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update) or 2 (cancel)"
                 )
             k = kk.astype(np.uint8)

@@ -27,6 +27,7 @@
 //!   price), 102 lost to a higher bid.
 
 use crate::error::CoreError;
+use crate::record::{Field, Value};
 
 /// OpenRTB loss reason: the bid won.
 pub const LOSS_WON: i32 = 0;
@@ -172,19 +173,19 @@ impl<'a> Batch<'a> {
         for (i, &p) in self.prices.iter().enumerate() {
             if !price_is_valid(p) {
                 return Some(CoreError::InvalidBid {
-                    field: "prices",
+                    field: Field::Price,
                     index: i,
-                    value: p,
-                    msg: "price must be finite and >= 0",
+                    value: Value::Float(p),
+                    msg: "must be finite and >= 0",
                 });
             }
             if let Some(&x) = q.get(i) {
                 if !quality_is_valid(x) {
                     return Some(CoreError::InvalidBid {
-                        field: "quality",
+                        field: Field::Quality,
                         index: i,
-                        value: x,
-                        msg: "quality must be finite and > 0",
+                        value: Value::Float(x),
+                        msg: "must be finite and > 0",
                     });
                 }
             }
@@ -291,17 +292,8 @@ pub struct SegmentOutcome {
 // parameter `Q` says whether a quality slice is present; without it the slice is empty and
 // never read).
 
-#[inline(always)]
-#[allow(clippy::manual_range_contains)] // `&`, not `&&`: branch-free
-fn price_is_valid(p: f64) -> bool {
-    // false for NaN, +inf and negatives
-    (p >= 0.0) & (p <= f64::MAX)
-}
-
-#[inline(always)]
-fn quality_is_valid(q: f64) -> bool {
-    (q > 0.0) & (q <= f64::MAX)
-}
+// The bid rule of `crate::record`, so that clearing and the engine agree on what is valid.
+use crate::record::{price_ok as price_is_valid, quality_ok as quality_is_valid};
 
 #[inline(always)]
 fn sel(c: bool, a: f64, b: f64) -> f64 {
@@ -2187,7 +2179,7 @@ mod tests {
         let b = batch(&off, &p, Some(&q), 0.0);
         assert!(matches!(
             b.first_invalid_bid(),
-            Some(CoreError::InvalidBid { field: "quality", index: 1, .. })
+            Some(CoreError::InvalidBid { field: Field::Quality, index: 1, .. })
         ));
         let r = clear_second_price(&b, 0.0);
         assert_eq!(r.n_invalid, 2);

@@ -72,7 +72,10 @@ use crate::clearing::{
     check_increment, check_slot_ctrs, clear_segment, clear_segment_slots, SinglePrice, SlotPrice,
 };
 use crate::error::CoreError;
-use crate::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
+use crate::record::{
+    check_fields, fields_ok, price_ok, quality_ok, validate_records, BidRecord, Value, KIND_CANCEL,
+    KIND_PLACE, MAX_ID,
+};
 use crate::ring::{BidRing, RingMode, RingOptions, RingReader, Start};
 
 /// `closed_by`: the auction's deadline passed.
@@ -775,42 +778,8 @@ pub struct BidArrays<'a> {
     pub kinds: Option<&'a [u8]>,
 }
 
-fn bad_bid(field: &'static str, index: usize, value: f64, msg: &'static str) -> CoreError {
-    CoreError::InvalidBid { field, index, value, msg }
-}
-
-fn check_bid_values(
-    i: usize,
-    a: i64,
-    b: i64,
-    p: f64,
-    q: f64,
-    k: u8,
-    q_field: &'static str,
-) -> Result<(), CoreError> {
-    if a < 0 {
-        return Err(bad_bid("auction_ids", i, a as f64, "auction id must be >= 0"));
-    }
-    if b < 0 {
-        return Err(bad_bid("bidder_ids", i, b as f64, "bidder id must be >= 0"));
-    }
-    if k > KIND_CANCEL {
-        return Err(bad_bid(
-            "kinds",
-            i,
-            k as f64,
-            "kind must be 0 (place), 1 (update) or 2 (cancel)",
-        ));
-    }
-    if k != KIND_CANCEL {
-        if !(p.is_finite() && p >= 0.0) {
-            return Err(bad_bid("prices", i, p, "price must be finite and >= 0"));
-        }
-        if !(q.is_finite() && q > 0.0) {
-            return Err(bad_bid(q_field, i, q, "quality must be finite and > 0"));
-        }
-    }
-    Ok(())
+fn bad_value(field: &'static str, index: usize, value: Value, msg: &'static str) -> CoreError {
+    CoreError::InvalidValue { field, index, value, msg }
 }
 
 impl Engine {
@@ -950,14 +919,10 @@ impl Engine {
     }
 
     /// Validates records (e.g. read from a ring) and partitions them; a record with
-    /// `timestamp_ns == 0` is stamped with `now_ns`. `field` names the argument in errors.
-    pub fn prepare_records(
-        &self,
-        recs: &[BidRecord],
-        now_ns: u64,
-        field: &'static str,
-    ) -> Result<Prepared, CoreError> {
-        self.intake.prepare_records(recs, now_ns, field)
+    /// `timestamp_ns == 0` is stamped with `now_ns`. Nothing is queued: on error nothing of the
+    /// block is taken.
+    pub fn prepare_records(&self, recs: &[BidRecord], now_ns: u64) -> Result<Prepared, CoreError> {
+        self.intake.prepare_records(recs, now_ns)
     }
 
     /// Waits up to `timeout` until every shard the submission touches has room (a shard that
@@ -1025,19 +990,16 @@ impl Engine {
     /// set (use [`Engine::open_request`] for the engine's defaults).
     pub fn open(&self, reqs: &[OpenRequest]) -> Result<usize, CoreError> {
         for (i, r) in reqs.iter().enumerate() {
-            if r.auction_id > i64::MAX as u64 {
-                return Err(bad_bid(
-                    "auction_ids",
-                    i,
-                    r.auction_id as f64,
-                    "auction id must be >= 0",
-                ));
+            if r.auction_id > MAX_ID {
+                let v = Value::Int(r.auction_id.into());
+                return Err(bad_value("auction_ids", i, v, "must be in 0..=2**63-1"));
             }
-            if !(r.reserve.is_finite() && r.reserve >= 0.0) {
-                return Err(bad_bid("reserve", i, r.reserve, "reserve must be finite and >= 0"));
+            if !price_ok(r.reserve) {
+                let v = Value::Float(r.reserve);
+                return Err(bad_value("reserve", i, v, "must be finite and >= 0"));
             }
             if r.tmax_ns == 0 {
-                return Err(bad_bid("tmax_ms", i, 0.0, "tmax must be > 0"));
+                return Err(bad_value("tmax_ns", i, Value::Int(0), "must be > 0"));
             }
         }
         let w = self.cfg.workers;
@@ -1288,7 +1250,7 @@ impl Intake {
                 caps.iter().map(|&c| self.take_compact(c)).collect();
             for i in 0..n {
                 let (a, b, p) = (aids[i], bidders[i], prices[i]);
-                ok &= (a >= 0) & (b >= 0) & (0.0..f64::INFINITY).contains(&p);
+                ok &= fields_ok(a as u64, b as u64, p, 1.0, KIND_PLACE);
                 parts[shard_of(a as u64, w)].push(CompactBid {
                     auction_id: a as u64,
                     bidder_id: b as u64,
@@ -1302,8 +1264,7 @@ impl Intake {
                 let (a, b, p) = (aids[i], bidders[i], prices[i]);
                 let q = bids.quality.map_or(1.0, |q| q[i]);
                 let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
-                let priced = (0.0..f64::INFINITY).contains(&p) & (q > 0.0) & (q < f64::INFINITY);
-                ok &= (a >= 0) & (b >= 0) & (k <= KIND_CANCEL) & (priced | (k == KIND_CANCEL));
+                ok &= fields_ok(a as u64, b as u64, p, q, k);
                 parts[shard_of(a as u64, w)].push(BidRecord {
                     auction_id: a as u64,
                     bidder_id: b as u64,
@@ -1323,39 +1284,22 @@ impl Intake {
             for i in 0..n {
                 let q = bids.quality.map_or(1.0, |q| q[i]);
                 let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
-                check_bid_values(i, aids[i], bidders[i], prices[i], q, k, "quality")?;
+                check_fields(aids[i].into(), bidders[i].into(), prices[i], q, k)
+                    .map_err(|e| e.at(i))?;
             }
-            // the flag is check_bid_values' rule, so this is not reached; no panic if it were
+            // the flag is check_fields' rule, so this is not reached; no panic if it were
             return Err(CoreError::invalid("prices", "invalid bid"));
         }
         Ok(Prepared { blocks, n })
     }
 
     /// Validates records (e.g. read from a ring) and partitions them; a record with
-    /// `timestamp_ns == 0` is stamped with `now_ns`. `field` names the argument in errors.
-    fn prepare_records(
-        &self,
-        recs: &[BidRecord],
-        now_ns: u64,
-        field: &'static str,
-    ) -> Result<Prepared, CoreError> {
+    /// `timestamp_ns == 0` is stamped with `now_ns`.
+    fn prepare_records(&self, recs: &[BidRecord], now_ns: u64) -> Result<Prepared, CoreError> {
+        validate_records(recs)?;
         let w = self.workers;
         let mut counts = vec![0usize; w];
-        for (i, r) in recs.iter().enumerate() {
-            let (a, b) = (r.auction_id as i64, r.bidder_id as i64);
-            check_bid_values(i, a, b, r.price, r.quality, r.kind, "quality").map_err(
-                |e| match e {
-                    CoreError::InvalidBid { field: f, index, value, msg } => {
-                        CoreError::InvalidBid {
-                            field: if f == "kinds" { field } else { f },
-                            index,
-                            value,
-                            msg,
-                        }
-                    }
-                    e => e,
-                },
-            )?;
+        for r in recs {
             counts[shard_of(r.auction_id, w)] += 1;
         }
         let mut blocks: Vec<Vec<BidRecord>> = counts.iter().map(|&c| self.take_block(c)).collect();
@@ -1438,24 +1382,14 @@ fn attach_loop(intake: Arc<Intake>, mut source: Box<dyn BidSource>, stop: Arc<At
         good.clear();
         let mut bad = 0u64;
         for r in &buf {
-            let ok = check_bid_values(
-                0,
-                r.auction_id as i64,
-                r.bidder_id as i64,
-                r.price,
-                r.quality,
-                r.kind,
-                "quality",
-            )
-            .is_ok();
-            if ok {
+            if r.is_valid() {
                 good.push(*r);
             } else {
                 bad += 1;
             }
         }
         counters.invalid.fetch_add(bad, Ordering::AcqRel);
-        let Ok(p) = intake.prepare_records(&good, mono_ns(), "ring") else {
+        let Ok(p) = intake.prepare_records(&good, mono_ns()) else {
             continue;
         };
         // wait for room, but give up if the engine is closing
@@ -2151,7 +2085,7 @@ impl Worker {
             let (bp, bq) = (self.s_prices[i], self.s_quality[i]);
             let reason = if single && i < self.s_loss.len() {
                 self.s_loss[i]
-            } else if !(bp.is_finite() && bp >= 0.0 && bq.is_finite() && bq > 0.0) {
+            } else if !(price_ok(bp) && quality_ok(bq)) {
                 crate::clearing::LOSS_INVALID
             } else if bp > 0.0 && bp >= reserve {
                 crate::clearing::LOSS_OUTBID

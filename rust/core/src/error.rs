@@ -3,14 +3,20 @@
 
 use std::fmt;
 
+use crate::record::{Field, Value};
+
 /// Every way a core operation can refuse its input or fail. Messages name the field and the
 /// index so a caller can find the bad value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CoreError {
     /// An argument had a bad value or shape: `field` names it, `msg` says what was wrong.
     InvalidInput { field: &'static str, msg: String },
-    /// A bid failed validation; `index` is its position in the flat bid arrays.
-    InvalidBid { field: &'static str, index: usize, value: f64, msg: &'static str },
+    /// One entry of an array argument had a bad value: `field` names the argument, `index` the
+    /// entry, `msg` the rule it broke.
+    InvalidValue { field: &'static str, index: usize, value: Value, msg: &'static str },
+    /// A bid failed the validation rule of [`crate::record`]; `index` is its position in the
+    /// caller's block.
+    InvalidBid { field: Field, index: usize, value: Value, msg: &'static str },
     /// A push/append found no room; the caller keeps the record.
     Full,
     /// The queue or ring was closed; no more input is taken.
@@ -27,8 +33,11 @@ impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreError::InvalidInput { field, msg } => write!(f, "{field}: {msg}"),
-            CoreError::InvalidBid { field, index, value, msg } => {
+            CoreError::InvalidValue { field, index, value, msg } => {
                 write!(f, "{field}[{index}] = {value}: {msg}")
+            }
+            CoreError::InvalidBid { field, index, value, msg } => {
+                write!(f, "{}[{index}] = {value}: {msg}", field.name())
             }
             CoreError::Full => write!(f, "full: no room for the record"),
             CoreError::Closed => write!(f, "closed: no more input is accepted"),

@@ -45,7 +45,7 @@ use crossbeam_utils::CachePadded;
 
 use self::primitive::{copy_in, copy_out, AtomicBool, AtomicU64, Ordering, SlotCell};
 use crate::error::CoreError;
-use crate::record::{BidRecord, KIND_CANCEL};
+use crate::record::{validate_records, BidRecord};
 
 /// std atomics normally; loom's under `--cfg rtbcore_loom` so that loom can model the queue.
 #[cfg(not(rtbcore_loom))]
@@ -132,52 +132,6 @@ mod primitive {
 
 /// Largest capacity a queue may have (records). 2^30 records is 48 GiB.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 30;
-
-/// Checks one bid record: finite price >= 0, finite quality >= 0, a known kind. `index` is its
-/// position in the caller's block, reported in the error.
-#[inline]
-pub fn validate_record(r: &BidRecord, index: usize) -> Result<(), CoreError> {
-    if !(r.price.is_finite() && r.price >= 0.0) {
-        return Err(CoreError::InvalidBid {
-            field: "price",
-            index,
-            value: r.price,
-            msg: "a bid price must be finite and >= 0",
-        });
-    }
-    if !(r.quality.is_finite() && r.quality >= 0.0) {
-        return Err(CoreError::InvalidBid {
-            field: "quality",
-            index,
-            value: r.quality,
-            msg: "a quality score must be finite and >= 0",
-        });
-    }
-    if r.kind > KIND_CANCEL {
-        return Err(CoreError::InvalidBid {
-            field: "kind",
-            index,
-            value: r.kind as f64,
-            msg: "unknown kind (0 place, 1 update, 2 cancel)",
-        });
-    }
-    Ok(())
-}
-
-/// Checks a block of records; the error names the first bad one.
-pub fn validate_records(recs: &[BidRecord]) -> Result<(), CoreError> {
-    // One pass with no early exit on the fast path: the branch is almost never taken.
-    let bad = recs.iter().any(|r| {
-        !(r.price.is_finite() && r.price >= 0.0 && r.quality.is_finite() && r.quality >= 0.0)
-            || r.kind > KIND_CANCEL
-    });
-    if bad {
-        for (i, r) in recs.iter().enumerate() {
-            validate_record(r, i)?;
-        }
-    }
-    Ok(())
-}
 
 /// A bounded lock-free multi-producer multi-consumer queue of [`BidRecord`]s.
 pub struct BidQueue {
@@ -275,7 +229,7 @@ impl BidQueue {
     /// `Err(InvalidBid)` for a bad record.
     #[inline]
     pub fn push(&self, rec: BidRecord) -> Result<bool, CoreError> {
-        validate_record(&rec, 0)?;
+        rec.validate().map_err(|b| b.at(0))?;
         Ok(self.push_valid(std::slice::from_ref(&rec))? == 1)
     }
 
@@ -389,6 +343,7 @@ impl BidQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Field;
     use crate::record::KIND_PLACE;
 
     fn rec(i: u64) -> BidRecord {
@@ -427,14 +382,14 @@ mod tests {
         let mut block = vec![rec(1), rec(2), rec(3)];
         block[2].price = f64::NAN;
         match q.push_many(&block) {
-            Err(CoreError::InvalidBid { field: "price", index: 2, .. }) => {}
+            Err(CoreError::InvalidBid { field: Field::Price, index: 2, .. }) => {}
             other => panic!("{other:?}"),
         }
         block[2].price = 1.0;
         block[1].kind = 9;
         assert!(matches!(
             q.push_many(&block),
-            Err(CoreError::InvalidBid { field: "kind", index: 1, .. })
+            Err(CoreError::InvalidBid { field: Field::Kind, index: 1, .. })
         ));
         assert_eq!(q.len(), 0);
         assert!(BidQueue::new(0).is_err());

@@ -96,7 +96,7 @@ use std::time::{Duration, Instant};
 use memmap2::MmapRaw;
 
 use crate::error::CoreError;
-use crate::queue::validate_records;
+use crate::record::validate_records;
 use crate::record::BidRecord;
 
 /// File magic: "RTBRING" plus a NUL.

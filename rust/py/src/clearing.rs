@@ -18,7 +18,7 @@ use rtbcore_core::clearing::{
 };
 use rtbcore_core::CoreError;
 
-use crate::{detach, to_pyerr};
+use crate::{bid_pyerr, detach, to_pyerr, BidNames};
 
 fn bad(field: &'static str, msg: impl Into<String>) -> PyErr {
     to_pyerr(CoreError::invalid(field, msg))
@@ -114,7 +114,7 @@ impl<'py> BatchViews<'py> {
 fn invalid_count(batch: &Batch<'_>, raise_invalid: bool, n_bad: usize) -> PyResult<usize> {
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
-            return Err(to_pyerr(e));
+            return Err(bid_pyerr(e, BidNames::Arrays));
         }
     }
     Ok(n_bad)

@@ -20,7 +20,7 @@ use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
 use rtbcore_core::ring::{BidRing, RingReader, Start};
 use rtbcore_core::CoreError;
 
-use crate::{detach, to_pyerr};
+use crate::{bid_pyerr, detach, to_pyerr, BidNames};
 
 /// The longest the GIL stays released in one slice of a wait before signals are checked.
 const SLICE: Duration = Duration::from_millis(20);
@@ -212,12 +212,12 @@ impl PyAuctionEngine {
     ) -> PyResult<usize> {
         let ids = need(&auction_ids, "auction_ids")?;
         let r = slice(&reserve, "reserve")?;
-        let t = slice(&tmax_ns, "tmax_ms")?;
+        let t = slice(&tmax_ns, "tmax_ns")?;
         let e = slice(&expected_bids, "expected_bids")?;
         let n = ids.len();
         for (name, len) in [
             ("reserve", r.map(|x| x.len())),
-            ("tmax_ms", t.map(|x| x.len())),
+            ("tmax_ns", t.map(|x| x.len())),
             ("expected_bids", e.map(|x| x.len())),
         ] {
             if let Some(len) = len {
@@ -227,16 +227,6 @@ impl PyAuctionEngine {
                         format!("has {len} entries but auction_ids has {n}"),
                     )));
                 }
-            }
-        }
-        for (i, &a) in ids.iter().enumerate() {
-            if a < 0 {
-                return Err(to_pyerr(CoreError::InvalidBid {
-                    field: "auction_ids",
-                    index: i,
-                    value: a as f64,
-                    msg: "auction id must be >= 0",
-                }));
             }
         }
         let eng = &self.inner;
@@ -280,7 +270,8 @@ impl PyAuctionEngine {
             kinds: slice(&kinds, "kinds")?,
         };
         let eng = &self.inner;
-        let p = detach(py, || eng.prepare(&arrays, mono_ns())).map_err(to_pyerr)?;
+        let p = detach(py, || eng.prepare(&arrays, mono_ns()))
+            .map_err(|e| bid_pyerr(e, BidNames::Arrays))?;
         self.queue_prepared(py, p, timeout_ms)
     }
 
@@ -312,24 +303,8 @@ impl PyAuctionEngine {
             )
         };
         let eng = &self.inner;
-        let p = detach(py, || {
-            let now = mono_ns();
-            eng.prepare_records(&recs, now, "records")
-        })
-        .map_err(|e| match e {
-            CoreError::InvalidBid { field, index, value, msg } => {
-                let field = match field {
-                    "auction_ids" => "records.auction_id",
-                    "bidder_ids" => "records.bidder_id",
-                    "prices" => "records.price",
-                    "quality" => "records.quality",
-                    _ => "records.kind",
-                };
-                CoreError::InvalidBid { field, index, value, msg }
-            }
-            e => e,
-        })
-        .map_err(to_pyerr)?;
+        let p = detach(py, || eng.prepare_records(&recs, mono_ns()))
+            .map_err(|e| bid_pyerr(e, BidNames::Records))?;
         self.queue_prepared(py, p, timeout_ms)
     }
 
@@ -353,29 +328,10 @@ impl PyAuctionEngine {
             kind: if cancel { KIND_CANCEL } else { KIND_PLACE },
             _pad: [0; 7],
         }];
-        if auction_id < 0 || bidder_id < 0 {
-            let (field, v) =
-                if auction_id < 0 { ("auction_id", auction_id) } else { ("bidder_id", bidder_id) };
-            return Err(to_pyerr(CoreError::invalid(
-                field,
-                format!("{field} = {v}: must be >= 0"),
-            )));
-        }
         let p = self
             .inner
-            .prepare_records(&rec, mono_ns(), "kinds")
-            .map_err(|e| match e {
-                CoreError::InvalidBid { field, value, msg, .. } => {
-                    let field = match field {
-                        "prices" => "price",
-                        "quality" => "quality",
-                        f => f,
-                    };
-                    CoreError::invalid(field, format!("{field} = {value}: {msg}"))
-                }
-                e => e,
-            })
-            .map_err(to_pyerr)?;
+            .prepare_records(&rec, mono_ns())
+            .map_err(|e| bid_pyerr(e, BidNames::Scalars))?;
         Ok(self.queue_prepared(py, p, Some(0.0))?.is_some())
     }
 

@@ -13,7 +13,7 @@ mod errors;
 mod queue;
 mod ring;
 
-pub(crate) use errors::to_pyerr;
+pub(crate) use errors::{bid_pyerr, to_pyerr, BidNames};
 
 /// Runs `f` with the GIL released: every bulk call goes through here, so that two Python
 /// threads calling into rtbcore run in parallel.
