@@ -73,7 +73,8 @@ How to read it:
   share the machine and its noise.
 - *median* is the median time of one call over the benchmark's rounds; *throughput* is the
   items one call handles (bids, records, calls, campaigns ...) divided by that median.
-- The benchmarks live in `benches/bench_*.py`; what each row does is in its docstring.
+- The benchmarks live in `benches/bench_*.py`, one module per area; each row's code there
+  says what one call does and which baseline it is compared with.
 - Figures depend on the machine and on its load: a shared or busy machine gives lower and
   noisier figures. Re-run `make bench` on a quiet machine before comparing.
 """
