@@ -61,3 +61,22 @@ def test_block_runs_twice(code: str, tmp_path: Path) -> None:
             timeout=180,
         )
         assert out.returncode == 0, f"run {run} failed:\n{out.stdout}\n{out.stderr}"
+
+
+def _anchors(page: Path) -> set[str]:
+    text = page.read_text()
+    heads = re.findall(r"^#+ (.+)$", FENCE.sub("", text), re.M)
+    slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+    return slugs | set(re.findall(r'<a id="([^"]+)">', text))
+
+
+def test_relative_links_resolve() -> None:
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if "://" in target:
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            assert dest.exists(), f"{page.relative_to(ROOT)}: broken link {target}"
+            if anchor and dest.suffix == ".md":
+                assert anchor in _anchors(dest), f"{page.relative_to(ROOT)}: no anchor {target}"
