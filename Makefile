@@ -40,11 +40,11 @@ test-loom:  ## loom model of the lock-free bid queue (RUSTFLAGS=--cfg rtbcore_lo
 test-py:  ## the Python test suite (needs make install)
 	$(BIN)/pytest
 
-bench: install  ## pytest-benchmark table of rtbcore vs its baselines, with ratios
+bench: install  ## benchmarks of rtbcore vs its baselines: prints the table, writes docs/benchmarks.md
 	mkdir -p out
 	$(BIN)/pytest benches/bench_*.py --benchmark-enable --benchmark-only \
 	    --benchmark-json=out/bench.json --benchmark-columns=median,ops,rounds -p no:randomly
-	$(BIN)/python benches/table.py out/bench.json
+	$(BIN)/python benches/table.py out/bench.json --write docs/benchmarks.md
 
 bench-rust:  ## criterion benches of the core crate
 	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core

@@ -6,7 +6,10 @@ and ``benchmark.extra_info["baseline"] = True`` on the baselines. Each rtbcore r
 with its items/s (from the median) and its ratio to every baseline of its group, all from the
 one run.
 
-    python benches/table.py out/bench.json [--markdown]
+    python benches/table.py out/bench.json [--markdown] [--write docs/benchmarks.md]
+
+``--write PATH`` replaces PATH with a fixed header (how to read the table, the machine) and the
+Markdown table; ``make bench`` writes ``docs/benchmarks.md`` this way.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def _machine(data: dict) -> str:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
     system = f"{info.get('system', '')} {info.get('release', '')}"
+    cores = info.get("cpu", {}).get("count")
+    cpu = f"{cpu} ({cores} logical CPUs)" if cores else cpu
     return f"{cpu}, {system}, python {info.get('python_version', '')}"
 
 
@@ -54,20 +59,55 @@ def build_rows(data: dict) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+HEADER = """\
+# Benchmarks
+
+Written by `make bench` (`benches/table.py --write docs/benchmarks.md`); do not edit by hand.
+
+How to read it:
+
+- Each benchmark is in a *group*; the rtbcore rows of a group sit beside their baselines (pure
+  Python, numpy, the standard library or a well-known package) measured in the same run, and
+  the *ratio* column divides the rtbcore row's throughput by each baseline's. A ratio above 1
+  means rtbcore handled more items per second. Read ratios, not absolute figures: both sides
+  share the machine and its noise.
+- *median* is the median time of one call over the benchmark's rounds; *throughput* is the
+  items one call handles (bids, records, calls, campaigns ...) divided by that median.
+- The benchmarks live in `benches/bench_*.py`, one module per area; each row's code there
+  says what one call does and which baseline it is compared with.
+- Figures depend on the machine and on its load: a shared or busy machine gives lower and
+  noisier figures. Re-run `make bench` on a quiet machine before comparing.
+"""
+
+
+def markdown(data: dict, rows: list[tuple[str, str, str, str, str]]) -> str:
+    header = ("group", "benchmark", "median", "throughput", "ratio (same run)")
+    lines = [
+        f"Machine: {_machine(data)}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", type=Path)
-    ap.add_argument("--markdown", action="store_true", help="print a Markdown table for the README")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--write", type=Path, metavar="PATH",
+                    help="write the header and the Markdown table to PATH (docs/benchmarks.md)")
     args = ap.parse_args()
     data = json.loads(args.json.read_text())
     rows = build_rows(data)
+    if args.write is not None:
+        args.write.write_text(HEADER + "\n" + markdown(data, rows))
+        print(f"wrote {args.write} ({len(rows)} rows)")
     header = ("group", "benchmark", "median", "throughput", "ratio (same run)")
-    print(f"machine: {_machine(data)}; {data.get('datetime', '')}")
+    print(f"machine: {_machine(data)}")
     if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
+        print(markdown(data, rows), end="")
         return
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     for r in (header, *rows):

@@ -5,7 +5,7 @@ An :class:`AuctionBatch` holds many auctions in segment layout: auction ``a`` ow
 clears every auction in Rust with the GIL released and returns numpy arrays; there is no
 per-bid Python object anywhere.
 
-Semantics (the public contract):
+Semantics (the public contract, also in ``docs/clearing.md``; prices are per impression):
 
 - A bid is **eligible** when its price is finite and > 0, its quality is finite and > 0, and its
   price is >= the auction's reserve.

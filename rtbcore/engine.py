@@ -1,9 +1,11 @@
 """The auction engine: a CPU-pinned, sharded worker pool that turns a bid stream into cleared
 auctions.
 
-The core is Rust (``rust/core/src/engine.rs``, bound as ``_rtbcore._AuctionEngine``); this
+The core is Rust (the engine of ``rust/core``, bound as ``_rtbcore._AuctionEngine``); this
 module checks dtypes and shapes, broadcasts scalars, and turns the engine's raw rows into numpy
-structured arrays (:data:`RESULT_DTYPE`, :data:`REJECTED_DTYPE`).
+structured arrays (:data:`RESULT_DTYPE`, :data:`REJECTED_DTYPE`). The semantics (closing,
+ties, rejections, backpressure, the event log) are in ``docs/engine.md``, the internals in
+``docs/design/engine.md``.
 """
 
 from __future__ import annotations

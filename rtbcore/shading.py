@@ -19,7 +19,7 @@ Estimators (``estimator=``):
 * ``"lognormal"``: D ~ LogNormal(mu, sigma) fitted by censored maximum likelihood (exact
   observations as their grid bin, wins as P(D < b), losses as P(D >= b)).
 * ``"naive"``: for comparison only. The distribution of the prices paid on won auctions, the
-  landscape one gets by ignoring losses. It is biased; see the tests and the README.
+  landscape one gets by ignoring losses. It is biased; see ``docs/shading.md`` and the tests.
 
 All estimators produce F at the grid edges; ``win_probability`` interpolates linearly between
 them (flat above ``max_bid``) and ``optimal_bid`` maximizes exactly for that interpolated F.

@@ -5,8 +5,8 @@
   blocks of :data:`BID_DTYPE` with the GIL released.
 - :class:`BidRing` — a ring of fixed-size records in a shared file (default under ``/dev/shm``)
   that any number of processes append to and read from, with persistent named reader cursors,
-  zero-copy numpy views, replay, backpressure or broadcast, and crash recovery. The format and
-  the protocol are documented in ``rust/core/src/ring.rs``.
+  zero-copy numpy views, replay, backpressure or broadcast, and crash recovery. The semantics
+  are in ``docs/streaming.md``, the file format and the protocol in ``docs/design/ring.md``.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ class BidRing:
 
     Make one with :meth:`BidRing.create` (a new file; fails if it exists) and attach to it from
     any process with :meth:`BidRing.open`. Appends validate bid records and return how many fit;
-    readers hold persistent named cursors and read zero-copy numpy views. See the README section
-    "Streaming" for the crash and cursor semantics.
+    readers hold persistent named cursors and read zero-copy numpy views. The cursor, mode and
+    crash semantics are in ``docs/streaming.md``.
     """
 
     def __init__(self, native: Any = None, dtype: Any = None) -> None:

@@ -22,11 +22,11 @@ def synthetic_hour(
     rng: np.random.Generator, n_auctions: int, *, invalid_rate: float = 1e-4
 ) -> AuctionBatch:
     """One hour of a synthetic exchange: ``n_auctions`` auctions with a variable number of
-    bidders (0 to 40, mean ~8), log-normal bids around each bidder's own CPM level, quality
-    scores per bidder, a floor per auction from four publisher tiers, and a few corrupt bids
-    (NaN / negative, at ``invalid_rate``) as buggy bidders send them."""
+    bidders (0 to 40, mean ~8), log-normal bids (per impression) around each bidder's own price
+    level, quality scores per bidder, a floor per auction from four publisher tiers, and a few
+    corrupt bids (NaN / negative, at ``invalid_rate``) as buggy bidders send them."""
     n_bidders = 2_000
-    level = rng.lognormal(0.0, 0.6, n_bidders)  # each bidder's typical CPM
+    level = rng.lognormal(0.0, 0.6, n_bidders)  # each bidder's typical price
     quality_of = np.clip(rng.lognormal(0.0, 0.25, n_bidders), 0.2, 3.0)
     sizes = np.minimum(rng.poisson(rng.choice([3.0, 8.0, 15.0], n_auctions)), 40)
     m = int(sizes.sum())
