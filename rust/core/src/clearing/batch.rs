@@ -1,8 +1,7 @@
 //! The batch: offsets, prices, quality and reserves, checked once.
 
 use crate::error::CoreError;
-use crate::record::{price_ok as price_is_valid, quality_ok as quality_is_valid};
-use crate::record::{Field, Value};
+use crate::record::check_bid;
 
 /// The reserve (floor) price of each auction in a batch.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +16,7 @@ pub struct Batch<'a> {
     pub(super) offsets: &'a [i64],
     pub(super) prices: &'a [f64],
     pub(super) quality: Option<&'a [f64]>,
-    reserve: Reserve<'a>,
+    pub(super) reserve: Reserve<'a>,
 }
 
 impl<'a> Batch<'a> {
@@ -131,32 +130,45 @@ impl<'a> Batch<'a> {
         self.offsets[a] as usize..self.offsets[a + 1] as usize
     }
 
-    /// The first bid whose price or quality is invalid (NaN, infinite, negative price,
-    /// non-positive quality), as the error `on_invalid="raise"` reports: the lowest bid index
-    /// with a bad field (the price is named when both are bad).
-    pub fn first_invalid_bid(&self) -> Option<CoreError> {
-        let q = self.quality.unwrap_or(&[]);
-        for (i, &p) in self.prices.iter().enumerate() {
-            if !price_is_valid(p) {
-                return Some(CoreError::InvalidBid {
-                    field: Field::Price,
-                    index: i,
-                    value: Value::Float(p),
-                    msg: "must be finite and >= 0",
-                });
-            }
-            if let Some(&x) = q.get(i) {
-                if !quality_is_valid(x) {
-                    return Some(CoreError::InvalidBid {
-                        field: Field::Quality,
-                        index: i,
-                        value: Value::Float(x),
-                        msg: "must be finite and > 0",
-                    });
-                }
-            }
+    /// Where auction `a`'s bids end (`offsets[a + 1]`), for a kernel that walks the auctions
+    /// in order and knows where they begin (`start`, the end of auction `a - 1`). The offset is
+    /// read exactly once and checked again: [`Batch::new`] checked the offsets, but a caller
+    /// that shares the arrays with other code (a Python caller can) may change them while a
+    /// kernel runs, and the kernel must then refuse the batch, never index past its slices or
+    /// leave bids without an output.
+    #[inline(always)]
+    pub(super) fn segment_end(&self, a: usize, start: usize) -> Result<usize, CoreError> {
+        // SAFETY: a volatile read of a valid, aligned i64 (an element of the slice), so that
+        // the compiler loads the offset exactly once: the value checked is the value used.
+        let end = unsafe { std::ptr::read_volatile(&self.offsets[a + 1]) };
+        let n = self.prices.len() as u64;
+        // a negative offset is above every length as u64
+        let e = end as u64;
+        let last = a + 2 == self.offsets.len();
+        if e < start as u64 || e > n || (last & (e != n)) {
+            return Err(CoreError::invalid(
+                "offsets",
+                format!(
+                    "offsets[{}] = {end} after offsets[{a}] = {start} (with {n} bids): the \
+                     offsets changed while the batch was being cleared; do not modify a \
+                     batch's arrays during a clearing call",
+                    a + 1
+                ),
+            ));
         }
-        None
+        Ok(e as usize)
+    }
+
+    /// The first bid that fails the bid rule of [`crate::record`] ([`check_bid`]: NaN,
+    /// infinite or negative price, non-positive or non-finite quality, an adjusted bid that
+    /// overflows), as the error `on_invalid="raise"` reports: the lowest bad bid index (the
+    /// price is named when both fields are bad).
+    pub fn first_invalid_bid(&self) -> Option<CoreError> {
+        let q = self.quality;
+        self.prices.iter().enumerate().find_map(|(i, &p)| {
+            let qi = q.map_or(1.0, |q| q[i]);
+            check_bid(p, qi).err().map(|b| b.at(i))
+        })
     }
 }
 

@@ -1,135 +1,183 @@
-//! The batch loops, and the run-time choice between the baseline and the AVX2 kernels.
+//! The batch loops, written once, and the one place that picks the instruction set they run
+//! with.
+//!
+//! A batch operation is a [`Kernel`]: a loop over the auctions, generic over an instruction
+//! set ([`Isa`]). [`run`] asks the CPU which one to use (the answer is cached after the first
+//! call) and runs the loop compiled for it: for AVX2 inside a `#[target_feature(enable =
+//! "avx2")]` function, so that the whole loop and every helper inlined into it are compiled
+//! for AVX2 (wider vectors, one-instruction blends), while the baseline x86_64 build assumes
+//! only SSE2. Adding an instruction set means one token type, its kernels and one arm here.
 
 use super::pricing::price_slots;
-use super::scalar::{segment_single, top_k_any, NET_BRANCHLESS_MAX};
+use super::scalar::{segment_single, top_k_any};
 #[cfg(target_arch = "x86_64")]
-use super::x86::avx2_single::{segment_single_long_avx2, segment_single_short};
-#[cfg(target_arch = "x86_64")]
-use super::x86::avx2_topk::{top_k_long_avx2, top_k_rank_avx2};
-#[cfg(target_arch = "x86_64")]
-use super::x86::{TopKFn, RANK_MAX, SHORT_MAX};
+use super::x86::{Avx2, ADJ_BUF};
 use super::{Batch, SinglePrice, SlotPrice};
+use crate::error::CoreError;
 
-#[inline(always)]
-pub(crate) fn single_into<const Q: bool, const AVX2: bool>(
-    batch: &Batch<'_>,
-    rule: SinglePrice,
-    increment: f64,
-    winner: &mut [i64],
-    price: &mut [f64],
-    min_to_win: &mut [f64],
-    loss_reason: &mut [i32],
-) -> usize {
-    let q_all = batch.quality.unwrap_or(&[]);
-    let mut n_bad = 0;
-    let outs = winner.iter_mut().zip(price.iter_mut());
-    for (a, (off, (w, pr))) in batch.offsets.windows(2).zip(outs).enumerate() {
-        // Batch::new checked 0 = offsets[0] <= ... <= offsets[n] = n_bids
-        let seg = off[0] as usize..off[1] as usize;
-        let q = if Q { &q_all[seg.clone()] } else { &[][..] };
-        let p = &batch.prices[seg.clone()];
-        let (m, l) = (&mut min_to_win[seg.clone()], &mut loss_reason[seg.clone()]);
-        let reserve = batch.reserve_of(a);
-        #[cfg(target_arch = "x86_64")]
-        let (out, bad) = if AVX2 && p.len() <= SHORT_MAX {
-            // SAFETY: AVX2 = true only in `single_into_avx2`, which runs after the CPU was found
-            // to support AVX2; the length is within the short kernel's bound (checked here) and
-            // the other slices are cut from the same range.
-            unsafe { segment_single_short::<Q>(rule, p, q, reserve, increment, m, l) }
-        } else if AVX2 {
-            // SAFETY: as above; the long kernel takes any length.
-            unsafe { segment_single_long_avx2::<Q>(rule, p, q, reserve, increment, m, l) }
-        } else {
-            segment_single::<Q>(rule, p, q, reserve, increment, m, l)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let (out, bad) = segment_single::<Q>(rule, p, q, reserve, increment, m, l);
-        *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
-        *pr = out.price;
-        n_bad += bad;
-    }
-    n_bad
+/// An instruction set the batch loops can run with.
+pub(crate) trait Isa: Copy {
+    /// The AVX2 kernels, when this instruction set has them. A constant for each type, so the
+    /// branches on it fold away.
+    #[cfg(target_arch = "x86_64")]
+    fn avx2(self) -> Option<Avx2>;
 }
 
-/// The same kernels compiled for AVX2 (wider vectors, blends in one instruction), picked at
-/// run time: the baseline x86_64 build only assumes SSE2.
+/// The portable kernels (on x86_64 these use SSE2, part of the baseline).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Baseline;
+
+impl Isa for Baseline {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn avx2(self) -> Option<Avx2> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn avx2(self) -> Option<Avx2> {
+        Some(self)
+    }
+}
+
+/// A batch operation: its loop over the auctions, for any instruction set.
+pub(crate) trait Kernel {
+    type Output;
+    /// Runs the operation with the kernels of `isa`. Implementations are `#[inline(always)]`,
+    /// so that they are compiled into the instruction set's wrapper in [`run`].
+    fn run<I: Isa>(self, isa: I) -> Self::Output;
+}
+
+/// Runs `kernel` with the best instruction set this CPU has.
+pub(crate) fn run<K: Kernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = Avx2::detect() {
+        // SAFETY: an `Avx2` exists only when the CPU supports AVX2, the wrapper's one feature.
+        return unsafe { run_avx2(kernel, avx2) };
+    }
+    kernel.run(Baseline)
+}
+
+/// `kernel` compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn single_into_avx2(
-    batch: &Batch<'_>,
-    rule: SinglePrice,
-    increment: f64,
-    winner: &mut [i64],
-    price: &mut [f64],
-    min_to_win: &mut [f64],
-    loss_reason: &mut [i32],
-) -> usize {
-    if batch.quality.is_some() {
-        single_into::<true, true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
-    } else {
-        single_into::<false, true>(batch, rule, increment, winner, price, min_to_win, loss_reason)
-    }
+fn run_avx2<K: Kernel>(kernel: K, avx2: Avx2) -> K::Output {
+    kernel.run(avx2)
 }
 
-#[inline(always)]
-pub(crate) fn slots_into<const Q: bool, const AVX2: bool>(
-    batch: &Batch<'_>,
-    rule: SlotPrice,
-    ctrs: &[f64],
-    increment: f64,
-    winner: &mut [i64],
-    price: &mut [f64],
-) -> usize {
-    let k = ctrs.len();
-    let q_all = batch.quality.unwrap_or(&[]);
-    let mut buf = vec![(0.0, 0usize); k + 1];
-    let mut n_bad = 0;
-    let outs = winner.chunks_exact_mut(k).zip(price.chunks_exact_mut(k));
-    for (a, (off, (w, pr))) in batch.offsets.windows(2).zip(outs).enumerate() {
-        let seg = off[0] as usize..off[1] as usize;
-        let p = &batch.prices[seg.clone()];
-        let q = if Q { &q_all[seg.clone()] } else { &[][..] };
-        let reserve = batch.reserve_of(a);
-        #[cfg(target_arch = "x86_64")]
-        let (len, bad) = if AVX2 && p.len() <= RANK_MAX && buf.len() <= RANK_MAX {
-            // SAFETY: AVX2 = true only in `slots_into_avx2`, which runs after the CPU was found
-            // to support AVX2; the lengths are within the rank kernel's bounds (checked here).
-            unsafe { top_k_rank_avx2::<Q>(p, q, reserve, &mut buf) }
-        } else if AVX2 && p.len() > NET_BRANCHLESS_MAX && (2..=8).contains(&buf.len()) {
-            // SAFETY: as above (AVX2 checked by the caller of `slots_into_avx2`); `buf` holds
-            // 2..=8 entries (checked here), the length the long kernel is instantiated for.
-            // called through an opaque pointer: inlined here, the long kernel made the
-            // register allocation of the short-auction loop worse (10-bid VCG 1.7x slower)
-            let long: TopKFn = std::hint::black_box(top_k_long_avx2::<Q>);
-            unsafe { long(p, q, reserve, &mut buf) }
+/// Single-slot clearing of every auction of a batch into the caller's outputs (`winner`,
+/// `price`: one per auction; `min_to_win`, `loss_reason`: one per bid). Returns the number of
+/// invalid bids.
+pub(crate) struct Single<'b, 'o> {
+    pub batch: &'b Batch<'b>,
+    pub rule: SinglePrice,
+    pub increment: f64,
+    pub winner: &'o mut [i64],
+    pub price: &'o mut [f64],
+    pub min_to_win: &'o mut [f64],
+    pub loss_reason: &'o mut [i32],
+}
+
+impl Kernel for Single<'_, '_> {
+    type Output = Result<usize, CoreError>;
+
+    #[inline(always)]
+    fn run<I: Isa>(self, isa: I) -> Self::Output {
+        if self.batch.quality.is_some() {
+            self.each::<true, I>(isa)
         } else {
-            top_k_any::<Q>(p, q, reserve, &mut buf)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let (len, bad) = top_k_any::<Q>(p, q, reserve, &mut buf);
-        n_bad += bad;
-        price_slots::<Q>(rule, p, q, reserve, increment, ctrs, &buf[..len], w, pr);
-        for x in w.iter_mut().filter(|x| **x >= 0) {
-            *x += seg.start as i64;
+            self.each::<false, I>(isa)
         }
     }
-    n_bad
 }
 
-/// [`clear_slots_into`] compiled for AVX2, picked at run time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn slots_into_avx2(
-    batch: &Batch<'_>,
-    rule: SlotPrice,
-    ctrs: &[f64],
-    increment: f64,
-    winner: &mut [i64],
-    price: &mut [f64],
-) -> usize {
-    if batch.quality.is_some() {
-        slots_into::<true, true>(batch, rule, ctrs, increment, winner, price)
-    } else {
-        slots_into::<false, true>(batch, rule, ctrs, increment, winner, price)
+impl Single<'_, '_> {
+    #[inline(always)]
+    fn each<const Q: bool, I: Isa>(self, isa: I) -> Result<usize, CoreError> {
+        let Single { batch, rule, increment, winner, price, min_to_win, loss_reason } = self;
+        let q_all = batch.quality.unwrap_or(&[]);
+        let (mut n_bad, mut start) = (0, 0);
+        for (a, (w, pr)) in winner.iter_mut().zip(price.iter_mut()).enumerate() {
+            let end = batch.segment_end(a, start)?;
+            let seg = start..end;
+            start = end;
+            let p = &batch.prices[seg.clone()];
+            let q = if Q { &q_all[seg.clone()] } else { &[][..] };
+            let (m, l) = (&mut min_to_win[seg.clone()], &mut loss_reason[seg.clone()]);
+            let reserve = batch.reserve_of(a);
+            #[cfg(target_arch = "x86_64")]
+            let (out, bad) = match isa.avx2() {
+                Some(avx2) => avx2.segment_single::<Q>(rule, p, q, reserve, increment, m, l),
+                None => segment_single::<Q>(rule, p, q, reserve, increment, m, l),
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let (out, bad) = segment_single::<Q>(rule, p, q, reserve, increment, m, l);
+            *w = if out.winner >= 0 { seg.start as i64 + out.winner } else { -1 };
+            *pr = out.price;
+            n_bad += bad;
+        }
+        Ok(n_bad)
+    }
+}
+
+/// Position-auction clearing of every auction of a batch into the caller's row-major
+/// `[n_auctions, k]` outputs. Returns the number of invalid bids.
+pub(crate) struct Slots<'b, 'o> {
+    pub batch: &'b Batch<'b>,
+    pub rule: SlotPrice,
+    pub ctrs: &'b [f64],
+    pub increment: f64,
+    pub winner: &'o mut [i64],
+    pub price: &'o mut [f64],
+}
+
+impl Kernel for Slots<'_, '_> {
+    type Output = Result<usize, CoreError>;
+
+    #[inline(always)]
+    fn run<I: Isa>(self, isa: I) -> Self::Output {
+        if self.batch.quality.is_some() {
+            self.each::<true, I>(isa)
+        } else {
+            self.each::<false, I>(isa)
+        }
+    }
+}
+
+impl Slots<'_, '_> {
+    #[inline(always)]
+    fn each<const Q: bool, I: Isa>(self, isa: I) -> Result<usize, CoreError> {
+        let Slots { batch, rule, ctrs, increment, winner, price } = self;
+        let k = ctrs.len();
+        let q_all = batch.quality.unwrap_or(&[]);
+        let mut buf = vec![(0.0, 0usize); k + 1];
+        #[cfg(target_arch = "x86_64")]
+        let mut scratch = isa.avx2().map(|_| Box::new([0.0; ADJ_BUF]));
+        let (mut n_bad, mut start) = (0, 0);
+        let outs = winner.chunks_exact_mut(k).zip(price.chunks_exact_mut(k));
+        for (a, (w, pr)) in outs.enumerate() {
+            let end = batch.segment_end(a, start)?;
+            let seg = start..end;
+            start = end;
+            let p = &batch.prices[seg.clone()];
+            let q = if Q { &q_all[seg.clone()] } else { &[][..] };
+            let reserve = batch.reserve_of(a);
+            #[cfg(target_arch = "x86_64")]
+            let (len, bad) = match (isa.avx2(), scratch.as_deref_mut()) {
+                (Some(avx2), Some(s)) => avx2.top_k::<Q>(p, q, reserve, &mut buf, s),
+                _ => top_k_any::<Q>(p, q, reserve, &mut buf),
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let (len, bad) = top_k_any::<Q>(p, q, reserve, &mut buf);
+            n_bad += bad;
+            price_slots::<Q>(rule, p, q, reserve, increment, ctrs, &buf[..len], w, pr);
+            for x in w.iter_mut().filter(|x| **x >= 0) {
+                *x += seg.start as i64;
+            }
+        }
+        Ok(n_bad)
     }
 }

@@ -4,8 +4,10 @@
 //! `offsets[a]..offsets[a+1]`. One call clears every auction with no per-bid allocation.
 //!
 //! Semantics (the public contract, mirrored in the Python docs):
-//! - A bid is *eligible* when its price is finite and > 0, its quality is finite and > 0, and
-//!   its price is >= the auction's reserve.
+//! - A bid is *valid* under the bid rule of [`crate::record`] ([`crate::record::bid_ok`]):
+//!   finite price >= 0, finite quality > 0, and a finite adjusted bid `price × quality` (a
+//!   product that overflows makes the bid invalid). It is *eligible* when it is valid, its price
+//!   is > 0 and >= the auction's reserve.
 //! - Bids rank by adjusted bid `price × quality`, descending; ties go to the lower bid index.
 //! - First price: the top eligible bid wins and pays its own price.
 //! - Second price: the winner `w` pays `min(price_w, max(reserve, adj_2 / q_w) + increment)`;
@@ -22,7 +24,9 @@
 //!   `max(reserve, adj_2 / q_w)` (the reserve when alone); a loser's is the lowest price that ties
 //!   the winning adjusted bid (first price) or the clearing price (second price), converted through
 //!   the qualities and never below the reserve; in an auction with no sale it is the reserve;
-//!   NaN for an invalid bid.
+//!   NaN for an invalid bid; +inf for a valid loser whose quality is so small that no finite
+//!   price ties (the price it would need is above `f64::MAX`). No other output is infinite or
+//!   NaN.
 //! - `loss_reason` (OpenRTB loss codes): 0 won, 3 invalid bid, 100 below floor (including a zero
 //!   price), 102 lost to a higher bid.
 
@@ -37,9 +41,8 @@ mod x86;
 
 pub use batch::{check_increment, check_slot_ctrs, Batch, Reserve};
 
-use dispatch::{single_into, slots_into};
-#[cfg(target_arch = "x86_64")]
-use dispatch::{single_into_avx2, slots_into_avx2};
+use crate::error::CoreError;
+use dispatch::{Single, Slots};
 use pricing::price_slots;
 use scalar::{segment_single, top_k_any};
 
@@ -131,6 +134,11 @@ pub fn clear_segment(
 /// Invalid bids are treated as ineligible (reason 3); the return value is how many there were,
 /// so a caller with `on_invalid="raise"` calls [`Batch::first_invalid_bid`] only when it is > 0.
 ///
+/// # Errors
+/// [`CoreError::InvalidInput`] naming `offsets` when the offsets no longer hold the structure
+/// [`Batch::new`] checked: possible only when the caller shares the arrays with code that
+/// changes them during the call (as a Python caller can). The outputs are then partly written.
+///
 /// # Panics
 /// If an output's length is not `n_auctions` (winner, price) or `n_bids` (the others).
 pub fn clear_single_into(
@@ -141,24 +149,13 @@ pub fn clear_single_into(
     price: &mut [f64],
     min_to_win: &mut [f64],
     loss_reason: &mut [i32],
-) -> usize {
+) -> Result<usize, CoreError> {
     let n = batch.n_auctions();
     assert_eq!(winner.len(), n);
     assert_eq!(price.len(), n);
     assert_eq!(min_to_win.len(), batch.n_bids());
     assert_eq!(loss_reason.len(), batch.n_bids());
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe {
-            single_into_avx2(batch, rule, increment, winner, price, min_to_win, loss_reason)
-        };
-    }
-    if batch.quality.is_some() {
-        single_into::<true, false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
-    } else {
-        single_into::<false, false>(batch, rule, increment, winner, price, min_to_win, loss_reason)
-    }
+    dispatch::run(Single { batch, rule, increment, winner, price, min_to_win, loss_reason })
 }
 
 fn clear_single(batch: &Batch<'_>, rule: SinglePrice, increment: f64) -> ClearingResult {
@@ -170,17 +167,15 @@ fn clear_single(batch: &Batch<'_>, rule: SinglePrice, increment: f64) -> Clearin
         loss_reason: vec![0; m],
         n_invalid: 0,
     };
-    r.n_invalid = clear_single_into(
-        batch,
-        rule,
-        increment,
-        &mut r.winner,
-        &mut r.price,
-        &mut r.min_to_win,
-        &mut r.loss_reason,
-    );
+    let (w, p) = (&mut r.winner, &mut r.price);
+    let (m, l) = (&mut r.min_to_win, &mut r.loss_reason);
+    r.n_invalid = clear_single_into(batch, rule, increment, w, p, m, l).expect(UNSHARED);
     r
 }
+
+/// Why the allocating entry points cannot meet changed offsets: the caller holds shared
+/// borrows of the arrays for the whole call, so nothing can change them.
+const UNSHARED: &str = "a batch's arrays are borrowed for the call and cannot change";
 
 /// First-price clearing of a whole batch.
 pub fn clear_first_price(batch: &Batch<'_>) -> ClearingResult {
@@ -234,6 +229,9 @@ pub fn clear_segment_slots(
 /// `[n_auctions, k]` outputs (every element is written). Invalid bids are ineligible; returns
 /// how many there were. Call [`check_slot_ctrs`] first.
 ///
+/// # Errors
+/// As [`clear_single_into`]: `offsets` changed during the call.
+///
 /// # Panics
 /// If `ctrs` is empty or the outputs are not `n_auctions * ctrs.len()` long.
 pub fn clear_slots_into(
@@ -243,29 +241,21 @@ pub fn clear_slots_into(
     increment: f64,
     winner: &mut [i64],
     price: &mut [f64],
-) -> usize {
+) -> Result<usize, CoreError> {
     let k = ctrs.len();
     assert!(k > 0, "clear_slots_into needs at least one slot");
     let n = batch.n_auctions();
     assert_eq!(winner.len(), n * k);
     assert_eq!(price.len(), n * k);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { slots_into_avx2(batch, rule, ctrs, increment, winner, price) };
-    }
-    if batch.quality.is_some() {
-        slots_into::<true, false>(batch, rule, ctrs, increment, winner, price)
-    } else {
-        slots_into::<false, false>(batch, rule, ctrs, increment, winner, price)
-    }
+    dispatch::run(Slots { batch, rule, ctrs, increment, winner, price })
 }
 
 fn clear_slots(batch: &Batch<'_>, rule: SlotPrice, ctrs: &[f64], increment: f64) -> SlotResult {
     let k = ctrs.len();
     let n = batch.n_auctions();
     let mut r = SlotResult { k, winner: vec![-1; n * k], price: vec![0.0; n * k], n_invalid: 0 };
-    r.n_invalid = clear_slots_into(batch, rule, ctrs, increment, &mut r.winner, &mut r.price);
+    let (w, p) = (&mut r.winner, &mut r.price);
+    r.n_invalid = clear_slots_into(batch, rule, ctrs, increment, w, p).expect(UNSHARED);
     r
 }
 

@@ -32,7 +32,8 @@ pub(crate) fn price_winner(
     reserve: f64,
     increment: f64,
 ) -> (SegmentOutcome, f64) {
-    // a2 = -inf when alone: max(reserve, -inf) = reserve
+    // a2 = -inf when alone: max(reserve, -inf) = reserve. a2 <= a1 = pw * qw (finite, by the
+    // bid rule), so a2 / qw stays finite
     let floor_to_beat = fmax(reserve, a2 / qw);
     let (price, target_adj) = match rule {
         SinglePrice::First => (pw, a1),
@@ -80,7 +81,20 @@ pub(crate) fn price_slots<const Q: bool>(
                     let alpha_next = if j + 1 < k { ctrs[j + 1] } else { 0.0 };
                     total += (ctrs[j] - alpha_next) * fmax(adj_at(j + 1), floor);
                 }
-                total / (ctrs[s] * qi)
+                let per_unit = total / (ctrs[s] * qi);
+                if per_unit <= f64::MAX {
+                    per_unit
+                } else {
+                    // the total or the divisor left the float range (huge or tiny slot
+                    // factors): the same sum with the factors scaled by 1 / ctrs[s], whose
+                    // weights add up to 1, so that it stays below the top adjusted bid
+                    let mut per_adj = 0.0;
+                    for j in s..k {
+                        let alpha_next = if j + 1 < k { ctrs[j + 1] } else { 0.0 };
+                        per_adj += (ctrs[j] - alpha_next) / ctrs[s] * fmax(adj_at(j + 1), floor);
+                    }
+                    per_adj / qi
+                }
             }
         };
         *w = i as i64;

@@ -4,6 +4,8 @@ use super::pricing::{loser_reason, price_winner, NO_SALE};
 #[cfg(target_arch = "x86_64")]
 use super::x86::sse2::top2_sse2;
 use super::{SegmentOutcome, SinglePrice, LOSS_WON};
+// The bid rule of `crate::record`, so that clearing and the engine agree on what is valid.
+use crate::record::bid_ok;
 
 // ---- branch-free building blocks ------------------------------------------------------------
 //
@@ -12,9 +14,6 @@ use super::{SegmentOutcome, SinglePrice, LOSS_WON};
 // comparisons that are false for NaN, no closures on quality when there is none (the const
 // parameter `Q` says whether a quality slice is present; without it the slice is empty and
 // never read).
-
-// The bid rule of `crate::record`, so that clearing and the engine agree on what is valid.
-use crate::record::{price_ok as price_is_valid, quality_ok as quality_is_valid};
 
 #[inline(always)]
 pub(crate) fn sel(c: bool, a: f64, b: f64) -> f64 {
@@ -55,7 +54,7 @@ pub(crate) fn fmin(a: f64, b: f64) -> f64 {
 /// Eligibility and adjusted bid of one bid: `(-inf, valid)` when not eligible.
 #[inline(always)]
 pub(crate) fn adjusted(p: f64, q: f64, reserve: f64) -> (f64, bool) {
-    let valid = price_is_valid(p) & quality_is_valid(q);
+    let valid = bid_ok(p, q);
     let elig = valid & (p > 0.0) & (p >= reserve);
     (sel(elig, p * q, f64::NEG_INFINITY), valid)
 }
@@ -120,7 +119,7 @@ pub(crate) fn write_losers<const Q: bool>(
     if Q {
         let it = p.iter().zip(q).zip(min_to_win.iter_mut().zip(loss_reason.iter_mut()));
         for ((&pi, &qi), (m, r)) in it {
-            let valid = price_is_valid(pi) & quality_is_valid(qi);
+            let valid = bid_ok(pi, qi);
             let elig = valid & (pi > 0.0) & (pi >= reserve);
             *m = sel(valid, fmax(reserve, target_adj / qi), f64::NAN);
             *r = loser_reason(valid, elig);
@@ -129,7 +128,7 @@ pub(crate) fn write_losers<const Q: bool>(
     } else {
         let lose = fmax(reserve, target_adj);
         for (&pi, (m, r)) in p.iter().zip(min_to_win.iter_mut().zip(loss_reason.iter_mut())) {
-            let valid = price_is_valid(pi);
+            let valid = bid_ok(pi, 1.0);
             let elig = valid & (pi > 0.0) & (pi >= reserve);
             *m = sel(valid, lose, f64::NAN);
             *r = loser_reason(valid, elig);
@@ -225,19 +224,6 @@ pub(crate) fn net_insert<const K: usize>(v: &mut [f64; K], ix: &mut [f64; K], ad
     let here = adj > v[0];
     ix[0] = sel_bits(here, i, ix[0]);
     v[0] = sel_bits(here, adj, v[0]);
-}
-
-/// The largest double below `x` (`f64::next_down`, stable only since Rust 1.86; our MSRV is
-/// 1.85). -inf and NaN map to themselves.
-pub(crate) fn next_down(x: f64) -> f64 {
-    if x.is_nan() || x == f64::NEG_INFINITY {
-        return x;
-    }
-    if x == 0.0 {
-        return -f64::from_bits(1);
-    }
-    let b = x.to_bits();
-    f64::from_bits(if x > 0.0 { b - 1 } else { b + 1 })
 }
 
 /// Writes the network's top K into `buf` (best first); returns how many are eligible bids.

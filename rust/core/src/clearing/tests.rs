@@ -1,8 +1,30 @@
-use super::dispatch::{single_into, slots_into};
-use super::scalar::next_down;
+use super::dispatch::{Baseline, Kernel, Single, Slots};
 use super::*;
 use crate::error::CoreError;
 use crate::record::Field;
+
+/// The baseline (non-AVX2) single-slot kernels with increment 0.01, whatever the CPU has.
+fn baseline_single(
+    b: &Batch<'_>,
+    rule: SinglePrice,
+    (winner, price): (&mut [i64], &mut [f64]),
+    (min_to_win, loss_reason): (&mut [f64], &mut [i32]),
+) -> usize {
+    let batch = b;
+    let k = Single { batch, rule, increment: 0.01, winner, price, min_to_win, loss_reason };
+    k.run(Baseline).unwrap()
+}
+
+/// The baseline position-auction kernels with increment 0.01.
+fn baseline_slots(
+    batch: &Batch<'_>,
+    rule: SlotPrice,
+    ctrs: &[f64],
+    winner: &mut [i64],
+    price: &mut [f64],
+) -> usize {
+    Slots { batch, rule, ctrs, increment: 0.01, winner, price }.run(Baseline).unwrap()
+}
 
 fn batch<'a>(off: &'a [i64], p: &'a [f64], q: Option<&'a [f64]>, r: f64) -> Batch<'a> {
     Batch::new(off, p, q, Reserve::Scalar(r)).unwrap()
@@ -82,7 +104,10 @@ fn vcg_matches_hand_computation() {
 /// Naive reference: eligible local indices sorted by (adjusted desc, index asc).
 fn naive_rank(p: &[f64], q: &[f64], r: f64) -> Vec<(f64, usize)> {
     let mut v: Vec<(f64, usize)> = (0..p.len())
-        .filter(|&i| p[i].is_finite() && p[i] > 0.0 && p[i] >= r && q[i].is_finite() && q[i] > 0.0)
+        .filter(|&i| {
+            let finite = p[i].is_finite() && q[i].is_finite() && (p[i] * q[i]).is_finite();
+            finite && p[i] > 0.0 && p[i] >= r && q[i] > 0.0
+        })
         .map(|i| (p[i] * q[i], i))
         .collect();
     v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
@@ -96,7 +121,7 @@ proptest::proptest! {
     /// network for k + 1 <= 8 and insertion above) against the naive sort.
     #[test]
     fn kernels_match_naive_sort(
-        raw in proptest::collection::vec((0u8..12, 0u8..4), 0..70),
+        raw in proptest::collection::vec((0u8..13, 0u8..4), 0..70),
         r in proptest::sample::select(vec![0.0, 0.5, 1.5]),
         k in 1usize..11,
         use_q in proptest::bool::ANY,
@@ -104,6 +129,7 @@ proptest::proptest! {
         let p: Vec<f64> = raw.iter().map(|&(x, _)| match x {
             10 => f64::NAN,
             11 => -1.0,
+            12 => 1.5e308, // times a quality of 2: an adjusted bid that overflows
             x => f64::from(x) * 0.5,
         }).collect();
         let q: Vec<f64> = raw.iter().map(|&(_, y)| if use_q { [0.5, 1.0, 2.0, 0.0][y as usize] } else { 1.0 }).collect();
@@ -138,20 +164,12 @@ proptest::proptest! {
         for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
             let d = clear_slots(&b, rule, &ctrs, 0.01);
             let (mut bw, mut bp) = (vec![0; k], vec![0.0; k]);
-            let bad = if use_q {
-                slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
-            } else {
-                slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
-            };
+            let bad = baseline_slots(&b, rule, &ctrs, &mut bw, &mut bp);
             proptest::prop_assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad));
         }
         let d = clear_second_price(&b, 0.01);
         let (mut bw, mut bp, mut bm, mut br) = (vec![0; 1], vec![0.0; 1], vec![0.0; n], vec![0; n]);
-        let bad = if use_q {
-            single_into::<true, false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
-        } else {
-            single_into::<false, false>(&b, SinglePrice::Second, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
-        };
+        let bad = baseline_single(&b, SinglePrice::Second, (&mut bw, &mut bp), (&mut bm, &mut br));
         proptest::prop_assert_eq!((&d.winner, &d.price, &d.loss_reason, d.n_invalid), (&bw, &bp, &br, bad));
         for (x, y) in d.min_to_win.iter().zip(&bm) {
             proptest::prop_assert!(x == y || (x.is_nan() && y.is_nan()));
@@ -170,7 +188,7 @@ proptest::proptest! {
     #[test]
     fn single_slot_batch_matches_baseline(
         sizes in proptest::collection::vec(0usize..60, 1..12),
-        raw in proptest::collection::vec((0u8..14, 0u8..6), 720),
+        raw in proptest::collection::vec((0u8..15, 0u8..7), 720),
         reserves in proptest::collection::vec(proptest::sample::select(vec![0.0, 0.5, 1.5, 3.0]), 12),
         per_auction in proptest::bool::ANY,
         use_q in proptest::bool::ANY,
@@ -181,10 +199,11 @@ proptest::proptest! {
             11 => -1.0,
             12 => f64::INFINITY,
             13 => -0.0,
+            14 => 1.5e308, // times a quality of 2 or 4: an adjusted bid that overflows
             x => f64::from(x) * 0.5,
         }).collect();
         let q: Vec<f64> = raw[..n].iter()
-            .map(|&(_, y)| [0.5, 1.0, 2.0, 0.0, f64::NAN, 0.3][y as usize])
+            .map(|&(_, y)| [0.5, 1.0, 2.0, 0.0, f64::NAN, 0.3, 4.0][y as usize])
             .collect();
         let qs = if use_q { Some(&q[..]) } else { None };
         let mut off = vec![0i64];
@@ -201,11 +220,7 @@ proptest::proptest! {
         for rule in [SinglePrice::First, SinglePrice::Second] {
             let d = clear_single(&b, rule, 0.01);
             let (mut bw, mut bp, mut bm, mut br) = (vec![0; na], vec![0.0; na], vec![0.0; n], vec![0; n]);
-            let bad = if use_q {
-                single_into::<true, false>(&b, rule, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
-            } else {
-                single_into::<false, false>(&b, rule, 0.01, &mut bw, &mut bp, &mut bm, &mut br)
-            };
+            let bad = baseline_single(&b, rule, (&mut bw, &mut bp), (&mut bm, &mut br));
             proptest::prop_assert_eq!((&d.winner, &d.loss_reason, d.n_invalid), (&bw, &br, bad));
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             proptest::prop_assert_eq!(bits(&d.price), bits(&bp));
@@ -218,11 +233,7 @@ proptest::proptest! {
         for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
             let d = clear_slots(&b, rule, &ctrs, 0.01);
             let (mut bw, mut bp) = (vec![0; na * k], vec![0.0; na * k]);
-            let bad = if use_q {
-                slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
-            } else {
-                slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
-            };
+            let bad = baseline_slots(&b, rule, &ctrs, &mut bw, &mut bp);
             proptest::prop_assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad));
         }
     }
@@ -262,27 +273,11 @@ fn long_position_auctions_match_baseline() {
                 let d = clear_slots(&b, rule, &ctrs, 0.01);
                 let na = sizes.len();
                 let (mut bw, mut bp) = (vec![0; na * k], vec![0.0; na * k]);
-                let bad = if qs.is_some() {
-                    slots_into::<true, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
-                } else {
-                    slots_into::<false, false>(&b, rule, &ctrs, 0.01, &mut bw, &mut bp)
-                };
+                let bad = baseline_slots(&b, rule, &ctrs, &mut bw, &mut bp);
                 assert_eq!((&d.winner, &d.price, d.n_invalid), (&bw, &bp, bad), "k={k}");
             }
         }
     }
-}
-
-#[test]
-fn next_down_steps_one_double_down() {
-    for x in [1.0, 0.1, 3e-320, f64::MAX, f64::INFINITY, -2.5, f64::MIN_POSITIVE] {
-        let d = next_down(x);
-        assert!(d < x, "{x}");
-        assert_eq!(d.to_bits().abs_diff(x.to_bits()), 1, "{x}");
-    }
-    assert_eq!(next_down(0.0), -f64::from_bits(1));
-    assert_eq!(next_down(-0.0), -f64::from_bits(1));
-    assert_eq!(next_down(f64::NEG_INFINITY), f64::NEG_INFINITY);
 }
 
 #[test]
@@ -314,4 +309,72 @@ fn invalid_count_and_first_invalid_across_fields() {
     assert_eq!(r.n_invalid, 2);
     assert_eq!(r.loss_reason, vec![102, 3, 3, 0]);
     assert_eq!(clear_gsp(&b, &[1.0], 0.0).n_invalid, 2);
+}
+
+#[test]
+fn overflowing_adjusted_bids_are_invalid() {
+    // 1e308 × 2 overflows to inf: the bid is invalid (reason 3, counted, named by the price),
+    // and no output holds an infinity
+    let off = [0, 3];
+    let p = [1e308, 5.0, 1.5e308];
+    let q = [2.0, 1.0, 1.0];
+    let b = batch(&off, &p, Some(&q), 0.0);
+    assert!(matches!(
+        b.first_invalid_bid(),
+        Some(CoreError::InvalidBid { field: Field::Price, index: 0, .. })
+    ));
+    for r in [clear_second_price(&b, 0.01), clear_first_price(&b)] {
+        assert_eq!((r.winner[0], r.n_invalid), (2, 1));
+        assert_eq!(r.loss_reason, vec![3, 102, 0]);
+        assert!(r.price[0].is_finite() && r.min_to_win[0].is_nan(), "{r:?}");
+        assert!(r.min_to_win[1..].iter().all(|m| m.is_finite()), "{r:?}");
+    }
+    let g = clear_gsp(&b, &[1.0, 0.5], 0.0);
+    assert_eq!((&g.winner[..], g.n_invalid), (&[2, 1][..], 1));
+    assert!(g.price.iter().all(|x| x.is_finite()), "{g:?}");
+}
+
+#[test]
+fn offsets_changed_after_the_check_are_refused_not_a_panic() {
+    // a batch whose offsets no longer hold what `Batch::new` checked, as when a caller's other
+    // thread rewrites them during the call: every kernel refuses it, the baseline ones too
+    let p = [1.0, 2.0, 3.0, 4.0];
+    for bad in [[0i64, 3, 2, 4], [0, 9, 9, 4], [0, 1, -5, 4], [0, 1, 2, 3], [0, 1, 2, 5]] {
+        let b = Batch { offsets: &bad, prices: &p, quality: None, reserve: Reserve::Scalar(0.0) };
+        let (mut w, mut pr, mut m, mut l) = (vec![0; 3], vec![0.0; 3], vec![0.0; 4], vec![0; 4]);
+        let r = clear_single_into(&b, SinglePrice::Second, 0.0, &mut w, &mut pr, &mut m, &mut l);
+        assert!(matches!(r, Err(CoreError::InvalidInput { field: "offsets", .. })), "{r:?}");
+        let r = Single {
+            batch: &b,
+            rule: SinglePrice::First,
+            increment: 0.0,
+            winner: &mut w,
+            price: &mut pr,
+            min_to_win: &mut m,
+            loss_reason: &mut l,
+        }
+        .run(Baseline);
+        assert!(matches!(r, Err(CoreError::InvalidInput { field: "offsets", .. })), "{r:?}");
+        let (mut w, mut pr) = (vec![0; 6], vec![0.0; 6]);
+        for rule in [SlotPrice::Gsp, SlotPrice::Vcg] {
+            let r = clear_slots_into(&b, rule, &[1.0, 0.5], 0.0, &mut w, &mut pr);
+            assert!(matches!(r, Err(CoreError::InvalidInput { field: "offsets", .. })), "{r:?}");
+        }
+    }
+}
+
+#[test]
+fn vcg_with_extreme_slot_factors_and_qualities_stays_finite() {
+    // bids 5, 3, 1 with qualities 1e300: the total payment (1e10 · 3e300) and its divisor
+    // (1e10 · 1e300) both overflow, which gave NaN; the prices are those of factors 1 / 0.5
+    let off = [0, 3];
+    let p = [5.0, 3.0, 1.0];
+    let q = [1e300; 3];
+    let b = batch(&off, &p, Some(&q), 0.0);
+    for ctrs in [[1e10, 5e9], [1e308, 5e307], [1.0, 0.5]] {
+        let r = clear_vcg(&b, &ctrs);
+        assert_eq!(r.winner, vec![0, 1]);
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y;
+        assert!(close(r.price[0], 2.0) && close(r.price[1], 1.0), "{ctrs:?}: {:?}", r.price);
+    }
 }
