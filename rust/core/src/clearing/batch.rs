@@ -134,29 +134,45 @@ impl<'a> Batch<'a> {
     /// in order and knows where they begin (`start`, the end of auction `a - 1`). The offset is
     /// read exactly once and checked again: [`Batch::new`] checked the offsets, but a caller
     /// that shares the arrays with other code (a Python caller can) may change them while a
-    /// kernel runs, and the kernel must then refuse the batch, never index past its slices or
-    /// leave bids without an output.
+    /// kernel runs, and the kernel must then refuse the batch, never index past its slices.
+    /// After the last auction the kernel calls [`Batch::check_end`].
     #[inline(always)]
     pub(super) fn segment_end(&self, a: usize, start: usize) -> Result<usize, CoreError> {
         // SAFETY: a volatile read of a valid, aligned i64 (an element of the slice), so that
         // the compiler loads the offset exactly once: the value checked is the value used.
         let end = unsafe { std::ptr::read_volatile(&self.offsets[a + 1]) };
-        let n = self.prices.len() as u64;
         // a negative offset is above every length as u64
         let e = end as u64;
-        let last = a + 2 == self.offsets.len();
-        if e < start as u64 || e > n || (last & (e != n)) {
-            return Err(CoreError::invalid(
-                "offsets",
-                format!(
-                    "offsets[{}] = {end} after offsets[{a}] = {start} (with {n} bids): the \
-                     offsets changed while the batch was being cleared; do not modify a \
-                     batch's arrays during a clearing call",
-                    a + 1
-                ),
-            ));
+        if e < start as u64 || e > self.prices.len() as u64 {
+            return Err(self.changed(a, start, end));
         }
         Ok(e as usize)
+    }
+
+    /// Checks that the auctions a kernel walked ended at the last bid (`end`), so that no bid
+    /// was left without an output.
+    #[inline]
+    pub(super) fn check_end(&self, end: usize) -> Result<(), CoreError> {
+        let a = self.n_auctions();
+        match a {
+            _ if end == self.prices.len() => Ok(()),
+            0 => Ok(()),
+            _ => Err(self.changed(a - 1, self.offsets[a - 1].max(0) as usize, end as i64)),
+        }
+    }
+
+    #[cold]
+    fn changed(&self, a: usize, start: usize, end: i64) -> CoreError {
+        CoreError::invalid(
+            "offsets",
+            format!(
+                "offsets[{}] = {end} after offsets[{a}] = {start} (with {} bids): the offsets \
+                 changed while the batch was being cleared; do not modify a batch's arrays \
+                 during a clearing call",
+                a + 1,
+                self.prices.len()
+            ),
+        )
     }
 
     /// The first bid that fails the bid rule of [`crate::record`] ([`check_bid`]: NaN,

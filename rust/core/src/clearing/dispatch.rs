@@ -119,6 +119,7 @@ impl Single<'_, '_> {
             *pr = out.price;
             n_bad += bad;
         }
+        batch.check_end(start)?;
         Ok(n_bad)
     }
 }
@@ -154,8 +155,9 @@ impl Slots<'_, '_> {
         let k = ctrs.len();
         let q_all = batch.quality.unwrap_or(&[]);
         let mut buf = vec![(0.0, 0usize); k + 1];
+        // the long AVX2 top-k kernel's buffer, reused from auction to auction
         #[cfg(target_arch = "x86_64")]
-        let mut scratch = isa.avx2().map(|_| Box::new([0.0; ADJ_BUF]));
+        let mut scratch = Box::new([0.0; ADJ_BUF]);
         let (mut n_bad, mut start) = (0, 0);
         let outs = winner.chunks_exact_mut(k).zip(price.chunks_exact_mut(k));
         for (a, (w, pr)) in outs.enumerate() {
@@ -166,9 +168,9 @@ impl Slots<'_, '_> {
             let q = if Q { &q_all[seg.clone()] } else { &[][..] };
             let reserve = batch.reserve_of(a);
             #[cfg(target_arch = "x86_64")]
-            let (len, bad) = match (isa.avx2(), scratch.as_deref_mut()) {
-                (Some(avx2), Some(s)) => avx2.top_k::<Q>(p, q, reserve, &mut buf, s),
-                _ => top_k_any::<Q>(p, q, reserve, &mut buf),
+            let (len, bad) = match isa.avx2() {
+                Some(avx2) => avx2.top_k::<Q>(p, q, reserve, &mut buf, &mut scratch),
+                None => top_k_any::<Q>(p, q, reserve, &mut buf),
             };
             #[cfg(not(target_arch = "x86_64"))]
             let (len, bad) = top_k_any::<Q>(p, q, reserve, &mut buf);
@@ -178,6 +180,7 @@ impl Slots<'_, '_> {
                 *x += seg.start as i64;
             }
         }
+        batch.check_end(start)?;
         Ok(n_bad)
     }
 }

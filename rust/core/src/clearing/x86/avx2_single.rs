@@ -33,13 +33,15 @@ impl Avx2 {
         let (m, l) = (min_to_win, loss_reason);
         // SAFETY: an `Avx2` exists only when the CPU supports AVX2, all these kernels need.
         unsafe {
+            if p.len() > SHORT_MAX {
+                return long::<Q>(rule, p, q, reserve, increment, m, l);
+            }
             match p.len().div_ceil(4) {
                 0 => (NO_SALE, 0),
                 1 => short::<Q, 1>(rule, p, q, reserve, increment, m, l),
                 2 => short::<Q, 2>(rule, p, q, reserve, increment, m, l),
                 3 => short::<Q, 3>(rule, p, q, reserve, increment, m, l),
-                4 => short::<Q, 4>(rule, p, q, reserve, increment, m, l),
-                _ => long::<Q>(rule, p, q, reserve, increment, m, l),
+                _ => short::<Q, 4>(rule, p, q, reserve, increment, m, l),
             }
         }
     }
@@ -56,6 +58,7 @@ impl Avx2 {
 /// If `p.len()` is outside that range, or the other slices are not `p.len()` long (`q` only
 /// with `Q`).
 #[target_feature(enable = "avx2")]
+#[inline]
 #[allow(clippy::too_many_arguments)]
 fn short<const Q: bool, const NC: usize>(
     rule: SinglePrice,
@@ -68,7 +71,7 @@ fn short<const Q: bool, const NC: usize>(
 ) -> (SegmentOutcome, usize) {
     let n = p.len();
     // once per segment; it also lets the compiler drop the bounds checks of the full chunks
-    assert!(4 * (NC - 1) < n && n <= 4 * NC && n <= SHORT_MAX);
+    assert!(4 * (NC - 1) < n && n <= 4 * NC);
     assert!(min_to_win.len() == n && loss_reason.len() == n && (!Q || q.len() == n));
     let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
     let zero = _mm256_setzero_pd();
@@ -169,6 +172,7 @@ fn short<const Q: bool, const NC: usize>(
 /// # Panics
 /// If `min_to_win`, `loss_reason` and (with `Q`) `q` are not `p.len()` long.
 #[target_feature(enable = "avx2")]
+#[inline]
 #[allow(clippy::too_many_arguments)]
 fn long<const Q: bool>(
     rule: SinglePrice,

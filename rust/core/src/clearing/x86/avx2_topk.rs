@@ -60,6 +60,7 @@ impl Avx2 {
 /// If `n` is outside that range, `NC > 4`, `buf.len() > RANK_MAX`, or with `Q`
 /// `q.len() < p.len()`.
 #[target_feature(enable = "avx2")]
+#[inline]
 fn rank<const Q: bool, const NC: usize>(
     p: &[f64],
     q: &[f64],
@@ -110,7 +111,9 @@ fn rank<const Q: bool, const NC: usize>(
             // a true lane is all ones = -1 as i64
             cnt = _mm256_sub_epi64(cnt, _mm256_castpd_si256(above));
         }
-        ranked[hsum_epi64(cnt) as usize % RANK_MAX] = (*ai, i);
+        let s = _mm_add_epi64(_mm256_castsi256_si128(cnt), _mm256_extracti128_si256::<1>(cnt));
+        let rank = (_mm_cvtsi128_si64(s) + _mm_extract_epi64::<1>(s)) as usize;
+        ranked[rank % RANK_MAX] = (*ai, i);
     }
     let mut len = 0;
     for (slot, r) in buf.iter_mut().zip(ranked.iter()) {
