@@ -172,7 +172,6 @@ fn short<const Q: bool, const NC: usize>(
 /// # Panics
 /// If `min_to_win`, `loss_reason` and (with `Q`) `q` are not `p.len()` long.
 #[target_feature(enable = "avx2")]
-#[inline]
 #[allow(clippy::too_many_arguments)]
 fn long<const Q: bool>(
     rule: SinglePrice,

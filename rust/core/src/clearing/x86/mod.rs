@@ -67,16 +67,20 @@ pub(crate) fn classify4<const Q: bool>(
 ) -> (__m256d, __m256d, __m256d) {
     let zero = _mm256_setzero_pd();
     let big = _mm256_set1_pd(f64::MAX);
-    let mut v = _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero);
+    // the part of the rule that a price above `floor` (> 0) does not already imply: a finite
+    // price, or with a quality a positive quality and a finite product. Eligibility is built
+    // from it without validity, so that a pass that needs only the adjusted bids does not
+    // compute validity at all
     let mut a = x;
-    if Q {
+    let rest = if Q {
         a = _mm256_mul_pd(x, qq);
         let q_ok = _mm256_cmp_pd::<_CMP_GT_OQ>(qq, zero);
-        v = _mm256_and_pd(v, _mm256_and_pd(q_ok, _mm256_cmp_pd::<_CMP_LE_OQ>(a, big)));
+        _mm256_and_pd(q_ok, _mm256_cmp_pd::<_CMP_LE_OQ>(a, big))
     } else {
-        v = _mm256_and_pd(v, _mm256_cmp_pd::<_CMP_LE_OQ>(x, big));
-    }
-    let e = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, floor), v);
+        _mm256_cmp_pd::<_CMP_LE_OQ>(x, big)
+    };
+    let v = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, zero), rest);
+    let e = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x, floor), rest);
     (v, e, _mm256_blendv_pd(_mm256_set1_pd(f64::NEG_INFINITY), a, e))
 }
 
