@@ -25,13 +25,14 @@ def _read_1d(name: str, x: Any, n: int | None) -> np.ndarray:
     return a
 
 
-def float_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+def float_array(name: str, x: Any, n: int | None = None, *, bools: bool = True) -> np.ndarray:
     """``x`` as a contiguous 1-D float64 array, converted once (a float64 contiguous array is
-    used as is). With ``n``, a scalar is broadcast to ``n`` entries."""
+    used as is). With ``n``, a scalar is broadcast to ``n`` entries. ``bools=False`` refuses a
+    boolean array (``True`` is not a price)."""
     if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1 and x.flags.c_contiguous:
         return x
     a = _read_1d(name, x, n)
-    if a.dtype.kind not in "biuf":
+    if a.dtype.kind not in ("biuf" if bools else "iuf"):
         raise InvalidInputError(f"{name}: expected numbers, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=np.float64)
 

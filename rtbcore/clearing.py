@@ -32,15 +32,26 @@ Semantics (the public contract, also in ``docs/clearing.md``; prices are per imp
 - ``loss_reason`` (OpenRTB loss codes): 0 won, 3 invalid bid (NaN / inf / negative price, NaN /
   inf / zero / negative quality), 100 below floor (including a zero price), 102 lost to a higher
   bid.
-- ``on_invalid="raise"`` (default) raises :class:`~rtbcore.errors.InvalidBidError` naming the
-  lowest bad bid index and its field; ``on_invalid="skip"`` treats invalid bids as ineligible,
-  reports them with reason 3 and counts them in ``n_invalid``.
+- A bid is **invalid** when its price is NaN, infinite or negative, its quality is NaN,
+  infinite, zero or negative, or its adjusted bid ``price * quality`` overflows to infinity
+  (both finite, but the product is above 1.8e308). ``on_invalid="raise"`` (default) raises
+  :class:`~rtbcore.errors.InvalidBidError` naming the lowest bad bid index and its field (an
+  overflowing product names the price); ``on_invalid="skip"`` treats invalid bids as
+  ineligible, reports them with reason 3 and counts them in ``n_invalid``.
+- No result holds an infinity or a NaN except where stated: ``min_to_win`` is NaN for an
+  invalid bid, and ``+inf`` for a valid losing bid whose quality is so small that no finite
+  price could tie the winner (the price it would need is above 1.8e308).
+- Position auctions allocate ``n_auctions * len(slot_ctrs)`` output slots (16 bytes each); a
+  call that would need more than :data:`MAX_SLOT_OUTPUT_BYTES` raises
+  :class:`~rtbcore.errors.InvalidInputError` with the size it would need.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
-from typing import Literal
+from decimal import Decimal
+from typing import Any, Literal
 
 import _rtbcore
 import numpy as np
@@ -63,6 +74,7 @@ __all__ = [
     "LOSS_INVALID",
     "LOSS_BELOW_FLOOR",
     "LOSS_OUTBID",
+    "MAX_SLOT_OUTPUT_BYTES",
 ]
 
 OnInvalid = Literal["raise", "skip"]
@@ -76,8 +88,32 @@ LOSS_BELOW_FLOOR = 100
 #: OpenRTB loss reason: lost to a higher bid.
 LOSS_OUTBID = 102
 
+#: The largest output one position-auction call allocates: ``n_auctions * len(slot_ctrs)``
+#: slots of an int64 winner and a float64 price (16 bytes a slot). A larger call raises
+#: :class:`~rtbcore.errors.InvalidInputError` naming the size it would need; clear fewer
+#: auctions per call, or set this higher (it is read at each call).
+MAX_SLOT_OUTPUT_BYTES = 4 * 2**30
+
+
+def _number(name: str, x: Any) -> float:
+    """A real-number argument as a float: an int, float, Decimal, Fraction or numpy number (or a
+    0-d array of one), not a bool, a string or None."""
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf":
+        x = x.item()
+    if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real | Decimal):
+        shown = repr(x) if len(repr(x)) <= 40 else f"a {type(x).__name__}"
+        raise InvalidInputError(f"{name}: expected a number, got {shown}")
+    try:
+        return float(x)
+    except OverflowError:
+        raise InvalidInputError(f"{name}: {type(x).__name__} too large for a float64") from None
+
 
 def _on_invalid(on_invalid: str) -> bool:
+    if not isinstance(on_invalid, str):
+        raise InvalidInputError(
+            f"on_invalid: expected 'raise' or 'skip', got {type(on_invalid).__name__}"
+        )
     if on_invalid == "raise":
         return True
     if on_invalid == "skip":
@@ -93,8 +129,12 @@ class AuctionBatch:
     - ``offsets`` int64[n_auctions + 1]: auction ``a`` owns bids ``offsets[a]:offsets[a+1]``;
       ``offsets[0] == 0``, non-decreasing, ``offsets[-1] == n_bids``.
     - ``prices`` float64[n_bids]; ``quality`` float64[n_bids] or None (all 1.0);
-      ``bidders`` int64[n_bids] or None (carried along: results map winners to bidder ids).
+      ``bidders`` int64[n_bids] or None (carried along: results map winners to bidder ids);
+      bidder ids are >= 0, since -1 marks an auction without a sale in ``result.bidder``.
     - ``reserve``: one number for every auction, or float64[n_auctions]; finite and >= 0.
+
+    Booleans are refused where numbers are expected (``prices``, ``quality``, ``reserve``), and
+    so are strings (``reserve="0.5"``).
 
     Arrays of another dtype (float32, Python lists) or non-contiguous views are converted once
     here; float64 / int64 contiguous arrays are used without a copy. The structure (offsets,
@@ -116,8 +156,8 @@ class AuctionBatch:
         reserve: float | npt.ArrayLike = 0.0,
     ) -> None:
         self._offsets = _int_array("offsets", offsets)
-        self._prices = _float_array("prices", prices)
-        self._quality = None if quality is None else _float_array("quality", quality)
+        self._prices = _float_array("prices", prices, bools=False)
+        self._quality = None if quality is None else _float_array("quality", quality, bools=False)
         if bidders is None:
             self._bidders = None
         else:
@@ -127,13 +167,17 @@ class AuctionBatch:
                     f"bidders: has {self._bidders.shape[0]} entries but prices has "
                     f"{self._prices.shape[0]}"
                 )
-        if np.ndim(reserve) == 0:
-            try:
-                self._reserve: float | np.ndarray = float(reserve)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"reserve: expected a number, got {reserve!r}") from None
+            if self._bidders.size and int(self._bidders.min()) < 0:
+                i = int(np.flatnonzero(self._bidders < 0)[0])
+                raise InvalidInputError(
+                    f"bidders[{i}] = {self._bidders[i]}: must be >= 0 (-1 marks an auction "
+                    "without a sale in result.bidder)"
+                )
+        scalar = reserve is None or np.isscalar(reserve)
+        if scalar or (isinstance(reserve, np.ndarray) and reserve.ndim == 0):
+            self._reserve: float | np.ndarray = _number("reserve", reserve)
         else:
-            self._reserve = _float_array("reserve", reserve)
+            self._reserve = _float_array("reserve", reserve, bools=False)
         _rtbcore.check_auction_batch(self._offsets, self._prices, self._quality, self._reserve)
 
     @classmethod
@@ -259,11 +303,12 @@ def _single(batch: AuctionBatch, rule: str, increment: float, on_invalid: str) -
     # uninitialised outputs (the kernel writes every element), recycled by the output pool when
     # large; allocated here, so that running out of memory is a plain MemoryError
     empty = output_pool.empty
+    inc = _number("increment", increment)
     w, p = empty(max(n, 0), np.int64), empty(max(n, 0), np.float64)
     mtw, reason = empty(m, np.float64), empty(m, np.int32)
     n_bad = _rtbcore.clear_single(
-        batch._offsets, batch._prices, batch._quality, batch._reserve, rule, float(increment),
-        raise_invalid, w, p, mtw, reason,
+        batch._offsets, batch._prices, batch._quality, batch._reserve, rule, inc, raise_invalid,
+        w, p, mtw, reason,
     )
     return ClearingResult(w, p, mtw, reason, n_bad, batch._winner_bidders(w))
 
@@ -273,12 +318,21 @@ def _slots(
 ) -> SlotResult:
     _check_batch(batch)
     raise_invalid = _on_invalid(on_invalid)
-    ctrs = _float_array("slot_ctrs", slot_ctrs)
+    ctrs = _float_array("slot_ctrs", slot_ctrs, bools=False)
+    inc = _number("increment", increment)
     shape = (max(batch.n_auctions, 0), ctrs.shape[0])
+    need = shape[0] * shape[1] * 16
+    if need > MAX_SLOT_OUTPUT_BYTES:
+        raise InvalidInputError(
+            f"slot_ctrs: {shape[0]} auctions x {shape[1]} slots need {need / 2**30:.2f} GiB of "
+            f"output ({need} bytes: an int64 winner and a float64 price per slot), more than "
+            f"MAX_SLOT_OUTPUT_BYTES = {MAX_SLOT_OUTPUT_BYTES / 2**30:g} GiB; clear fewer auctions "
+            "per call or use fewer slots"
+        )
     w, p = output_pool.empty(shape, np.int64), output_pool.empty(shape, np.float64)
     n_bad = _rtbcore.clear_slots(
-        batch._offsets, batch._prices, batch._quality, batch._reserve, ctrs, rule,
-        float(increment), raise_invalid, w, p,
+        batch._offsets, batch._prices, batch._quality, batch._reserve, ctrs, rule, inc,
+        raise_invalid, w, p,
     )
     return SlotResult(w, p, n_bad, batch._winner_bidders(w))
 

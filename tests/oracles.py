@@ -47,7 +47,8 @@ def bid_range(lo: int, hi: int, *, bidder: int | None = None, quality_mod: int |
 
 
 def valid(p: float, q: float) -> bool:
-    return math.isfinite(p) and p >= 0 and math.isfinite(q) and q > 0
+    """The bid rule: finite price >= 0, finite quality > 0, and a finite adjusted bid p * q."""
+    return math.isfinite(p) and p >= 0 and math.isfinite(q) and q > 0 and math.isfinite(p * q)
 
 
 def eligible(p: float, q: float, r: float) -> bool:

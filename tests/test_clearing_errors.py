@@ -202,3 +202,122 @@ def test_mutating_a_batch_after_construction_is_rechecked():
     b.offsets[1] = 5  # the user's array, used without a copy
     with pytest.raises(InvalidInputError, match="offsets"):
         clear_second_price(b)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(prices=[True, False, True]), r"^prices: expected numbers, got dtype bool"),
+        (dict(prices=np.ones(3, dtype=bool)), r"^prices: expected numbers, got dtype bool"),
+        (dict(quality=[True, True, True]), r"^quality: expected numbers, got dtype bool"),
+        (dict(reserve=True), r"^reserve: expected a number, got True"),
+        (dict(reserve=np.bool_(False)), r"^reserve: expected a number"),
+        (dict(reserve=[True]), r"^reserve: expected numbers, got dtype bool"),
+        (dict(reserve="0.5"), r"^reserve: expected a number, got '0.5'"),
+        (dict(reserve=b"0.5"), r"^reserve: expected a number"),
+        (dict(reserve=np.array("0.5")), r"^reserve: expected a number"),
+        (dict(reserve=None), r"^reserve: expected a number, got None"),
+        (dict(reserve=10**400), r"^reserve: int too large for a float64"),
+        (dict(reserve=[[0.1, 0.2], [0.3]]), r"^reserve: cannot be read as an array"),
+        (dict(bidders=[7, -1, 3]), r"^bidders\[1\] = -1: must be >= 0 \(-1 marks an auction"),
+        (dict(bidders=[0, 1, -2**63]), r"^bidders\[2\] = -9223372036854775808: must be >= 0"),
+    ],
+)
+def test_batch_refuses_bools_strings_and_negative_bidders(kw, match):
+    args = dict(offsets=[0, 3], prices=P) | kw
+    with pytest.raises(InvalidInputError, match=match):
+        AuctionBatch(**args)
+
+
+def test_numbers_of_other_types_are_still_accepted():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for r in (1, 0.5, np.float32(0.5), np.int8(1), np.array(0.5), Decimal("0.5"), Fraction(1, 2)):
+        assert AuctionBatch([0, 3], P, reserve=r).reserve == float(r)
+    assert clear_second_price(AuctionBatch([0, 3], P, bidders=[0, 5, 9])).bidder.tolist() == [9]
+
+
+BAD_VALUES = ["x", "0.5", None, True, 10**400, [[1.0]], np.ones((2, 2)), b"1", object(), 1j]
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=repr)
+def test_every_clearing_argument_raises_a_library_error(bad):
+    """Bad values of every type, for every argument of the clearing entry points: always a
+    class of rtbcore.errors (never a bare ValueError / TypeError / OverflowError)."""
+    b = AuctionBatch([0, 2, 3], P, quality=[1.0, 1.0, 1.0])
+    calls = {
+        "offsets": lambda: AuctionBatch(bad, P),
+        "prices": lambda: AuctionBatch([0, 3], bad),
+        "quality": lambda: AuctionBatch([0, 3], P, quality=bad),
+        "bidders": lambda: AuctionBatch([0, 3], P, bidders=bad),
+        "reserve": lambda: AuctionBatch([0, 3], P, reserve=bad),
+        "sizes": lambda: AuctionBatch.from_sizes(bad, P),
+        "batch": lambda: clear_second_price(bad),
+        "increment": lambda: clear_second_price(b, increment=bad),
+        "on_invalid": lambda: clear_first_price(b, on_invalid=bad),
+        "gsp slot_ctrs": lambda: clear_gsp(b, bad),
+        "gsp increment": lambda: clear_gsp(b, [1.0], increment=bad),
+        "gsp on_invalid": lambda: clear_gsp(b, [1.0], on_invalid=bad),
+        "vcg slot_ctrs": lambda: clear_vcg(b, bad),
+        "vcg on_invalid": lambda: clear_vcg(b, [1.0], on_invalid=bad),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except InvalidInputError:
+            pass
+        except Exception as e:  # noqa: BLE001 - the assertion names what escaped
+            pytest.fail(f"{name}={bad!r} raised {type(e).__name__}: {e}")
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=repr)
+def test_native_output_buffer_functions_raise_library_errors(bad):
+    """The native calls that write into caller buffers, with a bad value for each argument."""
+    off, p = np.array([0, 3]), np.array(P)
+
+    def single(**kw):
+        args = dict(offsets=off, prices=p, quality=None, reserve=0.0, rule="second",
+                    increment=0.0, raise_invalid=True, winner=np.empty(1, np.int64),
+                    price=np.empty(1), min_to_win=np.empty(3), loss_reason=np.empty(3, np.int32))
+        return _rtbcore.clear_single(**(args | kw))
+
+    def slots(**kw):
+        args = dict(offsets=off, prices=p, quality=None, reserve=0.0, slot_ctrs=np.ones(1),
+                    rule="gsp", increment=0.0, raise_invalid=True,
+                    winner=np.empty((1, 1), np.int64), price=np.empty((1, 1)))
+        return _rtbcore.clear_slots(**(args | kw))
+
+    single_args = ["offsets", "prices", "quality", "reserve", "rule", "increment",
+                   "raise_invalid", "winner", "price", "min_to_win", "loss_reason"]
+    slot_args = ["offsets", "prices", "quality", "reserve", "slot_ctrs", "rule", "increment",
+                 "raise_invalid", "winner", "price"]
+    for fn, names in ((single, single_args), (slots, slot_args)):
+        for name in names:
+            if name == "quality" and bad is None:
+                continue  # None is a valid quality (all 1.0)
+            if name == "raise_invalid" and bad is True:
+                continue
+            try:
+                fn(**{name: bad})
+            except InvalidInputError:
+                pass
+            except Exception as e:  # noqa: BLE001 - the assertion names what escaped
+                pytest.fail(f"{fn.__name__} {name}={bad!r} raised {type(e).__name__}: {e}")
+            else:
+                pytest.fail(f"{fn.__name__} {name}={bad!r} was accepted")
+
+
+def test_native_scalar_arguments_are_named():
+    off, p = np.array([0, 3]), np.array(P)
+    outs = (np.empty(1, np.int64), np.empty(1), np.empty(3), np.empty(3, np.int32))
+    with pytest.raises(InvalidInputError, match=r"^increment: expected a number, got str"):
+        _rtbcore.clear_single(off, p, None, 0.0, "second", "0.5", True, *outs)
+    with pytest.raises(InvalidInputError, match=r"^increment: int too large for a float64"):
+        _rtbcore.clear_single(off, p, None, 0.0, "second", 10**400, True, *outs)
+    with pytest.raises(InvalidInputError, match=r"^raise_invalid: expected True or False"):
+        _rtbcore.clear_single(off, p, None, 0.0, "second", 0.0, None, *outs)
+    with pytest.raises(InvalidInputError, match=r"^rule: expected 'first' or 'second', got int"):
+        _rtbcore.clear_single(off, p, None, 0.0, 1, 0.0, True, *outs)
+    with pytest.raises(InvalidInputError, match=r"^reserve: expected a number"):
+        _rtbcore.clear_single(off, p, None, True, "second", 0.0, True, *outs)

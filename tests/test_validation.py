@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 import rtbcore
-from rtbcore import KIND_CANCEL, KIND_PLACE, AuctionBatch, AuctionEngine, BidQueue, BidRing, make_bids
+from rtbcore import (
+    KIND_CANCEL,
+    KIND_PLACE,
+    AuctionBatch,
+    AuctionEngine,
+    BidQueue,
+    BidRing,
+    make_bids,
+)
 from rtbcore.errors import InvalidBidError
 
 #: (what is wrong, the record, the field an error names, accepted by the rule)
@@ -18,6 +26,7 @@ CASES = [
     ("unknown kind", make_bids(7, 1, 1.0, 1.0, 3), "kind", False),
     ("auction id 2**63", make_bids(2**63, 1, 1.0, 1.0, KIND_PLACE), "auction_id", False),
     ("bidder id 2**64-1", make_bids(7, 2**64 - 1, 1.0, 1.0, KIND_PLACE), "bidder_id", False),
+    ("price × quality overflows", make_bids(7, 1, 1e308, 2.0, KIND_PLACE), "price", False),
     ("cancel with quality 0", make_bids(7, 1, np.nan, 0.0, KIND_CANCEL), "", True),
     ("price 0, quality 1", make_bids(7, 1, 0.0, 1.0, KIND_PLACE), "", True),
 ]
@@ -59,11 +68,22 @@ def test_clearing_refuses_what_the_intake_refuses(quality: float) -> None:
         BidQueue(4).push_many(make_bids(1, 1, 1.0, quality))
 
 
+def test_clearing_refuses_an_overflowing_adjusted_bid_as_the_intake_does() -> None:
+    batch = AuctionBatch(np.array([0, 2]), np.array([2.0, 1e308]), np.array([1.0, 2.0]))
+    match = r"^prices\[1\] = 1e308: price × quality overflows"
+    with pytest.raises(InvalidBidError, match=match):
+        rtbcore.clear_second_price(batch)
+    with pytest.raises(InvalidBidError, match=r"^price\[0\] = 1e308: price × quality"):
+        BidQueue(4).push_many(make_bids(1, 1, 1e308, 2.0))
+
+
 def test_huge_values_print_compactly() -> None:
-    with pytest.raises(InvalidBidError, match=r"^records\.price\[1\] = -1e308: must be finite") as e:
+    match = r"^records\.price\[1\] = -1e308: must be finite"
+    with pytest.raises(InvalidBidError, match=match) as e:
         with AuctionEngine(workers=1, pin=False) as eng:
             eng.submit_records(make_bids([1, 2], 1, [1.0, -1e308]))
     assert len(str(e.value)) < 80
-    with pytest.raises(InvalidBidError, match=r"^auction_ids\[0\] = -5: must be in 0\.\.=2\*\*63-1"):
+    match = r"^auction_ids\[0\] = -5: must be in 0\.\.=2\*\*63-1"
+    with pytest.raises(InvalidBidError, match=match):
         with AuctionEngine(workers=1, pin=False) as eng:
             eng.submit([-5], [1], [1.0])

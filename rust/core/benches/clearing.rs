@@ -27,12 +27,20 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("second_price_{per}"), |b| {
             b.iter(|| {
                 clear_single_into(&batch, SinglePrice::Second, 0.01, &mut w, &mut p, &mut m, &mut r)
+                    .unwrap()
             })
         });
         let ctrs = [1.0, 0.8, 0.6, 0.4, 0.2];
         let (mut ws, mut ps) = (vec![0i64; n * 5], vec![0.0; n * 5]);
+        g.bench_function(format!("gsp5_{per}"), |b| {
+            b.iter(|| {
+                clear_slots_into(&batch, SlotPrice::Gsp, &ctrs, 0.0, &mut ws, &mut ps).unwrap()
+            })
+        });
         g.bench_function(format!("vcg5_{per}"), |b| {
-            b.iter(|| clear_slots_into(&batch, SlotPrice::Vcg, &ctrs, 0.0, &mut ws, &mut ps))
+            b.iter(|| {
+                clear_slots_into(&batch, SlotPrice::Vcg, &ctrs, 0.0, &mut ws, &mut ps).unwrap()
+            })
         });
     }
     g.finish();

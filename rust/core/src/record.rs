@@ -10,9 +10,10 @@
 //! - `auction_id` and `bidder_id` are at most [`MAX_ID`] (2^63 - 1): results carry ids as
 //!   signed 64-bit integers, where -1 means "no winner";
 //! - `kind` is [`KIND_PLACE`], [`KIND_UPDATE`] or [`KIND_CANCEL`];
-//! - a place or update has a finite `price >= 0` and a finite `quality > 0` (clearing's own
+//! - a place or update has a finite `price >= 0`, a finite `quality > 0` (clearing's own
 //!   rule: a quality of 0 would make a bid's score 0 and its second-price charge a division by
-//!   zero); a cancel's price and quality are not read, so they are not checked.
+//!   zero) and a finite adjusted bid `price × quality` (an infinite score could not be ranked
+//!   or priced); a cancel's price and quality are not read, so they are not checked.
 
 use std::fmt;
 
@@ -109,11 +110,48 @@ pub fn quality_ok(q: f64) -> bool {
     (q > 0.0) & (q <= f64::MAX)
 }
 
+/// The adjusted-bid rule: `price × quality` is finite (false for NaN). With a valid price and
+/// quality this is the only way the two can still fail together: near `f64::MAX` the product
+/// overflows to infinity.
+#[inline(always)]
+pub fn score_ok(price: f64, quality: f64) -> bool {
+    price * quality <= f64::MAX
+}
+
+/// The rule of a priced bid (a place or an update), branch-free: [`price_ok`], [`quality_ok`]
+/// and [`score_ok`]. A kernel may test the equivalent `price >= 0 & quality > 0 & price ×
+/// quality <= f64::MAX`: a finite product of a non-negative and a positive factor implies that
+/// both are finite.
+#[inline(always)]
+pub fn bid_ok(price: f64, quality: f64) -> bool {
+    price_ok(price) & quality_ok(quality) & score_ok(price, quality)
+}
+
+/// [`bid_ok`] with the reason a bid fails it (the price is named first, then the quality; an
+/// overflowing product names the price).
+pub fn check_bid(price: f64, quality: f64) -> Result<(), BadField> {
+    let bad = |field, value, msg| Err(BadField { field, value: Value::Float(value), msg });
+    if !price_ok(price) {
+        return bad(Field::Price, price, "must be finite and >= 0");
+    }
+    if !quality_ok(quality) {
+        return bad(Field::Quality, quality, "must be finite and > 0");
+    }
+    if !score_ok(price, quality) {
+        return bad(
+            Field::Price,
+            price,
+            "price × quality overflows: the adjusted bid must be finite (at most 1.8e308)",
+        );
+    }
+    Ok(())
+}
+
 /// The whole rule as one branch-free flag, for the fast path over a block. Signed ids are
 /// passed as `id as u64`, so a negative one is above [`MAX_ID`] and fails.
 #[inline(always)]
 pub fn fields_ok(auction_id: u64, bidder_id: u64, price: f64, quality: f64, kind: u8) -> bool {
-    let priced = price_ok(price) & quality_ok(quality);
+    let priced = bid_ok(price, quality);
     (auction_id <= MAX_ID)
         & (bidder_id <= MAX_ID)
         & (kind <= KIND_CANCEL)
@@ -145,12 +183,7 @@ pub fn check_fields(
         );
     }
     if kind != KIND_CANCEL {
-        if !price_ok(price) {
-            return bad(Field::Price, Value::Float(price), "must be finite and >= 0");
-        }
-        if !quality_ok(quality) {
-            return bad(Field::Quality, Value::Float(quality), "must be finite and > 0");
-        }
+        check_bid(price, quality)?;
     }
     Ok(())
 }
@@ -213,6 +246,8 @@ mod tests {
             (BidRecord::new(1, 2, 1.0, 0.0, KIND_PLACE), Field::Quality),
             (BidRecord::new(1, 2, 1.0, f64::INFINITY, KIND_PLACE), Field::Quality),
             (BidRecord::new(1, 2, 1.0, 1.0, 3), Field::Kind),
+            (BidRecord::new(1, 2, 1e308, 2.0, KIND_PLACE), Field::Price),
+            (BidRecord::new(1, 2, 2.0, f64::MAX, KIND_UPDATE), Field::Price),
             (BidRecord::new(1 << 63, 2, 1.0, 1.0, KIND_PLACE), Field::AuctionId),
             (BidRecord::new(1, u64::MAX, 1.0, 1.0, KIND_PLACE), Field::BidderId),
         ];

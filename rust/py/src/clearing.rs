@@ -11,7 +11,9 @@ use numpy::{
     Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadwriteArray1,
     PyReadwriteArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString};
 use rtbcore_core::clearing::{
     check_increment, check_slot_ctrs, clear_single_into, clear_slots_into, Batch, Reserve,
     SinglePrice, SlotPrice,
@@ -57,6 +59,41 @@ fn view<'py, T: Element>(
     ))
 }
 
+/// A number argument (a Python int or float, or a numpy number), or `InvalidInputError` naming
+/// `field`: a bool, a string or `None` is refused, and so is an int beyond the float range.
+fn number(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let type_name = obj.get_type().name()?.to_string();
+    if obj.is_instance_of::<PyBool>() || type_name == "bool" || type_name == "bool_" {
+        return Err(bad(field, "expected a number, got a bool"));
+    }
+    if obj.is_instance_of::<PyString>() || obj.is_none() {
+        return Err(bad(field, format!("expected a number, got {type_name}")));
+    }
+    obj.extract::<f64>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            bad(field, format!("{type_name} too large for a float64"))
+        } else {
+            bad(field, format!("expected a number, got {type_name}"))
+        }
+    })
+}
+
+/// A flag argument: `True` or `False` (or a numpy bool), or `InvalidInputError` naming `field`.
+fn flag(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    obj.extract::<bool>().map_err(|_| {
+        let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        bad(field, format!("expected True or False, got {type_name}"))
+    })
+}
+
+/// A rule name out of `choices`, or `InvalidInputError` naming the rule.
+fn rule_name(obj: &Bound<'_, PyAny>, choices: &str) -> PyResult<String> {
+    obj.extract::<String>().map_err(|_| {
+        let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        bad("rule", format!("expected {choices}, got {type_name}"))
+    })
+}
+
 fn slice<'a, T: Element>(v: &'a PyReadonlyArray1<'_, T>) -> &'a [T] {
     v.as_slice().expect("checked contiguous by view()")
 }
@@ -70,7 +107,7 @@ fn reserve_view<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ReserveView<'py>> {
     if obj.cast::<PyUntypedArray>().is_ok() {
         return Ok(ReserveView::PerAuction(view::<f64>("reserve", "float64", obj)?));
     }
-    obj.extract::<f64>()
+    number("reserve", obj)
         .map(ReserveView::Scalar)
         .map_err(|_| bad("reserve", "expected a number or a 1-D float64 array"))
 }
@@ -179,19 +216,22 @@ fn clear_single<'py>(
     prices: &Bound<'py, PyAny>,
     quality: Option<&Bound<'py, PyAny>>,
     reserve: &Bound<'py, PyAny>,
-    rule: &str,
-    increment: f64,
-    raise_invalid: bool,
+    rule: &Bound<'py, PyAny>,
+    increment: &Bound<'py, PyAny>,
+    raise_invalid: &Bound<'py, PyAny>,
     winner: &Bound<'py, PyAny>,
     price: &Bound<'py, PyAny>,
     min_to_win: &Bound<'py, PyAny>,
     loss_reason: &Bound<'py, PyAny>,
 ) -> PyResult<usize> {
-    let rule = match rule {
+    const CHOICES: &str = "'first' or 'second'";
+    let rule = match rule_name(rule, CHOICES)?.as_str() {
         "first" => SinglePrice::First,
         "second" => SinglePrice::Second,
-        other => return Err(bad("rule", format!("expected 'first' or 'second', got {other:?}"))),
+        other => return Err(bad("rule", format!("expected {CHOICES}, got {other:?}"))),
     };
+    let increment = number("increment", increment)?;
+    let raise_invalid = flag("raise_invalid", raise_invalid)?;
     check_increment(increment).map_err(to_pyerr)?;
     let views = BatchViews::new(offsets, prices, quality, reserve)?;
     let batch = views.batch()?;
@@ -202,7 +242,7 @@ fn clear_single<'py>(
     let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
     let (t, l) = (t.as_slice_mut().expect("checked"), l.as_slice_mut().expect("checked"));
     let n_bad = detach(py, || clear_single_into(&batch, rule, increment, w, p, t, l));
-    invalid_count(&batch, raise_invalid, n_bad)
+    invalid_count(&batch, raise_invalid, n_bad.map_err(to_pyerr)?)
 }
 
 /// Position-auction clearing into the caller's outputs `winner` int64[n_auctions, k] and
@@ -217,17 +257,20 @@ fn clear_slots<'py>(
     quality: Option<&Bound<'py, PyAny>>,
     reserve: &Bound<'py, PyAny>,
     slot_ctrs: &Bound<'py, PyAny>,
-    rule: &str,
-    increment: f64,
-    raise_invalid: bool,
+    rule: &Bound<'py, PyAny>,
+    increment: &Bound<'py, PyAny>,
+    raise_invalid: &Bound<'py, PyAny>,
     winner: &Bound<'py, PyAny>,
     price: &Bound<'py, PyAny>,
 ) -> PyResult<usize> {
-    let rule = match rule {
+    const CHOICES: &str = "'gsp' or 'vcg'";
+    let rule = match rule_name(rule, CHOICES)?.as_str() {
         "gsp" => SlotPrice::Gsp,
         "vcg" => SlotPrice::Vcg,
-        other => return Err(bad("rule", format!("expected 'gsp' or 'vcg', got {other:?}"))),
+        other => return Err(bad("rule", format!("expected {CHOICES}, got {other:?}"))),
     };
+    let increment = number("increment", increment)?;
+    let raise_invalid = flag("raise_invalid", raise_invalid)?;
     check_increment(increment).map_err(to_pyerr)?;
     let ctrs_view = view::<f64>("slot_ctrs", "float64", slot_ctrs)?;
     let ctrs = slice(&ctrs_view);
@@ -239,7 +282,7 @@ fn clear_slots<'py>(
     let mut p = out2::<f64>("price", price, n, k)?;
     let (w, p) = (w.as_slice_mut().expect("checked"), p.as_slice_mut().expect("checked"));
     let n_bad = detach(py, || clear_slots_into(&batch, rule, ctrs, increment, w, p));
-    invalid_count(&batch, raise_invalid, n_bad)
+    invalid_count(&batch, raise_invalid, n_bad.map_err(to_pyerr)?)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
