@@ -1,0 +1,182 @@
+//! The state shared by a ring handle and its readers: the mapping, typed access to the header
+//! words, slots and reader entries, the futex wait loop, and the registration lock.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use memmap2::MmapRaw;
+
+use super::futex::{futex_wait, futex_wake};
+use super::layout::*;
+use super::RingMode;
+use crate::error::CoreError;
+
+pub(super) fn io_err(context: impl Into<String>, e: std::io::Error) -> CoreError {
+    CoreError::Io { context: context.into(), msg: e.to_string() }
+}
+
+/// The shared state behind a ring handle and its readers.
+pub(super) struct Inner {
+    pub(super) map: MmapRaw,
+    pub(super) base: NonNull<u8>,
+    pub(super) path: PathBuf,
+    pub(super) _file: File,
+    pub(super) cap: u64,
+    pub(super) mask: u64,
+    pub(super) rec_size: usize,
+    pub(super) mode: RingMode,
+    pub(super) max_readers: u32,
+    pub(super) stamps_off: usize,
+    pub(super) records_off: usize,
+}
+
+// SAFETY: every access to the mapping shared between threads goes through atomics (header
+// counters, cursors, stamps) or through record slots whose ownership the stamp protocol hands
+// to exactly one writer at a time; `base` points into `map`, which lives as long as `Inner`.
+unsafe impl Send for Inner {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    #[inline]
+    pub(super) fn u64_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.map.len());
+        // SAFETY: `off` is 8-aligned and inside the mapping (the layout was validated on open /
+        // built on create); the mapping is page-aligned and lives as long as `self`.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) }
+    }
+    #[inline]
+    pub(super) fn u32_at(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off + 4 <= self.map.len());
+        // SAFETY: as in `u64_at`, for a 4-aligned offset.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU32) }
+    }
+    #[inline]
+    pub(super) fn tail(&self) -> &AtomicU64 {
+        self.u64_at(OFF_TAIL)
+    }
+    #[inline]
+    pub(super) fn stamp(&self, seq: u64) -> &AtomicU64 {
+        self.u64_at(self.stamps_off + 8 * (seq & self.mask) as usize)
+    }
+    #[inline]
+    pub(super) fn slot_ptr(&self, seq: u64) -> *mut u8 {
+        // SAFETY: the slot index is < cap and records_off + cap * rec_size <= map.len().
+        unsafe {
+            self.base.as_ptr().add(self.records_off + (seq & self.mask) as usize * self.rec_size)
+        }
+    }
+    pub(super) fn entry_off(&self, i: u32) -> usize {
+        READERS_OFF + i as usize * READER_ENTRY
+    }
+    pub(super) fn entry_state(&self, i: u32) -> &AtomicU32 {
+        self.u32_at(self.entry_off(i))
+    }
+    pub(super) fn entry_cursor(&self, i: u32) -> &AtomicU64 {
+        self.u64_at(self.entry_off(i) + 8)
+    }
+    pub(super) fn entry_name(&self, i: u32) -> String {
+        let off = self.entry_off(i);
+        // SAFETY: the name bytes lie inside the header; they are written only under the
+        // registration lock (flock) before the entry is published as ACTIVE.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(off + 16), MAX_READER_NAME)
+        };
+        let len = bytes.iter().position(|b| *b == 0).unwrap_or(MAX_READER_NAME);
+        String::from_utf8_lossy(&bytes[..len]).into_owned()
+    }
+    pub(super) fn closed(&self) -> bool {
+        self.u32_at(OFF_CLOSED).load(Ordering::Acquire) != 0
+    }
+
+    /// The smallest acknowledged cursor over the registered readers, or None with no readers.
+    pub(super) fn min_cursor(&self) -> Option<u64> {
+        let mut m: Option<u64> = None;
+        for i in 0..self.max_readers {
+            if self.entry_state(i).load(Ordering::SeqCst) == ENTRY_ACTIVE {
+                let c = self.entry_cursor(i).load(Ordering::SeqCst);
+                m = Some(m.map_or(c, |x| x.min(c)));
+            }
+        }
+        m
+    }
+
+    pub(super) fn wake(&self, futex_off: usize, waiters_off: usize) {
+        fence(Ordering::SeqCst);
+        if self.u32_at(waiters_off).load(Ordering::SeqCst) > 0 {
+            self.u32_at(futex_off).fetch_add(1, Ordering::SeqCst);
+            futex_wake(self.u32_at(futex_off));
+        }
+    }
+
+    /// Spins, then sleeps on the futex at `futex_off` until `ready()` or the deadline.
+    pub(super) fn wait_until(
+        &self,
+        futex_off: usize,
+        waiters_off: usize,
+        timeout: Duration,
+        ready: &mut dyn FnMut() -> bool,
+    ) -> bool {
+        for i in 0..SPIN_ITERS {
+            if ready() {
+                return true;
+            }
+            if i % 64 == 63 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let word = self.u32_at(futex_off);
+        let waiters = self.u32_at(waiters_off);
+        loop {
+            let v = word.load(Ordering::SeqCst);
+            waiters.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if ready() {
+                waiters.fetch_sub(1, Ordering::SeqCst);
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                waiters.fetch_sub(1, Ordering::SeqCst);
+                return false;
+            }
+            // Sleep at most 50 ms at a time so a wake lost to a dead process costs little.
+            futex_wait(word, v, (deadline - now).min(Duration::from_millis(50)));
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            if ready() {
+                return true;
+            }
+        }
+    }
+}
+
+/// Holds the file's exclusive flock (released by the kernel if the process dies).
+pub(super) struct FlockGuard<'a>(&'a File);
+
+impl<'a> FlockGuard<'a> {
+    pub(super) fn lock(f: &'a File) -> Result<Self, CoreError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a valid open descriptor.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r != 0 {
+            return Err(io_err("flock ring file", std::io::Error::last_os_error()));
+        }
+        Ok(FlockGuard(f))
+    }
+}
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: unlocking the descriptor we locked.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
