@@ -85,15 +85,19 @@
 //! Opening checks the magic, format version, record size, capacity, offsets, a checksum of the
 //! header and the file length; anything off is [`CoreError::CorruptFile`], never a crash.
 
+mod file;
 mod futex;
+mod guard;
 mod layout;
 mod reader;
+mod record_type;
 mod shared;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use std::path::Path;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -105,6 +109,7 @@ pub use layout::{
     RING_VERSION,
 };
 pub use reader::{RingBatch, RingReader};
+pub use record_type::{RecordType, MAX_RECORD_SIZE, MAX_TAG_LEN};
 
 use futex::futex_wake;
 use layout::*;
@@ -154,6 +159,9 @@ pub struct RingOptions {
     pub mode: RingMode,
     /// Room for this many named readers (1 ..= 64).
     pub max_readers: u32,
+    /// The type recorded in the header; its size must be `record_size`. None: [`RecordType::BID`]
+    /// for 48-byte records, else [`RecordType::raw`].
+    pub record_type: Option<RecordType>,
 }
 
 impl Default for RingOptions {
@@ -163,6 +171,7 @@ impl Default for RingOptions {
             record_size: BidRecord::SIZE,
             mode: RingMode::Backpressure,
             max_readers: 32,
+            record_type: None,
         }
     }
 }
@@ -186,6 +195,10 @@ impl BidRing {
     pub fn record_size(&self) -> usize {
         self.inner.rec_size
     }
+    /// The record type written in the header.
+    pub fn record_type(&self) -> RecordType {
+        self.inner.record_type
+    }
     pub fn mode(&self) -> RingMode {
         self.inner.mode
     }
@@ -196,6 +209,20 @@ impl BidRing {
     }
     pub fn max_readers(&self) -> u32 {
         self.inner.max_readers
+    }
+    /// The first record slot in this handle's mapping (`capacity * record_size` bytes follow).
+    /// Valid while this handle or one of its readers lives; the bytes change under the
+    /// caller as other processes write, and read as zeros once the file shrank.
+    pub fn records_ptr(&self) -> NonNull<u8> {
+        // SAFETY: records_off < the mapping's length (validated at open).
+        unsafe { self.inner.base.add(self.inner.records_off) }
+    }
+    /// Checks that the file is still the ring this handle mapped: at least as long as the
+    /// mapping, with the same static header. After a shrink or an overwrite by another process
+    /// this and every later call on the handle and its readers is [`CoreError::CorruptFile`].
+    /// Costs an `fstat`; the other calls only look at a flag set when a page faulted.
+    pub fn check(&self) -> Result<(), CoreError> {
+        self.inner.verify()
     }
     /// Sequence number the next reservation gets (= records ever reserved).
     pub fn tail(&self) -> u64 {
@@ -238,6 +265,7 @@ impl BidRing {
     /// Unregisters the named cursor (so it no longer holds writers back). False if unknown.
     pub fn remove_reader(&self, name: &str) -> Result<bool, CoreError> {
         let inn = &self.inner;
+        inn.verify()?;
         let _g = FlockGuard::lock(&inn._file)?;
         for i in 0..inn.max_readers {
             if inn.entry_state(i).load(Ordering::SeqCst) == ENTRY_ACTIVE
@@ -263,6 +291,7 @@ impl BidRing {
             ));
         }
         let inn = &self.inner;
+        inn.verify()?;
         let _g = FlockGuard::lock(&inn._file)?;
         let mut free = None;
         for i in 0..inn.max_readers {
@@ -296,6 +325,7 @@ impl BidRing {
         inn.entry_cursor(i).store(at, Ordering::SeqCst);
         inn.entry_state(i).store(ENTRY_ACTIVE, Ordering::SeqCst);
         inn.u32_at(OFF_EPOCH).fetch_add(1, Ordering::SeqCst);
+        inn.check()?;
         Ok(RingReader::new(inn.clone(), i))
     }
 

@@ -110,7 +110,13 @@ impl RingReader {
         self.inner.tail().load(Ordering::SeqCst).saturating_sub(self.pending_end)
     }
 
+    /// Checks that the file is still the ring this reader mapped (see [`super::BidRing::check`]).
+    pub fn check(&self) -> Result<(), CoreError> {
+        self.inner.verify()
+    }
+
     fn check_registered(&self) -> Result<(), CoreError> {
+        self.inner.check()?;
         if self.inner.entry_state(self.entry).load(Ordering::SeqCst) != ENTRY_ACTIVE {
             return Err(CoreError::invalid("reader", "this reader was removed from the ring"));
         }
@@ -128,6 +134,7 @@ impl RingReader {
     /// that the batch was not overwritten while held (only possible if this cursor was moved
     /// backwards by a replay racing with writers); if it was, the error says so.
     pub fn commit(&mut self) -> Result<(), CoreError> {
+        self.inner.check()?;
         let (s, e) = (self.pending_start, self.pending_end);
         if e == s {
             return Ok(());
@@ -143,6 +150,13 @@ impl RingReader {
             Some(seq) => Err(CoreError::Overrun { lost: e - seq, next_seq: e }),
             None => Ok(()),
         }
+    }
+
+    /// Hands the batch of the last read back without acknowledging it: the next read returns
+    /// the same records again (in broadcast mode, unless they were overwritten meanwhile).
+    /// For a caller that could not deliver the batch, e.g. because it was interrupted.
+    pub fn unread(&mut self) {
+        self.pending_end = self.pending_start;
     }
 
     /// Moves the cursor to `from_seq` (back to replay, or forward to skip). Drops the held batch.
@@ -184,8 +198,19 @@ impl RingReader {
     pub fn wait(&mut self, timeout: Duration) -> bool {
         let inner = self.inner.clone();
         let pos = self.pending_end;
-        let stall_deadline = if inner.tail().load(Ordering::SeqCst) > pos {
-            Some(Instant::now() + self.abandon_after)
+        let tail = inner.tail().load(Ordering::SeqCst);
+        // The stall clock starts when a read or a wait first finds the slot reserved, so that
+        // waits in short slices still reach `abandon_after`.
+        let stall_deadline = if tail > pos {
+            let since = match self.stall {
+                Some((s, since, _)) if s == pos => since,
+                _ => {
+                    let now = Instant::now();
+                    self.stall = Some((pos, now, tail));
+                    now
+                }
+            };
+            since.checked_add(self.abandon_after)
         } else {
             None
         };
@@ -249,6 +274,8 @@ impl RingReader {
             }
             break (n, pos);
         };
+        // A page that faulted during the scan (the file shrank) read as zeros: not a record.
+        inn.check()?;
         if n > 0 {
             self.stall = None;
         }
@@ -271,6 +298,7 @@ impl RingReader {
                 )
             };
             fence(Ordering::Acquire);
+            inn.check()?;
             let mut good = n;
             for k in 0..n {
                 if inn.stamp(start + k).load(Ordering::Relaxed) != start + k + 1 {

@@ -1,5 +1,6 @@
 //! The state shared by a ring handle and its readers: the mapping, typed access to the header
-//! words, slots and reader entries, the futex wait loop, and the registration lock.
+//! words, slots and reader entries, the checks that the file is still the one validated at
+//! open, the futex wait loop, and the registration lock.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -7,12 +8,16 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use memmap2::MmapRaw;
-
+use super::file::read_image;
 use super::futex::{futex_wait, futex_wake};
+use super::guard::{GuardedMap, Lost};
 use super::layout::*;
+use super::record_type::RecordType;
 use super::RingMode;
 use crate::error::CoreError;
+
+/// Longest single futex sleep.
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
 pub(super) fn io_err(context: impl Into<String>, e: std::io::Error) -> CoreError {
     CoreError::Io { context: context.into(), msg: e.to_string() }
@@ -20,10 +25,16 @@ pub(super) fn io_err(context: impl Into<String>, e: std::io::Error) -> CoreError
 
 /// The shared state behind a ring handle and its readers.
 pub(super) struct Inner {
-    pub(super) map: MmapRaw,
+    /// Declared before `_file`: unregistered and unmapped before the descriptor closes.
+    pub(super) map: GuardedMap,
     pub(super) base: NonNull<u8>,
     pub(super) path: PathBuf,
     pub(super) _file: File,
+    /// The static header as validated at open.
+    pub(super) header: HeaderImage,
+    pub(super) record_type: RecordType,
+    /// `record_type == RecordType::BID`, computed once for the per-record append path.
+    pub(super) bids: bool,
     pub(super) cap: u64,
     pub(super) mask: u64,
     pub(super) rec_size: usize,
@@ -41,6 +52,59 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
+    /// Whether the mapping was given up because the file shrank or was replaced: one atomic
+    /// load, the check every operation makes.
+    #[inline]
+    pub(super) fn lost(&self) -> bool {
+        self.map.is_lost()
+    }
+
+    /// `Err(CorruptFile)` once the mapping was given up.
+    #[inline]
+    pub(super) fn check(&self) -> Result<(), CoreError> {
+        if self.lost() {
+            return Err(self.lost_error());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    pub(super) fn lost_error(&self) -> CoreError {
+        let what = match self.map.lost() {
+            Some(Lost::Replaced) => {
+                "the ring file's header changed while it was mapped (the file was overwritten)"
+            }
+            Some(Lost::Failed) => {
+                "the ring file shrank while it was mapped and its pages could not be replaced"
+            }
+            _ => "the ring file shrank while it was mapped (truncated, or overwritten e.g. by cp)",
+        };
+        CoreError::CorruptFile {
+            path: self.path.display().to_string(),
+            msg: format!(
+                "{what}; this handle and its readers are unusable and arrays read from it \
+                 earlier now hold zero bytes. Open the file again once it holds a whole ring"
+            ),
+        }
+    }
+
+    /// The slow-path check: the file is still at least as long as the mapping and its static
+    /// header is the one validated at open. Gives the mapping up if not.
+    pub(super) fn verify(&self) -> Result<(), CoreError> {
+        if !self.lost() {
+            use std::os::fd::AsRawFd;
+            // SAFETY: fstat of our open descriptor into a zeroed stat buffer.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            let r = unsafe { libc::fstat(self._file.as_raw_fd(), &mut st) };
+            if r == 0 && (st.st_size as u64) < self.map.len() as u64 {
+                self.map.give_up(Lost::Shrank);
+            } else if read_image(self.base.as_ptr()) != self.header {
+                self.map.give_up(Lost::Replaced);
+            }
+        }
+        self.check()
+    }
+
     #[inline]
     pub(super) fn u64_at(&self, off: usize) -> &AtomicU64 {
         debug_assert!(off % 8 == 0 && off + 8 <= self.map.len());
@@ -121,7 +185,7 @@ impl Inner {
         ready: &mut dyn FnMut() -> bool,
     ) -> bool {
         for i in 0..SPIN_ITERS {
-            if ready() {
+            if ready() || self.lost() {
                 return true;
             }
             if i % 64 == 63 {
@@ -130,26 +194,29 @@ impl Inner {
                 std::hint::spin_loop();
             }
         }
-        let deadline = Instant::now() + timeout;
+        // None: a timeout too long to represent waits until ready.
+        let deadline = Instant::now().checked_add(timeout);
         let word = self.u32_at(futex_off);
         let waiters = self.u32_at(waiters_off);
         loop {
             let v = word.load(Ordering::SeqCst);
             waiters.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            if ready() {
+            if ready() || self.verify().is_err() {
                 waiters.fetch_sub(1, Ordering::SeqCst);
                 return true;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let left =
+                deadline.map_or(SLEEP_SLICE, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
                 waiters.fetch_sub(1, Ordering::SeqCst);
                 return false;
             }
-            // Sleep at most 50 ms at a time so a wake lost to a dead process costs little.
-            futex_wait(word, v, (deadline - now).min(Duration::from_millis(50)));
+            // Sleep in slices so that a wake lost to a dead process costs little and the file
+            // is checked now and then.
+            futex_wait(word, v, left.min(SLEEP_SLICE));
             waiters.fetch_sub(1, Ordering::SeqCst);
-            if ready() {
+            if ready() || self.lost() {
                 return true;
             }
         }

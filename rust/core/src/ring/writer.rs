@@ -5,6 +5,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use super::layout::*;
+use super::record_type::RecordType;
 use super::shared::Inner;
 use super::{BidRing, RingMode};
 use crate::error::CoreError;
@@ -178,18 +179,22 @@ impl BidRing {
                 format!("{} bytes is not a whole number of {rs}-byte records", bytes.len()),
             ));
         }
+        self.inner.check()?;
         let (first, n, exclusive) = self.reserve((bytes.len() / rs) as u64)?;
         self.write_reserved(first, n, &bytes[..n as usize * rs], exclusive);
+        // The file may have shrunk under the copy: then the records went to zero pages.
+        self.inner.check()?;
         Ok(n as usize)
     }
 
     fn bid_ring(&self) -> Result<(), CoreError> {
-        if self.inner.rec_size != BidRecord::SIZE {
+        if !self.inner.bids {
             return Err(CoreError::invalid(
                 "records",
                 format!(
-                    "this ring holds {}-byte records, not 48-byte BidRecords",
-                    self.inner.rec_size
+                    "this ring holds records of type {}, not bids ({})",
+                    self.inner.record_type,
+                    RecordType::BID
                 ),
             ));
         }
@@ -214,15 +219,37 @@ impl BidRing {
     }
 
     /// Waits until at least `n` records would fit (backpressure mode), or the timeout. True if
-    /// they fit when it returned.
+    /// they fit when it returned; false also when the call is refused (see
+    /// [`wait_for_room`](Self::wait_for_room), which says why).
     pub fn wait_for_space(&self, n: u64, timeout: Duration) -> bool {
+        matches!(self.wait_for_room(n, timeout), Ok(true))
+    }
+
+    /// Waits until at least `n` records would fit, or the timeout; Ok(true) if they fit when
+    /// it returned. In broadcast mode (and on a sealed ring) at once. `n` above the capacity
+    /// can never fit and is refused; a file that shrank under the mapping is `CorruptFile`.
+    pub fn wait_for_room(&self, n: u64, timeout: Duration) -> Result<bool, CoreError> {
+        let cap = self.inner.cap;
+        if n > cap {
+            return Err(CoreError::invalid(
+                "n",
+                format!("{n} records can never fit in a ring of capacity {cap}"),
+            ));
+        }
+        self.inner.check()?;
+        let fits = self.wait_space(n, timeout);
+        self.inner.check()?;
+        Ok(fits)
+    }
+
+    fn wait_space(&self, n: u64, timeout: Duration) -> bool {
         let inn = self.inner.clone();
         let mut ready = || {
             if inn.closed() || inn.mode == RingMode::Broadcast {
                 return true;
             }
             let t = inn.tail().load(Ordering::SeqCst);
-            inn.min_cursor().is_none_or(|c| c + inn.cap >= t + n.min(inn.cap))
+            inn.min_cursor().is_none_or(|c| c + inn.cap >= t + n)
         };
         self.inner.wait_until(OFF_SPACE_FUTEX, OFF_SPACE_WAITERS, timeout, &mut ready)
     }
