@@ -192,6 +192,7 @@ impl BidRing {
             path: path.to_path_buf(),
             _file: file,
             header: img,
+            ring_id: header.ring_id,
             record_type: found,
             bids: found == RecordType::BID,
             cap,

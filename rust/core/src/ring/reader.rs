@@ -143,6 +143,8 @@ impl RingReader {
         let mut bad = None;
         if self.inner.mode == RingMode::Backpressure {
             bad = (s..e).find(|&seq| self.inner.stamp(seq).load(Ordering::Acquire) != seq + 1);
+            // Stamps read from pages the file no longer has are zeros, not an overrun.
+            self.inner.check()?;
         }
         self.pending_start = e;
         self.store_cursor(e);
@@ -162,6 +164,8 @@ impl RingReader {
     /// Moves the cursor to `from_seq` (back to replay, or forward to skip). Drops the held batch.
     /// `from_seq` must lie within `[oldest, tail]`.
     pub fn replay(&mut self, from_seq: u64) -> Result<(), CoreError> {
+        // Rare, and touches no slot: the full check of the file.
+        self.inner.verify()?;
         self.check_registered()?;
         let tail = self.inner.tail().load(Ordering::SeqCst);
         let oldest = tail.saturating_sub(self.inner.cap);

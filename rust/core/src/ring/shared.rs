@@ -30,8 +30,9 @@ pub(super) struct Inner {
     pub(super) base: NonNull<u8>,
     pub(super) path: PathBuf,
     pub(super) _file: File,
-    /// The static header as validated at open.
+    /// The static header as validated at open, and the ring id in it.
     pub(super) header: HeaderImage,
+    pub(super) ring_id: u64,
     pub(super) record_type: RecordType,
     /// `record_type == RecordType::BID`, computed once for the per-record append path.
     pub(super) bids: bool,
@@ -59,13 +60,23 @@ impl Inner {
         self.map.is_lost()
     }
 
-    /// `Err(CorruptFile)` once the mapping was given up.
+    /// `Err(CorruptFile)` once the mapping was given up, or when the ring id in the header is
+    /// no longer ours (another ring was copied over the file). Two loads from cache lines that
+    /// nothing writes: the check every operation makes.
     #[inline]
     pub(super) fn check(&self) -> Result<(), CoreError> {
-        if self.lost() {
-            return Err(self.lost_error());
+        if self.lost() || self.u64_at(OFF_RING_ID).load(Ordering::Relaxed) != self.ring_id {
+            return Err(self.lost_now());
         }
         Ok(())
+    }
+
+    #[cold]
+    fn lost_now(&self) -> CoreError {
+        if !self.lost() {
+            self.map.give_up(Lost::Replaced);
+        }
+        self.lost_error()
     }
 
     #[cold]
@@ -93,8 +104,9 @@ impl Inner {
     pub(super) fn verify(&self) -> Result<(), CoreError> {
         if !self.lost() {
             use std::os::fd::AsRawFd;
-            // SAFETY: fstat of our open descriptor into a zeroed stat buffer.
+            // SAFETY: `stat` is plain old data, valid when zeroed.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: fstat of our open descriptor into a stat buffer we own.
             let r = unsafe { libc::fstat(self._file.as_raw_fd(), &mut st) };
             if r == 0 && (st.st_size as u64) < self.map.len() as u64 {
                 self.map.give_up(Lost::Shrank);
