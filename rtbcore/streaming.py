@@ -251,7 +251,8 @@ class BidRing:
         return bool(self._n.remove_reader(name))
 
     def wait_for_space(self, n: int = 1, timeout: float = 1.0) -> bool:
-        """Sleeps until ``n`` records would fit (or ``timeout`` seconds); True if they do. ``n`` above the capacity can never fit and raises
+        """Sleeps until ``n`` records would fit (or ``timeout`` seconds); True if they do.
+        ``n`` above the capacity can never fit and raises
         :class:`rtbcore.errors.InvalidInputError`. Ctrl-C interrupts the wait."""
         return bool(self._n.wait_for_space(_check_count(n, "n"), timeout))
 

@@ -26,10 +26,14 @@
 //! # std::fs::remove_file(&path).unwrap();
 //! ```
 //!
-//! - [`BidRing::create`]`(path, RingOptions { capacity, record_size, mode, max_readers })` makes
-//!   a new file (mode 0600, atomically: built under a temporary name, then linked into place, so
-//!   an opener never sees a half-written header). It fails if the file exists.
-//!   [`BidRing::open`]`(path, expected_record_size)` maps an existing one and validates it.
+//! - [`BidRing::create`]`(path, RingOptions { capacity, record_size, mode, max_readers,
+//!   record_type })` makes a new file (mode 0600, atomically: built under a temporary name, then
+//!   linked into place, so an opener never sees a half-written header). It fails if the file
+//!   exists. The header records the [`RecordType`] (a tag and the record size; by default
+//!   [`RecordType::BID`] for 48-byte records, else [`RecordType::raw`]).
+//!   [`BidRing::open`]`(path, expected_record_size)` maps an existing one and validates it;
+//!   `Some(48)` asks for bids, and [`BidRing::open_as`]`(path, record_type)` for an exact type.
+//!   Another type is refused with an error naming both.
 //! - Records of any caller-given fixed size are supported (`record_size`, a multiple of 8):
 //!   [`BidRing::append_bytes`] / [`RingBatch::bytes`]. For 48-byte [`BidRecord`] rings,
 //!   [`BidRing::append`] / [`BidRing::append_many`] validate each record (finite price, known
@@ -82,8 +86,18 @@
 //! in the middle of its block copy may still commit afterwards: readers that already skipped
 //! the slot do not see the record, later ones do. Either way no record is ever half-visible.
 //!
-//! Opening checks the magic, format version, record size, capacity, offsets, a checksum of the
-//! header and the file length; anything off is [`CoreError::CorruptFile`], never a crash.
+//! Opening checks the magic, format version, record type, capacity, offsets, a checksum of the
+//! header and the file length; anything off is [`CoreError::CorruptFile`], never a crash. Files
+//! of format version 1 (before the record type was recorded) are refused with that reason.
+//!
+//! # A file that changes under the mapping
+//! Any process that can open the file can shrink it (`truncate`, `cp other.ring ring`). Every
+//! mapping is registered with a `SIGBUS` handler (see `guard.rs`): a fault in it replaces the
+//! whole mapping with zero pages and marks it lost, so the process survives, and every later
+//! call on the handle and its readers returns [`CoreError::CorruptFile`]. Each call checks the
+//! mark and the ring id in the header (two loads); waits, [`BidRing::check`] and attaching a
+//! reader also compare the file length and the static header. Views handed out before read
+//! zero bytes from then on. Open the file again once it holds a whole ring.
 
 mod file;
 mod futex;

@@ -238,6 +238,7 @@ impl RingReader {
                 return Err(self.overrun(pos, oldest));
             }
         }
+        let mut skipped = 0u64;
         let (n, start) = loop {
             let room = (inn.cap - (pos & inn.mask)).min(max_n as u64);
             let mut n = 0u64;
@@ -274,6 +275,12 @@ impl RingReader {
                 self.pending_start = pos;
                 self.pending_end = pos;
                 self.store_cursor(pos);
+                // At most one lap of skips per call: a tail corrupted far ahead of the records
+                // must not keep one read busy for ever (the next read goes on).
+                skipped += 1;
+                if skipped >= inn.cap {
+                    break (0, pos);
+                }
                 continue;
             }
             break (n, pos);
