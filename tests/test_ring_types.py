@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracles import bid_range
 
 from rtbcore import BID_DTYPE, EVENT_DTYPE, AuctionEngine, BidRing
 from rtbcore.errors import InvalidInputError, RingCorrupt
+
+from oracles import bid_range
 
 
 def test_a_ring_of_another_type_is_not_read_as_bids(path: str) -> None:
