@@ -5,13 +5,14 @@
   blocks of :data:`BID_DTYPE` with the GIL released.
 - :class:`BidRing` — a ring of fixed-size records in a shared file (default under ``/dev/shm``)
   that any number of processes append to and read from, with persistent named reader cursors,
-  zero-copy numpy views, replay, backpressure or broadcast, and crash recovery. The semantics
-  are in ``docs/streaming.md``, the file format and the protocol in ``docs/design/ring.md``.
+  zero-copy numpy views, replay, backpressure or broadcast, and crash recovery. The file
+  records its record type. The semantics are in ``docs/streaming.md``, the file format and the
+  protocol in ``docs/design/ring.md``.
 """
 
 from __future__ import annotations
 
-import mmap
+import hashlib
 import os
 import secrets
 import tempfile
@@ -25,6 +26,7 @@ from _rtbcore import BidRing as _NativeBidRing
 from rtbcore.errors import InvalidInputError, QueueClosed
 from rtbcore.records import (
     BID_DTYPE,
+    EVENT_DTYPE,
     KIND_CANCEL,
     KIND_PLACE,
     KIND_UPDATE,
@@ -42,6 +44,24 @@ __all__ = [
     "RingReader",
     "make_bids",
 ]
+
+#: The record types of this library: the tag a ring file records, and the dtype it stands for.
+#: Other dtypes are recorded as ``numpy:<descr>`` (see :func:`_tag_of`).
+_TAGS: dict[str, np.dtype] = {"rtbcore.bid": BID_DTYPE, "rtbcore.event": EVENT_DTYPE}
+_MAX_TAG = 256
+
+
+def _tag_of(dt: np.dtype) -> str:
+    """The record type tag a ring of ``dt`` records carries in its header."""
+    for tag, known in _TAGS.items():
+        if dt == known:
+            return tag
+    descr = str(dt.descr) if dt.names is not None else dt.str
+    tag = "numpy:" + descr
+    if len(tag) > _MAX_TAG or not (tag.isascii() and tag.isprintable()):
+        tag = "numpy:sha256:" + hashlib.sha256(descr.encode()).hexdigest()
+    return tag
+
 
 def _record_bytes(records: Any, dtype: np.dtype, arg: str = "records") -> np.ndarray:
     """The records as a contiguous uint8 array, or InvalidInputError naming ``arg``."""
@@ -125,11 +145,11 @@ class BidRing:
         self._native: Any = native
         self._dtype = np.dtype(dtype)
         self._validate = self._dtype == BID_DTYPE
-        with open(native.path, "rb") as f:
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        self._slots = np.frombuffer(
-            self._mm, self._dtype, count=native.capacity, offset=native.records_offset
-        )
+        # A view of the native handle's own mapping (its base keeps the handle alive): if the
+        # file shrinks, the handle replaces these pages with zeros instead of crashing.
+        raw = native._records()
+        raw.flags.writeable = False
+        self._slots = raw.view(self._dtype)
         if self._validate:
             # The per-record hot path is the bound native method itself: one native call, no
             # Python frame in between (close() removes it again).
@@ -152,7 +172,8 @@ class BidRing:
         registered reader has not acknowledged) or ``"broadcast"`` (writers overwrite; a lapped
         reader gets :class:`rtbcore.errors.RingOverrun`). ``dtype`` is :data:`BID_DTYPE` or any
         fixed-size numpy dtype whose itemsize is a multiple of 8 (records of other dtypes are
-        not validated). Raises :class:`rtbcore.errors.RtbcoreOSError` if the file exists.
+        not validated); the file records it (as a type tag) so that :meth:`open` can refuse
+        another dtype. Raises :class:`rtbcore.errors.RtbcoreOSError` if the file exists.
         """
         dt = _ring_dtype(dtype)
         native = _NativeBidRing._create(
@@ -161,20 +182,27 @@ class BidRing:
             dt.itemsize,
             mode,
             _check_count(max_readers, "max_readers"),
+            _tag_of(dt),
         )
         return cls(native, dt)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, dtype: Any = None) -> BidRing:
         """Opens an existing ring file. The header is validated: a foreign, truncated or
-        corrupt file raises :class:`rtbcore.errors.RingCorrupt`. ``dtype`` defaults to
-        :data:`BID_DTYPE` for 48-byte records (else raw ``V<size>`` records); a given dtype
-        must have the file's record size."""
+        corrupt file, or one written by another format version, raises
+        :class:`rtbcore.errors.RingCorrupt`.
+
+        ``dtype``: the record dtype the caller expects. The file must have been created with
+        the same dtype, else :class:`rtbcore.errors.InvalidInputError` names both. ``None``
+        takes the file's own: :data:`BID_DTYPE` or :data:`EVENT_DTYPE` for rings of those,
+        raw ``V<size>`` records for any other dtype.
+        """
         dt = None if dtype is None else _ring_dtype(dtype)
-        native = _NativeBidRing._open(os.fspath(path), None if dt is None else dt.itemsize)
         if dt is None:
-            rs = native.record_size
-            dt = BID_DTYPE if rs == BID_DTYPE.itemsize else np.dtype(("V", rs))
+            native = _NativeBidRing._open(os.fspath(path))
+            dt = _TAGS.get(native.record_type, np.dtype(("V", native.record_size)))
+        else:
+            native = _NativeBidRing._open(os.fspath(path), dt.itemsize, _tag_of(dt))
         return cls(native, dt)
 
     @property
@@ -223,8 +251,16 @@ class BidRing:
         return bool(self._n.remove_reader(name))
 
     def wait_for_space(self, n: int = 1, timeout: float = 1.0) -> bool:
-        """Sleeps until ``n`` records would fit (or ``timeout`` seconds); True if they do."""
-        return bool(self._n.wait_for_space(_check_count(n, "n"), float(timeout)))
+        """Sleeps until ``n`` records would fit (or ``timeout`` seconds); True if they do.
+        ``n`` above the capacity can never fit and raises
+        :class:`rtbcore.errors.InvalidInputError`. Ctrl-C interrupts the wait."""
+        return bool(self._n.wait_for_space(_check_count(n, "n"), timeout))
+
+    def check(self) -> None:
+        """Raises :class:`rtbcore.errors.RingCorrupt` if the file shrank or was replaced
+        while mapped (every other call notices it too, at the latest when it touches a page
+        that is gone)."""
+        self._n.check()
 
     def abandon_incomplete(self) -> int:
         """Marks every reserved but uncommitted slot abandoned now, so readers skip it without
@@ -262,6 +298,12 @@ class BidRing:
     @property
     def dtype(self) -> np.dtype:
         return self._dtype
+
+    @property
+    def record_type(self) -> str:
+        """The record type tag written in the file (``"rtbcore.bid"``, ``"rtbcore.event"``,
+        ``"numpy:<descr>"`` for other dtypes)."""
+        return str(self._n.record_type)
 
     @property
     def capacity(self) -> int:
@@ -313,6 +355,28 @@ def _ring_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
+def _read_one_of(native: Any) -> Any:
+    """``native.read_one`` in a plain function (closure cells, no attribute lookups).
+
+    A signal handler's exception (Ctrl-C) that comes out right after a native call returns is
+    raised in the caller's frame, before the caller stores the result: the record the call
+    took would be acknowledged by the next read without anyone having seen it. Raised in this
+    frame instead, it is caught here and the record handed back (``_unread``), so the next read
+    returns it again; once this frame has returned, the result is the caller's.
+    """
+    read_one = native.read_one
+    unread = native._unread
+
+    def read_one_or_hand_back(timeout: float = 0.0) -> BidTuple | None:
+        try:
+            return read_one(timeout)  # type: ignore[no-any-return]
+        except BaseException:
+            unread()
+            raise
+
+    return read_one_or_hand_back
+
+
 class RingReader:
     """One named, persistent cursor on a :class:`BidRing`. Use one reader per consuming
     thread or process.
@@ -331,8 +395,8 @@ class RingReader:
         self._dtype = ring.dtype
         self._broadcast = ring.mode == "broadcast"
         if self._dtype == BID_DTYPE:
-            # One native call per record: the bound native method, no Python frame around it.
-            self.read_one = native.read_one  # type: ignore[method-assign]
+            # One native call per record inside the thinnest frame that closes the Ctrl-C gap.
+            self.read_one = _read_one_of(native)  # type: ignore[method-assign]
 
     def read(self, max_n: int = 65536, timeout: float = 0.0) -> np.ndarray:
         """Up to ``max_n`` records from the cursor on, oldest first; an empty array when none
@@ -344,17 +408,31 @@ class RingReader:
         records than are there. Broadcast mode raises :class:`rtbcore.errors.RingOverrun`
         (``lost``, ``next_seq``) when the reader was lapped; the next read resumes at
         ``next_seq``.
+
+        ``timeout`` is a finite number of seconds >= 0 (NaN, negative or infinite values raise
+        InvalidInputError). The wait runs Python's signal handlers every 20 ms: Ctrl-C raises
+        ``KeyboardInterrupt`` promptly, and records the read had taken are handed back
+        unacknowledged, so the next read returns them.
         """
         max_n = _check_count(max_n, "max_n")
+        native = self._native
+        # Only the native call is inside the try: an exception there either comes from the
+        # call, which then took nothing, or from a signal handler run right after it returned,
+        # when nobody has seen the records yet — `_unread` hands those back.
         if self._broadcast:
             out = np.empty(min(max_n, self._mask + 1), self._dtype)
-            _, n = self._native._read_into(out.view(np.uint8))
-            if n == 0 and timeout > 0 and self._native.wait(float(timeout)):
-                _, n = self._native._read_into(out.view(np.uint8))
+            raw = out.view(np.uint8)
+            try:
+                _, n = native._read_into(raw, timeout)
+            except BaseException:
+                native._unread()
+                raise
             return out[:n]
-        start, n = self._native._read(max_n)
-        if n == 0 and timeout > 0 and self._native.wait(float(timeout)):
-            start, n = self._native._read(max_n)
+        try:
+            start, n = native._read(max_n, timeout)
+        except BaseException:
+            native._unread()
+            raise
         slot = start & self._mask
         return self._slots[slot : slot + n]
 
@@ -370,8 +448,10 @@ class RingReader:
         record it returns is held until the next read, read_one or :meth:`commit` — a reader
         that dies before that gets the record again. Mixing :meth:`read` and read_one on one
         reader is fine. Broadcast mode raises :class:`rtbcore.errors.RingOverrun` when the
-        reader was lapped, exactly like :meth:`read`. Only :data:`BID_DTYPE` rings have it;
-        others raise :class:`rtbcore.errors.InvalidInputError` (use :meth:`read`).
+        reader was lapped, exactly like :meth:`read`. ``timeout`` and Ctrl-C as in
+        :meth:`read`: a record taken when a signal handler raises is handed back. Only
+        :data:`BID_DTYPE` rings have it; others raise
+        :class:`rtbcore.errors.InvalidInputError` (use :meth:`read`).
         """
         raise InvalidInputError(
             f"read_one: this ring holds {self._dtype} records, not BID_DTYPE bids; use read"
@@ -387,8 +467,9 @@ class RingReader:
         self._native.replay(_check_count(from_seq, "from_seq"))
 
     def wait(self, timeout: float = 1.0) -> bool:
-        """Sleeps (after a brief spin) until records are there; True if they are."""
-        return bool(self._native.wait(float(timeout)))
+        """Sleeps (after a brief spin) until records are there; True if they are. Ctrl-C
+        interrupts the wait; a ring whose file shrank raises RingCorrupt."""
+        return bool(self._native.wait(timeout))
 
     @property
     def name(self) -> str:
