@@ -84,9 +84,20 @@ pub fn shard_of(auction_id: u64, workers: usize) -> usize {
 }
 
 /// A validated submission, partitioned by shard; see [`Engine::prepare`].
+///
+/// Dropping one that was not sent hands its buffers back to the engine's pool.
 pub struct Prepared {
     pub(super) blocks: Vec<Block>,
     pub(super) n: usize,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for b in self.blocks.drain(..) {
+            b.recycle(&self.shared);
+        }
+    }
 }
 
 impl Prepared {
@@ -232,7 +243,7 @@ impl Intake {
             // the flag is check_fields' rule, so this is not reached; no panic if it were
             return Err(CoreError::invalid("prices", "invalid bid"));
         }
-        Ok(Prepared { blocks, n })
+        Ok(Prepared { blocks, n, shared: self.shared.clone() })
     }
 
     /// Validates records (e.g. read from a ring) and partitions them; a record with
@@ -256,7 +267,11 @@ impl Intake {
             }
             blocks[shard_of(r.auction_id, w)].push(r);
         }
-        Ok(Prepared { blocks: blocks.into_iter().map(Block::Records).collect(), n: recs.len() })
+        Ok(Prepared {
+            blocks: blocks.into_iter().map(Block::Records).collect(),
+            n: recs.len(),
+            shared: self.shared.clone(),
+        })
     }
 
     /// Waits up to `timeout` until every shard the submission touches has room (a shard that
@@ -286,15 +301,12 @@ impl Intake {
 
     /// Queues a prepared submission (no capacity check; see [`Engine::wait_room`]).
     /// Returns the number of records queued, or [`CoreError::Closed`].
-    pub(super) fn send(&self, p: Prepared) -> Result<usize, CoreError> {
+    pub(super) fn send(&self, mut p: Prepared) -> Result<usize, CoreError> {
         let guard = self.senders.read().unwrap();
         let Some(senders) = guard.as_ref() else {
-            for b in p.blocks {
-                b.recycle(&self.shared);
-            }
             return Err(CoreError::Closed);
         };
-        for (w, b) in p.blocks.into_iter().enumerate() {
+        for (w, b) in p.blocks.drain(..).enumerate() {
             if b.is_empty() {
                 b.recycle(&self.shared);
                 continue;

@@ -152,7 +152,7 @@ impl Engine {
             _ => {}
         }
         if cfg.tmax_ns == 0 {
-            return Err(CoreError::invalid("tmax_ms", "tmax must be > 0"));
+            return Err(CoreError::invalid("tmax_ns", "tmax_ns = 0: must be > 0 (nanoseconds)"));
         }
         if cfg.capacity == 0 {
             return Err(CoreError::invalid("capacity", "capacity must be > 0"));
@@ -298,9 +298,6 @@ impl Engine {
     pub fn submit(&self, bids: &BidArrays<'_>, timeout: Duration) -> Result<usize, CoreError> {
         let p = self.prepare(bids, mono_ns())?;
         if !self.wait_room(&p, timeout) {
-            for b in p.blocks {
-                b.recycle(&self.intake.shared);
-            }
             return Err(CoreError::Full);
         }
         self.send(p)
