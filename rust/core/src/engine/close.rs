@@ -2,13 +2,16 @@
 //! [`crate::clearing`], queue its result rows and its outcome events, and free its state.
 
 use super::config::Mechanism;
-use super::event_log::{EV_AUCTION_LOST, EV_AUCTION_WON};
+use super::event_log::{EventRecord, EV_AUCTION_LOST, EV_AUCTION_WON};
 use super::mono_ns;
 use super::rows::*;
 use super::table::{fib_hash, Entry};
 use super::worker::{Worker, CLOSED_CACHE};
-use crate::clearing::{clear_segment, clear_segment_slots, SinglePrice, SlotPrice};
-use crate::record::{price_ok, quality_ok, BidRecord};
+use crate::clearing::{
+    clear_segment, clear_segment_slots, SinglePrice, SlotPrice, LOSS_BELOW_FLOOR, LOSS_INVALID,
+    LOSS_OUTBID, LOSS_WON,
+};
+use crate::record::{price_ok, quality_ok};
 
 impl Worker {
     /// Copies the live bids of `e` into the scratch columns, in bidder-id order if `sorted`.
@@ -86,11 +89,9 @@ impl Worker {
         self.closed[ci] = id;
     }
 
-    /// Event-log records of a cleared auction: AuctionWon per filled slot (price paid,
-    /// `quality` = min_to_win, `_pad[1]` = slot), AuctionLost per other live bid (its own price
-    /// and quality, `_pad[1]` = 0xFF, `_pad[2]` = its OpenRTB loss reason); `_pad[0]` =
-    /// closed_by. An auction without bids logs one
-    /// AuctionLost with `bidder_id = u64::MAX`. `winners` = (scratch index, price, min_to_win).
+    /// Event-log records of a cleared auction: AuctionWon per filled slot, AuctionLost per other
+    /// live bid (with its OpenRTB loss reason); an auction without bids logs one AuctionLost
+    /// about no bidder. `winners` = (scratch index, price paid, min_to_win) per slot.
     pub(super) fn emit_outcome(
         &mut self,
         base: &AuctionResult,
@@ -101,67 +102,53 @@ impl Worker {
         if self.sink.is_none() {
             return;
         }
-        let ts = mono_ns();
-        let mut pad = [0u8; 7];
-        pad[0] = base.closed_by;
-        for (s, &(w, price, mtw)) in winners.iter().enumerate() {
+        let outcome = |kind| EventRecord {
+            reserve,
+            closed_by: base.closed_by,
+            ..EventRecord::new(kind, base.auction_id as u64, mono_ns())
+        };
+        for (s, &(w, paid, mtw)) in winners.iter().enumerate() {
             if w >= 0 {
-                let mut p = pad;
-                p[1] = s as u8;
-                self.events.push(BidRecord {
-                    auction_id: base.auction_id as u64,
-                    bidder_id: self.s_bidders[w as usize],
-                    price,
-                    quality: mtw,
-                    timestamp_ns: ts,
-                    kind: EV_AUCTION_WON,
-                    _pad: p,
+                let i = w as usize;
+                self.events.push(EventRecord {
+                    bidder_id: self.s_bidders[i],
+                    price: self.s_prices[i],
+                    quality: self.s_quality[i],
+                    clearing_price: paid,
+                    min_to_win: mtw,
+                    loss_reason: LOSS_WON,
+                    slot: s as u16,
+                    ..outcome(EV_AUCTION_WON)
                 });
             }
         }
-        let won: Vec<i64> = winners.iter().map(|w| w.0).collect();
         let mut any_lost = false;
         for i in 0..self.s_bidders.len() {
-            if won.contains(&(i as i64)) {
+            if winners.iter().any(|w| w.0 == i as i64) {
                 continue;
             }
             any_lost = true;
-            let mut p = pad;
-            p[1] = 0xFF;
             let (bp, bq) = (self.s_prices[i], self.s_quality[i]);
             let reason = if single && i < self.s_loss.len() {
                 self.s_loss[i]
             } else if !(price_ok(bp) && quality_ok(bq)) {
-                crate::clearing::LOSS_INVALID
+                LOSS_INVALID
             } else if bp > 0.0 && bp >= reserve {
-                crate::clearing::LOSS_OUTBID
+                LOSS_OUTBID
             } else {
-                crate::clearing::LOSS_BELOW_FLOOR
+                LOSS_BELOW_FLOOR
             };
-            p[2] = reason as u8;
-            self.events.push(BidRecord {
-                auction_id: base.auction_id as u64,
+            self.events.push(EventRecord {
                 bidder_id: self.s_bidders[i],
-                price: self.s_prices[i],
-                quality: self.s_quality[i],
-                timestamp_ns: ts,
-                kind: EV_AUCTION_LOST,
-                _pad: p,
+                price: bp,
+                quality: bq,
+                loss_reason: reason,
+                ..outcome(EV_AUCTION_LOST)
             });
         }
-        if !any_lost && won.iter().all(|&w| w < 0) {
-            // no bids at all: one AuctionLost with bidder_id = u64::MAX marks the close
-            let mut p = pad;
-            p[1] = 0xFF;
-            self.events.push(BidRecord {
-                auction_id: base.auction_id as u64,
-                bidder_id: u64::MAX,
-                price: 0.0,
-                quality: 0.0,
-                timestamp_ns: ts,
-                kind: EV_AUCTION_LOST,
-                _pad: p,
-            });
+        if !any_lost && winners.iter().all(|w| w.0 < 0) {
+            // no bids at all: one AuctionLost about no bidder marks the close
+            self.events.push(outcome(EV_AUCTION_LOST));
         }
     }
 

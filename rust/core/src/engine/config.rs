@@ -38,7 +38,18 @@ pub struct EngineConfig {
     pub tmax_ns: u64,
     /// Soft bound on records (bids + opens) queued for the workers, over all workers.
     pub capacity: usize,
+    /// Bound on rejected bids held for `poll_rejected` (`None`: `max(capacity, 1024)`). A
+    /// rejection beyond it is counted (`rejected_unreported`) and reported as a drop count by
+    /// [`super::Engine::poll_rejected_batch`], never held.
+    pub rejected_capacity: Option<usize>,
     pub event_sink: Option<Arc<dyn EventSink>>,
+}
+
+impl EngineConfig {
+    /// The bound on rejected rows held for polling (see [`EngineConfig::rejected_capacity`]).
+    pub fn rejected_bound(&self) -> usize {
+        self.rejected_capacity.unwrap_or(self.capacity.max(1024))
+    }
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -51,6 +62,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("increment", &self.increment)
             .field("tmax_ns", &self.tmax_ns)
             .field("capacity", &self.capacity)
+            .field("rejected_capacity", &self.rejected_capacity)
             .field("event_sink", &self.event_sink.is_some())
             .finish()
     }
@@ -66,6 +78,7 @@ impl Default for EngineConfig {
             increment: 0.01,
             tmax_ns: 80_000_000,
             capacity: 1 << 20,
+            rejected_capacity: None,
             event_sink: None,
         }
     }

@@ -1,7 +1,7 @@
 //! The submitting side: validate a block with the record rule, partition it by shard
 //! ([`shard_of`]) into recycled per-worker blocks, wait for room and send.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -112,6 +112,8 @@ impl Prepared {
 
 /// The submitting side, shared by the handle and the attach threads.
 pub(super) struct Intake {
+    /// Set when `close` starts: a wait for room ends at once.
+    pub(super) closing: AtomicBool,
     pub(super) senders: RwLock<Option<Vec<Sender<Msg>>>>,
     pub(super) shared: Arc<Shared>,
     pub(super) workers: usize,
@@ -275,7 +277,8 @@ impl Intake {
     }
 
     /// Waits up to `timeout` until every shard the submission touches has room (a shard that
-    /// is empty always has room, so an oversized block is never refused forever).
+    /// is empty always has room, so an oversized block is never refused forever). Returns
+    /// true at once when the engine is closing, so that the send that follows is refused.
     pub(super) fn wait_room(&self, p: &Prepared, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let mut spins = 0u32;
@@ -284,7 +287,7 @@ impl Intake {
                 let q = self.shared.workers[w].queued.load(Ordering::Acquire);
                 b.is_empty() || q == 0 || q + b.len() <= self.cap_per_worker
             });
-            if ok {
+            if ok || self.closing.load(Ordering::Acquire) {
                 return true;
             }
             if std::time::Instant::now() >= deadline {

@@ -62,6 +62,7 @@ mod config;
 mod event_log;
 mod ingress;
 mod intake;
+mod output;
 mod rows;
 mod shared;
 mod stats;
@@ -81,8 +82,9 @@ use crossbeam_utils::CachePadded;
 
 pub use config::{EngineConfig, Mechanism};
 pub use event_log::{
-    EventSink, RingEventLog, EV_AUCTION_LOST, EV_AUCTION_STARTED, EV_AUCTION_WON, EV_BID_CANCELLED,
-    EV_BID_PLACED, EV_BID_UPDATED,
+    EventRecord, EventSink, RingEventLog, EV_AUCTION_LOST, EV_AUCTION_STARTED, EV_AUCTION_WON,
+    EV_BID_CANCELLED, EV_BID_PLACED, EV_BID_UPDATED, NOT_CLOSED, NO_BIDDER, NO_LOSS_REASON,
+    NO_SLOT,
 };
 pub use ingress::{BidSource, RingSource};
 pub use intake::{shard_of, BidArrays, OpenRequest, Prepared};
@@ -97,6 +99,7 @@ use crate::error::CoreError;
 use crate::record::{price_ok, BidRecord, Value, MAX_ID};
 use ingress::{AttachCounters, Attached};
 use intake::{bad_value, Intake, Msg};
+use output::Pending;
 use shared::{Shared, WorkerShared};
 use stats::{new_hist, Hists, SharedCounters};
 use worker::Worker;
@@ -115,15 +118,11 @@ pub struct Engine {
     results_rx: Receiver<Vec<AuctionResult>>,
     rejected_rx: Receiver<Vec<RejectedBid>>,
     pending: Mutex<Pending>,
+    /// Threads holding a result block taken from the channel but not yet in `pending`.
+    receiving: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     attached: Mutex<Vec<Attached>>,
     shared: Arc<Shared>,
-}
-
-#[derive(Default)]
-struct Pending {
-    results: std::collections::VecDeque<AuctionResult>,
-    rejected: std::collections::VecDeque<RejectedBid>,
 }
 
 impl Engine {
@@ -174,7 +173,9 @@ impl Engine {
             free_compact: ArrayQueue::new(4 * n + 8),
             free_results: ArrayQueue::new(64),
             rejected_outstanding: AtomicUsize::new(0),
-            rejected_cap: cfg.capacity.max(1024),
+            rejected_cap: cfg.rejected_bound(),
+            rejected_dropped: AtomicU64::new(0),
+            live_workers: AtomicUsize::new(n),
             pin_error: Mutex::new(None),
             pin_failed: AtomicUsize::new(0),
             attach: AttachCounters::default(),
@@ -220,6 +221,8 @@ impl Engine {
                     if r.is_err() {
                         sh.panicked.fetch_add(1, Ordering::AcqRel);
                     }
+                    // the worker (and its senders) is gone: everything it produced is sent
+                    sh.live_workers.fetch_sub(1, Ordering::SeqCst);
                 })
                 .map_err(|e| CoreError::Io {
                     context: "spawning a worker".into(),
@@ -238,6 +241,7 @@ impl Engine {
         }
         let cap_per_worker = cfg.capacity.div_ceil(n);
         let intake = Arc::new(Intake {
+            closing: AtomicBool::new(false),
             senders: RwLock::new(Some(senders)),
             shared: shared.clone(),
             workers: n,
@@ -250,6 +254,7 @@ impl Engine {
             results_rx,
             rejected_rx,
             pending: Mutex::new(Pending::default()),
+            receiving: AtomicUsize::new(0),
             threads: Mutex::new(threads),
             attached: Mutex::new(Vec::new()),
             shared,
@@ -270,7 +275,8 @@ impl Engine {
     }
 
     /// Waits up to `timeout` until every shard the submission touches has room (a shard that
-    /// is empty always has room, so an oversized block is never refused forever).
+    /// is empty always has room, so an oversized block is never refused forever). Returns
+    /// true at once when the engine is closing, so that the send that follows is refused.
     pub fn wait_room(&self, p: &Prepared, timeout: Duration) -> bool {
         self.intake.wait_room(p, timeout)
     }
@@ -358,76 +364,12 @@ impl Engine {
         }
     }
 
-    fn refill_pending(&self, pending: &mut Pending, want: usize) {
-        while pending.results.len() < want {
-            match self.results_rx.try_recv() {
-                Ok(mut block) => {
-                    pending.results.extend(block.drain(..));
-                    let _ = self.shared.free_results.push(block);
-                }
-                Err(_) => break,
-            }
-        }
-    }
-
-    /// Waits up to `timeout` for at least one result to be available (without taking any).
-    /// Returns whether one is.
-    pub fn wait_results(&self, timeout: Duration) -> bool {
-        {
-            let mut p = self.pending.lock().unwrap();
-            if !p.results.is_empty() {
-                return true;
-            }
-            self.refill_pending(&mut p, 1);
-            if !p.results.is_empty() {
-                return true;
-            }
-        }
-        if timeout.is_zero() {
-            return false;
-        }
-        match self.results_rx.recv_timeout(timeout) {
-            Ok(mut block) => {
-                let mut p = self.pending.lock().unwrap();
-                p.results.extend(block.drain(..));
-                let _ = self.shared.free_results.push(block);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Moves up to `max_n` available result rows into `out` (whole auctions only when
-    /// `max_n >= rows per auction`). Never blocks. Returns how many were moved.
-    pub fn poll_into(&self, out: &mut Vec<AuctionResult>, max_n: usize) -> usize {
-        let k = self.cfg.mechanism.rows_per_auction();
-        let max_n = if max_n >= k { max_n - max_n % k } else { max_n };
-        let mut p = self.pending.lock().unwrap();
-        self.refill_pending(&mut p, max_n);
-        let n = p.results.len().min(max_n);
-        out.extend(p.results.drain(..n));
-        n
-    }
-
-    /// Moves up to `max_n` rejected bids into `out`. Never blocks.
-    pub fn poll_rejected_into(&self, out: &mut Vec<RejectedBid>, max_n: usize) -> usize {
-        let mut p = self.pending.lock().unwrap();
-        while p.rejected.len() < max_n {
-            match self.rejected_rx.try_recv() {
-                Ok(block) => p.rejected.extend(block),
-                Err(_) => break,
-            }
-        }
-        let n = p.rejected.len().min(max_n);
-        out.extend(p.rejected.drain(..n));
-        self.shared.rejected_outstanding.fetch_sub(n, Ordering::AcqRel);
-        n
-    }
-
     /// Stops intake, lets every worker finish its queue and close its open auctions
     /// (`closed_by = shutdown`), and joins every thread. Results stay pollable. Idempotent.
     /// Returns an error if a worker had panicked (an engine bug).
     pub fn close(&self) -> Result<(), CoreError> {
+        // submitters waiting for room stop waiting (their block is refused once intake stops)
+        self.intake.closing.store(true, Ordering::Release);
         // ingress threads first: what they already read is queued before intake stops
         let attached: Vec<Attached> = std::mem::take(&mut *self.attached.lock().unwrap());
         for a in &attached {

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::arena::{find_bidder, prefetch, tag_of, Bid, MIN_CAP};
 use super::config::{EngineConfig, Mechanism};
 use super::event_log::{
-    EventSink, EV_AUCTION_STARTED, EV_BID_CANCELLED, EV_BID_PLACED, EV_BID_UPDATED,
+    EventRecord, EventSink, EV_AUCTION_STARTED, EV_BID_CANCELLED, EV_BID_PLACED, EV_BID_UPDATED,
 };
 use super::intake::{Block, Msg, OpenRequest};
 use super::mono_ns;
@@ -64,7 +64,7 @@ pub(super) struct Worker {
     /// last-event timestamps of the rows in `out` (for the latency histogram at publish time)
     pub(super) out_last: Vec<u64>,
     pub(super) rejected: Vec<RejectedBid>,
-    pub(super) events: Vec<BidRecord>,
+    pub(super) events: Vec<EventRecord>,
     pub(super) c: EngineCounters,
     // scratch for clearing
     pub(super) s_bidders: Vec<u64>,
@@ -308,14 +308,11 @@ impl Worker {
         }
         self.c.opened += 1;
         if self.sink.is_some() {
-            self.events.push(BidRecord {
-                auction_id: r.auction_id,
-                bidder_id: r.expected_bids as u64,
-                price: r.reserve,
-                quality: r.tmax_ns as f64,
-                timestamp_ns: r.open_ns,
-                kind: EV_AUCTION_STARTED,
-                _pad: [0; 7],
+            self.events.push(EventRecord {
+                reserve: r.reserve,
+                tmax_ns: r.tmax_ns,
+                expected_bids: r.expected_bids,
+                ..EventRecord::new(EV_AUCTION_STARTED, r.auction_id, r.open_ns)
             });
         }
     }
@@ -326,10 +323,18 @@ impl Worker {
         } else {
             self.c.rejected_unknown += 1;
         }
+        // reserve the row's place under the bound, shared by every worker, before making it
         let sh = &self.shared;
-        if sh.rejected_outstanding.load(Ordering::Acquire) + self.rejected.len() >= sh.rejected_cap
-        {
+        let cap = sh.rejected_cap;
+        let reserved = sh
+            .rejected_outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < cap).then_some(held + 1)
+            })
+            .is_ok();
+        if !reserved {
             self.c.rejected_unreported += 1;
+            sh.rejected_dropped.fetch_add(1, Ordering::AcqRel);
             return;
         }
         self.rejected.push(RejectedBid {
@@ -385,13 +390,13 @@ impl Worker {
             match found {
                 Some(i) if self.store_bids[off + i].live() => {
                     let b = &mut self.store_bids[off + i];
+                    // the cancelled bid is logged as it stood, stamped with the cancel
+                    let withdrawn = BidRecord { price: b.price, quality: b.quality, ..*r };
                     b.quality = -b.quality;
                     e.n_live -= 1;
                     self.c.bids_cancelled += 1;
                     if self.sink.is_some() {
-                        let mut ev = *r;
-                        ev.kind = EV_BID_CANCELLED;
-                        self.events.push(ev);
+                        self.events.push(EventRecord::bid(EV_BID_CANCELLED, &withdrawn));
                     }
                 }
                 _ => self.c.cancel_without_bid += 1,
@@ -429,12 +434,11 @@ impl Worker {
         let e = &self.table.buckets[pos];
         let full = e.expected > 0 && e.n >= e.expected;
         if self.sink.is_some() {
-            let mut ev = *r;
-            ev.kind = match how {
+            let kind = match how {
                 BidPlace::Placed => EV_BID_PLACED,
                 BidPlace::Updated => EV_BID_UPDATED,
             };
-            self.events.push(ev);
+            self.events.push(EventRecord::bid(kind, r));
         }
         if full {
             self.close_auction(pos, CLOSED_BY_ALL_BIDS, mono_ns());
@@ -516,7 +520,6 @@ impl Worker {
             let _ = self.res_tx.send(block);
         }
         if !self.rejected.is_empty() {
-            self.shared.rejected_outstanding.fetch_add(self.rejected.len(), Ordering::AcqRel);
             let block = std::mem::take(&mut self.rejected);
             let _ = self.rej_tx.send(block);
         }
