@@ -79,15 +79,29 @@ def _real(name: str, x: Any) -> float:
         raise InvalidInputError(f"{name} = {x}: too large for a float") from None
 
 
-def _hand_out(held: list[np.ndarray], max_n: int, per: int) -> np.ndarray:
+def _hand_out(
+    held: list[np.ndarray], max_n: int, per: int, dtype: np.dtype
+) -> np.ndarray | None:
     """Takes up to ``max_n`` rows (whole groups of ``per`` when ``max_n >= per``) from the first
-    held array and returns them; the rest stays held for the next call.
+    array in ``held`` and returns them as ``dtype``; the rest stays held for the next call.
+    None when nothing is held.
 
     Exactly once: CPython raises a pending ``KeyboardInterrupt`` (or a signal handler's
-    exception) only when a call returns or a function starts. From the moment rows leave
-    ``held`` until they are returned there is no call here, so an interruption finds them
-    either still held or already with the caller."""
-    rows = held[0]
+    exception) only where a call returns or a function starts. The native calls append rows
+    to ``held`` as raw bytes running only C code; the view as ``dtype`` (which may run numpy's
+    Python helpers) happens while they are still held; from the moment rows leave ``held``
+    until they are returned there is no call. An interruption finds them either still held or
+    already with the caller. Concurrent callers are safe for the same reason: a thread switch
+    also happens only at those points."""
+    while True:
+        if not held:
+            return None
+        rows = held[0]
+        if rows.dtype == dtype:
+            break
+        typed = rows.view(dtype)
+        if held and held[0] is rows:  # no other thread took or converted them meanwhile
+            held[0] = typed
     cut = max_n - max_n % per if max_n >= per else max_n
     if cut < rows.shape[0]:
         held[0] = rows[cut:]
@@ -387,10 +401,9 @@ class AuctionEngine:
         timeout = _real("timeout_ms", timeout_ms)
         held = self._held_results
         if not held:
-            self._core.poll(max_n, timeout, held, RESULT_DTYPE)
-            if not held:  # another thread took them first
-                return np.empty(0, RESULT_DTYPE)
-        return _hand_out(held, max_n, self._rows_per_auction)
+            self._core.poll(max_n, timeout, held)
+        rows = _hand_out(held, max_n, self._rows_per_auction, RESULT_DTYPE)
+        return np.empty(0, RESULT_DTYPE) if rows is None else rows
 
     def poll_rejected(self, max_n: int = 65536) -> np.ndarray:
         """Up to ``max_n`` rejected bids (:data:`REJECTED_DTYPE`, ``loss_reason`` = 2); never
@@ -399,10 +412,9 @@ class AuctionEngine:
         max_n = _count("max_n", max_n)
         held = self._held_rejected
         if not held:
-            self._core.poll_rejected(max_n, held, REJECTED_DTYPE)
-            if not held:
-                return np.empty(0, REJECTED_DTYPE)
-        return _hand_out(held, max_n, 1)
+            self._core.poll_rejected(max_n, held)
+        rows = _hand_out(held, max_n, 1, REJECTED_DTYPE)
+        return np.empty(0, REJECTED_DTYPE) if rows is None else rows
 
     def poll_rejected_batch(self, max_n: int = 65536) -> tuple[np.ndarray, int]:
         """``(rows, dropped)``: up to ``max_n`` rejected bids as :meth:`poll_rejected` returns
@@ -413,8 +425,10 @@ class AuctionEngine:
         max_n = _count("max_n", max_n)
         held, dropped = self._held_rejected, self._rejected_dropped
         if not held:
-            self._core.poll_rejected(max_n, held, REJECTED_DTYPE, dropped)
-        rows = _hand_out(held, max_n, 1) if held else np.empty(0, REJECTED_DTYPE)
+            self._core.poll_rejected(max_n, held, dropped)
+        rows = _hand_out(held, max_n, 1, REJECTED_DTYPE)
+        if rows is None:
+            rows = np.empty(0, REJECTED_DTYPE)
         d = dropped[0]
         dropped[0] = 0
         return rows, d
@@ -515,10 +529,9 @@ class EventLog:
         timeout = _real("timeout_ms", timeout_ms)
         held = self._held
         if not held:
-            self._log.read(max_n, timeout, held, EVENT_DTYPE)
-            if not held:
-                return np.empty(0, EVENT_DTYPE)
-        return _hand_out(held, max_n, 1)
+            self._log.read(max_n, timeout, held)
+        rows = _hand_out(held, max_n, 1, EVENT_DTYPE)
+        return np.empty(0, EVENT_DTYPE) if rows is None else rows
 
     def follow(self, timeout_ms: float = 100, idle_polls: int | None = None):
         """Yields event arrays as they arrive; stops after ``idle_polls`` consecutive empty
@@ -546,7 +559,8 @@ class EventLog:
     @property
     def position(self) -> int:
         """Sequence number of the next event this reader will return."""
-        return int(self._log.position) - sum(h.shape[0] for h in self._held)
+        held = sum(h.view(EVENT_DTYPE).shape[0] for h in list(self._held))
+        return int(self._log.position) - held
 
     @property
     def tail(self) -> int:

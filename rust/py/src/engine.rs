@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::{Arc, Mutex};
@@ -81,26 +81,12 @@ fn row_bytes<T: Copy>(rows: &[T]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<u8>(), std::mem::size_of_val(rows)) }
 }
 
-fn to_numpy<'py, T: Copy>(py: Python<'py>, rows: &[T]) -> PyResult<Bound<'py, PyArray1<u8>>> {
-    let bytes = row_bytes(rows);
-    let arr = PyArray1::<u8>::zeros(py, bytes.len(), false);
-    {
-        let mut rw = arr.readwrite();
-        rw.as_slice_mut()
-            .map_err(|_| to_pyerr(CoreError::invalid("out", "not contiguous")))?
-            .copy_from_slice(bytes);
-    }
-    Ok(arr)
-}
-
-/// `rows` as a numpy array of `dtype` (the matching structured dtype), appended to `hold`.
-fn hold_rows<T: Copy>(
-    py: Python<'_>,
-    rows: &[T],
-    hold: &Bound<'_, PyList>,
-    dtype: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    hold.append(to_numpy(py, rows)?.call_method1("view", (dtype,))?)
+/// Appends `rows` to `hold` as one array of their raw bytes. Only C code runs here (no Python
+/// function, so no point where CPython raises a pending signal's exception): once taken from
+/// the engine, rows reach `hold` whatever signal arrives. The wrapper views them as their
+/// dtype while they are still held.
+fn hold_rows<T: Copy>(py: Python<'_>, rows: &[T], hold: &Bound<'_, PyList>) -> PyResult<()> {
+    hold.append(PyArray1::<u8>::from_slice(py, row_bytes(rows)))
 }
 
 fn latency_into(d: &Bound<'_, PyDict>, name: &str, l: &LatencySummary) -> PyResult<()> {
@@ -352,16 +338,15 @@ impl PyAuctionEngine {
     }
 
     /// Takes up to `max_n` result rows, waiting up to `timeout_ms` for the first in
-    /// GIL-released slices, and appends them to `hold` as one array of `dtype` (RESULT_DTYPE).
-    /// A closed engine whose rows are all taken does not wait: it appends an empty array.
-    #[pyo3(signature = (max_n, timeout_ms, hold, dtype))]
+    /// GIL-released slices, and appends them to `hold` as one array of raw rows (RESULT_DTYPE
+    /// bytes). A closed engine whose rows are all taken does not wait: it appends an empty one.
+    #[pyo3(signature = (max_n, timeout_ms, hold))]
     fn poll(
         &self,
         py: Python<'_>,
         max_n: usize,
         timeout_ms: f64,
         hold: &Bound<'_, PyList>,
-        dtype: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let eng = &self.inner;
         let deadline = deadline_after(timeout_ms)?;
@@ -380,31 +365,30 @@ impl PyAuctionEngine {
         }
         let mut rows: Vec<AuctionResult> = Vec::new();
         eng.poll_into(&mut rows, max_n);
-        hold_rows(py, &rows, hold, dtype)
+        hold_rows(py, &rows, hold)
     }
 
-    /// Takes up to `max_n` rejected bids and appends them to `hold` as one array of `dtype`
-    /// (REJECTED_DTYPE). With `dropped` (a one-item list), the rejections dropped at the bound
-    /// since the last such call are added to `dropped[0]`.
-    #[pyo3(signature = (max_n, hold, dtype, dropped=None))]
+    /// Takes up to `max_n` rejected bids and appends them to `hold` as one array of raw rows
+    /// (REJECTED_DTYPE bytes). With `dropped` (a one-item list), the rejections dropped at the
+    /// bound since the last such call are added to `dropped[0]`.
+    #[pyo3(signature = (max_n, hold, dropped=None))]
     fn poll_rejected(
         &self,
         py: Python<'_>,
         max_n: usize,
         hold: &Bound<'_, PyList>,
-        dtype: &Bound<'_, PyAny>,
         dropped: Option<&Bound<'_, PyList>>,
     ) -> PyResult<()> {
         let mut rows: Vec<RejectedBid> = Vec::new();
         let Some(dropped) = dropped else {
             self.inner.poll_rejected_into(&mut rows, max_n);
-            return hold_rows(py, &rows, hold, dtype);
+            return hold_rows(py, &rows, hold);
         };
         // both the rows and the count land in lists the wrapper owns before anything can fail
         let before: u64 = dropped.get_item(0)?.extract()?;
         let (_, d) = self.inner.poll_rejected_batch(&mut rows, max_n);
         dropped.set_item(0, before + d)?;
-        hold_rows(py, &rows, hold, dtype)
+        hold_rows(py, &rows, hold)
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -499,16 +483,15 @@ impl PyEventLog {
     }
 
     /// Takes up to `max_n` events, waiting up to `timeout_ms` for the first in GIL-released
-    /// slices (signals checked between them), and appends them to `hold` as one array of
-    /// `dtype` (EVENT_DTYPE).
-    #[pyo3(signature = (max_n, timeout_ms, hold, dtype))]
+    /// slices (signals checked between them), and appends them to `hold` as one array of raw
+    /// events (EVENT_DTYPE bytes), with only C code between the read and the append.
+    #[pyo3(signature = (max_n, timeout_ms, hold))]
     fn read(
         &self,
         py: Python<'_>,
         max_n: usize,
         timeout_ms: f64,
         hold: &Bound<'_, PyList>,
-        dtype: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let deadline = deadline_after(timeout_ms)?;
         let mut reader = self
@@ -526,14 +509,7 @@ impl PyEventLog {
         }
         py.check_signals()?;
         let batch = reader.read(max_n).map_err(to_pyerr)?;
-        let arr = PyArray1::<u8>::zeros(py, batch.bytes().len(), false);
-        {
-            let mut rw = arr.readwrite();
-            rw.as_slice_mut()
-                .map_err(|_| to_pyerr(CoreError::invalid("out", "not contiguous")))?
-                .copy_from_slice(batch.bytes());
-        }
-        hold.append(arr.call_method1("view", (dtype,))?)
+        hold.append(PyArray1::<u8>::from_slice(py, batch.bytes()))
     }
 
     /// Moves the reader to `seq` (any sequence number still in the ring).
