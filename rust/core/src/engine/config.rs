@@ -25,7 +25,7 @@ impl Mechanism {
     }
 }
 
-/// Engine configuration; see [`Engine::start`].
+/// Engine configuration; see [`super::Engine::start`].
 #[derive(Clone)]
 pub struct EngineConfig {
     pub workers: usize,

@@ -83,7 +83,7 @@ pub fn shard_of(auction_id: u64, workers: usize) -> usize {
     ((fib_hash(auction_id) as u128 * workers as u128) >> 64) as usize
 }
 
-/// A validated submission, partitioned by shard; see [`Engine::prepare`].
+/// A validated submission, partitioned by shard; see [`super::Engine::prepare`].
 ///
 /// Dropping one that was not sent hands its buffers back to the engine's pool.
 pub struct Prepared {

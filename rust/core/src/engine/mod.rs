@@ -44,17 +44,23 @@
 //!   deadline is not applied; it is counted (`rejected_late` / `rejected_unknown`) and reported
 //!   as a [`RejectedBid`] with OpenRTB loss reason 2 (expired). "Late" versus "unknown" uses a
 //!   per-worker cache of the last 65536 closed auction ids (direct-mapped); a late bid for an
-//!   auction evicted from that cache is reported as unknown (both are loss reason 2).
+//!   auction evicted from that cache is reported as unknown (both are loss reason 2). At most
+//!   `rejected_capacity` rows wait to be polled (an exact bound over all workers, reserved per
+//!   row); beyond it a rejection is counted (`rejected_unreported`) and reported once as a
+//!   drop count by [`Engine::poll_rejected_batch`].
 //! - **Results.** One [`AuctionResult`] row per auction (per slot for GSP / VCG: `slot` is the
 //!   position, `winner_bidder = -1` for an empty slot), published in blocks to a channel that
-//!   [`Engine::poll_into`] drains. Latencies go into HDR histograms: `open_to_close` and
+//!   [`Engine::poll_into`] drains. After [`Engine::close`] the engine is drained
+//!   ([`Engine::is_drained`]) once every worker has finished and every row is polled; then
+//!   [`Engine::wait_results`] returns at once. Latencies go into HDR histograms: `open_to_close` and
 //!   `last_bid_to_result` (from the submit timestamp of the auction's last applied event to the
 //!   moment its result is published).
 //! - **Ingress and event log.** [`Engine::attach`] consumes any [`BidSource`] on a thread of its
 //!   own — [`RingSource`] reads a `BidRing` that other processes append to. With an
 //!   [`EventSink`] ([`RingEventLog`]: a broadcast-mode `BidRing`) every worker appends
-//!   AuctionStarted / BidPlaced / BidUpdated / BidCancelled / AuctionWon / AuctionLost records
-//!   once per processed block, so each auction's events are in order.
+//!   AuctionStarted / BidPlaced / BidUpdated / BidCancelled / AuctionWon / AuctionLost
+//!   [`EventRecord`]s (one meaning per field) once per processed block, so each auction's
+//!   events are in order.
 
 mod arena;
 mod close;
