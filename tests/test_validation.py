@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 import rtbcore
-from rtbcore import KIND_CANCEL, KIND_PLACE, AuctionBatch, AuctionEngine, BidQueue, BidRing, make_bids
+from rtbcore import (
+    KIND_CANCEL,
+    KIND_PLACE,
+    AuctionBatch,
+    AuctionEngine,
+    BidQueue,
+    BidRing,
+    make_bids,
+)
 from rtbcore.errors import InvalidBidError
 
 #: (what is wrong, the record, the field an error names, accepted by the rule)
@@ -60,10 +68,12 @@ def test_clearing_refuses_what_the_intake_refuses(quality: float) -> None:
 
 
 def test_huge_values_print_compactly() -> None:
-    with pytest.raises(InvalidBidError, match=r"^records\.price\[1\] = -1e308: must be finite") as e:
+    huge = r"^records\.price\[1\] = -1e308: must be finite"
+    with pytest.raises(InvalidBidError, match=huge) as e:
         with AuctionEngine(workers=1, pin=False) as eng:
             eng.submit_records(make_bids([1, 2], 1, [1.0, -1e308]))
     assert len(str(e.value)) < 80
-    with pytest.raises(InvalidBidError, match=r"^auction_ids\[0\] = -5: must be in 0\.\.=2\*\*63-1"):
+    negative = r"^auction_ids\[0\] = -5: must be in 0\.\.=2\*\*63-1"
+    with pytest.raises(InvalidBidError, match=negative):
         with AuctionEngine(workers=1, pin=False) as eng:
             eng.submit([-5], [1], [1.0])
