@@ -62,6 +62,56 @@ _I64_MAX = np.iinfo(np.int64).max
 _TMAX_MS_MAX = 86_400_000.0  # one day: an auction deadline, not a timer for the ages
 
 
+def _count(name: str, x: Any) -> int:
+    """``x`` as a count in 0..=2**63-1 (an int, not a bool)."""
+    if isinstance(x, bool | np.bool_) or not isinstance(x, int | np.integer):
+        raise InvalidInputError(f"{name}: expected an int, got {x!r}")
+    if not 0 <= int(x) <= _I64_MAX:
+        raise InvalidInputError(f"{name} = {int(x)}: must be in 0..=2**63-1")
+    return int(x)
+
+
+def _real(name: str, x: Any) -> float:
+    """``x`` as a float (an int or a float, not a bool or a str); the range is the caller's."""
+    if isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.integer | np.floating):
+        raise InvalidInputError(f"{name}: expected a number, got {x!r}")
+    try:
+        return float(x)
+    except OverflowError:
+        raise InvalidInputError(f"{name} = {x}: too large for a float") from None
+
+
+def _hand_out(
+    held: list[np.ndarray], max_n: int, per: int, dtype: np.dtype
+) -> np.ndarray | None:
+    """Takes up to ``max_n`` rows (whole groups of ``per`` when ``max_n >= per``) from the first
+    array in ``held`` and returns them as ``dtype``; the rest stays held for the next call.
+    None when nothing is held.
+
+    Exactly once: CPython raises a pending ``KeyboardInterrupt`` (or a signal handler's
+    exception) only where a call returns or a function starts. The native calls append rows
+    to ``held`` as raw bytes running only C code; the view as ``dtype`` (which may run numpy's
+    Python helpers) happens while they are still held; from the moment rows leave ``held``
+    until they are returned there is no call. An interruption finds them either still held or
+    already with the caller. Concurrent callers are safe for the same reason: a thread switch
+    also happens only at those points."""
+    while True:
+        if not held:
+            return None
+        rows = held[0]
+        if rows.dtype == dtype:
+            break
+        typed = rows.view(dtype)
+        if held and held[0] is rows:  # no other thread took or converted them meanwhile
+            held[0] = typed
+    cut = max_n - max_n % per if max_n >= per else max_n
+    if cut < rows.shape[0]:
+        held[0] = rows[cut:]
+        return rows[:cut]
+    del held[0]
+    return rows
+
+
 def _check_len(name: str, a: np.ndarray, n: int) -> None:
     if a.shape[0] != n:
         raise InvalidInputError(f"{name}: has {a.shape[0]} entries but auction_ids has {n}")
@@ -79,7 +129,8 @@ class AuctionEngine:
     and clears each one with the clearing kernels.
 
     ``AuctionEngine(workers=2, pin=True, mechanism="second_price", reserve=0.0, increment=0.01,
-    tmax_ms=80, capacity=1 << 20, slot_ctrs=None)``
+    tmax_ms=80, capacity=1 << 20, slot_ctrs=None, event_log=None, event_log_capacity=1 << 20,
+    rejected_capacity=None)``
 
     - ``mechanism``: ``"first_price"``, ``"second_price"``; with ``slot_ctrs`` (click-through
       factor per slot, non-increasing) ``"gsp"`` or ``"vcg"`` (``"second_price"`` with
@@ -98,13 +149,22 @@ class AuctionEngine:
       the workers): :meth:`submit` waits for room while the workers catch up.
     - A bid for an unknown or closed auction, or stamped after its auction's deadline, is not
       applied: it is counted in :meth:`stats` (``rejected_late`` / ``rejected_unknown``) and
-      reported by :meth:`poll_rejected` with OpenRTB loss reason 2 (expired).
+      reported by :meth:`poll_rejected` with OpenRTB loss reason 2 (expired). At most
+      ``rejected_capacity`` such rows (default ``max(capacity, 1024)``; 0 keeps none) wait to
+      be polled; a rejection beyond the bound is dropped, counted in
+      ``stats()["rejected_unreported"]`` and reported by :meth:`poll_rejected_batch`.
     - :meth:`close` (also on leaving ``with``) stops intake, clears every auction still open
-      (``closed_by = "shutdown"``) and joins every thread; results remain pollable.
+      (``closed_by = "shutdown"``) and joins every thread; results remain pollable. It wakes
+      every thread waiting in :meth:`poll` or :meth:`submit`; once every result is polled,
+      :meth:`poll` returns an empty array at once.
+    - Signals: a Ctrl-C (or any signal whose handler raises) during a call never loses or
+      duplicates a result, a rejection or an event: rows taken by an interrupted call are
+      returned first by the next one.
 
-    Bad input (wrong dtype, NaN or negative price, negative ids, mismatched lengths) raises
-    :class:`rtbcore.errors.InvalidInputError` naming the argument and index, and nothing of the
-    call is queued.
+    Bad input (wrong type or dtype, NaN or negative price, ids outside 0..2**63-1, mismatched
+    lengths) raises :class:`rtbcore.errors.InvalidInputError` (:class:`~rtbcore.errors.
+    InvalidBidError` for a bid) naming the argument and index, and nothing of the call is
+    queued. :meth:`submit` on a closed engine raises :class:`rtbcore.errors.QueueClosed`.
     """
 
     def __init__(
@@ -119,15 +179,22 @@ class AuctionEngine:
         slot_ctrs: Sequence[float] | npt.ArrayLike | None = None,
         event_log: str | os.PathLike[str] | None = None,
         event_log_capacity: int = 1 << 20,
+        rejected_capacity: int | None = None,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int | np.integer):
-            raise InvalidInputError(f"workers: expected an int, got {workers!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer):
-            raise InvalidInputError(f"capacity: expected an int, got {capacity!r}")
+        workers = _count("workers", workers)
+        capacity = _count("capacity", capacity)
         if not 1 <= workers <= 1024:
             raise InvalidInputError(f"workers = {workers}: must be in 1..1024")
         if capacity < 1:
             raise InvalidInputError(f"capacity = {capacity}: must be >= 1")
+        if rejected_capacity is not None:
+            rejected_capacity = _count("rejected_capacity", rejected_capacity)
+        if not isinstance(pin, bool | np.bool_):
+            raise InvalidInputError(f"pin: expected a bool, got {pin!r}")
+        if not isinstance(mechanism, str):
+            raise InvalidInputError(f"mechanism: expected a str, got {mechanism!r}")
+        reserve = _real("reserve", reserve)
+        increment = _real("increment", increment)
         tmax_ns = self._tmax_ns("tmax_ms", tmax_ms)
         ctrs = None
         if slot_ctrs is not None:
@@ -137,24 +204,24 @@ class AuctionEngine:
         self.mechanism = mechanism
         self.slot_ctrs = ctrs
         self.workers = int(workers)
-        if isinstance(event_log_capacity, bool) or not isinstance(
-            event_log_capacity, int | np.integer
-        ) or event_log_capacity < 1:
-            raise InvalidInputError(
-                f"event_log_capacity = {event_log_capacity!r}: must be an int >= 1"
-            )
+        event_log_capacity = _count("event_log_capacity", event_log_capacity)
+        if event_log_capacity < 1:
+            raise InvalidInputError(f"event_log_capacity = {event_log_capacity}: must be >= 1")
         self.event_log = None if event_log is None else os.fspath(event_log)
         self._core = _AuctionEngine(
-            int(workers), bool(pin), str(mechanism), float(reserve), float(increment),
-            tmax_ns, int(capacity), ctrs, self.event_log, int(event_log_capacity),
+            workers, bool(pin), mechanism, reserve, increment, tmax_ns, capacity, ctrs,
+            self.event_log, event_log_capacity, rejected_capacity,
         )
+        # Rows taken from the engine and not yet returned (see _hand_out): a poll interrupted
+        # after the native call took its rows leaves them here for the next poll.
+        self._held_results: list[np.ndarray] = []
+        self._held_rejected: list[np.ndarray] = []
+        self._rejected_dropped: list[int] = [0]
+        self._rows_per_auction = int(self._core.rows_per_auction)
 
     @staticmethod
     def _tmax_ns(name: str, tmax_ms: Any) -> int:
-        try:
-            t = float(tmax_ms)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"{name}: expected a number, got {tmax_ms!r}") from None
+        t = _real(name, tmax_ms)
         if not (math.isfinite(t) and 0 < t <= _TMAX_MS_MAX):
             raise InvalidInputError(f"{name} = {tmax_ms}: must be in (0, 86400000] (one day)")
         return max(1, round(t * 1e6))
@@ -235,7 +302,7 @@ class AuctionEngine:
                     f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update) or 2 (cancel)"
                 )
             k = kk.astype(np.uint8)
-        got = self._core.submit(a, b, p, q, k, timeout_ms)
+        got = self._core.submit(a, b, p, q, k, self._timeout(timeout_ms))
         if got is None:
             from rtbcore.errors import QueueFull
 
@@ -253,7 +320,7 @@ class AuctionEngine:
         if records.dtype != BID_DTYPE:
             raise InvalidInputError(f"records: expected dtype BID_DTYPE, got {records.dtype}")
         raw = np.ascontiguousarray(records).view(np.uint8)
-        got = self._core.submit_records(raw, timeout_ms)
+        got = self._core.submit_records(raw, self._timeout(timeout_ms))
         if got is None:
             from rtbcore.errors import QueueFull
 
@@ -266,7 +333,7 @@ class AuctionEngine:
         """Submits one bid without waiting: True if queued, False if the intake is full."""
         return bool(self._core.submit_one(
             self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
-            float(price), float(quality), False,
+            _real("price", price), _real("quality", quality), False,
         ))
 
     def cancel(self, auction_id: int, bidder_id: int) -> bool:
@@ -277,6 +344,12 @@ class AuctionEngine:
             self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
             0.0, 1.0, True,
         ))
+
+    @staticmethod
+    def _timeout(timeout_ms: Any, default: float | None = None) -> float | None:
+        """``timeout_ms`` as a float (``None``: ``default``); NaN and negative values are left
+        for the core to refuse with the one message."""
+        return default if timeout_ms is None else _real("timeout_ms", timeout_ms)
 
     @staticmethod
     def _scalar_id(name: str, x: Any) -> int:
@@ -313,20 +386,59 @@ class AuctionEngine:
     # -- output ----------------------------------------------------------------------------
 
     def poll(self, max_n: int = 65536, timeout_ms: float = 0) -> np.ndarray:
-        """Up to ``max_n`` result rows (:data:`RESULT_DTYPE`), waiting up to ``timeout_ms`` for
-        the first. The wait releases the GIL and checks for signals every 20 ms: Ctrl-C raises
-        ``KeyboardInterrupt`` promptly and every result stays in the engine for the next poll.
+        """Up to ``max_n`` result rows (:data:`RESULT_DTYPE`), waiting up to ``timeout_ms``
+        (``math.inf``: as long as it takes) for the first.
+
+        The wait releases the GIL and checks for signals every 20 ms, so Ctrl-C raises
+        ``KeyboardInterrupt`` promptly. Every result is delivered exactly once whatever signal
+        arrives when: rows the engine handed over to a poll that was then interrupted are
+        returned first by the next poll.
+
+        Once the engine is closed and every result has been polled, ``poll`` returns an empty
+        array at once, whatever ``timeout_ms``; :meth:`close` from another thread wakes a poll
+        that is waiting. So ``while (rows := eng.poll(timeout_ms=math.inf)).size: ...`` reads
+        every result and ends after :meth:`close`.
         """
-        if max_n < 0:
-            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
-        raw = self._core.poll(int(max_n), float(timeout_ms))
-        return raw.view(RESULT_DTYPE)
+        max_n = _count("max_n", max_n)
+        timeout = _real("timeout_ms", timeout_ms)
+        held = self._held_results
+        if not held:
+            self._core.poll(max_n, timeout, held)
+        rows = _hand_out(held, max_n, self._rows_per_auction, RESULT_DTYPE)
+        return np.empty(0, RESULT_DTYPE) if rows is None else rows
 
     def poll_rejected(self, max_n: int = 65536) -> np.ndarray:
-        """Up to ``max_n`` rejected bids (:data:`REJECTED_DTYPE`, ``loss_reason`` = 2)."""
-        if max_n < 0:
-            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
-        return self._core.poll_rejected(int(max_n)).view(REJECTED_DTYPE)
+        """Up to ``max_n`` rejected bids (:data:`REJECTED_DTYPE`, ``loss_reason`` = 2); never
+        waits. Delivered exactly once, like :meth:`poll`. At most ``rejected_capacity`` rows are
+        held for polling: see :meth:`poll_rejected_batch` for the rejections dropped beyond."""
+        max_n = _count("max_n", max_n)
+        held = self._held_rejected
+        if not held:
+            self._core.poll_rejected(max_n, held)
+        rows = _hand_out(held, max_n, 1, REJECTED_DTYPE)
+        return np.empty(0, REJECTED_DTYPE) if rows is None else rows
+
+    def poll_rejected_batch(self, max_n: int = 65536) -> tuple[np.ndarray, int]:
+        """``(rows, dropped)``: up to ``max_n`` rejected bids as :meth:`poll_rejected` returns
+        them, and how many rejections were dropped, not held, because ``rejected_capacity``
+        rows were already waiting to be polled. Each drop is reported once, by the first
+        ``poll_rejected_batch`` after it (``stats()["rejected_unreported"]`` counts them
+        all); every rejection is also counted in ``rejected_late`` / ``rejected_unknown``."""
+        max_n = _count("max_n", max_n)
+        held, dropped = self._held_rejected, self._rejected_dropped
+        if not held:
+            self._core.poll_rejected(max_n, held, dropped)
+        rows = _hand_out(held, max_n, 1, REJECTED_DTYPE)
+        if rows is None:
+            rows = np.empty(0, REJECTED_DTYPE)
+        d = dropped[0]
+        dropped[0] = 0
+        return rows, d
+
+    @property
+    def rejected_capacity(self) -> int:
+        """The bound on rejected bids held for :meth:`poll_rejected`."""
+        return int(self._core.rejected_capacity)
 
     def stats(self) -> dict[str, Any]:
         """Counters (summed over the workers), pinning, and HDR latency percentiles in ns:
@@ -363,7 +475,10 @@ class AuctionEngine:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"AuctionEngine(workers={self.workers}, mechanism={self.mechanism!r}, {state})"
+        return (
+            f"AuctionEngine(workers={self.workers}, mechanism={self.mechanism!r}, "
+            f"rejected_capacity={self.rejected_capacity}, {state})"
+        )
 
 
 class EventLog:
@@ -372,21 +487,24 @@ class EventLog:
 
     ``EventLog(path, reader="eventlog", start="oldest")``
 
-    The log is a :class:`rtbcore.BidRing` of 48-byte records (:data:`EVENT_DTYPE`), created in
+    The log is a :class:`rtbcore.BidRing` of 88-byte records (:data:`EVENT_DTYPE`), created in
     broadcast mode by the engine so it never waits for a follower; a follower that falls more
     than the ring's capacity behind gets :class:`rtbcore.errors.RingOverrun` (with ``lost`` and
     ``next_seq``) and continues from the oldest record still there. Each auction's events are in
-    order. Per ``kind`` (names in :data:`EVENT_KINDS`):
+    order. Every field has one meaning whatever the ``kind`` (names in :data:`EVENT_KINDS`);
+    a field that does not apply holds "none" (NaN, 0, or the all-ones integer):
 
-    - ``AuctionStarted`` (16): ``bidder_id`` = expected_bids, ``price`` = reserve,
-      ``quality`` = tmax in ns, ``timestamp_ns`` = open time.
-    - ``BidPlaced`` / ``BidUpdated`` / ``BidCancelled`` (17 / 18 / 19): the bid as applied,
-      ``timestamp_ns`` = its submit stamp.
-    - ``AuctionWon`` (20): ``bidder_id`` = winner, ``price`` = price paid, ``quality`` =
-      min_to_win, ``slot``, ``closed_by``.
-    - ``AuctionLost`` (21): one per losing live bid (``price`` / ``quality`` its own,
-      ``loss_reason`` its OpenRTB code, ``slot`` = 255); an auction with no bids logs one with
-      ``bidder_id`` = 2**64 - 1.
+    - ``AuctionStarted`` (16): ``reserve``, ``tmax_ns``, ``expected_bids``;
+      ``timestamp_ns`` = open time.
+    - ``BidPlaced`` / ``BidUpdated`` / ``BidCancelled`` (17 / 18 / 19): ``bidder_id``,
+      ``price``, ``quality`` of the bid as applied (for a cancel, the bid it withdrew);
+      ``timestamp_ns`` = the submit stamp.
+    - ``AuctionWon`` (20): ``bidder_id``, ``price``, ``quality`` of the winning bid,
+      ``clearing_price`` (paid, per unit for a slot), ``min_to_win``, ``slot``, ``reserve``,
+      ``closed_by``, ``loss_reason`` = 0; ``timestamp_ns`` = close time.
+    - ``AuctionLost`` (21): one per losing live bid (``bidder_id``, ``price``, ``quality``,
+      ``loss_reason`` its OpenRTB code, ``reserve``, ``closed_by``); an auction with no bids
+      logs one with ``bidder_id`` = 2**64 - 1.
 
     The reader ``reader`` is persistent (its cursor lives in the ring file): a follower that
     restarts resumes where it stopped; :meth:`replay` moves it back to any sequence number
@@ -398,17 +516,24 @@ class EventLog:
     ) -> None:
         if start not in ("oldest", "latest"):
             raise InvalidInputError(f"start = {start!r}: expected 'oldest' or 'latest'")
+        if not isinstance(reader, str) or not reader:
+            raise InvalidInputError(f"reader: expected a non-empty str, got {reader!r}")
         self.path = os.fspath(path)
         self._log = _EventLog(self.path, reader, start == "oldest")
+        self._held: list[np.ndarray] = []  # events read by an interrupted call (see _hand_out)
 
     def read(self, max_n: int = 65536, timeout_ms: float = 0) -> np.ndarray:
         """Up to ``max_n`` events (:data:`EVENT_DTYPE`), waiting up to ``timeout_ms`` for the
-        first (GIL released; Ctrl-C interrupts without losing events). Reading acknowledges
-        the previous batch."""
-        if max_n < 0:
-            raise InvalidInputError(f"max_n = {max_n}: must be >= 0")
-        _, raw = self._log.read(int(max_n), float(timeout_ms))
-        return raw.view(EVENT_DTYPE)
+        first (GIL released; Ctrl-C interrupts promptly). Every event is returned exactly once
+        whatever signal arrives when: events an interrupted read took are returned first by
+        the next. Reading acknowledges the previous batch."""
+        max_n = _count("max_n", max_n)
+        timeout = _real("timeout_ms", timeout_ms)
+        held = self._held
+        if not held:
+            self._log.read(max_n, timeout, held)
+        rows = _hand_out(held, max_n, 1, EVENT_DTYPE)
+        return np.empty(0, EVENT_DTYPE) if rows is None else rows
 
     def follow(self, timeout_ms: float = 100, idle_polls: int | None = None):
         """Yields event arrays as they arrive; stops after ``idle_polls`` consecutive empty
@@ -424,8 +549,10 @@ class EventLog:
 
     def replay(self, seq: int = 0) -> None:
         """Moves the reader to sequence number ``seq`` (0 = the first event ever logged, if the
-        ring still holds it)."""
-        self._log.replay(int(seq))
+        ring still holds it). Events held from an interrupted :meth:`read` are dropped: the
+        next read starts at ``seq``."""
+        self._log.replay(_count("seq", seq))
+        self._held.clear()
 
     def commit(self) -> None:
         """Acknowledges every event read so far."""
@@ -434,7 +561,8 @@ class EventLog:
     @property
     def position(self) -> int:
         """Sequence number of the next event this reader will return."""
-        return int(self._log.position)
+        held = sum(h.view(EVENT_DTYPE).shape[0] for h in list(self._held))
+        return int(self._log.position) - held
 
     @property
     def tail(self) -> int:

@@ -22,6 +22,9 @@ __all__ = [
     "REJECTED_DTYPE",
     "EVENT_DTYPE",
     "EVENT_KINDS",
+    "EVENT_NO_BIDDER",
+    "EVENT_NO_SLOT",
+    "EVENT_NOT_CLOSED",
     "CLOSED_BY",
     "CLOSED_BY_DEADLINE",
     "CLOSED_BY_ALL_BIDS",
@@ -136,16 +139,28 @@ EVENT_KINDS = {
     21: "AuctionLost",
 }
 
-#: One event of the log (48 bytes, the BidRecord layout; see :class:`EventLog` for the fields'
-#: meaning per kind).
+#: One event of the log (88 bytes), mirroring the Rust ``EventRecord``. Every field has one
+#: meaning whatever the ``kind``; a field that does not apply holds "none": NaN (floats),
+#: 0 (``tmax_ns``, ``expected_bids``), -1 (``loss_reason``), or the all-ones value
+#: (``bidder_id`` 2**64-1, ``slot`` 65535, ``closed_by`` 255). See :class:`rtbcore.EventLog`.
 EVENT_DTYPE = np.dtype(
     {
         "names": [
-            "auction_id", "bidder_id", "price", "quality", "timestamp_ns", "kind", "closed_by",
-            "slot", "loss_reason",
+            "auction_id", "bidder_id", "timestamp_ns", "price", "quality", "clearing_price",
+            "min_to_win", "reserve", "tmax_ns", "expected_bids", "loss_reason", "slot", "kind",
+            "closed_by",
         ],
-        "formats": ["<u8", "<u8", "<f8", "<f8", "<u8", "u1", "u1", "u1", "u1"],
-        "offsets": [0, 8, 16, 24, 32, 40, 41, 42, 43],
-        "itemsize": 48,
+        "formats": [
+            "<u8", "<u8", "<u8", "<f8", "<f8", "<f8", "<f8", "<f8", "<u8", "<u4", "<i4", "<u2",
+            "u1", "u1",
+        ],
+        "offsets": [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 76, 80, 82, 83],
+        "itemsize": 88,
     }
 )
+#: ``bidder_id`` of an event about no bidder.
+EVENT_NO_BIDDER = 2**64 - 1
+#: ``slot`` of an event about no slot.
+EVENT_NO_SLOT = 0xFFFF
+#: ``closed_by`` of an event that is not an outcome.
+EVENT_NOT_CLOSED = 0xFF

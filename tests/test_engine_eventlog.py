@@ -13,6 +13,7 @@ import pytest
 from rtbcore import EVENT_DTYPE, EVENT_KINDS, AuctionEngine, EventLog
 from rtbcore.engine import KIND_CANCEL, KIND_PLACE, KIND_UPDATE
 from rtbcore.errors import InvalidInputError
+from rtbcore.records import EVENT_NO_BIDDER, EVENT_NO_SLOT, EVENT_NOT_CLOSED
 
 NAMES = {v: k for k, v in EVENT_KINDS.items()}
 
@@ -39,21 +40,29 @@ def test_event_log_holds_every_event_in_order_per_auction(tmp_path):
     ev = log.read()
     assert ev.dtype == EVENT_DTYPE and ev.shape[0] == 13
     by = _events_by_auction(ev)
-    assert by[1] == [("AuctionStarted", 0), ("BidPlaced", 10), ("BidPlaced", 11),
+    none = EVENT_NO_BIDDER
+    assert by[1] == [("AuctionStarted", none), ("BidPlaced", 10), ("BidPlaced", 11),
                      ("BidUpdated", 10), ("BidCancelled", 11), ("AuctionWon", 10)]
-    assert by[2] == [("AuctionStarted", 2), ("BidPlaced", 10), ("BidPlaced", 11),
+    assert by[2] == [("AuctionStarted", none), ("BidPlaced", 10), ("BidPlaced", 11),
                      ("AuctionWon", 10), ("AuctionLost", 11)]
-    assert by[3] == [("AuctionStarted", 0), ("AuctionLost", 2**64 - 1)]
+    assert by[3] == [("AuctionStarted", none), ("AuctionLost", none)]
     won2 = ev[(ev["auction_id"] == 2) & (ev["kind"] == NAMES["AuctionWon"])][0]
-    assert (won2["price"], won2["quality"], won2["closed_by"]) == (0.5, 0.5, 1)
+    assert (won2["clearing_price"], won2["min_to_win"], won2["closed_by"]) == (0.5, 0.5, 1)
+    assert (won2["price"], won2["quality"], won2["slot"], won2["loss_reason"]) == (2.0, 1.0, 0, 0)
     lost2 = ev[(ev["auction_id"] == 2) & (ev["kind"] == NAMES["AuctionLost"])][0]
-    assert (lost2["price"], lost2["loss_reason"], lost2["slot"]) == (0.1, 100, 255)
+    assert (lost2["price"], lost2["loss_reason"], lost2["slot"]) == (0.1, 100, EVENT_NO_SLOT)
+    assert np.isnan(lost2["clearing_price"]) and lost2["reserve"] == 0.5
     start1 = ev[(ev["auction_id"] == 1) & (ev["kind"] == NAMES["AuctionStarted"])][0]
-    assert (start1["price"], start1["quality"]) == (0.5, 600_000 * 1e6)
+    assert (start1["reserve"], start1["tmax_ns"], start1["expected_bids"]) == (0.5, 6 * 10**11, 0)
+    start2 = ev[(ev["auction_id"] == 2) & (ev["kind"] == NAMES["AuctionStarted"])][0]
+    assert start2["expected_bids"] == 2 and np.isnan(start2["price"])
+    assert (start2["closed_by"], start2["loss_reason"]) == (EVENT_NOT_CLOSED, -1)
+    cancel = ev[ev["kind"] == NAMES["BidCancelled"]][0]
+    assert (cancel["bidder_id"], cancel["price"]) == (11, 3.0)  # the bid it withdrew
     # replay from the start gives the same events again
     assert log.read().shape[0] == 0
     log.replay(0)
-    np.testing.assert_array_equal(log.read(), ev)
+    assert log.read().tobytes() == ev.tobytes()  # byte for byte (NaN marks "none")
 
 
 def test_follower_process_sees_every_close(tmp_path):

@@ -17,6 +17,7 @@ fn engine(workers: usize, mechanism: Mechanism) -> Engine {
         increment: 0.0,
         tmax_ns: 60_000_000_000,
         capacity: 1 << 16,
+        rejected_capacity: None,
         event_sink: None,
     })
     .unwrap()
@@ -343,6 +344,103 @@ fn close_while_many_threads_submit_loses_nothing_accepted() {
     assert_eq!(e.live_threads(), 0);
 }
 
+#[test]
+fn close_wakes_a_waiter_and_a_drained_engine_answers_at_once() {
+    // Many auctions still open at close: the workers take a while to clear them after intake
+    // stops, so a waiter that took "closed" for "nothing more to come" would miss rows.
+    let n = 200_000u64;
+    let e = std::sync::Arc::new(engine(2, Mechanism::SecondPrice));
+    let ids: Vec<u64> = (0..n).collect();
+    open(&e, &ids, 0, None);
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut rows = Vec::new();
+                // the way the binding waits "forever": in short slices, until drained
+                while !e.is_drained() {
+                    if e.wait_results(Duration::from_millis(1)) {
+                        e.poll_into(&mut rows, 7);
+                    }
+                }
+                rows
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!e.is_drained());
+    let closer = {
+        let e = e.clone();
+        std::thread::spawn(move || e.close().unwrap())
+    };
+    let t = std::time::Instant::now();
+    let mut got: Vec<i64> =
+        waiters.into_iter().flat_map(|w| w.join().unwrap()).map(|r| r.auction_id).collect();
+    closer.join().unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..n as i64).collect::<Vec<_>>());
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert!(e.is_drained());
+    let t = std::time::Instant::now();
+    assert!(!e.wait_results(Duration::from_secs(5)));
+    assert!(t.elapsed() < Duration::from_millis(500));
+}
+
+#[test]
+fn submit_waiting_for_room_is_refused_when_the_engine_closes() {
+    let e = std::sync::Arc::new(
+        Engine::start(EngineConfig { workers: 1, pin: false, capacity: 1, ..Default::default() })
+            .unwrap(),
+    );
+    let ids: Vec<i64> = (0..50_000).collect();
+    let b = vec![1i64; ids.len()];
+    let p = vec![1.0; ids.len()];
+    let arrays =
+        BidArrays { auction_ids: &ids, bidder_ids: &b, prices: &p, quality: None, kinds: None };
+    let closer = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            e.close().unwrap();
+        })
+    };
+    let t = std::time::Instant::now();
+    let err = loop {
+        if let Err(err) = e.submit(&arrays, Duration::from_secs(600)) {
+            break err;
+        }
+    };
+    assert_eq!(err, rtbcore_core::CoreError::Closed);
+    assert!(t.elapsed() < Duration::from_secs(30));
+    closer.join().unwrap();
+}
+
+#[test]
+fn rejected_rows_are_bounded_exactly_and_drops_reported_once() {
+    for workers in [1, 2, 4] {
+        let e = Engine::start(EngineConfig {
+            workers,
+            pin: false,
+            rejected_capacity: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(e.rejected_capacity(), 100);
+        let n = 1000;
+        let a: Vec<i64> = (0..n).map(|i| 1_000_000 + i).collect();
+        submit(&e, &a, &a, &vec![1.0; n as usize], None);
+        e.close().unwrap();
+        let mut rows = Vec::new();
+        let (got, dropped) = e.poll_rejected_batch(&mut rows, usize::MAX);
+        assert_eq!((got, dropped), (100, 900), "workers = {workers}");
+        assert_eq!(e.stats().counters.rejected_unreported, 900);
+        assert_eq!(e.poll_rejected_batch(&mut rows, usize::MAX), (0, 0));
+    }
+    let d = EngineConfig { capacity: 10, ..Default::default() };
+    assert_eq!(d.rejected_bound(), 1024);
+    assert_eq!(EngineConfig { capacity: 5000, ..d }.rejected_bound(), 5000);
+}
+
 fn tmp_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rtbcore-engine-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -406,7 +504,6 @@ fn attached_ring_written_by_another_process() {
 
 #[test]
 fn event_log_holds_every_event_in_order_per_auction() {
-    use rtbcore_core::record::BidRecord;
     use rtbcore_core::ring::{BidRing, Start};
     let path = tmp_path("events.ring");
     let sink = std::sync::Arc::new(RingEventLog::open_or_create(&path, 1 << 12).unwrap());
@@ -418,6 +515,7 @@ fn event_log_holds_every_event_in_order_per_auction() {
         increment: 0.0,
         tmax_ns: 60_000_000_000,
         capacity: 1 << 16,
+        rejected_capacity: None,
         event_sink: Some(sink),
     })
     .unwrap();
@@ -431,16 +529,24 @@ fn event_log_holds_every_event_in_order_per_auction() {
     );
     e.close().unwrap();
     assert_eq!(collect(&e, 3).len(), 3);
-    let ring = BidRing::open(&path, Some(48)).unwrap();
+    let ring = BidRing::open(&path, Some(EventRecord::SIZE)).unwrap();
     let mut rd = ring.reader("test", Start::Oldest).unwrap();
-    let evs: Vec<BidRecord> = rd.read(1000).unwrap().records().to_vec();
+    let evs: Vec<EventRecord> = rd
+        .read(1000)
+        .unwrap()
+        .bytes()
+        .chunks_exact(EventRecord::SIZE)
+        // SAFETY: each chunk holds the bytes of one EventRecord the engine wrote (repr(C), every
+        // bit pattern of its integer and float fields valid); read_unaligned copies it out.
+        .map(|c| unsafe { c.as_ptr().cast::<EventRecord>().read_unaligned() })
+        .collect();
     let of = |a: u64| -> Vec<(u8, u64)> {
         evs.iter().filter(|r| r.auction_id == a).map(|r| (r.kind, r.bidder_id)).collect()
     };
     assert_eq!(
         of(1),
         vec![
-            (EV_AUCTION_STARTED, 0),
+            (EV_AUCTION_STARTED, NO_BIDDER),
             (EV_BID_PLACED, 10),
             (EV_BID_PLACED, 11),
             (EV_BID_UPDATED, 10),
@@ -451,18 +557,28 @@ fn event_log_holds_every_event_in_order_per_auction() {
     assert_eq!(
         of(2),
         vec![
-            (EV_AUCTION_STARTED, 0),
+            (EV_AUCTION_STARTED, NO_BIDDER),
             (EV_BID_PLACED, 10),
             (EV_BID_PLACED, 11),
             (EV_AUCTION_WON, 10),
             (EV_AUCTION_LOST, 11)
         ]
     );
-    assert_eq!(of(3), vec![(EV_AUCTION_STARTED, 0), (EV_AUCTION_LOST, u64::MAX)]);
+    assert_eq!(of(3), vec![(EV_AUCTION_STARTED, NO_BIDDER), (EV_AUCTION_LOST, NO_BIDDER)]);
     let lost = evs.iter().find(|r| r.auction_id == 2 && r.kind == EV_AUCTION_LOST).unwrap();
-    assert_eq!(lost._pad[2] as i32, rtbcore_core::clearing::LOSS_BELOW_FLOOR);
+    assert_eq!(lost.loss_reason, rtbcore_core::clearing::LOSS_BELOW_FLOOR);
+    assert_eq!((lost.price, lost.quality, lost.slot), (0.1, 1.0, NO_SLOT));
+    assert!(lost.clearing_price.is_nan() && lost.min_to_win.is_nan());
     let won = evs.iter().find(|r| r.auction_id == 1 && r.kind == EV_AUCTION_WON).unwrap();
-    assert_eq!((won.price, won._pad[0]), (0.5, CLOSED_BY_SHUTDOWN));
+    assert_eq!((won.clearing_price, won.closed_by, won.slot), (0.5, CLOSED_BY_SHUTDOWN, 0));
+    assert_eq!((won.price, won.quality, won.min_to_win, won.reserve), (4.0, 1.0, 0.5, 0.5));
+    let started = evs.iter().find(|r| r.auction_id == 1 && r.kind == EV_AUCTION_STARTED).unwrap();
+    assert_eq!((started.reserve, started.tmax_ns, started.expected_bids), (0.5, 60_000_000_000, 0));
+    assert!(started.price.is_nan() && started.quality.is_nan());
+    assert_eq!((started.closed_by, started.loss_reason), (NOT_CLOSED, NO_LOSS_REASON));
+    // a cancel logs the bid it withdrew
+    let cancel = evs.iter().find(|r| r.kind == EV_BID_CANCELLED).unwrap();
+    assert_eq!((cancel.bidder_id, cancel.price, cancel.quality), (11, 3.0, 1.0));
     assert_eq!(e.stats().counters.events_logged, evs.len() as u64);
     drop(rd);
     drop(ring);

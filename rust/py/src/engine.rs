@@ -2,19 +2,23 @@
 //! `rtbcore.AuctionEngine` (rtbcore/engine.py), which checks dtypes and broadcasts scalars.
 //!
 //! Every wait (room in the intake, results to poll) runs in short GIL-released slices with
-//! `check_signals()` between them, so Ctrl-C interrupts promptly; rows are only taken from the
-//! engine once the wait is over, so an interrupted `poll` loses nothing.
+//! `check_signals()` between them, so Ctrl-C interrupts promptly. Rows are taken from the engine
+//! only once the wait is over, and the calls that take rows (`poll`, `poll_rejected`,
+//! `_EventLog.read`) do not return them: they append them to a list the wrapper owns (its
+//! "held" rows) before returning, because CPython raises a pending `KeyboardInterrupt` as soon
+//! as a native call returns, which would drop a returned array. The wrapper hands held rows
+//! out with no interruption point in between, so every row is delivered exactly once.
 
 use std::time::{Duration, Instant};
 
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 use std::sync::{Arc, Mutex};
 
 use rtbcore_core::engine::{
-    mono_ns, AuctionResult, BidArrays, Engine, EngineConfig, EventSink, LatencySummary, Mechanism,
-    OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
+    mono_ns, AuctionResult, BidArrays, Engine, EngineConfig, EventRecord, EventSink,
+    LatencySummary, Mechanism, OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
 };
 use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
 use rtbcore_core::ring::{BidRing, RingReader, Start};
@@ -77,16 +81,12 @@ fn row_bytes<T: Copy>(rows: &[T]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<u8>(), std::mem::size_of_val(rows)) }
 }
 
-fn to_numpy<'py, T: Copy>(py: Python<'py>, rows: &[T]) -> PyResult<Bound<'py, PyArray1<u8>>> {
-    let bytes = row_bytes(rows);
-    let arr = PyArray1::<u8>::zeros(py, bytes.len(), false);
-    {
-        let mut rw = arr.readwrite();
-        rw.as_slice_mut()
-            .map_err(|_| to_pyerr(CoreError::invalid("out", "not contiguous")))?
-            .copy_from_slice(bytes);
-    }
-    Ok(arr)
+/// Appends `rows` to `hold` as one array of their raw bytes. Only C code runs here (no Python
+/// function, so no point where CPython raises a pending signal's exception): once taken from
+/// the engine, rows reach `hold` whatever signal arrives. The wrapper views them as their
+/// dtype while they are still held.
+fn hold_rows<T: Copy>(py: Python<'_>, rows: &[T], hold: &Bound<'_, PyList>) -> PyResult<()> {
+    hold.append(PyArray1::<u8>::from_slice(py, row_bytes(rows)))
 }
 
 fn latency_into(d: &Bound<'_, PyDict>, name: &str, l: &LatencySummary) -> PyResult<()> {
@@ -140,7 +140,7 @@ impl PyAuctionEngine {
 #[pymethods]
 impl PyAuctionEngine {
     #[new]
-    #[pyo3(signature = (workers, pin, mechanism, reserve, increment, tmax_ns, capacity, slot_ctrs=None, event_log=None, event_log_capacity=1048576))]
+    #[pyo3(signature = (workers, pin, mechanism, reserve, increment, tmax_ns, capacity, slot_ctrs=None, event_log=None, event_log_capacity=1048576, rejected_capacity=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -154,6 +154,7 @@ impl PyAuctionEngine {
         slot_ctrs: Option<Vec<f64>>,
         event_log: Option<std::path::PathBuf>,
         event_log_capacity: u64,
+        rejected_capacity: Option<usize>,
     ) -> PyResult<Self> {
         let mechanism = match (mechanism, slot_ctrs) {
             ("first_price", None) => Mechanism::FirstPrice,
@@ -194,6 +195,7 @@ impl PyAuctionEngine {
             increment,
             tmax_ns,
             capacity,
+            rejected_capacity,
             event_sink,
         };
         let inner = detach(py, || Engine::start(cfg)).map_err(to_pyerr)?;
@@ -335,22 +337,24 @@ impl PyAuctionEngine {
         Ok(self.queue_prepared(py, p, Some(0.0))?.is_some())
     }
 
-    /// Up to `max_n` result rows as raw bytes (viewed as RESULT_DTYPE by the wrapper), waiting
-    /// up to `timeout_ms` for the first one in GIL-released slices.
-    #[pyo3(signature = (max_n, timeout_ms))]
-    fn poll<'py>(
+    /// Takes up to `max_n` result rows, waiting up to `timeout_ms` for the first in
+    /// GIL-released slices, and appends them to `hold` as one array of raw rows (RESULT_DTYPE
+    /// bytes). A closed engine whose rows are all taken does not wait: it appends an empty one.
+    #[pyo3(signature = (max_n, timeout_ms, hold))]
+    fn poll(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         max_n: usize,
         timeout_ms: f64,
-    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        hold: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
         let eng = &self.inner;
         let deadline = deadline_after(timeout_ms)?;
         if max_n > 0 {
             loop {
                 let left = slice_left(deadline);
                 let ready = detach(py, || eng.wait_results(left));
-                if ready || expired(deadline) {
+                if ready || expired(deadline) || eng.is_drained() {
                     break;
                 }
                 py.check_signals()?;
@@ -361,18 +365,30 @@ impl PyAuctionEngine {
         }
         let mut rows: Vec<AuctionResult> = Vec::new();
         eng.poll_into(&mut rows, max_n);
-        to_numpy(py, &rows)
+        hold_rows(py, &rows, hold)
     }
 
-    /// Up to `max_n` rejected bids as raw bytes (viewed as REJECTED_DTYPE by the wrapper).
-    fn poll_rejected<'py>(
+    /// Takes up to `max_n` rejected bids and appends them to `hold` as one array of raw rows
+    /// (REJECTED_DTYPE bytes). With `dropped` (a one-item list), the rejections dropped at the
+    /// bound since the last such call are added to `dropped[0]`.
+    #[pyo3(signature = (max_n, hold, dropped=None))]
+    fn poll_rejected(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         max_n: usize,
-    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        hold: &Bound<'_, PyList>,
+        dropped: Option<&Bound<'_, PyList>>,
+    ) -> PyResult<()> {
         let mut rows: Vec<RejectedBid> = Vec::new();
-        self.inner.poll_rejected_into(&mut rows, max_n);
-        to_numpy(py, &rows)
+        let Some(dropped) = dropped else {
+            self.inner.poll_rejected_into(&mut rows, max_n);
+            return hold_rows(py, &rows, hold);
+        };
+        // both the rows and the count land in lists the wrapper owns before anything can fail
+        let before: u64 = dropped.get_item(0)?.extract()?;
+        let (_, d) = self.inner.poll_rejected_batch(&mut rows, max_n);
+        dropped.set_item(0, before + d)?;
+        hold_rows(py, &rows, hold)
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -422,6 +438,11 @@ impl PyAuctionEngine {
     }
 
     #[getter]
+    fn rejected_capacity(&self) -> usize {
+        self.inner.rejected_capacity()
+    }
+
+    #[getter]
     fn closed(&self) -> bool {
         self.inner.is_closed()
     }
@@ -433,7 +454,7 @@ impl PyAuctionEngine {
     }
 }
 
-/// A follower of an engine's event log (a BidRing of 48-byte event records); wrapped by
+/// A follower of an engine's event log (a BidRing of `EventRecord`s); wrapped by
 /// `rtbcore.EventLog`.
 #[pyclass(module = "_rtbcore", name = "_EventLog", frozen)]
 pub(crate) struct PyEventLog {
@@ -453,7 +474,7 @@ impl PyEventLog {
     ) -> PyResult<Self> {
         let start = if start_oldest { Start::Oldest } else { Start::Latest };
         let (ring, reader) = detach(py, || {
-            let ring = BidRing::open(&path, Some(48))?;
+            let ring = BidRing::open(&path, Some(EventRecord::SIZE))?;
             let reader = ring.reader(reader, start)?;
             Ok::<_, CoreError>((ring, reader))
         })
@@ -461,14 +482,17 @@ impl PyEventLog {
         Ok(PyEventLog { reader: Mutex::new(reader), ring })
     }
 
-    /// Up to `max_n` events as raw bytes (48 per event), waiting up to `timeout_ms` for the
-    /// first in GIL-released slices (signals checked between them). Returns (first_seq, bytes).
-    fn read<'py>(
+    /// Takes up to `max_n` events, waiting up to `timeout_ms` for the first in GIL-released
+    /// slices (signals checked between them), and appends them to `hold` as one array of raw
+    /// events (EVENT_DTYPE bytes), with only C code between the read and the append.
+    #[pyo3(signature = (max_n, timeout_ms, hold))]
+    fn read(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         max_n: usize,
         timeout_ms: f64,
-    ) -> PyResult<(u64, Bound<'py, PyArray1<u8>>)> {
+        hold: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
         let deadline = deadline_after(timeout_ms)?;
         let mut reader = self
             .reader
@@ -485,15 +509,7 @@ impl PyEventLog {
         }
         py.check_signals()?;
         let batch = reader.read(max_n).map_err(to_pyerr)?;
-        let start = batch.start_seq();
-        let arr = PyArray1::<u8>::zeros(py, batch.bytes().len(), false);
-        {
-            let mut rw = arr.readwrite();
-            rw.as_slice_mut()
-                .map_err(|_| to_pyerr(CoreError::invalid("out", "not contiguous")))?
-                .copy_from_slice(batch.bytes());
-        }
-        Ok((start, arr))
+        hold.append(PyArray1::<u8>::from_slice(py, batch.bytes()))
     }
 
     /// Moves the reader to `seq` (any sequence number still in the ring).

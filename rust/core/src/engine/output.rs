@@ -1,0 +1,126 @@
+//! Handing rows out: results and rejected bids move from the workers' channels into a pending
+//! queue that `poll` drains, and a closed engine whose rows are all taken is "drained".
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::RecvTimeoutError;
+
+use super::rows::{AuctionResult, RejectedBid};
+use super::Engine;
+
+/// Rows taken from the channels and not yet polled.
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) results: VecDeque<AuctionResult>,
+    pub(super) rejected: VecDeque<RejectedBid>,
+}
+
+impl Engine {
+    fn refill_pending(&self, pending: &mut Pending, want: usize) {
+        while pending.results.len() < want {
+            match self.results_rx.try_recv() {
+                Ok(mut block) => {
+                    pending.results.extend(block.drain(..));
+                    let _ = self.shared.free_results.push(block);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for at least one result to be available (without taking any).
+    /// Returns whether one is. Returns false at once once the engine is drained (see
+    /// [`Engine::is_drained`]).
+    pub fn wait_results(&self, timeout: Duration) -> bool {
+        {
+            let mut p = self.pending.lock().unwrap();
+            if !p.results.is_empty() {
+                return true;
+            }
+            self.refill_pending(&mut p, 1);
+            if !p.results.is_empty() {
+                return true;
+            }
+        }
+        if timeout.is_zero() {
+            return false;
+        }
+        // Announced before the block leaves the channel and withdrawn under the pending lock
+        // once it is in `pending`, so `is_drained` never misses a block held here.
+        self.receiving.fetch_add(1, Ordering::SeqCst);
+        let got = self.results_rx.recv_timeout(timeout);
+        let disconnected = matches!(got, Err(RecvTimeoutError::Disconnected));
+        let mut p = self.pending.lock().unwrap();
+        let ready = match got {
+            Ok(mut block) => {
+                p.results.extend(block.drain(..));
+                let _ = self.shared.free_results.push(block);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            // every worker has finished: nothing more will come
+            Err(RecvTimeoutError::Disconnected) => !p.results.is_empty(),
+        };
+        self.receiving.fetch_sub(1, Ordering::SeqCst);
+        drop(p);
+        if disconnected && !ready && !self.is_drained() {
+            // another waiter still holds the last block: give it the time to hand it over
+            std::thread::sleep(timeout.min(Duration::from_micros(200)));
+        }
+        ready
+    }
+
+    /// True once the engine is closed, every worker has finished and every result row has been
+    /// polled: a poll can only return nothing from now on.
+    pub fn is_drained(&self) -> bool {
+        let p = self.pending.lock().unwrap();
+        // Order matters: workers gone (so everything is sent), then the channel empty (so every
+        // block is in `pending` or held by a waiter), then no waiter holding one.
+        p.results.is_empty()
+            && self.shared.live_workers.load(Ordering::SeqCst) == 0
+            && self.results_rx.is_empty()
+            && self.receiving.load(Ordering::SeqCst) == 0
+    }
+
+    /// Moves up to `max_n` available result rows into `out` (whole auctions only when
+    /// `max_n >= rows per auction`). Never blocks. Returns how many were moved.
+    pub fn poll_into(&self, out: &mut Vec<AuctionResult>, max_n: usize) -> usize {
+        let k = self.cfg.mechanism.rows_per_auction();
+        let max_n = if max_n >= k { max_n - max_n % k } else { max_n };
+        let mut p = self.pending.lock().unwrap();
+        self.refill_pending(&mut p, max_n);
+        let n = p.results.len().min(max_n);
+        out.extend(p.results.drain(..n));
+        n
+    }
+
+    /// Moves up to `max_n` rejected bids into `out`. Never blocks.
+    pub fn poll_rejected_into(&self, out: &mut Vec<RejectedBid>, max_n: usize) -> usize {
+        let mut p = self.pending.lock().unwrap();
+        while p.rejected.len() < max_n {
+            match self.rejected_rx.try_recv() {
+                Ok(block) => p.rejected.extend(block),
+                Err(_) => break,
+            }
+        }
+        let n = p.rejected.len().min(max_n);
+        out.extend(p.rejected.drain(..n));
+        self.shared.rejected_outstanding.fetch_sub(n, Ordering::AcqRel);
+        n
+    }
+
+    /// [`Engine::poll_rejected_into`], plus the number of rejections dropped at the bound
+    /// (`EngineConfig::rejected_capacity`) since the previous call of this method: each drop
+    /// is reported once.
+    pub fn poll_rejected_batch(&self, out: &mut Vec<RejectedBid>, max_n: usize) -> (usize, u64) {
+        let n = self.poll_rejected_into(out, max_n);
+        (n, self.shared.rejected_dropped.swap(0, Ordering::AcqRel))
+    }
+
+    /// The bound on rejected rows held for polling.
+    pub fn rejected_capacity(&self) -> usize {
+        self.shared.rejected_cap
+    }
+}
