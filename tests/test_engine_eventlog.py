@@ -147,3 +147,24 @@ def test_attach_consumes_a_ring_written_by_another_process(tmp_path):
     assert (r["winner_bidder"] == 4).all() and (r["price"] == 4.0).all()
     assert (s["attached"], s["attach_records"], s["attach_invalid"]) == (1, 5 * n, 0)
     ring.close()
+
+
+def test_event_log_file_records_its_record_type(tmp_path):
+    """The event log is a ring tagged ``rtbcore.event``: opened without a dtype it reads as
+    events, opened as bids (or attached as a bid source) it is refused, naming both types."""
+    from rtbcore import BID_DTYPE, BidRing
+
+    path = str(tmp_path / "events.ring")
+    with AuctionEngine(workers=1, pin=False, event_log=path) as eng:
+        eng.open([1], expected_bids=1)
+        eng.submit([1], [2], [1.0])
+        while eng.poll(timeout_ms=50).shape[0] == 0:
+            pass
+    with BidRing.open(path) as ring:
+        assert ring.dtype == EVENT_DTYPE
+    with pytest.raises(InvalidInputError, match="rtbcore.event") as e:
+        BidRing.open(path, dtype=BID_DTYPE)
+    assert "rtbcore.bid" in str(e.value)
+    with AuctionEngine(workers=1, pin=False) as eng:
+        with pytest.raises(InvalidInputError, match="rtbcore.event"):
+            eng.attach(path)

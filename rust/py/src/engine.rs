@@ -21,7 +21,7 @@ use rtbcore_core::engine::{
     LatencySummary, Mechanism, OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
 };
 use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
-use rtbcore_core::ring::{BidRing, RingReader, Start};
+use rtbcore_core::ring::{BidRing, RecordType, RingReader, Start};
 use rtbcore_core::CoreError;
 
 use crate::{bid_pyerr, detach, to_pyerr, BidNames};
@@ -474,7 +474,7 @@ impl PyEventLog {
     ) -> PyResult<Self> {
         let start = if start_oldest { Start::Oldest } else { Start::Latest };
         let (ring, reader) = detach(py, || {
-            let ring = BidRing::open(&path, Some(EventRecord::SIZE))?;
+            let ring = BidRing::open_as(&path, RecordType::EVENT)?;
             let reader = ring.reader(reader, start)?;
             Ok::<_, CoreError>((ring, reader))
         })

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::CoreError;
 use crate::record::BidRecord;
-use crate::ring::{BidRing, RingMode, RingOptions};
+use crate::ring::{BidRing, RecordType, RingMode, RingOptions};
 
 /// Event kinds ([`EventRecord::kind`]; disjoint from the bid kinds).
 pub const EV_AUCTION_STARTED: u8 = 16;
@@ -134,6 +134,7 @@ impl RingEventLog {
                 capacity,
                 record_size: EventRecord::SIZE,
                 mode: RingMode::Broadcast,
+                record_type: Some(RecordType::EVENT),
                 ..Default::default()
             };
             match BidRing::create(path, opts) {
@@ -142,7 +143,7 @@ impl RingEventLog {
                 Err(_) => {} // created by someone else meanwhile: open it
             }
         }
-        Ok(RingEventLog { ring: BidRing::open(path, Some(EventRecord::SIZE))? })
+        Ok(RingEventLog { ring: BidRing::open_as(path, RecordType::EVENT)? })
     }
 }
 

@@ -31,8 +31,9 @@ const fn valid_char(b: u8) -> bool {
 impl RecordType {
     /// 48-byte [`BidRecord`]s.
     pub const BID: RecordType = RecordType::constant("rtbcore.bid", BidRecord::SIZE);
-    /// 48-byte event records of the engine's event log.
-    pub const EVENT: RecordType = RecordType::constant("rtbcore.event", 48);
+    /// The event records of the engine's event log (`EventRecord`, 88 bytes).
+    pub const EVENT: RecordType =
+        RecordType::constant("rtbcore.event", crate::engine::EventRecord::SIZE);
     /// The tag of records with no declared type.
     pub const RAW_TAG: &'static str = "raw";
 
