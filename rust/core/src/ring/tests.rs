@@ -148,9 +148,11 @@ fn a_file_overwritten_by_another_ring_is_corrupt() {
 
 #[test]
 fn the_record_type_is_recorded_and_checked() {
+    const EVENT_SIZE: usize = crate::engine::EventRecord::SIZE;
     let p = tmp("types");
     let opts = RingOptions {
         capacity: 8,
+        record_size: EVENT_SIZE,
         record_type: Some(RecordType::EVENT),
         mode: RingMode::Broadcast,
         ..Default::default()
@@ -165,12 +167,14 @@ fn the_record_type_is_recorded_and_checked() {
     };
     assert!(msg.contains("rtbcore.event") && msg.contains("rtbcore.bid"), "{msg}");
     assert!(BidRing::open_as(&p, RecordType::BID).is_err());
-    assert!(BidRing::open_as(&p, RecordType::new("rtbcore.event", 56).unwrap()).is_err());
-    assert_eq!(BidRing::open_as(&p, RecordType::EVENT).unwrap().record_size(), 48);
+    assert!(
+        BidRing::open_as(&p, RecordType::new("rtbcore.event", 56 + EVENT_SIZE).unwrap()).is_err()
+    );
+    assert_eq!(BidRing::open_as(&p, RecordType::EVENT).unwrap().record_size(), EVENT_SIZE);
     assert_eq!(BidRing::open(&p, None).unwrap().record_type(), RecordType::EVENT);
     // Bid appends are refused on a ring of events; raw appends are the event log's path.
     assert!(ring.append(&rec(1)).is_err());
-    assert_eq!(ring.append_bytes(&[0u8; 48]).unwrap(), 1);
+    assert_eq!(ring.append_bytes(&[0u8; EVENT_SIZE]).unwrap(), 1);
     std::fs::remove_file(&p).unwrap();
 
     let bad = RingOptions { record_size: 56, record_type: Some(RecordType::BID), ..opts };
