@@ -111,12 +111,20 @@ def _group(benchmark, kind: str, per: int) -> None:
     benchmark.group = f"clearing {kind} {per}-bid"
 
 
+def _timed(benchmark, kind: str, batch, fn, *args, baseline: bool = False):
+    """Times ``fn(*args)`` over the whole batch (7 rounds after a warm-up) in its ``kind``
+    group; returns its result."""
+    per, b = batch
+    _group(benchmark, kind, per)
+    benchmark.extra_info["items"] = b.n_bids
+    if baseline:
+        benchmark.extra_info["baseline"] = True
+    return benchmark.pedantic(fn, args=args, rounds=7, iterations=1, warmup_rounds=1)
+
+
 def test_rtbcore_second_price(benchmark, batch):
     per, b = batch
-    _group(benchmark, "single-slot", per)
-    benchmark.extra_info["items"] = b.n_bids
-    r = benchmark.pedantic(rtbcore.clear_second_price, args=(b,), rounds=7, iterations=1,
-                           warmup_rounds=1)
+    r = _timed(benchmark, "single-slot", batch, rtbcore.clear_second_price, b)
     w, p = numpy_second_price(b.prices.reshape(-1, per), RESERVE, INC)
     assert np.array_equal(r.winner, w) and np.allclose(r.price, p, rtol=1e-12)
 
@@ -124,36 +132,26 @@ def test_rtbcore_second_price(benchmark, batch):
 def test_rtbcore_second_price_without_output_pool(benchmark, batch):
     """The default call with ``rtbcore.output_pool`` turned off: fresh output pages every call
     (the page faults and the kernel zeroing them are what the pool saves)."""
-    per, b = batch
-    _group(benchmark, "single-slot", per)
-    benchmark.extra_info["items"] = b.n_bids
+    _, b = batch
     saved = rtbcore.output_pool.max_bytes
     rtbcore.output_pool.max_bytes = 0
     try:
-        r = benchmark.pedantic(rtbcore.clear_second_price, args=(b,), rounds=7, iterations=1,
-                               warmup_rounds=1)
+        r = _timed(benchmark, "single-slot", batch, rtbcore.clear_second_price, b)
     finally:
         rtbcore.output_pool.max_bytes = saved
     assert r.min_to_win.base is None  # really fresh
 
 
 def test_rtbcore_first_price(benchmark, batch):
-    per, b = batch
-    _group(benchmark, "single-slot", per)
-    benchmark.extra_info["items"] = b.n_bids
-    r = benchmark.pedantic(rtbcore.clear_first_price, args=(b,), rounds=7, iterations=1,
-                           warmup_rounds=1)
+    _, b = batch
+    r = _timed(benchmark, "single-slot", batch, rtbcore.clear_first_price, b)
     assert r.winner.shape == (b.n_auctions,)
 
 
 def test_numpy_2d_second_price(benchmark, batch):
     per, b = batch
-    _group(benchmark, "single-slot", per)
-    benchmark.extra_info["items"] = b.n_bids
-    benchmark.extra_info["baseline"] = True
     p2 = b.prices.reshape(-1, per)
-    benchmark.pedantic(numpy_second_price, args=(p2, RESERVE, INC), rounds=7, iterations=1,
-                       warmup_rounds=1)
+    _timed(benchmark, "single-slot", batch, numpy_second_price, p2, RESERVE, INC, baseline=True)
 
 
 def _pure_python_run(benchmark, b: rtbcore.AuctionBatch, per: int, n_bids: int, rounds: int):
@@ -215,30 +213,19 @@ def test_rtbcore_object_api_second_price(benchmark, batch):
 
 
 def test_rtbcore_vcg_k5(benchmark, batch):
-    per, b = batch
-    _group(benchmark, "position k=5", per)
-    benchmark.extra_info["items"] = b.n_bids
-    r = benchmark.pedantic(rtbcore.clear_vcg, args=(b, CTRS), rounds=7, iterations=1,
-                           warmup_rounds=1)
+    _, b = batch
+    r = _timed(benchmark, "position k=5", batch, rtbcore.clear_vcg, b, CTRS)
     assert r.winner.shape == (b.n_auctions, 5)
 
 
 def test_rtbcore_gsp_k5(benchmark, batch):
-    per, b = batch
-    _group(benchmark, "position k=5", per)
-    benchmark.extra_info["items"] = b.n_bids
-    benchmark.pedantic(rtbcore.clear_gsp, args=(b, CTRS), rounds=7, iterations=1,
-                       warmup_rounds=1)
+    _timed(benchmark, "position k=5", batch, rtbcore.clear_gsp, batch[1], CTRS)
 
 
 def test_numpy_2d_second_price_for_slots(benchmark, batch):
     per, b = batch
-    _group(benchmark, "position k=5", per)
-    benchmark.extra_info["items"] = b.n_bids
-    benchmark.extra_info["baseline"] = True
     p2 = b.prices.reshape(-1, per)
-    benchmark.pedantic(numpy_second_price, args=(p2, RESERVE, INC), rounds=7, iterations=1,
-                       warmup_rounds=1)
+    _timed(benchmark, "position k=5", batch, numpy_second_price, p2, RESERVE, INC, baseline=True)
 
 
 # ---- threads ---------------------------------------------------------------------------------

@@ -114,22 +114,21 @@ class NumpyPID:
         n = budget.shape[0]
         self.integ, self.prev, self.last = np.zeros(n), np.zeros(n), np.zeros(n)
 
-    def output(self, spent, elapsed, checked=True):
+    def _error(self, spent, elapsed, checked):
+        """The budget error at ``elapsed`` (checked like the rtbcore pacer when ``checked``)."""
         frac = _np_check_time(elapsed, DAY) if checked else elapsed / DAY
         if checked:
             _np_check("spent", spent)
             if (elapsed < self.last).any():
                 raise InvalidInputError("elapsed went backwards")
-        err = (self.budget * frac - spent) / self.budget
+        return (self.budget * frac - spent) / self.budget
+
+    def output(self, spent, elapsed, checked=True):
+        err = self._error(spent, elapsed, checked)
         return np.clip(1.0 + self.kp * err + self.ki * self.integ, self.lo, self.hi)
 
     def update(self, spent, elapsed, checked=True):
-        frac = _np_check_time(elapsed, DAY) if checked else elapsed / DAY
-        if checked:
-            _np_check("spent", spent)
-            if (elapsed < self.last).any():
-                raise InvalidInputError("elapsed went backwards")
-        err = (self.budget * frac - spent) / self.budget
+        err = self._error(spent, elapsed, checked)
         dt = (elapsed - self.last) / DAY
         inew = np.clip(self.integ + err * dt, self.imin, self.imax)
         u = 1.0 + self.kp * err + self.ki * inew

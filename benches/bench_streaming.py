@@ -26,6 +26,7 @@ Ring (two processes: this one writes, a forked child reads and counts):
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import queue
@@ -182,6 +183,24 @@ def _finish(ring: BidRing | None, proc, conn):
     return result
 
 
+def _two_process_rounds(benchmark, start, send):
+    """Times ``send(writer)`` plus the reader's report in 5 rounds, each against a fresh reader
+    process: ``start()`` (not timed) returns ``(writer, process, pipe)``, the writer a
+    :class:`BidRing` or a queue. Returns the last report, ``(got, last)``."""
+    state = {}
+
+    def setup():
+        state["r"] = start()
+        return (), {}
+
+    def run():
+        writer, proc, conn = state["r"]
+        send(writer)
+        return _finish(writer if isinstance(writer, BidRing) else None, proc, conn)
+
+    return benchmark.pedantic(run, setup=setup, rounds=5)
+
+
 @pytest.mark.benchmark(group="ring 2-proc single")
 @pytest.mark.parametrize(
     "reader_block",
@@ -190,21 +209,15 @@ def _finish(ring: BidRing | None, proc, conn):
 )
 def test_ring_single(benchmark, reader_block):
     benchmark.extra_info["items"] = RING_SINGLE
-    state = {}
 
-    def setup():
-        state["r"] = _ring_round(RING_SINGLE, reader_block)
-        return (), {}
-
-    def run():
-        ring, proc, conn = state["r"]
+    def send(ring):
         append = ring.append
         for i in range(RING_SINGLE):
             while not append(i, 7, 1.5):
                 ring.wait_for_space(1, 1.0)
-        return _finish(ring, proc, conn)
 
-    got, last = benchmark.pedantic(run, setup=setup, rounds=5)
+    start = functools.partial(_ring_round, RING_SINGLE, reader_block)
+    got, last = _two_process_rounds(benchmark, start, send)
     assert (got, last) == (RING_SINGLE, RING_SINGLE - 1)
 
 
@@ -235,19 +248,12 @@ def _mpq_round(n: int):
 def test_ring_single_multiprocessing_queue(benchmark):
     benchmark.extra_info["items"] = MPQ_SINGLE
     benchmark.extra_info["baseline"] = True
-    state = {}
 
-    def setup():
-        state["r"] = _mpq_round(MPQ_SINGLE)
-        return (), {}
-
-    def run():
-        q, proc, conn = state["r"]
+    def send(q):
         for i in range(MPQ_SINGLE):
             q.put((i, 7, 1.5, 1.0, 0, 0))
-        return _finish(None, proc, conn)
 
-    got, last = benchmark.pedantic(run, setup=setup, rounds=5)
+    got, last = _two_process_rounds(benchmark, lambda: _mpq_round(MPQ_SINGLE), send)
     assert (got, last) == (MPQ_SINGLE, MPQ_SINGLE - 1)
 
 
@@ -255,14 +261,8 @@ def test_ring_single_multiprocessing_queue(benchmark):
 def test_ring_blocks(benchmark):
     benchmark.extra_info["items"] = RING_BLOCKS
     block = _block(RING_BLOCK)
-    state = {}
 
-    def setup():
-        state["r"] = _ring_round(RING_BLOCKS, 65536)
-        return (), {}
-
-    def run():
-        ring, proc, conn = state["r"]
+    def send(ring):
         for _ in range(RING_BLOCKS // RING_BLOCK):
             pos = 0
             while pos < RING_BLOCK:
@@ -270,9 +270,8 @@ def test_ring_blocks(benchmark):
                 pos += k
                 if k == 0:
                     ring.wait_for_space(1, 1.0)
-        return _finish(ring, proc, conn)
 
-    got, last = benchmark.pedantic(run, setup=setup, rounds=5)
+    got, last = _two_process_rounds(benchmark, lambda: _ring_round(RING_BLOCKS, 65536), send)
     assert (got, last) == (RING_BLOCKS, RING_BLOCK - 1)
 
 
@@ -281,19 +280,12 @@ def test_ring_blocks_multiprocessing_queue_lists(benchmark):
     benchmark.extra_info["items"] = PEER_BLOCKS
     benchmark.extra_info["baseline"] = True
     chunk = [(i, 7, 1.5, 1.0, 0, 0) for i in range(PEER_LIST)]
-    state = {}
 
-    def setup():
-        state["r"] = _mpq_round(PEER_BLOCKS)
-        return (), {}
-
-    def run():
-        q, proc, conn = state["r"]
+    def send(q):
         for _ in range(PEER_BLOCKS // PEER_LIST):
             q.put(chunk)
-        return _finish(None, proc, conn)
 
-    got, last = benchmark.pedantic(run, setup=setup, rounds=5)
+    got, last = _two_process_rounds(benchmark, lambda: _mpq_round(PEER_BLOCKS), send)
     assert (got, last) == (PEER_BLOCKS, PEER_LIST - 1)
 
 
@@ -313,24 +305,20 @@ def test_ring_blocks_faster_fifo(benchmark):
     benchmark.extra_info["items"] = FF_BLOCKS
     benchmark.extra_info["baseline"] = True
     chunk = [(i, 7, 1.5, 1.0, 0, 0) for i in range(PEER_LIST)]
-    state = {}
 
-    def setup():
+    def start():
         q = faster_fifo.Queue(max_size_bytes=64 * 1024 * 1024)
         parent, child = CTX.Pipe()
         proc = CTX.Process(target=_ff_reader, args=(q, FF_BLOCKS, child))
         proc.start()
         assert parent.recv() == "ready"
-        state["r"] = (q, proc, parent)
-        return (), {}
+        return q, proc, parent
 
-    def run():
-        q, proc, conn = state["r"]
+    def send(q):
         for _ in range(FF_BLOCKS // PEER_LIST):
             q.put_many(chunk, timeout=10)
-        return _finish(None, proc, conn)
 
-    got, last = benchmark.pedantic(run, setup=setup, rounds=5)
+    got, last = _two_process_rounds(benchmark, start, send)
     assert (got, last) == (FF_BLOCKS, PEER_LIST - 1)
 
 

@@ -33,6 +33,17 @@ from oracles import oracle_engine
 LONG = 600_000  # ms: no deadline fires during a test
 
 
+def _assert_poll_interrupted(eng: AuctionEngine, timer: threading.Timer, timeout_ms: int) -> None:
+    """Starts ``timer`` (which sends SIGINT) and checks that a poll waiting up to ``timeout_ms``
+    raises KeyboardInterrupt promptly."""
+    timer.start()
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        eng.poll(timeout_ms=timeout_ms)
+    assert time.monotonic() - t < 5.0
+    timer.join()
+
+
 def drain(eng: AuctionEngine, n: int | None = None, timeout_s: float = 20.0) -> np.ndarray:
     """Every row the engine has (after close), or until n rows arrived."""
     parts = []
@@ -462,12 +473,7 @@ def test_ctrl_c_during_poll_is_prompt_and_loses_no_result():
         assert second.shape[0] == 1  # nothing else pending now
         eng.open([3])  # closes only at shutdown: the next poll would wait its full timeout
         timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        t = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            eng.poll(timeout_ms=30_000)
-        assert time.monotonic() - t < 5.0
-        timer.join()
+        _assert_poll_interrupted(eng, timer, 30_000)
         eng.open([4], expected_bids=1)
         eng.submit([4], [9], [1.0])
         r = drain(eng, n=1)
@@ -486,12 +492,7 @@ def test_result_published_while_ctrl_c_is_pending_is_not_lost():
                 eng.submit([a], [3], [1.0])
 
             timer = threading.Timer(0.02, fire)
-            timer.start()
-            t = time.monotonic()
-            with pytest.raises(KeyboardInterrupt):
-                eng.poll(timeout_ms=10_000)
-            assert time.monotonic() - t < 5.0
-            timer.join()
+            _assert_poll_interrupted(eng, timer, 10_000)
             got = drain(eng, n=1)
             assert got["auction_id"].tolist() == [a]
             assert got["winner_bidder"].tolist() == [3]

@@ -77,12 +77,17 @@ def _drain(call: Callable[[], np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _wait_for_count(eng: AuctionEngine, counter: str, n: int) -> None:
+    """Waits (up to 20 s) until the workers have counted ``n`` in ``stats()[counter]``."""
+    t0 = time.monotonic()
+    while eng.stats()[counter] < n and time.monotonic() - t0 < 20:
+        time.sleep(0.001)
+
+
 def _closed_auctions(eng: AuctionEngine, n: int) -> None:
     eng.open(np.arange(n), expected_bids=1)
     eng.submit(np.arange(n), np.full(n, 7), np.linspace(1, 2, n))
-    t0 = time.monotonic()
-    while eng.stats()["closed_all_bids"] < n and time.monotonic() - t0 < 20:
-        time.sleep(0.001)
+    _wait_for_count(eng, "closed_all_bids", n)
 
 
 # ---- a signal after the native call took the rows loses nothing -----------------------------
@@ -128,9 +133,7 @@ def test_interrupted_poll_rejected_loses_and_duplicates_nothing():
     n = 150
     with AuctionEngine(workers=2, pin=False, tmax_ms=LONG) as eng:
         eng.submit(np.arange(n) + 10_000, np.arange(n), np.ones(n))  # unknown auctions
-        t0 = time.monotonic()
-        while eng.stats()["rejected_unknown"] < n and time.monotonic() - t0 < 20:
-            time.sleep(0.001)
+        _wait_for_count(eng, "rejected_unknown", n)
         rows = _interrupt_everywhere(lambda: eng.poll_rejected(7), n)
         rest = _drain(lambda: eng.poll_rejected(1000))
     ids = np.concatenate([rows["bidder_id"], rest["bidder_id"]])
@@ -242,9 +245,7 @@ def test_rejected_rows_beyond_the_bound_are_reported_as_dropped():
     with AuctionEngine(workers=2, pin=False, capacity=64) as eng:
         assert eng.rejected_capacity == 1024  # the default: max(capacity, 1024)
         eng.submit(np.full(n, 99), np.arange(n), np.ones(n))
-        t0 = time.monotonic()
-        while eng.stats()["rejected_unknown"] < n and time.monotonic() - t0 < 20:
-            time.sleep(0.001)
+        _wait_for_count(eng, "rejected_unknown", n)
         rows, dropped = eng.poll_rejected_batch(n)
         s = eng.stats()
     assert rows.shape[0] == 1024  # exactly the bound, whatever the number of workers
@@ -256,9 +257,7 @@ def test_rejected_rows_beyond_the_bound_are_reported_as_dropped():
 def test_rejected_capacity_is_configurable_and_drops_are_counted_once():
     with AuctionEngine(workers=3, pin=False, rejected_capacity=10) as eng:
         eng.submit(np.full(100, 5), np.arange(100), np.ones(100))
-        t0 = time.monotonic()
-        while eng.stats()["rejected_unknown"] < 100 and time.monotonic() - t0 < 20:
-            time.sleep(0.001)
+        _wait_for_count(eng, "rejected_unknown", 100)
         rows, dropped = eng.poll_rejected_batch(4)
         assert (rows.shape[0], dropped) == (4, 90)
         assert eng.poll_rejected(3).shape[0] == 3  # the plain call keeps working
@@ -266,9 +265,7 @@ def test_rejected_capacity_is_configurable_and_drops_are_counted_once():
         assert (rows.shape[0], dropped) == (3, 0)  # drops are reported once
         # polled rows make room again
         eng.submit(np.full(20, 5), np.arange(20), np.ones(20))
-        t0 = time.monotonic()
-        while eng.stats()["rejected_unknown"] < 120 and time.monotonic() - t0 < 20:
-            time.sleep(0.001)
+        _wait_for_count(eng, "rejected_unknown", 120)
         rows, dropped = eng.poll_rejected_batch(100)
         assert (rows.shape[0], dropped) == (10, 10)
     with AuctionEngine(workers=1, pin=False, rejected_capacity=0) as eng:

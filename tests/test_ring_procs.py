@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtbcore import BidRing
+from rtbcore import BidRing, RingReader
 from rtbcore.errors import RingOverrun
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="futex and /dev/shm: Linux")
@@ -40,6 +40,19 @@ def check(recs: np.ndarray) -> None:
     np.testing.assert_array_equal(recs["quality"], 1.0 + (i % 5))
     np.testing.assert_array_equal(recs["kind"], i % 3)
     np.testing.assert_array_equal(recs["timestamp_ns"], i * 7919 + p)
+
+
+def read_all(r: RingReader, dtype: np.dtype, batch: int) -> np.ndarray:
+    """Copies of every record ``r`` still returns, read ``batch`` at a time; checked."""
+    got = []
+    while True:
+        b = r.read(batch)
+        if not len(b):
+            break
+        got.append(b.copy())
+    recs = np.concatenate(got) if got else np.zeros(0, dtype)
+    check(recs)
+    return recs
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen[str]:
@@ -130,14 +143,7 @@ def test_kill_9_writer_at_random_moments_keeps_every_committed_record(tmp_path: 
         dead = ring.abandon_incomplete()  # no writer is alive now
         assert dead < 4000  # at most the one block being written when the kill landed
         r = ring.reader("check")
-        got = []
-        while True:
-            b = r.read(1 << 16)
-            if not len(b):
-                break
-            got.append(b.copy())
-        recs = np.concatenate(got) if got else np.zeros(0, ring.dtype)
-        check(recs)
+        recs = read_all(r, ring.dtype, 1 << 16)
         ids = recs["auction_id"].astype(np.int64)
         # One writer: record i sits at sequence number i. Everything committed is there, in
         # order; only the dead writer's last reservation may be missing, at the very end.
@@ -188,14 +194,7 @@ def test_kill_9_reader_redelivers_what_it_had_not_acknowledged(tmp_path: Path) -
             assert ack == prev_ack
         prev_ack = ack
     r = ring.reader("victim")
-    got = []
-    while True:
-        b = r.read(1 << 12)
-        if not len(b):
-            break
-        got.append(b.copy())
-    recs = np.concatenate(got) if got else np.zeros(0, ring.dtype)
-    check(recs)
+    recs = read_all(r, ring.dtype, 1 << 12)
     # Redelivery starts exactly at the ack and runs, with no gap, to the last record written.
     np.testing.assert_array_equal(recs["auction_id"], np.arange(prev_ack, written))
 

@@ -50,25 +50,26 @@ HARNESS = textwrap.dedent("""
     def start_storm():
         print("storm", flush=True)   # the parent starts signalling
 
+    def open_and_close(eng, n, step, bidders, pause):
+        # auctions 0..n-1 in bursts of `step`, each closed by its one bid (bidder id % bidders)
+        for s in range(0, n, step):
+            ids = np.arange(s, s + step)
+            eng.open(ids, expected_bids=1)
+            eng.submit(ids, ids % bidders, np.ones(step))
+            time.sleep(pause)
+
     def stop_storm(_):
         print("calm", flush=True)    # the parent stops and acknowledges on stdin
         sys.stdin.readline()
         ARMED[0] = False
 """)
 
-SCENARIOS = {
-    # a feeder closes N auctions in bursts while the main thread polls (7, 5): most polls find
-    # rows ready, some wait
-    "poll": """
-        N = 20000
-        eng = AuctionEngine(workers=2, pin=False, tmax_ms=600_000)
-        def feed():
-            for s in range(0, N, 400):
-                ids = np.arange(s, s + 400)
-                eng.open(ids, expected_bids=1)
-                eng.submit(ids, ids % 7, np.ones(400))
-                time.sleep(0.002)
-        feeder = threading.Thread(target=feed)
+
+def _take_under_storm(call: str, part: str, done: str) -> str:
+    """Scenario code: starts ``feeder`` and the storm, then takes rows with ``call`` into
+    ``parts`` (``part`` of each) until a take returns none and ``done`` holds, or 20 s pass.
+    ``call`` is written into the loop so that it is called directly, as a caller would."""
+    return f"""
         th = start_storm()
         feeder.start()
         parts = []
@@ -76,18 +77,34 @@ SCENARIOS = {
         while time.monotonic() - t0 < 20:
             try:  # called directly, as a caller would: `rows = eng.poll(...)`
                 ARMED[0] = True
-                r = eng.poll(7, 5)
+                r = {call}
                 ARMED[0] = False
             except STOP:
                 ARMED[0] = False
                 r = None
             if r is not None:
-                parts.append(r["auction_id"])
-            if not feeder.is_alive() and eng.stats()["results"] == N and r is not None \\
-                    and r.shape[0] == 0:
-                break
+                parts.append({part})
+                if r.shape[0] == 0 and ({done}):
+                    break
         stop_storm(th)
         feeder.join()
+"""
+
+
+SCENARIOS = {
+    # a feeder closes N auctions in bursts while the main thread polls (7, 5): most polls find
+    # rows ready, some wait
+    "poll": """
+        N = 20000
+        eng = AuctionEngine(workers=2, pin=False, tmax_ms=600_000)
+        feeder = threading.Thread(target=open_and_close, args=(eng, N, 400, 7, 0.002))
+    """
+    + _take_under_storm(
+        "eng.poll(7, 5)",
+        'r["auction_id"]',
+        'not feeder.is_alive() and eng.stats()["results"] == N',
+    )
+    + """
         while (x := eng.poll(N)).shape[0]:   # held rows first, then the rest
             parts.append(x["auction_id"])
         got = np.concatenate(parts).tolist()
@@ -104,25 +121,13 @@ SCENARIOS = {
                 eng.submit(np.full(30, 10**9), b, np.ones(30))
                 time.sleep(0.0005)
         feeder = threading.Thread(target=feed)
-        th = start_storm()
-        feeder.start()
-        parts = []
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 20:
-            try:  # called directly, as a caller would: `rows = eng.poll(...)`
-                ARMED[0] = True
-                r = eng.poll_rejected(7)
-                ARMED[0] = False
-            except STOP:
-                ARMED[0] = False
-                r = None
-            if r is not None:
-                parts.append(r["bidder_id"])
-                if r.shape[0] == 0 and not feeder.is_alive() \
-                        and eng.stats()["rejected_unknown"] == N:
-                    break
-        stop_storm(th)
-        feeder.join()
+    """
+    + _take_under_storm(
+        "eng.poll_rejected(7)",
+        'r["bidder_id"]',
+        'not feeder.is_alive() and eng.stats()["rejected_unknown"] == N',
+    )
+    + """
         while (x := eng.poll_rejected(N)).shape[0]:
             parts.append(x["bidder_id"])
         got = np.concatenate(parts).tolist()
@@ -175,32 +180,14 @@ SCENARIOS = {
         path = os.path.join(sys.argv[4], "events.ring")
         eng = AuctionEngine(workers=2, pin=False, tmax_ms=600_000, event_log=path)
         log = EventLog(path)
-        def feed():
-            for s in range(0, N, 30):
-                ids = np.arange(s, s + 30)
-                eng.open(ids, expected_bids=1)
-                eng.submit(ids, ids % 5, np.ones(30))
-                time.sleep(0.0005)
-        feeder = threading.Thread(target=feed)
-        th = start_storm()
-        feeder.start()
-        parts = []
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 20:
-            try:  # called directly, as a caller would: `rows = eng.poll(...)`
-                ARMED[0] = True
-                r = log.read(5, 5)
-                ARMED[0] = False
-            except STOP:
-                ARMED[0] = False
-                r = None
-            if r is not None:
-                parts.append(r)
-                if r.shape[0] == 0 and not feeder.is_alive() \\
-                        and eng.stats()["events_logged"] == 3 * N:
-                    break
-        stop_storm(th)
-        feeder.join()
+        feeder = threading.Thread(target=open_and_close, args=(eng, N, 30, 5, 0.0005))
+    """
+    + _take_under_storm(
+        "log.read(5, 5)",
+        "r",
+        'not feeder.is_alive() and eng.stats()["events_logged"] == 3 * N',
+    )
+    + """
         eng.close()
         while (x := log.read(10 * N)).shape[0]:
             parts.append(x)
@@ -223,27 +210,15 @@ SCENARIOS = {
                 eng.submit(ids, ids % 7, np.ones(40))
                 time.sleep(0.0005)
             eng.close()
-        closer = threading.Thread(target=feed_then_close)
-        th = start_storm()
-        closer.start()
-        parts = []
-        t0 = time.monotonic()
-        ended = False
-        while time.monotonic() - t0 < 20:
-            try:  # called directly, as a caller would: `rows = eng.poll(...)`
-                ARMED[0] = True
-                r = eng.poll(7, float("inf"))
-                ARMED[0] = False
-            except STOP:
-                ARMED[0] = False
-                r = None
-            if r is not None:
-                parts.append(r["auction_id"])
-                if r.shape[0] == 0:
-                    ended = True
-                    break
-        stop_storm(th)
-        closer.join()
+        feeder = threading.Thread(target=feed_then_close)
+    """
+    + _take_under_storm(
+        'eng.poll(7, float("inf"))',
+        'r["auction_id"]',
+        "True",
+    )
+    + """
+        ended = bool(parts) and parts[-1].shape[0] == 0
         late = eng.poll(N)["auction_id"]   # must be empty: the loop ended only once drained
         got = np.concatenate(parts).tolist()
         out = {"got": len(got), "unique": len(set(got)), "want": N, "ended": ended,

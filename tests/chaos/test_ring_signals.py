@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from chaos.ring_children import spawn
@@ -76,6 +78,22 @@ def test_a_blocking_call_ends_promptly_on_a_signal(tmp_path, call: str, signame:
     assert float(out.split()[1]) < 1.5, f"the call ended {out.split()[1]} s after the signal"
 
 
+def _report_under_storm(child: subprocess.Popen[str], signum: int) -> Any:
+    """Signals ``child`` every 2 ms from its "ready" until it exits; returns the JSON report
+    on its last line."""
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        while child.poll() is None:
+            child.send_signal(signum)
+            time.sleep(0.002)
+        out, err = child.communicate(timeout=15)
+    finally:
+        child.kill()
+    assert child.returncode == 0, f"{out}\n{err}"
+    return json.loads(out.strip().splitlines()[-1])
+
+
 STORM_READER = """
     armed[0] = False
     path, how, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -127,17 +145,7 @@ STORM_READER = """
 def test_a_signal_storm_loses_and_duplicates_nothing(tmp_path, how: str, signame: str) -> None:
     n = 3000
     child = spawn(HANDLERS + STORM_READER, str(tmp_path / "x.ring"), how, str(n))
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        while child.poll() is None:
-            child.send_signal(SIGNALS[signame])
-            time.sleep(0.002)
-        out, err = child.communicate(timeout=15)
-    finally:
-        child.kill()
-    assert child.returncode == 0, f"{out}\n{err}"
-    r = json.loads(out.strip().splitlines()[-1])
+    r = _report_under_storm(child, SIGNALS[signame])
     assert r["interrupts"] > 10, r  # the storm did interrupt the reads
     assert (r["missing"], r["duplicates"], r["n"], r["in_order"]) == ([], 0, n, True), r
 
@@ -180,15 +188,5 @@ def test_a_writer_interrupted_in_wait_for_space_appends_each_record_once(tmp_pat
         str(tmp_path / "x.ring"),
         str(n),
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        while child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            time.sleep(0.002)
-        out, err = child.communicate(timeout=15)
-    finally:
-        child.kill()
-    assert child.returncode == 0, f"{out}\n{err}"
-    r = json.loads(out.strip().splitlines()[-1])
+    r = _report_under_storm(child, signal.SIGINT)
     assert r["got"] and r["interrupts"] > 10, r

@@ -68,6 +68,27 @@ fn run_avx2<K: Kernel>(kernel: K, avx2: Avx2) -> K::Output {
     kernel.run(avx2)
 }
 
+/// Implements [`Kernel`] for batch loops that have an `each::<Q, I>` monomorphised on whether
+/// the batch has qualities, so the per-bid loop never branches on it.
+macro_rules! kernel_by_quality {
+    ($($op:ident),*) => {$(
+        impl Kernel for $op<'_, '_> {
+            type Output = Result<usize, CoreError>;
+
+            #[inline(always)]
+            fn run<I: Isa>(self, isa: I) -> Self::Output {
+                if self.batch.quality.is_some() {
+                    self.each::<true, I>(isa)
+                } else {
+                    self.each::<false, I>(isa)
+                }
+            }
+        }
+    )*};
+}
+
+kernel_by_quality!(Single, Slots);
+
 /// Single-slot clearing of every auction of a batch into the caller's outputs (`winner`,
 /// `price`: one per auction; `min_to_win`, `loss_reason`: one per bid). Returns the number of
 /// invalid bids.
@@ -79,19 +100,6 @@ pub(crate) struct Single<'b, 'o> {
     pub price: &'o mut [f64],
     pub min_to_win: &'o mut [f64],
     pub loss_reason: &'o mut [i32],
-}
-
-impl Kernel for Single<'_, '_> {
-    type Output = Result<usize, CoreError>;
-
-    #[inline(always)]
-    fn run<I: Isa>(self, isa: I) -> Self::Output {
-        if self.batch.quality.is_some() {
-            self.each::<true, I>(isa)
-        } else {
-            self.each::<false, I>(isa)
-        }
-    }
 }
 
 impl Single<'_, '_> {
@@ -133,19 +141,6 @@ pub(crate) struct Slots<'b, 'o> {
     pub increment: f64,
     pub winner: &'o mut [i64],
     pub price: &'o mut [f64],
-}
-
-impl Kernel for Slots<'_, '_> {
-    type Output = Result<usize, CoreError>;
-
-    #[inline(always)]
-    fn run<I: Isa>(self, isa: I) -> Self::Output {
-        if self.batch.quality.is_some() {
-            self.each::<true, I>(isa)
-        } else {
-            self.each::<false, I>(isa)
-        }
-    }
 }
 
 impl Slots<'_, '_> {

@@ -163,15 +163,18 @@ impl Worker {
         let n = self.s_prices.len();
         self.s_mtw.resize(n, 0.0);
         self.s_loss.resize(n, 0);
-        let mut out = clear_segment(
-            rule,
-            &self.s_prices,
-            Some(&self.s_quality),
-            reserve,
-            self.increment,
-            &mut self.s_mtw[..n],
-            &mut self.s_loss[..n],
-        );
+        let clear = |s: &mut Self| {
+            clear_segment(
+                rule,
+                &s.s_prices,
+                Some(&s.s_quality),
+                reserve,
+                s.increment,
+                &mut s.s_mtw[..n],
+                &mut s.s_loss[..n],
+            )
+        };
+        let mut out = clear(self);
         if out.winner >= 0 {
             // ties go to the lowest bidder id, whatever the arrival order
             let w = out.winner as usize;
@@ -182,15 +185,7 @@ impl Worker {
             });
             if tie {
                 self.gather(e, true);
-                out = clear_segment(
-                    rule,
-                    &self.s_prices,
-                    Some(&self.s_quality),
-                    reserve,
-                    self.increment,
-                    &mut self.s_mtw[..n],
-                    &mut self.s_loss[..n],
-                );
+                out = clear(self);
             }
         }
         let mut row = base;
