@@ -16,8 +16,9 @@ import hashlib
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 from _rtbcore import BidQueue as _NativeBidQueue
@@ -123,6 +124,30 @@ class _ClosedHandle:
 
     def __getattr__(self, name: str) -> Any:
         raise QueueClosed("this BidRing handle was closed")
+
+
+_T = TypeVar("_T")
+
+
+class _FromNative(Generic[_T]):
+    """A read-only attribute of the object's native handle (``self._native``), of the same
+    name, converted to a Python type; a closed handle raises QueueClosed."""
+
+    def __init__(self, conv: Callable[[Any], _T], doc: str | None = None) -> None:
+        self._conv = conv
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _FromNative[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self._conv(getattr(obj._native, self._name))  # type: ignore[attr-defined]
 
 
 def _default_path() -> str:
@@ -291,9 +316,7 @@ class BidRing:
     ) -> None:
         self.close()
 
-    @property
-    def path(self) -> str:
-        return str(self._n.path)
+    path = _FromNative(str)
 
     @property
     def dtype(self) -> np.dtype:
@@ -305,33 +328,14 @@ class BidRing:
         ``"numpy:<descr>"`` for other dtypes)."""
         return str(self._n.record_type)
 
-    @property
-    def capacity(self) -> int:
-        return int(self._n.capacity)
-
-    @property
-    def mode(self) -> str:
-        return str(self._n.mode)
-
-    @property
-    def tail(self) -> int:
-        """Sequence number of the next record (= records ever reserved)."""
-        return int(self._n.tail)
-
-    @property
-    def oldest(self) -> int:
-        """The oldest sequence number still in the ring."""
-        return int(self._n.oldest)
-
-    @property
-    def abandoned(self) -> int:
-        """Slots skipped because their writer died before committing."""
-        return int(self._n.abandoned)
-
-    @property
-    def lost_writes(self) -> int:
-        """Records a writer reserved but could not commit (declared dead, or lapped)."""
-        return int(self._n.lost_writes)
+    capacity = _FromNative(int)
+    mode = _FromNative(str)
+    tail = _FromNative(int, "Sequence number of the next record (= records ever reserved).")
+    oldest = _FromNative(int, "The oldest sequence number still in the ring.")
+    abandoned = _FromNative(int, "Slots skipped because their writer died before committing.")
+    lost_writes = _FromNative(
+        int, "Records a writer reserved but could not commit (declared dead, or lapped)."
+    )
 
     def __repr__(self) -> str:
         if isinstance(self._native, _ClosedHandle):
@@ -471,24 +475,13 @@ class RingReader:
         interrupts the wait; a ring whose file shrank raises RingCorrupt."""
         return bool(self._native.wait(timeout))
 
-    @property
-    def name(self) -> str:
-        return str(self._native.name)
+    name = _FromNative(str)
+    position = _FromNative(int, "Sequence number the next read starts at.")
+    acknowledged = _FromNative(
+        int, "The persistent cursor: the first record not acknowledged."
+    )
 
-    @property
-    def position(self) -> int:
-        """Sequence number the next read starts at."""
-        return int(self._native.position)
-
-    @property
-    def acknowledged(self) -> int:
-        """The persistent cursor: the first record not acknowledged."""
-        return int(self._native.acknowledged)
-
-    @property
-    def lag(self) -> int:
-        """Records between the reader's position and the ring's tail."""
-        return int(self._native.lag)
+    lag = _FromNative(int, "Records between the reader's position and the ring's tail.")
 
     def __enter__(self) -> RingReader:
         return self
