@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from _rtbcore import _AuctionEngine, _EventLog
 
 from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
+from rtbcore._closing import ContextHandle
 from rtbcore.errors import InvalidBidError, InvalidInputError
 from rtbcore.records import (
     BID_DTYPE,
@@ -124,7 +124,7 @@ def _check_nonneg(name: str, a: np.ndarray) -> None:
         raise InvalidInputError(f"{name}[{i}] = {a[i]}: must be >= 0")
 
 
-class AuctionEngine:
+class AuctionEngine(ContextHandle):
     """A CPU-pinned pool of worker threads that groups an interleaved bid stream into auctions
     and clears each one with the clearing kernels.
 
@@ -462,17 +462,6 @@ class AuctionEngine:
         worker thread. Idempotent; results and rejections remain pollable."""
         self._core.close()
 
-    def __enter__(self) -> AuctionEngine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (
@@ -481,7 +470,7 @@ class AuctionEngine:
         )
 
 
-class EventLog:
+class EventLog(ContextHandle):
     """Follows (or replays) the event log that ``AuctionEngine(event_log=path)`` writes, from
     any process.
 
@@ -569,9 +558,6 @@ class EventLog:
         """Sequence number the next logged event will get."""
         return int(self._log.tail)
 
-    def __enter__(self) -> EventLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def _exit(self, ok: bool) -> None:
         self._log.commit()
 

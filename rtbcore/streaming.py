@@ -17,13 +17,13 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 from _rtbcore import BidQueue as _NativeBidQueue
 from _rtbcore import BidRing as _NativeBidRing
 
+from rtbcore._closing import ContextHandle
 from rtbcore.errors import InvalidInputError, QueueClosed
 from rtbcore.records import (
     BID_DTYPE,
@@ -155,7 +155,7 @@ def _default_path() -> str:
     return os.path.join(base, f"rtbcore-{os.getpid()}-{secrets.token_hex(4)}.ring")
 
 
-class BidRing:
+class BidRing(ContextHandle):
     """A memory-mapped ring of bid records shared by any number of processes.
 
     Make one with :meth:`BidRing.create` (a new file; fails if it exists) and attach to it from
@@ -305,17 +305,6 @@ class BidRing:
         self._native = _ClosedHandle()
         self.__dict__.pop("append", None)
 
-    def __enter__(self) -> BidRing:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     path = _FromNative(str)
 
     @property
@@ -381,7 +370,7 @@ def _read_one_of(native: Any) -> Any:
     return read_one_or_hand_back
 
 
-class RingReader:
+class RingReader(ContextHandle):
     """One named, persistent cursor on a :class:`BidRing`. Use one reader per consuming
     thread or process.
 
@@ -483,16 +472,9 @@ class RingReader:
 
     lag = _FromNative(int, "Records between the reader's position and the ring's tail.")
 
-    def __enter__(self) -> RingReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
+    def _exit(self, ok: bool) -> None:
+        # a block that raised leaves its reads unacknowledged, so they are read again
+        if ok:
             self.commit()
 
     def __repr__(self) -> str:
