@@ -24,6 +24,7 @@ use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
 use rtbcore_core::ring::{BidRing, RecordType, RingReader, Start};
 use rtbcore_core::CoreError;
 
+use crate::queue::as_records;
 use crate::{bid_pyerr, detach, to_pyerr, BidNames};
 
 /// The longest the GIL stays released in one slice of a wait before signals are checked.
@@ -286,24 +287,9 @@ impl PyAuctionEngine {
         records: PyReadonlyArray1<'_, u8>,
         timeout_ms: Option<f64>,
     ) -> PyResult<Option<usize>> {
-        let bytes = need(&records, "records")?;
-        if bytes.len() % BidRecord::SIZE != 0 {
-            return Err(to_pyerr(CoreError::invalid(
-                "records",
-                format!("{} bytes is not a whole number of 48-byte records", bytes.len()),
-            )));
-        }
-        let mut recs = vec![BidRecord::default(); bytes.len() / BidRecord::SIZE];
-        // SAFETY: `recs` owns exactly bytes.len() initialized bytes of plain-old-data
-        // BidRecords (repr(C), every bit pattern valid: integers and floats); the source is a
-        // distinct numpy buffer, so the regions do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                recs.as_mut_ptr().cast::<u8>(),
-                bytes.len(),
-            )
-        };
+        // An owned copy: another thread may write to the array while the block is validated
+        // and partitioned with the GIL released.
+        let recs = as_records(need(&records, "records")?).map_err(to_pyerr)?.into_owned();
         let eng = &self.inner;
         let p = detach(py, || eng.prepare_records(&recs, mono_ns()))
             .map_err(|e| bid_pyerr(e, BidNames::Records))?;

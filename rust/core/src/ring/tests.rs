@@ -14,14 +14,20 @@ fn tmp(name: &str) -> PathBuf {
     p
 }
 
+/// A fresh 8-record backpressure ring at `tmp(name)`.
+fn ring8(name: &str) -> (PathBuf, BidRing) {
+    let p = tmp(name);
+    let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
+    (p, ring)
+}
+
 fn rec(i: u64) -> BidRecord {
     BidRecord::new(i, 1, i as f64, 1.0, KIND_PLACE)
 }
 
 #[test]
 fn append_read_commit_backpressure() {
-    let p = tmp("bp");
-    let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
+    let (p, ring) = ring8("bp");
     let mut r = ring.reader("a", Start::Oldest).unwrap();
     let recs: Vec<_> = (0..10).map(rec).collect();
     assert_eq!(ring.append_many(&recs).unwrap(), 8);
@@ -119,8 +125,7 @@ fn a_file_shrunk_under_the_mapping_is_corrupt_not_sigbus() {
 
 #[test]
 fn a_shrink_between_accesses_is_seen_by_the_slow_path_check() {
-    let p = tmp("shrink-slow");
-    let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
+    let (p, ring) = ring8("shrink-slow");
     let mut r = ring.reader("a", Start::Oldest).unwrap();
     // Shrink by one page only: the stamps and the first records are still in the file.
     let len = std::fs::metadata(&p).unwrap().len();
@@ -132,9 +137,8 @@ fn a_shrink_between_accesses_is_seen_by_the_slow_path_check() {
 
 #[test]
 fn a_file_overwritten_by_another_ring_is_corrupt() {
-    let (p, q) = (tmp("replaced"), tmp("replacement"));
-    let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
-    let other = BidRing::create(&q, RingOptions { capacity: 8, ..Default::default() }).unwrap();
+    let (p, ring) = ring8("replaced");
+    let (q, other) = ring8("replacement");
     drop(other);
     let mut r = ring.reader("a", Start::Oldest).unwrap();
     // What `cp other.ring ring` does: same inode, truncated, then rewritten.
@@ -208,8 +212,7 @@ fn an_older_format_version_is_refused_with_a_clear_message() {
 
 #[test]
 fn wait_for_room_refuses_what_can_never_fit() {
-    let p = tmp("room");
-    let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
+    let (p, ring) = ring8("room");
     assert!(matches!(
         ring.wait_for_room(1_000_000, Duration::ZERO),
         Err(CoreError::InvalidInput { field: "n", .. })
@@ -221,8 +224,7 @@ fn wait_for_room_refuses_what_can_never_fit() {
 
 #[test]
 fn unread_hands_the_batch_back() {
-    let p = tmp("unread");
-    let ring = BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap();
+    let (p, ring) = ring8("unread");
     let mut r = ring.reader("a", Start::Oldest).unwrap();
     let recs: Vec<_> = (0..5).map(rec).collect();
     ring.append_many(&recs).unwrap();
