@@ -261,17 +261,31 @@ fn open_rejects_wrong_record_size_and_create_refuses_existing() {
     std::fs::remove_file(&path).unwrap();
 }
 
-#[test]
-fn flipped_header_byte_is_corrupt() {
-    let path = tmp("flip");
+/// Creates a 16-record ring, changes its header bytes with `patch`, and returns the message of
+/// the `CorruptFile` error that opening it gives.
+fn open_patched(name: &str, patch: impl FnOnce(&mut [u8])) -> String {
+    let path = tmp(name);
     drop(BidRing::create(&path, RingOptions { capacity: 16, ..Default::default() }).unwrap());
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[17] ^= 0x40; // capacity
+    patch(&mut bytes);
     std::fs::write(&path, &bytes).unwrap();
-    match BidRing::open(&path, None) {
-        Err(CoreError::CorruptFile { msg, .. }) => assert!(msg.contains("checksum"), "{msg}"),
+    let msg = match BidRing::open(&path, None) {
+        Err(CoreError::CorruptFile { msg, .. }) => msg,
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("opened a corrupt ring"),
-    }
+    };
     std::fs::remove_file(&path).unwrap();
+    msg
+}
+
+#[test]
+fn flipped_header_byte_is_corrupt() {
+    let msg = open_patched("flip", |b| b[17] ^= 0x40); // capacity
+    assert!(msg.contains("checksum"), "{msg}");
+}
+
+#[test]
+fn an_older_format_version_is_refused_with_a_clear_message() {
+    let msg = open_patched("v1", |b| b[8..12].copy_from_slice(&1u32.to_le_bytes()));
+    assert!(msg.contains("version 1") && msg.contains("older"), "{msg}");
 }

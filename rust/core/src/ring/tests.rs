@@ -199,18 +199,6 @@ fn the_record_type_is_recorded_and_checked() {
 }
 
 #[test]
-fn an_older_format_version_is_refused_with_a_clear_message() {
-    let p = tmp("v1");
-    drop(BidRing::create(&p, RingOptions { capacity: 8, ..Default::default() }).unwrap());
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    std::fs::write(&p, &bytes).unwrap();
-    let msg = corrupt(BidRing::open(&p, None));
-    assert!(msg.contains("version 1") && msg.contains("older"), "{msg}");
-    std::fs::remove_file(&p).unwrap();
-}
-
-#[test]
 fn wait_for_room_refuses_what_can_never_fit() {
     let (p, ring) = ring8("room");
     assert!(matches!(
