@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rtbcore.errors import InvalidInputError
+from rtbcore.errors import InvalidBidError, InvalidInputError
 
 _I64_MAX = np.iinfo(np.int64).max
 
@@ -37,23 +37,36 @@ def float_array(name: str, x: Any, n: int | None = None, *, bools: bool = True) 
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def int_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+def int_array(name: str, x: Any, n: int | None = None, *, ids: bool = False) -> np.ndarray:
     """``x`` as a contiguous 1-D int64 array; floats are refused, not truncated, and a value
-    beyond int64 is named by its index. With ``n``, a scalar is broadcast to ``n`` entries."""
+    beyond int64 is named by its index. With ``n``, a scalar is broadcast to ``n`` entries.
+    ``ids=True``: bid ids, whose range is part of the bid rule, so a value beyond int64 raises
+    InvalidBidError with the rule's words, as the core does for a negative one."""
     if isinstance(x, np.ndarray) and x.dtype == np.int64 and x.ndim == 1 and x.flags.c_contiguous:
         return x
     a = _read_1d(name, x, n)
     if a.size == 0 and a.dtype.kind == "f":
         a = a.astype(np.int64)  # np.asarray([]) is float64
+    if a.dtype.kind == "f" and a.size and not isinstance(x, np.ndarray):
+        obj = np.asarray(x, dtype=object)  # numpy turns [1, 2**63] into float64: look again
+        if all(isinstance(v, int | np.integer) for v in obj.tolist()):
+            a = obj
     if a.dtype == object and all(isinstance(v, int | np.integer) for v in a.tolist()):
-        a = np.asarray(a.tolist())  # Python ints numpy could not place in one dtype
-        if a.dtype.kind not in "iu":
-            raise InvalidInputError(f"{name}: integers out of the int64 range")
+        # Python ints numpy could not place in one integer dtype: name the first one out of range
+        vals = [int(v) for v in a.tolist()]
+        for i, v in enumerate(vals):
+            if ids and v > _I64_MAX:
+                raise InvalidBidError(f"{name}[{i}] = {v}: must be in 0..=2**63-1")
+            if not -_I64_MAX - 1 <= v <= _I64_MAX:
+                raise InvalidInputError(f"{name}[{i}] = {v}: outside the int64 range")
+        return np.array(vals, dtype=np.int64)
     if a.dtype.kind not in "iu":
         raise InvalidInputError(f"{name}: expected integers, got dtype {a.dtype}")
     if a.dtype.kind == "u" and a.size and a.dtype.itemsize == 8:
         big = np.flatnonzero(a > _I64_MAX)
         if big.size:
             i = int(big[0])
+            if ids:
+                raise InvalidBidError(f"{name}[{i}] = {int(a[i])}: must be in 0..=2**63-1")
             raise InvalidInputError(f"{name}[{i}] = {int(a[i])}: must be < 2**63")
     return np.ascontiguousarray(a, dtype=np.int64)

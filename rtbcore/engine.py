@@ -287,9 +287,9 @@ class AuctionEngine(ContextHandle):
         worker and reported by :meth:`stats` / :meth:`poll_rejected`.
         """
         # Python converts (dtypes, scalars broadcast); the core checks lengths and values.
-        a = _int_array("auction_ids", auction_ids)
+        a = _int_array("auction_ids", auction_ids, ids=True)
         n = a.shape[0]
-        b = _int_array("bidder_ids", bidder_ids)
+        b = _int_array("bidder_ids", bidder_ids, ids=True)
         p = _float_array("prices", prices)
         q = None if quality is None else _float_array("quality", quality, n)
         k = None

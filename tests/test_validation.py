@@ -16,7 +16,7 @@ from rtbcore import (
     BidRing,
     make_bids,
 )
-from rtbcore.errors import InvalidBidError
+from rtbcore.errors import InvalidBidError, InvalidInputError
 
 #: (what is wrong, the record, the field an error names, accepted by the rule)
 CASES = [
@@ -87,3 +87,18 @@ def test_huge_values_print_compactly() -> None:
     with pytest.raises(InvalidBidError, match=match):
         with AuctionEngine(workers=1, pin=False) as eng:
             eng.submit([-5], [1], [1.0])
+
+
+@pytest.mark.parametrize("bad", [2**63, 2**64 - 1, -1])
+def test_an_id_out_of_range_is_a_bid_error_in_every_engine_call(bad: int) -> None:
+    """The id range is part of the bid rule, whichever layer (the int64 conversion in Python or
+    the core) notices it first."""
+    with AuctionEngine(workers=1, pin=False) as eng:
+        rule = rf"= {bad}: must be in 0\.\.=2\*\*63-1"
+        with pytest.raises(InvalidBidError, match=r"auction_ids\[0\] " + rule):
+            eng.submit([bad], [1], [1.0])
+        with pytest.raises(InvalidBidError, match=r"bidder_ids\[1\] " + rule):
+            eng.submit([1, 2], [1, bad], [1.0, 1.0])
+        with pytest.raises(InvalidInputError, match="auction_id"):
+            eng.submit_one(bad, 1, 1.0)
+        assert eng.stats()["submitted"] == 0
