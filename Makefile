@@ -8,7 +8,7 @@ CARGO  ?= cargo
 BUILD_DEPS := "maturin>=1.7,<2" "Cython>=3.0,<4" "numpy>=1.26,<3" "setuptools>=68" wheel
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-rust test-loom test-py bench bench-rust lint clean
+.PHONY: help install system-deps demo test test-rust test-loom test-py bench bench-rust lint clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,7 +19,14 @@ $(VENV)/.created:
 	$(PIP) install -q $(BUILD_DEPS)
 	touch $@
 
-install: $(VENV)/.created  ## build the Rust core (maturin) and the Cython module, install both into .venv
+# redis-server (Debian's package, with redis-cli) for rtbcore.distributed's tests; installed only
+# when missing, so a machine that has it is left alone.
+system-deps:  ## install the system packages the tests need (redis-server), only when missing
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q redis-server; }
+
+install: system-deps $(VENV)/.created  ## build the Rust core (maturin) and the Cython module, install both into .venv
 	$(PIP) install -q --no-build-isolation ./rust/py ".[test]"
 	$(PIP) install -q --no-build-isolation --no-deps --force-reinstall ./rust/py .
 

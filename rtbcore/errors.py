@@ -14,6 +14,7 @@ __all__ = [
     "RingOverrun",
     "RingCorrupt",
     "RtbcoreOSError",
+    "StoreUnavailable",
 ]
 
 
@@ -59,3 +60,8 @@ class RingCorrupt(RtbcoreError, ValueError):
 
 class RtbcoreOSError(RtbcoreError, OSError):
     """An operating-system call failed (open, mmap, futex); the message says which and why."""
+
+
+class StoreUnavailable(RtbcoreError, ConnectionError):
+    """The shared store (Redis) of :mod:`rtbcore.distributed` could not be reached or refused
+    the call; the message says which server and why."""

@@ -3,7 +3,7 @@
 
 One extension module, assembled from one include file per area so that each area's kernels live
 beside each other: the argument checks they share, clearing helpers (the per-auction object
-API), the pacers (one file each under pacing/), the credit pool and bid shading. Users import
+API), the pacers (one file each under pacing/), the credit pool, the spend ledger of the shared budget and bid shading. Users import
 ``rtbcore``, never this module.
 """
 
@@ -17,4 +17,5 @@ include "pacing/profile.pxi"
 include "pacing/pid.pxi"
 include "pacing/value.pxi"
 include "credit.pxi"
+include "ledger.pxi"
 include "shading.pxi"
