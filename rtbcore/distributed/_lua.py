@@ -74,13 +74,13 @@ local want = tonumber(ARGV[2])
 local own = math.min(want, mine)
 mine = mine - own
 held = held - own
-local free = budget - spent - held
-local more = math.max(0, math.min(want - own, free))
+spent = spent + own
+local more = math.max(0, math.min(want - own, budget - spent - held))
+spent = spent + more
 local drawn = own + more
-spent = spent + drawn
 
 local target = tonumber(ARGV[3])
-free = budget - spent - held
+local free = budget - spent - held
 if target > mine then
   local add = math.max(0, math.min(target - mine, free))
   mine = mine + add

@@ -48,7 +48,7 @@ def connect(
                 probe.close()
         if cluster:
             return redis.cluster.RedisCluster.from_url(
-                url, cluster_error_retry_attempts=0, **opts
+                url, retry=Retry(NoBackoff(), 0), **opts
             )
         return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **opts)
     except OUTAGE as e:

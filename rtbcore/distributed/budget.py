@@ -326,8 +326,9 @@ class SharedBudget:
             for k in slots:
                 spent_now = self._ledger.spent_units(k)
                 refund = self._ledger.drain(k) if closing else 0
-                low = self._ledger.avail_units(k) < self._draw[k] // 2
-                draw = 0 if closing or not low else self._draw[k]
+                avail = self._ledger.avail_units(k)
+                # top the drawn money up to one draw: a node never holds more unspent
+                draw = 0 if closing or avail >= self._draw[k] // 2 else self._draw[k] - avail
                 lease = 0 if closing else self._lease[k]
                 used = spent_now - self._reported[k]
                 calls.append((self._keys[k], [self.node, draw, lease, refund, used, ms]))
