@@ -15,5 +15,6 @@ except ImportError as e:  # pragma: no cover - the extra is part of the test set
 
 from rtbcore.distributed.breaker import CircuitBreaker
 from rtbcore.distributed.budget import SharedBudget
+from rtbcore.distributed.frequency import FrequencyCap
 
-__all__ = ["SharedBudget", "CircuitBreaker"]
+__all__ = ["SharedBudget", "FrequencyCap", "CircuitBreaker"]

@@ -31,8 +31,9 @@ def connect(
     url: str, cluster: bool | None, socket_timeout: float, connect_timeout: float
 ) -> Any:
     """A redis-py client for ``url``: ``RedisCluster`` when ``cluster`` is True, or when it is
-    None and the server says it runs in cluster mode; else a plain ``Redis``. Fails fast (no
-    client-side retries): the callers have their own retry policy."""
+    None and the server says it runs in cluster mode; else a plain ``Redis``. The server must
+    answer now (StoreUnavailable if not). Fails fast (no client-side retries): the callers
+    have their own retry policy."""
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise InvalidInputError(f"redis_url must be a redis://, rediss:// or unix:// URL, got {url!r}")
     opts: dict[str, Any] = {
@@ -50,7 +51,13 @@ def connect(
             return redis.cluster.RedisCluster.from_url(
                 url, retry=Retry(NoBackoff(), 0), **opts
             )
-        return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **opts)
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **opts)
+        try:
+            client.ping()
+        except BaseException:
+            client.close()
+            raise
+        return client
     except OUTAGE as e:
         raise StoreUnavailable(f"cannot reach Redis at {url}: {e}") from e
     except rex.RedisError as e:
