@@ -16,5 +16,6 @@ except ImportError as e:  # pragma: no cover - the extra is part of the test set
 from rtbcore.distributed.breaker import CircuitBreaker
 from rtbcore.distributed.budget import SharedBudget
 from rtbcore.distributed.frequency import FrequencyCap
+from rtbcore.distributed.pacing import SharedPacer
 
-__all__ = ["SharedBudget", "FrequencyCap", "CircuitBreaker"]
+__all__ = ["SharedBudget", "FrequencyCap", "SharedPacer", "CircuitBreaker"]
