@@ -4,7 +4,6 @@ Each is stopped (and waited for) by ``stop()``; the fixtures in conftest.py call
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from rtbcore.distributed import SharedBudget
-from rtbcore.errors import InvalidInputError, StoreUnavailable
-
 from rtbcore.distributed._redis import connect
+from rtbcore.errors import InvalidInputError, StoreUnavailable
 
 from redis_servers import RedisServer
 

@@ -35,7 +35,9 @@ def connect(
     answer now (StoreUnavailable if not). Fails fast (no client-side retries): the callers
     have their own retry policy."""
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise InvalidInputError(f"redis_url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        raise InvalidInputError(
+            f"redis_url must be a redis://, rediss:// or unix:// URL, got {url!r}"
+        )
     opts: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,

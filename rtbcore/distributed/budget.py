@@ -119,7 +119,9 @@ class SharedBudget:
                 "is renewed every interval"
             )
         if not isinstance(prefix, str) or not prefix or any(ch in prefix for ch in "{}:"):
-            raise InvalidInputError(f"prefix must be a non-empty string without {{}}:, got {prefix!r}")
+            raise InvalidInputError(
+                f"prefix must be a non-empty string without {{}}:, got {prefix!r}"
+            )
         self.node = node if node is not None else (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -160,7 +162,9 @@ class SharedBudget:
         self._syncs = 0
         self._calls = 0
         self._reaped = 0
-        self.breaker = CircuitBreaker(retry_after=retry_after, max_retry_after=max(retry_after, 5.0))
+        self.breaker = CircuitBreaker(
+            retry_after=retry_after, max_retry_after=max(retry_after, 5.0)
+        )
         self._url = redis_url
         self._client = connect(redis_url, cluster, socket_timeout, min(socket_timeout, 1.0))
         self._io = threading.Lock()              # one sync at a time (thread and close)
@@ -307,7 +311,8 @@ class SharedBudget:
     # ---- talking to Redis ----
 
     def _init_campaigns(self, units: list[int]) -> None:
-        res = _INIT.run_many(self._client, [(keys[:1], [u]) for keys, u in zip(self._keys, units, strict=True)])
+        calls = [(keys[:1], [u]) for keys, u in zip(self._keys, units, strict=True)]
+        res = _INIT.run_many(self._client, calls)
         for c, u, r in zip(self.campaigns, units, res, strict=True):
             if isinstance(r, Exception):
                 raise StoreUnavailable(f"Redis at {self._url} refused campaign {c!r}: {r}")

@@ -122,9 +122,9 @@ class FrequencyCap:
             out[todo] = self.fail_open
             return out
         try:
-            res = _COUNT.run_many(
-                self._client, [([k], [int(c), self._window_ms]) for k, c in zip(keys, counts.tolist(), strict=True)]
-            )
+            calls = [([k], [int(c), self._window_ms])
+                     for k, c in zip(keys, counts.tolist(), strict=True)]
+            res = _COUNT.run_many(self._client, calls)
             bad = next((r for r in res if isinstance(r, Exception)), None)
             if bad is not None:
                 raise StoreUnavailable(f"Redis at {self._url} refused a frequency call: {bad}")
