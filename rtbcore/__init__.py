@@ -6,8 +6,9 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading` and the simulations in
-:mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, the simulations in
+:mod:`~rtbcore.sim` and the state shared through Redis in :mod:`~rtbcore.distributed` (not
+imported by ``import rtbcore``: it needs the ``redis`` extra). The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
@@ -124,6 +125,7 @@ _PUBLIC_SUBMODULES = (
     "credit",
     "shading",
     "sim",
+    "distributed",
 )
 
 

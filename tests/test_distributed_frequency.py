@@ -54,10 +54,11 @@ def test_block_decisions_follow_order_and_repeats(redis_url):
         assert m.tolist() == [True, True, True, False, True, True, False, False]
         assert cap.allow([3, 3, 4]).tolist() == [True, False, True]
         s = cap.stats()
-        assert s["redis_calls"] == 3 + 2 and s["cached"] == 3      # 1, 2, 3 are at the cap
+        assert s["cached"] == 3                                    # 1, 2, 3 are at the cap
         # capped users are answered from the cache, without a call
         assert cap.allow([1, 2, 3, 1]).tolist() == [False] * 4
-        assert cap.stats()["redis_calls"] == 5 and cap.stats()["cache_hits"] == 4
+        assert cap.stats()["redis_calls"] == s["redis_calls"]
+        assert cap.stats()["cache_hits"] == 4
         # string ids, a scalar
         assert cap.allow(["u-1", "u-1", "u-1"]).tolist() == [True, True, False]
         assert cap.allow(7).tolist() == [True]

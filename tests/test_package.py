@@ -135,7 +135,7 @@ def test_each_module_imports_alone_in_a_fresh_interpreter(module, tmp_path):
 def test_import_rtbcore_leaves_plotting_progress_and_fitting_packages_unloaded(tmp_path):
     code = (
         "import sys, rtbcore, rtbcore.sim\n"
-        "heavy = {'matplotlib', 'tqdm', 'scipy', 'hdrh'}\n"
+        "heavy = {'matplotlib', 'tqdm', 'scipy', 'hdrh', 'redis'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
@@ -145,7 +145,7 @@ def test_import_rtbcore_leaves_plotting_progress_and_fitting_packages_unloaded(t
 
 def test_dir_and_all_list_only_the_public_api():
     public_modules = {"errors", "records", "clearing", "streaming", "engine", "pacing",
-                      "credit", "shading", "sim"}
+                      "credit", "shading", "sim", "distributed"}
     assert len(rtbcore.__all__) == len(set(rtbcore.__all__))
     assert all(not n.startswith("_") or n == "__version__" for n in rtbcore.__all__)
     assert not public_modules & set(rtbcore.__all__)

@@ -120,3 +120,29 @@ redis.call('HSET', KEYS[1], 'w', string.format('%d', idx), 'c', string.format('%
 redis.call('PEXPIREAT', KEYS[1], stop + 1000)
 return {c, stop - now}
 """
+
+# The same for many users in one call (one server: any keys; a cluster needs one slot per
+# call, so there the single-user script is pipelined instead). KEYS: the users' counters.
+# ARGV: window ms, then the occurrences of each user. Returns {count after each..., ms left}.
+FREQUENCY_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local w = tonumber(ARGV[1])
+local idx = math.floor(now / w)
+local sidx = string.format('%d', idx)
+local stop = (idx + 1) * w
+local out = {}
+for i, key in ipairs(KEYS) do
+  local cur = redis.call('HMGET', key, 'w', 'c')
+  local c = 0
+  if cur[1] and tonumber(cur[1]) == idx then
+    c = tonumber(cur[2])
+  end
+  c = c + tonumber(ARGV[i + 1])
+  redis.call('HSET', key, 'w', sidx, 'c', string.format('%d', c))
+  redis.call('PEXPIREAT', key, stop + 1000)
+  out[i] = c
+end
+out[#KEYS + 1] = stop - now
+return out
+"""
