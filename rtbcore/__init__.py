@@ -8,7 +8,8 @@ The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
 :mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, the simulations in
 :mod:`~rtbcore.sim` and the state shared through Redis in :mod:`~rtbcore.distributed` (not
-imported by ``import rtbcore``: it needs the ``redis`` extra). The ``rtbcore`` command lives in ``rtbcore.cli``.
+imported by ``import rtbcore``: it needs the ``redis`` extra). The ``rtbcore`` command lives
+in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
