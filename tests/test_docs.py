@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```python\n(.*?)^```\s*$", re.S | re.M)
 # the area pages, each of which must hold at least one runnable example
-AREAS = ("clearing", "streaming", "engine", "pacing", "credit", "shading", "errors")
+AREAS = ("clearing", "streaming", "engine", "pacing", "credit", "shading", "errors",
+         "distributed")
 
 
 def _blocks() -> list:
