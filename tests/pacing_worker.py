@@ -17,12 +17,13 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     total = cfg["total"]
     with SharedBudget(cfg["url"], {"c": cfg["budget"]}, 0.01, ttl=2.0, interval=0.05) as b:
-        t0 = time.monotonic()
-        clock = time.monotonic
+        t0 = cfg["start"]                    # the day starts at one wall-clock time for all
+        clock = time.time
         pacer = PIDPacer([cfg["budget"]], total=total, clock=clock, start=t0,
                          output="participation", kp=5.0, ki=10.0, seed=cfg["seed"])
         shared = SharedPacer(pacer, b, guard=cfg.get("guard", 1.2), guard_window=total / 8)
         print("ready", flush=True)
+        time.sleep(max(0.0, t0 - clock()))
         trips = 0
         next_update = 0.0
         while (e := clock() - t0) < total:
