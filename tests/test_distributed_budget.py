@@ -44,7 +44,11 @@ def _start_workers(tmp_path, url, workers, **cfg):
 def _finish(procs, timeout=30):
     out = []
     for p in procs:
-        stdout, _ = p.communicate(timeout=timeout)
+        # read() through the text wrapper: readline() may have buffered the last line already,
+        # which communicate() (reading the raw pipe) would miss; the workers stop by themselves
+        stdout = p.stdout.read()
+        p.stdout.close()
+        p.wait(timeout=timeout)
         if p.returncode == 0:
             out.append(json.loads(stdout.strip().splitlines()[-1]))
         else:
@@ -97,7 +101,6 @@ def test_four_processes_spend_one_budget_exactly(tmp_path, redis_url):
 def test_kill_9_mid_run_strands_at_most_one_lease_until_the_ttl(tmp_path, redis_url):
     budget, ttl = 500.0, 1.5
     lease = budget * 0.05
-    draw = lease * 0.25
     procs, nodes, counters = _start_workers(
         tmp_path, redis_url, 4, campaigns=[3], budget=budget, lease_fraction=0.05, ttl=ttl,
         interval=0.2, seconds=20.0, max_amount_units=20_000, pause=0.004,
@@ -124,10 +127,10 @@ def test_kill_9_mid_run_strands_at_most_one_lease_until_the_ttl(tmp_path, redis_
     survivors = int(c[1:, 0, 0].sum())
     killed_lo = int(c[0, 0, 0])
     assert final["held"] == 0 and final["leases"] == {}
-    # what the crash stranded for good: the dead node's drawn money it had not spent (its
-    # spend is known within one batch: lo..hi)
+    # what the crash stranded for good: the dead node's drawn money it had not spent, at most
+    # one draw step, which is at most a lease (its spend is known within one batch: lo..hi)
     lost = final["spent"] - survivors - killed_lo
-    assert 0 <= lost <= round(draw * 1e6) + int(c[0, 0, 1] - killed_lo)
+    assert 0 <= lost <= round(lease * 1e6) + int(c[0, 0, 1] - killed_lo)
     # the rest of the budget (the dead node's lease included) was spent by the others
     assert final["spent"] > round(budget * 1e6) - 3 * 20_000
 
@@ -146,7 +149,7 @@ def test_redis_stopped_and_restarted_stops_then_resumes_bidding(tmp_path):
             server.stop()
             deadline = time.monotonic() + 5
             while b.breaker.state == "closed" and time.monotonic() < deadline:
-                b.try_spend("c", 0.01)
+                granted += b.try_spend("c", 0.01)
                 time.sleep(0.01)
             assert b.breaker.state in ("open", "half_open")
             assert b.stats()["last_error"]

@@ -41,8 +41,9 @@ def test_three_nodes_pace_one_campaign_together(redis_url):
     half = _used(redis_url, "c")
     out = []
     for p in procs:
-        stdout, _ = p.communicate(timeout=30)
-        assert p.returncode == 0
+        stdout = p.stdout.read()            # not communicate(): readline() may have buffered it
+        p.stdout.close()
+        assert p.wait(timeout=30) == 0
         out.append(json.loads(stdout.strip().splitlines()[-1]))
     spent = sum(o["spent"] for o in out)
     # unpaced, the three nodes would offer ~3 x 1500 x 0.02 = 90 per second: the budget would

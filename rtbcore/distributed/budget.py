@@ -3,13 +3,14 @@ spent locally without a Redis call per bid.
 
 The protocol (docs/distributed.md has the whole story): per campaign, each node holds a *lease*
 (a reservation of ``lease_fraction`` of the budget, with a TTL) and *draws* money from it in
-steps of ``draw_fraction`` of a lease. Drawn money counts as spent in Redis at once, so the node
-owns it and spends it locally (``try_spend``) with no further call, even while Redis is down;
+steps of ``draw_fraction`` of a lease (more for a campaign that spends fast, up to a lease).
+Drawn money counts as spent in Redis at once, so the node owns it and spends it locally
+(``try_spend``) with no further call, even while Redis is down;
 what it has not spent goes back (a refund) when the node closes. A lease that is not renewed
 within its TTL is reaped by the next script call on that campaign, which returns it to the free
 budget. Every script keeps ``spent + held <= budget``, so the drawn money of all nodes never
 exceeds the budget, whatever crashes: a crash strands at most the node's lease (back after the
-TTL) and the unspent part of one draw (counted as spent, for good).
+TTL) and the unspent part of one draw step, at most a lease (counted as spent, for good).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = ["SharedBudget"]
 
 _SCALE = 1_000_000
 _MAX_BUDGET_UNITS = 2**53          # Lua numbers are doubles: exact integers up to 2**53
+_HORIZON = 0.25                    # seconds of spending a draw step covers at least
 _INIT = Script(_lua.INIT)
 _SET_BUDGET = Script(_lua.SET_BUDGET)
 _SYNC = Script(_lua.SYNC)
@@ -148,6 +150,9 @@ class SharedBudget:
             self._int_ids = (ids[order], order.astype(np.int64))
         self._lease = [max(1, round(u * self.lease_fraction)) for u in units]
         self._draw = [max(1, round(lease * self.draw_fraction)) for lease in self._lease]
+        # the step drawn now: at least _draw, more when the campaign spends fast (see _step_for)
+        self._step = list(self._draw)
+        self._last_draw = [(time.monotonic(), 0)] * n
         self._wake = threading.Event()
         self._ledger = _SpendLedger(self._slot, self._wake.set)
         for k in range(n):
@@ -332,8 +337,10 @@ class SharedBudget:
                 spent_now = self._ledger.spent_units(k)
                 refund = self._ledger.drain(k) if closing else 0
                 avail = self._ledger.avail_units(k)
-                # top the drawn money up to one draw: a node never holds more unspent
-                draw = 0 if closing or avail >= self._draw[k] // 2 else self._draw[k] - avail
+                # top the drawn money up to one step: a node never holds more unspent
+                draw = 0
+                if not closing and avail < self._step[k] // 2:
+                    draw = self._step_for(k, spent_now) - avail
                 lease = 0 if closing else self._lease[k]
                 used = spent_now - self._reported[k]
                 calls.append((self._keys[k], [self.node, draw, lease, refund, used, ms]))
@@ -367,6 +374,21 @@ class SharedBudget:
                 self._exhausted[k] = draw > 0 and drawn == 0
             if failed is not None:
                 raise StoreUnavailable(f"Redis at {self._url} refused a budget call: {failed}")
+
+    def _step_for(self, k: int, spent_now: int) -> int:
+        """The draw step of campaign k: ``draw_fraction`` of a lease, or what it spends in
+        ``_HORIZON`` seconds at its rate since the last draw if that is more, at most a lease.
+        A step must outlast a refill's round trip (which waits for the GIL while other threads
+        spend), or spends are refused while the refill is on its way."""
+        now = time.monotonic()
+        t0, s0 = self._last_draw[k]
+        self._last_draw[k] = (now, spent_now)
+        rate = (spent_now - s0) / (now - t0) if now > t0 else 0.0
+        step = min(self._lease[k], max(self._draw[k], int(rate * _HORIZON)))
+        if step != self._step[k]:
+            self._step[k] = step
+            self._ledger.set_low(k, step // 2)
+        return step
 
     def _run(self) -> None:
         n = len(self.campaigns)
