@@ -20,6 +20,7 @@ __all__ = ["FrequencyCap"]
 
 _COUNT = Script(_lua.FREQUENCY)
 _COUNT_MANY = Script(_lua.FREQUENCY_MANY)
+_COUNT_PACKED = Script(_lua.FREQUENCY_PACKED)
 _MANY_CHUNK = 2000     # users per multi-key call: bounds how long one script holds the server
 
 
@@ -77,12 +78,11 @@ class FrequencyCap:
         self._cluster = isinstance(self._client, redis.cluster.RedisCluster)
         self.breaker = CircuitBreaker(retry_after=retry_after)
         self._lock = threading.Lock()
-        # the capped users: a dict (any id) and, for int ids, sorted arrays for the
-        # vectorised look-up, rebuilt when the dict changes
+        # the capped users with the (monotonic) time their window ends: int ids in sorted
+        # arrays for the vectorised look-up, string ids in a dict
         self._capped: dict[Any, float] = {}
         self._ids = np.empty(0, dtype=np.int64)
         self._until = np.empty(0, dtype=np.float64)
-        self._dirty = False
         self._checks = 0
         self._cache_hits = 0
         self._calls = 0
@@ -114,8 +114,8 @@ class FrequencyCap:
         if todo.size == 0:
             return out
         uniq, inverse, counts = np.unique(users[todo], return_inverse=True, return_counts=True)
-        keys = [f"{self.name}:{{{u}}}" for u in uniq.tolist()]
-        if users.dtype.kind != "i":
+        ints = users.dtype.kind == "i"
+        if not ints:
             for u in uniq.tolist():
                 if isinstance(u, bool) or not isinstance(u, int | str) or (
                     isinstance(u, str) and ("{" in u or "}" in u)
@@ -127,7 +127,7 @@ class FrequencyCap:
             out[todo] = self.fail_open
             return out
         try:
-            after, left_ms = self._count(keys, counts.tolist())
+            after, left_ms = self._count(uniq, counts, ints)
         except (*OUTAGE, StoreUnavailable) as e:
             self.breaker.failure(e)
             out[todo] = self.fail_open
@@ -143,31 +143,48 @@ class FrequencyCap:
         out[todo] = rank < allowed[inverse]
         full = np.flatnonzero(after >= self.limit)
         if full.size:
-            t = time.monotonic()
+            until = time.monotonic() + left_ms[full] / 1000.0
             with self._lock:
-                for j in full.tolist():
-                    self._capped[uniq[j].item()] = t + left_ms[j] / 1000.0
-                self._dirty = True
+                if ints:
+                    self._add_ints(uniq[full], until)
+                else:
+                    self._capped.update(zip(uniq[full].tolist(), until.tolist(), strict=True))
         return out
 
-    def _count(self, keys: list[str], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Add each key's occurrences in Redis: the counts after, and the ms left in the
-        window, per key. One multi-key script call per chunk on one server; one script call
-        per key (pipelined) on a cluster, where a script's keys must share a slot."""
+    def _count(
+        self, uniq: np.ndarray, counts: np.ndarray, ints: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add each user's occurrences in Redis: the counts after, and the ms left in the
+        window, per user. On one server, one script call per chunk of users (int ids packed in
+        one argument); on a cluster, one script call per user (pipelined), as a script's keys
+        must share a slot there."""
+        keys = [f"{self.name}:{{{u}}}" for u in uniq.tolist()] if not ints or self._cluster \
+            else None
+        c = counts.tolist()
         if self._cluster:
-            calls = [([k], [c, self._window_ms]) for k, c in zip(keys, counts, strict=True)]
+            assert keys is not None
+            calls = [([k], [n, self._window_ms]) for k, n in zip(keys, c, strict=True)]
             res = _COUNT.run_many(self._client, calls)
             self._check(res)
             self._calls += len(calls)
             return (np.array([int(r[0]) for r in res], dtype=np.int64),
                     np.array([int(r[1]) for r in res], dtype=np.int64))
-        calls = [
-            (keys[i:i + _MANY_CHUNK], [self._window_ms, *counts[i:i + _MANY_CHUNK]])
-            for i in range(0, len(keys), _MANY_CHUNK)
-        ]
-        res = _COUNT_MANY.run_many(self._client, calls)
+        chunks = range(0, len(c), _MANY_CHUNK)
+        if keys is None:
+            u = uniq.tolist()
+            res = _COUNT_PACKED.run_many(self._client, [
+                ([], [self._window_ms, self.name, ",".join(
+                    f"{a}:{b}" for a, b in zip(u[i:i + _MANY_CHUNK], c[i:i + _MANY_CHUNK],
+                                               strict=True))])
+                for i in chunks
+            ])
+        else:
+            res = _COUNT_MANY.run_many(self._client, [
+                (keys[i:i + _MANY_CHUNK], [self._window_ms, *c[i:i + _MANY_CHUNK]])
+                for i in chunks
+            ])
         self._check(res)
-        self._calls += len(calls)
+        self._calls += len(res)
         after = np.concatenate([np.array(r[:-1], dtype=np.int64) for r in res])
         left = np.concatenate([np.full(len(r) - 1, int(r[-1]), dtype=np.int64) for r in res])
         return after, left
@@ -179,28 +196,26 @@ class FrequencyCap:
 
     def _cached(self, users: np.ndarray, now: float) -> np.ndarray:
         """Which users the cache knows to be at the cap (caller holds the lock)."""
-        if not self._capped:
-            return np.zeros(users.shape[0], dtype=np.bool_)
-        if users.dtype.kind in "iu":
-            if self._dirty:
-                self._rebuild(now)
+        if users.dtype.kind == "i":
             if self._ids.size == 0:
                 return np.zeros(users.shape[0], dtype=np.bool_)
             pos = np.minimum(np.searchsorted(self._ids, users), self._ids.size - 1)
             return (self._ids[pos] == users) & (self._until[pos] > now)
+        if not self._capped:
+            return np.zeros(users.shape[0], dtype=np.bool_)
         get = self._capped.get
         return np.fromiter(
             ((get(u, 0.0) > now) for u in users.tolist()), dtype=np.bool_, count=users.shape[0]
         )
 
-    def _rebuild(self, now: float) -> None:
-        live = {u: t for u, t in self._capped.items() if t > now}
-        self._capped = live
-        ints = [(u, t) for u, t in live.items() if isinstance(u, int)]
-        ints.sort()
-        self._ids = np.array([u for u, _ in ints], dtype=np.int64)
-        self._until = np.array([t for _, t in ints], dtype=np.float64)
-        self._dirty = False
+    def _add_ints(self, ids: np.ndarray, until: np.ndarray) -> None:
+        """Merge newly capped int users (sorted, distinct) into the sorted cache, dropping
+        expired entries and older entries of the same users (caller holds the lock)."""
+        keep = (self._until > time.monotonic()) & ~np.isin(self._ids, ids)
+        merged = np.concatenate((self._ids[keep], ids))
+        order = np.argsort(merged, kind="stable")     # two sorted runs: a linear merge
+        self._ids = merged[order]
+        self._until = np.concatenate((self._until[keep], until))[order]
 
     def count(self, user_id: Any) -> int:
         """The user's count in the current window, read from Redis (0 if none)."""
@@ -222,7 +237,7 @@ class FrequencyCap:
             "checks": self._checks,
             "cache_hits": self._cache_hits,
             "redis_calls": self._calls,
-            "cached": len(self._capped),
+            "cached": len(self._capped) + int(self._ids.size),
             "breaker": self.breaker.state,
         }
 
