@@ -62,6 +62,9 @@ def test_block_decisions_follow_order_and_repeats(redis_url):
         # string ids, a scalar
         assert cap.allow(["u-1", "u-1", "u-1"]).tolist() == [True, True, False]
         assert cap.allow(7).tolist() == [True]
+        assert cap.allow(np.array([-5, 2**62, -5, -5], dtype=np.int64)).tolist() == [
+            True, True, True, False]
+        assert cap.count(-5) == 3 and cap.count(2**62) == 1
 
 
 def test_window_rollover_on_two_nodes(redis_url):
