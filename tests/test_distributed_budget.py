@@ -218,6 +218,9 @@ def test_block_form_agrees_with_scalar_calls(redis_url):
         m = b.try_spend_many(camp, amounts)
         assert m.sum() == 28 and not m[-2:].any()     # 14 x 0.07 = 0.98 per campaign
         assert b.local("a")["spent"] == pytest.approx(0.98)
+        slots = b.slots(["b", "a"])
+        assert slots.tolist() == [1, 0]
+        assert b.try_spend_slots(slots, [0.02, 0.03]).tolist() == [True, False]
         with pytest.raises(InvalidInputError, match=r"campaigns\[1\] = 'z'"):
             b.try_spend_many(["a", "z"], [0.1, 0.1])
         with pytest.raises(InvalidInputError, match=r"amounts\[0\] must be >= 0"):

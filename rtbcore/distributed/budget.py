@@ -199,9 +199,17 @@ class SharedBudget:
         returns the boolean mask of those granted, exactly as ``try_spend`` one at a time."""
         return self._ledger.try_spend_slots(self.slots(campaigns), amounts, out)
 
+    def try_spend_slots(
+        self, slots: npt.ArrayLike, amounts: npt.ArrayLike,
+        out: npt.NDArray[np.bool_] | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """``try_spend_many`` with the campaigns given as slots (see ``slots``)."""
+        return self._ledger.try_spend_slots(slots, amounts, out)
+
     def slots(self, campaigns: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        """The ledger slots of an array of campaign ids (pass them to ``try_spend_many`` as
-        ``campaigns`` once computed: the ids' look-up is the costly part of a block)."""
+        """The slots (0..n-1, in ``campaigns`` order) of an array of campaign ids, for
+        ``try_spend_slots``: compute them once when the same ids come back block after block
+        (the ids' look-up is the costly part of a block)."""
         arr = np.asarray(campaigns)
         if arr.ndim != 1:
             raise InvalidInputError(f"campaigns must be 1-D, got shape {arr.shape}")

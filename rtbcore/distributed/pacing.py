@@ -113,7 +113,7 @@ class SharedPacer:
         ok = self.should_bid(c, elapsed)
         idx = np.flatnonzero(ok)
         if idx.size:
-            ok[idx] = self.budget._ledger.try_spend_slots(self._slots[idx], c[idx])
+            ok[idx] = self.budget.try_spend_slots(self._slots[idx], c[idx])
         return ok
 
     def __repr__(self) -> str:
