@@ -1,0 +1,510 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, autotestdict=False
+# distutils: language = c++
+"""rtbcore._floors: the kernels of rtbcore.floors (price floors learned from auction logs).
+
+- the exact empirical Myerson reserve, pruned by a bucket pass so that only the few buckets
+  that can hold the optimum are sorted;
+- the top two bids of each auction of a segment-layout batch;
+- the online floor learner's state: decayed counterfactual revenue per candidate floor, kept as
+  difference arrays so one logged auction costs O(log K), not O(K).
+
+Users import ``rtbcore``, never this module; rtbcore.floors validates shapes and dtypes and
+these kernels validate values before touching any state.
+"""
+
+from libc.math cimport INFINITY, log, floor as c_floor, isnan
+from libc.stdint cimport uint64_t, int64_t
+from libc.string cimport memcpy
+from libcpp.algorithm cimport sort as cpp_sort
+from libcpp.vector cimport vector
+
+import numpy as np
+
+from rtbcore.errors import InvalidInputError
+
+DEF N_BUCKETS = 16384
+DEF SMALL = 4096
+
+
+cdef inline bint _nonneg(double x) noexcept nogil:
+    return x >= 0.0 and x < INFINITY
+
+
+cdef inline uint64_t _bits(double x) noexcept nogil:
+    cdef uint64_t u
+    memcpy(&u, &x, 8)
+    return u
+
+
+# ---- the Myerson reserve ---------------------------------------------------------------------
+#
+# For the empirical distribution of n samples, posting r sells to the samples >= r, so the
+# revenue is r * S(r) with S(r) = #{x >= r}. The maximum is at a sample; at the sorted sample
+# x_(i) (0-based) with no smaller tie, S = n - i. A full sort finds it; here the positive samples
+# are first bucketed by the top bits of their IEEE-754 pattern (monotone for x >= 0: log-spaced
+# across exponents, linear inside one), which needs no log and spreads heavy tails. For bucket
+# b with samples in [lo_b, hi_b] and S_b samples in buckets >= b, every sample of b earns at
+# most hi_b * S_b and its smallest earns exactly lo_b * S_b; buckets whose bound is below the
+# best exact value cannot hold the optimum and are never sorted.
+
+cdef Py_ssize_t _scan_sorted(const double* v, Py_ssize_t m, double above,
+                             double* best_r, double* best_rev) noexcept nogil:
+    """Scan m sorted samples with `above` samples above them all; keep the best (ties: the
+    smaller reserve, met first)."""
+    cdef Py_ssize_t i
+    cdef double rev
+    for i in range(m):
+        rev = v[i] * (above + <double>(m - i))
+        if rev > best_rev[0]:
+            best_rev[0] = rev
+            best_r[0] = v[i]
+    return 0
+
+
+cdef Py_ssize_t _myerson_kernel(const double* x, Py_ssize_t n, double* out_r,
+                                double* out_rev) noexcept nogil:
+    """The reserve and its revenue (sum over samples); returns -1, or the first bad index."""
+    cdef Py_ssize_t i, b, nb, j
+    cdef double v, mn = INFINITY, mx = 0.0
+    cdef Py_ssize_t n_pos = 0
+    for i in range(n):
+        v = x[i]
+        if not _nonneg(v):
+            return i
+        if v > 0.0:
+            n_pos += 1
+            if v < mn:
+                mn = v
+            if v > mx:
+                mx = v
+    out_r[0] = 0.0
+    out_rev[0] = 0.0
+    if n_pos == 0:
+        return -1
+    cdef vector[double] buf
+    if n_pos <= SMALL or mn == mx:
+        buf.reserve(n_pos)
+        for i in range(n):
+            if x[i] > 0.0:
+                buf.push_back(x[i])
+        cpp_sort(buf.begin(), buf.end())
+        _scan_sorted(buf.data(), n_pos, 0.0, out_r, out_rev)
+        return -1
+    cdef uint64_t base = _bits(mn), span = _bits(mx) - base
+    cdef int shift = 0
+    while (span >> shift) >= N_BUCKETS:
+        shift += 1
+    nb = <Py_ssize_t>(span >> shift) + 1
+    cdef vector[int64_t] cnt = vector[int64_t](nb, 0)
+    cdef vector[double] lo = vector[double](nb, INFINITY)
+    cdef vector[double] hi = vector[double](nb, 0.0)
+    for i in range(n):
+        v = x[i]
+        if v > 0.0:
+            b = <Py_ssize_t>((_bits(v) - base) >> shift)
+            cnt[b] += 1
+            if v < lo[b]:
+                lo[b] = v
+            if v > hi[b]:
+                hi[b] = v
+    # S_b = samples in buckets >= b (as doubles: exact below 2**53)
+    cdef vector[double] above = vector[double](nb + 1, 0.0)
+    for b in range(nb - 1, -1, -1):
+        above[b] = above[b + 1] + <double>cnt[b]
+    cdef double best = 0.0
+    for b in range(nb):
+        if cnt[b] > 0 and lo[b] * above[b] > best:
+            best = lo[b] * above[b]
+    # candidate buckets and where their samples go in buf
+    cdef vector[int64_t] start = vector[int64_t](nb + 1, -1)
+    cdef int64_t total = 0
+    for b in range(nb):
+        if cnt[b] > 0 and hi[b] * above[b] >= best:
+            start[b] = total
+            total += cnt[b]
+    buf.resize(total)
+    cdef vector[int64_t] fill = vector[int64_t](start)
+    for i in range(n):
+        v = x[i]
+        if v > 0.0:
+            b = <Py_ssize_t>((_bits(v) - base) >> shift)
+            if start[b] >= 0:
+                buf[fill[b]] = v
+                fill[b] += 1
+    cdef double best_r = 0.0, best_rev = 0.0
+    for b in range(nb):
+        if start[b] >= 0:
+            j = start[b]
+            cpp_sort(buf.begin() + j, buf.begin() + j + cnt[b])
+            _scan_sorted(buf.data() + j, cnt[b], above[b + 1], &best_r, &best_rev)
+    out_r[0] = best_r
+    out_rev[0] = best_rev
+    return -1
+
+
+def _myerson(const double[::1] x):
+    """(reserve, revenue summed over the samples, bad index or -1)."""
+    cdef double r = 0.0, rev = 0.0
+    cdef Py_ssize_t bad
+    cdef Py_ssize_t n = x.shape[0]
+    if n == 0:
+        return r, rev, -1
+    with nogil:
+        bad = _myerson_kernel(&x[0], n, &r, &rev)
+    return r, rev, bad
+
+
+# ---- the top two bids of each auction --------------------------------------------------------
+
+def _top_two(const int64_t[::1] offsets, const double[::1] prices, object quality,
+             double[::1] top, double[::1] second, int64_t[::1] index):
+    """Per auction: the top eligible bid's price, its floorless second-price charge (the
+    runner-up's adjusted bid over the top's quality; 0 alone) and its index (-1: no valid bid
+    with price > 0, top and second 0). Returns the first invalid bid index or -1."""
+    cdef const double[::1] q
+    cdef bint has_q = quality is not None
+    if has_q:
+        q = quality
+    cdef Py_ssize_t n = offsets.shape[0] - 1, a, i, k, bad = -1
+    cdef double p, qq, adj, a1, a2, q1
+    with nogil:
+        for a in range(n):
+            a1 = -1.0
+            a2 = 0.0
+            q1 = 1.0
+            k = -1
+            for i in range(offsets[a], offsets[a + 1]):
+                p = prices[i]
+                qq = q[i] if has_q else 1.0
+                adj = p * qq
+                if not (p >= 0.0 and qq > 0.0 and adj < INFINITY):
+                    if bad < 0:
+                        bad = i
+                    continue
+                if p <= 0.0:
+                    continue
+                if adj > a1:
+                    a2 = a1 if a1 > 0.0 else 0.0
+                    a1 = adj
+                    q1 = qq
+                    k = i
+                elif adj > a2:
+                    a2 = adj
+            if k >= 0:
+                top[a] = prices[k]
+                second[a] = a2 / q1
+                if second[a] > top[a]:  # rounding of a tie through the qualities
+                    second[a] = top[a]
+            else:
+                top[a] = 0.0
+                second[a] = 0.0
+            index[a] = k
+    return bad
+
+
+# ---- the online floor learner ----------------------------------------------------------------
+#
+# For each key (a segment, or a segment x bidder pair) and candidate floor f_k of the grid, the
+# learner keeps decayed sums over logged auctions of W_k (auctions whose outcome at f_k is
+# known), R_k (their second-price revenue at f_k: [b1 >= f_k] * max(b2, f_k)) and F_k (their
+# fills at f_k). A logged auction informs a contiguous range [lo, hi] of candidates, over which
+# its revenue is a constant v on [lo, k2] and f_k on (k2, k1], 0 beyond k1. So R_k = S_k + f_k C_k
+# with S, C, F, W each stored as a difference array: one auction is a few additions.
+# Decay: every auction of a key multiplies that key's sums by lam; instead, contributions are
+# stored times g = lam**-t (t = the key's auctions so far), and the key is rescaled when g grows
+# large. Estimates are ratios of sums, so the scale cancels; weights are compared as W / g.
+
+cdef enum:
+    # row codes of a refused update row
+    BAD_KEY = 1
+    BAD_FLOOR = 2
+    BAD_PRICE = 3
+    BAD_TOP = 4
+    BAD_SECOND = 5
+    BAD_ORDER = 6      # second > top
+    BAD_PAID = 7       # price > top
+
+
+cdef inline Py_ssize_t _k_le(const double* grid, Py_ssize_t K, double x) noexcept nogil:
+    """The last k with grid[k] <= x (-1 if none)."""
+    cdef Py_ssize_t lo = 0, hi = K, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if grid[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+cdef inline Py_ssize_t _k_ge(const double* grid, Py_ssize_t K, double x) noexcept nogil:
+    """The first k with grid[k] >= x (K if none)."""
+    cdef Py_ssize_t lo = 0, hi = K, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if grid[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline uint64_t _splitmix(uint64_t* s) noexcept nogil:
+    """splitmix64 (Steele, Lea, Flood 2014)."""
+    s[0] += 0x9E3779B97F4A7C15ULL
+    cdef uint64_t z = s[0]
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline double _uniform(uint64_t* s) noexcept nogil:
+    """Uniform on (0, 1]."""
+    return (<double>(_splitmix(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0)
+
+
+cdef class _FloorState:
+    """The learner's sums for n_keys keys over a grid of K candidate floors."""
+
+    cdef readonly Py_ssize_t n_keys, K
+    cdef double[::1] grid
+    cdef double[:, ::1] dW, dS, dC, dF
+    cdef double[::1] g
+    cdef readonly double lam, min_fill, min_weight
+    cdef double[::1] floors_
+    cdef int64_t[::1] kcur
+    cdef unsigned char[::1] touched
+    cdef uint64_t rng
+    cdef double explore
+    cdef Py_ssize_t steps
+    cdef int64_t gap
+
+    def __init__(self, Py_ssize_t n_keys, double[::1] grid, double lam, double min_fill,
+                 double min_weight, double initial, double explore,
+                 Py_ssize_t steps, uint64_t seed):
+        self.n_keys = n_keys
+        self.K = grid.shape[0]
+        self.grid = np.array(grid, dtype=np.float64)
+        self.lam = lam
+        self.min_fill = min_fill
+        self.min_weight = min_weight
+        shape = (n_keys, self.K + 1)
+        self.dW = np.zeros(shape)
+        self.dS = np.zeros(shape)
+        self.dC = np.zeros(shape)
+        self.dF = np.zeros(shape)
+        self.g = np.ones(n_keys)
+        self.floors_ = np.full(n_keys, initial)
+        k0 = max(_k_le(&self.grid[0], self.K, initial), 0)
+        self.kcur = np.full(n_keys, k0, dtype=np.int64)
+        self.touched = np.zeros(n_keys, dtype=np.uint8)
+        self.rng = seed
+        self.explore = explore
+        self.steps = steps
+        self.gap = -1
+        self._next_gap()
+
+    cdef void _next_gap(self) noexcept nogil:
+        """Auctions to skip before the next explored one: geometric, so that one uniform draw
+        serves a whole gap and a lookup costs one gather per auction."""
+        if self.explore <= 0.0:
+            self.gap = 1 << 62
+        elif self.explore >= 1.0:
+            self.gap = 0
+        else:
+            self.gap = <int64_t>c_floor(log(_uniform(&self.rng)) / log(1.0 - self.explore))
+
+    @property
+    def floors(self):
+        return np.asarray(self.floors_)
+
+    @property
+    def rng_state(self):
+        return int(self.rng)
+
+    def update(self, const int64_t[::1] key, const double[::1] floor, const double[::1] price,
+               const unsigned char[::1] sold, const double[::1] top,
+               const double[::1] second, int mode):
+        """Validate every row, then learn from them in order; returns (-1, 0) or the first bad
+        row and its code, with the state untouched. mode: 0 every bid seen (top, second), 1 only
+        bids at or above the floor seen (NaN: none seen), 2 only the price and the sale."""
+        cdef Py_ssize_t n = key.shape[0], i
+        cdef int code = 0
+        with nogil:
+            for i in range(n):
+                code = self._check(key[i], floor[i], price[i], sold[i], top[i], second[i], mode)
+                if code:
+                    break
+        if code:
+            return i, code
+        with nogil:
+            for i in range(n):
+                self._learn(key[i], floor[i], price[i], sold[i], top[i], second[i], mode)
+            for i in range(self.n_keys):
+                if self.touched[i]:
+                    self.touched[i] = 0
+                    self._refresh(i)
+        return -1, 0
+
+    cdef int _check(self, int64_t key, double f, double p, unsigned char sold, double b1,
+                    double b2, int mode) noexcept nogil:
+        if key < 0 or key >= self.n_keys:
+            return BAD_KEY
+        if not _nonneg(f):
+            return BAD_FLOOR
+        if sold and not _nonneg(p):
+            return BAD_PRICE
+        if mode == 2:
+            return 0
+        if not (_nonneg(b1) or (mode == 1 and isnan(b1))):
+            return BAD_TOP
+        if not (_nonneg(b2) or (mode == 1 and isnan(b2))):
+            return BAD_SECOND
+        if b2 > b1 or (isnan(b1) and not isnan(b2)):
+            return BAD_ORDER
+        if sold and p > b1:
+            return BAD_PAID
+        return 0
+
+    cdef void _learn(self, int64_t key, double f, double p, unsigned char sold, double b1,
+                     double b2, int mode) noexcept nogil:
+        """One logged auction. Which candidates it informs is decided by what the log shows,
+        never by the bids themselves, so that each candidate's estimate averages an unbiased
+        sample of auctions: every candidate (all bids seen), the candidates at or above the
+        floor (bids below it unseen), or the floor itself (only the price)."""
+        cdef const double* grid = &self.grid[0]
+        cdef Py_ssize_t K = self.K, lo, hi = K - 1, k1 = -1, k2 = -1, a, b
+        cdef double v = 0.0, w
+        # the key's clock moves on every auction, informative or not
+        self.g[key] = self.g[key] / self.lam
+        w = self.g[key]
+        self.touched[key] = 1
+        if mode == 2:
+            lo = _k_le(grid, K, f)
+            if lo < 0 or grid[lo] != f or (not sold and f <= 0.0):
+                return
+            hi = lo
+            if sold:
+                k1, k2, v = lo, lo, p
+        else:
+            lo = 0 if mode == 0 else _k_ge(grid, K, f)
+            if (mode == 0 and b1 <= 0.0) or (mode == 1 and isnan(b1) and f <= 0.0):
+                return  # no bid at all: not qualified traffic
+            if not isnan(b1):
+                k1 = _k_le(grid, K, b1)
+            if not isnan(b2):
+                k2, v = _k_le(grid, K, b2), b2
+        if lo > hi:
+            return
+        self.dW[key, lo] += w
+        self.dW[key, hi + 1] -= w
+        b = k2 if k2 < hi else hi
+        if b >= lo:
+            self.dS[key, lo] += v * w
+            self.dS[key, b + 1] -= v * w
+        a = k2 + 1 if k2 + 1 > lo else lo
+        b = k1 if k1 < hi else hi
+        if b >= a:
+            self.dC[key, a] += w
+            self.dC[key, b + 1] -= w
+        if b >= lo:
+            self.dF[key, lo] += w
+            self.dF[key, b + 1] -= w
+        if self.g[key] > 1e100:
+            self._rescale(key)
+
+    cdef void _rescale(self, Py_ssize_t key) noexcept nogil:
+        cdef double s = 1.0 / self.g[key]
+        cdef Py_ssize_t k
+        for k in range(self.K + 1):
+            self.dW[key, k] *= s
+            self.dS[key, k] *= s
+            self.dC[key, k] *= s
+            self.dF[key, k] *= s
+        self.g[key] = 1.0
+
+    cdef void _refresh(self, Py_ssize_t key) noexcept nogil:
+        """Pick the key's floor: the candidate with the highest revenue per auction among those
+        with enough weight and a fill rate >= min_fill; if every known candidate misses the fill
+        guard, the lowest known one; with no known candidate, the floor stays."""
+        cdef Py_ssize_t k, best = -1, lowest = -1
+        cdef double W = 0.0, S = 0.0, C = 0.0, F = 0.0, rev, best_rev = -1.0
+        # a floor of 1e-6 auctions keeps the rounding residue of the difference arrays (where
+        # nothing was observed) from counting as knowledge
+        cdef double need = (self.min_weight if self.min_weight > 1e-6 else 1e-6) * self.g[key]
+        for k in range(self.K):
+            W += self.dW[key, k]
+            S += self.dS[key, k]
+            C += self.dC[key, k]
+            F += self.dF[key, k]
+            if W <= 0.0 or W < need:
+                continue
+            if lowest < 0:
+                lowest = k
+            if F < self.min_fill * W * (1.0 - 1e-12):
+                continue
+            rev = (S + self.grid[k] * C) / W
+            if rev > best_rev * (1.0 + 1e-12):
+                best_rev = rev
+                best = k
+        if best < 0:
+            best = lowest
+        if best >= 0:
+            self.kcur[key] = best
+            self.floors_[key] = self.grid[best]
+
+    def estimates(self, Py_ssize_t key):
+        """(weight, revenue per auction, fill rate) of each candidate for one key; weights are
+        decayed auction counts, revenue and fill NaN where nothing is known."""
+        W = np.cumsum(np.asarray(self.dW[key, :self.K])) / self.g[key]
+        S = np.cumsum(np.asarray(self.dS[key, :self.K])) / self.g[key]
+        C = np.cumsum(np.asarray(self.dC[key, :self.K])) / self.g[key]
+        F = np.cumsum(np.asarray(self.dF[key, :self.K])) / self.g[key]
+        W = np.where(np.abs(W) < 1e-9 * max(1.0, float(np.abs(W).max())), 0.0, W)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rev = np.where(W > 0, (S + np.asarray(self.grid) * C) / W, np.nan)
+            fill = np.where(W > 0, F / W, np.nan)
+        return W, rev, fill
+
+    def lookup(self, const int64_t[::1] key, double[::1] out, bint explore):
+        """out[i] = the floor of key[i]; with exploration, a geometric share of auctions get a
+        random grid floor within `steps` of the key's floor. Returns the first bad index or
+        -1 (then, and only then, the random stream has moved)."""
+        cdef Py_ssize_t n = key.shape[0], i, bad = -1
+        cdef int64_t nk = self.n_keys
+        with nogil:
+            for i in range(n):
+                if key[i] < 0 or key[i] >= nk:
+                    bad = i
+                    break
+            if bad < 0:
+                if explore and self.explore > 0.0 and self.steps > 0:
+                    self._explore_gather(key, out)
+                else:
+                    for i in range(n):
+                        out[i] = self.floors_[key[i]]
+        return bad
+
+    cdef void _explore_gather(self, const int64_t[::1] key, double[::1] out) noexcept nogil:
+        cdef Py_ssize_t n = key.shape[0], i = 0, j
+        cdef int64_t d
+        while i < n:
+            # the auctions before the next explored one, in one tight gather
+            j = i + self.gap if self.gap < n - i else n
+            self.gap -= j - i
+            while i < j:
+                out[i] = self.floors_[key[i]]
+                i += 1
+            if i >= n:
+                break
+            d = <int64_t>(_splitmix(&self.rng) % <uint64_t>(2 * self.steps)) - self.steps
+            if d >= 0:
+                d += 1
+            d += self.kcur[key[i]]
+            if d < 0:
+                d = 0
+            if d >= self.K:
+                d = self.K - 1
+            out[i] = self.grid[d]
+            i += 1
+            self._next_gap()
