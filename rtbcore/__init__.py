@@ -6,7 +6,8 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading` and the simulations in
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, :mod:`~rtbcore.floors`
+and the simulations in
 :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
@@ -25,6 +26,7 @@ from rtbcore.clearing import (
 from rtbcore.credit import CreditPool
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
+from rtbcore.floors import AuctionLog, FloorOptimizer, ReplayResult, myerson_reserve, replay
 from rtbcore.pacing import (
     AdaptivePacer,
     LinearPacer,
@@ -110,6 +112,12 @@ __all__ = [
     "ThompsonSampler",
     "FirstPriceOutcomes",
     "simulate_first_price",
+    # floors
+    "myerson_reserve",
+    "FloorOptimizer",
+    "AuctionLog",
+    "ReplayResult",
+    "replay",
 ]
 
 #: Submodules that are part of the API (``rtbcore.errors``, ``rtbcore.sim`` ...); the
@@ -123,6 +131,7 @@ _PUBLIC_SUBMODULES = (
     "pacing",
     "credit",
     "shading",
+    "floors",
     "sim",
 )
 
