@@ -361,6 +361,7 @@ class FloorOptimizer:
         if row >= 0:
             name = _ROW_ERRORS[code]
             value = {"segment": keys, "floor": f, "price": p, "top": t, "second": s}[name][row]
+            value = value.item()
             rule = _ROW_RULES[code].format(n=self._segments)
             raise InvalidInputError(f"{name}[{row}] = {value!r}: {rule}")
 
