@@ -12,6 +12,7 @@ Users import ``rtbcore``, never this module; rtbcore.floors validates shapes and
 these kernels validate values before touching any state.
 """
 
+cimport cython
 from libc.math cimport INFINITY, log, floor as c_floor, isnan
 from libc.stdint cimport uint64_t, int64_t
 from libc.string cimport memcpy
@@ -226,27 +227,26 @@ cdef enum:
 
 
 cdef inline Py_ssize_t _k_le(const double* grid, Py_ssize_t K, double x) noexcept nogil:
-    """The last k with grid[k] <= x (-1 if none)."""
-    cdef Py_ssize_t lo = 0, hi = K, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if grid[mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
+    """The last k with grid[k] <= x (-1 if none, or NaN): a branch-free binary search, since
+    bids land anywhere and a mispredicted branch per step would cost more than the search."""
+    cdef const double* base = grid
+    cdef Py_ssize_t n = K, half
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] <= x else base
+        n -= half
+    return (base - grid) + (1 if base[0] <= x else 0) - 1
 
 
 cdef inline Py_ssize_t _k_ge(const double* grid, Py_ssize_t K, double x) noexcept nogil:
     """The first k with grid[k] >= x (K if none)."""
-    cdef Py_ssize_t lo = 0, hi = K, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if grid[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    cdef const double* base = grid
+    cdef Py_ssize_t n = K, half
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] < x else base
+        n -= half
+    return (base - grid) + (1 if base[0] < x else 0)
 
 
 cdef inline uint64_t _splitmix(uint64_t* s) noexcept nogil:
@@ -263,14 +263,24 @@ cdef inline double _uniform(uint64_t* s) noexcept nogil:
     return (<double>(_splitmix(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0)
 
 
+@cython.final
 cdef class _FloorState:
     """The learner's sums for n_keys keys over a grid of K candidate floors."""
 
     cdef readonly Py_ssize_t n_keys, K
     cdef double[::1] grid
-    cdef double[:, ::1] dW, dS, dC, dF
+    # the grid index of x in O(1): a table over the top bits of x's IEEE-754 pattern between the
+    # smallest positive candidate and the largest (see _index)
+    cdef int64_t[::1] table
+    cdef uint64_t tbase
+    cdef int tshift
+    cdef double tlo, thi
+    # the four difference arrays interleaved, [key, k, (W, S, C, F)]: the additions of one
+    # auction at one position share a cache line
+    cdef double[:, :, ::1] d
     cdef double[::1] g
     cdef readonly double lam, min_fill, min_weight
+    cdef double inv_lam
     cdef double[::1] floors_
     cdef int64_t[::1] kcur
     cdef unsigned char[::1] touched
@@ -286,13 +296,11 @@ cdef class _FloorState:
         self.K = grid.shape[0]
         self.grid = np.array(grid, dtype=np.float64)
         self.lam = lam
+        self.inv_lam = 1.0 / lam
+        self._build_table()
         self.min_fill = min_fill
         self.min_weight = min_weight
-        shape = (n_keys, self.K + 1)
-        self.dW = np.zeros(shape)
-        self.dS = np.zeros(shape)
-        self.dC = np.zeros(shape)
-        self.dF = np.zeros(shape)
+        self.d = np.zeros((n_keys, self.K + 1, 4))
         self.g = np.ones(n_keys)
         self.floors_ = np.full(n_keys, initial)
         k0 = max(_k_le(&self.grid[0], self.K, initial), 0)
@@ -303,6 +311,42 @@ cdef class _FloorState:
         self.steps = steps
         self.gap = -1
         self._next_gap()
+
+    def _build_table(self):
+        cdef const double* grid = &self.grid[0]
+        cdef Py_ssize_t K = self.K, b, first = 0 if self.grid[0] > 0.0 else 1
+        self.tlo = self.grid[first]
+        self.thi = self.grid[K - 1]
+        self.tbase = _bits(self.tlo)
+        cdef uint64_t span = _bits(self.thi) - self.tbase
+        self.tshift = 0
+        while (span >> self.tshift) >= 4096:
+            self.tshift += 1
+        nb = <Py_ssize_t>(span >> self.tshift) + 1
+        self.table = np.empty(nb, dtype=np.int64)
+        cdef uint64_t u
+        cdef double lo
+        for b in range(nb):
+            u = self.tbase + (<uint64_t>b << self.tshift)
+            memcpy(&lo, &u, 8)
+            self.table[b] = _k_le(grid, K, lo)
+
+    cdef inline Py_ssize_t _index(self, double x) noexcept nogil:
+        """_k_le(grid, K, x) for x >= 0 (not NaN): the table gives the candidate at the start
+        of x's bucket; a bucket rarely holds a candidate, so the walk is mostly zero steps."""
+        if x < self.tlo:
+            return 0 if self.grid[0] <= x else -1
+        if x >= self.thi:
+            return self.K - 1
+        cdef Py_ssize_t k = self.table[(_bits(x) - self.tbase) >> self.tshift]
+        while self.grid[k + 1] <= x:
+            k += 1
+        return k
+
+    cdef inline Py_ssize_t _index_ge(self, double x) noexcept nogil:
+        """_k_ge(grid, K, x) for x >= 0."""
+        cdef Py_ssize_t k = self._index(x)
+        return k if k >= 0 and self.grid[k] == x else k + 1
 
     cdef void _next_gap(self) noexcept nogil:
         """Auctions to skip before the next explored one: geometric, so that one uniform draw
@@ -376,51 +420,50 @@ cdef class _FloorState:
         cdef Py_ssize_t K = self.K, lo, hi = K - 1, k1 = -1, k2 = -1, a, b
         cdef double v = 0.0, w
         # the key's clock moves on every auction, informative or not
-        self.g[key] = self.g[key] / self.lam
+        self.g[key] = self.g[key] * self.inv_lam
         w = self.g[key]
         self.touched[key] = 1
         if mode == 2:
-            lo = _k_le(grid, K, f)
+            lo = self._index(f)
             if lo < 0 or grid[lo] != f or (not sold and f <= 0.0):
                 return
             hi = lo
             if sold:
                 k1, k2, v = lo, lo, p
         else:
-            lo = 0 if mode == 0 else _k_ge(grid, K, f)
+            lo = 0 if mode == 0 else self._index_ge(f)
             if (mode == 0 and b1 <= 0.0) or (mode == 1 and isnan(b1) and f <= 0.0):
                 return  # no bid at all: not qualified traffic
             if not isnan(b1):
-                k1 = _k_le(grid, K, b1)
+                k1 = self._index(b1)
             if not isnan(b2):
-                k2, v = _k_le(grid, K, b2), b2
+                k2, v = self._index(b2), b2
         if lo > hi:
             return
-        self.dW[key, lo] += w
-        self.dW[key, hi + 1] -= w
+        cdef double* row = &self.d[key, 0, 0]
+        row[4 * lo] += w
+        row[4 * (hi + 1)] -= w
         b = k2 if k2 < hi else hi
         if b >= lo:
-            self.dS[key, lo] += v * w
-            self.dS[key, b + 1] -= v * w
+            row[4 * lo + 1] += v * w
+            row[4 * (b + 1) + 1] -= v * w
         a = k2 + 1 if k2 + 1 > lo else lo
         b = k1 if k1 < hi else hi
         if b >= a:
-            self.dC[key, a] += w
-            self.dC[key, b + 1] -= w
+            row[4 * a + 2] += w
+            row[4 * (b + 1) + 2] -= w
         if b >= lo:
-            self.dF[key, lo] += w
-            self.dF[key, b + 1] -= w
+            row[4 * lo + 3] += w
+            row[4 * (b + 1) + 3] -= w
         if self.g[key] > 1e100:
             self._rescale(key)
 
     cdef void _rescale(self, Py_ssize_t key) noexcept nogil:
         cdef double s = 1.0 / self.g[key]
         cdef Py_ssize_t k
-        for k in range(self.K + 1):
-            self.dW[key, k] *= s
-            self.dS[key, k] *= s
-            self.dC[key, k] *= s
-            self.dF[key, k] *= s
+        cdef double* row = &self.d[key, 0, 0]
+        for k in range(4 * (self.K + 1)):
+            row[k] *= s
         self.g[key] = 1.0
 
     cdef void _refresh(self, Py_ssize_t key) noexcept nogil:
@@ -431,12 +474,12 @@ cdef class _FloorState:
         cdef double W = 0.0, S = 0.0, C = 0.0, F = 0.0, rev, best_rev = -1.0
         # a floor of 1e-6 auctions keeps the rounding residue of the difference arrays (where
         # nothing was observed) from counting as knowledge
-        cdef double need = (self.min_weight if self.min_weight > 1e-6 else 1e-6) * self.g[key]
+        cdef double need = (self.min_weight if self.min_weight > 1e-6 else 1e-6) * self.g[key] * (1.0 - 1e-9)
         for k in range(self.K):
-            W += self.dW[key, k]
-            S += self.dS[key, k]
-            C += self.dC[key, k]
-            F += self.dF[key, k]
+            W += self.d[key, k, 0]
+            S += self.d[key, k, 1]
+            C += self.d[key, k, 2]
+            F += self.d[key, k, 3]
             if W <= 0.0 or W < need:
                 continue
             if lowest < 0:
@@ -456,10 +499,8 @@ cdef class _FloorState:
     def estimates(self, Py_ssize_t key):
         """(weight, revenue per auction, fill rate) of each candidate for one key; weights are
         decayed auction counts, revenue and fill NaN where nothing is known."""
-        W = np.cumsum(np.asarray(self.dW[key, :self.K])) / self.g[key]
-        S = np.cumsum(np.asarray(self.dS[key, :self.K])) / self.g[key]
-        C = np.cumsum(np.asarray(self.dC[key, :self.K])) / self.g[key]
-        F = np.cumsum(np.asarray(self.dF[key, :self.K])) / self.g[key]
+        W, S, C, F = (np.cumsum(np.asarray(self.d[key, :self.K, j])) / self.g[key]
+                      for j in range(4))
         W = np.where(np.abs(W) < 1e-9 * max(1.0, float(np.abs(W).max())), 0.0, W)
         with np.errstate(invalid="ignore", divide="ignore"):
             rev = np.where(W > 0, (S + np.asarray(self.grid) * C) / W, np.nan)

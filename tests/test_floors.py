@@ -209,8 +209,8 @@ def rows(draw, mode):
     for _ in range(n):
         key = draw(st.integers(0, 2))
         f = draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]) if mode == 2 else prices)
-        b1 = draw(prices)
-        b2 = draw(prices.filter(lambda v, b1=b1: v <= b1))
+        x, y = draw(prices), draw(prices)
+        b1, b2 = max(x, y), min(x, y)
         if mode == 1:
             if draw(st.booleans()):
                 b2 = math.nan
