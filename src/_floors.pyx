@@ -263,6 +263,27 @@ cdef inline double _uniform(uint64_t* s) noexcept nogil:
     return (<double>(_splitmix(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0)
 
 
+cdef inline int _check_row(int64_t n_keys, int64_t key, double f, double p, unsigned char sold,
+                           double b1, double b2, int mode) noexcept nogil:
+    if key < 0 or key >= n_keys:
+        return BAD_KEY
+    if not _nonneg(f):
+        return BAD_FLOOR
+    if sold and not _nonneg(p):
+        return BAD_PRICE
+    if mode == 2:
+        return 0
+    if not (_nonneg(b1) or (mode == 1 and isnan(b1))):
+        return BAD_TOP
+    if not (_nonneg(b2) or (mode == 1 and isnan(b2))):
+        return BAD_SECOND
+    if b2 > b1 or (isnan(b1) and not isnan(b2)):
+        return BAD_ORDER
+    if sold and p > b1:
+        return BAD_PAID
+    return 0
+
+
 @cython.final
 cdef class _FloorState:
     """The learner's sums for n_keys keys over a grid of K candidate floors."""
@@ -376,7 +397,8 @@ cdef class _FloorState:
         cdef int code = 0
         with nogil:
             for i in range(n):
-                code = self._check(key[i], floor[i], price[i], sold[i], top[i], second[i], mode)
+                code = _check_row(self.n_keys, key[i], floor[i], price[i], sold[i], top[i], second[i],
+                                  mode)
                 if code:
                     break
         if code:
@@ -390,28 +412,8 @@ cdef class _FloorState:
                     self._refresh(i)
         return -1, 0
 
-    cdef int _check(self, int64_t key, double f, double p, unsigned char sold, double b1,
-                    double b2, int mode) noexcept nogil:
-        if key < 0 or key >= self.n_keys:
-            return BAD_KEY
-        if not _nonneg(f):
-            return BAD_FLOOR
-        if sold and not _nonneg(p):
-            return BAD_PRICE
-        if mode == 2:
-            return 0
-        if not (_nonneg(b1) or (mode == 1 and isnan(b1))):
-            return BAD_TOP
-        if not (_nonneg(b2) or (mode == 1 and isnan(b2))):
-            return BAD_SECOND
-        if b2 > b1 or (isnan(b1) and not isnan(b2)):
-            return BAD_ORDER
-        if sold and p > b1:
-            return BAD_PAID
-        return 0
-
-    cdef void _learn(self, int64_t key, double f, double p, unsigned char sold, double b1,
-                     double b2, int mode) noexcept nogil:
+    cdef inline void _learn(self, int64_t key, double f, double p, unsigned char sold, double b1,
+                            double b2, int mode) noexcept nogil:
         """One logged auction. Which candidates it informs is decided by what the log shows,
         never by the bids themselves, so that each candidate's estimate averages an unbiased
         sample of auctions: every candidate (all bids seen), the candidates at or above the
@@ -474,7 +476,8 @@ cdef class _FloorState:
         cdef double W = 0.0, S = 0.0, C = 0.0, F = 0.0, rev, best_rev = -1.0
         # a floor of 1e-6 auctions keeps the rounding residue of the difference arrays (where
         # nothing was observed) from counting as knowledge
-        cdef double need = (self.min_weight if self.min_weight > 1e-6 else 1e-6) * self.g[key] * (1.0 - 1e-9)
+        cdef double need = (self.min_weight if self.min_weight > 1e-6 else 1e-6) * self.g[key]
+        need *= 1.0 - 1e-9  # the same rounding residue, on the other side
         for k in range(self.K):
             W += self.d[key, k, 0]
             S += self.d[key, k, 1]
