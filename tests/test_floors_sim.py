@@ -38,7 +38,8 @@ def test_simulation_table_and_order():
     r = simulate_floors(auctions=40_000, segments=8, seed=1)
     rows = {x["policy"]: x for x in r.rows()}
     assert rows["no floor"]["fill_rate"] == 1.0
-    assert rows["oracle"]["revenue"] >= rows["best static"]["revenue"] >= rows["no floor"]["revenue"]
+    rev = {k: v["revenue"] for k, v in rows.items()}
+    assert rev["oracle"] >= rev["best static"] >= rev["no floor"]
     assert rows["online"]["revenue"] > rows["no floor"]["revenue"]
     assert rows["online, fill >= 95%"]["fill_rate"] >= 0.95
     assert "vs no floor" in r.summary()

@@ -23,13 +23,16 @@ def credit(args: argparse.Namespace) -> int:
 
 
 def floors(args: argparse.Namespace) -> int:
-    """``rtbcore simulate floors [--auctions N] [--segments N] [--seed N] [--csv F] [--png F]``."""
+    """``rtbcore simulate floors [--auctions N] [--segments N] [--seed N] [--csv F]
+    [--png F]``."""
     result = simulate_floors(auctions=args.auctions, segments=args.segments, seed=args.seed,
                              progress=not args.no_progress)
     return _report(result, args)
 
 
-def _report(result: PacingSimResult | CreditSeries | FloorsSimResult, args: argparse.Namespace) -> int:
+def _report(
+    result: PacingSimResult | CreditSeries | FloorsSimResult, args: argparse.Namespace
+) -> int:
     print(result.summary())
     if args.csv:
         print(f"wrote {result.to_csv(args.csv)}")

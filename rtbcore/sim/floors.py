@@ -48,9 +48,9 @@ def market_week(
 
     Segment s has a median value ``m_s`` (log-normal around 1 per impression), a spread
     ``sigma_s`` in [0.3, 1.0], a mean number of bidders log-uniform in [2, 20] (each auction
-    draws its count from a Poisson around it, clipped to [2, 20]) and a traffic share. Its log-median
-    drifts: ``log m_s(t) = log m_s + a_s sin(2 pi t / day + phi_s) + b_s t / week`` with
-    ``a_s`` up to 0.3 and ``b_s`` in [-0.4, 0.4]. Auctions are in time order over one week.
+    draws its count from a Poisson around it, clipped to [2, 20]) and a traffic share. Its
+    log-median drifts: ``log m_s(t) = log m_s + a_s sin(2 pi t / day + phi_s) + b_s t / week``,
+    with ``a_s`` up to 0.3 and ``b_s`` in [-0.4, 0.4]. Auctions are in time order over one week.
     """
     auctions = _int("auctions", auctions, 1, 100_000_000)
     segments = _int("segments", segments, 1, 10_000)
