@@ -6,9 +6,8 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, :mod:`~rtbcore.floors`
-and the simulations in
-:mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, :mod:`~rtbcore.floors`,
+:mod:`~rtbcore.dynamic` and the simulations in :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
@@ -24,6 +23,7 @@ from rtbcore.clearing import (
     clear_vcg,
 )
 from rtbcore.credit import CreditPool
+from rtbcore.dynamic import DynamicAuction, DynamicResult
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
 from rtbcore.floors import AuctionLog, FloorOptimizer, ReplayResult, myerson_reserve, replay
@@ -118,6 +118,8 @@ __all__ = [
     "AuctionLog",
     "ReplayResult",
     "replay",
+    "DynamicAuction",
+    "DynamicResult",
 ]
 
 #: Submodules that are part of the API (``rtbcore.errors``, ``rtbcore.sim`` ...); the
@@ -132,6 +134,7 @@ _PUBLIC_SUBMODULES = (
     "credit",
     "shading",
     "floors",
+    "dynamic",
     "sim",
 )
 

@@ -288,8 +288,9 @@ mod tests {
                     reason[i] = 102;
                 } else {
                     let x = sold as f64 / auction.supply_limit as f64;
-                    let price =
-                        base[a] * auction.demand_at(x) * (-auction.time_decay * times[i] / auction.duration).exp();
+                    let price = base[a]
+                        * auction.demand_at(x)
+                        * (-auction.time_decay * times[i] / auction.duration).exp();
                     if p > 0.0 && p >= price {
                         paid[i] = price;
                         revenue[a] += price;
@@ -343,8 +344,11 @@ mod tests {
         assert!(clear_dynamic(&b, &a, &[0.0]).is_err());
     }
 
-    fn arb_case() -> impl Strategy<Value = (Vec<usize>, Vec<(f64, f64)>, Vec<f64>, u64, Vec<f64>, f64)>
-    {
+    /// Auction sizes, (price, time) of up to 40 bids, base prices, supply limit, demand curve,
+    /// time decay.
+    type Case = (Vec<usize>, Vec<(f64, f64)>, Vec<f64>, u64, Vec<f64>, f64);
+
+    fn arb_case() -> impl Strategy<Value = Case> {
         (
             proptest::collection::vec(0usize..7, 1..6),
             proptest::collection::vec(
