@@ -7,12 +7,13 @@ users import. Import from here, never from an underscore module.
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
 :mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, :mod:`~rtbcore.floors`,
-:mod:`~rtbcore.dynamic` and the simulations in :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
+:mod:`~rtbcore.dynamic`, :mod:`~rtbcore.adjust` and the simulations in :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
 from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction
 from rtbcore._pool import OutputPool, output_pool
+from rtbcore.adjust import BidAdjuster
 from rtbcore.clearing import (
     AuctionBatch,
     ClearingResult,
@@ -120,6 +121,8 @@ __all__ = [
     "replay",
     "DynamicAuction",
     "DynamicResult",
+    # bid adjustment
+    "BidAdjuster",
 ]
 
 #: Submodules that are part of the API (``rtbcore.errors``, ``rtbcore.sim`` ...); the
@@ -135,6 +138,7 @@ _PUBLIC_SUBMODULES = (
     "shading",
     "floors",
     "dynamic",
+    "adjust",
     "sim",
 )
 
