@@ -6,8 +6,9 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, :mod:`~rtbcore.floors`,
-:mod:`~rtbcore.dynamic`, :mod:`~rtbcore.adjust` and the simulations in :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`,
+:mod:`~rtbcore.floors`, :mod:`~rtbcore.dynamic`, :mod:`~rtbcore.adjust` and the simulations in
+:mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
