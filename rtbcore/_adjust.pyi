@@ -1,10 +1,11 @@
 """Stubs of the Cython module rtbcore._adjust (src/_adjust.pyx), private to rtbcore.adjust."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import disjoint_base
 
-@disjoint_base
+@final
 class _Adjuster:
     @property
     def strategy(self) -> int: ...

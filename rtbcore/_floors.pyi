@@ -1,8 +1,9 @@
 """Stubs of the Cython module rtbcore._floors (src/_floors.pyx), private to rtbcore.floors."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import disjoint_base
 
 def _myerson(x: npt.NDArray[np.float64]) -> tuple[float, float, int]: ...
 def _top_two(
@@ -13,7 +14,7 @@ def _top_two(
     second: npt.NDArray[np.float64],
     index: npt.NDArray[np.int64],
 ) -> int: ...
-@disjoint_base
+@final
 class _FloorState:
     @property
     def n_keys(self) -> int: ...

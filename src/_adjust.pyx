@@ -51,6 +51,7 @@ cdef inline double _target(int strategy, double s, double hi, double a, double b
 
 
 @cython.final
+@cython.auto_pickle(False)   # live multipliers and clocks are not copied silently
 cdef class _Adjuster:
     """Per-campaign multipliers and the time each was last recomputed."""
 

@@ -285,6 +285,7 @@ cdef inline int _check_row(int64_t n_keys, int64_t key, double f, double p, unsi
 
 
 @cython.final
+@cython.auto_pickle(False)   # a live learner (state, RNG) is not copied silently
 cdef class _FloorState:
     """The learner's sums for n_keys keys over a grid of K candidate floors."""
 
