@@ -31,6 +31,7 @@ from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
 from rtbcore._fastpath import _check_seed
 from rtbcore._floors import _FloorState, _myerson, _top_two
+from rtbcore._pool import output_pool
 from rtbcore.clearing import AuctionBatch, ClearingResult, clear_first_price, clear_second_price
 from rtbcore.errors import InvalidBidError, InvalidInputError
 
@@ -267,7 +268,8 @@ class FloorOptimizer:
             if not (isinstance(seg, np.ndarray) and seg.dtype == np.int64 and seg.ndim == 1
                     and seg.flags.c_contiguous):
                 seg = _int_array("segment", seg)
-            out = np.empty(seg.shape[0])
+            # recycled when large: a fresh 8 MB array costs its page faults on every call
+            out = output_pool.empty(seg.shape[0], np.float64)
             bad = self._state.lookup(seg, out, bool(explore))
             if bad >= 0:
                 raise InvalidInputError(

@@ -516,32 +516,31 @@ cdef class _FloorState:
         random grid floor within `steps` of the key's floor. Returns the first bad index or
         -1 (then, and only then, the random stream has moved)."""
         cdef Py_ssize_t n = key.shape[0], i, bad = -1
-        cdef int64_t nk = self.n_keys
+        cdef uint64_t nk = <uint64_t>self.n_keys
+        cdef const double* floors = &self.floors_[0]
+        cdef const int64_t* k = &key[0] if n else NULL
+        cdef double* o = &out[0] if n else NULL
         with nogil:
+            # one pass: gather and range check fused (a negative key is huge as unsigned)
             for i in range(n):
-                if key[i] < 0 or key[i] >= nk:
+                if <uint64_t>k[i] >= nk:
                     bad = i
                     break
-            if bad < 0:
-                if explore and self.explore > 0.0 and self.steps > 0:
-                    self._explore_gather(key, out)
-                else:
-                    for i in range(n):
-                        out[i] = self.floors_[key[i]]
+                o[i] = floors[k[i]]
+            if bad < 0 and explore and self.explore > 0.0 and self.steps > 0:
+                self._explore(k, o, n)
         return bad
 
-    cdef void _explore_gather(self, const int64_t[::1] key, double[::1] out) noexcept nogil:
-        cdef Py_ssize_t n = key.shape[0], i = 0, j
+    cdef void _explore(self, const int64_t* key, double* out, Py_ssize_t n) noexcept nogil:
+        """Overwrite the explored auctions: the gap to the next one is geometric, so this pass
+        touches only them."""
+        cdef Py_ssize_t i = 0
         cdef int64_t d
-        while i < n:
-            # the auctions before the next explored one, in one tight gather
-            j = i + self.gap if self.gap < n - i else n
-            self.gap -= j - i
-            while i < j:
-                out[i] = self.floors_[key[i]]
-                i += 1
-            if i >= n:
-                break
+        while True:
+            if self.gap >= n - i:
+                self.gap -= n - i
+                return
+            i += self.gap
             d = <int64_t>(_splitmix(&self.rng) % <uint64_t>(2 * self.steps)) - self.steps
             if d >= 0:
                 d += 1
