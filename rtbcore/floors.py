@@ -131,7 +131,7 @@ _ROW_RULES = {
 class FloorOptimizer:
     """Floors learned online, per segment (or per segment and bidder), from logged auctions.
 
-    ``FloorOptimizer(segments, *, grid=DEFAULT_GRID, half_life=10_000, explore=0.05,
+    ``FloorOptimizer(segments, *, grid=DEFAULT_GRID, half_life=10_000, explore=0.0,
     explore_steps=4, min_fill=0.0, min_weight=20.0, initial=0.0, bidders=None, seed=0)``
 
     For each segment and each candidate floor f of ``grid`` the optimizer keeps decayed sums
@@ -146,9 +146,10 @@ class FloorOptimizer:
     outcome at every candidate; bids seen only at or above the applied floor give it at the
     candidates at or above that floor; the price alone gives it at the applied floor only.
     Which candidates a row informs never depends on the bids, so every estimate is an unbiased
-    average. :meth:`lookup` explores: a share ``explore`` of auctions gets a random candidate
-    within ``explore_steps`` grid steps of the floor, so that an optimizer fed censored logs
-    keeps learning below and above its floor.
+    average. With ``explore > 0``, :meth:`lookup` explores: that share of auctions gets a random
+    candidate within ``explore_steps`` grid steps of the floor, so that an optimizer fed censored
+    logs keeps learning below and above its floor. A log of every bid needs no exploration
+    (the default), since it tells the outcome at every candidate.
 
     ``bidders=B`` learns one reserve per (segment, bidder) for the bidder ids 0..B-1: *lazy*
     reserves (Paes Leme, Pal and Vassilvitskii, WWW 2016), where the highest bidder wins if it
@@ -163,7 +164,7 @@ class FloorOptimizer:
         *,
         grid: npt.ArrayLike | None = None,
         half_life: float = 10_000.0,
-        explore: float = 0.05,
+        explore: float = 0.0,
         explore_steps: int = 4,
         min_fill: float = 0.0,
         min_weight: float = 20.0,

@@ -13,7 +13,7 @@ these kernels validate values before touching any state.
 """
 
 cimport cython
-from libc.math cimport INFINITY, log, floor as c_floor, isnan
+from libc.math cimport INFINITY, isnan, log
 from libc.stdint cimport uint64_t, int64_t
 from libc.string cimport memcpy
 from libcpp.algorithm cimport sort as cpp_sort
@@ -258,6 +258,23 @@ cdef inline uint64_t _splitmix(uint64_t* s) noexcept nogil:
     return z ^ (z >> 31)
 
 
+cdef inline double _fast_log(double x) noexcept nogil:
+    """log(x) for a normal x > 0 to ~1e-9: x = 2**e * m with m in [sqrt(1/2), sqrt(2)), then
+    log(m) = 2 atanh(t), t = (m - 1) / (m + 1), |t| <= 0.172, by its series to t**9. Twice as
+    fast as libm's log, which dominated the exploration pass of a lookup."""
+    cdef uint64_t u = _bits(x)
+    cdef int64_t e = <int64_t>((u >> 52) & 0x7FF) - 1023
+    u = (u & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL
+    cdef double m
+    memcpy(&m, &u, 8)
+    if m > 1.4142135623730951:
+        m *= 0.5
+        e += 1
+    cdef double t = (m - 1.0) / (m + 1.0), t2 = t * t
+    cdef double lm = 2.0 * t * (1.0 + t2 * (1.0 / 3 + t2 * (0.2 + t2 * (1.0 / 7 + t2 / 9))))
+    return <double>e * 0.6931471805599453 + lm
+
+
 cdef inline double _uniform(uint64_t* s) noexcept nogil:
     """Uniform on (0, 1]."""
     return (<double>(_splitmix(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0)
@@ -308,8 +325,12 @@ cdef class _FloorState:
     cdef unsigned char[::1] touched
     cdef uint64_t rng
     cdef double explore
+    cdef double inv_log_stay   # 1 / log(1 - explore), for the geometric gaps
     cdef Py_ssize_t steps
-    cdef int64_t gap
+    cdef int64_t gap, step       # the pending explored auction: how far, which step
+    cdef int64_t gbuf[64]
+    cdef int64_t sbuf[64]
+    cdef int gpos
 
     def __init__(self, Py_ssize_t n_keys, double[::1] grid, double lam, double min_fill,
                  double min_weight, double initial, double explore,
@@ -330,8 +351,9 @@ cdef class _FloorState:
         self.touched = np.zeros(n_keys, dtype=np.uint8)
         self.rng = seed
         self.explore = explore
+        self.inv_log_stay = 1.0 / log(1.0 - explore) if 0.0 < explore < 1.0 else 0.0
         self.steps = steps
-        self.gap = -1
+        self.gpos = 64
         self._next_gap()
 
     def _build_table(self):
@@ -371,14 +393,33 @@ cdef class _FloorState:
         return k if k >= 0 and self.grid[k] == x else k + 1
 
     cdef void _next_gap(self) noexcept nogil:
-        """Auctions to skip before the next explored one: geometric, so that one uniform draw
-        serves a whole gap and a lookup costs one gather per auction."""
-        if self.explore <= 0.0:
-            self.gap = 1 << 62
-        elif self.explore >= 1.0:
-            self.gap = 0
-        else:
-            self.gap = <int64_t>c_floor(log(_uniform(&self.rng)) / log(1.0 - self.explore))
+        """The gap to the next explored auction and its step, from the buffer."""
+        if self.gpos == 64:
+            self._refill()
+        self.gap = self.gbuf[self.gpos]
+        self.step = self.sbuf[self.gpos]
+        self.gpos += 1
+
+    cdef void _refill(self) noexcept nogil:
+        """64 gaps and steps at once: each is independent of the one before (the stream's
+        state only adds a constant), so their log and mixing overlap instead of forming one
+        long dependency chain through the lookup. Gaps are geometric (one uniform draw serves
+        a whole gap, so a lookup costs one gather per auction); steps are uniform on
+        [-steps, steps] without 0 (the top 32 bits scaled: no 64-bit division)."""
+        cdef int j
+        cdef int64_t d
+        for j in range(64):
+            if self.explore <= 0.0:
+                self.gbuf[j] = 1 << 62
+            elif self.explore >= 1.0:
+                self.gbuf[j] = 0
+            else:
+                # both factors <= 0: the product is >= 0 and truncation is its floor
+                self.gbuf[j] = <int64_t>(_fast_log(_uniform(&self.rng)) * self.inv_log_stay)
+            d = <int64_t>(((_splitmix(&self.rng) >> 32) * <uint64_t>(2 * self.steps)) >> 32)
+            d -= self.steps
+            self.sbuf[j] = d + 1 if d >= 0 else d
+        self.gpos = 0
 
     @property
     def floors(self):
@@ -515,20 +556,37 @@ cdef class _FloorState:
         """out[i] = the floor of key[i]; with exploration, a geometric share of auctions get a
         random grid floor within `steps` of the key's floor. Returns the first bad index or
         -1 (then, and only then, the random stream has moved)."""
-        cdef Py_ssize_t n = key.shape[0], i, bad = -1
+        cdef Py_ssize_t n = key.shape[0], i, start, end, bad = -1
         cdef uint64_t nk = <uint64_t>self.n_keys
         cdef const double* floors = &self.floors_[0]
         cdef const int64_t* k = &key[0] if n else NULL
         cdef double* o = &out[0] if n else NULL
+        # a refused call leaves the random stream where it was: keep what it may change
+        cdef uint64_t rng0 = self.rng
+        cdef int64_t gap0 = self.gap, step0 = self.step
+        cdef int64_t gbuf0[64]
+        cdef int64_t sbuf0[64]
+        cdef int gpos0 = self.gpos
+        memcpy(gbuf0, self.gbuf, sizeof(gbuf0))
+        memcpy(sbuf0, self.sbuf, sizeof(sbuf0))
+        explore = explore and self.explore > 0.0 and self.steps > 0
         with nogil:
-            # one pass: gather and range check fused (a negative key is huge as unsigned)
-            for i in range(n):
-                if <uint64_t>k[i] >= nk:
-                    bad = i
+            # blocks small enough that the explored auctions are overwritten while the block is
+            # still in cache; gather and range check fused (a negative key is huge as unsigned)
+            for start in range(0, n, 4096):
+                end = start + 4096 if start + 4096 < n else n
+                for i in range(start, end):
+                    if <uint64_t>k[i] >= nk:
+                        bad = i
+                        break
+                    o[i] = floors[k[i]]
+                if bad >= 0:
+                    self.rng, self.gap, self.step, self.gpos = rng0, gap0, step0, gpos0
+                    memcpy(self.gbuf, gbuf0, sizeof(gbuf0))
+                    memcpy(self.sbuf, sbuf0, sizeof(sbuf0))
                     break
-                o[i] = floors[k[i]]
-            if bad < 0 and explore and self.explore > 0.0 and self.steps > 0:
-                self._explore(k, o, n)
+                if explore:
+                    self._explore(k + start, o + start, end - start)
         return bad
 
     cdef void _explore(self, const int64_t* key, double* out, Py_ssize_t n) noexcept nogil:
@@ -541,10 +599,7 @@ cdef class _FloorState:
                 self.gap -= n - i
                 return
             i += self.gap
-            d = <int64_t>(_splitmix(&self.rng) % <uint64_t>(2 * self.steps)) - self.steps
-            if d >= 0:
-                d += 1
-            d += self.kcur[key[i]]
+            d = self.step + self.kcur[key[i]]
             if d < 0:
                 d = 0
             if d >= self.K:
