@@ -96,15 +96,16 @@ def top_two(batch: AuctionBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     index = np.empty(n, dtype=np.int64)
     bad = _top_two(batch.offsets, batch.prices, batch.quality, top, second, index)
     if bad >= 0:
-        q = 1.0 if batch.quality is None else float(batch.quality[bad])
+        # named as the clearing functions name it: the price first, then the quality
         p = float(batch.prices[bad])
-        field = "prices" if not (q > 0 and q < np.inf) or not p >= 0 else "quality"
-        if not (p >= 0 and p < np.inf):
-            field = "prices"
-        raise InvalidBidError(
-            f"{field}[{bad}] = {p if field == 'prices' else q!r}: not a valid bid (price finite "
-            "and >= 0, quality finite and > 0, price x quality finite)"
-        )
+        q = 1.0 if batch.quality is None else float(batch.quality[bad])
+        if not 0 <= p < np.inf:
+            where, rule = f"prices[{bad}] = {p!r}", "must be finite and >= 0"
+        elif not 0 < q < np.inf:
+            where, rule = f"quality[{bad}] = {q!r}", "must be finite and > 0"
+        else:
+            where, rule = f"prices[{bad}] = {p!r}", "price × quality overflows"
+        raise InvalidBidError(f"{where}: {rule}")
     return top, second, index
 
 

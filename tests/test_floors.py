@@ -406,3 +406,14 @@ def test_observe_matches_update_from_the_batch():
     for k in (0, 1):
         np.testing.assert_array_equal(a.estimates(k)["revenue"], b.estimates(k)["revenue"])
 
+
+
+def test_top_two_names_an_invalid_bid():
+    with pytest.raises(InvalidInputError, match=r"^prices\[1\] = nan: must be finite"):
+        top_two(AuctionBatch([0, 2], [1.0, np.nan]))
+    with pytest.raises(InvalidInputError, match=r"^quality\[0\] = 0.0: must be finite and > 0"):
+        top_two(AuctionBatch([0, 2], [1.0, 2.0], quality=[0.0, 1.0]))
+    top, second, idx = top_two(AuctionBatch([0, 3, 3], [1.0, 3.0, 2.0], quality=[1.0, 1.0, 2.0]))
+    # ranked by adjusted bid: 2.0 * 2 = 4 first; it pays 3.0 / 2 without a floor
+    assert top.tolist() == [2.0, 0.0] and second.tolist() == [1.5, 0.0]
+    assert idx.tolist() == [2, -1]
