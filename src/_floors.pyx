@@ -301,6 +301,97 @@ cdef inline int _check_row(int64_t n_keys, int64_t key, double f, double p, unsi
     return 0
 
 
+ctypedef struct _Ctx:
+    # what the learning loop reads, copied out of the object so that its stores into the sums
+    # (through double pointers) cannot force reloads of the object's fields
+    double* d            # [n_keys, K + 1, 4]
+    double* g
+    unsigned char* touched
+    const double* grid
+    const int64_t* table
+    uint64_t tbase
+    int tshift
+    double tlo, thi, inv_lam
+    Py_ssize_t K
+
+
+cdef inline Py_ssize_t _ix(const _Ctx* c, double x) noexcept nogil:
+    """The last k with grid[k] <= x, for x >= 0 (not NaN): the table gives the candidate at
+    the start of x's bucket; a bucket rarely holds a candidate, so the walk is mostly zero
+    steps."""
+    if x < c.tlo:
+        return 0 if c.grid[0] <= x else -1
+    if x >= c.thi:
+        return c.K - 1
+    cdef Py_ssize_t k = c.table[(_bits(x) - c.tbase) >> c.tshift]
+    while c.grid[k + 1] <= x:
+        k += 1
+    return k
+
+
+cdef inline Py_ssize_t _ix_ge(const _Ctx* c, double x) noexcept nogil:
+    """The first k with grid[k] >= x, for x >= 0."""
+    cdef Py_ssize_t k = _ix(c, x)
+    return k if k >= 0 and c.grid[k] == x else k + 1
+
+
+cdef void _rescale_row(_Ctx* c, int64_t key) noexcept nogil:
+    cdef double s = 1.0 / c.g[key]
+    cdef double* row = c.d + key * 4 * (c.K + 1)
+    cdef Py_ssize_t k
+    for k in range(4 * (c.K + 1)):
+        row[k] *= s
+    c.g[key] = 1.0
+
+
+cdef inline void _learn_row(_Ctx* c, int64_t key, double f, double p, unsigned char sold,
+                            double b1, double b2, int mode) noexcept nogil:
+    """One logged auction. Which candidates it informs is decided by what the log shows,
+    never by the bids themselves, so that each candidate's estimate averages an unbiased
+    sample of auctions: every candidate (all bids seen), the candidates at or above the
+    floor (bids below it unseen), or the floor itself (only the price)."""
+    cdef Py_ssize_t K = c.K, lo, hi = K - 1, k1 = -1, k2 = -1, a, b
+    cdef double v = 0.0
+    # the key's clock moves on every auction, informative or not
+    cdef double w = c.g[key] * c.inv_lam
+    c.g[key] = w
+    c.touched[key] = 1
+    if mode == 2:
+        lo = _ix(c, f)
+        if lo < 0 or c.grid[lo] != f or (not sold and f <= 0.0):
+            return
+        hi = lo
+        if sold:
+            k1, k2, v = lo, lo, p
+    else:
+        if (mode == 0 and b1 <= 0.0) or (mode == 1 and isnan(b1) and f <= 0.0):
+            return  # no bid at all: not qualified traffic
+        lo = 0 if mode == 0 else _ix_ge(c, f)
+        if not isnan(b1):
+            k1 = _ix(c, b1)
+        if not isnan(b2):
+            k2, v = _ix(c, b2), b2
+    if lo > hi:
+        return
+    cdef double* row = c.d + key * 4 * (K + 1)
+    row[4 * lo] += w
+    row[4 * (hi + 1)] -= w
+    b = k2 if k2 < hi else hi
+    if b >= lo:
+        row[4 * lo + 1] += v * w
+        row[4 * (b + 1) + 1] -= v * w
+    a = k2 + 1 if k2 + 1 > lo else lo
+    b = k1 if k1 < hi else hi
+    if b >= a:
+        row[4 * a + 2] += w
+        row[4 * (b + 1) + 2] -= w
+    if b >= lo:
+        row[4 * lo + 3] += w
+        row[4 * (b + 1) + 3] -= w
+    if w > 1e100:
+        _rescale_row(c, key)
+
+
 @cython.final
 @cython.auto_pickle(False)   # a live learner (state, RNG) is not copied silently
 cdef class _FloorState:
@@ -309,7 +400,7 @@ cdef class _FloorState:
     cdef readonly Py_ssize_t n_keys, K
     cdef double[::1] grid
     # the grid index of x in O(1): a table over the top bits of x's IEEE-754 pattern between the
-    # smallest positive candidate and the largest (see _index)
+    # smallest positive candidate and the largest (see _ix)
     cdef int64_t[::1] table
     cdef uint64_t tbase
     cdef int tshift
@@ -375,23 +466,6 @@ cdef class _FloorState:
             memcpy(&lo, &u, 8)
             self.table[b] = _k_le(grid, K, lo)
 
-    cdef inline Py_ssize_t _index(self, double x) noexcept nogil:
-        """_k_le(grid, K, x) for x >= 0 (not NaN): the table gives the candidate at the start
-        of x's bucket; a bucket rarely holds a candidate, so the walk is mostly zero steps."""
-        if x < self.tlo:
-            return 0 if self.grid[0] <= x else -1
-        if x >= self.thi:
-            return self.K - 1
-        cdef Py_ssize_t k = self.table[(_bits(x) - self.tbase) >> self.tshift]
-        while self.grid[k + 1] <= x:
-            k += 1
-        return k
-
-    cdef inline Py_ssize_t _index_ge(self, double x) noexcept nogil:
-        """_k_ge(grid, K, x) for x >= 0."""
-        cdef Py_ssize_t k = self._index(x)
-        return k if k >= 0 and self.grid[k] == x else k + 1
-
     cdef void _next_gap(self) noexcept nogil:
         """The gap to the next explored auction and its step, from the buffer."""
         if self.gpos == 64:
@@ -445,70 +519,22 @@ cdef class _FloorState:
                     break
         if code:
             return i, code
+        cdef _Ctx c
+        c.d = &self.d[0, 0, 0]
+        c.g = &self.g[0]
+        c.touched = &self.touched[0]
+        c.grid = &self.grid[0]
+        c.table = &self.table[0]
+        c.tbase, c.tshift, c.tlo, c.thi = self.tbase, self.tshift, self.tlo, self.thi
+        c.inv_lam, c.K = self.inv_lam, self.K
         with nogil:
             for i in range(n):
-                self._learn(key[i], floor[i], price[i], sold[i], top[i], second[i], mode)
+                _learn_row(&c, key[i], floor[i], price[i], sold[i], top[i], second[i], mode)
             for i in range(self.n_keys):
                 if self.touched[i]:
                     self.touched[i] = 0
                     self._refresh(i)
         return -1, 0
-
-    cdef inline void _learn(self, int64_t key, double f, double p, unsigned char sold, double b1,
-                            double b2, int mode) noexcept nogil:
-        """One logged auction. Which candidates it informs is decided by what the log shows,
-        never by the bids themselves, so that each candidate's estimate averages an unbiased
-        sample of auctions: every candidate (all bids seen), the candidates at or above the
-        floor (bids below it unseen), or the floor itself (only the price)."""
-        cdef const double* grid = &self.grid[0]
-        cdef Py_ssize_t K = self.K, lo, hi = K - 1, k1 = -1, k2 = -1, a, b
-        cdef double v = 0.0, w
-        # the key's clock moves on every auction, informative or not
-        self.g[key] = self.g[key] * self.inv_lam
-        w = self.g[key]
-        self.touched[key] = 1
-        if mode == 2:
-            lo = self._index(f)
-            if lo < 0 or grid[lo] != f or (not sold and f <= 0.0):
-                return
-            hi = lo
-            if sold:
-                k1, k2, v = lo, lo, p
-        else:
-            lo = 0 if mode == 0 else self._index_ge(f)
-            if (mode == 0 and b1 <= 0.0) or (mode == 1 and isnan(b1) and f <= 0.0):
-                return  # no bid at all: not qualified traffic
-            if not isnan(b1):
-                k1 = self._index(b1)
-            if not isnan(b2):
-                k2, v = self._index(b2), b2
-        if lo > hi:
-            return
-        cdef double* row = &self.d[key, 0, 0]
-        row[4 * lo] += w
-        row[4 * (hi + 1)] -= w
-        b = k2 if k2 < hi else hi
-        if b >= lo:
-            row[4 * lo + 1] += v * w
-            row[4 * (b + 1) + 1] -= v * w
-        a = k2 + 1 if k2 + 1 > lo else lo
-        b = k1 if k1 < hi else hi
-        if b >= a:
-            row[4 * a + 2] += w
-            row[4 * (b + 1) + 2] -= w
-        if b >= lo:
-            row[4 * lo + 3] += w
-            row[4 * (b + 1) + 3] -= w
-        if self.g[key] > 1e100:
-            self._rescale(key)
-
-    cdef void _rescale(self, Py_ssize_t key) noexcept nogil:
-        cdef double s = 1.0 / self.g[key]
-        cdef Py_ssize_t k
-        cdef double* row = &self.d[key, 0, 0]
-        for k in range(4 * (self.K + 1)):
-            row[k] *= s
-        self.g[key] = 1.0
 
     cdef void _refresh(self, Py_ssize_t key) noexcept nogil:
         """Pick the key's floor: the candidate with the highest revenue per auction among those

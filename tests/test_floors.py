@@ -417,3 +417,19 @@ def test_top_two_names_an_invalid_bid():
     # ranked by adjusted bid: 2.0 * 2 = 4 first; it pays 3.0 / 2 without a floor
     assert top.tolist() == [2.0, 0.0] and second.tolist() == [1.5, 0.0]
     assert idx.tolist() == [2, -1]
+
+
+def test_decay_survives_rescaling():
+    # half-life 1 auction: the stored scale passes 1e100 every ~330 auctions and is rescaled
+    rng = np.random.default_rng(10)
+    n = 2000
+    grid = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.5])
+    b = np.sort(rng.random((n, 2)) * 2, axis=1)
+    rows = [(0, 0.0, float(b[i, 0]), True, float(b[i, 1]), float(b[i, 0])) for i in range(n)]
+    opt = FloorOptimizer(1, grid=grid, half_life=1.0, min_weight=1.0)
+    opt.update(np.zeros(n, dtype=np.int64), 0.0, b[:, 0], True, b[:, 1], b[:, 0])
+    W, R, F = oracle_sums(grid, 0.5, 1, rows, 0)
+    est = opt.estimates(0)
+    np.testing.assert_allclose(est["weight"], W[0], rtol=1e-9)
+    np.testing.assert_allclose(est["revenue"], R[0] / W[0], rtol=1e-9)
+    np.testing.assert_allclose(est["fill"], F[0] / W[0], rtol=1e-9)
