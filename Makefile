@@ -61,7 +61,7 @@ lint:  ## rustfmt, clippy, ruff, mypy stubtest
 	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets -- -D warnings
 	$(BIN)/ruff check rtbcore tests benches
 	@# run from inside .venv so that the source tree does not shadow the installed package
-	cd $(VENV) && bin/python -m mypy.stubtest --mypy-config-file ../pyproject.toml _rtbcore rtbcore._fastpath
+	cd $(VENV) && bin/python -m mypy.stubtest --mypy-config-file ../pyproject.toml _rtbcore rtbcore._fastpath rtbcore._floors rtbcore._adjust
 
 clean:  ## remove build outputs and the virtualenv
 	rm -rf $(VENV) build out rust/target src/_fastpath.c *.egg-info

@@ -6,7 +6,8 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`, the simulations in
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`,
+:mod:`~rtbcore.floors`, :mod:`~rtbcore.dynamic`, :mod:`~rtbcore.adjust`, the simulations in
 :mod:`~rtbcore.sim` and the state shared through Redis in :mod:`~rtbcore.distributed` (not
 imported by ``import rtbcore``: it needs the ``redis`` extra). The ``rtbcore`` command lives
 in ``rtbcore.cli``.
@@ -15,6 +16,7 @@ in ``rtbcore.cli``.
 from rtbcore import errors
 from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction
 from rtbcore._pool import OutputPool, output_pool
+from rtbcore.adjust import BidAdjuster
 from rtbcore.clearing import (
     AuctionBatch,
     ClearingResult,
@@ -25,8 +27,10 @@ from rtbcore.clearing import (
     clear_vcg,
 )
 from rtbcore.credit import CreditPool
+from rtbcore.dynamic import DynamicAuction, DynamicResult
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
+from rtbcore.floors import AuctionLog, FloorOptimizer, ReplayResult, myerson_reserve, replay
 from rtbcore.pacing import (
     AdaptivePacer,
     LinearPacer,
@@ -112,6 +116,16 @@ __all__ = [
     "ThompsonSampler",
     "FirstPriceOutcomes",
     "simulate_first_price",
+    # floors
+    "myerson_reserve",
+    "FloorOptimizer",
+    "AuctionLog",
+    "ReplayResult",
+    "replay",
+    "DynamicAuction",
+    "DynamicResult",
+    # bid adjustment
+    "BidAdjuster",
 ]
 
 #: Submodules that are part of the API (``rtbcore.errors``, ``rtbcore.sim`` ...); the
@@ -125,6 +139,9 @@ _PUBLIC_SUBMODULES = (
     "pacing",
     "credit",
     "shading",
+    "floors",
+    "dynamic",
+    "adjust",
     "sim",
     "distributed",
 )

@@ -40,6 +40,18 @@ def _build_parser() -> argparse.ArgumentParser:
     credit.add_argument("--png", type=str, default=None, help="write the plot here (matplotlib)")
     credit.add_argument("--seed", type=int, default=0)
     credit.set_defaults(func=simulate.credit)
+
+    floors = sim_sub.add_parser(
+        "floors", help="a synthetic week of second-price auctions under several floor policies")
+    floors.add_argument("--auctions", type=int, default=1_000_000,
+                        help="auctions in the week (default 1000000)")
+    floors.add_argument("--segments", type=int, default=24, help="segments (default 24)")
+    floors.add_argument("--seed", type=int, default=0)
+    floors.add_argument("--csv", type=str, default=None, help="write the table here")
+    floors.add_argument("--png", type=str, default=None,
+                        help="write revenue and fill per hour here (matplotlib)")
+    floors.add_argument("--no-progress", action="store_true", help="no progress bar")
+    floors.set_defaults(func=simulate.floors)
     return parser
 
 

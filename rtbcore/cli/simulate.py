@@ -1,4 +1,4 @@
-"""``rtbcore simulate pacing`` and ``rtbcore simulate credit``: run a simulation, print its
+"""``rtbcore simulate pacing``, ``credit`` and ``floors``: run a simulation, print its
 summary, and write its CSV and plot when asked."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from rtbcore.sim.credit import CreditSeries, credit_preset
+from rtbcore.sim.floors import FloorsSimResult, simulate_floors
 from rtbcore.sim.pacing import PacingSimResult, simulate_pacing
 
 
@@ -21,7 +22,17 @@ def credit(args: argparse.Namespace) -> int:
     return _report(credit_preset(args.preset, seed=args.seed), args)
 
 
-def _report(result: PacingSimResult | CreditSeries, args: argparse.Namespace) -> int:
+def floors(args: argparse.Namespace) -> int:
+    """``rtbcore simulate floors [--auctions N] [--segments N] [--seed N] [--csv F]
+    [--png F]``."""
+    result = simulate_floors(auctions=args.auctions, segments=args.segments, seed=args.seed,
+                             progress=not args.no_progress)
+    return _report(result, args)
+
+
+def _report(
+    result: PacingSimResult | CreditSeries | FloorsSimResult, args: argparse.Namespace
+) -> int:
     print(result.summary())
     if args.csv:
         print(f"wrote {result.to_csv(args.csv)}")

@@ -43,6 +43,27 @@ def clear_slots(
     price: _cl_npt.NDArray[_cl_np.float64],
 ) -> int: ...
 
+# --- dynamic.rs ---
+# The dynamic pricing auction's kernel, private to rtbcore.dynamic.
+
+__all__ += ["clear_dynamic"]
+
+def clear_dynamic(
+    offsets: _cl_npt.NDArray[_cl_np.int64],
+    prices: _cl_npt.NDArray[_cl_np.float64],
+    base_price: float | _cl_npt.NDArray[_cl_np.float64],
+    times: _cl_npt.NDArray[_cl_np.float64],
+    supply_limit: int,
+    demand: _cl_npt.NDArray[_cl_np.float64],
+    time_decay: float,
+    duration: float,
+    raise_invalid: bool,
+    units: _cl_npt.NDArray[_cl_np.int64],
+    revenue: _cl_npt.NDArray[_cl_np.float64],
+    paid: _cl_npt.NDArray[_cl_np.float64],
+    loss_reason: _cl_npt.NDArray[_cl_np.int32],
+) -> int: ...
+
 # --- queue.rs ---
 
 from typing import final as _st_final

@@ -22,13 +22,13 @@ use rtbcore_core::CoreError;
 
 use crate::{bid_pyerr, detach, to_pyerr, BidNames};
 
-fn bad(field: &'static str, msg: impl Into<String>) -> PyErr {
+pub(crate) fn bad(field: &'static str, msg: impl Into<String>) -> PyErr {
     to_pyerr(CoreError::invalid(field, msg))
 }
 
 /// A read-only view of a 1-D contiguous numpy array of `T`, or `InvalidInputError` naming
 /// `field` (wrong type, dtype, dimension or layout).
-fn view<'py, T: Element>(
+pub(crate) fn view<'py, T: Element>(
     field: &'static str,
     dtype: &str,
     obj: &Bound<'py, PyAny>,
@@ -61,7 +61,7 @@ fn view<'py, T: Element>(
 
 /// A number argument (a Python int or float, or a numpy number), or `InvalidInputError` naming
 /// `field`: a bool, a string or `None` is refused, and so is an int beyond the float range.
-fn number(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+pub(crate) fn number(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     let type_name = obj.get_type().name()?.to_string();
     if obj.is_instance_of::<PyBool>() || type_name == "bool" || type_name == "bool_" {
         return Err(bad(field, "expected a number, got a bool"));
@@ -79,7 +79,7 @@ fn number(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
 }
 
 /// A flag argument: `True` or `False` (or a numpy bool), or `InvalidInputError` naming `field`.
-fn flag(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+pub(crate) fn flag(field: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     obj.extract::<bool>().map_err(|_| {
         let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
         bad(field, format!("expected True or False, got {type_name}"))
@@ -94,7 +94,7 @@ fn rule_name(obj: &Bound<'_, PyAny>, choices: &str) -> PyResult<String> {
     })
 }
 
-fn slice<'a, T: Element>(v: &'a PyReadonlyArray1<'_, T>) -> &'a [T] {
+pub(crate) fn slice<'a, T: Element>(v: &'a PyReadonlyArray1<'_, T>) -> &'a [T] {
     v.as_slice().expect("checked contiguous by view()")
 }
 
@@ -113,7 +113,7 @@ fn reserve_view<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ReserveView<'py>> {
 }
 
 /// The input arrays of a batch, borrowed read-only for as long as the kernel runs.
-struct BatchViews<'py> {
+pub(crate) struct BatchViews<'py> {
     offsets: PyReadonlyArray1<'py, i64>,
     prices: PyReadonlyArray1<'py, f64>,
     quality: Option<PyReadonlyArray1<'py, f64>>,
@@ -121,7 +121,7 @@ struct BatchViews<'py> {
 }
 
 impl<'py> BatchViews<'py> {
-    fn new(
+    pub(crate) fn new(
         offsets: &Bound<'py, PyAny>,
         prices: &Bound<'py, PyAny>,
         quality: Option<&Bound<'py, PyAny>>,
@@ -136,7 +136,7 @@ impl<'py> BatchViews<'py> {
     }
 
     /// The checked core batch over these views (`InvalidInputError` on a bad structure).
-    fn batch(&self) -> PyResult<Batch<'_>> {
+    pub(crate) fn batch(&self) -> PyResult<Batch<'_>> {
         let r = match &self.reserve {
             ReserveView::Scalar(x) => Reserve::Scalar(*x),
             ReserveView::PerAuction(a) => Reserve::PerAuction(slice(a)),
@@ -148,7 +148,11 @@ impl<'py> BatchViews<'py> {
 
 /// What a kernel call returns: the number of invalid bids, or with `raise_invalid` the error
 /// naming the first one.
-fn invalid_count(batch: &Batch<'_>, raise_invalid: bool, n_bad: usize) -> PyResult<usize> {
+pub(crate) fn invalid_count(
+    batch: &Batch<'_>,
+    raise_invalid: bool,
+    n_bad: usize,
+) -> PyResult<usize> {
     if raise_invalid && n_bad > 0 {
         if let Some(e) = batch.first_invalid_bid() {
             return Err(bid_pyerr(e, BidNames::Arrays));
@@ -158,7 +162,7 @@ fn invalid_count(batch: &Batch<'_>, raise_invalid: bool, n_bad: usize) -> PyResu
 }
 
 /// A writable 1-D contiguous output of `T` with `len` elements, or `InvalidInputError`.
-fn out1<'py, T: Element>(
+pub(crate) fn out1<'py, T: Element>(
     field: &'static str,
     obj: &Bound<'py, PyAny>,
     len: usize,

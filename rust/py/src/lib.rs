@@ -8,6 +8,7 @@
 use pyo3::prelude::*;
 
 mod clearing;
+mod dynamic;
 mod engine;
 mod errors;
 mod queue;
@@ -26,6 +27,7 @@ pub(crate) fn detach<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> 
 fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     clearing::register(m)?;
+    dynamic::register(m)?;
     queue::register(m)?;
     ring::register(m)?;
     engine::register(m)?;

@@ -29,9 +29,14 @@
 //!   NaN.
 //! - `loss_reason` (OpenRTB loss codes): 0 won, 3 invalid bid, 100 below floor (including a zero
 //!   price), 102 lost to a higher bid.
+//!
+//! The dynamic pricing auction ([`DynamicAuction`], [`clear_dynamic`]) sells several units at a
+//! posted price that follows a demand curve and decays over time; its definition is in its
+//! module.
 
 mod batch;
 mod dispatch;
+mod dynamic;
 mod pricing;
 mod scalar;
 #[cfg(test)]
@@ -40,6 +45,7 @@ mod tests;
 mod x86;
 
 pub use batch::{check_increment, check_slot_ctrs, Batch, Reserve};
+pub use dynamic::{check_times, clear_dynamic, clear_dynamic_into, DynamicAuction, DynamicResult};
 
 use crate::error::CoreError;
 use dispatch::{Single, Slots};
