@@ -293,3 +293,65 @@ def _shading_optimal_bid(
     seg: npt.NDArray[np.intp],
     out: npt.NDArray[np.float64],
 ) -> int: ...
+
+# --- shader.pxi ---
+# The shader's request path (rtbcore.shading.BidShader subclasses _ShaderCore).
+
+from typing import Any as _SdAny  # noqa: E402
+
+from typing_extensions import disjoint_base as _sd_disjoint_base  # noqa: E402
+
+@_sd_disjoint_base
+class _ShadingFit:
+    def __init__(
+        self,
+        F: npt.NDArray[np.float64],
+        seg: npt.NDArray[np.intp],
+        p: npt.NDArray[np.float64] | None,
+        h: float,
+        vstep: float,
+        n_obs: int,
+        exact: bool,
+    ) -> None: ...
+    @property
+    def F(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def seg(self) -> npt.NDArray[np.intp]: ...
+    @property
+    def p(self) -> npt.NDArray[np.float64] | None: ...
+    @property
+    def n_obs(self) -> int: ...
+    @property
+    def exact(self) -> bool: ...
+    @property
+    def h(self) -> float: ...
+    @property
+    def vstep(self) -> float: ...
+
+@_sd_disjoint_base
+class _ShaderCore:
+    n_explored: int
+    n_no_bid: int
+    def _set_rule(
+        self,
+        landscape: _SdAny,
+        floor: float,
+        ceiling: float,
+        explore: float,
+        explore_width: float,
+        shade: bool,
+        seed: int | None,
+    ) -> None: ...
+    @property
+    def landscape(self) -> _SdAny: ...
+    @property
+    def floor(self) -> float: ...
+    @property
+    def ceiling(self) -> float: ...
+    @property
+    def explore(self) -> float: ...
+    @property
+    def explore_width(self) -> float: ...
+    @property
+    def rng_state(self) -> int: ...
+    def bid(self, values: _SdAny) -> _SdAny: ...
