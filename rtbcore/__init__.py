@@ -6,8 +6,8 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading` and the simulations in
-:mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.periods`, :mod:`~rtbcore.budget`, :mod:`~rtbcore.credit`,
+:mod:`~rtbcore.shading`, :mod:`~rtbcore.thompson` and the simulations in :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
@@ -22,6 +22,7 @@ from rtbcore.clearing import (
     clear_second_price,
     clear_vcg,
 )
+from rtbcore.budget import DailyBudget, cap_bid, worst_case_cost
 from rtbcore.credit import CreditPool
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
@@ -34,6 +35,7 @@ from rtbcore.pacing import (
     learn_profile,
     value_bid,
 )
+from rtbcore.periods import DayCalendar, Period
 from rtbcore.records import (
     BID_DTYPE,
     CLOSED_BY,
@@ -95,6 +97,11 @@ __all__ = [
     "AdaptivePacer",
     "value_bid",
     "learn_profile",
+    "DayCalendar",
+    "Period",
+    "DailyBudget",
+    "cap_bid",
+    "worst_case_cost",
     "simulate_pacing",
     "PACERS",
     "PacingSimResult",
@@ -123,6 +130,9 @@ _PUBLIC_SUBMODULES = (
     "pacing",
     "credit",
     "shading",
+    "thompson",
+    "periods",
+    "budget",
     "sim",
 )
 

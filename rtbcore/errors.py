@@ -14,6 +14,7 @@ __all__ = [
     "RingOverrun",
     "RingCorrupt",
     "RtbcoreOSError",
+    "StateError",
 ]
 
 
@@ -59,3 +60,7 @@ class RingCorrupt(RtbcoreError, ValueError):
 
 class RtbcoreOSError(RtbcoreError, OSError):
     """An operating-system call failed (open, mmap, futex); the message says which and why."""
+
+
+class StateError(InvalidInputError):
+    """A saved state is of another class, from an incompatible version, or inconsistent."""

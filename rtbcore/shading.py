@@ -34,14 +34,15 @@ import math
 import threading
 import weakref
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from rtbcore import _fastpath
 from rtbcore._fastpath import _ShaderCore, _ShadingFit
-from rtbcore.errors import InvalidInputError
+from rtbcore._state import envelope, opened
+from rtbcore.errors import InvalidInputError, StateError
 
 __all__ = [
     "BidLandscape",
@@ -49,10 +50,13 @@ __all__ = [
     "ThompsonSampler",
 ]
 
+from rtbcore.thompson import ThompsonSampler  # noqa: E402  (its home; also named here)
+
 Estimator = Literal["empirical", "lognormal", "naive"]
 _ESTIMATORS = ("empirical", "lognormal", "naive")
 RefitPolicy = Literal["observe", "background", "manual"]
 _REFIT_POLICIES = ("observe", "background", "manual")
+_COUNTS = ("exact", "left", "right", "naive")
 Mechanism = Literal["first_price", "second_price", "gsp", "vcg"]
 _MECHANISMS = ("first_price", "second_price", "gsp", "vcg")
 # EM steps of an incremental refit (warm-started from the published fit): ~0.3 ms on 257 bins
@@ -504,6 +508,49 @@ class BidLandscape:
             raise _bad_index("values", v, bad, "must be finite and >= 0")
         return out
 
+    # -- save and restore ------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The landscape as a plain dict (versioned): settings and the observation counts.
+        Restoring refits from the counts, so a restarted bidder resumes what it learned."""
+        with self._lock:
+            counts = {k: c.copy() for k, c in zip(_COUNTS, self._counts_ref(), strict=True)}
+            n = self._n
+        return envelope("BidLandscape", {
+            "max_bid": self.max_bid, "bins": self.bins, "estimator": self.estimator,
+            "smoothing": self.smoothing, "max_iter": self.max_iter, "tol": self.tol,
+            "refit": self.refit_policy, "refit_growth": self.refit_growth,
+            "refit_min": self.refit_min, "n_observations": n, **counts,
+        })  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BidLandscape:
+        """A landscape with the saved settings and counts, fitted in full."""
+        keys = ("max_bid", "bins", "estimator", "smoothing", "max_iter", "tol", "refit",
+                "refit_growth", "refit_min", "n_observations", *_COUNTS)  # fmt: skip
+        st = opened(state, "BidLandscape", keys)
+        try:
+            land = cls(st["max_bid"], st["bins"], st["estimator"], smoothing=st["smoothing"],
+                       max_iter=st["max_iter"], tol=st["tol"], refit=st["refit"],
+                       refit_growth=st["refit_growth"], refit_min=st["refit_min"])  # fmt: skip
+            n = _kernels()._int_arg(st["n_observations"], "n_observations", 0, 2**62)
+            for key, mine in zip(_COUNTS, land._counts_ref(), strict=True):
+                a = np.asarray(st[key], dtype=np.float64)
+                if a.shape != mine.shape or not (np.isfinite(a) & (a >= 0)).all():
+                    raise InvalidInputError(
+                        f"{key}: expected {mine.shape[0]} finite counts >= 0, got {a!r}"
+                    )
+                mine[:] = a
+        except InvalidInputError as e:
+            raise StateError(f"state: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise StateError(f"state: inconsistent BidLandscape state ({e!r})") from None
+        land._n = n
+        return land.refit()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BidLandscape.from_state, (self.to_state(),))
+
     def __repr__(self) -> str:
         return (
             f"BidLandscape(max_bid={self.max_bid}, bins={self.bins}, "
@@ -582,6 +629,35 @@ class BidShader(_ShaderCore):
         self.landscape.refit()
         return self
 
+    def to_state(self) -> dict[str, Any]:
+        """The shader as a plain dict (versioned): settings, the exploration stream, the
+        counters and its landscape's state."""
+        return envelope("BidShader", {
+            "floor": self.floor, "ceiling": self.ceiling, "explore": self.explore,
+            "explore_width": self.explore_width, "mechanism": self.mechanism,
+            "rng": self.rng_state, "n_explored": self.n_explored, "n_no_bid": self.n_no_bid,
+            "landscape": self.landscape.to_state(),
+        })  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BidShader:
+        """A shader (and its landscape) that resumes from ``to_state()``: the same next bids."""
+        keys = ("floor", "ceiling", "explore", "explore_width", "mechanism", "rng",
+                "n_explored", "n_no_bid", "landscape")  # fmt: skip
+        st = opened(state, "BidShader", keys)
+        land = BidLandscape.from_state(st["landscape"])
+        try:
+            sh = cls(land, st["floor"], st["ceiling"], st["explore"], st["explore_width"],
+                     seed=st["rng"], mechanism=st["mechanism"])  # fmt: skip
+            for key in ("n_explored", "n_no_bid"):
+                setattr(sh, key, _kernels()._int_arg(st[key], key, 0, 2**64 - 1))
+        except InvalidInputError as e:
+            raise StateError(f"state: {e}") from None
+        return sh
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BidShader.from_state, (self.to_state(),))
+
     def __repr__(self) -> str:
         return (
             f"BidShader(floor={self.floor}, ceiling={self.ceiling}, explore={self.explore}, "
@@ -623,80 +699,6 @@ class _Refitter:
                 return
             land._background_refit()
             del land
-
-
-# Bounds that keep a call's memory bounded: select materialises n x n_arms Beta draws.
-_MAX_ARMS = 1_000_000
-_MAX_DRAWS = 2**27
-
-
-class ThompsonSampler:
-    """Beta-Bernoulli Thompson sampling over ``n_arms`` (creatives); vectorized, seeded.
-
-    ``alpha``/``beta`` are the Beta prior (scalars or one per arm, > 0). ``select(n)`` draws
-    n independent choices; ``update(arms, rewards)`` adds rewards in [0, 1] (1 = click/win).
-    ``seed``: None or an int in [0, 2**64 - 1]. At most 1,000,000 arms, and at most 2**27
-    draws (n x n_arms) per ``select`` call. Thread-safe.
-    """
-
-    def __init__(
-        self,
-        n_arms: int,
-        alpha: npt.ArrayLike = 1.0,
-        beta: npt.ArrayLike = 1.0,
-        seed: int | None = None,
-    ) -> None:
-        k = _kernels()
-        self.n_arms = k._int_arg(n_arms, "n_arms", 1, _MAX_ARMS)
-        self.alpha = self._prior("alpha", alpha)
-        self.beta = self._prior("beta", beta)
-        self._rng = np.random.default_rng(k._check_seed(seed))
-        self._lock = threading.Lock()
-
-    def _prior(self, name: str, x: npt.ArrayLike) -> np.ndarray:
-        a = _float_array(name, x)  # a scalar comes back as one element: one value for all
-        if np.ndim(_array(name, x)) == 0:
-            a = np.full(self.n_arms, a[0])
-        if a.shape[0] != self.n_arms:
-            raise InvalidInputError(f"{name}: length {a.shape[0]} does not match n_arms")
-        bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
-        if bad.size:
-            raise _bad_index(name, a, int(bad[0]), "must be finite and > 0 (a Beta prior)")
-        return a.copy()
-
-    @property
-    def means(self) -> np.ndarray:
-        """Posterior mean reward of each arm."""
-        return self.alpha / (self.alpha + self.beta)
-
-    def select(self, n: int = 1) -> np.ndarray:
-        """n arm indices, each the argmax of one draw from every arm's Beta posterior."""
-        n = _kernels()._int_arg(n, "n", 0, _MAX_DRAWS // self.n_arms)
-        with self._lock:
-            draws = self._rng.beta(self.alpha, self.beta, size=(int(n), self.n_arms))
-        return draws.argmax(axis=1)
-
-    def update(self, arms: npt.ArrayLike, rewards: npt.ArrayLike) -> None:
-        """Add a block of (arm, reward) outcomes; rewards in [0, 1]. All or nothing."""
-        a = _array("arms", arms)
-        if a.ndim == 0:
-            a = a.reshape(1)
-        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-            raise InvalidInputError(f"arms: expected a 1-D integer array, got {a.dtype} {a.shape}")
-        r = _float_array("rewards", rewards, a.shape[0])
-        bad = np.flatnonzero((a < 0) | (a >= self.n_arms))
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidInputError(f"arms[{i}] = {a[i]} is not an arm index in [0, {self.n_arms})")
-        bad = np.flatnonzero(~((r >= 0) & (r <= 1)))
-        if bad.size:
-            raise _bad_index("rewards", r, int(bad[0]), "must be a probability in [0, 1]")
-        a = a.astype(np.intp)
-        da = np.bincount(a, weights=r, minlength=self.n_arms)
-        db = np.bincount(a, weights=1.0 - r, minlength=self.n_arms)
-        with self._lock:
-            self.alpha = self.alpha + da  # new arrays: a concurrent select sees old or new
-            self.beta = self.beta + db
 
 
 # The simulation and the equilibrium theory live in rtbcore.sim.shading (which imports this
