@@ -7,12 +7,14 @@ users import. Import from here, never from an underscore module.
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
 :mod:`~rtbcore.pacing`, :mod:`~rtbcore.periods`, :mod:`~rtbcore.budget`, :mod:`~rtbcore.credit`,
-:mod:`~rtbcore.shading`, :mod:`~rtbcore.thompson` and the simulations in :mod:`~rtbcore.sim`. The ``rtbcore`` command lives in ``rtbcore.cli``.
+:mod:`~rtbcore.shading`, :mod:`~rtbcore.thompson` and the simulations in :mod:`~rtbcore.sim`.
+The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
 from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction
 from rtbcore._pool import OutputPool, output_pool
+from rtbcore.budget import DailyBudget, cap_bid, worst_case_cost
 from rtbcore.clearing import (
     AuctionBatch,
     ClearingResult,
@@ -22,7 +24,6 @@ from rtbcore.clearing import (
     clear_second_price,
     clear_vcg,
 )
-from rtbcore.budget import DailyBudget, cap_bid, worst_case_cost
 from rtbcore.credit import CreditPool
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)

@@ -411,7 +411,8 @@ def test_a_pool_pickles_with_its_state_and_clock():
     copy = pickle.loads(pickle.dumps(pool))
     assert copy.stats() == pool.stats() and copy.credits == pool.credits
     assert copy.next_bump_at == pool.next_bump_at and type(copy.clock) is FakeClock
-    with pytest.raises((pickle.PicklingError, AttributeError)):  # an unpicklable clock is not dropped
+    # a clock that does not pickle is not dropped silently
+    with pytest.raises((pickle.PicklingError, AttributeError)):
         pickle.dumps(make(clock=lambda: 0.0))
 
 
