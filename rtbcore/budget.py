@@ -36,7 +36,7 @@ def _money(name: str, x: npt.ArrayLike, nan_ok: bool = False) -> np.ndarray:
     if not ok.all():
         i = int(np.flatnonzero(~ok.reshape(-1))[0])
         where = name if a.ndim == 0 else f"{name}[{i}]"
-        raise InvalidInputError(f"{where} = {a.reshape(-1)[i]!r} must be finite and >= 0")
+        raise InvalidInputError(f"{where} = {float(a.reshape(-1)[i])!r} must be finite and >= 0")
     return a
 
 
