@@ -32,6 +32,7 @@ from rtbcore.records import (
     EVENT_DTYPE,
     EVENT_KINDS,
     KIND_CANCEL,
+    KIND_DECLINE,
     KIND_PLACE,
     KIND_UPDATE,
     REJECT_LATE,
@@ -56,6 +57,7 @@ __all__ = [
     "KIND_PLACE",
     "KIND_UPDATE",
     "KIND_CANCEL",
+    "KIND_DECLINE",
 ]
 
 _I64_MAX = np.iinfo(np.int64).max
@@ -279,8 +281,8 @@ class AuctionEngine(ContextHandle):
         timeout_ms: float | None = None,
     ) -> int:
         """Submits a block of bids (one GIL-released call validates it and partitions it by
-        shard). ``kinds`` (``KIND_PLACE`` / ``KIND_UPDATE`` / ``KIND_CANCEL``, default place)
-        lets one block carry updates and cancels. Waits while the intake is full (Ctrl-C
+        shard). ``kinds`` (``KIND_PLACE`` / ``KIND_UPDATE`` / ``KIND_CANCEL`` /
+        ``KIND_DECLINE``, default place) lets one block carry updates, cancels and no-bids. Waits while the intake is full (Ctrl-C
         interrupts), at most ``timeout_ms`` when given (then raises
         :class:`rtbcore.errors.QueueFull` and queues nothing). Returns the records accepted into
         the engine; whether each is applied or rejected (late / unknown) is decided by its
@@ -299,7 +301,8 @@ class AuctionEngine(ContextHandle):
             if bad.size:  # would wrap in the uint8 conversion
                 i = int(bad[0])
                 raise InvalidBidError(
-                    f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update) or 2 (cancel)"
+                    f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update), 2 (cancel) or "
+                    "3 (decline)"
                 )
             k = kk.astype(np.uint8)
         got = self._core.submit(a, b, p, q, k, self._timeout(timeout_ms))
@@ -344,6 +347,33 @@ class AuctionEngine(ContextHandle):
             self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
             0.0, 1.0, True,
         ))
+
+    def decline(
+        self,
+        auction_ids: npt.ArrayLike,
+        bidder_ids: npt.ArrayLike,
+        timeout_ms: float | None = None,
+    ) -> int:
+        """Explicit no-bids (one id or arrays; a scalar broadcasts): each bidder answers that it
+        will not bid in the auction. The answer counts toward the auction's
+        ``expected_bids``, so an auction whose bidders have all answered closes at once
+        instead of waiting for ``tmax``; a bid the bidder had placed is withdrawn. A decline
+        after the auction closed is rejected as late, like a bid. Same validation, waiting
+        and return as :meth:`submit` (the records carry ``KIND_DECLINE``); counted in
+        ``stats()["bids_declined"]`` and logged as ``BidDeclined`` events."""
+        n = 1
+        for x in (auction_ids, bidder_ids):
+            try:
+                shape = np.shape(x)
+            except (TypeError, ValueError):
+                shape = ()  # the conversion below names what is wrong
+            if len(shape) == 1:
+                n = shape[0]
+                break
+        a = _int_array("auction_ids", auction_ids, n, ids=True)
+        b = _int_array("bidder_ids", bidder_ids, n, ids=True)
+        kinds = np.full(a.shape[0], KIND_DECLINE, dtype=np.uint8)
+        return self.submit(a, b, np.zeros(a.shape[0]), None, kinds, timeout_ms)
 
     @staticmethod
     def _timeout(timeout_ms: Any, default: float | None = None) -> float | None:
