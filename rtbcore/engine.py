@@ -282,11 +282,11 @@ class AuctionEngine(ContextHandle):
     ) -> int:
         """Submits a block of bids (one GIL-released call validates it and partitions it by
         shard). ``kinds`` (``KIND_PLACE`` / ``KIND_UPDATE`` / ``KIND_CANCEL`` /
-        ``KIND_DECLINE``, default place) lets one block carry updates, cancels and no-bids. Waits while the intake is full (Ctrl-C
-        interrupts), at most ``timeout_ms`` when given (then raises
-        :class:`rtbcore.errors.QueueFull` and queues nothing). Returns the records accepted into
-        the engine; whether each is applied or rejected (late / unknown) is decided by its
-        worker and reported by :meth:`stats` / :meth:`poll_rejected`.
+        ``KIND_DECLINE``, default place) lets one block carry updates, cancels and no-bids.
+        Waits while the intake is full (Ctrl-C interrupts), at most ``timeout_ms`` when given
+        (then raises :class:`rtbcore.errors.QueueFull` and queues nothing). Returns the records
+        accepted into the engine; whether each is applied or rejected (late / unknown) is
+        decided by its worker and reported by :meth:`stats` / :meth:`poll_rejected`.
         """
         # Python converts (dtypes, scalars broadcast); the core checks lengths and values.
         a = _int_array("auction_ids", auction_ids, ids=True)

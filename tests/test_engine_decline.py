@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rtbcore import KIND_DECLINE, AuctionEngine, BidQueue, make_bids
-from rtbcore.records import CLOSED_BY_ALL_BIDS
 from rtbcore.errors import InvalidBidError, InvalidInputError
+from rtbcore.records import CLOSED_BY_ALL_BIDS
 
 LONG = 60_000.0  # tmax in ms: the deadline never closes an auction in these tests
 
