@@ -7,7 +7,8 @@ users import. Import from here, never from an underscore module.
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
 :mod:`~rtbcore.pacing`, :mod:`~rtbcore.periods`, :mod:`~rtbcore.budget`, :mod:`~rtbcore.credit`,
-:mod:`~rtbcore.shading`, :mod:`~rtbcore.thompson` and the simulations in :mod:`~rtbcore.sim`.
+:mod:`~rtbcore.shading`, :mod:`~rtbcore.thompson`, :mod:`~rtbcore.ids` and the simulations in
+:mod:`~rtbcore.sim`.
 The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
@@ -27,6 +28,7 @@ from rtbcore.clearing import (
 from rtbcore.credit import CreditPool
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
+from rtbcore.ids import IdMap
 from rtbcore.pacing import (
     AdaptivePacer,
     LinearPacer,
@@ -92,6 +94,7 @@ __all__ = [
     "EVENT_DTYPE",
     "EVENT_KINDS",
     "CLOSED_BY",
+    "IdMap",
     # pacing
     "LinearPacer",
     "TieredPacer",
@@ -136,6 +139,7 @@ _PUBLIC_SUBMODULES = (
     "thompson",
     "periods",
     "budget",
+    "ids",
     "sim",
 )
 

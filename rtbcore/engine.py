@@ -23,6 +23,7 @@ from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
 from rtbcore._closing import ContextHandle
 from rtbcore.errors import InvalidBidError, InvalidInputError
+from rtbcore.ids import IdMap, is_string_ids
 from rtbcore.records import (
     BID_DTYPE,
     CLOSED_BY,
@@ -220,6 +221,20 @@ class AuctionEngine(ContextHandle):
         self._held_rejected: list[np.ndarray] = []
         self._rejected_dropped: list[int] = [0]
         self._rows_per_auction = int(self._core.rows_per_auction)
+        #: Interning of string ids: wherever strings are given for ``auction_ids`` or
+        #: ``bidder_ids``, they are mapped to integers here; results carry the integers
+        #: (``auction_id_map.keys(rows["auction_id"])`` gives the strings back).
+        self.auction_id_map = IdMap()
+        self.bidder_id_map = IdMap()
+
+    def _as_ids(self, which: str, x: Any) -> Any:
+        """Strings through the engine's IdMap for ``which``; anything else as given."""
+        if not is_string_ids(x):
+            return x
+        m = self.auction_id_map if which == "auction" else self.bidder_id_map
+        if isinstance(x, str):
+            return m.id(x)
+        return m.ids(x).astype(np.int64)
 
     @staticmethod
     def _tmax_ns(name: str, tmax_ms: Any) -> int:
@@ -243,6 +258,7 @@ class AuctionEngine(ContextHandle):
         closes only at the deadline. Returns the number of auctions queued for opening. Opening
         an id that is already open is counted in ``stats()["open_duplicate"]`` and ignored.
         """
+        auction_ids = self._as_ids("auction", auction_ids)
         ids = _int_array("auction_ids", np.atleast_1d(np.asarray(auction_ids)))
         n = ids.shape[0]
         _check_nonneg("auction_ids", ids)
@@ -289,6 +305,8 @@ class AuctionEngine(ContextHandle):
         decided by its worker and reported by :meth:`stats` / :meth:`poll_rejected`.
         """
         # Python converts (dtypes, scalars broadcast); the core checks lengths and values.
+        auction_ids = self._as_ids("auction", auction_ids)
+        bidder_ids = self._as_ids("bidder", bidder_ids)
         a = _int_array("auction_ids", auction_ids, ids=True)
         n = a.shape[0]
         b = _int_array("bidder_ids", bidder_ids, ids=True)
@@ -335,7 +353,8 @@ class AuctionEngine(ContextHandle):
     ) -> bool:
         """Submits one bid without waiting: True if queued, False if the intake is full."""
         return bool(self._core.submit_one(
-            self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
+            self._scalar_id("auction_id", self._as_ids("auction", auction_id)),
+            self._scalar_id("bidder_id", self._as_ids("bidder", bidder_id)),
             _real("price", price), _real("quality", quality), False,
         ))
 
@@ -344,7 +363,8 @@ class AuctionEngine(ContextHandle):
         full). A cancel for a bidder with no live bid is counted in
         ``stats()["cancel_without_bid"]``."""
         return bool(self._core.submit_one(
-            self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
+            self._scalar_id("auction_id", self._as_ids("auction", auction_id)),
+            self._scalar_id("bidder_id", self._as_ids("bidder", bidder_id)),
             0.0, 1.0, True,
         ))
 
@@ -361,6 +381,8 @@ class AuctionEngine(ContextHandle):
         after the auction closed is rejected as late, like a bid. Same validation, waiting
         and return as :meth:`submit` (the records carry ``KIND_DECLINE``); counted in
         ``stats()["bids_declined"]`` and logged as ``BidDeclined`` events."""
+        auction_ids = self._as_ids("auction", auction_ids)
+        bidder_ids = self._as_ids("bidder", bidder_ids)
         n = 1
         for x in (auction_ids, bidder_ids):
             try:
