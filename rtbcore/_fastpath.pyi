@@ -90,7 +90,15 @@ class _Pacer:
     def total(self) -> float: ...
     @property
     def start(self) -> float: ...
+    @property
+    def calendar(self) -> _PcAny: ...
+    @property
+    def clock(self) -> _PcCallable[[], float]: ...
     def elapsed(self) -> float: ...
+    def rollover(self, start: float | None = None, total: float | None = None) -> None: ...
+    def _set_calendar(self, calendar: _PcAny) -> None: ...
+    def _period_state(self) -> dict[str, float]: ...
+    def _set_period_state(self, total: float, start: float, last_clock: float) -> None: ...
     def should_bid(
         self,
         spent: _pc_npt.ArrayLike,
@@ -131,6 +139,8 @@ class _ThrottlingPacer(_Pacer):
     ) -> _PcAny: ...
     @property
     def rng_state(self) -> int: ...
+    @rng_state.setter
+    def rng_state(self, value: int) -> None: ...
 
 @_pc_disjoint_base
 class _PIDPacer(_Pacer):
@@ -191,6 +201,23 @@ class _PIDPacer(_Pacer):
     def update(
         self, spent: _pc_npt.ArrayLike, elapsed: _pc_npt.ArrayLike | None = None
     ) -> None: ...
+    def set_budget(self, budget: _pc_npt.ArrayLike) -> None: ...
+    def rollover(  # type: ignore[override]
+        self,
+        start: float | None = None,
+        total: float | None = None,
+        budget: _pc_npt.ArrayLike | None = None,
+    ) -> None: ...
+    def _controller_state(self) -> dict[str, _PcAny]: ...
+    def _set_controller_state(
+        self,
+        integral: _pc_npt.ArrayLike,
+        derivative: _pc_npt.ArrayLike,
+        last_error: _pc_npt.ArrayLike,
+        last_update: _pc_npt.ArrayLike,
+        updates: int,
+        rng: int,
+    ) -> None: ...
     def reset(self) -> None: ...
 
 def _pacing_value_bid(
@@ -206,6 +233,7 @@ def _pacing_value_bid(
 # --- credit.pxi ---
 
 from collections.abc import Callable as _CrCallable
+from typing import Any as _CrAny
 from typing import SupportsIndex as _CrIndex
 
 import numpy as _cr_np
@@ -253,7 +281,11 @@ class _CreditPool:
     def next_bump_at(self) -> float: ...
     @property
     def last_tick(self) -> float: ...
+    @property
+    def clock(self) -> _CrCallable[[], float]: ...
     def stats(self) -> dict[str, int | float]: ...
+    def _get_state(self) -> dict[str, int | float]: ...
+    def _set_state(self, st: dict[str, _CrAny], shift: float) -> None: ...
 
 # --- shading.pxi ---
 # Private kernels of rtbcore.shading (which validates shapes and dtypes before calling them).
@@ -298,10 +330,11 @@ def _shading_optimal_bid(
 # The shader's request path (rtbcore.shading.BidShader subclasses _ShaderCore).
 
 from typing import Any as _SdAny  # noqa: E402
+from typing import final as _sd_final  # noqa: E402
 
 from typing_extensions import disjoint_base as _sd_disjoint_base  # noqa: E402
 
-@_sd_disjoint_base
+@_sd_final
 class _ShadingFit:
     def __init__(
         self,

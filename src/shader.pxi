@@ -18,6 +18,7 @@ DEF _SD_GAMMA = 0x9E3779B97F4A7C15
 
 
 @_pc_cython.final
+@_pc_cython.auto_pickle(False)   # state goes through BidLandscape.to_state
 cdef class _ShadingFit:
     """One fitted landscape, never mutated: F at the grid edges, the argmax table of the value
     grid, the unsmoothed bin masses (the start of the next incremental fit) and which
@@ -123,6 +124,7 @@ cdef inline double _sd_bid_one(_ShadingFit fit, const _SdRule* r, double v, _pc_
     return b if b < v else v
 
 
+@_pc_cython.auto_pickle(False)   # BidShader pickles through to_state
 cdef class _ShaderCore:
     """Core of rtbcore.shading.BidShader (see there): the bid from the published fit."""
 
