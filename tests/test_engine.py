@@ -379,7 +379,7 @@ def test_capacity_bounds_the_intake_and_submit_waits():
         (([1, 2], [1, 2, 3], [1.0, 1.0]), {}, r"bidder_ids"),
         (([1, 2], [1, 2], [1.0]), {}, r"prices"),
         (([1.0, 2.0], [1, 2], [1.0, 1.0]), {}, r"auction_ids: expected integers.* float64"),
-        (([1, 2], ["a", "b"], [1.0, 1.0]), {}, r"bidder_ids: expected integers, got dtype"),
+        (([1, 2], [b"a", b"b"], [1.0, 1.0]), {}, r"bidder_ids: expected integers, got dtype"),
         (([1, 2], [1, 2], ["x", "y"]), {}, r"prices: expected numbers, got dtype"),
         (([1, 2], [1, 2], [1.0, 1.0]), {"quality": [1.0, 0.0]}, r"quality\[1\]"),
         (([1, 2], [1, 2], [1.0, 1.0]), {"quality": [1.0]}, r"quality"),
