@@ -6,17 +6,18 @@ users import. Import from here, never from an underscore module.
 
 The public submodules are :mod:`~rtbcore.errors`, :mod:`~rtbcore.records`,
 :mod:`~rtbcore.clearing`, :mod:`~rtbcore.streaming`, :mod:`~rtbcore.engine`,
-:mod:`~rtbcore.pacing`, :mod:`~rtbcore.credit`, :mod:`~rtbcore.shading`,
-:mod:`~rtbcore.floors`, :mod:`~rtbcore.dynamic`, :mod:`~rtbcore.adjust`, the simulations in
-:mod:`~rtbcore.sim` and the state shared through Redis in :mod:`~rtbcore.distributed` (not
-imported by ``import rtbcore``: it needs the ``redis`` extra). The ``rtbcore`` command lives
-in ``rtbcore.cli``.
+:mod:`~rtbcore.pacing`, :mod:`~rtbcore.periods`, :mod:`~rtbcore.budget`, :mod:`~rtbcore.credit`,
+:mod:`~rtbcore.shading`, :mod:`~rtbcore.thompson`, :mod:`~rtbcore.ids`, :mod:`~rtbcore.floors`,
+:mod:`~rtbcore.dynamic`, :mod:`~rtbcore.adjust`, the simulations in :mod:`~rtbcore.sim` and the
+state shared through Redis in :mod:`~rtbcore.distributed` (not imported by ``import rtbcore``: it
+needs the ``redis`` extra). The ``rtbcore`` command lives in ``rtbcore.cli``.
 """
 
 from rtbcore import errors
 from rtbcore._fastpath import Bid, FirstPriceAuction, SecondPriceAuction
 from rtbcore._pool import OutputPool, output_pool
 from rtbcore.adjust import BidAdjuster
+from rtbcore.budget import DailyBudget, cap_bid, worst_case_cost
 from rtbcore.clearing import (
     AuctionBatch,
     ClearingResult,
@@ -31,6 +32,7 @@ from rtbcore.dynamic import DynamicAuction, DynamicResult
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
 from rtbcore.floors import AuctionLog, FloorOptimizer, ReplayResult, myerson_reserve, replay
+from rtbcore.ids import IdMap
 from rtbcore.pacing import (
     AdaptivePacer,
     LinearPacer,
@@ -40,12 +42,14 @@ from rtbcore.pacing import (
     learn_profile,
     value_bid,
 )
+from rtbcore.periods import DayCalendar, Period
 from rtbcore.records import (
     BID_DTYPE,
     CLOSED_BY,
     EVENT_DTYPE,
     EVENT_KINDS,
     KIND_CANCEL,
+    KIND_DECLINE,
     KIND_PLACE,
     KIND_UPDATE,
     REJECTED_DTYPE,
@@ -81,6 +85,7 @@ __all__ = [
     "KIND_PLACE",
     "KIND_UPDATE",
     "KIND_CANCEL",
+    "KIND_DECLINE",
     "BidQueue",
     "BidRing",
     "RingReader",
@@ -93,6 +98,7 @@ __all__ = [
     "EVENT_DTYPE",
     "EVENT_KINDS",
     "CLOSED_BY",
+    "IdMap",
     # pacing
     "LinearPacer",
     "TieredPacer",
@@ -101,6 +107,11 @@ __all__ = [
     "AdaptivePacer",
     "value_bid",
     "learn_profile",
+    "DayCalendar",
+    "Period",
+    "DailyBudget",
+    "cap_bid",
+    "worst_case_cost",
     "simulate_pacing",
     "PACERS",
     "PacingSimResult",
@@ -142,6 +153,10 @@ _PUBLIC_SUBMODULES = (
     "floors",
     "dynamic",
     "adjust",
+    "thompson",
+    "periods",
+    "budget",
+    "ids",
     "sim",
     "distributed",
 )

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from rtbcore._fastpath import _CreditPool
+from rtbcore._state import envelope, opened
+from rtbcore.errors import InvalidInputError, StateError
 
 __all__ = ["CreditPool"]
 
@@ -85,6 +88,39 @@ class CreditPool(_CreditPool):
             initial, cap, bid_cost, win_credit, loss_credit, bump, bump_every, clock
         )
 
+    def to_state(self) -> dict[str, Any]:
+        """The pool's state as a plain dict (versioned): credits and amounts in micro-credits,
+        the bump schedule's clock times, the counters. The clock is not part of it."""
+        return envelope("CreditPool", self._get_state())
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        clock: Callable[[], float] | None = None,
+        now: float | None = None,
+    ) -> CreditPool:
+        """A pool that resumes from ``to_state()``. ``now``: the new clock's reading that
+        stands for the saved last tick (give it when the clock is not the saved one's, e.g.
+        ``time.monotonic`` after a restart): the bump schedule keeps its phase and the time
+        the pool was down does not count as bump time."""
+        keys = ("credits", "cap", "bid_cost", "win_credit", "loss_credit", "bump",
+                "bump_every", "t0", "last_tick", "bumps_due", "granted", "refused", "wins",
+                "losses", "discarded")  # fmt: skip
+        st = opened(state, "CreditPool", keys)
+        pool = cls(0, 0, clock=clock)
+        try:
+            shift = 0.0 if now is None else float(now) - float(st["last_tick"])
+            pool._set_state(dict(st), shift)
+        except InvalidInputError as e:
+            raise StateError(f"state: {e}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise StateError(f"state: inconsistent CreditPool state ({e!r})") from None
+        return pool
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (self.to_state(), self.clock))
+
     def __repr__(self) -> str:
         return (
             f"CreditPool(credits={self.credits:g}, cap={self.cap:g}, bid_cost={self.bid_cost:g}, "
@@ -92,3 +128,6 @@ class CreditPool(_CreditPool):
             f"bump={self.bump:g}, bump_every={self.bump_every:g})"
         )
 
+
+def _restore(state: dict[str, Any], clock: Callable[[], float]) -> CreditPool:
+    return CreditPool.from_state(state, clock=clock)

@@ -23,6 +23,7 @@ from rtbcore._arrays import float_array as _float_array
 from rtbcore._arrays import int_array as _int_array
 from rtbcore._closing import ContextHandle
 from rtbcore.errors import InvalidBidError, InvalidInputError
+from rtbcore.ids import IdMap, is_string_ids
 from rtbcore.records import (
     BID_DTYPE,
     CLOSED_BY,
@@ -32,6 +33,7 @@ from rtbcore.records import (
     EVENT_DTYPE,
     EVENT_KINDS,
     KIND_CANCEL,
+    KIND_DECLINE,
     KIND_PLACE,
     KIND_UPDATE,
     REJECT_LATE,
@@ -56,6 +58,7 @@ __all__ = [
     "KIND_PLACE",
     "KIND_UPDATE",
     "KIND_CANCEL",
+    "KIND_DECLINE",
 ]
 
 _I64_MAX = np.iinfo(np.int64).max
@@ -218,6 +221,20 @@ class AuctionEngine(ContextHandle):
         self._held_rejected: list[np.ndarray] = []
         self._rejected_dropped: list[int] = [0]
         self._rows_per_auction = int(self._core.rows_per_auction)
+        #: Interning of string ids: wherever strings are given for ``auction_ids`` or
+        #: ``bidder_ids``, they are mapped to integers here; results carry the integers
+        #: (``auction_id_map.keys(rows["auction_id"])`` gives the strings back).
+        self.auction_id_map = IdMap()
+        self.bidder_id_map = IdMap()
+
+    def _as_ids(self, which: str, x: Any) -> Any:
+        """Strings through the engine's IdMap for ``which``; anything else as given."""
+        if not is_string_ids(x):
+            return x
+        m = self.auction_id_map if which == "auction" else self.bidder_id_map
+        if isinstance(x, str):
+            return m.id(x)
+        return m.ids(x).astype(np.int64)
 
     @staticmethod
     def _tmax_ns(name: str, tmax_ms: Any) -> int:
@@ -241,6 +258,7 @@ class AuctionEngine(ContextHandle):
         closes only at the deadline. Returns the number of auctions queued for opening. Opening
         an id that is already open is counted in ``stats()["open_duplicate"]`` and ignored.
         """
+        auction_ids = self._as_ids("auction", auction_ids)
         ids = _int_array("auction_ids", np.atleast_1d(np.asarray(auction_ids)))
         n = ids.shape[0]
         _check_nonneg("auction_ids", ids)
@@ -279,14 +297,16 @@ class AuctionEngine(ContextHandle):
         timeout_ms: float | None = None,
     ) -> int:
         """Submits a block of bids (one GIL-released call validates it and partitions it by
-        shard). ``kinds`` (``KIND_PLACE`` / ``KIND_UPDATE`` / ``KIND_CANCEL``, default place)
-        lets one block carry updates and cancels. Waits while the intake is full (Ctrl-C
-        interrupts), at most ``timeout_ms`` when given (then raises
-        :class:`rtbcore.errors.QueueFull` and queues nothing). Returns the records accepted into
-        the engine; whether each is applied or rejected (late / unknown) is decided by its
-        worker and reported by :meth:`stats` / :meth:`poll_rejected`.
+        shard). ``kinds`` (``KIND_PLACE`` / ``KIND_UPDATE`` / ``KIND_CANCEL`` /
+        ``KIND_DECLINE``, default place) lets one block carry updates, cancels and no-bids.
+        Waits while the intake is full (Ctrl-C interrupts), at most ``timeout_ms`` when given
+        (then raises :class:`rtbcore.errors.QueueFull` and queues nothing). Returns the records
+        accepted into the engine; whether each is applied or rejected (late / unknown) is
+        decided by its worker and reported by :meth:`stats` / :meth:`poll_rejected`.
         """
         # Python converts (dtypes, scalars broadcast); the core checks lengths and values.
+        auction_ids = self._as_ids("auction", auction_ids)
+        bidder_ids = self._as_ids("bidder", bidder_ids)
         a = _int_array("auction_ids", auction_ids, ids=True)
         n = a.shape[0]
         b = _int_array("bidder_ids", bidder_ids, ids=True)
@@ -299,7 +319,8 @@ class AuctionEngine(ContextHandle):
             if bad.size:  # would wrap in the uint8 conversion
                 i = int(bad[0])
                 raise InvalidBidError(
-                    f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update) or 2 (cancel)"
+                    f"kinds[{i}] = {kk[i]}: must be 0 (place), 1 (update), 2 (cancel) or "
+                    "3 (decline)"
                 )
             k = kk.astype(np.uint8)
         got = self._core.submit(a, b, p, q, k, self._timeout(timeout_ms))
@@ -332,7 +353,8 @@ class AuctionEngine(ContextHandle):
     ) -> bool:
         """Submits one bid without waiting: True if queued, False if the intake is full."""
         return bool(self._core.submit_one(
-            self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
+            self._scalar_id("auction_id", self._as_ids("auction", auction_id)),
+            self._scalar_id("bidder_id", self._as_ids("bidder", bidder_id)),
             _real("price", price), _real("quality", quality), False,
         ))
 
@@ -341,9 +363,39 @@ class AuctionEngine(ContextHandle):
         full). A cancel for a bidder with no live bid is counted in
         ``stats()["cancel_without_bid"]``."""
         return bool(self._core.submit_one(
-            self._scalar_id("auction_id", auction_id), self._scalar_id("bidder_id", bidder_id),
+            self._scalar_id("auction_id", self._as_ids("auction", auction_id)),
+            self._scalar_id("bidder_id", self._as_ids("bidder", bidder_id)),
             0.0, 1.0, True,
         ))
+
+    def decline(
+        self,
+        auction_ids: npt.ArrayLike,
+        bidder_ids: npt.ArrayLike,
+        timeout_ms: float | None = None,
+    ) -> int:
+        """Explicit no-bids (one id or arrays; a scalar broadcasts): each bidder answers that it
+        will not bid in the auction. The answer counts toward the auction's
+        ``expected_bids``, so an auction whose bidders have all answered closes at once
+        instead of waiting for ``tmax``; a bid the bidder had placed is withdrawn. A decline
+        after the auction closed is rejected as late, like a bid. Same validation, waiting
+        and return as :meth:`submit` (the records carry ``KIND_DECLINE``); counted in
+        ``stats()["bids_declined"]`` and logged as ``BidDeclined`` events."""
+        auction_ids = self._as_ids("auction", auction_ids)
+        bidder_ids = self._as_ids("bidder", bidder_ids)
+        n = 1
+        for x in (auction_ids, bidder_ids):
+            try:
+                shape = np.shape(x)
+            except (TypeError, ValueError):
+                shape = ()  # the conversion below names what is wrong
+            if len(shape) == 1:
+                n = shape[0]
+                break
+        a = _int_array("auction_ids", auction_ids, n, ids=True)
+        b = _int_array("bidder_ids", bidder_ids, n, ids=True)
+        kinds = np.full(a.shape[0], KIND_DECLINE, dtype=np.uint8)
+        return self.submit(a, b, np.zeros(a.shape[0]), None, kinds, timeout_ms)
 
     @staticmethod
     def _timeout(timeout_ms: Any, default: float | None = None) -> float | None:

@@ -15,6 +15,7 @@ __all__ = [
     "RingCorrupt",
     "RtbcoreOSError",
     "StoreUnavailable",
+    "StateError",
 ]
 
 
@@ -65,3 +66,7 @@ class RtbcoreOSError(RtbcoreError, OSError):
 class StoreUnavailable(RtbcoreError, ConnectionError):
     """The shared store (Redis) of :mod:`rtbcore.distributed` could not be reached or refused
     the call; the message says which server and why."""
+
+
+class StateError(InvalidInputError):
+    """A saved state is of another class, from an incompatible version, or inconsistent."""

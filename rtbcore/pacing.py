@@ -36,8 +36,9 @@ state (RNG, controller) as it was.
 from __future__ import annotations
 
 import numbers
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +51,9 @@ from rtbcore._fastpath import (
     _ThrottlingPacer,
     _TieredPacer,
 )
-from rtbcore.errors import InvalidInputError
+from rtbcore._state import envelope, opened
+from rtbcore.errors import InvalidInputError, StateError
+from rtbcore.periods import DayCalendar
 
 __all__ = [
     "LinearPacer",
@@ -66,7 +69,89 @@ Clock = Callable[[], float]
 ArrayLike = npt.ArrayLike
 
 
-class LinearPacer(_LinearPacer):
+def _calendar_defaults(
+    calendar: Any, clock: Clock | None, start: float | None, total: float
+) -> tuple[Clock | None, float | None, float]:
+    """With a calendar the clock is wall time and the first period is the one containing now."""
+    if calendar is None:
+        return clock, start, total
+    if not callable(getattr(calendar, "bounds", None)):
+        raise InvalidInputError(
+            f"calendar must have a bounds(t) -> (start, length) method, got {calendar!r}"
+        )
+    clock = time.time if clock is None else clock
+    if start is None:
+        start, total = calendar.bounds(clock())
+    return clock, start, total
+
+
+def _restore(cls: type[_Saveable], state: dict[str, Any], clock: Clock | None) -> _Saveable:
+    return cls.from_state(state, clock=clock)
+
+
+class _Saveable:
+    """to_state() / from_state() / pickle for the pacers (see docs/pacing.md)."""
+
+    __slots__ = ()
+
+    def _state_body(self) -> dict[str, Any]:
+        return {}
+
+    def _apply_state(self, st: dict[str, Any]) -> None:
+        return None
+
+    @classmethod
+    def _from_body(cls, st: dict[str, Any], clock: Clock | None) -> Self:
+        return cls(clock=clock, start=0.0)  # type: ignore[call-arg]
+
+    def to_state(self) -> dict[str, Any]:
+        """The pacer's state as a plain dict (versioned): period, calendar, settings and what
+        it learned. The clock is not part of it."""
+        cal = self.calendar  # type: ignore[attr-defined]
+        body = dict(self._period_state())  # type: ignore[attr-defined]
+        body["calendar"] = cal.to_state() if isinstance(cal, DayCalendar) else None
+        body.update(self._state_body())
+        return envelope(type(self).__name__, body)
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], clock: Clock | None = None, start: float | None = None
+    ) -> Self:
+        """A pacer that resumes from ``to_state()``. ``clock``: the clock to read (a state does
+        not hold one; with a calendar the default is ``time.time``); ``start``: the clock
+        reading at which the saved period starts on the new clock (give it when the new clock
+        is not the saved one's, e.g. ``time.monotonic`` after a restart)."""
+        st = opened(state, cls.__name__, ("total", "start", "last_clock", "calendar"))
+        cal = st["calendar"]
+        calendar = None
+        if cal is not None:
+            if not isinstance(cal, dict):
+                raise StateError(f"state calendar: expected a dict or None, got {cal!r}")
+            calendar = DayCalendar(**cal)
+            clock = time.time if clock is None else clock
+        try:
+            p = cls._from_body(st, clock)
+            same_clock = start is None
+            p._set_period_state(  # type: ignore[attr-defined]
+                float(st["total"]),
+                float(st["start"] if same_clock else start),  # type: ignore[arg-type]
+                float(st["last_clock"]) if same_clock else -float("inf"),
+            )
+            p._set_calendar(calendar)  # type: ignore[attr-defined]
+            p._apply_state(st)
+        except InvalidInputError as e:
+            if isinstance(e, StateError):
+                raise
+            raise StateError(f"state: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise StateError(f"state: inconsistent {cls.__name__} state ({e!r})") from None
+        return p
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.to_state(), self.clock))  # type: ignore[attr-defined]
+
+
+class LinearPacer(_Saveable, _LinearPacer):
     """Straight-line pacing: multiplier 0.8 when spend is above budget × elapsed / total, else 1.2.
 
     ``LinearPacer(total=86400.0, clock=None, start=None)``. ``multiplier(spent, budget,
@@ -78,11 +163,23 @@ class LinearPacer(_LinearPacer):
 
     __slots__ = ()
 
+    def __init__(
+        self,
+        total: float = 86_400.0,
+        clock: Clock | None = None,
+        start: float | None = None,
+        *,
+        calendar: Any = None,
+    ) -> None:
+        clock, start, total = _calendar_defaults(calendar, clock, start, total)
+        super().__init__(total, clock, start)
+        self._set_calendar(calendar)
+
     def __repr__(self) -> str:
         return f"LinearPacer(total={self.total:g})"
 
 
-class TieredPacer(_TieredPacer):
+class TieredPacer(_Saveable, _TieredPacer):
     """Tiered pacing on ratio = spend / (budget × elapsed / total).
 
     > 1.2 → 0.7, > 1.1 → 0.85, < 0.8 → 1.3, < 0.9 → 1.15, else 1.0; clipped to [0.5, 2.0].
@@ -92,11 +189,23 @@ class TieredPacer(_TieredPacer):
 
     __slots__ = ()
 
+    def __init__(
+        self,
+        total: float = 86_400.0,
+        clock: Clock | None = None,
+        start: float | None = None,
+        *,
+        calendar: Any = None,
+    ) -> None:
+        clock, start, total = _calendar_defaults(calendar, clock, start, total)
+        super().__init__(total, clock, start)
+        self._set_calendar(calendar)
+
     def __repr__(self) -> str:
         return f"TieredPacer(total={self.total:g})"
 
 
-class ThrottlingPacer(_ThrottlingPacer):
+class ThrottlingPacer(_Saveable, _ThrottlingPacer):
     """Probabilistic throttling with a hard cap.
 
     ``ThrottlingPacer(total=86400.0, clock=None, start=None, seed=0)``. ``should_bid(spent,
@@ -117,14 +226,24 @@ class ThrottlingPacer(_ThrottlingPacer):
         clock: Clock | None = None,
         start: float | None = None,
         seed: int = 0,
+        *,
+        calendar: Any = None,
     ) -> None:
+        clock, start, total = _calendar_defaults(calendar, clock, start, total)
         super().__init__(total, clock, start, seed)
+        self._set_calendar(calendar)
+
+    def _state_body(self) -> dict[str, Any]:
+        return {"rng": self.rng_state}
+
+    def _apply_state(self, st: dict[str, Any]) -> None:
+        self.rng_state = st["rng"]
 
     def __repr__(self) -> str:
         return f"ThrottlingPacer(total={self.total:g}, rng_state={self.rng_state})"
 
 
-class PIDPacer(_PIDPacer):
+class PIDPacer(_Saveable, _PIDPacer):
     """A PID controller on the gap between spend and a target curve, per campaign.
 
     ``PIDPacer(budget, total=86400.0, clock=None, start=None, *, kp=10.0, ki=50.0, kd=0.0,
@@ -167,9 +286,36 @@ class PIDPacer(_PIDPacer):
         hi: float | None = None,
         profile: ArrayLike | None = None,
         seed: int = 0,
+        calendar: Any = None,
     ) -> None:
+        clock, start, total = _calendar_defaults(calendar, clock, start, total)
         super().__init__(budget, total, clock, start, kp=kp, ki=ki, kd=kd, output=output,
                          base=base, lo=lo, hi=hi, profile=profile, seed=seed)
+        self._set_calendar(calendar)
+
+    def _state_body(self) -> dict[str, Any]:
+        cum = self.cumulative_profile
+        return {
+            "budget": self.budget,
+            "gains": self.gains,
+            "output": self.output_kind,
+            "profile": None if cum.shape[0] == 2 else np.diff(cum),
+            **self._controller_state(),
+        }
+
+    @classmethod
+    def _from_body(cls, st: dict[str, Any], clock: Clock | None) -> Self:
+        g = dict(st["gains"])
+        return cls._build(st, clock, g)
+
+    @classmethod
+    def _build(cls, st: dict[str, Any], clock: Clock | None, g: dict[str, Any]) -> Self:
+        return cls(st["budget"], float(st["total"]), clock, 0.0, output=st["output"],
+                   profile=st["profile"], **g)  # fmt: skip
+
+    def _apply_state(self, st: dict[str, Any]) -> None:
+        self._set_controller_state(st["integral"], st["derivative"], st["last_error"],
+                                   st["last_update"], st["updates"], st["rng"])  # fmt: skip
 
     def __repr__(self) -> str:
         g = self.gains
@@ -255,6 +401,11 @@ class AdaptivePacer(PIDPacer):
                 f"profile must be 1-D with 24 or 1440 buckets, got shape {shape}"
             )
         super().__init__(budget, total, clock, start, profile=p, **gains)
+
+    @classmethod
+    def _build(cls, st: dict[str, Any], clock: Clock | None, g: dict[str, Any]) -> Self:
+        return cls(st["budget"], st["profile"], float(st["total"]), clock, 0.0,
+                   output=st["output"], **g)  # fmt: skip
 
     @classmethod
     def from_history(

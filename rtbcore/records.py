@@ -17,6 +17,7 @@ __all__ = [
     "KIND_PLACE",
     "KIND_UPDATE",
     "KIND_CANCEL",
+    "KIND_DECLINE",
     "make_bids",
     "RESULT_DTYPE",
     "REJECTED_DTYPE",
@@ -57,6 +58,9 @@ KIND_PLACE = 0
 KIND_UPDATE = 1
 #: A bidder withdraws its bid.
 KIND_CANCEL = 2
+#: A bidder's explicit no-bid: it counts toward the auction's expected bids (and withdraws a
+#: bid it had placed); its price and quality are not read.
+KIND_DECLINE = 3
 
 
 def make_bids(
@@ -137,6 +141,7 @@ EVENT_KINDS = {
     19: "BidCancelled",
     20: "AuctionWon",
     21: "AuctionLost",
+    22: "BidDeclined",
 }
 
 #: One event of the log (88 bytes), mirroring the Rust ``EventRecord``. Every field has one

@@ -32,13 +32,17 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from rtbcore.errors import InvalidInputError
+from rtbcore import _fastpath
+from rtbcore._fastpath import _ShaderCore, _ShadingFit
+from rtbcore._state import envelope, opened
+from rtbcore.errors import InvalidInputError, StateError
 
 __all__ = [
     "BidLandscape",
@@ -46,8 +50,17 @@ __all__ = [
     "ThompsonSampler",
 ]
 
+from rtbcore.thompson import ThompsonSampler  # noqa: E402  (its home; also named here)
+
 Estimator = Literal["empirical", "lognormal", "naive"]
 _ESTIMATORS = ("empirical", "lognormal", "naive")
+RefitPolicy = Literal["observe", "background", "manual"]
+_REFIT_POLICIES = ("observe", "background", "manual")
+_COUNTS = ("exact", "left", "right", "naive")
+Mechanism = Literal["first_price", "second_price", "gsp", "vcg"]
+_MECHANISMS = ("first_price", "second_price", "gsp", "vcg")
+# EM steps of an incremental refit (warm-started from the published fit): ~0.3 ms on 257 bins
+_WARM_ITERATIONS = 100
 
 _OBSERVE_ERRORS = {
     1: ("bids", "must be finite and >= 0"),
@@ -61,16 +74,19 @@ _OBSERVE_ERRORS = {
 
 
 def _kernels() -> ModuleType:
-    # Imported on first use, not at import time: ``import rtbcore`` must work from a source
-    # checkout (e.g. ``python -m rtbcore.cli --help`` run in the repo root) where the compiled
-    # module is absent.
-    from rtbcore import _fastpath
-
     return _fastpath
 
 
 def _float_array(name: str, x: npt.ArrayLike, n: int | None = None) -> np.ndarray:
     """A contiguous 1-D float64 array, or InvalidInputError naming ``name``."""
+    if (
+        type(x) is np.ndarray
+        and x.dtype == np.float64
+        and x.ndim == 1
+        and x.flags.c_contiguous
+        and (n is None or x.shape[0] == n)
+    ):
+        return x
     try:
         a = np.ascontiguousarray(_kernels()._float_array_arg(x, name, "float64 numbers"))
     except InvalidInputError as e:
@@ -93,6 +109,8 @@ def _array(name: str, x: npt.ArrayLike) -> np.ndarray:
 
 
 def _bool_array(name: str, x: npt.ArrayLike, n: int) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype == np.bool_ and x.shape == (n,) and x.flags.c_contiguous:
+        return x.view(np.uint8)
     a = _array(name, x)
     if a.ndim == 0:
         a = a.reshape(1)
@@ -131,6 +149,9 @@ class BidLandscape:
         smoothing: float = 0.03,
         max_iter: int = 20_000,
         tol: float = 1e-9,
+        refit: RefitPolicy = "observe",
+        refit_growth: float = 0.25,
+        refit_min: int = 1000,
     ) -> None:
         k = _kernels()
         max_bid = k._real_arg(max_bid, "max_bid")
@@ -146,6 +167,12 @@ class BidLandscape:
         tol = k._real_arg(tol, "tol")
         if not tol > 0:
             raise InvalidInputError(f"tol: must be finite and > 0, got {tol!r}")
+        if not isinstance(refit, str) or refit not in _REFIT_POLICIES:
+            raise InvalidInputError(f"refit: must be one of {_REFIT_POLICIES}, got {refit!r}")
+        refit_growth = k._real_arg(refit_growth, "refit_growth")
+        if not refit_growth >= 0:
+            raise InvalidInputError(f"refit_growth: must be finite and >= 0, got {refit_growth!r}")
+        refit_min = k._int_arg(refit_min, "refit_min", 1, 2**62)
         self.max_bid = float(max_bid)
         self.bins = bins
         self.estimator: Estimator = estimator
@@ -161,12 +188,16 @@ class BidLandscape:
         self._n = 0
         # value grid for the argmax table: step h/2 over [0, 2 max_bid]
         self._vstep = self._h / 2.0
-        # (F at the edges, argmax table), rebuilt as new arrays on each refit and never mutated,
-        # so a query holds a consistent pair without locking
-        self._fit_state: tuple[np.ndarray, np.ndarray] | None = None
+        self.refit_policy: RefitPolicy = refit
+        self.refit_growth = float(refit_growth)
+        self.refit_min = refit_min
         self._lock = threading.Lock()
+        self._refitter: _Refitter | None = None
         self.iterations = 0
         self.lognormal_params: tuple[float, float] | None = None
+        # The published fit: an immutable _ShadingFit replaced whole by one assignment, so a
+        # reader (a bid, a query) holds a consistent fit without locking.
+        self._published = self._compute_fit(self._counts_ref(), 0, None)
 
     # -- observations ------------------------------------------------------------------------
 
@@ -195,7 +226,11 @@ class BidLandscape:
             )  # fmt: skip
             if bad < 0 and n:
                 self._n += n
-                self._fit_state = None
+            due = bad < 0 and n > 0 and self.refit_policy != "manual" and self._refit_due()
+            if due and self.refit_policy == "observe":
+                self._publish(self._amortised_fit())
+        if due and self.refit_policy == "background":
+            self._wake_refitter()
         if bad >= 0:
             name, what = _OBSERVE_ERRORS[code]
             arr = {"bids": b, "price": p, "min_to_win": m}[name]
@@ -225,37 +260,98 @@ class BidLandscape:
 
     def cdf(self) -> np.ndarray:
         """F at the grid edges: F[i] = P(D < e_i) = P(win | bid e_i); refits if needed."""
-        return self._snapshot()[0].copy()
+        return np.array(self._snapshot().F)
 
     def refit(self) -> BidLandscape:
-        """Fit now (queries otherwise refit lazily after new observations); returns self."""
+        """Fit every observation now, in full, and publish the fit; returns self."""
         with self._lock:
-            self._fit_state = self._fit()
+            self._publish(self._compute_fit(self._counts_ref(), self._n, None))
         return self
 
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        st = self._fit_state
-        if st is None:
-            with self._lock:
-                st = self._fit_state
-                if st is None:
-                    st = self._fit_state = self._fit()
+    @property
+    def fitted_observations(self) -> int:
+        """How many observations the published fit (the one bids use) includes."""
+        return int(self._published.n_obs)
+
+    def _counts_ref(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (self._exact, self._left, self._right, self._naive)
+
+    def _publish(self, fit: _ShadingFit) -> None:
+        # caller holds the lock; a fit never replaces one that includes more observations
+        # (a background fit can finish after a query's full fit of newer data)
+        pub = self._published
+        if fit.n_obs > pub.n_obs or (fit.n_obs == pub.n_obs and fit.exact >= pub.exact):
+            self._published = fit
+
+    def _snapshot(self) -> _ShadingFit:
+        """The full fit of every observation (queries answer from it; it is also published)."""
+        st = self._published
+        if st.exact and st.n_obs == self._n:
+            return st
+        with self._lock:
+            st = self._published
+            if not (st.exact and st.n_obs == self._n):
+                st = self._compute_fit(self._counts_ref(), self._n, None)
+                self._publish(st)
         return st
 
-    def _fit(self) -> tuple[np.ndarray, np.ndarray]:
+    def _refit_due(self) -> bool:
+        new = self._n - self._published.n_obs
+        return new > 0 and new >= max(self.refit_min, self.refit_growth * self._published.n_obs)
+
+    def _amortised_fit(
+        self, counts: tuple[np.ndarray, ...] | None = None, n: int = -1
+    ) -> _ShadingFit:
+        """The refit after new observations: warm-started from the published fit when that one
+        holds at least a quarter of the observations, else a full fit."""
+        pub = self._published
+        if counts is None:
+            counts, n = self._counts_ref(), self._n
+        warm = pub.p if self.estimator == "empirical" and 4 * pub.n_obs >= n > 0 else None
+        return self._compute_fit(counts, n, warm)
+
+    def _wake_refitter(self) -> None:
+        r = self._refitter
+        if r is None or not r.alive():
+            with self._lock:
+                r = self._refitter
+                if r is None or not r.alive():
+                    r = self._refitter = _Refitter(self)
+        r.wake()
+
+    def _background_refit(self) -> None:
+        """One background refit: copy the counts under the lock, fit without it, publish."""
+        with self._lock:
+            if not self._refit_due():
+                return
+            counts = tuple(c.copy() for c in self._counts_ref())
+            n = self._n
+        fit = self._amortised_fit(counts, n)
+        with self._lock:
+            self._publish(fit)
+
+    def _compute_fit(
+        self, counts: tuple[np.ndarray, ...], n_obs: int, warm: np.ndarray | None
+    ) -> _ShadingFit:
+        """A _ShadingFit of these counts; warm: the unsmoothed masses of an earlier fit to
+        start the EM from (at most _WARM_ITERATIONS steps), or None for the full fit."""
+        ex, lf, rt, nv = counts
         k1 = self.bins + 1
+        raw = None
         if self.estimator == "empirical":
-            p = self._em_start()
-            self.iterations = int(
-                _kernels()._shading_turnbull(
-                    self._exact, self._left, self._right, p, self.max_iter, self.tol
-                )
-            )
+            if warm is None:
+                p = self._em_start(ex, lf, rt)
+                iters = self.max_iter
+            else:
+                p = 0.999 * warm + 0.001 / k1  # every bin can still move
+                iters = min(self.max_iter, _WARM_ITERATIONS)
+            self.iterations = int(_kernels()._shading_turnbull(ex, lf, rt, p, iters, self.tol))
+            raw = p.copy()
         elif self.estimator == "naive":
-            tot = self._naive.sum()
-            p = self._naive / tot if tot > 0 else np.full(k1, 1.0 / k1)
+            tot = nv.sum()
+            p = nv / tot if tot > 0 else np.full(k1, 1.0 / k1)
         else:
-            p = self._fit_lognormal()
+            p = self._fit_lognormal(ex, lf, rt)
         if self.estimator != "lognormal" and self.smoothing > 0:
             p = self._smooth(p)
         F = np.empty(k1)
@@ -265,9 +361,9 @@ class BidLandscape:
         np.maximum.accumulate(F, out=F)
         seg = np.empty(4 * self.bins + 1, dtype=np.intp)
         _kernels()._shading_argmax_table(F, self._h, self._vstep, seg)
-        return F, seg
+        return _ShadingFit(F, seg, raw, self._h, self._vstep, n_obs, warm is None)
 
-    def _em_start(self) -> np.ndarray:
+    def _em_start(self, ex: np.ndarray, lf: np.ndarray, rt: np.ndarray) -> np.ndarray:
         # EM converges slowly on win/loss (current-status) data: ~20k iterations to 1e-3. Start
         # it instead from the two closed-form NPMLEs it combines: the isotonic win rate of the
         # censored outcomes (exact for current-status data; Groeneboom & Wellner) and the
@@ -277,7 +373,7 @@ class BidLandscape:
 
         K = self.bins
         k1 = K + 1
-        ex, lf, rt = self._exact, self._left[:k1], self._right
+        lf = lf[:k1]
         n_ex = ex.sum()
         seen = np.flatnonzero(lf + rt)
         seen = seen[seen > 0]  # "D >= 0" says nothing
@@ -301,18 +397,35 @@ class BidLandscape:
         # The optimal bid solves v - b = F(b) / F'(b): it depends on the density, and the raw
         # NPMLE is a step function whose density is spiky. A Gaussian kernel over the in-range
         # bins (reflected at the ends, mass preserved; the overflow bin is left alone) steadies
-        # the argmax at the cost of a little bias.
-        from scipy.ndimage import gaussian_filter1d
-
+        # the argmax at the cost of a little bias. The kernel is scipy's gaussian_filter1d
+        # (truncated at 4 sd, mode "reflect"), applied as one np.convolve: a refit runs often.
         q = p.copy()
         inner = p[:-1].sum()
-        if inner > 0:
-            sm = gaussian_filter1d(p[:-1], sigma=self.smoothing * self.bins, mode="reflect")
+        # a kernel far narrower than a bin is the identity
+        if inner > 0 and self.smoothing * self.bins >= 1e-3:
+            w = self._kernel_weights()
+            r = w.shape[0] // 2
+            x = p[:-1]
+            if r < x.shape[0]:
+                x = np.concatenate((x[r - 1 :: -1] if r else x[:0], x, x[: -r - 1 : -1]))
+            else:
+                x = np.pad(x, r, mode="symmetric")
+            sm = np.convolve(x, w, mode="valid")
             sm = np.maximum(sm, 0.0)
             q[:-1] = sm * (inner / sm.sum())
         return q
 
-    def _fit_lognormal(self) -> np.ndarray:
+    def _kernel_weights(self) -> np.ndarray:
+        w = self.__dict__.get("_weights")
+        if w is None:
+            sd = self.smoothing * self.bins
+            r = int(4.0 * sd + 0.5)
+            x = np.arange(-r, r + 1)
+            w = np.exp(-0.5 * (x / sd) ** 2)
+            w = self.__dict__["_weights"] = w / w.sum()
+        return w
+
+    def _fit_lognormal(self, ex: np.ndarray, lf: np.ndarray, rt: np.ndarray) -> np.ndarray:
         from scipy.optimize import minimize
         from scipy.special import log_ndtr, ndtr
 
@@ -320,7 +433,6 @@ class BidLandscape:
         e = self.edges
         with np.errstate(divide="ignore"):
             loge = np.log(e)  # loge[0] = -inf
-        ex, lf, rt = self._exact, self._left, self._right
         iex = np.flatnonzero(ex)
         ilf = np.flatnonzero(lf[: K + 1])  # lf[K + 1] is "D < inf": no information
         irt = np.flatnonzero(rt[1:]) + 1  # rt[0] is "D >= 0": no information
@@ -377,7 +489,7 @@ class BidLandscape:
         """P(win | bid) for each bid (linear between grid edges, flat above max_bid)."""
         b = _float_array("bids", bids)
         _check_nonneg("bids", b)
-        return np.interp(b, self.edges, self._snapshot()[0])
+        return np.interp(b, self.edges, self._snapshot().F)
 
     def expected_surplus(self, values: npt.ArrayLike, bids: npt.ArrayLike) -> np.ndarray:
         """(v - b) * P(win | b) per (value, bid) pair under this landscape."""
@@ -389,12 +501,55 @@ class BidLandscape:
     def optimal_bid(self, values: npt.ArrayLike) -> np.ndarray:
         """The bid maximizing (v - b) * P(win | b) for each value (the smallest such bid)."""
         v = _float_array("values", values)
-        F, seg = self._snapshot()
+        st = self._snapshot()
         out = np.empty_like(v)
-        bad = _kernels()._shading_optimal_bid(v, F, self._h, self._vstep, seg, out)
+        bad = _kernels()._shading_optimal_bid(v, st.F, self._h, self._vstep, st.seg, out)
         if bad >= 0:
             raise _bad_index("values", v, bad, "must be finite and >= 0")
         return out
+
+    # -- save and restore ------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The landscape as a plain dict (versioned): settings and the observation counts.
+        Restoring refits from the counts, so a restarted bidder resumes what it learned."""
+        with self._lock:
+            counts = {k: c.copy() for k, c in zip(_COUNTS, self._counts_ref(), strict=True)}
+            n = self._n
+        return envelope("BidLandscape", {
+            "max_bid": self.max_bid, "bins": self.bins, "estimator": self.estimator,
+            "smoothing": self.smoothing, "max_iter": self.max_iter, "tol": self.tol,
+            "refit": self.refit_policy, "refit_growth": self.refit_growth,
+            "refit_min": self.refit_min, "n_observations": n, **counts,
+        })  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BidLandscape:
+        """A landscape with the saved settings and counts, fitted in full."""
+        keys = ("max_bid", "bins", "estimator", "smoothing", "max_iter", "tol", "refit",
+                "refit_growth", "refit_min", "n_observations", *_COUNTS)  # fmt: skip
+        st = opened(state, "BidLandscape", keys)
+        try:
+            land = cls(st["max_bid"], st["bins"], st["estimator"], smoothing=st["smoothing"],
+                       max_iter=st["max_iter"], tol=st["tol"], refit=st["refit"],
+                       refit_growth=st["refit_growth"], refit_min=st["refit_min"])  # fmt: skip
+            n = _kernels()._int_arg(st["n_observations"], "n_observations", 0, 2**62)
+            for key, mine in zip(_COUNTS, land._counts_ref(), strict=True):
+                a = np.asarray(st[key], dtype=np.float64)
+                if a.shape != mine.shape or not (np.isfinite(a) & (a >= 0)).all():
+                    raise InvalidInputError(
+                        f"{key}: expected {mine.shape[0]} finite counts >= 0, got {a!r}"
+                    )
+                mine[:] = a
+        except InvalidInputError as e:
+            raise StateError(f"state: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise StateError(f"state: inconsistent BidLandscape state ({e!r})") from None
+        land._n = n
+        return land.refit()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BidLandscape.from_state, (self.to_state(),))
 
     def __repr__(self) -> str:
         return (
@@ -409,14 +564,19 @@ def _check_nonneg(name: str, a: np.ndarray) -> None:
         raise _bad_index(name, a, int(bad[0]), "must be finite and >= 0")
 
 
-class BidShader:
+class BidShader(_ShaderCore):
     """Shaded first-price bids: the landscape's optimal bid, clipped to [floor, ceiling].
 
-    With probability ``explore`` a bid is instead drawn uniformly from
-    ``[(1 - explore_width) * b, min((1 + explore_width) * b, value)]`` so the landscape keeps
-    learning around the current optimum. Values below ``floor`` get NaN: no bid (it could only
-    win at a loss). Seeded (``seed``: None for fresh entropy, or an int in [0, 2**64 - 1]):
-    the same seed and calls give the same bids. Thread-safe.
+    ``bid`` answers from the landscape's published fit and never fits: refits happen when
+    observations arrive (see ``BidLandscape(refit=...)``). With probability ``explore`` a bid is
+    instead drawn uniformly from ``[(1 - explore_width) * b, min((1 + explore_width) * b,
+    value)]`` so the landscape keeps learning around the current optimum. Values below
+    ``floor`` get NaN: no bid (it could only win at a loss). ``mechanism`` is the auction's
+    pricing rule: ``"first_price"`` shades; under ``"second_price"``, ``"gsp"`` or ``"vcg"``
+    the winner pays the competition's price, bidding the value is optimal and shading would
+    only lose auctions, so the shader bids the value (clipped, no exploration) and keeps
+    learning from ``observe``. Seeded (``seed``: None for fresh entropy, or an int in
+    [0, 2**64 - 1]): the same seed and calls give the same bids. Thread-safe.
     """
 
     def __init__(
@@ -427,6 +587,8 @@ class BidShader:
         explore: float = 0.02,
         explore_width: float = 0.2,
         seed: int | None = None,
+        *,
+        mechanism: Mechanism = "first_price",
     ) -> None:
         if not isinstance(landscape, BidLandscape):
             raise InvalidInputError(f"landscape: expected a BidLandscape, got {type(landscape)}")
@@ -444,34 +606,13 @@ class BidShader:
         if not (0.0 <= explore_width <= 1.0):
             raise InvalidInputError(f"explore_width: must be in [0, 1], got {explore_width!r}")
         seed = k._check_seed(seed)
-        self.landscape = landscape
-        self.floor = float(floor)
-        self.ceiling = float(ceiling)
-        self.explore = float(explore)
-        self.explore_width = float(explore_width)
-        self._rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()
-        self.n_explored = 0
-        self.n_no_bid = 0
-
-    def bid(self, values: npt.ArrayLike) -> np.ndarray:
-        """Shaded bids for these values (NaN = do not bid: the value is below the floor)."""
-        v = _float_array("values", values)
-        b = self.landscape.optimal_bid(v)
-        no: np.ndarray = np.less(v, self.floor)
-        with self._lock:
-            if self.explore > 0:
-                x: np.ndarray = np.less(self._rng.random(v.shape[0]), self.explore)
-                if x.any():
-                    lo = (1.0 - self.explore_width) * b[x]
-                    hi = np.minimum((1.0 + self.explore_width) * b[x], v[x])
-                    b[x] = lo + self._rng.random(lo.shape[0]) * (hi - lo)
-                    self.n_explored += int(x.sum())
-            self.n_no_bid += int(no.sum())
-        np.clip(b, self.floor, self.ceiling, out=b)
-        b = np.minimum(b, v)
-        b[no] = np.nan
-        return b
+        if not isinstance(mechanism, str) or mechanism not in _MECHANISMS:
+            raise InvalidInputError(f"mechanism: must be one of {_MECHANISMS}, got {mechanism!r}")
+        self.mechanism: Mechanism = mechanism
+        self._set_rule(landscape, floor, ceiling, explore, explore_width,
+                       mechanism == "first_price", seed)  # fmt: skip
+        # building a shader is not the request path: bids start from a fit of what is known
+        landscape._snapshot()
 
     def observe(
         self,
@@ -483,79 +624,81 @@ class BidShader:
         """Feed outcomes to the landscape (see ``BidLandscape.observe``)."""
         self.landscape.observe(bids, won, price, min_to_win)
 
+    def refit(self) -> BidShader:
+        """Fit the landscape in full now (see ``BidLandscape.refit``); returns self."""
+        self.landscape.refit()
+        return self
 
-# Bounds that keep a call's memory bounded: select materialises n x n_arms Beta draws.
-_MAX_ARMS = 1_000_000
-_MAX_DRAWS = 2**27
+    def to_state(self) -> dict[str, Any]:
+        """The shader as a plain dict (versioned): settings, the exploration stream, the
+        counters and its landscape's state."""
+        return envelope("BidShader", {
+            "floor": self.floor, "ceiling": self.ceiling, "explore": self.explore,
+            "explore_width": self.explore_width, "mechanism": self.mechanism,
+            "rng": self.rng_state, "n_explored": self.n_explored, "n_no_bid": self.n_no_bid,
+            "landscape": self.landscape.to_state(),
+        })  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BidShader:
+        """A shader (and its landscape) that resumes from ``to_state()``: the same next bids."""
+        keys = ("floor", "ceiling", "explore", "explore_width", "mechanism", "rng",
+                "n_explored", "n_no_bid", "landscape")  # fmt: skip
+        st = opened(state, "BidShader", keys)
+        land = BidLandscape.from_state(st["landscape"])
+        try:
+            sh = cls(land, st["floor"], st["ceiling"], st["explore"], st["explore_width"],
+                     seed=st["rng"], mechanism=st["mechanism"])  # fmt: skip
+            for key in ("n_explored", "n_no_bid"):
+                setattr(sh, key, _kernels()._int_arg(st[key], key, 0, 2**64 - 1))
+        except InvalidInputError as e:
+            raise StateError(f"state: {e}") from None
+        return sh
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BidShader.from_state, (self.to_state(),))
+
+    def __repr__(self) -> str:
+        return (
+            f"BidShader(floor={self.floor}, ceiling={self.ceiling}, explore={self.explore}, "
+            f"mechanism={self.mechanism!r}, landscape={self.landscape!r})"
+        )
 
 
-class ThompsonSampler:
-    """Beta-Bernoulli Thompson sampling over ``n_arms`` (creatives); vectorized, seeded.
+class _Refitter:
+    """The background refit thread of one landscape (``refit="background"``).
 
-    ``alpha``/``beta`` are the Beta prior (scalars or one per arm, > 0). ``select(n)`` draws
-    n independent choices; ``update(arms, rewards)`` adds rewards in [0, 1] (1 = click/win).
-    ``seed``: None or an int in [0, 2**64 - 1]. At most 1,000,000 arms, and at most 2**27
-    draws (n x n_arms) per ``select`` call. Thread-safe.
+    It holds the landscape weakly and ends when the landscape is gone; the EM kernel releases
+    the GIL, so a refit competes with bidder threads only for its numpy and scipy steps.
     """
 
-    def __init__(
-        self,
-        n_arms: int,
-        alpha: npt.ArrayLike = 1.0,
-        beta: npt.ArrayLike = 1.0,
-        seed: int | None = None,
-    ) -> None:
-        k = _kernels()
-        self.n_arms = k._int_arg(n_arms, "n_arms", 1, _MAX_ARMS)
-        self.alpha = self._prior("alpha", alpha)
-        self.beta = self._prior("beta", beta)
-        self._rng = np.random.default_rng(k._check_seed(seed))
-        self._lock = threading.Lock()
+    def __init__(self, land: BidLandscape) -> None:
+        self._event = threading.Event()
+        self._thread = threading.Thread(
+            target=_Refitter._run, args=(weakref.ref(land), self._event),
+            name="rtbcore-landscape-refit", daemon=True,
+        )  # fmt: skip
+        self._thread.start()
 
-    def _prior(self, name: str, x: npt.ArrayLike) -> np.ndarray:
-        a = _float_array(name, x)  # a scalar comes back as one element: one value for all
-        if np.ndim(_array(name, x)) == 0:
-            a = np.full(self.n_arms, a[0])
-        if a.shape[0] != self.n_arms:
-            raise InvalidInputError(f"{name}: length {a.shape[0]} does not match n_arms")
-        bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
-        if bad.size:
-            raise _bad_index(name, a, int(bad[0]), "must be finite and > 0 (a Beta prior)")
-        return a.copy()
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
-    @property
-    def means(self) -> np.ndarray:
-        """Posterior mean reward of each arm."""
-        return self.alpha / (self.alpha + self.beta)
+    def wake(self) -> None:
+        self._event.set()
 
-    def select(self, n: int = 1) -> np.ndarray:
-        """n arm indices, each the argmax of one draw from every arm's Beta posterior."""
-        n = _kernels()._int_arg(n, "n", 0, _MAX_DRAWS // self.n_arms)
-        with self._lock:
-            draws = self._rng.beta(self.alpha, self.beta, size=(int(n), self.n_arms))
-        return draws.argmax(axis=1)
-
-    def update(self, arms: npt.ArrayLike, rewards: npt.ArrayLike) -> None:
-        """Add a block of (arm, reward) outcomes; rewards in [0, 1]. All or nothing."""
-        a = _array("arms", arms)
-        if a.ndim == 0:
-            a = a.reshape(1)
-        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-            raise InvalidInputError(f"arms: expected a 1-D integer array, got {a.dtype} {a.shape}")
-        r = _float_array("rewards", rewards, a.shape[0])
-        bad = np.flatnonzero((a < 0) | (a >= self.n_arms))
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidInputError(f"arms[{i}] = {a[i]} is not an arm index in [0, {self.n_arms})")
-        bad = np.flatnonzero(~((r >= 0) & (r <= 1)))
-        if bad.size:
-            raise _bad_index("rewards", r, int(bad[0]), "must be a probability in [0, 1]")
-        a = a.astype(np.intp)
-        da = np.bincount(a, weights=r, minlength=self.n_arms)
-        db = np.bincount(a, weights=1.0 - r, minlength=self.n_arms)
-        with self._lock:
-            self.alpha = self.alpha + da  # new arrays: a concurrent select sees old or new
-            self.beta = self.beta + db
+    @staticmethod
+    def _run(ref: weakref.ref[BidLandscape], event: threading.Event) -> None:
+        while True:
+            if not event.wait(0.5):
+                if ref() is None:
+                    return
+                continue
+            event.clear()
+            land = ref()
+            if land is None:
+                return
+            land._background_refit()
+            del land
 
 
 # The simulation and the equilibrium theory live in rtbcore.sim.shading (which imports this

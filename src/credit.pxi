@@ -347,3 +347,55 @@ cdef class _CreditPool:
             "bumps": self._bumps_due,
             "discarded": self._discarded,
         }
+
+    # ---- save and restore (rtbcore.credit.CreditPool.to_state / from_state) ----
+
+    @property
+    def clock(self):
+        """The clock ``tick()`` reads by default."""
+        return self._clock
+
+    def _get_state(self):
+        return {
+            "credits": int(self._credits), "cap": int(self._cap), "bid_cost": int(self._cost),
+            "win_credit": int(self._win), "loss_credit": int(self._loss),
+            "bump": int(self._bump), "bump_every": self._every, "t0": self._t0,
+            "last_tick": self._last_now, "bumps_due": int(self._bumps_due),
+            "granted": int(self._granted), "refused": int(self._refused),
+            "wins": int(self._wins), "losses": int(self._losses),
+            "discarded": float(self._discarded),
+        }
+
+    def _set_state(self, dict st, double shift):
+        """Restore a _get_state() dict, its times moved by ``shift`` seconds. Validated whole
+        before anything is written."""
+        cdef int64_t units[6]
+        cdef uint64_t counts[4]
+        cdef double every, t0, last
+        for i, key in enumerate(("credits", "cap", "bid_cost", "win_credit", "loss_credit",
+                                 "bump")):
+            v = st[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 9 * 10**18:
+                raise _CrInvalidInput(f"state {key}: expected micro-credits in [0, 9e18], got {v!r}")
+            units[i] = v
+        if units[0] > units[1]:
+            raise _CrInvalidInput(f"state credits ({units[0]}) exceed the cap ({units[1]})")
+        for i, key in enumerate(("granted", "refused", "wins", "losses")):
+            v = st[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**64:
+                raise _CrInvalidInput(f"state {key}: expected a count, got {v!r}")
+            counts[i] = v
+        every = _ck_float(st["bump_every"], "state bump_every")
+        if _cr_isnan(every) or not every > 0.0:
+            raise _CrInvalidInput(f"state bump_every must be > 0, got {every!r}")
+        t0 = _cr_time_value(st["t0"], "state t0") + shift
+        last = _cr_time_value(st["last_tick"], "state last_tick") + shift
+        due = _cr_count(st["bumps_due"], "state bumps_due")
+        disc = _ck_float(st["discarded"], "state discarded")
+        if not _ck_nonneg(disc):
+            raise _CrInvalidInput(f"state discarded must be finite and >= 0, got {disc!r}")
+        self._credits, self._cap, self._cost = units[0], units[1], units[2]
+        self._win, self._loss, self._bump = units[3], units[4], units[5]
+        self._every, self._t0, self._last_now, self._bumps_due = every, t0, last, due
+        self._granted, self._refused, self._wins, self._losses = counts[0], counts[1], counts[2], counts[3]
+        self._discarded = disc

@@ -11,6 +11,7 @@
 # the kernels below validate values (NaN, negative, inconsistent) before touching any state.
 
 from libc.math cimport floor as _sh_floor, isnan as _sh_isnan
+from libc.stdlib cimport calloc as _sh_calloc, free as _sh_free
 
 import numpy as _sh_np
 
@@ -23,8 +24,8 @@ cdef inline Py_ssize_t _sh_exact_bin(double d, double inv_h, double max_bid, Py_
 
 
 cdef inline int _sh_check_one(
-    Py_ssize_t k, const double[::1] bids, const unsigned char[::1] won,
-    const double[::1] price, const double[::1] mtw, bint has_price, bint has_mtw,
+    Py_ssize_t k, const double* bids, const unsigned char* won,
+    const double* price, const double* mtw, bint has_price, bint has_mtw,
 ) noexcept nogil:
     """0 if observation k is valid, else the code of what is wrong with it."""
     cdef double b = bids[k], p, m
@@ -52,8 +53,8 @@ cdef inline int _sh_check_one(
 
 
 cdef inline void _sh_accumulate_one(
-    Py_ssize_t k, const double[::1] bids, const unsigned char[::1] won,
-    const double[::1] price, const double[::1] mtw,
+    Py_ssize_t k, const double* bids, const unsigned char* won,
+    const double* price, const double* mtw,
     bint has_price, bint has_mtw, double inv_h, double max_bid, Py_ssize_t K,
     double* exact, double* left, double* right, double* naive,
 ) noexcept nogil:
@@ -109,18 +110,24 @@ def _shading_observe(
     cdef int code = 0
     cdef Py_ssize_t bad = -1
     cdef double inv_h = K / max_bid
-    cdef double[::1] scratch = _sh_np.zeros(4 * (K + 2))
-    cdef double* ex = &scratch[0]
+    cdef double* ex = <double*>_sh_calloc(4 * (K + 2), sizeof(double))
+    if ex == NULL:
+        raise MemoryError()
     cdef double* lf = ex + (K + 2)
     cdef double* rt = lf + (K + 2)
     cdef double* nv = rt + (K + 2)
+    # raw pointers (a missing price or min_to_win column is never read: has_* is False)
+    cdef const double* bp = &bids[0] if n else NULL
+    cdef const unsigned char* wp = &won[0] if n else NULL
+    cdef const double* pp = &price[0] if has_price and n else NULL
+    cdef const double* mp = &mtw[0] if has_mtw and n else NULL
     with nogil:
         for k in range(n):
-            code = _sh_check_one(k, bids, won, price, mtw, has_price, has_mtw)
+            code = _sh_check_one(k, bp, wp, pp, mp, has_price, has_mtw)
             if code:
                 bad = k
                 break
-            _sh_accumulate_one(k, bids, won, price, mtw, has_price, has_mtw, inv_h, max_bid, K,
+            _sh_accumulate_one(k, bp, wp, pp, mp, has_price, has_mtw, inv_h, max_bid, K,
                                ex, lf, rt, nv)
         if bad < 0:
             for j in range(K + 1):
@@ -129,6 +136,7 @@ def _shading_observe(
                 right[j] += rt[j]
                 naive[j] += nv[j]
             left[K + 1] += lf[K + 1]
+    _sh_free(ex)
     return bad, code
 
 

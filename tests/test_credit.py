@@ -402,11 +402,18 @@ def test_four_threads_mixing_every_operation_keep_the_books_exact(fast_switching
     assert 2 * s["granted"] == sum(spent)
 
 
-def test_a_pool_is_not_silently_copied_by_pickle():
+def test_a_pool_pickles_with_its_state_and_clock():
     import pickle
 
-    with pytest.raises(TypeError):
-        pickle.dumps(make())
+    pool = make()
+    pool.try_bids(7)
+    pool.record_win(2)
+    copy = pickle.loads(pickle.dumps(pool))
+    assert copy.stats() == pool.stats() and copy.credits == pool.credits
+    assert copy.next_bump_at == pool.next_bump_at and type(copy.clock) is FakeClock
+    # a clock that does not pickle is not dropped silently
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(make(clock=lambda: 0.0))
 
 
 def test_the_pool_source_never_releases_the_gil():

@@ -21,6 +21,7 @@ from rtbcore.engine import (
     CLOSED_BY_DEADLINE,
     CLOSED_BY_SHUTDOWN,
     KIND_CANCEL,
+    KIND_DECLINE,
     KIND_PLACE,
     KIND_UPDATE,
     REJECT_LATE,
@@ -115,8 +116,9 @@ def test_results_equal_the_oracle_in_any_arrival_order(
 
 
 class EngineModel:
-    """Per-auction state in submission order: place/update upsert, cancel kills, a bidder counts
-    as answered from its first place/update, the auction closes when `expected` answered."""
+    """Per-auction state in submission order: place/update upsert, cancel kills, decline kills
+    and answers, a bidder counts as answered from its first place/update/decline, the auction
+    closes when `expected` answered. A bid after a decline updates the declined answer."""
 
     def __init__(self, expected):
         self.expected = expected
@@ -126,6 +128,7 @@ class EngineModel:
         self.closed_by = {}
         self.late = self.unknown = self.placed = self.updated = self.cancelled = 0
         self.cancel_without_bid = 0
+        self.declined = 0
 
     def apply(self, a, b, p, kind):
         if a not in self.expected:
@@ -141,13 +144,19 @@ class EngineModel:
             else:
                 self.cancel_without_bid += 1
             return
-        if b in self.bids[a]:
+        if kind == KIND_DECLINE:
+            self.declined += 1
+            self.live[a].discard(b)
+            self.bids[a].setdefault(b, 0.0)
+            self.answered[a].add(b)
+        elif b in self.bids[a]:
             self.updated += 1
         else:
             self.placed += 1
             self.answered[a].add(b)
-        self.bids[a][b] = p
-        self.live[a].add(b)
+        if kind != KIND_DECLINE:
+            self.bids[a][b] = p
+            self.live[a].add(b)
         e = self.expected[a]
         if e and len(self.answered[a]) >= e:
             self.closed_by[a] = CLOSED_BY_ALL_BIDS
@@ -167,10 +176,11 @@ def assert_follows_the_model(eng: AuctionEngine, got: np.ndarray, model: EngineM
     assert (s["bids_placed"], s["bids_updated"], s["bids_cancelled"]) == (
         model.placed, model.updated, model.cancelled)
     assert s["cancel_without_bid"] == model.cancel_without_bid
+    assert s["bids_declined"] == model.declined
     assert (s["rejected_late"], s["rejected_unknown"]) == (model.late, model.unknown)
 
 
-EVENT = st.tuples(st.integers(0, 4), st.integers(0, 5), PRICES, st.sampled_from([0, 1, 2]))
+EVENT = st.tuples(st.integers(0, 4), st.integers(0, 5), PRICES, st.sampled_from([0, 1, 2, 3]))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -379,7 +389,7 @@ def test_capacity_bounds_the_intake_and_submit_waits():
         (([1, 2], [1, 2, 3], [1.0, 1.0]), {}, r"bidder_ids"),
         (([1, 2], [1, 2], [1.0]), {}, r"prices"),
         (([1.0, 2.0], [1, 2], [1.0, 1.0]), {}, r"auction_ids: expected integers.* float64"),
-        (([1, 2], ["a", "b"], [1.0, 1.0]), {}, r"bidder_ids: expected integers, got dtype"),
+        (([1, 2], [b"a", b"b"], [1.0, 1.0]), {}, r"bidder_ids: expected integers, got dtype"),
         (([1, 2], [1, 2], ["x", "y"]), {}, r"prices: expected numbers, got dtype"),
         (([1, 2], [1, 2], [1.0, 1.0]), {"quality": [1.0, 0.0]}, r"quality\[1\]"),
         (([1, 2], [1, 2], [1.0, 1.0]), {"quality": [1.0]}, r"quality"),

@@ -106,7 +106,7 @@ def test_bad_single_push_names_the_field() -> None:
     with pytest.raises(InvalidBidError, match="price"):
         q.push(1, 1, float("nan"))
     with pytest.raises(InvalidBidError, match="kind"):
-        q.push(1, 1, 1.0, kind=KIND_CANCEL + 1)
+        q.push(1, 1, 1.0, kind=KIND_CANCEL + 2)
     with pytest.raises(OverflowError):
         q.push(-1, 1, 1.0)
     assert len(q) == 0

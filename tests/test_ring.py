@@ -169,7 +169,7 @@ def test_custom_dtype_ring(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("price", np.nan), ("price", -2.0), ("quality", np.nan), ("kind", 3)]
+    ("field", "value"), [("price", np.nan), ("price", -2.0), ("quality", np.nan), ("kind", 4)]
 )
 def test_bad_bids_are_refused_whole_and_change_nothing(path: str, field: str, value: float) -> None:
     ring = BidRing.create(path, capacity=8)

@@ -9,6 +9,7 @@ import pytest
 import rtbcore
 from rtbcore import (
     KIND_CANCEL,
+    KIND_DECLINE,
     KIND_PLACE,
     AuctionBatch,
     AuctionEngine,
@@ -23,11 +24,12 @@ CASES = [
     ("quality 0", make_bids(7, 1, 1.0, 0.0, KIND_PLACE), "quality", False),
     ("negative price", make_bids(7, 1, -1.0, 1.0, KIND_PLACE), "price", False),
     ("NaN quality", make_bids(7, 1, 1.0, np.nan, KIND_PLACE), "quality", False),
-    ("unknown kind", make_bids(7, 1, 1.0, 1.0, 3), "kind", False),
+    ("unknown kind", make_bids(7, 1, 1.0, 1.0, KIND_DECLINE + 1), "kind", False),
     ("auction id 2**63", make_bids(2**63, 1, 1.0, 1.0, KIND_PLACE), "auction_id", False),
     ("bidder id 2**64-1", make_bids(7, 2**64 - 1, 1.0, 1.0, KIND_PLACE), "bidder_id", False),
     ("price × quality overflows", make_bids(7, 1, 1e308, 2.0, KIND_PLACE), "price", False),
     ("cancel with quality 0", make_bids(7, 1, np.nan, 0.0, KIND_CANCEL), "", True),
+    ("decline with NaN price", make_bids(7, 1, np.nan, 0.0, KIND_DECLINE), "", True),
     ("price 0, quality 1", make_bids(7, 1, 0.0, 1.0, KIND_PLACE), "", True),
 ]
 

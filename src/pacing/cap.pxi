@@ -57,6 +57,7 @@ cdef class _Pacer:
     cdef double _start
     cdef double _last_clock
     cdef object _clock
+    cdef object _calendar       # None, or an object with bounds(t) -> (start, length)
 
     def __init__(self, total=86_400.0, clock=None, start=None):
         cdef double t = _ck_real(total, "total")
@@ -92,6 +93,11 @@ cdef class _Pacer:
                 f"clock() = {now!r} is before its previous reading ({self._last_clock!r}): "
                 "time must not go backwards")
         e = now - self._start
+        if e > self._total and self._calendar is not None:
+            # a new period by the calendar: a Python call once per period, not per bid
+            start, length = self._calendar.bounds(now)
+            self.rollover(start=start, total=length)
+            e = now - self._start
         if e < 0.0:
             raise _PcInvalid(f"clock() = {now!r} is before the start of the period ({self._start!r})")
         if e > self._total:
@@ -100,6 +106,42 @@ cdef class _Pacer:
                 f"(total = {self._total!r})")
         self._last_clock = now
         return e
+
+    @property
+    def calendar(self):
+        """The calendar whose periods the clock follows (None: one period, never rolled)."""
+        return self._calendar
+
+    def _set_calendar(self, calendar):
+        if calendar is not None and not callable(getattr(calendar, "bounds", None)):
+            raise _PcInvalid(f"calendar must have a bounds(t) -> (start, length) method, got {calendar!r}")
+        self._calendar = calendar
+
+    def rollover(self, start=None, total=None):
+        """Begin a new period at ``start`` (default: where the current one ends) lasting
+        ``total`` seconds (default: as the current one). The clock may then read up to
+        ``start + total``."""
+        cdef double s = self._start + self._total if start is None else _ck_real(start, "start")
+        cdef double t = self._total if total is None else _ck_real(total, "total")
+        if not (t > 0.0):
+            raise _PcInvalid(f"total must be finite and > 0 seconds, got {total!r}")
+        self._start = s
+        self._total = t
+
+    @property
+    def clock(self):
+        """The clock the pacer reads (a callable returning seconds)."""
+        return self._clock
+
+    def _period_state(self):
+        return {"total": self._total, "start": self._start, "last_clock": self._last_clock}
+
+    def _set_period_state(self, double total, double start, double last_clock):
+        if not (total > 0.0 and total < _PC_INF) or not _ck_finite(start) or last_clock != last_clock:
+            raise _PcInvalid(f"a pacer state needs total > 0 and a finite start, got {total!r}, {start!r}")
+        self._total = total
+        self._start = start
+        self._last_clock = last_clock
 
     cdef object _elapsed_arg(self, object elapsed):
         return self._read_clock() if elapsed is None else elapsed

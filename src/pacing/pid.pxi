@@ -411,6 +411,60 @@ cdef class _PIDPacer(_Pacer):
             prev[i] = err
             last[i] = e
 
+    def set_budget(self, budget):
+        """Change the budgets of the current period (scalar or the campaigns' shape). The
+        target becomes the new budget's share of the period; the controller state stays."""
+        b = _pc_array(budget, "budget")
+        if b.ndim and b.shape != self._shape:
+            raise _PcInvalid(
+                f"budget has shape {b.shape} but the pacer tracks campaigns of shape "
+                f"{self._shape}: pass that shape or a scalar")
+        flat = _pc_np.broadcast_to(b, self._shape).reshape(-1)
+        bad = _pc_np.flatnonzero(~((flat >= 0) & _pc_np.isfinite(flat)))
+        if bad.size:
+            _pc_raise(_PC_A_BUDGET * 16 + _PC_NONNEG, int(bad[0]), [None, b], ("spent", "budget"))
+        self._budget[:] = flat
+
+    def rollover(self, start=None, total=None, budget=None):
+        """Begin a new period (see _Pacer.rollover): the controller starts afresh (reset) and,
+        if given, with new budgets. All or nothing."""
+        cdef double old_start = self._start, old_total = self._total
+        _Pacer.rollover(self, start, total)
+        if budget is not None:
+            try:
+                self.set_budget(budget)
+            except BaseException:
+                self._start = old_start
+                self._total = old_total
+                raise
+        self._integ[:] = 0.0
+        self._deriv[:] = 0.0
+        self._prev[:] = 0.0
+        self._last[:] = 0.0
+        self._updates = 0
+
+    def _controller_state(self):
+        return {"integral": self._integ.copy(), "derivative": self._deriv.copy(),
+                "last_error": self._prev.copy(), "last_update": self._last.copy(),
+                "updates": int(self._updates), "rng": int(self._rng)}
+
+    def _set_controller_state(self, integral, derivative, last_error, last_update, updates, rng):
+        arrays = []
+        for name, x in (("integral", integral), ("derivative", derivative),
+                        ("last_error", last_error), ("last_update", last_update)):
+            a = _pc_np.asarray(x, dtype=_pc_np.float64).reshape(-1)
+            if a.shape[0] != self._n or not _pc_np.isfinite(a).all():
+                raise _PcInvalid(f"state {name}: expected {self._n} finite values, got {a!r}")
+            arrays.append(a)
+        r = _ck_seed(rng, "rng")
+        u = _ck_seed(updates, "updates")
+        self._integ[:] = arrays[0]
+        self._deriv[:] = arrays[1]
+        self._prev[:] = arrays[2]
+        self._last[:] = arrays[3]
+        self._updates = u
+        self._rng = r
+
     def reset(self):
         """Forget the controller state (a new period)."""
         self._integ[:] = 0.0

@@ -142,3 +142,7 @@ cdef class _ThrottlingPacer(_Pacer):
     def rng_state(self):
         """The splitmix64 state (an int); two pacers with the same state draw the same."""
         return int(self._rng)
+
+    @rng_state.setter
+    def rng_state(self, value):
+        self._rng = _ck_seed(value, "rng_state")

@@ -9,11 +9,12 @@
 //! branch-free twin [`fields_ok`]):
 //! - `auction_id` and `bidder_id` are at most [`MAX_ID`] (2^63 - 1): results carry ids as
 //!   signed 64-bit integers, where -1 means "no winner";
-//! - `kind` is [`KIND_PLACE`], [`KIND_UPDATE`] or [`KIND_CANCEL`];
+//! - `kind` is [`KIND_PLACE`], [`KIND_UPDATE`], [`KIND_CANCEL`] or [`KIND_DECLINE`];
 //! - a place or update has a finite `price >= 0`, a finite `quality > 0` (clearing's own
 //!   rule: a quality of 0 would make a bid's score 0 and its second-price charge a division by
 //!   zero) and a finite adjusted bid `price × quality` (an infinite score could not be ranked
-//!   or priced); a cancel's price and quality are not read, so they are not checked.
+//!   or priced); a cancel's or a decline's price and quality are not read, so they are not
+//!   checked.
 
 use std::fmt;
 
@@ -23,6 +24,9 @@ pub const KIND_PLACE: u8 = 0;
 pub const KIND_UPDATE: u8 = 1;
 /// A bidder withdraws its bid from the auction.
 pub const KIND_CANCEL: u8 = 2;
+/// A bidder answers "no bid": it takes no part in the auction, but its answer counts toward
+/// the auction's expected bids, so an auction whose bidders all answered closes at once.
+pub const KIND_DECLINE: u8 = 3;
 /// The largest auction or bidder id: ids travel as `int64` in results.
 pub const MAX_ID: u64 = i64::MAX as u64;
 
@@ -154,8 +158,8 @@ pub fn fields_ok(auction_id: u64, bidder_id: u64, price: f64, quality: f64, kind
     let priced = bid_ok(price, quality);
     (auction_id <= MAX_ID)
         & (bidder_id <= MAX_ID)
-        & (kind <= KIND_CANCEL)
-        & (priced | (kind == KIND_CANCEL))
+        & (kind <= KIND_DECLINE)
+        & (priced | (kind >= KIND_CANCEL))
 }
 
 /// The whole rule with the reason, for the error path (ids as given by the caller, signed or
@@ -175,14 +179,14 @@ pub fn check_fields(
     if !id_ok(bidder_id) {
         return bad(Field::BidderId, Value::Int(bidder_id), "must be in 0..=2**63-1");
     }
-    if kind > KIND_CANCEL {
+    if kind > KIND_DECLINE {
         return bad(
             Field::Kind,
             Value::Int(kind.into()),
-            "must be 0 (place), 1 (update) or 2 (cancel)",
+            "must be 0 (place), 1 (update), 2 (cancel) or 3 (decline)",
         );
     }
-    if kind != KIND_CANCEL {
+    if kind < KIND_CANCEL {
         check_bid(price, quality)?;
     }
     Ok(())
@@ -245,7 +249,7 @@ mod tests {
             (BidRecord::new(1, 2, -0.5, 1.0, KIND_UPDATE), Field::Price),
             (BidRecord::new(1, 2, 1.0, 0.0, KIND_PLACE), Field::Quality),
             (BidRecord::new(1, 2, 1.0, f64::INFINITY, KIND_PLACE), Field::Quality),
-            (BidRecord::new(1, 2, 1.0, 1.0, 3), Field::Kind),
+            (BidRecord::new(1, 2, 1.0, 1.0, 4), Field::Kind),
             (BidRecord::new(1, 2, 1e308, 2.0, KIND_PLACE), Field::Price),
             (BidRecord::new(1, 2, 2.0, f64::MAX, KIND_UPDATE), Field::Price),
             (BidRecord::new(1 << 63, 2, 1.0, 1.0, KIND_PLACE), Field::AuctionId),
@@ -255,9 +259,11 @@ mod tests {
             assert!(!r.is_valid(), "{r:?}");
             assert_eq!(r.validate().unwrap_err().field, field, "{r:?}");
         }
-        // a cancel's price and quality are not read
-        let c = BidRecord::new(1, 2, f64::NAN, 0.0, KIND_CANCEL);
-        assert!(c.is_valid() && c.validate().is_ok());
+        // a cancel's or a decline's price and quality are not read
+        for kind in [KIND_CANCEL, KIND_DECLINE] {
+            let c = BidRecord::new(1, 2, f64::NAN, 0.0, kind);
+            assert!(c.is_valid() && c.validate().is_ok());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rtbcore_core::clearing::{clear_segment, clear_segment_slots, SinglePrice, SlotPrice};
 use rtbcore_core::engine::*;
-use rtbcore_core::record::{Field, KIND_CANCEL, KIND_PLACE, KIND_UPDATE};
+use rtbcore_core::record::{Field, KIND_CANCEL, KIND_DECLINE, KIND_PLACE, KIND_UPDATE};
 use rtbcore_core::CoreError;
 
 fn engine(workers: usize, mechanism: Mechanism) -> Engine {
@@ -86,6 +86,29 @@ fn updates_replace_and_cancels_remove() {
     assert_eq!(r[0].closed_by, CLOSED_BY_SHUTDOWN);
     let c = e.stats().counters;
     assert_eq!((c.bids_placed, c.bids_updated, c.bids_cancelled), (2, 1, 1));
+}
+
+#[test]
+fn declines_count_toward_expected_bids() {
+    let e = engine(1, Mechanism::FirstPrice);
+    open(&e, &[7, 8], 4, Some(60_000_000_000));
+    // auction 7: a bid, a decline, a bid withdrawn by its bidder's decline (which counts that
+    // bidder once), and the fourth answer: a decline
+    submit(
+        &e,
+        &[7, 7, 7, 7, 7, 8],
+        &[1, 2, 3, 3, 4, 1],
+        &[5.0, f64::NAN, 4.0, 0.0, 0.0, 1.0],
+        Some(&[KIND_PLACE, KIND_DECLINE, KIND_PLACE, KIND_DECLINE, KIND_DECLINE, KIND_PLACE]),
+    );
+    let r = collect(&e, 1);
+    assert_eq!((r[0].auction_id, r[0].winner_bidder, r[0].n_bids), (7, 1, 1));
+    assert_eq!(r[0].closed_by, CLOSED_BY_ALL_BIDS);
+    submit(&e, &[8, 8], &[2, 2], &[0.0, 0.0], Some(&[KIND_DECLINE, KIND_DECLINE]));
+    e.close().unwrap();
+    let r = collect(&e, 1);
+    assert_eq!((r[0].auction_id, r[0].closed_by), (8, CLOSED_BY_SHUTDOWN)); // 2 of 4 answered
+    assert_eq!(e.stats().counters.bids_declined, 5);
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub const EV_BID_UPDATED: u8 = 18;
 pub const EV_BID_CANCELLED: u8 = 19;
 pub const EV_AUCTION_WON: u8 = 20;
 pub const EV_AUCTION_LOST: u8 = 21;
+pub const EV_BID_DECLINED: u8 = 22;
 
 /// [`EventRecord::bidder_id`] of an event about no bidder.
 pub const NO_BIDDER: u64 = u64::MAX;
@@ -30,11 +31,11 @@ pub const NO_LOSS_REASON: i32 = -1;
 /// its "none" value: NaN for a float, 0 for `tmax_ns` / `expected_bids`, [`NO_BIDDER`],
 /// [`NO_SLOT`], [`NOT_CLOSED`], [`NO_LOSS_REASON`].
 ///
-/// | field | AuctionStarted | BidPlaced / BidUpdated / BidCancelled | AuctionWon | AuctionLost |
+/// | field | AuctionStarted | BidPlaced / BidUpdated / BidCancelled / BidDeclined | AuctionWon | AuctionLost |
 /// |---|---|---|---|---|
 /// | `bidder_id` | none | the bidder | the winner | the loser ([`NO_BIDDER`]: no bids at all) |
 /// | `timestamp_ns` | open time | submit stamp | close time | close time |
-/// | `price`, `quality` | none | the bid | the winning bid | the losing bid |
+/// | `price`, `quality` | none | the bid (none for BidDeclined) | the winning bid | the losing bid |
 /// | `clearing_price`, `min_to_win` | none | none | price paid, min to win | none |
 /// | `reserve` | the auction's | none | the auction's | the auction's |
 /// | `tmax_ns`, `expected_bids` | the auction's | none | none | none |
@@ -67,7 +68,7 @@ pub struct EventRecord {
     pub loss_reason: i32,
     /// The slot won (0 for single-slot mechanisms).
     pub slot: u16,
-    /// One of [`EV_AUCTION_STARTED`] ..= [`EV_AUCTION_LOST`].
+    /// One of [`EV_AUCTION_STARTED`] ..= [`EV_BID_DECLINED`].
     pub kind: u8,
     /// How the auction closed (`CLOSED_BY_*`).
     pub closed_by: u8,

@@ -89,8 +89,8 @@ use crossbeam_utils::CachePadded;
 pub use config::{EngineConfig, Mechanism};
 pub use event_log::{
     EventRecord, EventSink, RingEventLog, EV_AUCTION_LOST, EV_AUCTION_STARTED, EV_AUCTION_WON,
-    EV_BID_CANCELLED, EV_BID_PLACED, EV_BID_UPDATED, NOT_CLOSED, NO_BIDDER, NO_LOSS_REASON,
-    NO_SLOT,
+    EV_BID_CANCELLED, EV_BID_DECLINED, EV_BID_PLACED, EV_BID_UPDATED, NOT_CLOSED, NO_BIDDER,
+    NO_LOSS_REASON, NO_SLOT,
 };
 pub use ingress::{BidSource, RingSource};
 pub use intake::{shard_of, BidArrays, OpenRequest, Prepared};

@@ -26,9 +26,10 @@ pub struct EngineCounters {
     pub event_log_dropped: u64,
     pub open_auctions: u64,
     pub events_logged: u64,
+    pub bids_declined: u64,
 }
 
-pub(super) const N_COUNTERS: usize = 16;
+pub(super) const N_COUNTERS: usize = 17;
 
 impl EngineCounters {
     pub(super) fn to_array(self) -> [u64; N_COUNTERS] {
@@ -49,6 +50,7 @@ impl EngineCounters {
             self.event_log_dropped,
             self.open_auctions,
             self.events_logged,
+            self.bids_declined,
         ]
     }
     pub(super) fn from_array(a: [u64; N_COUNTERS]) -> Self {
@@ -69,6 +71,7 @@ impl EngineCounters {
             event_log_dropped: a[13],
             open_auctions: a[14],
             events_logged: a[15],
+            bids_declined: a[16],
         }
     }
     /// `(name, value)` pairs, the keys of `stats()`.
@@ -91,6 +94,7 @@ impl EngineCounters {
             "event_log_dropped",
             "open_auctions",
             "events_logged",
+            "bids_declined",
         ];
         std::array::from_fn(|i| (names[i], a[i]))
     }

@@ -12,7 +12,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::arena::{find_bidder, prefetch, tag_of, Bid, MIN_CAP};
 use super::config::{EngineConfig, Mechanism};
 use super::event_log::{
-    EventRecord, EventSink, EV_AUCTION_STARTED, EV_BID_CANCELLED, EV_BID_PLACED, EV_BID_UPDATED,
+    EventRecord, EventSink, EV_AUCTION_STARTED, EV_BID_CANCELLED, EV_BID_DECLINED, EV_BID_PLACED,
+    EV_BID_UPDATED,
 };
 use super::intake::{Block, Msg, OpenRequest};
 use super::mono_ns;
@@ -20,7 +21,7 @@ use super::rows::*;
 use super::shared::Shared;
 use super::stats::EngineCounters;
 use super::table::{fib_hash, filter_bit, Entry, HotTable};
-use crate::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
+use crate::record::{BidRecord, KIND_CANCEL, KIND_DECLINE, KIND_PLACE};
 
 /// The rest of an auction's state, read when it opens and closes.
 #[derive(Default, Clone, Copy)]
@@ -403,6 +404,10 @@ impl Worker {
             }
             return;
         }
+        if r.kind == KIND_DECLINE {
+            self.decline(pos, found, r);
+            return;
+        }
         let how = match found {
             Some(i) => {
                 let b = &mut self.store_bids[off + i];
@@ -441,6 +446,45 @@ impl Worker {
             self.events.push(EventRecord::bid(kind, r));
         }
         if full {
+            self.close_auction(pos, CLOSED_BY_ALL_BIDS, mono_ns());
+        }
+    }
+
+    /// A bidder's explicit no-bid: its answer counts toward the expected bids (an entry that
+    /// is not live, like a cancelled bid) and withdraws a bid it had placed; a bidder that
+    /// already answered adds nothing to the count.
+    #[cold]
+    fn decline(&mut self, pos: usize, found: Option<usize>, r: &BidRecord) {
+        let e = &mut self.table.buckets[pos];
+        let off = e.off as usize;
+        match found {
+            Some(i) => {
+                let b = &mut self.store_bids[off + i];
+                if b.live() {
+                    b.quality = -b.quality;
+                    e.n_live -= 1;
+                }
+            }
+            None => {
+                if e.n == e.cap {
+                    self.grow(pos);
+                }
+                let e = &mut self.table.buckets[pos];
+                let at = e.off as usize + e.n as usize;
+                self.store_bids[at] = Bid { bidder: r.bidder_id, price: 0.0, quality: -1.0 };
+                self.store_tags[at] = tag_of(r.bidder_id);
+                let (w, m) = filter_bit(r.bidder_id);
+                e.filter[w] |= m;
+                e.n += 1;
+            }
+        }
+        self.c.bids_declined += 1;
+        if self.sink.is_some() {
+            let none = BidRecord { price: f64::NAN, quality: f64::NAN, ..*r };
+            self.events.push(EventRecord::bid(EV_BID_DECLINED, &none));
+        }
+        let e = &self.table.buckets[pos];
+        if e.expected > 0 && e.n >= e.expected {
             self.close_auction(pos, CLOSED_BY_ALL_BIDS, mono_ns());
         }
     }
