@@ -168,6 +168,16 @@ impl Client {
         self.events_until(1).await.remove(0)
     }
 
+    /// The next event that is not of kind `skip`.
+    pub async fn event_except(&mut self, skip: &str) -> BidEvent {
+        loop {
+            let e = self.event().await;
+            if kind(&e) != skip {
+                return e;
+            }
+        }
+    }
+
     pub async fn events_until(&mut self, n: usize) -> Vec<BidEvent> {
         let mut out = Vec::new();
         while out.len() < n {
