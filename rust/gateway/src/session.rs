@@ -147,9 +147,23 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, wire: Wire, addr: SocketAddr,
     } else if hub.is_draining() {
         w.close(CLOSE_GOING_AWAY, "the exchange is shutting down").await;
     } else if let Some((who, rid)) = authenticate(&hub, &mut w, &mut src, addr).await {
-        connected(&hub, w, src, who, rid).await;
+        connected(&hub, &mut w, &mut src, who, rid).await;
     }
+    linger(&mut src).await;
     hub.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// After our close frame, reads (and drops) what the peer still sends until its close frame or
+/// a short timeout, so that the peer reads our close code before the TCP connection ends.
+async fn linger(src: &mut Source) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(m)) = src.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads until a successful `Auth` (answering anything else with NOT_AUTHENTICATED); closes
@@ -224,7 +238,7 @@ async fn authenticate(hub: &Hub, w: &mut Writer, src: &mut Source, addr: SocketA
 }
 
 /// The authenticated part: registers with the buyer's stream and serves until the end.
-async fn connected(hub: &Arc<Hub>, mut w: Writer, mut src: Source, who: Identity, auth_rid: String) {
+async fn connected(hub: &Arc<Hub>, w: &mut Writer, src: &mut Source, who: Identity, auth_rid: String) {
     let (tx, mut rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
     let overflowed = Arc::new(AtomicBool::new(false));
     let buyer = hub.streams.buyer(&who.buyer);
@@ -258,8 +272,10 @@ async fn connected(hub: &Arc<Hub>, mut w: Writer, mut src: Source, who: Identity
         tx,
         bucket: TokenBucket::new(hub.cfg.server.rate_limit_per_s, hub.cfg.server.rate_limit_burst),
         n_conn_events: w.n_conn_events,
+        conn_buf: Vec::new(),
+        overflowed: overflowed.clone(),
     };
-    let code = serve(&mut s, &mut w, &mut src, &mut rx, &overflowed).await;
+    let code = serve(&mut s, w, src, &mut rx, &overflowed).await;
     {
         let mut b = buyer.lock();
         hub.streams.detach(&mut b, w.conn);
@@ -329,6 +345,7 @@ async fn serve(
                 Incoming::Bad(DecodeError::Malformed(m)) => {
                     hub.metrics.reject(RejectReason::Malformed);
                     s.conn_event(Event::Error(Error { reason: RejectReason::Malformed as i32, message: m }), "");
+                    s.push_conn_events();
                 }
             },
             _ = ping.tick() => {
@@ -351,6 +368,8 @@ struct Session {
     tx: mpsc::Sender<Out>,
     bucket: TokenBucket,
     n_conn_events: u64,
+    conn_buf: Vec<BidEvent>,
+    overflowed: Arc<AtomicBool>,
 }
 
 /// A message's answer waiting for its frame's engine block.
@@ -369,8 +388,17 @@ impl Session {
             request_id: rid.to_string(),
             event: Some(event),
         };
-        if self.tx.try_send(Out::Events(vec![ev])).is_err() {
-            // our own queue is full: the writer is behind, which the slow-consumer rule handles
+        self.conn_buf.push(ev);
+    }
+
+    /// Queues the buffered connection events as one frame; a full queue is a slow consumer.
+    fn push_conn_events(&mut self) {
+        if self.conn_buf.is_empty() {
+            return;
+        }
+        let evs = std::mem::take(&mut self.conn_buf);
+        if self.tx.try_send(Out::Events(evs)).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -396,6 +424,7 @@ impl Session {
             hub.metrics.reject(RejectReason::TooManyMessages);
             let message = format!("a frame holds at most {max} messages, got {}", f.messages.len());
             self.conn_event(Event::Error(Error { reason: RejectReason::TooManyMessages as i32, message }), "");
+            self.push_conn_events();
             return;
         }
         let now = mono_ns();
@@ -447,7 +476,6 @@ impl Session {
                     Err(r) => self.answer(&mut pending, r, &rid),
                 },
                 Msg::OpenAuction(o) => {
-                    self.flush(&mut pending, now).await;
                     match self.scope(SCOPE_PUBLISH, "open_auction").and_then(|_| hub.open_auction(Some(&who.buyer), &o)) {
                         Ok((eid, opened)) => pending.push(Pending::Answer(StreamEvent {
                             event: Event::AuctionOpened(opened),
@@ -457,7 +485,6 @@ impl Session {
                         })),
                         Err(r) => self.answer(&mut pending, r, &rid),
                     }
-                    self.flush(&mut pending, now).await;
                 }
                 Msg::Subscribe(sub) => {
                     self.flush(&mut pending, now).await;
@@ -485,6 +512,7 @@ impl Session {
 
     /// Submits the staged bids as one engine block and emits every pending answer in order.
     async fn flush(&mut self, pending: &mut Vec<Pending>, now: u64) {
+        self.push_conn_events();
         if pending.is_empty() {
             return;
         }
@@ -556,6 +584,7 @@ impl Session {
         let (ack, plan) = hub.streams.subscribe(&mut b, self.conn, &sub, parsed);
         // queued under the buyer lock: the ack, then the replay, then live events
         self.conn_event(Event::SubscriptionAck(ack), rid);
+        self.push_conn_events();
         if let Some(plan) = plan {
             let _ = self.tx.try_send(Out::Replay(plan));
         }

@@ -147,8 +147,9 @@ impl Client {
 
     /// The next server frame (or the close / a timeout).
     pub async fn recv(&mut self, within: Duration) -> Got {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            let m = match tokio::time::timeout(within, self.ws.next()).await {
+            let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return Got::Timeout,
                 Ok(None) => return Got::Closed(None),
                 Ok(Some(Err(_))) => return Got::Closed(None),
