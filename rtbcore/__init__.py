@@ -25,6 +25,7 @@ from rtbcore.clearing import (
 from rtbcore.credit import CreditPool
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
+from rtbcore.exchange import AuctionResult, Exchange, OpenedAuction
 from rtbcore.pacing import (
     AdaptivePacer,
     LinearPacer,
@@ -57,6 +58,10 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     *errors.__all__,
+    # the exchange server
+    "Exchange",
+    "AuctionResult",
+    "OpenedAuction",
     # clearing
     "AuctionBatch",
     "ClearingResult",

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod clearing;
 mod engine;
 mod errors;
+mod gateway;
 mod queue;
 mod ring;
 
@@ -29,5 +30,6 @@ fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     queue::register(m)?;
     ring::register(m)?;
     engine::register(m)?;
+    gateway::register(m)?;
     Ok(())
 }
