@@ -138,7 +138,8 @@ class Exchange:
 
     def _running(self) -> _Gateway:
         if self._gw is None or not self._gw.running:
-            raise QueueClosed("the exchange is not running: call start() or use it as a context manager")
+            raise QueueClosed(
+                "the exchange is not running: call start() or use it as a context manager")
         return self._gw
 
     # facts -----------------------------------------------------------------------------------

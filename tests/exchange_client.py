@@ -29,7 +29,8 @@ KEYS = {"pub": ("key-pub", ["publish", "subscribe", "metrics"]),
 def write_config(d: Path, *, shutdown: str = "finish", extra: str = "") -> Path:
     lines = []
     for buyer, (key, scopes) in KEYS.items():
-        lines.append(f'[[keys]]\nbuyer = "{buyer}"\nsha256 = "{hashlib.sha256(key.encode()).hexdigest()}"\n'
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        lines.append(f'[[keys]]\nbuyer = "{buyer}"\nsha256 = "{digest}"\n'
                      f"scopes = {json.dumps(scopes)}\n")
     (d / "keys.toml").write_text("\n".join(lines))
     cfg = d / "exchange.toml"

@@ -78,7 +78,8 @@ def keys_add(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("serve", help="run the exchange server in the foreground")
-    s.add_argument("--config", default=None, help="exchange.toml (default: a development exchange)")
+    s.add_argument("--config", default=None,
+                   help="exchange.toml (default: a development exchange)")
     s.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default 8080; 0: any free port)")
     s.add_argument("--demo-traffic", type=float, default=None, metavar="RATE",
@@ -89,6 +90,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add = ksub.add_parser("add", help="generate an API key for a buyer, print it once")
     add.add_argument("buyer")
     add.add_argument("--scopes", default="bid,subscribe",
-                     help="comma-separated: bid, subscribe, publish, metrics (default bid,subscribe)")
+                     help="comma-separated: bid, subscribe, publish, metrics "
+                     "(default bid,subscribe)")
     add.add_argument("--file", default="keys.toml", help="the keys file to append to")
     add.set_defaults(func=keys_add)

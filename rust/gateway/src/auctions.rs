@@ -94,7 +94,9 @@ impl Table {
     pub fn new(recovered: HashMap<u64, (u64, Vec<u8>)>) -> Table {
         let started = recovered
             .into_iter()
-            .filter_map(|(id, (pos, blob))| Some((id, (pos, AuctionStarted::decode(blob.as_slice()).ok()?))))
+            .filter_map(|(id, (pos, blob))| {
+                Some((id, (pos, AuctionStarted::decode(blob.as_slice()).ok()?)))
+            })
             .collect();
         Table {
             by_id: HashMap::new(),
@@ -140,8 +142,11 @@ impl Table {
         };
         let a = &self.open[&eid];
         if now > a.deadline_mono || (a.expected > 0 && a.answered >= a.expected) {
-            return Err(reject(RejectReason::AuctionClosed, format!("auction {auction_id:?} is closed"))
-                .on_auction(auction_id));
+            return Err(reject(
+                RejectReason::AuctionClosed,
+                format!("auction {auction_id:?} is closed"),
+            )
+            .on_auction(auction_id));
         }
         Ok(eid)
     }
@@ -171,13 +176,22 @@ enum Undo {
     Cancel,
 }
 
-fn ttl_of(d: &Option<pbjson_types::Duration>, max_ns: u64, field: &str) -> Result<Option<Duration>, Reject> {
+fn ttl_of(
+    d: &Option<pbjson_types::Duration>,
+    max_ns: u64,
+    field: &str,
+) -> Result<Option<Duration>, Reject> {
     let Some(d) = d else { return Ok(None) };
     match dur_ns(d) {
         Some(ns) if ns > 0 && ns <= max_ns => Ok(Some(Duration::from_nanos(ns))),
         _ => Err(reject(
             RejectReason::InvalidField,
-            format!("{field} must be > 0 and at most {} ms, got {}s {}ns", max_ns / 1_000_000, d.seconds, d.nanos),
+            format!(
+                "{field} must be > 0 and at most {} ms, got {}s {}ns",
+                max_ns / 1_000_000,
+                d.seconds,
+                d.nanos
+            ),
         )),
     }
 }
@@ -193,7 +207,10 @@ impl Hub {
         if !m.currency.is_empty() && m.currency != self.currency {
             return Err(reject(
                 RejectReason::CurrencyMismatch,
-                format!("{field}.currency is {:?}, the exchange clears in {:?}", m.currency, self.currency),
+                format!(
+                    "{field}.currency is {:?}, the exchange clears in {:?}",
+                    m.currency, self.currency
+                ),
             ));
         }
         let max = self.cfg.engine.max_amount_micros;
@@ -210,12 +227,21 @@ impl Hub {
         self.cfg.engine.max_tmax_ms * 1_000_000
     }
 
-    pub fn place(&self, who: &Identity, p: &PlaceBid, rid: &str, now: u64) -> Result<Staged, Reject> {
+    pub fn place(
+        &self,
+        who: &Identity,
+        p: &PlaceBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
         let on = |r: Reject| r.on_auction(&p.auction_id);
         if !p.buyer_id.is_empty() && p.buyer_id != who.buyer {
             return Err(on(reject(
                 RejectReason::Forbidden,
-                format!("place_bid.buyer_id {:?} is not the authenticated buyer {:?}", p.buyer_id, who.buyer),
+                format!(
+                    "place_bid.buyer_id {:?} is not the authenticated buyer {:?}",
+                    p.buyer_id, who.buyer
+                ),
             )));
         }
         let amount = self.check_amount(&p.amount, "place_bid.amount").map_err(on)?;
@@ -246,7 +272,10 @@ impl Hub {
         if !a.bids.contains_key(&key) {
             a.answered += 1;
         }
-        a.bids.insert(key, BidState { bid, buyer: who.buyer.as_str().into(), amount, live: true, gen: 0 });
+        a.bids.insert(
+            key,
+            BidState { bid, buyer: who.buyer.as_str().into(), amount, live: true, gen: 0 },
+        );
         let aid = a.id.to_string();
         t.bids.insert(bid, (eid, key));
         Ok(Staged {
@@ -275,23 +304,40 @@ impl Hub {
         let n = parse_bid_id(id).ok_or_else(unknown)?;
         let &(eid, key) = t.bids.get(&n).ok_or_else(unknown)?;
         let a = &t.open[&eid];
-        if key != buyer_key(&who.buyer) || a.bids.get(&key).is_none_or(|b| &*b.buyer != who.buyer.as_str()) {
-            return Err(reject(RejectReason::Forbidden, format!("bid {id:?} belongs to another buyer")).on_bid(id));
+        if key != buyer_key(&who.buyer)
+            || a.bids.get(&key).is_none_or(|b| &*b.buyer != who.buyer.as_str())
+        {
+            return Err(reject(
+                RejectReason::Forbidden,
+                format!("bid {id:?} belongs to another buyer"),
+            )
+            .on_bid(id));
         }
         if !a.bids[&key].live {
             return Err(unknown());
         }
         if now > a.deadline_mono {
-            return Err(reject(RejectReason::AuctionClosed, format!("auction {:?} is closed", a.id))
-                .on_auction(&a.id)
-                .on_bid(id));
+            return Err(reject(
+                RejectReason::AuctionClosed,
+                format!("auction {:?} is closed", a.id),
+            )
+            .on_auction(&a.id)
+            .on_bid(id));
         }
         Ok((n, eid))
     }
 
-    pub fn update(&self, who: &Identity, u: &UpdateBid, rid: &str, now: u64) -> Result<Staged, Reject> {
-        let amount = self.check_amount(&u.amount, "update_bid.amount").map_err(|r| r.on_bid(&u.bid_id))?;
-        let ttl = ttl_of(&u.ttl, self.max_tmax_ns(), "update_bid.ttl").map_err(|r| r.on_bid(&u.bid_id))?;
+    pub fn update(
+        &self,
+        who: &Identity,
+        u: &UpdateBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
+        let amount =
+            self.check_amount(&u.amount, "update_bid.amount").map_err(|r| r.on_bid(&u.bid_id))?;
+        let ttl = ttl_of(&u.ttl, self.max_tmax_ns(), "update_bid.ttl")
+            .map_err(|r| r.on_bid(&u.bid_id))?;
         let mut t = self.table.lock();
         let (n, eid) = self.own_bid(&t, who, &u.bid_id, now)?;
         let key = buyer_key(&who.buyer);
@@ -331,10 +377,24 @@ impl Hub {
         })
     }
 
-    pub fn cancel(&self, who: &Identity, c: &CancelBid, rid: &str, now: u64) -> Result<Staged, Reject> {
+    pub fn cancel(
+        &self,
+        who: &Identity,
+        c: &CancelBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
         let mut t = self.table.lock();
         let (n, eid) = self.own_bid(&t, who, &c.bid_id, now)?;
-        self.cancel_locked(&mut t, n, eid, buyer_key(&who.buyer), &c.bid_id, rid, BidStatus::Cancelled)
+        self.cancel_locked(
+            &mut t,
+            n,
+            eid,
+            buyer_key(&who.buyer),
+            &c.bid_id,
+            rid,
+            BidStatus::Cancelled,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -348,9 +408,11 @@ impl Hub {
         rid: &str,
         status: BidStatus,
     ) -> Result<Staged, Reject> {
-        let a = t.open.get_mut(&eid).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
+        let a =
+            t.open.get_mut(&eid).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
         let aid = a.id.to_string();
-        let b = a.bids.get_mut(&key).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
+        let b =
+            a.bids.get_mut(&key).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
         b.live = false;
         Ok(Staged {
             auction: eid,
@@ -402,10 +464,14 @@ impl Hub {
                 if tries >= 200 {
                     Err(reject(RejectReason::InternalError, "the engine is overloaded, retry"))
                 } else {
-                    self.engine.send(p).map_err(|_| reject(RejectReason::ShuttingDown, "the exchange is shutting down"))
+                    self.engine.send(p).map_err(|_| {
+                        reject(RejectReason::ShuttingDown, "the exchange is shutting down")
+                    })
                 }
             }
-            Err(e) => Err(reject(RejectReason::InternalError, format!("engine refused the block: {e}"))),
+            Err(e) => {
+                Err(reject(RejectReason::InternalError, format!("engine refused the block: {e}")))
+            }
         };
         match result {
             Ok(n) => {
@@ -465,7 +531,10 @@ impl Hub {
         };
         let buyer = {
             let t = self.table.lock();
-            t.open.get(&staged.auction).and_then(|a| a.bids.get(&staged.buyer_key)).map(|b| b.buyer.to_string())
+            t.open
+                .get(&staged.auction)
+                .and_then(|a| a.bids.get(&staged.buyer_key))
+                .map(|b| b.buyer.to_string())
         };
         if self.submit(std::slice::from_ref(&staged), now).await.is_ok() {
             self.metrics.bids_expired.fetch_add(1, Ordering::Relaxed);
@@ -493,7 +562,11 @@ impl Hub {
     /// Opens an auction for `publisher` (None: the exchange itself — demo traffic or the
     /// embedding program), announces it to matching subscribers and returns its engine id and
     /// `AuctionOpened`.
-    pub fn open_auction(&self, publisher: Option<&str>, o: &OpenAuction) -> Result<(u64, AuctionOpened), Reject> {
+    pub fn open_auction(
+        &self,
+        publisher: Option<&str>,
+        o: &OpenAuction,
+    ) -> Result<(u64, AuctionOpened), Reject> {
         if self.is_draining() {
             return Err(reject(RejectReason::ShuttingDown, "the exchange is draining"));
         }
@@ -532,8 +605,11 @@ impl Hub {
             },
         };
         let eid = self.next_auction.fetch_add(1, Ordering::Relaxed);
-        let id: Arc<str> =
-            if o.auction_id.is_empty() { format!("x{eid}").into() } else { o.auction_id.as_str().into() };
+        let id: Arc<str> = if o.auction_id.is_empty() {
+            format!("x{eid}").into()
+        } else {
+            o.auction_id.as_str().into()
+        };
         let now_mono = mono_ns();
         let deadline_unix = unix_ns() + tmax_ns;
         let started = AuctionStarted {
@@ -551,13 +627,23 @@ impl Hub {
         {
             let mut t = self.table.lock();
             if t.by_id.contains_key(&id) || t.closed.contains(&id) {
-                return Err(on(reject(RejectReason::DuplicateAuction, format!("auction id {id:?} is in use"))));
+                return Err(on(reject(
+                    RejectReason::DuplicateAuction,
+                    format!("auction id {id:?} is in use"),
+                )));
             }
-            let req = self.engine.open_request(eid, Some(floor as f64), Some(tmax_ns), o.expected_bids, now_mono);
-            self.engine
-                .open(&[req])
-                .map_err(|_| on(reject(RejectReason::ShuttingDown, "the exchange is shutting down")))?;
-            let hdr = Rec { kind: K_AUCTION, auction: eid, time_ns: unix_ns(), ..Default::default() };
+            let req = self.engine.open_request(
+                eid,
+                Some(floor as f64),
+                Some(tmax_ns),
+                o.expected_bids,
+                now_mono,
+            );
+            self.engine.open(&[req]).map_err(|_| {
+                on(reject(RejectReason::ShuttingDown, "the exchange is shutting down"))
+            })?;
+            let hdr =
+                Rec { kind: K_AUCTION, auction: eid, time_ns: unix_ns(), ..Default::default() };
             let pos = self.log.append_blob(hdr, &started.encode_to_vec()).unwrap_or(0);
             t.started.insert(eid, (pos, started.clone()));
             let oldest = self.log.bounds().0;
@@ -582,7 +668,12 @@ impl Hub {
         self.metrics.auctions_open.fetch_add(1, Ordering::Relaxed);
         for b in self.streams.subscribers(&o.attributes) {
             let mut b = b.lock();
-            let se = StreamEvent { event: Event::AuctionStarted(started.clone()), request_id: String::new(), auction: eid, bid: 0 };
+            let se = StreamEvent {
+                event: Event::AuctionStarted(started.clone()),
+                request_id: String::new(),
+                auction: eid,
+                bid: 0,
+            };
             self.streams.emit(&mut b, vec![se], None);
         }
         Ok((eid, AuctionOpened { auction_id: id.to_string(), deadline: Some(ts(deadline_unix)) }))

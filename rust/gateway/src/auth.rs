@@ -112,7 +112,10 @@ impl Authenticator {
         for (i, k) in f.keys.iter().enumerate() {
             let at = format!("keys[{i}]");
             if !valid_id(&k.buyer) {
-                return Err(err(format!("{at}.buyer: must be 1..=64 printable ASCII bytes, got {:?}", k.buyer)));
+                return Err(err(format!(
+                    "{at}.buyer: must be 1..=64 printable ASCII bytes, got {:?}",
+                    k.buyer
+                )));
             }
             let mut hash = [0u8; 32];
             let hex = k.sha256.as_bytes();
@@ -182,8 +185,7 @@ impl Authenticator {
             scopes: Vec<String>,
             exp: u64,
         }
-        let c: Claims =
-            serde_json::from_slice(&body).map_err(|e| format!("token payload: {e}"))?;
+        let c: Claims = serde_json::from_slice(&body).map_err(|e| format!("token payload: {e}"))?;
         if c.exp <= now_unix {
             return Err("token expired".into());
         }

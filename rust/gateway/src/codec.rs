@@ -23,14 +23,16 @@ pub enum DecodeError {
 
 pub fn decode_binary(wire: Wire, data: &[u8]) -> Result<ClientFrame, DecodeError> {
     match wire {
-        Wire::Proto => ClientFrame::decode(data).map_err(|e| DecodeError::Malformed(format!("client frame: {e}"))),
+        Wire::Proto => ClientFrame::decode(data)
+            .map_err(|e| DecodeError::Malformed(format!("client frame: {e}"))),
         Wire::Json => Err(DecodeError::WrongType),
     }
 }
 
 pub fn decode_text(wire: Wire, text: &str) -> Result<ClientFrame, DecodeError> {
     match wire {
-        Wire::Json => serde_json::from_str(text).map_err(|e| DecodeError::Malformed(format!("client frame: {e}"))),
+        Wire::Json => serde_json::from_str(text)
+            .map_err(|e| DecodeError::Malformed(format!("client frame: {e}"))),
         Wire::Proto => Err(DecodeError::WrongType),
     }
 }
@@ -47,7 +49,9 @@ pub fn encode(wire: Wire, events: Vec<BidEvent>) -> Encoded {
         Wire::Proto => Encoded::Binary(f.encode_to_vec()),
         // serialising generated messages cannot fail (no maps with non-string keys, no floats
         // that JSON cannot hold: non-finite doubles are written as strings by pbjson)
-        Wire::Json => Encoded::Text(serde_json::to_string(&f).unwrap_or_else(|_| "{\"events\":[]}".into())),
+        Wire::Json => {
+            Encoded::Text(serde_json::to_string(&f).unwrap_or_else(|_| "{\"events\":[]}".into()))
+        }
     }
 }
 

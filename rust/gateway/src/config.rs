@@ -227,26 +227,41 @@ impl Config {
             }
         }
         if s.max_frame_bytes < 256 {
-            return bad("server.max_frame_bytes", format!("must be >= 256, got {}", s.max_frame_bytes));
+            return bad(
+                "server.max_frame_bytes",
+                format!("must be >= 256, got {}", s.max_frame_bytes),
+            );
         }
         if self.engine.workers > 64 {
-            return bad("engine.workers", format!("must be in 1..=64, got {}", self.engine.workers));
+            return bad(
+                "engine.workers",
+                format!("must be in 1..=64, got {}", self.engine.workers),
+            );
         }
         if self.engine.tmax_ms > self.engine.max_tmax_ms {
             return bad(
                 "engine.tmax_ms",
-                format!("{} is above engine.max_tmax_ms = {}", self.engine.tmax_ms, self.engine.max_tmax_ms),
+                format!(
+                    "{} is above engine.max_tmax_ms = {}",
+                    self.engine.tmax_ms, self.engine.max_tmax_ms
+                ),
             );
         }
         if !matches!(self.engine.mechanism.as_str(), "second_price" | "first_price") {
             return bad(
                 "engine.mechanism",
-                format!("must be \"second_price\" or \"first_price\", got {:?}", self.engine.mechanism),
+                format!(
+                    "must be \"second_price\" or \"first_price\", got {:?}",
+                    self.engine.mechanism
+                ),
             );
         }
         let cur = &self.engine.currency;
         if cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()) {
-            return bad("engine.currency", format!("must be an ISO 4217 code like \"USD\", got {cur:?}"));
+            return bad(
+                "engine.currency",
+                format!("must be an ISO 4217 code like \"USD\", got {cur:?}"),
+            );
         }
         if self.engine.max_amount_micros <= 0 || self.engine.max_amount_micros > (1 << 53) {
             return bad(
@@ -255,7 +270,10 @@ impl Config {
             );
         }
         if !matches!(s.shutdown.as_str(), "finish" | "cancel") {
-            return bad("server.shutdown", format!("must be \"finish\" or \"cancel\", got {:?}", s.shutdown));
+            return bad(
+                "server.shutdown",
+                format!("must be \"finish\" or \"cancel\", got {:?}", s.shutdown),
+            );
         }
         if self.events.max_records < 1024 || self.events.max_records > (1 << 32) {
             return bad(
@@ -264,7 +282,10 @@ impl Config {
             );
         }
         if !(self.demo.traffic.is_finite() && self.demo.traffic >= 0.0) {
-            return bad("demo.traffic", format!("must be >= 0 auctions per second, got {}", self.demo.traffic));
+            return bad(
+                "demo.traffic",
+                format!("must be >= 0 auctions per second, got {}", self.demo.traffic),
+            );
         }
         Ok(())
     }
@@ -330,9 +351,11 @@ tmax_ms = 100
 
     #[test]
     fn errors_name_the_key() {
-        let e = Config::from_toml("[engine]\nmechanism = \"vickrey\"\n", Path::new(".")).unwrap_err();
+        let e =
+            Config::from_toml("[engine]\nmechanism = \"vickrey\"\n", Path::new(".")).unwrap_err();
         assert!(e.0.contains("engine.mechanism"), "{e}");
-        let e = Config::from_toml("[server]\nheartbeat_timeout_s = -1\n", Path::new(".")).unwrap_err();
+        let e =
+            Config::from_toml("[server]\nheartbeat_timeout_s = -1\n", Path::new(".")).unwrap_err();
         assert!(e.0.contains("server.heartbeat_timeout_s"), "{e}");
         let e = Config::from_toml("[server]\nprot = 1\n", Path::new(".")).unwrap_err();
         assert!(e.0.contains("prot"), "{e}");

@@ -106,7 +106,15 @@ const NONE_I64: i64 = i64::MIN;
 
 /// The log form of a stream event of `buyer` with `seq`: a compact record or a header + blob.
 pub fn to_record(buyer: u64, seq: u64, time_ns: u64, se: &StreamEvent) -> (Rec, Option<Vec<u8>>) {
-    let mut r = Rec { buyer, seq, time_ns, auction: se.auction, bid: se.bid, amount2: NONE_I64, ..Default::default() };
+    let mut r = Rec {
+        buyer,
+        seq,
+        time_ns,
+        auction: se.auction,
+        bid: se.bid,
+        amount2: NONE_I64,
+        ..Default::default()
+    };
     let m = |x: &Option<Money>| x.as_ref().map_or(NONE_I64, |m| m.micros);
     match &se.event {
         Event::AuctionStarted(_) => r.kind = K_AUCTION_STARTED,
@@ -147,7 +155,12 @@ pub trait AuctionLookup {
 
 /// Rebuilds the event a record was logged from (replay). The request id and a rejection's
 /// message are not kept for compact kinds (rejections are blobs, so theirs are).
-pub fn from_record(buyer: &str, e: &Entry, currency: &str, aux: &dyn AuctionLookup) -> Option<BidEvent> {
+pub fn from_record(
+    buyer: &str,
+    e: &Entry,
+    currency: &str,
+    aux: &dyn AuctionLookup,
+) -> Option<BidEvent> {
     let r = &e.rec;
     let started = || aux.started(r.auction);
     let aid = || started().map(|s| s.auction_id).unwrap_or_default();
@@ -203,21 +216,49 @@ mod tests {
 
     #[test]
     fn stream_events_survive_the_log_form() {
-        let st = AuctionStarted { auction_id: "a-5".into(), expected_bids: 2, ..Default::default() };
+        let st =
+            AuctionStarted { auction_id: "a-5".into(), expected_bids: 2, ..Default::default() };
         let look = One(st.clone());
         let cases = vec![
             Event::AuctionStarted(st.clone()),
-            Event::BidAccepted(BidAccepted { bid_id: "b9".into(), auction_id: "a-5".into(), amount: Some(money("USD", 7)) }),
-            Event::AuctionWon(AuctionWon { auction_id: "a-5".into(), bid_id: "b9".into(), price: Some(money("USD", 3)), min_to_win: Some(money("USD", 4)), slot: 0 }),
-            Event::AuctionLost(AuctionLost { auction_id: "a-5".into(), bid_id: "b9".into(), loss_reason: 102, min_to_win: None }),
-            Event::BidUpdate(BidUpdate { bid_id: "b9".into(), auction_id: "a-5".into(), status: BidStatus::Cancelled as i32, amount: Some(money("USD", 1)) }),
-            Event::BidRejected(BidRejected { reason: RejectReason::BelowFloor as i32, message: "x".into(), auction_id: "zz".into(), bid_id: String::new() }),
+            Event::BidAccepted(BidAccepted {
+                bid_id: "b9".into(),
+                auction_id: "a-5".into(),
+                amount: Some(money("USD", 7)),
+            }),
+            Event::AuctionWon(AuctionWon {
+                auction_id: "a-5".into(),
+                bid_id: "b9".into(),
+                price: Some(money("USD", 3)),
+                min_to_win: Some(money("USD", 4)),
+                slot: 0,
+            }),
+            Event::AuctionLost(AuctionLost {
+                auction_id: "a-5".into(),
+                bid_id: "b9".into(),
+                loss_reason: 102,
+                min_to_win: None,
+            }),
+            Event::BidUpdate(BidUpdate {
+                bid_id: "b9".into(),
+                auction_id: "a-5".into(),
+                status: BidStatus::Cancelled as i32,
+                amount: Some(money("USD", 1)),
+            }),
+            Event::BidRejected(BidRejected {
+                reason: RejectReason::BelowFloor as i32,
+                message: "x".into(),
+                auction_id: "zz".into(),
+                bid_id: String::new(),
+            }),
         ];
         for (i, ev) in cases.into_iter().enumerate() {
             let se = StreamEvent { event: ev.clone(), request_id: "r".into(), auction: 5, bid: 9 };
             let (rec, blob) = to_record(1, i as u64 + 1, 1_500_000_000, &se);
             let rec = Rec::decode(&rec.encode());
-            let back = from_record("acme", &Entry { rec, blob: blob.unwrap_or_default() }, "USD", &look).unwrap();
+            let back =
+                from_record("acme", &Entry { rec, blob: blob.unwrap_or_default() }, "USD", &look)
+                    .unwrap();
             assert_eq!(back.event, Some(ev));
             assert_eq!(back.seq, i as u64 + 1);
             assert_eq!(back.event_id, format!("acme:{}", i + 1));

@@ -167,7 +167,12 @@ impl EventLog {
             BidRing::create(path, opts).map_err(|e| format!("{}: {e}", path.display()))?
         };
         let reader = ring.reader("gateway", Start::Oldest).map_err(io)?;
-        let log = EventLog { ring, reader: Mutex::new(reader), write: Mutex::new(()), path: path.to_path_buf() };
+        let log = EventLog {
+            ring,
+            reader: Mutex::new(reader),
+            write: Mutex::new(()),
+            path: path.to_path_buf(),
+        };
         let rec = log.scan()?;
         Ok((log, rec))
     }
@@ -248,14 +253,12 @@ impl EventLog {
                 if idle > 200 {
                     break;
                 }
-                drop(batch);
                 std::thread::sleep(Duration::from_micros(100));
                 continue;
             }
             idle = 0;
             let start = batch.start_seq();
             let bytes = batch.bytes().to_vec();
-            drop(batch);
             for (i, b) in bytes.chunks_exact(REC).enumerate() {
                 let at = start + i as u64;
                 if at >= to {
@@ -341,15 +344,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rtbcore-evlog-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("events.ring");
-        let rec = Rec { kind: K_BID_ACCEPTED, buyer: 7, seq: 1, auction: 3, bid: 9, amount: -5, amount2: i64::MAX, time_ns: 11, ..Default::default() };
+        let rec = Rec {
+            kind: K_BID_ACCEPTED,
+            buyer: 7,
+            seq: 1,
+            auction: 3,
+            bid: 9,
+            amount: -5,
+            amount2: i64::MAX,
+            time_ns: 11,
+            ..Default::default()
+        };
         assert_eq!(Rec::decode(&rec.encode()), rec);
         {
             let (log, rec0) = EventLog::open(&path, 1024).unwrap();
             assert!(rec0.buyers.is_empty());
             log.append(&rec).unwrap();
             let blob: Vec<u8> = (0..200u8).collect();
-            log.append_blob(Rec { kind: K_EVENT, buyer: 7, seq: 2, ..Default::default() }, &blob).unwrap();
-            log.append_blob(Rec { kind: K_AUCTION, auction: 4, ..Default::default() }, b"ab").unwrap();
+            log.append_blob(Rec { kind: K_EVENT, buyer: 7, seq: 2, ..Default::default() }, &blob)
+                .unwrap();
+            log.append_blob(Rec { kind: K_AUCTION, auction: 4, ..Default::default() }, b"ab")
+                .unwrap();
         }
         let (_log, r) = EventLog::open(&path, 1024).unwrap();
         let b = &r.buyers[&7];

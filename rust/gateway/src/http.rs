@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{unix_now, Identity, SCOPE_SUBSCRIBE};
 use crate::codec::Wire;
-use crate::events::{type_bit, T_ALL, TYPE_NAMES};
+use crate::events::{type_bit, TYPE_NAMES, T_ALL};
 use crate::hub::Hub;
 use crate::replay::replay_events;
 use crate::session;
@@ -51,7 +51,10 @@ async fn bidding(
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = st.hub.cfg.server.max_frame_bytes;
-    let ws = ws.protocols([SUBPROTOCOL_PROTO, SUBPROTOCOL_JSON]).max_message_size(max).max_frame_size(max);
+    let ws = ws
+        .protocols([SUBPROTOCOL_PROTO, SUBPROTOCOL_JSON])
+        .max_message_size(max)
+        .max_frame_size(max);
     let wire = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
         Some(SUBPROTOCOL_JSON) => Wire::Json,
         _ => Wire::Proto,
@@ -72,8 +75,16 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let hub = &st.hub;
     let (oldest, tail) = hub.log.bounds();
     let extra = [
-        ("rtbcore_gateway_event_log_records", "records held by the event log", (tail - oldest) as f64),
-        ("rtbcore_gateway_event_log_capacity_records", "the event log's capacity", hub.log.capacity() as f64),
+        (
+            "rtbcore_gateway_event_log_records",
+            "records held by the event log",
+            (tail - oldest) as f64,
+        ),
+        (
+            "rtbcore_gateway_event_log_capacity_records",
+            "the event log's capacity",
+            hub.log.capacity() as f64,
+        ),
         ("rtbcore_gateway_buyers", "buyers with a stream", hub.streams.all_buyers().len() as f64),
     ];
     let body = hub.metrics.render(&extra);
@@ -88,7 +99,11 @@ async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-fn credential(hub: &Hub, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<Identity, String> {
+fn credential(
+    hub: &Hub,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Identity, String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -151,10 +166,20 @@ async fn events(
         return (StatusCode::FORBIDDEN, "needs the \"subscribe\" scope\n").into_response();
     }
     let mut mask = 0;
-    for t in q.get("event_types").map(|s| s.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or(Vec::new()) {
+    for t in q
+        .get("event_types")
+        .map(|s| s.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or(Vec::new())
+    {
         match TYPE_NAMES.iter().find(|(_, n)| *n == t) {
             Some((b, _)) => mask |= b,
-            None => return (StatusCode::BAD_REQUEST, format!("event_types: unknown event type {t:?}\n")).into_response(),
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("event_types: unknown event type {t:?}\n"),
+                )
+                    .into_response()
+            }
         }
     }
     if mask == 0 {
@@ -162,13 +187,24 @@ async fn events(
     }
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let since = match (last_id, q.get("since_seq")) {
-        (Some(id), _) => match id.rsplit_once(':').and_then(|(b, s)| (b == who.buyer).then(|| s.parse::<u64>().ok()).flatten()) {
+        (Some(id), _) => match id
+            .rsplit_once(':')
+            .and_then(|(b, s)| (b == who.buyer).then(|| s.parse::<u64>().ok()).flatten())
+        {
             Some(n) => Some(n),
-            None => return (StatusCode::BAD_REQUEST, format!("Last-Event-ID {id:?} is not one of this buyer's event ids\n")).into_response(),
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("Last-Event-ID {id:?} is not one of this buyer's event ids\n"),
+                )
+                    .into_response()
+            }
         },
         (None, Some(s)) => match s.parse::<u64>() {
             Ok(n) => Some(n),
-            Err(_) => return (StatusCode::BAD_REQUEST, "since_seq must be an integer\n").into_response(),
+            Err(_) => {
+                return (StatusCode::BAD_REQUEST, "since_seq must be an integer\n").into_response()
+            }
         },
         (None, None) => None,
     };
@@ -179,7 +215,8 @@ async fn events(
         let b = hub.streams.buyer(&who.buyer);
         let mut b = b.lock();
         if let Some(after) = since {
-            if let (_, _, _, Some(plan)) = hub.streams.plan_replay(&mut b, Since::Seq(after), mask) {
+            if let (_, _, _, Some(plan)) = hub.streams.plan_replay(&mut b, Since::Seq(after), mask)
+            {
                 let _ = tx.try_send(Out::Replay(plan));
             }
         }

@@ -12,7 +12,11 @@ pub fn replay_events(hub: &Hub, buyer: &str, plan: &ReplayPlan) -> Vec<BidEvent>
     let mut entries = Vec::new();
     let read = hub.log.read_range(plan.start_pos, plan.end_pos, |_, e| {
         let r = &e.rec;
-        if r.buyer == plan.buyer_key && r.seq >= plan.from && r.seq <= plan.to && r.time_ns >= plan.not_before_ns {
+        if r.buyer == plan.buyer_key
+            && r.seq >= plan.from
+            && r.seq <= plan.to
+            && r.time_ns >= plan.not_before_ns
+        {
             entries.push(e);
         }
         true

@@ -53,7 +53,8 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
     let cur = &hub.currency;
     let price = if r.price.is_finite() { r.price.round() as i64 } else { 0 };
     let winner_key = (r.winner_bidder >= 0).then_some(r.winner_bidder as u64);
-    let winner = winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
+    let winner =
+        winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
     let (cb, cb_name) = closed_by(r.closed_by);
     // events per buyer, then each buyer's lock once
     let mut per_buyer: HashMap<String, Vec<StreamEvent>> = HashMap::new();
@@ -62,7 +63,11 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
             continue;
         }
         let ev = if Some(*key) == winner_key {
-            let mtw = if r.min_to_win.is_finite() { Some(money(cur, r.min_to_win.round() as i64)) } else { None };
+            let mtw = if r.min_to_win.is_finite() {
+                Some(money(cur, r.min_to_win.round() as i64))
+            } else {
+                None
+            };
             Event::AuctionWon(AuctionWon {
                 auction_id: a.id.to_string(),
                 bid_id: bid_id(b.bid),
@@ -96,14 +101,24 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
             auction_id: a.id.to_string(),
             winners: winner
                 .iter()
-                .map(|w| Winner { buyer_id: w.1.clone(), bid_id: bid_id(w.2), price: Some(money(cur, price)), slot: 0 })
+                .map(|w| Winner {
+                    buyer_id: w.1.clone(),
+                    bid_id: bid_id(w.2),
+                    price: Some(money(cur, price)),
+                    slot: 0,
+                })
                 .collect(),
             n_bids: r.n_bids,
             closed_by: cb as i32,
         };
         let b = hub.streams.buyer(p);
         let mut b = b.lock();
-        let se = StreamEvent { event: Event::AuctionClosed(closed), request_id: String::new(), auction: a.engine_id, bid: 0 };
+        let se = StreamEvent {
+            event: Event::AuctionClosed(closed),
+            request_id: String::new(),
+            auction: a.engine_id,
+            bid: 0,
+        };
         hub.streams.emit(&mut b, vec![se], None);
     }
     hub.publish_outcome(AuctionOutcome {

@@ -52,7 +52,11 @@ impl Drop for TempDir {
 fn temp_dir() -> Result<TempDir, String> {
     let mut b = [0u8; 8];
     getrandom::getrandom(&mut b).map_err(|e| e.to_string())?;
-    let p = std::env::temp_dir().join(format!("rtbcore-gateway-{}-{:016x}", std::process::id(), u64::from_le_bytes(b)));
+    let p = std::env::temp_dir().join(format!(
+        "rtbcore-gateway-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(b)
+    ));
     std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     Ok(TempDir(p))
 }
@@ -85,8 +89,8 @@ impl Gateway {
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
         let bind = format!("{}:{}", cfg.server.host, cfg.server.port);
-        let std_listener =
-            std::net::TcpListener::bind(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let std_listener = std::net::TcpListener::bind(&bind)
+            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
         let demo = cfg.demo.traffic;
@@ -108,12 +112,21 @@ impl Gateway {
         let token = hub.shutdown.clone();
         rt.spawn(async move {
             let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
-            let _ = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+            let _ =
+                axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
         });
         if demo > 0.0 {
             rt.spawn(crate::demo::run(hub.clone(), demo));
         }
-        Ok(Gateway { hub, rt: Some(rt), addr, dev_key, results: Some(results), tracker, _tmp_dir: tmp })
+        Ok(Gateway {
+            hub,
+            rt: Some(rt),
+            addr,
+            dev_key,
+            results: Some(results),
+            tracker,
+            _tmp_dir: tmp,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -17,7 +17,9 @@ use rtbcore_proto::v1::*;
 use tokio::sync::mpsc;
 
 use crate::auctions::{reject, Reject, Staged};
-use crate::auth::{scope_names, unix_now, Identity, SCOPE_BID, SCOPE_METRICS, SCOPE_PUBLISH, SCOPE_SUBSCRIBE};
+use crate::auth::{
+    scope_names, unix_now, Identity, SCOPE_BID, SCOPE_METRICS, SCOPE_PUBLISH, SCOPE_SUBSCRIBE,
+};
 use crate::codec::{decode_binary, decode_text, encode, DecodeError, Encoded, Wire};
 use crate::events::*;
 use crate::hub::Hub;
@@ -90,7 +92,11 @@ impl Writer {
     async fn close(&mut self, code: u16, reason: &str) {
         self.hub.metrics.close(code);
         let frame = CloseFrame { code, reason: reason.to_string().into() };
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.sink.send(Message::Close(Some(frame))),
+        )
+        .await;
         let _ = tokio::time::timeout(Duration::from_millis(200), self.sink.close()).await;
     }
 }
@@ -168,7 +174,12 @@ async fn linger(src: &mut Source) {
 
 /// Reads until a successful `Auth` (answering anything else with NOT_AUTHENTICATED); closes
 /// with 4001 / 4002 / 4003 and returns None otherwise.
-async fn authenticate(hub: &Hub, w: &mut Writer, src: &mut Source, addr: SocketAddr) -> Option<(Identity, String)> {
+async fn authenticate(
+    hub: &Hub,
+    w: &mut Writer,
+    src: &mut Source,
+    addr: SocketAddr,
+) -> Option<(Identity, String)> {
     let deadline = tokio::time::Instant::now() + hub.cfg.auth_timeout();
     loop {
         let inc = tokio::select! {
@@ -196,7 +207,10 @@ async fn authenticate(hub: &Hub, w: &mut Writer, src: &mut Source, addr: SocketA
             }
             Incoming::Bad(DecodeError::Malformed(m)) => {
                 hub.metrics.reject(RejectReason::Malformed);
-                let ev = w.conn_event(Event::Error(Error { reason: RejectReason::Malformed as i32, message: m }), "");
+                let ev = w.conn_event(
+                    Event::Error(Error { reason: RejectReason::Malformed as i32, message: m }),
+                    "",
+                );
                 w.send(vec![ev]).await;
                 continue;
             }
@@ -238,7 +252,13 @@ async fn authenticate(hub: &Hub, w: &mut Writer, src: &mut Source, addr: SocketA
 }
 
 /// The authenticated part: registers with the buyer's stream and serves until the end.
-async fn connected(hub: &Arc<Hub>, w: &mut Writer, src: &mut Source, who: Identity, auth_rid: String) {
+async fn connected(
+    hub: &Arc<Hub>,
+    w: &mut Writer,
+    src: &mut Source,
+    who: Identity,
+    auth_rid: String,
+) {
     let (tx, mut rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
     let overflowed = Arc::new(AtomicBool::new(false));
     let buyer = hub.streams.buyer(&who.buyer);
@@ -262,7 +282,13 @@ async fn connected(hub: &Arc<Hub>, w: &mut Writer, src: &mut Source, who: Identi
         let ev = w.conn_event(Event::AuthResult(res), &auth_rid);
         // queued under the buyer lock, so it precedes every live event of this connection
         let _ = tx.try_send(Out::Events(vec![ev]));
-        let handle = ConnHandle { id: w.conn, tx: tx.clone(), overflowed: overflowed.clone(), subscribed: false, mask: 0 };
+        let handle = ConnHandle {
+            id: w.conn,
+            tx: tx.clone(),
+            overflowed: overflowed.clone(),
+            subscribed: false,
+            mask: 0,
+        };
         hub.streams.attach(&mut b, handle);
     }
     let mut s = Session {
@@ -404,12 +430,20 @@ impl Session {
 
     fn answer(&self, pending: &mut Vec<Pending>, r: Reject, rid: &str) {
         self.hub.metrics.reject(r.reason);
-        pending.push(Pending::Answer(StreamEvent { event: r.event(), request_id: rid.to_string(), auction: 0, bid: 0 }));
+        pending.push(Pending::Answer(StreamEvent {
+            event: r.event(),
+            request_id: rid.to_string(),
+            auction: 0,
+            bid: 0,
+        }));
     }
 
     fn scope(&self, bit: u8, what: &str) -> Result<(), Reject> {
         if self.who.scopes & bit == 0 {
-            Err(reject(RejectReason::Forbidden, format!("{what} needs the {:?} scope", scope_names(bit)[0])))
+            Err(reject(
+                RejectReason::Forbidden,
+                format!("{what} needs the {:?} scope", scope_names(bit)[0]),
+            ))
         } else {
             Ok(())
         }
@@ -423,7 +457,10 @@ impl Session {
         if f.messages.len() > max {
             hub.metrics.reject(RejectReason::TooManyMessages);
             let message = format!("a frame holds at most {max} messages, got {}", f.messages.len());
-            self.conn_event(Event::Error(Error { reason: RejectReason::TooManyMessages as i32, message }), "");
+            self.conn_event(
+                Event::Error(Error { reason: RejectReason::TooManyMessages as i32, message }),
+                "",
+            );
             self.push_conn_events();
             return;
         }
@@ -432,18 +469,36 @@ impl Session {
         for m in f.messages {
             let rid = m.request_id;
             if rid.len() > 64 {
-                self.answer(&mut pending, reject(RejectReason::InvalidField, "request_id must be at most 64 bytes"), "");
+                self.answer(
+                    &mut pending,
+                    reject(RejectReason::InvalidField, "request_id must be at most 64 bytes"),
+                    "",
+                );
                 continue;
             }
             if !self.bucket.take(1.0) {
-                self.answer(&mut pending, reject(RejectReason::RateLimited, "the connection's message rate is over its limit"), &rid);
+                self.answer(
+                    &mut pending,
+                    reject(
+                        RejectReason::RateLimited,
+                        "the connection's message rate is over its limit",
+                    ),
+                    &rid,
+                );
                 continue;
             }
             let Some(msg) = m.message else {
-                self.answer(&mut pending, reject(RejectReason::UnknownMessage, "empty or unknown message"), &rid);
+                self.answer(
+                    &mut pending,
+                    reject(RejectReason::UnknownMessage, "empty or unknown message"),
+                    &rid,
+                );
                 continue;
             };
-            let answers_request = matches!(msg, Msg::PlaceBid(_) | Msg::UpdateBid(_) | Msg::CancelBid(_) | Msg::OpenAuction(_));
+            let answers_request = matches!(
+                msg,
+                Msg::PlaceBid(_) | Msg::UpdateBid(_) | Msg::CancelBid(_) | Msg::OpenAuction(_)
+            );
             if answers_request && !rid.is_empty() {
                 let in_frame = pending.iter().any(|p| match p {
                     Pending::Staged(s) => s.answer.request_id == rid,
@@ -463,20 +518,32 @@ impl Session {
             }
             let who = self.who.clone();
             match msg {
-                Msg::PlaceBid(p) => match self.scope(SCOPE_BID, "place_bid").and_then(|_| hub.place(&who, &p, &rid, now)) {
+                Msg::PlaceBid(p) => match self
+                    .scope(SCOPE_BID, "place_bid")
+                    .and_then(|_| hub.place(&who, &p, &rid, now))
+                {
                     Ok(s) => pending.push(Pending::Staged(s)),
                     Err(r) => self.answer(&mut pending, r, &rid),
                 },
-                Msg::UpdateBid(u) => match self.scope(SCOPE_BID, "update_bid").and_then(|_| hub.update(&who, &u, &rid, now)) {
+                Msg::UpdateBid(u) => match self
+                    .scope(SCOPE_BID, "update_bid")
+                    .and_then(|_| hub.update(&who, &u, &rid, now))
+                {
                     Ok(s) => pending.push(Pending::Staged(s)),
                     Err(r) => self.answer(&mut pending, r, &rid),
                 },
-                Msg::CancelBid(c) => match self.scope(SCOPE_BID, "cancel_bid").and_then(|_| hub.cancel(&who, &c, &rid, now)) {
+                Msg::CancelBid(c) => match self
+                    .scope(SCOPE_BID, "cancel_bid")
+                    .and_then(|_| hub.cancel(&who, &c, &rid, now))
+                {
                     Ok(s) => pending.push(Pending::Staged(s)),
                     Err(r) => self.answer(&mut pending, r, &rid),
                 },
                 Msg::OpenAuction(o) => {
-                    match self.scope(SCOPE_PUBLISH, "open_auction").and_then(|_| hub.open_auction(Some(&who.buyer), &o)) {
+                    match self
+                        .scope(SCOPE_PUBLISH, "open_auction")
+                        .and_then(|_| hub.open_auction(Some(&who.buyer), &o))
+                    {
                         Ok((eid, opened)) => pending.push(Pending::Answer(StreamEvent {
                             event: Event::AuctionOpened(opened),
                             request_id: rid,
@@ -504,7 +571,11 @@ impl Session {
                         Err(r) => self.answer(&mut pending, r, &rid),
                     }
                 }
-                Msg::Auth(_) => self.answer(&mut pending, reject(RejectReason::InvalidField, "already authenticated"), &rid),
+                Msg::Auth(_) => self.answer(
+                    &mut pending,
+                    reject(RejectReason::InvalidField, "already authenticated"),
+                    &rid,
+                ),
             }
         }
         self.flush(&mut pending, now).await;
@@ -548,7 +619,12 @@ impl Session {
                         }
                         Some(r) => {
                             hub.metrics.reject(r.reason);
-                            answers.push(StreamEvent { event: r.clone().event(), request_id: s.answer.request_id.clone(), auction: 0, bid: 0 });
+                            answers.push(StreamEvent {
+                                event: r.clone().event(),
+                                request_id: s.answer.request_id.clone(),
+                                auction: 0,
+                                bid: 0,
+                            });
                         }
                     }
                 }

@@ -108,12 +108,17 @@ impl Subscription {
             mask = T_ALL;
         }
         if filters.len() > MAX_FILTERS {
-            return Err(format!("subscribe.filters: at most {MAX_FILTERS} filters, got {}", filters.len()));
+            return Err(format!(
+                "subscribe.filters: at most {MAX_FILTERS} filters, got {}",
+                filters.len()
+            ));
         }
         let mut fs = Vec::new();
         for (k, v) in filters {
             if k.is_empty() || k.len() > 64 || v.len() > 1024 {
-                return Err(format!("subscribe.filters[{k:?}]: key 1..=64 bytes, value at most 1024"));
+                return Err(format!(
+                    "subscribe.filters[{k:?}]: key 1..=64 bytes, value at most 1024"
+                ));
             }
             let num = |s: &str| {
                 s.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
@@ -128,7 +133,8 @@ impl Subscription {
                 Filter::Eq(k.clone(), v.split(',').map(|s| s.to_string()).collect())
             });
         }
-        let types = TYPE_NAMES.iter().filter(|(b, _)| mask & b != 0).map(|(_, n)| n.to_string()).collect();
+        let types =
+            TYPE_NAMES.iter().filter(|(b, _)| mask & b != 0).map(|(_, n)| n.to_string()).collect();
         Ok(Subscription { mask, types, filters: fs, raw_filters: filters.clone() })
     }
 
@@ -138,8 +144,12 @@ impl Subscription {
         }
         self.filters.iter().all(|f| match f {
             Filter::Eq(k, vs) => attrs.get(k).is_some_and(|a| vs.iter().any(|v| v == a)),
-            Filter::Min(k, x) => attrs.get(k).and_then(|a| a.trim().parse::<f64>().ok()).is_some_and(|a| a >= *x),
-            Filter::Max(k, x) => attrs.get(k).and_then(|a| a.trim().parse::<f64>().ok()).is_some_and(|a| a <= *x),
+            Filter::Min(k, x) => {
+                attrs.get(k).and_then(|a| a.trim().parse::<f64>().ok()).is_some_and(|a| a >= *x)
+            }
+            Filter::Max(k, x) => {
+                attrs.get(k).and_then(|a| a.trim().parse::<f64>().ok()).is_some_and(|a| a <= *x)
+            }
         })
     }
 }
@@ -192,7 +202,14 @@ impl Streams {
         idem_window: usize,
         retention_ns: u64,
     ) -> Self {
-        Streams { buyers: Mutex::new(HashMap::new()), recovered: Mutex::new(recovered), log, metrics, idem_window, retention_ns }
+        Streams {
+            buyers: Mutex::new(HashMap::new()),
+            recovered: Mutex::new(recovered),
+            log,
+            metrics,
+            idem_window,
+            retention_ns,
+        }
     }
 
     /// The buyer's state, made on first use (with its history from the log, if any).
@@ -202,7 +219,11 @@ impl Streams {
         m.entry(key)
             .or_insert_with(|| {
                 let h = self.recovered.lock().remove(&key).unwrap_or_default();
-                let sub = h.subscription.as_deref().and_then(|b| Subscribe::decode(b).ok()).and_then(|s| Subscription::parse(&s.event_types, &s.filters).ok());
+                let sub = h
+                    .subscription
+                    .as_deref()
+                    .and_then(|b| Subscribe::decode(b).ok())
+                    .and_then(|s| Subscription::parse(&s.event_types, &s.filters).ok());
                 Arc::new(Mutex::new(Buyer {
                     name: name.to_string(),
                     key,
@@ -225,7 +246,9 @@ impl Streams {
     /// Every buyer with a durable subscription whose filters match (announcements).
     pub fn subscribers(&self, attrs: &HashMap<String, String>) -> Vec<Arc<Mutex<Buyer>>> {
         let all: Vec<_> = self.buyers.lock().values().cloned().collect();
-        all.into_iter().filter(|b| b.lock().sub.as_ref().is_some_and(|s| s.matches(attrs))).collect()
+        all.into_iter()
+            .filter(|b| b.lock().sub.as_ref().is_some_and(|s| s.matches(attrs)))
+            .collect()
     }
 
     pub fn all_buyers(&self) -> Vec<Arc<Mutex<Buyer>>> {
@@ -287,7 +310,11 @@ impl Streams {
                 .iter()
                 .zip(bits)
                 .filter(|(_, bit)| {
-                    mine || if c.subscribed { c.mask & **bit != 0 } else { **bit & T_OWN_RESULTS != 0 }
+                    mine || if c.subscribed {
+                        c.mask & **bit != 0
+                    } else {
+                        **bit & T_OWN_RESULTS != 0
+                    }
                 })
                 .map(|(e, _)| e.clone())
                 .collect();
@@ -331,7 +358,8 @@ impl Streams {
     pub fn ack(&self, b: &mut Buyer, seq: u64) {
         if seq > b.acked && seq <= b.seq {
             b.acked = seq;
-            let rec = Rec { kind: K_ACK, buyer: b.key, seq, time_ns: unix_ns(), ..Default::default() };
+            let rec =
+                Rec { kind: K_ACK, buyer: b.key, seq, time_ns: unix_ns(), ..Default::default() };
             let _ = self.log.append(&rec);
         }
     }
@@ -345,11 +373,20 @@ impl Streams {
         s: &Subscribe,
         sub: Subscription,
     ) -> (SubscriptionAck, Option<ReplayPlan>) {
-        let msg = Subscribe { event_types: s.event_types.clone(), filters: s.filters.clone(), ..Default::default() };
-        let rec = Rec { kind: K_SUBSCRIPTION, buyer: b.key, time_ns: unix_ns(), ..Default::default() };
+        let msg = Subscribe {
+            event_types: s.event_types.clone(),
+            filters: s.filters.clone(),
+            ..Default::default()
+        };
+        let rec =
+            Rec { kind: K_SUBSCRIPTION, buyer: b.key, time_ns: unix_ns(), ..Default::default() };
         let _ = self.log.append_blob(rec, &msg.encode_to_vec());
         let mask = sub.mask;
-        let mut ack = SubscriptionAck { event_types: sub.types.clone(), filters: sub.raw_filters.clone(), ..Default::default() };
+        let mut ack = SubscriptionAck {
+            event_types: sub.types.clone(),
+            filters: sub.raw_filters.clone(),
+            ..Default::default()
+        };
         b.sub = Some(sub);
         for c in b.conns.iter_mut().filter(|c| c.id == conn) {
             c.subscribed = true;
@@ -371,7 +408,12 @@ impl Streams {
     }
 
     /// Plans the replay of the buyer's events after `since`: (from, to, truncated, plan).
-    pub fn plan_replay(&self, b: &mut Buyer, since: Since, mask: u16) -> (u64, u64, bool, Option<ReplayPlan>) {
+    pub fn plan_replay(
+        &self,
+        b: &mut Buyer,
+        since: Since,
+        mask: u16,
+    ) -> (u64, u64, bool, Option<ReplayPlan>) {
         self.prune_index(b);
         let now = unix_ns();
         let mut not_before = now.saturating_sub(self.retention_ns);
@@ -394,7 +436,15 @@ impl Streams {
         // since_time has no seq to compare with: events before it are skipped while reading
         let truncated = matches!(since, Since::Seq(_)) && first_seq > after + 1;
         let (_, end_pos) = self.log.bounds();
-        let plan = ReplayPlan { buyer_key: b.key, from: first_seq, to, start_pos, end_pos, not_before_ns: not_before, mask };
+        let plan = ReplayPlan {
+            buyer_key: b.key,
+            from: first_seq,
+            to,
+            start_pos,
+            end_pos,
+            not_before_ns: not_before,
+            mask,
+        };
         (first_seq, to, truncated, Some(plan))
     }
 

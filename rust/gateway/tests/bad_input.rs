@@ -25,17 +25,27 @@ fn bid_requests_that_break_a_rule_are_rejected_with_their_reason() {
         publisher.event().await;
         let mut acme = Client::login(addr, "key-acme").await;
         let mut bolt = Client::login(addr, "key-bolt").await;
-        let bid = |a: &str, m: Option<Money>| Msg::PlaceBid(PlaceBid { auction_id: a.into(), amount: m, ..Default::default() });
+        let bid = |a: &str, m: Option<Money>| {
+            Msg::PlaceBid(PlaceBid { auction_id: a.into(), amount: m, ..Default::default() })
+        };
         let cases: Vec<(Msg, RejectReason)> = vec![
             (place("nope", 5_000), RejectReason::UnknownAuction),
             (place("a1", 0), RejectReason::InvalidAmount),
             (place("a1", -5), RejectReason::InvalidAmount),
             (bid("a1", None), RejectReason::InvalidAmount),
             (place("a1", i64::MAX), RejectReason::InvalidAmount),
-            (bid("a1", Some(Money { currency: "EUR".into(), micros: 5_000 })), RejectReason::CurrencyMismatch),
+            (
+                bid("a1", Some(Money { currency: "EUR".into(), micros: 5_000 })),
+                RejectReason::CurrencyMismatch,
+            ),
             (place("a1", 999), RejectReason::BelowFloor),
             (
-                Msg::PlaceBid(PlaceBid { auction_id: "a1".into(), amount: usd(5_000), buyer_id: "bolt".into(), ..Default::default() }),
+                Msg::PlaceBid(PlaceBid {
+                    auction_id: "a1".into(),
+                    amount: usd(5_000),
+                    buyer_id: "bolt".into(),
+                    ..Default::default()
+                }),
                 RejectReason::Forbidden,
             ),
             (
@@ -47,7 +57,10 @@ fn bid_requests_that_break_a_rule_are_rejected_with_their_reason() {
                 }),
                 RejectReason::InvalidField,
             ),
-            (Msg::UpdateBid(UpdateBid { bid_id: "b77777".into(), amount: usd(5), ttl: None }), RejectReason::UnknownBid),
+            (
+                Msg::UpdateBid(UpdateBid { bid_id: "b77777".into(), amount: usd(5), ttl: None }),
+                RejectReason::UnknownBid,
+            ),
             (Msg::CancelBid(CancelBid { bid_id: "not-a-bid".into() }), RejectReason::UnknownBid),
             (open("x", 1, 10, 0), RejectReason::Forbidden),
             (Msg::Auth(Auth::default()), RejectReason::InvalidField),
@@ -67,7 +80,12 @@ fn bid_requests_that_break_a_rule_are_rejected_with_their_reason() {
         let Some(Event::BidAccepted(a)) = acme.event().await.event else { panic!() };
         acme.one(place("a1", 6_000)).await;
         assert_eq!(reason(&acme.event().await), RejectReason::AlreadyBid);
-        bolt.one(Msg::UpdateBid(UpdateBid { bid_id: a.bid_id.clone(), amount: usd(9_000), ttl: None })).await;
+        bolt.one(Msg::UpdateBid(UpdateBid {
+            bid_id: a.bid_id.clone(),
+            amount: usd(9_000),
+            ttl: None,
+        }))
+        .await;
         assert_eq!(reason(&bolt.event().await), RejectReason::Forbidden);
         bolt.one(Msg::CancelBid(CancelBid { bid_id: a.bid_id.clone() })).await;
         assert_eq!(reason(&bolt.event().await), RejectReason::Forbidden);
@@ -80,11 +98,20 @@ fn bid_requests_that_break_a_rule_are_rejected_with_their_reason() {
         assert_eq!(reason(&acme.event().await), RejectReason::UnknownMessage);
         // a duplicate auction id, and a bad one
         publisher.one(open("a1", 1, 100, 0)).await;
-        assert_eq!(reason(&publisher.event_except("auction_closed").await), RejectReason::DuplicateAuction);
+        assert_eq!(
+            reason(&publisher.event_except("auction_closed").await),
+            RejectReason::DuplicateAuction
+        );
         publisher.one(open("short", 1, 100, 0)).await;
-        assert_eq!(reason(&publisher.event_except("auction_closed").await), RejectReason::DuplicateAuction);
+        assert_eq!(
+            reason(&publisher.event_except("auction_closed").await),
+            RejectReason::DuplicateAuction
+        );
         publisher.one(open("bad id", 1, 100, 0)).await;
-        assert_eq!(reason(&publisher.event_except("auction_closed").await), RejectReason::InvalidField);
+        assert_eq!(
+            reason(&publisher.event_except("auction_closed").await),
+            RejectReason::InvalidField
+        );
         // a scope the key lacks: bolt has no "metrics"
         bolt.one(Msg::Metrics(MetricsRequest {})).await;
         assert_eq!(reason(&bolt.event().await), RejectReason::Forbidden);
@@ -92,7 +119,11 @@ fn bid_requests_that_break_a_rule_are_rejected_with_their_reason() {
         nosub.one(Msg::Subscribe(Subscribe::default())).await;
         assert_eq!(reason(&nosub.event().await), RejectReason::Forbidden);
         // a bad filter
-        acme.one(Msg::Subscribe(Subscribe { filters: [("min_q".into(), "high".into())].into(), ..Default::default() })).await;
+        acme.one(Msg::Subscribe(Subscribe {
+            filters: [("min_q".into(), "high".into())].into(),
+            ..Default::default()
+        }))
+        .await;
         assert_eq!(reason(&acme.event().await), RejectReason::InvalidField);
         // still serving: the metrics answer
         acme.one(Msg::Metrics(MetricsRequest {})).await;
@@ -102,29 +133,47 @@ fn bid_requests_that_break_a_rule_are_rejected_with_their_reason() {
         }
     });
     let m = gw.metrics_text();
-    for r in ["INVALID_AMOUNT\"} 4", "UNKNOWN_AUCTION\"} 1", "BELOW_FLOOR\"} 1", "CURRENCY_MISMATCH\"} 1", "ALREADY_BID\"} 1"] {
-        assert!(m.contains(&format!("rtbcore_gateway_rejections_total{{reason=\"{r}")), "{r} in\n{m}");
+    for r in [
+        "INVALID_AMOUNT\"} 4",
+        "UNKNOWN_AUCTION\"} 1",
+        "BELOW_FLOOR\"} 1",
+        "CURRENCY_MISMATCH\"} 1",
+        "ALREADY_BID\"} 1",
+    ] {
+        assert!(
+            m.contains(&format!("rtbcore_gateway_rejections_total{{reason=\"{r}")),
+            "{r} in\n{m}"
+        );
     }
 }
 
 #[test]
 fn frames_that_do_not_decode_or_are_too_big() {
     let dir = TempDir::new("frames");
-    let gw = start(config_with(&dir.0, "max_frame_bytes = 4096\nmax_messages_per_frame = 8", "", ""));
+    let gw =
+        start(config_with(&dir.0, "max_frame_bytes = 4096\nmax_messages_per_frame = 8", "", ""));
     let addr = gw.local_addr();
     runtime().block_on(async move {
         // before auth: NOT_AUTHENTICATED, seq 0, and the connection stays usable
         let mut c = Client::connect(addr, Proto::Binary).await;
         c.req("early", place("a", 1)).await;
         let ev = c.event().await;
-        assert_eq!((reason(&ev), ev.seq, ev.request_id.as_str()), (RejectReason::NotAuthenticated, 0, "early"));
+        assert_eq!(
+            (reason(&ev), ev.seq, ev.request_id.as_str()),
+            (RejectReason::NotAuthenticated, 0, "early")
+        );
         assert!(c.auth("key-acme").await.ok);
         // malformed protobuf: Error{MALFORMED}, still open
         c.send_raw(Message::Binary(vec![0x0a, 0xff, 0xff, 0x01].into())).await;
         let ev = c.event().await;
         assert_eq!((reason(&ev), ev.seq), (RejectReason::Malformed, 0));
         // too many messages in one frame
-        c.send((0..9).map(|_| BidMessage { request_id: String::new(), message: Some(place("a", 1)) }).collect()).await;
+        c.send(
+            (0..9)
+                .map(|_| BidMessage { request_id: String::new(), message: Some(place("a", 1)) })
+                .collect(),
+        )
+        .await;
         assert_eq!(reason(&c.event().await), RejectReason::TooManyMessages);
         c.one(Msg::Ack(Ack { seq: 0 })).await;
         // a frame over max_frame_bytes: close 1009
@@ -139,7 +188,10 @@ fn frames_that_do_not_decode_or_are_too_big() {
         // JSON: NaN micros and garbage are MALFORMED; a binary frame is 1003
         let mut j = Client::connect(addr, Proto::Json).await;
         assert!(j.auth("key-acme").await.ok);
-        j.send_raw(Message::Text(r#"{"messages":[{"placeBid":{"auctionId":"a","amount":{"micros":"NaN"}}}]}"#.into())).await;
+        j.send_raw(Message::Text(
+            r#"{"messages":[{"placeBid":{"auctionId":"a","amount":{"micros":"NaN"}}}]}"#.into(),
+        ))
+        .await;
         assert_eq!(reason(&j.event().await), RejectReason::Malformed);
         j.send_raw(Message::Text("not json".into())).await;
         assert_eq!(reason(&j.event().await), RejectReason::Malformed);

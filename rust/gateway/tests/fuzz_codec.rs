@@ -25,7 +25,11 @@ fn sample_frame(micros: i64, n: usize, id: String) -> ClientFrame {
                 ttl: Some(rtbcore_gateway::pbjson_types::Duration { seconds: 1, nanos: 5 }),
                 ..Default::default()
             }),
-            1 => Msg::UpdateBid(UpdateBid { bid_id: format!("b{i}"), amount: Some(Money { currency: String::new(), micros }), ttl: None }),
+            1 => Msg::UpdateBid(UpdateBid {
+                bid_id: format!("b{i}"),
+                amount: Some(Money { currency: String::new(), micros }),
+                ttl: None,
+            }),
             2 => Msg::CancelBid(CancelBid { bid_id: id.clone() }),
             3 => Msg::Subscribe(Subscribe {
                 event_types: vec!["auction_won".into()],
@@ -33,7 +37,11 @@ fn sample_frame(micros: i64, n: usize, id: String) -> ClientFrame {
                 replay_missed: true,
                 since: Some(subscribe::Since::SinceSeq(micros as u64)),
             }),
-            4 => Msg::OpenAuction(OpenAuction { auction_id: id.clone(), expected_bids: i as u32, ..Default::default() }),
+            4 => Msg::OpenAuction(OpenAuction {
+                auction_id: id.clone(),
+                expected_bids: i as u32,
+                ..Default::default()
+            }),
             _ => Msg::Ack(Ack { seq: micros as u64 }),
         };
         messages.push(BidMessage { request_id: format!("r{i}"), message: Some(m) });
@@ -43,7 +51,8 @@ fn sample_frame(micros: i64, n: usize, id: String) -> ClientFrame {
 
 fn duration_ok(d: &Option<rtbcore_gateway::pbjson_types::Duration>) -> bool {
     d.as_ref().is_none_or(|d| {
-        d.nanos.abs() < 1_000_000_000 && (d.seconds == 0 || d.nanos == 0 || (d.seconds > 0) == (d.nanos > 0))
+        d.nanos.abs() < 1_000_000_000
+            && (d.seconds == 0 || d.nanos == 0 || (d.seconds > 0) == (d.nanos > 0))
             && d.seconds.abs() <= 315_576_000_000
     })
 }
@@ -57,7 +66,10 @@ fn in_range(f: &ClientFrame) -> bool {
         Some(Msg::UpdateBid(u)) => duration_ok(&u.ttl),
         Some(Msg::OpenAuction(o)) => duration_ok(&o.tmax),
         Some(Msg::Subscribe(s)) => match &s.since {
-            Some(subscribe::Since::SinceTime(t)) => (0..1_000_000_000).contains(&t.nanos) && (-62_135_596_800..=253_402_300_799).contains(&t.seconds),
+            Some(subscribe::Since::SinceTime(t)) => {
+                (0..1_000_000_000).contains(&t.nanos)
+                    && (-62_135_596_800..=253_402_300_799).contains(&t.seconds)
+            }
             _ => true,
         },
         _ => true,
@@ -141,13 +153,23 @@ proptest! {
 
 #[test]
 fn server_frames_encode_in_both_wires() {
-    let ev = BidEvent { event_id: "c1:1".into(), seq: 0, timestamp: None, request_id: "r".into(), event: None };
+    let ev = BidEvent {
+        event_id: "c1:1".into(),
+        seq: 0,
+        timestamp: None,
+        request_id: "r".into(),
+        event: None,
+    };
     match encode(Wire::Proto, vec![ev.clone()]) {
-        Encoded::Binary(b) => assert_eq!(ServerFrame::decode(&b[..]).unwrap().events, vec![ev.clone()]),
+        Encoded::Binary(b) => {
+            assert_eq!(ServerFrame::decode(&b[..]).unwrap().events, vec![ev.clone()])
+        }
         Encoded::Text(_) => panic!(),
     }
     match encode(Wire::Json, vec![ev.clone()]) {
-        Encoded::Text(t) => assert_eq!(serde_json::from_str::<ServerFrame>(&t).unwrap().events, vec![ev]),
+        Encoded::Text(t) => {
+            assert_eq!(serde_json::from_str::<ServerFrame>(&t).unwrap().events, vec![ev])
+        }
         Encoded::Binary(_) => panic!(),
     }
 }

@@ -20,9 +20,18 @@ fn an_auction_from_open_to_results_over_both_subprotocols() {
         let mut acme = Client::login(addr, "key-acme").await;
         let mut bolt = Client::connect(addr, Proto::Json).await;
         assert!(bolt.auth("key-bolt").await.ok);
-        let ack = acme.subscribe(Subscribe { filters: [("vertical".into(), "news,sports".into())].into(), ..Default::default() }).await;
+        let ack = acme
+            .subscribe(Subscribe {
+                filters: [("vertical".into(), "news,sports".into())].into(),
+                ..Default::default()
+            })
+            .await;
         assert_eq!(ack.filters["vertical"], "news,sports");
-        bolt.subscribe(Subscribe { filters: [("min_quality_score".into(), "0.5".into())].into(), ..Default::default() }).await;
+        bolt.subscribe(Subscribe {
+            filters: [("min_quality_score".into(), "0.5".into())].into(),
+            ..Default::default()
+        })
+        .await;
 
         publisher.req("open-1", open("a1", 1_000, 2_000, 2)).await;
         let opened = publisher.event().await;
@@ -106,7 +115,12 @@ fn update_cancel_and_ttl_reach_the_engine() {
         bolt.one(place("u1", 2_000)).await;
         let Some(Event::BidAccepted(b)) = bolt.event().await.event else { panic!() };
         // acme raises above bolt; bolt cancels; cato bids with a short ttl
-        acme.one(Msg::UpdateBid(UpdateBid { bid_id: a.bid_id.clone(), amount: usd(4_000), ttl: None })).await;
+        acme.one(Msg::UpdateBid(UpdateBid {
+            bid_id: a.bid_id.clone(),
+            amount: usd(4_000),
+            ttl: None,
+        }))
+        .await;
         match acme.event().await.event {
             Some(Event::BidUpdate(u)) => {
                 assert_eq!(u.status, BidStatus::Updated as i32);
@@ -132,7 +146,12 @@ fn update_cancel_and_ttl_reach_the_engine() {
             other => panic!("{other:?}"),
         }
         // a cancelled bid cannot be updated
-        bolt.one(Msg::UpdateBid(UpdateBid { bid_id: b.bid_id.clone(), amount: usd(9_000), ttl: None })).await;
+        bolt.one(Msg::UpdateBid(UpdateBid {
+            bid_id: b.bid_id.clone(),
+            amount: usd(9_000),
+            ttl: None,
+        }))
+        .await;
         assert_eq!(reason(&bolt.event().await), RejectReason::UnknownBid);
         // at the deadline: acme alone is live; second price falls to the floor
         match acme.event().await.event {
@@ -174,8 +193,14 @@ fn a_repeated_request_id_is_answered_not_applied_again() {
         assert_eq!(third.seq, first.seq + 1);
         // also within one frame
         acme.send(vec![
-            BidMessage { request_id: "dup".into(), message: Some(Msg::CancelBid(CancelBid { bid_id: "b999".into() })) },
-            BidMessage { request_id: "dup".into(), message: Some(Msg::CancelBid(CancelBid { bid_id: "b999".into() })) },
+            BidMessage {
+                request_id: "dup".into(),
+                message: Some(Msg::CancelBid(CancelBid { bid_id: "b999".into() })),
+            },
+            BidMessage {
+                request_id: "dup".into(),
+                message: Some(Msg::CancelBid(CancelBid { bid_id: "b999".into() })),
+            },
         ])
         .await;
         let evs = acme.events_until(2).await;
@@ -193,12 +218,26 @@ fn a_frame_is_a_batch_answered_in_order() {
         let mut publisher = Client::login(addr, "key-pub").await;
         let n = 50;
         publisher
-            .send((0..n).map(|i| BidMessage { request_id: format!("o{i}"), message: Some(open(&format!("k{i}"), 10, 2_000, 0)) }).collect())
+            .send(
+                (0..n)
+                    .map(|i| BidMessage {
+                        request_id: format!("o{i}"),
+                        message: Some(open(&format!("k{i}"), 10, 2_000, 0)),
+                    })
+                    .collect(),
+            )
             .await;
         publisher.events_until(n).await;
         let mut acme = Client::login(addr, "key-acme").await;
-        acme.send((0..n).map(|i| BidMessage { request_id: format!("p{i}"), message: Some(place(&format!("k{i}"), 100 + i as i64)) }).collect())
-            .await;
+        acme.send(
+            (0..n)
+                .map(|i| BidMessage {
+                    request_id: format!("p{i}"),
+                    message: Some(place(&format!("k{i}"), 100 + i as i64)),
+                })
+                .collect(),
+        )
+        .await;
         let evs = acme.events_until(n).await;
         for (i, e) in evs.iter().enumerate() {
             assert_eq!(e.request_id, format!("p{i}"));

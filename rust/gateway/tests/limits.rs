@@ -18,11 +18,19 @@ fn the_rate_limit_rejects_what_is_over_the_bucket() {
     let addr = gw.local_addr();
     runtime().block_on(async move {
         let mut c = Client::login(addr, "key-acme").await;
-        c.send((0..5).map(|_| BidMessage { request_id: String::new(), message: Some(place("z", 5)) }).collect()).await;
+        c.send(
+            (0..5)
+                .map(|_| BidMessage { request_id: String::new(), message: Some(place("z", 5)) })
+                .collect(),
+        )
+        .await;
         let evs = c.events_until(5).await;
         let reasons: Vec<RejectReason> = evs.iter().map(reason).collect();
         use RejectReason::*;
-        assert_eq!(reasons, vec![UnknownAuction, UnknownAuction, UnknownAuction, RateLimited, RateLimited]);
+        assert_eq!(
+            reasons,
+            vec![UnknownAuction, UnknownAuction, UnknownAuction, RateLimited, RateLimited]
+        );
     });
     assert!(gw.metrics_text().contains("reason=\"RATE_LIMITED\"} 2"));
 }
@@ -30,7 +38,8 @@ fn the_rate_limit_rejects_what_is_over_the_bucket() {
 #[test]
 fn a_client_that_does_not_answer_pings_is_closed_4009() {
     let dir = TempDir::new("hb");
-    let gw = start(config_with(&dir.0, "heartbeat_interval_s = 0.1\nheartbeat_timeout_s = 0.3", "", ""));
+    let gw =
+        start(config_with(&dir.0, "heartbeat_interval_s = 0.1\nheartbeat_timeout_s = 0.3", "", ""));
     let addr = gw.local_addr();
     runtime().block_on(async move {
         let mut c = Client::login(addr, "key-acme").await;
@@ -46,7 +55,12 @@ fn a_client_that_does_not_answer_pings_is_closed_4009() {
 #[test]
 fn a_slow_consumer_is_closed_4008_and_resumes_by_replay() {
     let dir = TempDir::new("slow");
-    let gw = start(config_with(&dir.0, "outbound_queue_frames = 4\nslow_consumer_timeout_s = 0.2", "", "max_tmax_ms = 600000"));
+    let gw = start(config_with(
+        &dir.0,
+        "outbound_queue_frames = 4\nslow_consumer_timeout_s = 0.2",
+        "",
+        "max_tmax_ms = 600000",
+    ));
     let addr = gw.local_addr();
     runtime().block_on(async move {
         let mut slow = Client::login(addr, "key-acme").await;
@@ -80,7 +94,13 @@ fn a_slow_consumer_is_closed_4008_and_resumes_by_replay() {
         assert!(got < n, "got {got}");
         // it resumes by replay with no gap
         let mut back = Client::login(addr, "key-acme").await;
-        let ack = back.subscribe(Subscribe { replay_missed: true, since: Some(subscribe::Since::SinceSeq(got as u64)), ..Default::default() }).await;
+        let ack = back
+            .subscribe(Subscribe {
+                replay_missed: true,
+                since: Some(subscribe::Since::SinceSeq(got as u64)),
+                ..Default::default()
+            })
+            .await;
         assert_eq!((ack.replay_from, ack.replay_to), (got as u64 + 1, n as u64));
         let rest = back.events_until(n - got).await;
         assert_eq!(rest.first().unwrap().seq, got as u64 + 1);
@@ -92,12 +112,14 @@ fn a_slow_consumer_is_closed_4008_and_resumes_by_replay() {
 #[test]
 fn connection_caps_close_4029() {
     let dir = TempDir::new("caps");
-    let gw = start(config_with(&dir.0, "max_connections = 3\nmax_connections_per_buyer = 1", "", ""));
+    let gw =
+        start(config_with(&dir.0, "max_connections = 3\nmax_connections_per_buyer = 1", "", ""));
     let addr = gw.local_addr();
     runtime().block_on(async move {
         let _a = Client::login(addr, "key-acme").await;
         let mut a2 = Client::connect(addr, Proto::Binary).await;
-        a2.one(Msg::Auth(Auth { credential: Some(auth::Credential::ApiKey("key-acme".into())) })).await;
+        a2.one(Msg::Auth(Auth { credential: Some(auth::Credential::ApiKey("key-acme".into())) }))
+            .await;
         assert_eq!(a2.close_code().await, Some(4029));
         // a closed connection gives its slot back
         drop(a2);
@@ -112,7 +134,9 @@ fn connection_caps_close_4029() {
 
 async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &str, want: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -139,19 +163,28 @@ fn sse_streams_the_buyer_events_and_resumes_from_last_event_id() {
             publisher.event().await;
         }
         acme.events_until(3).await;
-        let body = http_get(addr, "/v1/events", "Authorization: Bearer key-acme\r\nLast-Event-ID: acme:1\r\n", "id: acme:3").await;
+        let body = http_get(
+            addr,
+            "/v1/events",
+            "Authorization: Bearer key-acme\r\nLast-Event-ID: acme:1\r\n",
+            "id: acme:3",
+        )
+        .await;
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(body.contains("text/event-stream"), "{body}");
         assert!(!body.contains("id: acme:1\n"), "{body}");
         assert!(body.contains("id: acme:2\n") && body.contains("event: auction_started"), "{body}");
         assert!(body.contains(r#""auctionId":"e2""#), "{body}");
         // live after the replay
-        let live = tokio::spawn(async move { http_get(addr, "/v1/events?api_key=key-acme&since_seq=3", "", "id: acme:4").await });
+        let live = tokio::spawn(async move {
+            http_get(addr, "/v1/events?api_key=key-acme&since_seq=3", "", "id: acme:4").await
+        });
         tokio::time::sleep(Duration::from_millis(200)).await;
         publisher.one(open("e3", 10, 5_000, 0)).await;
         let body = live.await.unwrap();
         assert!(body.contains("id: acme:4\n") && !body.contains("id: acme:3\n"), "{body}");
-        let denied = http_get(addr, "/v1/events", "Authorization: Bearer nope\r\n", "\r\n\r\n").await;
+        let denied =
+            http_get(addr, "/v1/events", "Authorization: Bearer nope\r\n", "\r\n\r\n").await;
         assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
         let m = http_get(addr, "/metrics", "", "rtbcore_gateway_buyers").await;
         assert!(m.contains("rtbcore_gateway_auctions_opened_total 4"), "{m}");

@@ -83,7 +83,11 @@ fn the_log_survives_a_restart_and_seq_continues() {
     let before = runtime().block_on(async move {
         let mut publisher = Client::login(addr, "key-pub").await;
         let mut acme = Client::login(addr, "key-acme").await;
-        acme.subscribe(Subscribe { filters: [("vertical".into(), "news".into())].into(), ..Default::default() }).await;
+        acme.subscribe(Subscribe {
+            filters: [("vertical".into(), "news".into())].into(),
+            ..Default::default()
+        })
+        .await;
         traffic(&mut publisher, &mut acme, "r", 2).await;
         acme.events_until(6).await
     });
@@ -94,7 +98,13 @@ fn the_log_survives_a_restart_and_seq_continues() {
         let mut acme = Client::connect(addr, Proto::Binary).await;
         let r = acme.auth("key-acme").await;
         assert_eq!(r.last_seq, 6);
-        let ack = acme.subscribe(Subscribe { replay_missed: true, since: Some(subscribe::Since::SinceSeq(0)), ..Default::default() }).await;
+        let ack = acme
+            .subscribe(Subscribe {
+                replay_missed: true,
+                since: Some(subscribe::Since::SinceSeq(0)),
+                ..Default::default()
+            })
+            .await;
         assert_eq!((ack.replay_from, ack.replay_to), (1, 6));
         let replayed = acme.events_until(6).await;
         for (a, b) in before.iter().zip(&replayed) {

@@ -41,7 +41,13 @@ impl PyGateway {
     /// resolve against `base_dir`), binds the port and starts serving.
     #[new]
     #[pyo3(signature = (config_json, base_dir, dev_key = false, threads = 2))]
-    fn new(py: Python<'_>, config_json: &str, base_dir: &str, dev_key: bool, threads: usize) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        config_json: &str,
+        base_dir: &str,
+        dev_key: bool,
+        threads: usize,
+    ) -> PyResult<Self> {
         let cfg = Config::from_json(config_json, Path::new(base_dir))
             .map_err(|e| InvalidInputError::new_err(format!("exchange config: {e}")))?;
         let gw = detach(py, move || Gateway::start(Options { config: cfg, dev_key, threads }))
@@ -79,7 +85,11 @@ impl PyGateway {
 
     #[getter]
     fn running(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(Gateway::is_running)
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(Gateway::is_running)
     }
 
     /// Opens an auction; returns `(auction_id, deadline_unix_s)`. Errors name the field.
@@ -96,9 +106,16 @@ impl PyGateway {
             None => None,
             Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => {
                 let d = Duration::from_secs_f64(t);
-                Some(pbjson_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 })
+                Some(pbjson_types::Duration {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                })
             }
-            Some(t) => return Err(InvalidInputError::new_err(format!("tmax_s = {t}: must be a number of seconds > 0"))),
+            Some(t) => {
+                return Err(InvalidInputError::new_err(format!(
+                    "tmax_s = {t}: must be a number of seconds > 0"
+                )))
+            }
         };
         let o = OpenAuction {
             auction_id: auction_id.to_string(),
@@ -109,7 +126,11 @@ impl PyGateway {
         };
         self.with(|gw| {
             let opened = gw.open_auction(&o).map_err(|r| {
-                InvalidInputError::new_err(format!("open_auction: {} ({})", r.msg, r.reason.as_str_name()))
+                InvalidInputError::new_err(format!(
+                    "open_auction: {} ({})",
+                    r.msg,
+                    r.reason.as_str_name()
+                ))
             })?;
             let d = opened.deadline.unwrap_or_default();
             Ok((opened.auction_id, d.seconds as f64 + d.nanos as f64 * 1e-9))
@@ -119,9 +140,15 @@ impl PyGateway {
     /// The next auction result as a dict, waiting up to `timeout_s` (None when there is none,
     /// or the exchange is stopped). Waits with the GIL released.
     #[pyo3(signature = (timeout_s = 0.0))]
-    fn next_result<'py>(&self, py: Python<'py>, timeout_s: f64) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn next_result<'py>(
+        &self,
+        py: Python<'py>,
+        timeout_s: f64,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
         if !(timeout_s.is_finite() && timeout_s >= 0.0) {
-            return Err(InvalidInputError::new_err(format!("timeout_s = {timeout_s}: must be >= 0")));
+            return Err(InvalidInputError::new_err(format!(
+                "timeout_s = {timeout_s}: must be >= 0"
+            )));
         }
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Some(gw) = g.as_ref() else { return Ok(None) };

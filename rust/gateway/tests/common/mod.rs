@@ -31,7 +31,9 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let n: u64 =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64;
         let p = std::env::temp_dir().join(format!("rtbcore-gw-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -53,7 +55,10 @@ fn hex(b: &[u8]) -> String {
 pub fn config(dir: &Path, extra: &str) -> Config {
     let mut keys = String::new();
     for (buyer, key, scopes) in KEYS {
-        keys += &format!("[[keys]]\nbuyer = \"{buyer}\"\nsha256 = \"{}\"\nscopes = {scopes}\n\n", hex(&sha256(key.as_bytes())));
+        keys += &format!(
+            "[[keys]]\nbuyer = \"{buyer}\"\nsha256 = \"{}\"\nscopes = {scopes}\n\n",
+            hex(&sha256(key.as_bytes()))
+        );
     }
     std::fs::write(dir.join("keys.toml"), keys).unwrap();
     let text = format!(
@@ -69,7 +74,10 @@ pub fn config(dir: &Path, extra: &str) -> Config {
 pub fn config_with(dir: &Path, server: &str, auth: &str, engine: &str) -> Config {
     let mut keys = String::new();
     for (buyer, key, scopes) in KEYS {
-        keys += &format!("[[keys]]\nbuyer = \"{buyer}\"\nsha256 = \"{}\"\nscopes = {scopes}\n\n", hex(&sha256(key.as_bytes())));
+        keys += &format!(
+            "[[keys]]\nbuyer = \"{buyer}\"\nsha256 = \"{}\"\nscopes = {scopes}\n\n",
+            hex(&sha256(key.as_bytes()))
+        );
     }
     std::fs::write(dir.join("keys.toml"), keys).unwrap();
     let text = format!(
@@ -113,10 +121,12 @@ impl Client {
         let mut req = format!("ws://{addr}/v1/bidding").into_client_request().unwrap();
         match proto {
             Proto::Binary => {
-                req.headers_mut().insert("Sec-WebSocket-Protocol", "rtbcore.v1.proto".parse().unwrap());
+                req.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", "rtbcore.v1.proto".parse().unwrap());
             }
             Proto::Json => {
-                req.headers_mut().insert("Sec-WebSocket-Protocol", "rtbcore.v1.json".parse().unwrap());
+                req.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", "rtbcore.v1.json".parse().unwrap());
             }
             Proto::None => {}
         }
@@ -157,7 +167,9 @@ impl Client {
             };
             return match m {
                 Message::Binary(b) => Got::Events(ServerFrame::decode(&b[..]).unwrap().events),
-                Message::Text(t) => Got::Events(serde_json::from_str::<ServerFrame>(t.as_str()).unwrap().events),
+                Message::Text(t) => {
+                    Got::Events(serde_json::from_str::<ServerFrame>(t.as_str()).unwrap().events)
+                }
                 Message::Close(c) => Got::Closed(c.map(|c| u16::from(c.code))),
                 _ => continue,
             };
@@ -237,15 +249,26 @@ pub fn usd(micros: i64) -> Option<Money> {
 pub fn open(id: &str, floor: i64, tmax_ms: u64, expected: u32) -> Msg {
     Msg::OpenAuction(OpenAuction {
         auction_id: id.into(),
-        attributes: [("vertical".to_string(), "news".to_string()), ("quality_score".to_string(), "0.8".to_string())].into(),
+        attributes: [
+            ("vertical".to_string(), "news".to_string()),
+            ("quality_score".to_string(), "0.8".to_string()),
+        ]
+        .into(),
         floor: usd(floor),
-        tmax: Some(rtbcore_gateway::pbjson_types::Duration { seconds: (tmax_ms / 1000) as i64, nanos: ((tmax_ms % 1000) * 1_000_000) as i32 }),
+        tmax: Some(rtbcore_gateway::pbjson_types::Duration {
+            seconds: (tmax_ms / 1000) as i64,
+            nanos: ((tmax_ms % 1000) * 1_000_000) as i32,
+        }),
         expected_bids: expected,
     })
 }
 
 pub fn place(auction: &str, micros: i64) -> Msg {
-    Msg::PlaceBid(PlaceBid { auction_id: auction.into(), amount: usd(micros), ..Default::default() })
+    Msg::PlaceBid(PlaceBid {
+        auction_id: auction.into(),
+        amount: usd(micros),
+        ..Default::default()
+    })
 }
 
 pub fn kind(e: &BidEvent) -> &'static str {
