@@ -129,6 +129,7 @@ _PUBLIC_SUBMODULES = (
     "credit",
     "shading",
     "sim",
+    "exchange",
 )
 
 
