@@ -152,8 +152,8 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, wire: Wire, addr: SocketAddr,
         w.close(CLOSE_AUTH_RATE, "too many failed authentications: retry later").await;
     } else if hub.is_draining() {
         w.close(CLOSE_GOING_AWAY, "the exchange is shutting down").await;
-    } else if let Some((who, rid)) = authenticate(&hub, &mut w, &mut src, addr).await {
-        connected(&hub, &mut w, &mut src, who, rid).await;
+    } else if let Some((who, rid, rest)) = authenticate(&hub, &mut w, &mut src, addr).await {
+        connected(&hub, &mut w, &mut src, who, rid, rest).await;
     }
     linger(&mut src).await;
     hub.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
@@ -173,13 +173,14 @@ async fn linger(src: &mut Source) {
 }
 
 /// Reads until a successful `Auth` (answering anything else with NOT_AUTHENTICATED); closes
-/// with 4001 / 4002 / 4003 and returns None otherwise.
+/// with 4001 / 4002 / 4003 and returns None otherwise. Also returns the Auth's request id and
+/// the messages that followed it in its frame.
 async fn authenticate(
     hub: &Hub,
     w: &mut Writer,
     src: &mut Source,
     addr: SocketAddr,
-) -> Option<(Identity, String)> {
+) -> Option<(Identity, String, Vec<BidMessage>)> {
     let deadline = tokio::time::Instant::now() + hub.cfg.auth_timeout();
     loop {
         let inc = tokio::select! {
@@ -217,7 +218,8 @@ async fn authenticate(
         };
         hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
-        for m in frame.messages {
+        let mut msgs = frame.messages.into_iter();
+        while let Some(m) = msgs.next() {
             hub.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
             let Some(Msg::Auth(a)) = m.message else {
                 hub.metrics.reject(RejectReason::NotAuthenticated);
@@ -234,7 +236,7 @@ async fn authenticate(
                 Ok(who) => {
                     hub.metrics.auth_ok.fetch_add(1, Ordering::Relaxed);
                     w.send(out).await;
-                    return Some((who, m.request_id));
+                    return Some((who, m.request_id, msgs.collect()));
                 }
                 Err(msg) => {
                     hub.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +260,7 @@ async fn connected(
     src: &mut Source,
     who: Identity,
     auth_rid: String,
+    rest: Vec<BidMessage>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
     let overflowed = Arc::new(AtomicBool::new(false));
@@ -301,6 +304,11 @@ async fn connected(
         conn_buf: Vec::new(),
         overflowed: overflowed.clone(),
     };
+    if !rest.is_empty() {
+        // what followed the Auth in its frame (the frame is counted once)
+        hub.metrics.frames_in.fetch_sub(1, Ordering::Relaxed);
+        s.frame(ClientFrame { messages: rest }).await;
+    }
     let code = serve(&mut s, w, src, &mut rx, &overflowed).await;
     {
         let mut b = buyer.lock();

@@ -248,3 +248,31 @@ fn a_frame_is_a_batch_answered_in_order() {
     let m = gw.metrics_text();
     assert!(m.contains("rtbcore_gateway_engine_records_total 50"), "{m}");
 }
+
+#[test]
+fn messages_after_auth_in_its_frame_are_processed() {
+    let dir = TempDir::new("authframe");
+    let gw = start(config(&dir.0, ""));
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        let mut c = Client::connect(addr, Proto::Json).await;
+        c.send(vec![
+            BidMessage {
+                request_id: "a".into(),
+                message: Some(Msg::Auth(Auth {
+                    credential: Some(auth::Credential::ApiKey("key-acme".into())),
+                })),
+            },
+            BidMessage {
+                request_id: "s".into(),
+                message: Some(Msg::Subscribe(Subscribe::default())),
+            },
+            BidMessage { request_id: "m".into(), message: Some(Msg::Metrics(MetricsRequest {})) },
+        ])
+        .await;
+        let evs = c.events_until(3).await;
+        let kinds: Vec<&str> = evs.iter().map(kind).collect();
+        assert_eq!(kinds, vec!["auth_result", "subscription_ack", "metrics_update"]);
+        assert_eq!(evs[1].request_id, "s");
+    });
+}
