@@ -326,10 +326,13 @@ async fn connected(
             }
         }
         w.close(code, &reason).await;
+    } else {
+        // the client closed: answer its close frame so that its close handshake completes
+        w.close(CLOSE_NORMAL, "").await;
     }
 }
 
-/// The loop; returns the close to send (None: the peer went away).
+/// The loop; returns the close to send (None: the peer closed or went away).
 async fn serve(
     s: &mut Session,
     w: &mut Writer,
