@@ -37,8 +37,10 @@ async def _buyer(url: str, token: str, seed: int, seconds: float) -> dict[str, o
     sent: dict[str, float] = {}
     won = lost = accepted = 0
     spend = 0
+    # max_queue=None: the client keeps reading while it closes, so that the server's close
+    # frame is not stuck behind announcements it no longer consumes
     async with websockets.connect(url.replace("http://", "ws://") + "/v1/bidding",
-                                  subprotocols=["rtbcore.v1.json"]) as ws:
+                                  subprotocols=["rtbcore.v1.json"], max_queue=None) as ws:
         async def send(*msgs: dict) -> None:
             await ws.send(json.dumps({"messages": list(msgs)}))
 

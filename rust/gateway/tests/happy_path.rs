@@ -276,3 +276,51 @@ fn messages_after_auth_in_its_frame_are_processed() {
         assert_eq!(evs[1].request_id, "s");
     });
 }
+
+#[test]
+fn a_client_close_is_answered_while_events_flow() {
+    let dir = TempDir::new("closeflow");
+    let mut cfg = config(&dir.0, "");
+    cfg.demo.traffic = 500.0;
+    let gw = start(cfg);
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        use futures_util::{SinkExt, StreamExt};
+        let mut c = Client::connect(addr, Proto::Json).await;
+        c.send(vec![
+            BidMessage {
+                request_id: String::new(),
+                message: Some(Msg::Auth(Auth {
+                    credential: Some(auth::Credential::ApiKey("key-acme".into())),
+                })),
+            },
+            BidMessage {
+                request_id: String::new(),
+                message: Some(Msg::Subscribe(Subscribe::default())),
+            },
+        ])
+        .await;
+        c.event().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = std::time::Instant::now();
+        let bye = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: 1000.into(),
+            reason: "bye".into(),
+        };
+        c.ws.send(tokio_tungstenite::tungstenite::Message::Close(Some(bye))).await.unwrap();
+        let mut code = None;
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), c.ws.next()).await {
+            match m {
+                Ok(tokio_tungstenite::tungstenite::Message::Close(f)) => {
+                    code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(code, Some(1000));
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+}
