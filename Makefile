@@ -35,8 +35,8 @@ demo: install  ## set up and run the main job: rtbcore demo
 
 test: install test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
 
-test-rust:  ## the core crate's unit, integration and doc tests
-	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core
+test-rust:  ## cargo tests of the core, the protocol and the exchange server crates
+	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core -p rtbcore-proto -p rtbcore-gateway
 
 # The models run in ~2 s; the loom cfg rebuilds the crate and its dev-dependencies in their own
 # target dir (~3 min from cold on the 2-core CI box), which CI pays so the queue stays modelled.

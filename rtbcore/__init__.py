@@ -31,6 +31,7 @@ from rtbcore.credit import CreditPool
 from rtbcore.dynamic import DynamicAuction, DynamicResult
 from rtbcore.engine import AuctionEngine, EventLog
 from rtbcore.errors import *  # noqa: F403  (the exception classes, errors.__all__)
+from rtbcore.exchange import AuctionResult, Exchange, OpenedAuction
 from rtbcore.floors import AuctionLog, FloorOptimizer, ReplayResult, myerson_reserve, replay
 from rtbcore.ids import IdMap
 from rtbcore.pacing import (
@@ -67,6 +68,10 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     *errors.__all__,
+    # the exchange server
+    "Exchange",
+    "AuctionResult",
+    "OpenedAuction",
     # clearing
     "AuctionBatch",
     "ClearingResult",
@@ -159,6 +164,7 @@ _PUBLIC_SUBMODULES = (
     "ids",
     "sim",
     "distributed",
+    "exchange",
 )
 
 

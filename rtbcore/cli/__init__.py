@@ -1,11 +1,12 @@
-"""The ``rtbcore`` command: ``rtbcore demo`` (the main job) and ``rtbcore simulate ...``."""
+"""The ``rtbcore`` command: ``rtbcore demo`` (the main job), ``rtbcore simulate ...``,
+``rtbcore serve`` (the exchange server) and ``rtbcore keys add``."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from rtbcore.cli import simulate
+from rtbcore.cli import serve, simulate
 from rtbcore.sim.credit import CREDIT_PRESETS
 
 
@@ -52,6 +53,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="write revenue and fill per hour here (matplotlib)")
     floors.add_argument("--no-progress", action="store_true", help="no progress bar")
     floors.set_defaults(func=simulate.floors)
+
+    serve.add_parsers(sub)
     return parser
 
 
@@ -63,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rtbcore.cli.demo import run_demo
 
         return run_demo(args)
-    if args.command == "simulate":
-        return args.func(args)
+    if args.command in ("simulate", "serve", "keys"):
+        return int(args.func(args))
     parser.error(f"unknown command {args.command!r}")
     return 2
 

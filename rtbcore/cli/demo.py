@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 #: The sections in the order the demo runs them (modules of rtbcore.cli.sections).
-SECTIONS = ("clearing", "engine", "pacing", "credit", "shading")
+SECTIONS = ("clearing", "engine", "exchange", "pacing", "credit", "shading")
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ mod clearing;
 mod dynamic;
 mod engine;
 mod errors;
+mod gateway;
 mod queue;
 mod ring;
 
@@ -31,5 +32,6 @@ fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     queue::register(m)?;
     ring::register(m)?;
     engine::register(m)?;
+    gateway::register(m)?;
     Ok(())
 }

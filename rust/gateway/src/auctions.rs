@@ -1,0 +1,681 @@
+//! The gateway's auction table (string id <-> engine id, floor, deadline, the bids per buyer) and
+//! the requests on it: opening auctions, and placing, updating, cancelling and expiring bids.
+//! Bid requests are validated and applied to the table one by one, then a frame's records go to
+//! the engine as one block; if the engine refuses the block, the table changes are undone.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtbcore_core::engine::{mono_ns, BidArrays};
+use rtbcore_core::record::{KIND_CANCEL, KIND_PLACE, KIND_UPDATE};
+use rtbcore_proto::v1::bid_event::Event;
+use rtbcore_proto::v1::*;
+
+use crate::auth::{valid_id, Identity};
+use crate::events::*;
+use crate::evlog::{buyer_key, Rec, K_AUCTION};
+use crate::hub::Hub;
+use crate::prost::Message as _;
+
+/// A refused request: the reason code and a message saying what and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub reason: RejectReason,
+    pub msg: String,
+    pub auction_id: String,
+    pub bid_id: String,
+}
+
+pub fn reject(reason: RejectReason, msg: impl Into<String>) -> Reject {
+    Reject { reason, msg: msg.into(), auction_id: String::new(), bid_id: String::new() }
+}
+
+impl Reject {
+    pub fn on_auction(mut self, a: &str) -> Self {
+        self.auction_id = a.chars().take(64).collect();
+        self
+    }
+    pub fn on_bid(mut self, b: &str) -> Self {
+        self.bid_id = b.chars().take(64).collect();
+        self
+    }
+    pub fn event(self) -> Event {
+        Event::BidRejected(BidRejected {
+            reason: self.reason as i32,
+            message: self.msg,
+            auction_id: self.auction_id,
+            bid_id: self.bid_id,
+        })
+    }
+}
+
+pub struct BidState {
+    pub bid: u64,
+    pub buyer: Arc<str>,
+    pub amount: i64,
+    pub live: bool,
+    /// Bumped by every update, so that a ttl timer of an earlier version does nothing.
+    pub gen: u32,
+}
+
+pub struct Auction {
+    pub engine_id: u64,
+    pub id: Arc<str>,
+    pub publisher: Option<String>,
+    pub floor: i64,
+    pub deadline_mono: u64,
+    pub expected: u32,
+    pub answered: u32,
+    pub attributes: HashMap<String, String>,
+    /// By buyer key.
+    pub bids: HashMap<u64, BidState>,
+}
+
+/// Closed auction ids remembered (AUCTION_CLOSED rather than UNKNOWN_AUCTION; no id reuse).
+const CLOSED_MEMORY: usize = 65_536;
+/// Attributes of an auction: count and size bounds.
+pub const MAX_ATTRIBUTES: usize = 64;
+pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
+
+pub struct Table {
+    by_id: HashMap<Arc<str>, u64>,
+    pub open: HashMap<u64, Auction>,
+    /// Bid number -> (auction engine id, buyer key).
+    bids: HashMap<u64, (u64, u64)>,
+    closed: HashSet<Arc<str>>,
+    closed_order: VecDeque<Arc<str>>,
+    /// Announcements by engine id, with their log position (for replay; pruned with the log).
+    started: HashMap<u64, (u64, AuctionStarted)>,
+}
+
+impl Table {
+    pub fn new(recovered: HashMap<u64, (u64, Vec<u8>)>) -> Table {
+        let started = recovered
+            .into_iter()
+            .filter_map(|(id, (pos, blob))| {
+                Some((id, (pos, AuctionStarted::decode(blob.as_slice()).ok()?)))
+            })
+            .collect();
+        Table {
+            by_id: HashMap::new(),
+            open: HashMap::new(),
+            bids: HashMap::new(),
+            closed: HashSet::new(),
+            closed_order: VecDeque::new(),
+            started,
+        }
+    }
+
+    /// Takes a closed auction out of the table.
+    pub fn close(&mut self, engine_id: u64) -> Option<Auction> {
+        let a = self.open.remove(&engine_id)?;
+        self.by_id.remove(&a.id);
+        for b in a.bids.values() {
+            self.bids.remove(&b.bid);
+        }
+        self.closed.insert(a.id.clone());
+        self.closed_order.push_back(a.id.clone());
+        while self.closed_order.len() > CLOSED_MEMORY {
+            if let Some(old) = self.closed_order.pop_front() {
+                self.closed.remove(&old);
+            }
+        }
+        Some(a)
+    }
+
+    fn prune_started(&mut self, oldest_pos: u64) {
+        if self.started.len() > 4 * CLOSED_MEMORY {
+            self.started.retain(|_, (pos, _)| *pos >= oldest_pos);
+        }
+    }
+
+    fn find(&self, auction_id: &str, now: u64) -> Result<u64, Reject> {
+        let Some(&eid) = self.by_id.get(auction_id) else {
+            let r = if self.closed.contains(auction_id) {
+                reject(RejectReason::AuctionClosed, format!("auction {auction_id:?} is closed"))
+            } else {
+                reject(RejectReason::UnknownAuction, format!("no open auction {auction_id:?}"))
+            };
+            return Err(r.on_auction(auction_id));
+        };
+        let a = &self.open[&eid];
+        if now > a.deadline_mono || (a.expected > 0 && a.answered >= a.expected) {
+            return Err(reject(
+                RejectReason::AuctionClosed,
+                format!("auction {auction_id:?} is closed"),
+            )
+            .on_auction(auction_id));
+        }
+        Ok(eid)
+    }
+}
+
+impl AuctionLookup for Table {
+    fn started(&self, auction: u64) -> Option<AuctionStarted> {
+        self.started.get(&auction).map(|(_, s)| s.clone())
+    }
+}
+
+/// A bid request applied to the table, waiting for its frame's block to reach the engine.
+pub struct Staged {
+    pub auction: u64,
+    pub buyer_key: u64,
+    pub price: f64,
+    pub kind: u8,
+    pub answer: StreamEvent,
+    /// The ttl to arm once the block is in the engine: (bid, gen, after).
+    pub ttl: Option<(u64, u32, Duration)>,
+    undo: Undo,
+}
+
+enum Undo {
+    Place,
+    Update { amount: i64, gen: u32 },
+    Cancel,
+}
+
+fn ttl_of(
+    d: &Option<pbjson_types::Duration>,
+    max_ns: u64,
+    field: &str,
+) -> Result<Option<Duration>, Reject> {
+    let Some(d) = d else { return Ok(None) };
+    match dur_ns(d) {
+        Some(ns) if ns > 0 && ns <= max_ns => Ok(Some(Duration::from_nanos(ns))),
+        _ => Err(reject(
+            RejectReason::InvalidField,
+            format!(
+                "{field} must be > 0 and at most {} ms, got {}s {}ns",
+                max_ns / 1_000_000,
+                d.seconds,
+                d.nanos
+            ),
+        )),
+    }
+}
+
+use rtbcore_proto::pbjson_types;
+
+impl Hub {
+    /// Checks a `Money`: present, the exchange's currency, 0 < micros <= the maximum.
+    pub fn check_amount(&self, m: &Option<Money>, field: &str) -> Result<i64, Reject> {
+        let Some(m) = m else {
+            return Err(reject(RejectReason::InvalidAmount, format!("{field} is missing")));
+        };
+        if !m.currency.is_empty() && m.currency != self.currency {
+            return Err(reject(
+                RejectReason::CurrencyMismatch,
+                format!(
+                    "{field}.currency is {:?}, the exchange clears in {:?}",
+                    m.currency, self.currency
+                ),
+            ));
+        }
+        let max = self.cfg.engine.max_amount_micros;
+        if m.micros <= 0 || m.micros > max {
+            return Err(reject(
+                RejectReason::InvalidAmount,
+                format!("{field}.micros must be > 0 and <= {max}, got {}", m.micros),
+            ));
+        }
+        Ok(m.micros)
+    }
+
+    fn max_tmax_ns(&self) -> u64 {
+        self.cfg.engine.max_tmax_ms * 1_000_000
+    }
+
+    pub fn place(
+        &self,
+        who: &Identity,
+        p: &PlaceBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
+        let on = |r: Reject| r.on_auction(&p.auction_id);
+        if !p.buyer_id.is_empty() && p.buyer_id != who.buyer {
+            return Err(on(reject(
+                RejectReason::Forbidden,
+                format!(
+                    "place_bid.buyer_id {:?} is not the authenticated buyer {:?}",
+                    p.buyer_id, who.buyer
+                ),
+            )));
+        }
+        let amount = self.check_amount(&p.amount, "place_bid.amount").map_err(on)?;
+        let ttl = ttl_of(&p.ttl, self.max_tmax_ns(), "place_bid.ttl").map_err(on)?;
+        let key = buyer_key(&who.buyer);
+        let mut t = self.table.lock();
+        let eid = t.find(&p.auction_id, now)?;
+        let bid = self.next_bid.fetch_add(1, Ordering::Relaxed);
+        let a = t.open.get_mut(&eid).expect("found above");
+        if amount < a.floor {
+            return Err(on(reject(
+                RejectReason::BelowFloor,
+                format!("place_bid.amount.micros {amount} is below the floor {}", a.floor),
+            )));
+        }
+        if let Some(b) = a.bids.get(&key) {
+            if b.live {
+                return Err(on(reject(
+                    RejectReason::AlreadyBid,
+                    format!("bid {} is live on this auction: use update_bid", bid_id(b.bid)),
+                ))
+                .on_bid(&bid_id(b.bid)));
+            }
+            let old = b.bid;
+            t.bids.remove(&old);
+        }
+        let a = t.open.get_mut(&eid).expect("found above");
+        if !a.bids.contains_key(&key) {
+            a.answered += 1;
+        }
+        a.bids.insert(
+            key,
+            BidState { bid, buyer: who.buyer.as_str().into(), amount, live: true, gen: 0 },
+        );
+        let aid = a.id.to_string();
+        t.bids.insert(bid, (eid, key));
+        Ok(Staged {
+            auction: eid,
+            buyer_key: key,
+            price: amount as f64,
+            kind: KIND_PLACE,
+            answer: StreamEvent {
+                event: Event::BidAccepted(BidAccepted {
+                    bid_id: bid_id(bid),
+                    auction_id: aid,
+                    amount: Some(money(&self.currency, amount)),
+                }),
+                request_id: rid.to_string(),
+                auction: eid,
+                bid,
+            },
+            ttl: ttl.map(|d| (bid, 0, d)),
+            undo: Undo::Place,
+        })
+    }
+
+    /// The live bid `bid_id` of `who`: (bid number, auction engine id).
+    fn own_bid(&self, t: &Table, who: &Identity, id: &str, now: u64) -> Result<(u64, u64), Reject> {
+        let unknown = || reject(RejectReason::UnknownBid, format!("no live bid {id:?}")).on_bid(id);
+        let n = parse_bid_id(id).ok_or_else(unknown)?;
+        let &(eid, key) = t.bids.get(&n).ok_or_else(unknown)?;
+        let a = &t.open[&eid];
+        if key != buyer_key(&who.buyer)
+            || a.bids.get(&key).is_none_or(|b| &*b.buyer != who.buyer.as_str())
+        {
+            return Err(reject(
+                RejectReason::Forbidden,
+                format!("bid {id:?} belongs to another buyer"),
+            )
+            .on_bid(id));
+        }
+        if !a.bids[&key].live {
+            return Err(unknown());
+        }
+        if now > a.deadline_mono {
+            return Err(reject(
+                RejectReason::AuctionClosed,
+                format!("auction {:?} is closed", a.id),
+            )
+            .on_auction(&a.id)
+            .on_bid(id));
+        }
+        Ok((n, eid))
+    }
+
+    pub fn update(
+        &self,
+        who: &Identity,
+        u: &UpdateBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
+        let amount =
+            self.check_amount(&u.amount, "update_bid.amount").map_err(|r| r.on_bid(&u.bid_id))?;
+        let ttl = ttl_of(&u.ttl, self.max_tmax_ns(), "update_bid.ttl")
+            .map_err(|r| r.on_bid(&u.bid_id))?;
+        let mut t = self.table.lock();
+        let (n, eid) = self.own_bid(&t, who, &u.bid_id, now)?;
+        let key = buyer_key(&who.buyer);
+        let a = t.open.get_mut(&eid).expect("own_bid found it");
+        if amount < a.floor {
+            return Err(reject(
+                RejectReason::BelowFloor,
+                format!("update_bid.amount.micros {amount} is below the floor {}", a.floor),
+            )
+            .on_auction(&a.id)
+            .on_bid(&u.bid_id));
+        }
+        let aid = a.id.to_string();
+        let b = a.bids.get_mut(&key).expect("own_bid found it");
+        let undo = Undo::Update { amount: b.amount, gen: b.gen };
+        b.amount = amount;
+        b.gen += 1;
+        let gen = b.gen;
+        Ok(Staged {
+            auction: eid,
+            buyer_key: key,
+            price: amount as f64,
+            kind: KIND_UPDATE,
+            answer: StreamEvent {
+                event: Event::BidUpdate(BidUpdate {
+                    bid_id: u.bid_id.clone(),
+                    auction_id: aid,
+                    status: BidStatus::Updated as i32,
+                    amount: Some(money(&self.currency, amount)),
+                }),
+                request_id: rid.to_string(),
+                auction: eid,
+                bid: n,
+            },
+            ttl: ttl.map(|d| (n, gen, d)),
+            undo,
+        })
+    }
+
+    pub fn cancel(
+        &self,
+        who: &Identity,
+        c: &CancelBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
+        let mut t = self.table.lock();
+        let (n, eid) = self.own_bid(&t, who, &c.bid_id, now)?;
+        self.cancel_locked(
+            &mut t,
+            n,
+            eid,
+            buyer_key(&who.buyer),
+            &c.bid_id,
+            rid,
+            BidStatus::Cancelled,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cancel_locked(
+        &self,
+        t: &mut Table,
+        n: u64,
+        eid: u64,
+        key: u64,
+        id: &str,
+        rid: &str,
+        status: BidStatus,
+    ) -> Result<Staged, Reject> {
+        let a =
+            t.open.get_mut(&eid).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
+        let aid = a.id.to_string();
+        let b =
+            a.bids.get_mut(&key).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
+        b.live = false;
+        Ok(Staged {
+            auction: eid,
+            buyer_key: key,
+            price: 0.0,
+            kind: KIND_CANCEL,
+            answer: StreamEvent {
+                event: Event::BidUpdate(BidUpdate {
+                    bid_id: id.to_string(),
+                    auction_id: aid,
+                    status: status as i32,
+                    amount: Some(money(&self.currency, b.amount)),
+                }),
+                request_id: rid.to_string(),
+                auction: eid,
+                bid: n,
+            },
+            ttl: None,
+            undo: Undo::Cancel,
+        })
+    }
+
+    /// Sends a frame's staged records to the engine as one block. On refusal the table changes
+    /// are undone and the reason is returned.
+    pub async fn submit(&self, staged: &[Staged], now: u64) -> Result<(), Reject> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let aids: Vec<i64> = staged.iter().map(|s| s.auction as i64).collect();
+        let bidders: Vec<i64> = staged.iter().map(|s| s.buyer_key as i64).collect();
+        let prices: Vec<f64> = staged.iter().map(|s| s.price).collect();
+        let kinds: Vec<u8> = staged.iter().map(|s| s.kind).collect();
+        let arrays = BidArrays {
+            auction_ids: &aids,
+            bidder_ids: &bidders,
+            prices: &prices,
+            quality: None,
+            kinds: Some(&kinds),
+        };
+        let result = match self.engine.prepare(&arrays, now) {
+            Ok(p) => {
+                // wait for room without holding a runtime thread: the engine's queue is
+                // bounded, and a full one is back-pressure on this connection only
+                let mut tries = 0;
+                while !self.engine.wait_room(&p, Duration::ZERO) && tries < 200 {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                }
+                if tries >= 200 {
+                    Err(reject(RejectReason::InternalError, "the engine is overloaded, retry"))
+                } else {
+                    self.engine.send(p).map_err(|_| {
+                        reject(RejectReason::ShuttingDown, "the exchange is shutting down")
+                    })
+                }
+            }
+            Err(e) => {
+                Err(reject(RejectReason::InternalError, format!("engine refused the block: {e}")))
+            }
+        };
+        match result {
+            Ok(n) => {
+                self.metrics.engine_records.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(r) => {
+                self.undo(staged);
+                Err(r)
+            }
+        }
+    }
+
+    fn undo(&self, staged: &[Staged]) {
+        let mut t = self.table.lock();
+        for s in staged.iter().rev() {
+            let Some(a) = t.open.get_mut(&s.auction) else { continue };
+            match s.undo {
+                Undo::Place => {
+                    if let Some(b) = a.bids.remove(&s.buyer_key) {
+                        a.answered = a.answered.saturating_sub(1);
+                        t.bids.remove(&b.bid);
+                    }
+                }
+                Undo::Update { amount, gen } => {
+                    if let Some(b) = a.bids.get_mut(&s.buyer_key) {
+                        b.amount = amount;
+                        b.gen = gen;
+                    }
+                }
+                Undo::Cancel => {
+                    if let Some(b) = a.bids.get_mut(&s.buyer_key) {
+                        b.live = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Withdraws a bid whose ttl ran out (if it is still live in the same version) and tells
+    /// its buyer with `BidUpdate{EXPIRED}`.
+    pub async fn expire(self: &Arc<Self>, bid: u64, gen: u32) {
+        let now = mono_ns();
+        let staged = {
+            let mut t = self.table.lock();
+            let Some(&(eid, key)) = t.bids.get(&bid) else { return };
+            let ok = t.open.get(&eid).is_some_and(|a| {
+                now <= a.deadline_mono && a.bids.get(&key).is_some_and(|b| b.live && b.gen == gen)
+            });
+            if !ok {
+                return;
+            }
+            match self.cancel_locked(&mut t, bid, eid, key, &bid_id(bid), "", BidStatus::Expired) {
+                Ok(s) => s,
+                Err(_) => return,
+            }
+        };
+        let buyer = {
+            let t = self.table.lock();
+            t.open
+                .get(&staged.auction)
+                .and_then(|a| a.bids.get(&staged.buyer_key))
+                .map(|b| b.buyer.to_string())
+        };
+        if self.submit(std::slice::from_ref(&staged), now).await.is_ok() {
+            self.metrics.bids_expired.fetch_add(1, Ordering::Relaxed);
+            if let Some(name) = buyer {
+                let b = self.streams.buyer(&name);
+                let mut b = b.lock();
+                self.streams.emit(&mut b, vec![staged.answer], None);
+            }
+        }
+    }
+
+    /// Arms the ttl timers of a frame's accepted bids.
+    pub fn arm_ttls(self: &Arc<Self>, staged: &[Staged]) {
+        for s in staged {
+            if let Some((bid, gen, after)) = s.ttl {
+                let hub = self.clone();
+                self.rt.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    hub.expire(bid, gen).await;
+                });
+            }
+        }
+    }
+
+    /// Opens an auction for `publisher` (None: the exchange itself — demo traffic or the
+    /// embedding program), announces it to matching subscribers and returns its engine id and
+    /// `AuctionOpened`.
+    pub fn open_auction(
+        &self,
+        publisher: Option<&str>,
+        o: &OpenAuction,
+    ) -> Result<(u64, AuctionOpened), Reject> {
+        if self.is_draining() {
+            return Err(reject(RejectReason::ShuttingDown, "the exchange is draining"));
+        }
+        let on = |r: Reject| r.on_auction(&o.auction_id);
+        if !o.auction_id.is_empty() && !valid_id(&o.auction_id) {
+            return Err(on(reject(
+                RejectReason::InvalidField,
+                "open_auction.auction_id must be 1..=64 printable ASCII bytes",
+            )));
+        }
+        let size: usize = o.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if o.attributes.len() > MAX_ATTRIBUTES || size > MAX_ATTRIBUTE_BYTES {
+            return Err(on(reject(
+                RejectReason::InvalidField,
+                format!(
+                    "open_auction.attributes: at most {MAX_ATTRIBUTES} entries and {MAX_ATTRIBUTE_BYTES} bytes, got {} and {size}",
+                    o.attributes.len()
+                ),
+            )));
+        }
+        let floor = match &o.floor {
+            None => 0,
+            Some(m) if m.micros == 0 && (m.currency.is_empty() || m.currency == self.currency) => 0,
+            f => self.check_amount(f, "open_auction.floor").map_err(on)?,
+        };
+        let tmax_ns = match &o.tmax {
+            None => self.cfg.engine.tmax_ms * 1_000_000,
+            Some(d) => match dur_ns(d) {
+                Some(ns) if ns > 0 => ns.min(self.max_tmax_ns()),
+                _ => {
+                    return Err(on(reject(
+                        RejectReason::InvalidField,
+                        format!("open_auction.tmax must be > 0, got {}s {}ns", d.seconds, d.nanos),
+                    )))
+                }
+            },
+        };
+        let eid = self.next_auction.fetch_add(1, Ordering::Relaxed);
+        let id: Arc<str> = if o.auction_id.is_empty() {
+            format!("x{eid}").into()
+        } else {
+            o.auction_id.as_str().into()
+        };
+        let now_mono = mono_ns();
+        let deadline_unix = unix_ns() + tmax_ns;
+        let started = AuctionStarted {
+            auction_id: id.to_string(),
+            attributes: o.attributes.clone(),
+            floor: Some(money(&self.currency, floor)),
+            deadline: Some(ts(deadline_unix)),
+            expected_bids: o.expected_bids,
+            auction_type: if self.cfg.engine.mechanism == "first_price" {
+                AuctionType::FirstPrice as i32
+            } else {
+                AuctionType::SecondPrice as i32
+            },
+        };
+        {
+            let mut t = self.table.lock();
+            if t.by_id.contains_key(&id) || t.closed.contains(&id) {
+                return Err(on(reject(
+                    RejectReason::DuplicateAuction,
+                    format!("auction id {id:?} is in use"),
+                )));
+            }
+            let req = self.engine.open_request(
+                eid,
+                Some(floor as f64),
+                Some(tmax_ns),
+                o.expected_bids,
+                now_mono,
+            );
+            self.engine.open(&[req]).map_err(|_| {
+                on(reject(RejectReason::ShuttingDown, "the exchange is shutting down"))
+            })?;
+            let hdr =
+                Rec { kind: K_AUCTION, auction: eid, time_ns: unix_ns(), ..Default::default() };
+            let pos = self.log.append_blob(hdr, &started.encode_to_vec()).unwrap_or(0);
+            t.started.insert(eid, (pos, started.clone()));
+            let oldest = self.log.bounds().0;
+            t.prune_started(oldest);
+            t.by_id.insert(id.clone(), eid);
+            t.open.insert(
+                eid,
+                Auction {
+                    engine_id: eid,
+                    id: id.clone(),
+                    publisher: publisher.map(str::to_string),
+                    floor,
+                    deadline_mono: now_mono + tmax_ns,
+                    expected: o.expected_bids,
+                    answered: 0,
+                    attributes: o.attributes.clone(),
+                    bids: HashMap::new(),
+                },
+            );
+        }
+        self.metrics.auctions_opened.fetch_add(1, Ordering::Relaxed);
+        self.metrics.auctions_open.fetch_add(1, Ordering::Relaxed);
+        for b in self.streams.subscribers(&o.attributes) {
+            let mut b = b.lock();
+            let se = StreamEvent {
+                event: Event::AuctionStarted(started.clone()),
+                request_id: String::new(),
+                auction: eid,
+                bid: 0,
+            };
+            self.streams.emit(&mut b, vec![se], None);
+        }
+        Ok((eid, AuctionOpened { auction_id: id.to_string(), deadline: Some(ts(deadline_unix)) }))
+    }
+}

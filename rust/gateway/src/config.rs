@@ -1,0 +1,363 @@
+//! The exchange's configuration (`exchange.toml`): serde structs with defaults, validated once at
+//! load so that every later use can trust them. Errors name the key and the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the gateway is started with.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub engine: EngineSection,
+    pub events: EventsConfig,
+    pub demo: DemoConfig,
+    /// The directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Largest WebSocket message accepted (close 1009 above it).
+    pub max_frame_bytes: usize,
+    /// Most messages in one `ClientFrame` (TOO_MANY_MESSAGES above it).
+    pub max_messages_per_frame: usize,
+    /// Connections held at once, server-wide (close 4029 beyond).
+    pub max_connections: usize,
+    /// Connections held at once by one buyer (close 4029 beyond).
+    pub max_connections_per_buyer: usize,
+    pub heartbeat_interval_s: f64,
+    pub heartbeat_timeout_s: f64,
+    /// Token bucket per connection: messages per second and burst.
+    pub rate_limit_per_s: f64,
+    pub rate_limit_burst: f64,
+    /// Frames queued towards one connection; when full for longer than
+    /// `slow_consumer_timeout_s` the connection is closed with 4008.
+    pub outbound_queue_frames: usize,
+    pub slow_consumer_timeout_s: f64,
+    /// Failed authentications per address within `failed_auth_window_s` before 4003.
+    pub failed_auth_limit: u32,
+    pub failed_auth_window_s: f64,
+    /// Request ids remembered per buyer for idempotent answers.
+    pub idempotency_window: usize,
+    /// Shutdown: "finish" waits for open auctions to close (up to `drain_timeout_s`),
+    /// "cancel" closes them at once (`closed_by = SHUTDOWN`).
+    pub shutdown: String,
+    pub drain_timeout_s: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_frame_bytes: 1 << 20,
+            max_messages_per_frame: 4096,
+            max_connections: 10_000,
+            max_connections_per_buyer: 256,
+            heartbeat_interval_s: 15.0,
+            heartbeat_timeout_s: 45.0,
+            rate_limit_per_s: 1_000_000.0,
+            rate_limit_burst: 2_000_000.0,
+            outbound_queue_frames: 1024,
+            slow_consumer_timeout_s: 5.0,
+            failed_auth_limit: 10,
+            failed_auth_window_s: 60.0,
+            idempotency_window: 4096,
+            shutdown: "finish".into(),
+            drain_timeout_s: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Relative to the config file's directory; empty: no API keys.
+    pub keys_file: String,
+    /// HMAC tokens are accepted when non-empty.
+    pub token_secret: String,
+    pub auth_timeout_s: f64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { keys_file: String::new(), token_secret: String::new(), auth_timeout_s: 5.0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// "second_price" or "first_price".
+    pub mechanism: String,
+    pub currency: String,
+    pub workers: usize,
+    /// Default auction duration.
+    pub tmax_ms: u64,
+    /// Longest auction a publisher may ask for.
+    pub max_tmax_ms: u64,
+    /// Largest amount accepted (INVALID_AMOUNT above), micros.
+    pub max_amount_micros: i64,
+    /// Pin the engine's workers to cores.
+    pub pin: bool,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            mechanism: "second_price".into(),
+            currency: "USD".into(),
+            workers: 1,
+            tmax_ms: 100,
+            max_tmax_ms: 60_000,
+            max_amount_micros: 1_000_000_000_000,
+            pin: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// The event log file (relative to the config file's directory). Empty: a file in a fresh
+    /// temporary directory (the log then lives as long as the process).
+    pub path: String,
+    /// Records the log holds (64 bytes each); the oldest are overwritten beyond it.
+    pub max_records: u64,
+    /// Events older than this are not replayed.
+    pub retention_s: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { path: String::new(), max_records: 1 << 20, retention_s: 86_400.0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Synthetic auctions opened per second (0: none).
+    pub traffic: f64,
+}
+
+/// A configuration that could not be loaded: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn secs(v: f64) -> Duration {
+    Duration::from_secs_f64(v)
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_toml(&text, &base).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and validates TOML text; relative paths resolve against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        c.base_dir = base_dir.to_path_buf();
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parses and validates the same structure as JSON (the Python API passes a dict this way).
+    pub fn from_json(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut c: Config = serde_json::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        c.base_dir = base_dir.to_path_buf();
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every value once; the message names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Err(ConfigError(format!("{key}: {msg}")));
+        let s = &self.server;
+        let positive = [
+            ("server.heartbeat_interval_s", s.heartbeat_interval_s),
+            ("server.heartbeat_timeout_s", s.heartbeat_timeout_s),
+            ("server.rate_limit_per_s", s.rate_limit_per_s),
+            ("server.rate_limit_burst", s.rate_limit_burst),
+            ("server.slow_consumer_timeout_s", s.slow_consumer_timeout_s),
+            ("server.failed_auth_window_s", s.failed_auth_window_s),
+            ("server.drain_timeout_s", s.drain_timeout_s),
+            ("auth.auth_timeout_s", self.auth.auth_timeout_s),
+            ("events.retention_s", self.events.retention_s),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                return bad(key, format!("must be a number of seconds > 0, got {v}"));
+            }
+        }
+        let counts = [
+            ("server.max_frame_bytes", s.max_frame_bytes),
+            ("server.max_messages_per_frame", s.max_messages_per_frame),
+            ("server.max_connections", s.max_connections),
+            ("server.max_connections_per_buyer", s.max_connections_per_buyer),
+            ("server.outbound_queue_frames", s.outbound_queue_frames),
+            ("server.idempotency_window", s.idempotency_window),
+            ("engine.workers", self.engine.workers),
+            ("engine.tmax_ms", self.engine.tmax_ms as usize),
+            ("engine.max_tmax_ms", self.engine.max_tmax_ms as usize),
+        ];
+        for (key, v) in counts {
+            if v == 0 {
+                return bad(key, "must be > 0".into());
+            }
+        }
+        if s.max_frame_bytes < 256 {
+            return bad(
+                "server.max_frame_bytes",
+                format!("must be >= 256, got {}", s.max_frame_bytes),
+            );
+        }
+        if self.engine.workers > 64 {
+            return bad(
+                "engine.workers",
+                format!("must be in 1..=64, got {}", self.engine.workers),
+            );
+        }
+        if self.engine.tmax_ms > self.engine.max_tmax_ms {
+            return bad(
+                "engine.tmax_ms",
+                format!(
+                    "{} is above engine.max_tmax_ms = {}",
+                    self.engine.tmax_ms, self.engine.max_tmax_ms
+                ),
+            );
+        }
+        if !matches!(self.engine.mechanism.as_str(), "second_price" | "first_price") {
+            return bad(
+                "engine.mechanism",
+                format!(
+                    "must be \"second_price\" or \"first_price\", got {:?}",
+                    self.engine.mechanism
+                ),
+            );
+        }
+        let cur = &self.engine.currency;
+        if cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()) {
+            return bad(
+                "engine.currency",
+                format!("must be an ISO 4217 code like \"USD\", got {cur:?}"),
+            );
+        }
+        if self.engine.max_amount_micros <= 0 || self.engine.max_amount_micros > (1 << 53) {
+            return bad(
+                "engine.max_amount_micros",
+                format!("must be in 1..=2**53, got {}", self.engine.max_amount_micros),
+            );
+        }
+        if !matches!(s.shutdown.as_str(), "finish" | "cancel") {
+            return bad(
+                "server.shutdown",
+                format!("must be \"finish\" or \"cancel\", got {:?}", s.shutdown),
+            );
+        }
+        if self.events.max_records < 1024 || self.events.max_records > (1 << 32) {
+            return bad(
+                "events.max_records",
+                format!("must be in 1024..=2**32, got {}", self.events.max_records),
+            );
+        }
+        if !(self.demo.traffic.is_finite() && self.demo.traffic >= 0.0) {
+            return bad(
+                "demo.traffic",
+                format!("must be >= 0 auctions per second, got {}", self.demo.traffic),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        secs(self.server.heartbeat_interval_s)
+    }
+    pub fn heartbeat_timeout(&self) -> Duration {
+        secs(self.server.heartbeat_timeout_s)
+    }
+    pub fn auth_timeout(&self) -> Duration {
+        secs(self.auth.auth_timeout_s)
+    }
+    pub fn slow_consumer_timeout(&self) -> Duration {
+        secs(self.server.slow_consumer_timeout_s)
+    }
+    pub fn failed_auth_window(&self) -> Duration {
+        secs(self.server.failed_auth_window_s)
+    }
+    pub fn drain_timeout(&self) -> Duration {
+        secs(self.server.drain_timeout_s)
+    }
+    pub fn retention(&self) -> Duration {
+        secs(self.events.retention_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_example_loads() {
+        let t = r#"
+[server]
+host = "127.0.0.1"
+port = 8080
+max_frame_bytes = 1048576
+max_messages_per_frame = 4096
+[auth]
+keys_file = "keys.toml"
+token_secret = ""
+auth_timeout_s = 5.0
+[engine]
+mechanism = "second_price"
+currency = "USD"
+workers = 1
+tmax_ms = 100
+"#;
+        let c = Config::from_toml(t, Path::new("/etc/x")).unwrap();
+        assert_eq!(c.resolve(&c.auth.keys_file), Path::new("/etc/x/keys.toml"));
+        assert_eq!(c.engine.tmax_ms, 100);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e =
+            Config::from_toml("[engine]\nmechanism = \"vickrey\"\n", Path::new(".")).unwrap_err();
+        assert!(e.0.contains("engine.mechanism"), "{e}");
+        let e =
+            Config::from_toml("[server]\nheartbeat_timeout_s = -1\n", Path::new(".")).unwrap_err();
+        assert!(e.0.contains("server.heartbeat_timeout_s"), "{e}");
+        let e = Config::from_toml("[server]\nprot = 1\n", Path::new(".")).unwrap_err();
+        assert!(e.0.contains("prot"), "{e}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The shared state every task holds a handle to (mini-redis' `Db` idea): configuration,
+//! credentials, the engine, the auction table, the buyer streams, counters and the shutdown
+//! signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use rtbcore_core::engine::{Engine, EngineConfig, Mechanism};
+use tokio_util::sync::CancellationToken;
+
+use crate::auctions::Table;
+use crate::auth::{Authenticator, FailedAuthLimiter};
+use crate::config::Config;
+use crate::evlog::{EventLog, Recovered};
+use crate::metrics::Metrics;
+use crate::streams::Streams;
+
+/// An auction's outcome, for the embedding program (`Gateway::results`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuctionOutcome {
+    pub auction_id: String,
+    pub attributes: HashMap<String, String>,
+    /// The winner's buyer id and bid id (None: no sale).
+    pub winner: Option<(String, String)>,
+    pub price_micros: i64,
+    pub n_bids: u32,
+    /// "deadline", "all_bids" or "shutdown".
+    pub closed_by: &'static str,
+    pub publisher: Option<String>,
+}
+
+/// Results kept for the embedding program before the oldest are dropped (counted).
+pub const OUTCOME_QUEUE: usize = 65_536;
+
+pub struct Hub {
+    pub cfg: Config,
+    pub auth: Authenticator,
+    pub limiter: FailedAuthLimiter,
+    pub metrics: Arc<Metrics>,
+    pub engine: Engine,
+    pub table: Mutex<Table>,
+    pub streams: Streams,
+    pub log: Arc<EventLog>,
+    pub outcomes_tx: Sender<AuctionOutcome>,
+    pub outcomes_rx: Receiver<AuctionOutcome>,
+    pub draining: AtomicBool,
+    pub shutdown: CancellationToken,
+    pub next_conn: AtomicU64,
+    pub next_auction: AtomicU64,
+    pub next_bid: AtomicU64,
+    pub rt: tokio::runtime::Handle,
+    pub currency: String,
+}
+
+impl Hub {
+    pub fn new(
+        cfg: Config,
+        auth: Authenticator,
+        log: EventLog,
+        recovered: Recovered,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Arc<Hub>, String> {
+        let mechanism = match cfg.engine.mechanism.as_str() {
+            "first_price" => Mechanism::FirstPrice,
+            _ => Mechanism::SecondPrice,
+        };
+        let ecfg = EngineConfig {
+            workers: cfg.engine.workers,
+            pin: cfg.engine.pin,
+            mechanism,
+            reserve: 0.0,
+            // amounts are integer micros: no increment, so prices stay whole micros
+            increment: 0.0,
+            tmax_ns: cfg.engine.tmax_ms * 1_000_000,
+            capacity: 1 << 20,
+            rejected_capacity: None,
+            event_sink: None,
+        };
+        let engine = Engine::start(ecfg).map_err(|e| format!("engine: {e}"))?;
+        let metrics = Arc::new(Metrics::default());
+        let log = Arc::new(log);
+        let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded(OUTCOME_QUEUE);
+        let retention_ns = (cfg.events.retention_s * 1e9) as u64;
+        let streams = Streams::new(
+            log.clone(),
+            recovered.buyers,
+            metrics.clone(),
+            cfg.server.idempotency_window,
+            retention_ns,
+        );
+        let table = Table::new(recovered.auctions);
+        Ok(Arc::new(Hub {
+            limiter: FailedAuthLimiter::new(cfg.server.failed_auth_limit, cfg.failed_auth_window()),
+            currency: cfg.engine.currency.clone(),
+            cfg,
+            auth,
+            metrics,
+            engine,
+            table: Mutex::new(table),
+            streams,
+            log,
+            outcomes_tx,
+            outcomes_rx,
+            draining: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            next_conn: AtomicU64::new(1),
+            next_auction: AtomicU64::new(recovered.max_auction + 1),
+            next_bid: AtomicU64::new(recovered.max_bid + 1),
+            rt,
+        }))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Hands an outcome to the embedding program; the oldest is dropped (and counted) when it
+    /// does not keep up.
+    pub fn publish_outcome(&self, o: AuctionOutcome) {
+        if let Err(crossbeam_channel::TrySendError::Full(o)) = self.outcomes_tx.try_send(o) {
+            let _ = self.outcomes_rx.try_recv();
+            self.metrics.results_dropped.fetch_add(1, Ordering::Relaxed);
+            let _ = self.outcomes_tx.try_send(o);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The result thread: polls the engine and turns each cleared auction into `AuctionWon` /
+//! `AuctionLost` for every buyer with a live bid, `AuctionClosed` for its publisher, and an
+//! [`AuctionOutcome`] for the embedding program.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtbcore_core::engine::{AuctionResult, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED};
+use rtbcore_proto::v1::bid_event::Event;
+use rtbcore_proto::v1::*;
+
+use crate::events::*;
+use crate::hub::{AuctionOutcome, Hub};
+
+/// OpenRTB loss reason 102: lost to a higher bid.
+pub const LOSS_HIGHER_BID: i32 = 102;
+
+/// Runs until the engine is closed and drained.
+pub fn run(hub: Arc<Hub>) {
+    let mut rows = Vec::with_capacity(4096);
+    let mut rejected = Vec::new();
+    loop {
+        if hub.engine.wait_results(Duration::from_millis(20)) {
+            rows.clear();
+            hub.engine.poll_into(&mut rows, 4096);
+            for r in &rows {
+                close_one(&hub, r);
+            }
+        } else if hub.engine.is_drained() {
+            break;
+        }
+        // the gateway checks deadlines itself; what the engine still judged late is only
+        // counted (it is reported to its buyer as lost at close)
+        rejected.clear();
+        hub.engine.poll_rejected_into(&mut rejected, 4096);
+    }
+}
+
+fn closed_by(c: u8) -> (ClosedBy, &'static str) {
+    match c {
+        CLOSED_BY_DEADLINE => (ClosedBy::Deadline, "deadline"),
+        CLOSED_BY_ALL_BIDS => (ClosedBy::AllBids, "all_bids"),
+        _ => (ClosedBy::Shutdown, "shutdown"),
+    }
+}
+
+fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
+    let Some(a) = hub.table.lock().close(r.auction_id as u64) else { return };
+    hub.metrics.auctions_closed.fetch_add(1, Ordering::Relaxed);
+    hub.metrics.auctions_open.fetch_sub(1, Ordering::Relaxed);
+    let cur = &hub.currency;
+    let price = if r.price.is_finite() { r.price.round() as i64 } else { 0 };
+    let winner_key = (r.winner_bidder >= 0).then_some(r.winner_bidder as u64);
+    let winner =
+        winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
+    let (cb, cb_name) = closed_by(r.closed_by);
+    // events per buyer, then each buyer's lock once
+    let mut per_buyer: HashMap<String, Vec<StreamEvent>> = HashMap::new();
+    for (key, b) in &a.bids {
+        if !b.live {
+            continue;
+        }
+        let ev = if Some(*key) == winner_key {
+            let mtw = if r.min_to_win.is_finite() {
+                Some(money(cur, r.min_to_win.round() as i64))
+            } else {
+                None
+            };
+            Event::AuctionWon(AuctionWon {
+                auction_id: a.id.to_string(),
+                bid_id: bid_id(b.bid),
+                price: Some(money(cur, price)),
+                min_to_win: mtw,
+                slot: r.slot as u32,
+            })
+        } else {
+            Event::AuctionLost(AuctionLost {
+                auction_id: a.id.to_string(),
+                bid_id: bid_id(b.bid),
+                loss_reason: if winner.is_some() { LOSS_HIGHER_BID } else { LOSS_EXPIRED },
+                // one micro above the winning bid (ties go to the winner)
+                min_to_win: winner.as_ref().map(|w| money(cur, w.3 + 1)),
+            })
+        };
+        per_buyer.entry(b.buyer.to_string()).or_default().push(StreamEvent {
+            event: ev,
+            request_id: String::new(),
+            auction: a.engine_id,
+            bid: b.bid,
+        });
+    }
+    for (name, evs) in per_buyer {
+        let b = hub.streams.buyer(&name);
+        let mut b = b.lock();
+        hub.streams.emit(&mut b, evs, None);
+    }
+    if let Some(p) = &a.publisher {
+        let closed = AuctionClosed {
+            auction_id: a.id.to_string(),
+            winners: winner
+                .iter()
+                .map(|w| Winner {
+                    buyer_id: w.1.clone(),
+                    bid_id: bid_id(w.2),
+                    price: Some(money(cur, price)),
+                    slot: 0,
+                })
+                .collect(),
+            n_bids: r.n_bids,
+            closed_by: cb as i32,
+        };
+        let b = hub.streams.buyer(p);
+        let mut b = b.lock();
+        let se = StreamEvent {
+            event: Event::AuctionClosed(closed),
+            request_id: String::new(),
+            auction: a.engine_id,
+            bid: 0,
+        };
+        hub.streams.emit(&mut b, vec![se], None);
+    }
+    hub.publish_outcome(AuctionOutcome {
+        auction_id: a.id.to_string(),
+        attributes: a.attributes,
+        winner: winner.map(|w| (w.1, bid_id(w.2))),
+        price_micros: if winner_key.is_some() { price } else { 0 },
+        n_bids: r.n_bids,
+        closed_by: cb_name,
+        publisher: a.publisher,
+    });
+}

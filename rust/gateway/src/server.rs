@@ -1,0 +1,202 @@
+//! Starting and stopping the exchange: its own tokio runtime, the listener, the result thread,
+//! demo traffic, and the drain on shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rtbcore_proto::v1::{AuctionOpened, OpenAuction};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::auctions::Reject;
+use crate::auth::{generate_key, Authenticator, Identity, ALL_SCOPES};
+use crate::config::Config;
+use crate::evlog::EventLog;
+use crate::http::{router, AppState};
+use crate::hub::{AuctionOutcome, Hub};
+
+/// How to start a gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config: Config,
+    /// Generate a development API key (buyer "dev", every scope); see [`Gateway::dev_key`].
+    pub dev_key: bool,
+    /// Runtime threads (0: 2).
+    pub threads: usize,
+}
+
+/// A running exchange server.
+pub struct Gateway {
+    hub: Arc<Hub>,
+    rt: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+    dev_key: Option<String>,
+    results: Option<JoinHandle<()>>,
+    tracker: TaskTracker,
+    _tmp_dir: Option<TempDir>,
+}
+
+/// A directory removed when the gateway is dropped (the default event log's home).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> Result<TempDir, String> {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).map_err(|e| e.to_string())?;
+    let p = std::env::temp_dir().join(format!(
+        "rtbcore-gateway-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(b)
+    ));
+    std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(TempDir(p))
+}
+
+impl Gateway {
+    /// Binds, starts every thread and returns once the port accepts connections.
+    pub fn start(opts: Options) -> Result<Gateway, String> {
+        let cfg = opts.config;
+        cfg.validate().map_err(|e| e.to_string())?;
+        let mut auth = Authenticator::new(&cfg.auth.token_secret);
+        if !cfg.auth.keys_file.is_empty() {
+            auth.load_keys(&cfg.resolve(&cfg.auth.keys_file)).map_err(|e| e.to_string())?;
+        }
+        let dev_key = opts.dev_key.then(generate_key);
+        if let Some(k) = &dev_key {
+            auth.add_key(k, Identity { buyer: "dev".into(), scopes: ALL_SCOPES });
+        }
+        let (tmp, log_path) = if cfg.events.path.is_empty() {
+            let t = temp_dir()?;
+            let p = t.0.join("events.ring");
+            (Some(t), p)
+        } else {
+            (None, cfg.resolve(&cfg.events.path))
+        };
+        let (log, recovered) = EventLog::open(&log_path, cfg.events.max_records)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(if opts.threads == 0 { 2 } else { opts.threads })
+            .thread_name("rtbcore-gateway")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let bind = format!("{}:{}", cfg.server.host, cfg.server.port);
+        let std_listener = std::net::TcpListener::bind(&bind)
+            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
+        let demo = cfg.demo.traffic;
+        let hub = Hub::new(cfg, auth, log, recovered, rt.handle().clone())?;
+        let results = {
+            let hub = hub.clone();
+            std::thread::Builder::new()
+                .name("rtbcore-results".into())
+                .spawn(move || crate::results::run(hub))
+                .map_err(|e| e.to_string())?
+        };
+        let tracker = TaskTracker::new();
+        let state = AppState {
+            hub: hub.clone(),
+            conns: Arc::new(Semaphore::new(hub.cfg.server.max_connections)),
+            tracker: tracker.clone(),
+        };
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let token = hub.shutdown.clone();
+        rt.spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+            let _ =
+                axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+        });
+        if demo > 0.0 {
+            rt.spawn(crate::demo::run(hub.clone(), demo));
+        }
+        Ok(Gateway {
+            hub,
+            rt: Some(rt),
+            addr,
+            dev_key,
+            results: Some(results),
+            tracker,
+            _tmp_dir: tmp,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn dev_key(&self) -> Option<&str> {
+        self.dev_key.as_deref()
+    }
+
+    pub fn event_log_path(&self) -> PathBuf {
+        self.hub.log.path().to_path_buf()
+    }
+
+    /// Opens an auction on behalf of the embedding program (its results come from
+    /// [`Gateway::next_outcome`]).
+    pub fn open_auction(&self, o: &OpenAuction) -> Result<AuctionOpened, Reject> {
+        self.hub.open_auction(None, o).map(|(_, opened)| opened)
+    }
+
+    /// The next auction outcome, waiting up to `timeout`.
+    pub fn next_outcome(&self, timeout: Duration) -> Option<AuctionOutcome> {
+        self.hub.outcomes_rx.recv_timeout(timeout).ok()
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        self.hub.metrics.render(&[])
+    }
+
+    pub fn auctions_open(&self) -> usize {
+        self.hub.table.lock().open.len()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.rt.is_some()
+    }
+
+    /// Drains and stops: stops taking auctions and connections, lets open auctions finish
+    /// (`server.shutdown = "finish"`, up to `drain_timeout_s`) or closes them at once
+    /// ("cancel"), delivers their results, flushes every connection's queue and closes it with
+    /// 1001. Idempotent.
+    pub fn stop(&mut self) {
+        let Some(rt) = self.rt.take() else { return };
+        let hub = &self.hub;
+        hub.draining.store(true, Ordering::Release);
+        if hub.cfg.server.shutdown == "finish" {
+            let until = Instant::now() + hub.cfg.drain_timeout();
+            while Instant::now() < until && !hub.table.lock().open.is_empty() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // closes what is still open (closed_by = SHUTDOWN); the result thread emits those
+        // results and ends once the engine is drained
+        let _ = hub.engine.close();
+        if let Some(t) = self.results.take() {
+            let _ = t.join();
+        }
+        hub.shutdown.cancel();
+        self.tracker.close();
+        let tracker = self.tracker.clone();
+        rt.block_on(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        });
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

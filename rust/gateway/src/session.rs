@@ -1,0 +1,699 @@
+//! One WebSocket client: authentication within the timeout, then a loop that reads client
+//! frames, writes what its bounded outbound queue holds (live events, replays, closes), pings
+//! for the heartbeat and watches for shutdown. It is the only writer of its socket.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use rtbcore_core::engine::mono_ns;
+use rtbcore_proto::v1::bid_event::Event;
+use rtbcore_proto::v1::bid_message::Message as Msg;
+use rtbcore_proto::v1::*;
+use tokio::sync::mpsc;
+
+use crate::auctions::{reject, Reject, Staged};
+use crate::auth::{
+    scope_names, unix_now, Identity, SCOPE_BID, SCOPE_METRICS, SCOPE_PUBLISH, SCOPE_SUBSCRIBE,
+};
+use crate::codec::{decode_binary, decode_text, encode, DecodeError, Encoded, Wire};
+use crate::events::*;
+use crate::hub::Hub;
+use crate::limits::TokenBucket;
+use crate::replay::replay_events;
+use crate::streams::{ConnHandle, Out, Subscription};
+
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_UNSUPPORTED: u16 = 1003;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_AUTH_FAILED: u16 = 4001;
+pub const CLOSE_AUTH_TIMEOUT: u16 = 4002;
+pub const CLOSE_AUTH_RATE: u16 = 4003;
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub const CLOSE_HEARTBEAT: u16 = 4009;
+pub const CLOSE_TOO_MANY: u16 = 4029;
+
+type Sink = SplitSink<WebSocket, Message>;
+type Source = SplitStream<WebSocket>;
+
+/// The writing half and what the connection needs to write.
+struct Writer {
+    sink: Sink,
+    wire: Wire,
+    hub: Arc<Hub>,
+    conn: u64,
+    n_conn_events: u64,
+}
+
+impl Writer {
+    async fn send(&mut self, events: Vec<BidEvent>) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let n = events.len() as u64;
+        let msg = match encode(self.wire, events) {
+            Encoded::Binary(b) => Message::Binary(b.into()),
+            Encoded::Text(t) => Message::Text(t.into()),
+        };
+        let limit = self.hub.cfg.slow_consumer_timeout();
+        match tokio::time::timeout(limit, self.sink.send(msg)).await {
+            Ok(Ok(())) => {
+                self.hub.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+                self.hub.metrics.events_out.fetch_add(n, Ordering::Relaxed);
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => {
+                // the socket did not take a frame within the limit: a slow consumer
+                self.hub.metrics.close(CLOSE_SLOW_CONSUMER);
+                false
+            }
+        }
+    }
+
+    /// A connection event (seq 0, not logged).
+    fn conn_event(&mut self, event: Event, request_id: &str) -> BidEvent {
+        self.n_conn_events += 1;
+        BidEvent {
+            event_id: format!("c{}:{}", self.conn, self.n_conn_events),
+            seq: 0,
+            timestamp: Some(ts(unix_ns())),
+            request_id: request_id.to_string(),
+            event: Some(event),
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        self.hub.metrics.close(code);
+        let frame = CloseFrame { code, reason: reason.to_string().into() };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.sink.close()).await;
+    }
+}
+
+/// A frame or message the server could not read, as a close code (None: keep going).
+fn read_error_code(e: &axum::Error) -> u16 {
+    let s = e.to_string();
+    if s.contains("too long") || s.contains("Space limit") || s.contains("too big") {
+        CLOSE_TOO_BIG
+    } else {
+        CLOSE_PROTOCOL
+    }
+}
+
+enum Incoming {
+    Frame(ClientFrame),
+    Bad(DecodeError),
+    Pong,
+    Closed,
+    Error(u16),
+}
+
+async fn next_incoming(src: &mut Source, wire: Wire) -> Incoming {
+    loop {
+        return match src.next().await {
+            None => Incoming::Closed,
+            Some(Err(e)) => Incoming::Error(read_error_code(&e)),
+            Some(Ok(Message::Binary(b))) => match decode_binary(wire, &b) {
+                Ok(f) => Incoming::Frame(f),
+                Err(e) => Incoming::Bad(e),
+            },
+            Some(Ok(Message::Text(t))) => match decode_text(wire, t.as_str()) {
+                Ok(f) => Incoming::Frame(f),
+                Err(e) => Incoming::Bad(e),
+            },
+            Some(Ok(Message::Pong(_))) => Incoming::Pong,
+            Some(Ok(Message::Ping(_))) => continue,
+            Some(Ok(Message::Close(_))) => Incoming::Closed,
+        };
+    }
+}
+
+/// Runs one connection to its end.
+pub async fn run(hub: Arc<Hub>, socket: WebSocket, wire: Wire, addr: SocketAddr, admitted: bool) {
+    let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
+    hub.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    hub.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    let (sink, mut src) = socket.split();
+    let mut w = Writer { sink, wire, hub: hub.clone(), conn, n_conn_events: 0 };
+    if !admitted {
+        w.close(CLOSE_TOO_MANY, "too many connections").await;
+    } else if hub.limiter.blocked(addr.ip()) {
+        w.close(CLOSE_AUTH_RATE, "too many failed authentications: retry later").await;
+    } else if hub.is_draining() {
+        w.close(CLOSE_GOING_AWAY, "the exchange is shutting down").await;
+    } else if let Some((who, rid, rest)) = authenticate(&hub, &mut w, &mut src, addr).await {
+        connected(&hub, &mut w, &mut src, who, rid, rest).await;
+    }
+    linger(&mut src).await;
+    hub.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// After our close frame, reads (and drops) what the peer still sends until its close frame or
+/// a short timeout, so that the peer reads our close code before the TCP connection ends.
+async fn linger(src: &mut Source) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(m)) = src.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads until a successful `Auth` (answering anything else with NOT_AUTHENTICATED); closes
+/// with 4001 / 4002 / 4003 and returns None otherwise. Also returns the Auth's request id and
+/// the messages that followed it in its frame.
+async fn authenticate(
+    hub: &Hub,
+    w: &mut Writer,
+    src: &mut Source,
+    addr: SocketAddr,
+) -> Option<(Identity, String, Vec<BidMessage>)> {
+    let deadline = tokio::time::Instant::now() + hub.cfg.auth_timeout();
+    loop {
+        let inc = tokio::select! {
+            i = next_incoming(src, w.wire) => i,
+            _ = tokio::time::sleep_until(deadline) => {
+                w.close(CLOSE_AUTH_TIMEOUT, "no Auth within the authentication timeout").await;
+                return None;
+            }
+            _ = hub.shutdown.cancelled() => {
+                w.close(CLOSE_GOING_AWAY, "the exchange is shutting down").await;
+                return None;
+            }
+        };
+        let frame = match inc {
+            Incoming::Frame(f) => f,
+            Incoming::Pong => continue,
+            Incoming::Closed => return None,
+            Incoming::Error(code) => {
+                w.close(code, "unreadable message").await;
+                return None;
+            }
+            Incoming::Bad(DecodeError::WrongType) => {
+                w.close(CLOSE_UNSUPPORTED, "wrong frame type for the subprotocol").await;
+                return None;
+            }
+            Incoming::Bad(DecodeError::Malformed(m)) => {
+                hub.metrics.reject(RejectReason::Malformed);
+                let ev = w.conn_event(
+                    Event::Error(Error { reason: RejectReason::Malformed as i32, message: m }),
+                    "",
+                );
+                w.send(vec![ev]).await;
+                continue;
+            }
+        };
+        hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+        let mut out = Vec::new();
+        let mut msgs = frame.messages.into_iter();
+        while let Some(m) = msgs.next() {
+            hub.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+            let Some(Msg::Auth(a)) = m.message else {
+                hub.metrics.reject(RejectReason::NotAuthenticated);
+                let r = reject(RejectReason::NotAuthenticated, "the first message must be auth");
+                out.push(w.conn_event(r.event(), &m.request_id));
+                continue;
+            };
+            let checked = match &a.credential {
+                Some(auth::Credential::ApiKey(k)) => hub.auth.check_api_key(k),
+                Some(auth::Credential::Token(t)) => hub.auth.check_token(t, unix_now()),
+                None => Err("auth needs api_key or token".to_string()),
+            };
+            match checked {
+                Ok(who) => {
+                    hub.metrics.auth_ok.fetch_add(1, Ordering::Relaxed);
+                    w.send(out).await;
+                    return Some((who, m.request_id, msgs.collect()));
+                }
+                Err(msg) => {
+                    hub.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
+                    hub.limiter.record_failure(addr.ip());
+                    let res = AuthResult { ok: false, message: msg, ..Default::default() };
+                    out.push(w.conn_event(Event::AuthResult(res), &m.request_id));
+                    w.send(out).await;
+                    w.close(CLOSE_AUTH_FAILED, "authentication failed").await;
+                    return None;
+                }
+            }
+        }
+        w.send(out).await;
+    }
+}
+
+/// The authenticated part: registers with the buyer's stream and serves until the end.
+async fn connected(
+    hub: &Arc<Hub>,
+    w: &mut Writer,
+    src: &mut Source,
+    who: Identity,
+    auth_rid: String,
+    rest: Vec<BidMessage>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let buyer = hub.streams.buyer(&who.buyer);
+    let full = buyer.lock().conns.len() >= hub.cfg.server.max_connections_per_buyer;
+    if full {
+        w.close(CLOSE_TOO_MANY, "too many connections for this buyer").await;
+        return;
+    }
+    {
+        let mut b = buyer.lock();
+        let res = AuthResult {
+            ok: true,
+            buyer_id: who.buyer.clone(),
+            scopes: scope_names(who.scopes),
+            last_seq: b.seq,
+            acked_seq: b.acked,
+            heartbeat_interval: Some(dur(hub.cfg.heartbeat_interval())),
+            heartbeat_timeout: Some(dur(hub.cfg.heartbeat_timeout())),
+            message: String::new(),
+        };
+        let ev = w.conn_event(Event::AuthResult(res), &auth_rid);
+        // queued under the buyer lock, so it precedes every live event of this connection
+        let _ = tx.try_send(Out::Events(vec![ev]));
+        let handle = ConnHandle {
+            id: w.conn,
+            tx: tx.clone(),
+            overflowed: overflowed.clone(),
+            subscribed: false,
+            mask: 0,
+        };
+        hub.streams.attach(&mut b, handle);
+    }
+    let mut s = Session {
+        hub: hub.clone(),
+        who,
+        conn: w.conn,
+        tx,
+        bucket: TokenBucket::new(hub.cfg.server.rate_limit_per_s, hub.cfg.server.rate_limit_burst),
+        n_conn_events: w.n_conn_events,
+        conn_buf: Vec::new(),
+        overflowed: overflowed.clone(),
+    };
+    if !rest.is_empty() {
+        // what followed the Auth in its frame (the frame is counted once)
+        hub.metrics.frames_in.fetch_sub(1, Ordering::Relaxed);
+        s.frame(ClientFrame { messages: rest }).await;
+    }
+    let code = serve(&mut s, w, src, &mut rx, &overflowed).await;
+    {
+        let mut b = buyer.lock();
+        hub.streams.detach(&mut b, w.conn);
+    }
+    if let Some((code, reason)) = code {
+        if code == CLOSE_GOING_AWAY {
+            // flush what was queued before the shutdown
+            while let Ok(o) = rx.try_recv() {
+                if let Out::Events(evs) = o {
+                    if !w.send(evs).await {
+                        break;
+                    }
+                }
+            }
+        }
+        w.close(code, &reason).await;
+    } else {
+        // the client closed: answer its close frame so that its close handshake completes
+        w.close(CLOSE_NORMAL, "").await;
+    }
+}
+
+/// The loop; returns the close to send (None: the peer closed or went away).
+async fn serve(
+    s: &mut Session,
+    w: &mut Writer,
+    src: &mut Source,
+    rx: &mut mpsc::Receiver<Out>,
+    overflowed: &AtomicBool,
+) -> Option<(u16, String)> {
+    let hub = s.hub.clone();
+    let mut ping = tokio::time::interval(hub.cfg.heartbeat_interval());
+    ping.tick().await;
+    let mut last_pong = Instant::now();
+    loop {
+        if overflowed.load(Ordering::Relaxed) {
+            return Some((CLOSE_SLOW_CONSUMER, "slow consumer: resume with replay_missed".into()));
+        }
+        tokio::select! {
+            biased;
+            _ = hub.shutdown.cancelled() => {
+                return Some((CLOSE_GOING_AWAY, "the exchange is shutting down".into()));
+            }
+            o = rx.recv() => match o {
+                Some(Out::Events(evs)) => {
+                    if !w.send(evs).await {
+                        return Some((CLOSE_SLOW_CONSUMER, "slow consumer".into()));
+                    }
+                }
+                Some(Out::Replay(plan)) => {
+                    let evs = replay_events(&hub, &s.who.buyer, &plan);
+                    hub.metrics.events_replayed.fetch_add(evs.len() as u64, Ordering::Relaxed);
+                    for chunk in evs.chunks(256) {
+                        if !w.send(chunk.to_vec()).await {
+                            return Some((CLOSE_SLOW_CONSUMER, "slow consumer".into()));
+                        }
+                    }
+                }
+                Some(Out::Close(code, reason)) => return Some((code, reason)),
+                None => return None,
+            },
+            inc = next_incoming(src, w.wire) => match inc {
+                Incoming::Frame(f) => s.frame(f).await,
+                Incoming::Pong => last_pong = Instant::now(),
+                Incoming::Closed => return None,
+                Incoming::Error(code) => return Some((code, "unreadable message".into())),
+                Incoming::Bad(DecodeError::WrongType) => {
+                    return Some((CLOSE_UNSUPPORTED, "wrong frame type for the subprotocol".into()))
+                }
+                Incoming::Bad(DecodeError::Malformed(m)) => {
+                    hub.metrics.reject(RejectReason::Malformed);
+                    s.conn_event(Event::Error(Error { reason: RejectReason::Malformed as i32, message: m }), "");
+                    s.push_conn_events();
+                }
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > hub.cfg.heartbeat_timeout() {
+                    return Some((CLOSE_HEARTBEAT, "heartbeat timeout".into()));
+                }
+                if w.sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Per-connection request handling.
+struct Session {
+    hub: Arc<Hub>,
+    who: Identity,
+    conn: u64,
+    tx: mpsc::Sender<Out>,
+    bucket: TokenBucket,
+    n_conn_events: u64,
+    conn_buf: Vec<BidEvent>,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// A message's answer waiting for its frame's engine block.
+enum Pending {
+    Staged(Staged),
+    Answer(StreamEvent),
+}
+
+impl Session {
+    fn conn_event(&mut self, event: Event, rid: &str) {
+        self.n_conn_events += 1;
+        let ev = BidEvent {
+            event_id: format!("c{}:{}", self.conn, self.n_conn_events),
+            seq: 0,
+            timestamp: Some(ts(unix_ns())),
+            request_id: rid.to_string(),
+            event: Some(event),
+        };
+        self.conn_buf.push(ev);
+    }
+
+    /// Queues the buffered connection events as one frame; a full queue is a slow consumer.
+    fn push_conn_events(&mut self) {
+        if self.conn_buf.is_empty() {
+            return;
+        }
+        let evs = std::mem::take(&mut self.conn_buf);
+        if self.tx.try_send(Out::Events(evs)).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn answer(&self, pending: &mut Vec<Pending>, r: Reject, rid: &str) {
+        self.hub.metrics.reject(r.reason);
+        pending.push(Pending::Answer(StreamEvent {
+            event: r.event(),
+            request_id: rid.to_string(),
+            auction: 0,
+            bid: 0,
+        }));
+    }
+
+    fn scope(&self, bit: u8, what: &str) -> Result<(), Reject> {
+        if self.who.scopes & bit == 0 {
+            Err(reject(
+                RejectReason::Forbidden,
+                format!("{what} needs the {:?} scope", scope_names(bit)[0]),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn frame(&mut self, f: ClientFrame) {
+        let hub = self.hub.clone();
+        hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+        hub.metrics.messages_in.fetch_add(f.messages.len() as u64, Ordering::Relaxed);
+        let max = hub.cfg.server.max_messages_per_frame;
+        if f.messages.len() > max {
+            hub.metrics.reject(RejectReason::TooManyMessages);
+            let message = format!("a frame holds at most {max} messages, got {}", f.messages.len());
+            self.conn_event(
+                Event::Error(Error { reason: RejectReason::TooManyMessages as i32, message }),
+                "",
+            );
+            self.push_conn_events();
+            return;
+        }
+        let now = mono_ns();
+        let mut pending: Vec<Pending> = Vec::new();
+        for m in f.messages {
+            let rid = m.request_id;
+            if rid.len() > 64 {
+                self.answer(
+                    &mut pending,
+                    reject(RejectReason::InvalidField, "request_id must be at most 64 bytes"),
+                    "",
+                );
+                continue;
+            }
+            if !self.bucket.take(1.0) {
+                self.answer(
+                    &mut pending,
+                    reject(
+                        RejectReason::RateLimited,
+                        "the connection's message rate is over its limit",
+                    ),
+                    &rid,
+                );
+                continue;
+            }
+            let Some(msg) = m.message else {
+                self.answer(
+                    &mut pending,
+                    reject(RejectReason::UnknownMessage, "empty or unknown message"),
+                    &rid,
+                );
+                continue;
+            };
+            let answers_request = matches!(
+                msg,
+                Msg::PlaceBid(_) | Msg::UpdateBid(_) | Msg::CancelBid(_) | Msg::OpenAuction(_)
+            );
+            if answers_request && !rid.is_empty() {
+                let in_frame = pending.iter().any(|p| match p {
+                    Pending::Staged(s) => s.answer.request_id == rid,
+                    Pending::Answer(a) => a.request_id == rid,
+                });
+                if in_frame {
+                    self.flush(&mut pending, now).await;
+                }
+                let b = hub.streams.buyer(&self.who.buyer);
+                let old = hub.streams.answered(&b.lock(), &rid);
+                if let Some(evs) = old {
+                    self.flush(&mut pending, now).await;
+                    hub.metrics.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.tx.try_send(Out::Events(evs));
+                    continue;
+                }
+            }
+            let who = self.who.clone();
+            match msg {
+                Msg::PlaceBid(p) => match self
+                    .scope(SCOPE_BID, "place_bid")
+                    .and_then(|_| hub.place(&who, &p, &rid, now))
+                {
+                    Ok(s) => pending.push(Pending::Staged(s)),
+                    Err(r) => self.answer(&mut pending, r, &rid),
+                },
+                Msg::UpdateBid(u) => match self
+                    .scope(SCOPE_BID, "update_bid")
+                    .and_then(|_| hub.update(&who, &u, &rid, now))
+                {
+                    Ok(s) => pending.push(Pending::Staged(s)),
+                    Err(r) => self.answer(&mut pending, r, &rid),
+                },
+                Msg::CancelBid(c) => match self
+                    .scope(SCOPE_BID, "cancel_bid")
+                    .and_then(|_| hub.cancel(&who, &c, &rid, now))
+                {
+                    Ok(s) => pending.push(Pending::Staged(s)),
+                    Err(r) => self.answer(&mut pending, r, &rid),
+                },
+                Msg::OpenAuction(o) => {
+                    match self
+                        .scope(SCOPE_PUBLISH, "open_auction")
+                        .and_then(|_| hub.open_auction(Some(&who.buyer), &o))
+                    {
+                        Ok((eid, opened)) => pending.push(Pending::Answer(StreamEvent {
+                            event: Event::AuctionOpened(opened),
+                            request_id: rid,
+                            auction: eid,
+                            bid: 0,
+                        })),
+                        Err(r) => self.answer(&mut pending, r, &rid),
+                    }
+                }
+                Msg::Subscribe(sub) => {
+                    self.flush(&mut pending, now).await;
+                    self.subscribe(sub, &rid);
+                }
+                Msg::Ack(a) => {
+                    let b = hub.streams.buyer(&who.buyer);
+                    hub.streams.ack(&mut b.lock(), a.seq);
+                }
+                Msg::Metrics(_) => {
+                    self.flush(&mut pending, now).await;
+                    match self.scope(SCOPE_METRICS, "metrics") {
+                        Ok(()) => {
+                            let ev = Event::MetricsUpdate(self.metrics_update());
+                            self.conn_event(ev, &rid);
+                        }
+                        Err(r) => self.answer(&mut pending, r, &rid),
+                    }
+                }
+                Msg::Auth(_) => self.answer(
+                    &mut pending,
+                    reject(RejectReason::InvalidField, "already authenticated"),
+                    &rid,
+                ),
+            }
+        }
+        self.flush(&mut pending, now).await;
+    }
+
+    /// Submits the staged bids as one engine block and emits every pending answer in order.
+    async fn flush(&mut self, pending: &mut Vec<Pending>, now: u64) {
+        self.push_conn_events();
+        if pending.is_empty() {
+            return;
+        }
+        let hub = self.hub.clone();
+        let mut staged = Vec::new();
+        let mut order: Vec<Option<StreamEvent>> = Vec::new();
+        for p in std::mem::take(pending) {
+            match p {
+                Pending::Staged(s) => {
+                    staged.push(s);
+                    order.push(None);
+                }
+                Pending::Answer(a) => order.push(Some(a)),
+            }
+        }
+        let refused = hub.submit(&staged, now).await.err();
+        let mut staged_iter = staged.iter();
+        let mut answers = Vec::with_capacity(order.len());
+        for p in order {
+            match p {
+                Some(a) => answers.push(a),
+                None => {
+                    let s = staged_iter.next().expect("one staged per pending");
+                    match &refused {
+                        None => {
+                            match s.kind {
+                                rtbcore_core::record::KIND_PLACE => &hub.metrics.bids_accepted,
+                                rtbcore_core::record::KIND_UPDATE => &hub.metrics.bids_updated,
+                                _ => &hub.metrics.bids_cancelled,
+                            }
+                            .fetch_add(1, Ordering::Relaxed);
+                            answers.push(s.answer.clone());
+                        }
+                        Some(r) => {
+                            hub.metrics.reject(r.reason);
+                            answers.push(StreamEvent {
+                                event: r.clone().event(),
+                                request_id: s.answer.request_id.clone(),
+                                auction: 0,
+                                bid: 0,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let b = hub.streams.buyer(&self.who.buyer);
+        {
+            let mut b = b.lock();
+            hub.streams.emit(&mut b, answers, Some(self.conn));
+        }
+        if refused.is_none() {
+            hub.arm_ttls(&staged);
+        }
+    }
+
+    fn subscribe(&mut self, sub: Subscribe, rid: &str) {
+        let hub = self.hub.clone();
+        if let Err(r) = self.scope(SCOPE_SUBSCRIBE, "subscribe") {
+            hub.metrics.reject(r.reason);
+            self.conn_event(r.event(), rid);
+            return;
+        }
+        let parsed = match Subscription::parse(&sub.event_types, &sub.filters) {
+            Ok(p) => p,
+            Err(m) => {
+                hub.metrics.reject(RejectReason::InvalidField);
+                self.conn_event(reject(RejectReason::InvalidField, m).event(), rid);
+                return;
+            }
+        };
+        let b = hub.streams.buyer(&self.who.buyer);
+        let mut b = b.lock();
+        let (ack, plan) = hub.streams.subscribe(&mut b, self.conn, &sub, parsed);
+        // queued under the buyer lock: the ack, then the replay, then live events
+        self.conn_event(Event::SubscriptionAck(ack), rid);
+        self.push_conn_events();
+        if let Some(plan) = plan {
+            let _ = self.tx.try_send(Out::Replay(plan));
+        }
+    }
+
+    fn metrics_update(&self) -> MetricsUpdate {
+        let b = self.hub.streams.buyer(&self.who.buyer);
+        let b = b.lock();
+        let c = b.counters;
+        let cap = self.tx.max_capacity() as f64;
+        let depth = cap - self.tx.capacity() as f64;
+        let m = [
+            ("bids_placed", c.bids_placed as f64),
+            ("bids_rejected", c.bids_rejected as f64),
+            ("auctions_won", c.auctions_won as f64),
+            ("auctions_lost", c.auctions_lost as f64),
+            ("spend_micros", c.spend_micros as f64),
+            ("events_sent", c.events_sent as f64),
+            ("last_seq", b.seq as f64),
+            ("acked_seq", b.acked as f64),
+            ("outbound_queue_depth", depth),
+        ];
+        MetricsUpdate { metrics: m.iter().map(|(k, v)| (k.to_string(), *v)).collect() }
+    }
+}

@@ -1,0 +1,459 @@
+//! Per-buyer streams: the buyer's seq, its durable subscription, its live connections, the
+//! idempotency window and the index of its events in the log.
+//!
+//! Ordering: a buyer's events get their seq, are appended to the log and are queued to its
+//! connections under the buyer's lock, so every connection sees them in seq order; replay is
+//! queued as a marker in the same queue, so live events queued after it follow it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prost::Message as _;
+use rtbcore_proto::prost;
+use rtbcore_proto::v1::bid_event::Event;
+use rtbcore_proto::v1::*;
+use tokio::sync::mpsc;
+
+use crate::events::*;
+use crate::evlog::{buyer_key, BuyerHistory, EventLog, Rec, K_ACK, K_SUBSCRIPTION};
+use crate::metrics::Metrics;
+
+/// What a connection's writer is handed, in order.
+#[derive(Debug)]
+pub enum Out {
+    Events(Vec<BidEvent>),
+    /// Send the buyer's logged events with seq in `from..=to` (ring positions
+    /// `start_pos..end_pos`), skipping those logged before `not_before_ns`.
+    Replay(ReplayPlan),
+    Close(u16, String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayPlan {
+    pub buyer_key: u64,
+    pub from: u64,
+    pub to: u64,
+    pub start_pos: u64,
+    pub end_pos: u64,
+    pub not_before_ns: u64,
+    pub mask: u16,
+}
+
+/// Where a replay starts: after a seq, or at a time (unix ns).
+#[derive(Debug, Clone, Copy)]
+pub enum Since {
+    Seq(u64),
+    Time(u64),
+}
+
+/// A live connection of a buyer.
+pub struct ConnHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Out>,
+    /// Set when the queue was full: the connection missed events and is being closed (4008).
+    pub overflowed: Arc<AtomicBool>,
+    pub subscribed: bool,
+    pub mask: u16,
+}
+
+impl ConnHandle {
+    /// Queues without waiting; a full queue marks the connection a slow consumer.
+    pub fn offer(&self, out: Out) -> bool {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflowed.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// An attribute filter of a subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    Eq(String, Vec<String>),
+    Min(String, f64),
+    Max(String, f64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Subscription {
+    pub mask: u16,
+    pub types: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub raw_filters: HashMap<String, String>,
+}
+
+pub const MAX_FILTERS: usize = 32;
+
+impl Subscription {
+    /// Validates `Subscribe.event_types` / `filters` (the message names the bad entry).
+    pub fn parse(types: &[String], filters: &HashMap<String, String>) -> Result<Self, String> {
+        let mut mask = 0;
+        for t in types {
+            mask |= TYPE_NAMES
+                .iter()
+                .find(|(_, n)| n == t)
+                .map(|(b, _)| *b)
+                .ok_or_else(|| format!("subscribe.event_types: unknown event type {t:?}"))?;
+        }
+        if mask == 0 {
+            mask = T_ALL;
+        }
+        if filters.len() > MAX_FILTERS {
+            return Err(format!(
+                "subscribe.filters: at most {MAX_FILTERS} filters, got {}",
+                filters.len()
+            ));
+        }
+        let mut fs = Vec::new();
+        for (k, v) in filters {
+            if k.is_empty() || k.len() > 64 || v.len() > 1024 {
+                return Err(format!(
+                    "subscribe.filters[{k:?}]: key 1..=64 bytes, value at most 1024"
+                ));
+            }
+            let num = |s: &str| {
+                s.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
+                    format!("subscribe.filters[{k:?}]: {v:?} is not a finite number")
+                })
+            };
+            fs.push(if let Some(a) = k.strip_prefix("min_") {
+                Filter::Min(a.to_string(), num(v)?)
+            } else if let Some(a) = k.strip_prefix("max_") {
+                Filter::Max(a.to_string(), num(v)?)
+            } else {
+                Filter::Eq(k.clone(), v.split(',').map(|s| s.to_string()).collect())
+            });
+        }
+        let types =
+            TYPE_NAMES.iter().filter(|(b, _)| mask & b != 0).map(|(_, n)| n.to_string()).collect();
+        Ok(Subscription { mask, types, filters: fs, raw_filters: filters.clone() })
+    }
+
+    pub fn matches(&self, attrs: &HashMap<String, String>) -> bool {
+        if self.mask & T_AUCTION_STARTED == 0 {
+            return false;
+        }
+        self.filters.iter().all(|f| match f {
+            Filter::Eq(k, vs) => attrs.get(k).is_some_and(|a| vs.iter().any(|v| v == a)),
+            Filter::Min(k, x) => {
+                attrs.get(k).and_then(|a| a.trim().parse::<f64>().ok()).is_some_and(|a| a >= *x)
+            }
+            Filter::Max(k, x) => {
+                attrs.get(k).and_then(|a| a.trim().parse::<f64>().ok()).is_some_and(|a| a <= *x)
+            }
+        })
+    }
+}
+
+/// Answers remembered by request id.
+#[derive(Default)]
+struct IdemWindow {
+    answers: HashMap<String, Vec<BidEvent>>,
+    order: VecDeque<String>,
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct BuyerCounters {
+    pub bids_placed: u64,
+    pub bids_rejected: u64,
+    pub auctions_won: u64,
+    pub auctions_lost: u64,
+    pub spend_micros: i64,
+    pub events_sent: u64,
+    pub events_replayed: u64,
+}
+
+pub struct Buyer {
+    pub name: String,
+    pub key: u64,
+    pub seq: u64,
+    pub acked: u64,
+    pub sub: Option<Subscription>,
+    index: VecDeque<(u64, u64)>,
+    pub conns: Vec<ConnHandle>,
+    idem: IdemWindow,
+    pub counters: BuyerCounters,
+}
+
+pub struct Streams {
+    buyers: Mutex<HashMap<u64, Arc<Mutex<Buyer>>>>,
+    /// Histories read from the log at start, taken when the buyer first appears.
+    recovered: Mutex<HashMap<u64, BuyerHistory>>,
+    pub log: Arc<EventLog>,
+    metrics: Arc<Metrics>,
+    idem_window: usize,
+    retention_ns: u64,
+}
+
+impl Streams {
+    pub fn new(
+        log: Arc<EventLog>,
+        recovered: HashMap<u64, BuyerHistory>,
+        metrics: Arc<Metrics>,
+        idem_window: usize,
+        retention_ns: u64,
+    ) -> Self {
+        Streams {
+            buyers: Mutex::new(HashMap::new()),
+            recovered: Mutex::new(recovered),
+            log,
+            metrics,
+            idem_window,
+            retention_ns,
+        }
+    }
+
+    /// The buyer's state, made on first use (with its history from the log, if any).
+    pub fn buyer(&self, name: &str) -> Arc<Mutex<Buyer>> {
+        let key = buyer_key(name);
+        let mut m = self.buyers.lock();
+        m.entry(key)
+            .or_insert_with(|| {
+                let h = self.recovered.lock().remove(&key).unwrap_or_default();
+                let sub = h
+                    .subscription
+                    .as_deref()
+                    .and_then(|b| Subscribe::decode(b).ok())
+                    .and_then(|s| Subscription::parse(&s.event_types, &s.filters).ok());
+                Arc::new(Mutex::new(Buyer {
+                    name: name.to_string(),
+                    key,
+                    seq: h.last_seq,
+                    acked: h.acked,
+                    sub,
+                    index: h.index,
+                    conns: Vec::new(),
+                    idem: IdemWindow::default(),
+                    counters: BuyerCounters::default(),
+                }))
+            })
+            .clone()
+    }
+
+    pub fn known_buyer(&self, key: u64) -> Option<Arc<Mutex<Buyer>>> {
+        self.buyers.lock().get(&key).cloned()
+    }
+
+    /// Every buyer with a durable subscription whose filters match (announcements).
+    pub fn subscribers(&self, attrs: &HashMap<String, String>) -> Vec<Arc<Mutex<Buyer>>> {
+        let all: Vec<_> = self.buyers.lock().values().cloned().collect();
+        all.into_iter()
+            .filter(|b| b.lock().sub.as_ref().is_some_and(|s| s.matches(attrs)))
+            .collect()
+    }
+
+    pub fn all_buyers(&self) -> Vec<Arc<Mutex<Buyer>>> {
+        self.buyers.lock().values().cloned().collect()
+    }
+
+    /// Gives each event the buyer's next seq, logs it, queues it to the buyer's connections
+    /// (`origin` always gets it; subscribed ones when its type is in their mask), and
+    /// remembers the answer under its request id. Returns the events as sent.
+    pub fn emit(&self, b: &mut Buyer, evs: Vec<StreamEvent>, origin: Option<u64>) -> Vec<BidEvent> {
+        let now = unix_ns();
+        let mut sent = Vec::with_capacity(evs.len());
+        let mut bits = Vec::with_capacity(evs.len());
+        for se in evs {
+            b.seq += 1;
+            let seq = b.seq;
+            let (rec, blob) = to_record(b.key, seq, now, &se);
+            let pos = match &blob {
+                Some(blob) => self.log.append_blob(rec, blob),
+                None => self.log.append(&rec),
+            };
+            match pos {
+                Ok(p) => b.index.push_back((seq, p)),
+                Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
+            }
+            self.metrics.events_logged.fetch_add(1, Ordering::Relaxed);
+            match &se.event {
+                Event::BidAccepted(_) => b.counters.bids_placed += 1,
+                Event::BidRejected(_) => b.counters.bids_rejected += 1,
+                Event::AuctionWon(w) => {
+                    b.counters.auctions_won += 1;
+                    b.counters.spend_micros += w.price.as_ref().map_or(0, |m| m.micros);
+                }
+                Event::AuctionLost(_) => b.counters.auctions_lost += 1,
+                _ => {}
+            }
+            bits.push(type_bit(&se.event));
+            let ev = BidEvent {
+                event_id: format!("{}:{seq}", b.name),
+                seq,
+                timestamp: Some(ts(now)),
+                request_id: se.request_id.clone(),
+                event: Some(se.event),
+            };
+            if !ev.request_id.is_empty() {
+                self.remember(b, &ev.request_id, vec![ev.clone()]);
+            }
+            sent.push(ev);
+        }
+        self.prune_index(b);
+        self.deliver(b, &sent, &bits, origin);
+        sent
+    }
+
+    fn deliver(&self, b: &mut Buyer, sent: &[BidEvent], bits: &[u16], origin: Option<u64>) {
+        for c in &b.conns {
+            let mine = origin == Some(c.id);
+            let evs: Vec<BidEvent> = sent
+                .iter()
+                .zip(bits)
+                .filter(|(_, bit)| {
+                    mine || if c.subscribed {
+                        c.mask & **bit != 0
+                    } else {
+                        **bit & T_OWN_RESULTS != 0
+                    }
+                })
+                .map(|(e, _)| e.clone())
+                .collect();
+            if evs.is_empty() {
+                continue;
+            }
+            let n = evs.len() as u64;
+            if c.offer(Out::Events(evs)) {
+                b.counters.events_sent += n;
+            }
+        }
+    }
+
+    fn remember(&self, b: &mut Buyer, rid: &str, evs: Vec<BidEvent>) {
+        let w = &mut b.idem;
+        if w.answers.insert(rid.to_string(), evs).is_none() {
+            w.order.push_back(rid.to_string());
+        }
+        while w.order.len() > self.idem_window {
+            if let Some(old) = w.order.pop_front() {
+                w.answers.remove(&old);
+            }
+        }
+    }
+
+    /// The original answer to a request id the buyer used before, if still remembered.
+    pub fn answered(&self, b: &Buyer, rid: &str) -> Option<Vec<BidEvent>> {
+        if rid.is_empty() {
+            return None;
+        }
+        b.idem.answers.get(rid).cloned()
+    }
+
+    fn prune_index(&self, b: &mut Buyer) {
+        let (oldest, _) = self.log.bounds();
+        while b.index.front().is_some_and(|(_, p)| *p < oldest) {
+            b.index.pop_front();
+        }
+    }
+
+    pub fn ack(&self, b: &mut Buyer, seq: u64) {
+        if seq > b.acked && seq <= b.seq {
+            b.acked = seq;
+            let rec =
+                Rec { kind: K_ACK, buyer: b.key, seq, time_ns: unix_ns(), ..Default::default() };
+            let _ = self.log.append(&rec);
+        }
+    }
+
+    /// Sets the durable subscription and the connection's delivery, and plans the replay.
+    /// Returns the SubscriptionAck and the plan (None: no replay).
+    pub fn subscribe(
+        &self,
+        b: &mut Buyer,
+        conn: u64,
+        s: &Subscribe,
+        sub: Subscription,
+    ) -> (SubscriptionAck, Option<ReplayPlan>) {
+        let msg = Subscribe {
+            event_types: s.event_types.clone(),
+            filters: s.filters.clone(),
+            ..Default::default()
+        };
+        let rec =
+            Rec { kind: K_SUBSCRIPTION, buyer: b.key, time_ns: unix_ns(), ..Default::default() };
+        let _ = self.log.append_blob(rec, &msg.encode_to_vec());
+        let mask = sub.mask;
+        let mut ack = SubscriptionAck {
+            event_types: sub.types.clone(),
+            filters: sub.raw_filters.clone(),
+            ..Default::default()
+        };
+        b.sub = Some(sub);
+        for c in b.conns.iter_mut().filter(|c| c.id == conn) {
+            c.subscribed = true;
+            c.mask = mask;
+        }
+        if !s.replay_missed {
+            return (ack, None);
+        }
+        let since = match s.since {
+            Some(subscribe::Since::SinceSeq(n)) => Since::Seq(n),
+            Some(subscribe::Since::SinceTime(t)) => Since::Time(ts_ns(&t)),
+            None => Since::Seq(b.acked),
+        };
+        let (from, to, truncated, plan) = self.plan_replay(b, since, mask);
+        ack.replay_from = from;
+        ack.replay_to = to;
+        ack.truncated = truncated;
+        (ack, plan)
+    }
+
+    /// Plans the replay of the buyer's events after `since`: (from, to, truncated, plan).
+    pub fn plan_replay(
+        &self,
+        b: &mut Buyer,
+        since: Since,
+        mask: u16,
+    ) -> (u64, u64, bool, Option<ReplayPlan>) {
+        self.prune_index(b);
+        let now = unix_ns();
+        let mut not_before = now.saturating_sub(self.retention_ns);
+        let after = match since {
+            Since::Seq(n) => n,
+            Since::Time(t) => {
+                not_before = not_before.max(t);
+                0
+            }
+        };
+        let to = b.seq;
+        if after >= to {
+            return (0, 0, false, None);
+        }
+        // the first event still in the log with seq > after
+        let i = b.index.partition_point(|(s, _)| *s <= after);
+        let Some(&(first_seq, start_pos)) = b.index.get(i) else {
+            return (0, 0, true, None);
+        };
+        // since_time has no seq to compare with: events before it are skipped while reading
+        let truncated = matches!(since, Since::Seq(_)) && first_seq > after + 1;
+        let (_, end_pos) = self.log.bounds();
+        let plan = ReplayPlan {
+            buyer_key: b.key,
+            from: first_seq,
+            to,
+            start_pos,
+            end_pos,
+            not_before_ns: not_before,
+            mask,
+        };
+        (first_seq, to, truncated, Some(plan))
+    }
+
+    /// Registers a live connection of the buyer.
+    pub fn attach(&self, b: &mut Buyer, conn: ConnHandle) {
+        b.conns.push(conn);
+    }
+
+    pub fn detach(&self, b: &mut Buyer, conn: u64) {
+        b.conns.retain(|c| c.id != conn);
+    }
+}
