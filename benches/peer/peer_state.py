@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from bidding_proto import load
-from exchange_config import Credential, PeerConfig
 
 import rtbcore
+
+from bidding_proto import load
+from exchange_config import Credential, PeerConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -443,7 +444,7 @@ class Exchange:
             c.n_bids = int(row["n_bids"])
             c.closed_by = CLOSED_BY.get(int(row["closed_by"]), pb.CLOSED_BY_UNSPECIFIED)
             win_bid = a.bids.get(winner) if winner >= 0 else None
-            for idx, bid in a.bids.items():
+            for bid in a.bids.values():
                 self.bids.pop(bid.id, None)
                 b = bid.buyer
                 ev = self.event(now_ns)

@@ -29,14 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from google.protobuf import json_format  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
+from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
 from bidding_proto import SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO, load  # noqa: E402
 from exchange_config import Credential, PeerConfig  # noqa: E402
 from exchange_config import load as load_config  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from google.protobuf.message import DecodeError  # noqa: E402
 from peer_state import Exchange  # noqa: E402
-from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 pb = load()
 R = pb.RejectReason

@@ -20,11 +20,12 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from bidding_proto import SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO, load
-from exchange_config import write_exchange
 from google.protobuf import json_format
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from bidding_proto import SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO, load
+from exchange_config import write_exchange
 
 pb = load()
 R = pb.RejectReason

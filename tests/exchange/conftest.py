@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+
 from exchange.client import KINDS, Server, skip_unless_serve, start_server
 
 

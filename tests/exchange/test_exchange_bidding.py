@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from exchange.client import R, Client, msg, open_auction, pb, place
+from exchange.client import Client, R, msg, open_auction, pb, place
 
 
 def _aid(tag: str) -> str:

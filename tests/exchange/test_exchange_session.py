@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from exchange.client import (
     KINDS,
     Client,
