@@ -1,22 +1,14 @@
 """A third-party client of the exchange protocol for the conformance tests: the ``websockets``
 synchronous client and the classes generated from the ``.proto`` (``bidding_proto``), nothing
-of rtbcore's own. Also the server process the tests run against (the Python peer now,
-``rtbcore serve`` when it is built), started from the outside as a user would.
+of rtbcore's own. The server under test is started by ``launch`` (the Python peer now,
+``rtbcore serve`` when it is built).
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.request
 from collections import deque
-from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -24,26 +16,13 @@ from google.protobuf import json_format
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+import launch
 from bidding_proto import SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO, load
-from exchange_config import write_exchange
+from launch import Server, serve_available
 
 pb = load()
 R = pb.RejectReason
-ROOT = Path(__file__).resolve().parents[2]
-PEER = ROOT / "benches" / "peer" / "server.py"
-LISTENING = re.compile(r"rtbcore (?:serve|peer): listening on http://([0-9.]+):(\d+)")
 TIMEOUT = 5.0
-
-
-@cache
-def serve_available() -> bool:
-    """Whether this build has ``rtbcore serve`` (the gateway)."""
-    try:
-        r = subprocess.run([sys.executable, "-m", "rtbcore.cli", "serve", "--help"],
-                           capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
 
 
 KINDS = ["peer", "serve"]
@@ -65,48 +44,6 @@ def websocat() -> str | None:
     return shutil.which("websocat")
 
 
-@dataclass
-class Server:
-    """A server subprocess bound to 127.0.0.1 on a port of the OS's choice."""
-
-    kind: str  # "peer" or "serve"
-    proc: subprocess.Popen
-    host: str
-    port: int
-    keys: dict[str, str]
-    stderr: list[str] = field(default_factory=list)
-    _next: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}/v1/bidding"
-
-    @property
-    def http(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def fresh(self, prefix: str) -> tuple[str, str]:
-        """A buyer (and its key) no other test has used: per-buyer state (seq, bids,
-        subscription) starts clean."""
-        i = self._next.get(prefix, 0)
-        name = f"{prefix}{i}"
-        if name not in self.keys:
-            raise RuntimeError(f"no more {prefix!r} buyers in the keys file")
-        self._next[prefix] = i + 1
-        return name, self.keys[name]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        return self.proc.returncode
-
-
 # the buyers of the keys file: "b" buyers bid and subscribe, "p" publishers also publish,
 # "m" buyers also read metrics, "x" buyers may only subscribe
 BUYERS = {
@@ -124,47 +61,8 @@ SETTINGS = {
 
 
 def start_server(kind: str, directory: Path, **settings) -> Server:
-    setup = write_exchange(directory, BUYERS, **{**SETTINGS, **settings})
-    if kind == "peer":
-        cmd = [sys.executable, str(PEER)]
-    else:
-        cmd = [sys.executable, "-m", "rtbcore.cli", "serve"]
-    cmd += ["--config", str(setup["config"]), "--host", "127.0.0.1", "--port", "0"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            cwd=directory)
-    lines: list[str] = []
-    found: deque = deque()
-    ready = threading.Event()
-
-    def drain() -> None:  # keeps reading stderr so that the server never blocks on it
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line.rstrip("\n"))
-            m = LISTENING.search(line)
-            if m and not ready.is_set():
-                found.append((m.group(1), int(m.group(2))))
-                ready.set()
-        proc.stderr.close()
-        ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not ready.wait(30) or not found:
-        proc.kill()
-        raise RuntimeError(f"{kind} did not print its listening line: {lines[-20:]}")
-    host, port = found[0]
-    srv = Server(kind, proc, host, port, setup["keys"], lines)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"{srv.http}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return srv
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            srv.stop(signal.SIGKILL)
-            raise RuntimeError(f"{kind}: /readyz never answered 200")
-        time.sleep(0.05)
+    """``kind`` on the test keys file and config (``settings`` override ``SETTINGS``)."""
+    return launch.start_server(kind, directory, BUYERS, {**SETTINGS, **settings})
 
 
 def msg(request_id: str = "", **kind) -> pb.BidMessage:
