@@ -41,7 +41,10 @@ def skip_on_peer(server: Server, omits: str) -> None:
 
 
 def websocat() -> str | None:
-    return shutil.which("websocat")
+    """The websocat binary (``make tools`` installs it with cargo), or None."""
+    found = shutil.which("websocat")
+    cargo_bin = Path.home() / ".cargo" / "bin" / "websocat"
+    return found or (str(cargo_bin) if cargo_bin.exists() else None)
 
 
 # the buyers of the keys file: "b" buyers bid and subscribe, "p" publishers also publish,

@@ -133,3 +133,16 @@ impl Conn {
         let _ = self.ws.close(None).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_ws_urls_with_an_ip_and_port() {
+        let t = Target::parse("ws://127.0.0.1:8080/v1/bidding", false).unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        assert!(Target::parse("http://127.0.0.1:8080/", false).is_err());
+        assert!(Target::parse("ws://localhost:8080/v1/bidding", false).is_err());
+    }
+}

@@ -46,6 +46,7 @@ pub struct Settings {
     pub close: Close,
     pub warmup: Duration,
     pub max_messages_per_frame: usize,
+    pub prefix: String,
 }
 
 pub struct Shared {
@@ -76,16 +77,32 @@ impl Shared {
     }
 }
 
+/// Auction ids are `<run>-<k>`: the run prefix keeps ids unique across runs against one server.
 fn slot(auction_id: &str) -> Option<usize> {
-    auction_id.strip_prefix('a')?.parse::<usize>().ok().map(|k| k % RING)
+    auction_id.rsplit_once('-')?.1.parse::<usize>().ok().map(|k| k % RING)
+}
+
+/// A prefix no earlier run against the same server used: the pid and the wall clock.
+pub fn run_prefix() -> String {
+    format!("lg{:x}{:x}", std::process::id(), realtime_ns() / 1_000_000)
 }
 
 fn ts_ns(t: &Option<rtbcore_proto::pbjson_types::Timestamp>) -> i64 {
     t.as_ref().map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)).unwrap_or(0)
 }
 
-/// The publisher: opens auctions `a0, a1, ...` in blocks and counts their `AuctionClosed`.
-pub async fn publisher(mut conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Result<Tally, Error> {
+/// The publisher: opens auctions `<run>-0, <run>-1, ...` in blocks and counts their
+/// `AuctionClosed`. A refused `OpenAuction` ends the run (every figure would be meaningless).
+pub async fn publisher(conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Result<Tally, Error> {
+    let r = publish(conn, s, sh.clone()).await;
+    if r.is_err() {
+        sh.stop_opening.store(true, Ordering::Relaxed);
+        sh.drained.notify_one();
+    }
+    r
+}
+
+async fn publish(mut conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Result<Tally, Error> {
     let mut t = Tally::default();
     let mut finish = sh.finish.clone();
     let expected = match s.close {
@@ -102,7 +119,7 @@ pub async fn publisher(mut conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Res
             .map(|k| BidMessage {
                 request_id: String::new(),
                 message: Some(bid_message::Message::OpenAuction(OpenAuction {
-                    auction_id: format!("a{k}"),
+                    auction_id: format!("{}-{k}", s.prefix),
                     tmax: Some(rtbcore_proto::pbjson_types::Duration {
                         seconds: (s.tmax_ms / 1000) as i64,
                         nanos: ((s.tmax_ms % 1000) * 1_000_000) as i32,
@@ -149,8 +166,11 @@ pub async fn publisher(mut conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Res
                             t.last_result = Some(Instant::now());
                         }
                         Some(bid_event::Event::BidRejected(r)) => {
-                            t.bids_rejected += 1;
-                            *t.reject_reasons.entry(r.reason).or_default() += 1;
+                            return Err(format!(
+                                "OpenAuction {:?} refused ({}): {}",
+                                r.auction_id, r.reason, r.message
+                            )
+                            .into());
                         }
                         _ => {}
                     }
@@ -315,5 +335,19 @@ fn answered(
         if front.1 == 0 {
             q.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auction_ids_map_to_their_ring_slot() {
+        let p = run_prefix();
+        assert_eq!(slot(&format!("{p}-42")), Some(42));
+        assert_eq!(slot(&format!("{p}-{}", RING + 3)), Some(3));
+        assert_eq!(slot("someone-else's"), None);
+        assert_eq!(slot("noprefix"), None);
     }
 }

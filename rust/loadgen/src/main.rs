@@ -95,30 +95,27 @@ struct Args {
 
 /// Raises RLIMIT_NOFILE to what `need` descriptors require, as far as allowed; returns the
 /// soft limit in force.
-fn raise_nofile(need: u64) -> u64 {
+fn raise_nofile(need: usize) -> libc::rlim_t {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own; no other memory is touched.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return 0;
     }
-    let want = need.max(lim.rlim_cur as u64);
-    if want > lim.rlim_max as u64 {
+    let want = libc::rlim_t::try_from(need).unwrap_or(libc::rlim_t::MAX).max(lim.rlim_cur);
+    if want > lim.rlim_max {
         // raising the hard limit needs CAP_SYS_RESOURCE; without it the soft one goes to max
-        let up = libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: want as libc::rlim_t };
+        let up = libc::rlimit { rlim_cur: want, rlim_max: want };
         // SAFETY: setrlimit only reads the struct.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &up) } == 0 {
             return want;
         }
     }
-    let up = libc::rlimit {
-        rlim_cur: want.min(lim.rlim_max as u64) as libc::rlim_t,
-        rlim_max: lim.rlim_max,
-    };
+    let up = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
     // SAFETY: as above.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &up) } == 0 {
-        up.rlim_cur as u64
+        up.rlim_cur
     } else {
-        lim.rlim_cur as u64
+        lim.rlim_cur
     }
 }
 
@@ -148,7 +145,7 @@ async fn run(args: Args) -> Result<Value, Error> {
         )
         .into());
     }
-    let nofile = raise_nofile((args.idle + args.buyers + 64) as u64);
+    let nofile = raise_nofile(args.idle + args.buyers + 64);
     let source = |i: usize| {
         (!args.source_addrs.is_empty()).then(|| args.source_addrs[i % args.source_addrs.len()])
     };
@@ -203,6 +200,7 @@ async fn bidding(
         },
         warmup: Duration::from_secs_f64(args.warmup),
         max_messages_per_frame: args.max_messages_per_frame.max(1),
+        prefix: load::run_prefix(),
     });
     let mut buyers = Vec::with_capacity(args.buyers);
     for (i, key) in keys.iter().enumerate().take(args.buyers) {
