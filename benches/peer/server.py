@@ -253,8 +253,16 @@ def _subprotocol(connection, offered):
     return None  # none asked (or none known): the binary protocol, without the header
 
 
-def _raise_file_limit() -> None:
+def _raise_file_limit(want: int = 1 << 20) -> None:
+    """As many descriptors as allowed (one per connection): the hard limit too where the
+    process may raise it (CAP_SYS_RESOURCE), else the soft limit up to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+    except (ValueError, OSError):
+        pass
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
