@@ -35,10 +35,11 @@ loadgen:  ## build rtbcore-loadgen, the exchange load generator (rust/loadgen)
 demo: install  ## set up and run the main job: rtbcore demo
 	$(BIN)/rtbcore demo
 
-test: install test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
+test: install loadgen test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
 
-test-rust:  ## the core crate's unit, integration and doc tests
+test-rust:  ## the core crate's unit, integration and doc tests; the load generator's unit tests
 	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core
+	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-loadgen
 
 # The models run in ~2 s; the loom cfg rebuilds the crate and its dev-dependencies in their own
 # target dir (~3 min from cold on the 2-core CI box), which CI pays so the queue stays modelled.

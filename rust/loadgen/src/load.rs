@@ -52,6 +52,8 @@ pub struct Settings {
 pub struct Shared {
     pub start: Instant,
     pub stop_opening: AtomicBool,
+    /// The publisher stopped opening and every auction it opened has closed (or it failed).
+    pub is_drained: AtomicBool,
     pub drained: Notify,
     pub finish: watch::Receiver<bool>,
     /// ns since `start` at which the auction's latest bid left (expected mode).
@@ -65,10 +67,22 @@ impl Shared {
         Self {
             start: Instant::now(),
             stop_opening: AtomicBool::new(false),
+            is_drained: AtomicBool::new(false),
             drained: Notify::new(),
             finish,
             last_bid: (0..RING).map(|_| AtomicU64::new(0)).collect(),
             deadline: (0..RING).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    /// Waits until the publisher is drained, at most `limit`.
+    pub async fn wait_drained(&self, limit: Duration) {
+        let end = Instant::now() + limit;
+        while !self.is_drained.load(Ordering::Acquire) {
+            let left = end.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, self.drained.notified()).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -97,6 +111,7 @@ pub async fn publisher(conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Result<
     let r = publish(conn, s, sh.clone()).await;
     if r.is_err() {
         sh.stop_opening.store(true, Ordering::Relaxed);
+        sh.is_drained.store(true, Ordering::Release);
         sh.drained.notify_one();
     }
     r
@@ -146,7 +161,7 @@ async fn publish(mut conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Result<Ta
         let stopping = sh.stop_opening.load(Ordering::Relaxed) || cap.is_some_and(|c| next >= c);
         if stopping {
             sh.stop_opening.store(true, Ordering::Relaxed);
-            if t.auctions_closed >= next {
+            if t.auctions_closed >= next && !sh.is_drained.swap(true, Ordering::AcqRel) {
                 sh.drained.notify_one();
             }
         }

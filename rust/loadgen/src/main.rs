@@ -163,6 +163,7 @@ async fn run(args: Args) -> Result<Value, Error> {
         "subprotocol": if args.json { "rtbcore.v1.json" } else { "rtbcore.v1.proto" },
         "nofile_limit": nofile,
         "idle": idle_report,
+        "errors": [],
     });
     if args.buyers > 0 {
         let Some(pub_key) = args.publisher_key.as_deref() else {
@@ -219,15 +220,12 @@ async fn bidding(
     }
     let pub_task = tokio::spawn(load::publisher(publisher, settings.clone(), shared.clone()));
 
-    let duration = Duration::from_secs_f64(args.duration);
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => {}
-        _ = shared.drained.notified() => {}
-    }
+    // the publisher drains early when --max-bids is reached or it fails
+    shared.wait_drained(Duration::from_secs_f64(args.duration)).await;
     shared.stop_opening.store(true, Ordering::Relaxed);
     let send_phase = shared.start.elapsed();
     let drain = Duration::from_millis(args.tmax_ms) + Duration::from_secs(3);
-    let _ = tokio::time::timeout(drain, shared.drained.notified()).await;
+    shared.wait_drained(drain).await;
     let _ = finish_tx.send(true);
 
     let mut total = Tally::default();
