@@ -27,6 +27,9 @@ use crate::conn::{Error, Target};
 use crate::load::{Close, Settings, Shared};
 use crate::stats::Tally;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CloseArg {
     /// every buyer bids, the auction closes on `expected_bids` (the throughput set-up)
