@@ -6,6 +6,10 @@ of rtbcore's own. The server under test is started by ``launch`` (the Python pee
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import shutil
 import time
 from collections import deque
@@ -23,6 +27,7 @@ from launch import Server, serve_available
 pb = load()
 R = pb.RejectReason
 TIMEOUT = 5.0
+TOKEN_SECRET = "conformance-secret"
 
 
 KINDS = ["peer", "serve"]
@@ -59,6 +64,7 @@ SETTINGS = {
     "server.max_frame_bytes": 65536,
     "server.max_messages_per_frame": 64,
     "auth.auth_timeout_s": 1.0,
+    "auth.token_secret": TOKEN_SECRET,
     "engine.tmax_ms": 1000,
 }
 
@@ -66,6 +72,16 @@ SETTINGS = {
 def start_server(kind: str, directory: Path, **settings) -> Server:
     """``kind`` on the test keys file and config (``settings`` override ``SETTINGS``)."""
     return launch.start_server(kind, directory, BUYERS, {**SETTINGS, **settings})
+
+
+def token(sub: str, scopes: list[str], exp: float, secret: str = TOKEN_SECRET) -> str:
+    """A signed token as the ``Auth`` message documents it: ``v1.<payload>.<signature>``."""
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    payload = b64(json.dumps({"sub": sub, "scopes": scopes, "exp": int(exp)}).encode())
+    sig = hmac.new(secret.encode(), f"v1.{payload}".encode(), hashlib.sha256).digest()
+    return f"v1.{payload}.{b64(sig)}"
 
 
 def msg(request_id: str = "", **kind) -> pb.BidMessage:

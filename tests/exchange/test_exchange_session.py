@@ -20,6 +20,7 @@ from exchange.client import (
     place,
     skip_unless_serve,
     start_server,
+    token,
 )
 
 
@@ -36,6 +37,26 @@ def test_auth_with_a_key_reports_the_buyer_and_its_scopes(server):
     assert res.ok and res.buyer_id == name
     assert set(res.scopes) == {"bid", "subscribe", "metrics"}
     assert res.last_seq == 0  # a buyer nobody used yet
+
+
+def test_auth_with_a_signed_token(server):
+    with Client(server.url) as c:
+        c.send(msg(auth=pb.Auth(token=token("tok-buyer", ["bid"], time.time() + 60))))
+        res = c.expect("auth_result").auth_result
+    assert res.ok and res.buyer_id == "tok-buyer" and list(res.scopes) == ["bid"]
+
+
+@pytest.mark.parametrize("bad", ["expired", "wrong-secret", "garbled"])
+def test_a_bad_token_closes_with_4001(server, bad):
+    tok = {
+        "expired": token("tok-buyer", ["bid"], time.time() - 5),
+        "wrong-secret": token("tok-buyer", ["bid"], time.time() + 60, secret="other"),
+        "garbled": "v1.not-base64.nor-a-signature",
+    }[bad]
+    with Client(server.url) as c:
+        c.send(msg(auth=pb.Auth(token=tok)))
+        assert not c.expect("auth_result").auth_result.ok
+        assert c.closed_with() == 4001
 
 
 def test_auth_result_and_connection_events_carry_seq_0(server):
