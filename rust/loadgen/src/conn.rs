@@ -12,6 +12,7 @@ use rtbcore_proto::{SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -45,6 +46,21 @@ impl Target {
 
     /// Opens a WebSocket, binding the local end to `source` when given.
     pub async fn connect(&self, source: Option<IpAddr>) -> Result<Conn, Error> {
+        self.connect_with(source, None).await
+    }
+
+    /// Opens a connection meant to stay idle: 4 KiB buffers instead of tungstenite's 128 KiB
+    /// each way, so 100K of them fit in the load generator's memory.
+    pub async fn connect_idle(&self, source: Option<IpAddr>) -> Result<Conn, Error> {
+        let small = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        self.connect_with(source, Some(small)).await
+    }
+
+    async fn connect_with(
+        &self,
+        source: Option<IpAddr>,
+        config: Option<WebSocketConfig>,
+    ) -> Result<Conn, Error> {
         let sock = if self.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(ip) = source {
             sock.bind(SocketAddr::new(ip, 0))?;
@@ -54,7 +70,7 @@ impl Target {
         let mut req = self.url.as_str().into_client_request()?;
         let proto = if self.json { SUBPROTOCOL_JSON } else { SUBPROTOCOL_PROTO };
         req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(proto));
-        let (ws, _) = tokio_tungstenite::client_async(req, stream).await?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, config).await?;
         Ok(Conn { ws, json: self.json })
     }
 }

@@ -38,7 +38,7 @@ pub async fn open_idle(
         let gate = gate.clone();
         set.spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            let mut conn = target.connect(source).await.map_err(|e| e.to_string())?;
+            let mut conn = target.connect_idle(source).await.map_err(|e| e.to_string())?;
             conn.login(&key, None).await.map_err(|e| e.to_string())?;
             Ok::<Conn, String>(conn)
         });
