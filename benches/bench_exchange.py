@@ -94,6 +94,7 @@ def _throughput(benchmark, srv: Server, bids: int, *args: str) -> None:
     print(f"\n{benchmark.name}: {got['bids_acked']} bids acked, "
           f"{got['bids_acked_per_s']:.0f} bids/s, {got['results_per_s']:.0f} results/s, "
           f"PlaceBid->BidAccepted p99 {lat['p99_us']:.0f} us (closed loop: queueing)")
+    assert got["bids_unanswered"] == 0
     assert got["bids_acked"] == got["bids_sent"] and got["results"] == got["bids_acked"]
 
 

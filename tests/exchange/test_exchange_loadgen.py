@@ -40,6 +40,7 @@ def test_every_bid_is_answered_and_has_its_result(server, tmp_path, json_mode, c
              "--max-bids", "600", "--duration", "20", "--close", close, "--tmax-ms", "200",
              *(["--json"] if json_mode else []))
     assert r["bids_sent"] == r["bids_acked"] == 600 and r["bids_rejected"] == 0
+    assert r["bids_unanswered"] == 0
     assert r["auctions_opened"] == r["auctions_closed"] == 200
     assert r["won"] == 200 and r["lost"] == 400
     lat = r["latency"]
@@ -58,6 +59,7 @@ def test_open_loop_offers_the_rate(server, tmp_path):
     assert r["mode"] == "open_loop"
     assert 1500 <= r["bids_sent"] <= 2500  # 2000 bids/s for 1 s
     assert r["bids_acked"] + r["bids_rejected"] == r["bids_sent"]
+    assert r["bids_unanswered"] == 0
 
 
 def test_idle_connections_are_held_and_measured(server, tmp_path):

@@ -26,8 +26,6 @@ use crate::stats::{realtime_ns, Tally};
 
 /// Auctions in flight are far fewer than this; per-auction stamps live in a ring this big.
 const RING: usize = 1 << 20;
-/// How long a buyer keeps reading for the results of its bids once the run is over.
-const DRAIN: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Close {
@@ -45,6 +43,9 @@ pub struct Settings {
     pub tmax_ms: u64,
     pub close: Close,
     pub warmup: Duration,
+    /// How long a buyer keeps reading for the answers and results of its bids once the run is
+    /// over.
+    pub drain: Duration,
     pub max_messages_per_frame: usize,
     pub prefix: String,
 }
@@ -233,7 +234,7 @@ pub async fn buyer(
     let mut todo: Vec<String> = Vec::new();
     let mut n = 0u64;
     // after `finish`: keep reading (not bidding) until every accepted bid has its result, for
-    // at most DRAIN
+    // at most `drain`
     let mut finishing: Option<Instant> = None;
     loop {
         if let Some(until) = finishing {
@@ -288,9 +289,9 @@ pub async fn buyer(
                 }
             }
             _ = finish.changed(), if finishing.is_none() => {
-                finishing = Some(Instant::now() + DRAIN);
+                finishing = Some(Instant::now() + s.drain);
             }
-            _ = tokio::time::sleep(DRAIN), if finishing.is_some() => {}
+            _ = tokio::time::sleep(s.drain), if finishing.is_some() => {}
         }
         if finishing.is_some() {
             todo.clear();
@@ -331,6 +332,7 @@ pub async fn buyer(
         }
         todo.clear();
     }
+    t.bids_unanswered = unanswered.iter().map(|(_, n)| *n as u64).sum();
     conn.close().await;
     Ok(t)
 }

@@ -71,6 +71,9 @@ struct Args {
     /// seconds at the start not recorded in the latency histograms
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
+    /// seconds a buyer keeps reading for answers and results once the load is over
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
     /// the auctions' tmax, ms
     #[arg(long, default_value_t = 1000)]
     tmax_ms: u64,
@@ -203,6 +206,7 @@ async fn bidding(
             CloseArg::Deadline => Close::Deadline,
         },
         warmup: Duration::from_secs_f64(args.warmup),
+        drain: Duration::from_secs_f64(args.drain),
         max_messages_per_frame: args.max_messages_per_frame.max(1),
         prefix: load::run_prefix(),
     });
@@ -284,6 +288,7 @@ fn summarize(
         "frames_sent": b.frames_sent,
         "bids_acked": b.bids_acked,
         "bids_rejected": b.bids_rejected,
+        "bids_unanswered": b.bids_unanswered,
         "results": results,
         "won": b.won,
         "lost": b.lost,

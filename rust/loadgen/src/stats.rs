@@ -58,6 +58,8 @@ pub struct Tally {
     pub frames_sent: u64,
     pub bids_acked: u64,
     pub bids_rejected: u64,
+    /// Bids still without an answer when the buyer stopped reading.
+    pub bids_unanswered: u64,
     pub won: u64,
     pub lost: u64,
     pub auctions_opened: u64,
@@ -76,6 +78,7 @@ impl Tally {
         self.frames_sent += o.frames_sent;
         self.bids_acked += o.bids_acked;
         self.bids_rejected += o.bids_rejected;
+        self.bids_unanswered += o.bids_unanswered;
         self.won += o.won;
         self.lost += o.lost;
         self.auctions_opened += o.auctions_opened;
