@@ -4,6 +4,9 @@ driven from the outside by ``rtbcore-loadgen`` (``rust/loadgen``) over real loop
 in the same run. Without ``rtbcore serve`` in the build its rows are skipped and the peer's
 rows stand alone. How the load generator measures: ``docs/loadgen.md``.
 
+Both servers get the same exchange.toml: second price, one engine worker (the load generator
+needs the machine's other core).
+
 - ``exchange batched``: 10 buyers, closed loop, frames of 100 PlaceBid; every auction closes
   when all 10 have bid, so each bid costs the server an announcement, an answer and a result.
   items = bids acknowledged; the time is the whole run (connect, load, drain).
