@@ -8,10 +8,10 @@ CARGO  ?= cargo
 BUILD_DEPS := "maturin>=1.7,<2" "Cython>=3.0,<4" "numpy>=1.26,<3" "setuptools>=68" wheel
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo test test-rust test-loom test-py bench bench-rust lint clean
+.PHONY: help install system-deps tools demo test test-rust test-loom test-py bench bench-exchange bench-rust loadgen lint clean
 
 help:  ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -26,17 +26,26 @@ system-deps:  ## install the system packages the tests need (redis-server), only
 	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q redis-server; }
 
-install: system-deps $(VENV)/.created  ## build the Rust core (maturin) and the Cython module, install both into .venv
+install: system-deps $(VENV)/.created tools  ## build the Rust core (maturin) and the Cython module, install both into .venv
 	$(PIP) install -q --no-build-isolation ./rust/py ".[test]"
 	$(PIP) install -q --no-build-isolation --no-deps --force-reinstall ./rust/py .
+
+# websocat: the third-party JSON client of the exchange conformance tests (~1-2 min to build
+# once; skipped when already on PATH or in ~/.cargo/bin)
+tools:  ## third-party tools the tests use: websocat (cargo install, only when missing)
+	@command -v websocat >/dev/null || test -x $(HOME)/.cargo/bin/websocat || \
+	    $(CARGO) install --locked websocat
+
+loadgen:  ## build rtbcore-loadgen, the exchange load generator (rust/loadgen)
+	$(CARGO) build --release --manifest-path rust/Cargo.toml -p rtbcore-loadgen
 
 demo: install  ## set up and run the main job: rtbcore demo
 	$(BIN)/rtbcore demo
 
-test: install test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
+test: install loadgen test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
 
-test-rust:  ## cargo tests of the core, the protocol and the exchange server crates
-	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core -p rtbcore-proto -p rtbcore-gateway
+test-rust:  ## cargo tests of the core, the protocol, the exchange server and the load generator crates
+	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core -p rtbcore-proto -p rtbcore-gateway -p rtbcore-loadgen
 
 # The models run in ~2 s; the loom cfg rebuilds the crate and its dev-dependencies in their own
 # target dir (~3 min from cold on the 2-core CI box), which CI pays so the queue stays modelled.
@@ -47,11 +56,17 @@ test-loom:  ## loom model of the lock-free bid queue (RUSTFLAGS=--cfg rtbcore_lo
 test-py:  ## the Python test suite (needs make install)
 	$(BIN)/pytest
 
-bench: install  ## benchmarks of rtbcore vs its baselines: prints the table, writes docs/benchmarks.md
+bench: install loadgen  ## benchmarks of rtbcore vs its baselines: prints the table, writes docs/benchmarks.md
 	mkdir -p out
 	$(BIN)/pytest benches/bench_*.py --benchmark-enable --benchmark-only \
 	    --benchmark-json=out/bench.json --benchmark-columns=median,ops,rounds -p no:randomly
 	$(BIN)/python benches/table.py out/bench.json --write docs/benchmarks.md
+
+bench-exchange: install loadgen  ## only the exchange benches (rtbcore serve vs the Python peer), printed
+	mkdir -p out
+	$(BIN)/pytest benches/bench_exchange.py --benchmark-enable --benchmark-only -s \
+	    --benchmark-json=out/bench-exchange.json --benchmark-columns=median,ops,rounds -p no:randomly
+	$(BIN)/python benches/table.py out/bench-exchange.json
 
 bench-rust:  ## criterion benches of the core crate
 	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core

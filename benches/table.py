@@ -4,7 +4,8 @@ Convention for every benchmark in benches/: put it in a ``group``, set
 ``benchmark.extra_info["items"]`` to how many items (bids, records, calls...) one call handles,
 and ``benchmark.extra_info["baseline"] = True`` on the baselines. Each rtbcore row is then shown
 with its items/s (from the median) and its ratio to every baseline of its group, all from the
-one run.
+one run. A row's ``extra_info["summary"]`` (a short string, e.g. latency percentiles or memory
+per connection) is shown after its ratios.
 
     python benches/table.py out/bench.json [--markdown] [--write docs/benchmarks.md]
 
@@ -54,6 +55,8 @@ def build_rows(data: dict) -> list[tuple[str, str, str, str, str]]:
                     bitems = bb.get("extra_info", {}).get("items", 1)
                     r = (items / med) / (bitems / bb["stats"]["median"])
                     ratios.append(f"{r:.1f}x vs {bb['name'].removeprefix('test_')}")
+            if b.get("extra_info", {}).get("summary"):
+                ratios.append(b["extra_info"]["summary"])
             name = b["name"].removeprefix("test_")
             rows.append((group, name, f"{med * 1e3:.3f} ms", _rate(items / med), "; ".join(ratios)))
     return rows
