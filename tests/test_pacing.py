@@ -4,6 +4,7 @@ the throttle, the PID's anti-windup, the adaptive profile, and bad input (state 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -288,8 +289,12 @@ def test_hard_cap_is_never_crossed(case):
         assert not np.any(ok & (spent + cost > budget)), type(pacer).__name__
         if getattr(pacer, "output_kind", "multiplier") == "multiplier" and \
                 not isinstance(pacer, ThrottlingPacer):
-            # no coin: the cap is the whole decision
-            assert ok.tolist() == (spent + cost <= budget).tolist()
+            # no coin: the cap is the whole decision, taken on the exact sum (a cost below
+            # half an ulp of spent still crosses a budget that spent has reached)
+            exact = [Fraction(s) + Fraction(c) <= Fraction(b)
+                     for s, c, b in zip(spent.tolist(), cost.tolist(), budget.tolist(),
+                                        strict=True)]
+            assert ok.tolist() == exact
 
 
 def test_cap_examples_refuse_the_bid_that_would_cross():
