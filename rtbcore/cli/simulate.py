@@ -1,4 +1,4 @@
-"""``rtbcore simulate pacing``, ``credit`` and ``floors``: run a simulation, print its
+"""The ``rtbcore simulate`` commands (pacing, credit, floors): run a simulation, print its
 summary, and write its CSV and plot when asked."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ elapsed = t·dt and feeds the feedback pacers at (t + 1)·dt):
   [0.35, 0.6]) of that, so unpaced bidding exhausts it around mid-afternoon, and budgets span
   two orders of magnitude.
 
-Per pacer it reports the issue's SLO exactly (share of campaigns ending within ±5% of their
+Per pacer it reports the pacing SLO exactly (share of campaigns ending within ±5% of their
 budget), overspend, hourly deviation from the pacer's target curve, and metrics that tell
 pacers apart where the hard cap makes every pacer end on budget: when the budget ran out (the
 first request the hard cap refused), the share of the campaign's requests that came while it

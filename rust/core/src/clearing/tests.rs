@@ -290,7 +290,7 @@ fn vcg_reserve_is_a_phantom_competitor() {
     assert_eq!(r.winner, vec![0, 1]);
     assert!((r.price[0] - 3.5).abs() < 1e-12);
     assert!((r.price[1] - 3.0).abs() < 1e-12);
-    // reserve 0: the formula exactly
+    // reserve 0: the textbook VCG prices exactly
     let r = clear_vcg(&batch(&off, &p, None, 0.0), &[1.0, 0.5]);
     assert!((r.price[0] - 2.0).abs() < 1e-12 && r.price[1] == 0.0);
 }
