@@ -280,3 +280,32 @@ def test_signal_storm_loses_and_duplicates_nothing(scenario, sig):
     out = _run(scenario, sig, seed=zlib.crc32(f"{scenario} {sig}".encode()))
     assert out["exact"], out
     assert out["signals"] > 0, f"no signal landed inside the calls: {out}"
+
+
+def test_numpy_api_is_bound_at_import_so_no_python_runs_inside_a_row_taking_call():
+    """The native module binds NumPy's C API when it is imported. Bound lazily, the first
+    array a call returns would run Python code (NumPy's version check) inside that call, where
+    a pending KeyboardInterrupt fails the binding and panics. Here the version check raises
+    after import, as a signal landing there would."""
+    script = textwrap.dedent("""
+        import numpy as np, numpy.lib
+        from rtbcore import AuctionEngine
+
+        def interrupted(*a, **k):
+            raise KeyboardInterrupt
+        numpy.lib.NumpyVersion = interrupted
+        eng = AuctionEngine(workers=1, pin=False, rejected_capacity=8)
+        eng.submit(np.full(3, 10**9), np.arange(3), np.ones(3))
+        for _ in range(500):
+            if eng.stats()["rejected_unknown"] == 3:
+                break
+            eng.poll(1, 0.01)
+        print(sorted(eng.poll_rejected(8)["bidder_id"].tolist()))
+        eng.close()
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        cwd=tempfile.gettempdir(),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[0, 1, 2]"

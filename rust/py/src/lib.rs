@@ -27,6 +27,10 @@ pub(crate) fn detach<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> 
 #[pymodule]
 fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Bind NumPy's C API now: bound lazily, the first array a call returns would run NumPy's
+    // version check (Python code) inside that call, where a pending KeyboardInterrupt fails
+    // the binding and panics.
+    numpy::PyArray1::<u8>::zeros(m.py(), 0, false);
     clearing::register(m)?;
     dynamic::register(m)?;
     queue::register(m)?;
