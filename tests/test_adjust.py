@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtbcore import BidAdjuster, InvalidInputError, LinearPacer
+from rtbcore import (
+    BidAdjuster,
+    BidLandscape,
+    BidShader,
+    InvalidInputError,
+    LinearPacer,
+    simulate_first_price,
+)
 
 PARAMS = {
     "time": {"window": 100.0},
@@ -85,15 +92,22 @@ def test_budget_lowers_bids_ahead_of_pace_and_raises_them_behind():
 
 def test_composes_with_the_shader_and_the_pacer():
     # value -> shaded bid -> adjusted bid -> pacer multiplier, each stage a numpy array op
-    values = np.array([1.0, 2.0, 3.0])
-    shaded = 0.8 * values                               # e.g. BidShader.optimal_bid(values)
+    # a shader that learned rivals bidding 0.8 x a U[0, 1] value (4 of them): best bid 0.8 v
+    out = simulate_first_price(lambda rng, n: rng.random(n), 10_000, seed=1)
+    land = BidLandscape(max_bid=1.0)
+    land.observe(out.bids, out.won, price=out.price, min_to_win=out.min_to_win)
+    shader = BidShader(land, explore=0.0, seed=7)
+    values = np.array([0.3, 0.6, 0.9])
+    shaded = shader.bid(values)
+    assert np.allclose(shaded, 0.8 * values, atol=0.03)
     pacer = LinearPacer(total=100.0)
     spent, budget = np.array([10.0, 50.0, 90.0]), np.full(3, 100.0)
     ratio = spent / (budget * 50.0 / 100.0)             # what the pacer compares
     adj = BidAdjuster("budget", 3, frequency=0.0)
     bids = adj.adjust(shaded, ratio, now=50.0) * pacer.multiplier(spent, budget, 50.0)
     assert np.all(bids <= shaded * 1.5 * 1.2) and np.all(bids >= shaded * 0.7 * 0.8)
-    assert bids[0] > bids[2]                            # behind pace bids more than ahead
+    lift = bids / shaded
+    assert lift[0] > lift[1] > lift[2]                  # behind pace bids more than ahead
 
 
 def test_bad_input_changes_nothing():
