@@ -208,6 +208,11 @@ class FloorOptimizer:
         return self._segments
 
     @property
+    def explore(self) -> float:
+        """The share of :meth:`lookup`'s auctions given a random candidate near the floor."""
+        return self._explore
+
+    @property
     def bidders(self) -> int | None:
         """The number of bidder ids with their own (lazy) reserve, or None (per segment)."""
         return self._bidders
