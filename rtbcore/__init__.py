@@ -165,6 +165,7 @@ _PUBLIC_SUBMODULES = (
     "sim",
     "distributed",
     "exchange",
+    "exchange_floors",
 )
 
 

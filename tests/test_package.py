@@ -146,7 +146,8 @@ def test_import_rtbcore_leaves_plotting_progress_and_fitting_packages_unloaded(t
 def test_dir_and_all_list_only_the_public_api():
     public_modules = {"errors", "records", "clearing", "streaming", "engine", "pacing",
                       "credit", "shading", "thompson", "periods", "budget", "ids",
-                      "floors", "dynamic", "adjust", "sim", "distributed", "exchange"}
+                      "floors", "dynamic", "adjust", "sim", "distributed", "exchange",
+                      "exchange_floors"}
     assert len(rtbcore.__all__) == len(set(rtbcore.__all__))
     assert all(not n.startswith("_") or n == "__version__" for n in rtbcore.__all__)
     assert not public_modules & set(rtbcore.__all__)
