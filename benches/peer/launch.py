@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -27,8 +28,10 @@ LISTENING = re.compile(r"rtbcore (?:serve|peer): listening on http://([0-9.]+):(
 def serve_available() -> bool:
     """Whether this build has ``rtbcore serve`` (the gateway): ``rtbcore serve --help`` works."""
     try:
+        # from a neutral directory: run from a source checkout, the tree would shadow the
+        # installed package (which has the compiled parts) and the probe would fail
         r = subprocess.run([sys.executable, "-m", "rtbcore.cli", "serve", "--help"],
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, cwd=tempfile.gettempdir())
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
