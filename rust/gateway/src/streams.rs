@@ -184,6 +184,28 @@ pub struct Buyer {
     pub counters: BuyerCounters,
 }
 
+impl Buyer {
+    /// A buyer's state from its history in the log (empty for a new buyer).
+    fn recovered(name: String, key: u64, h: BuyerHistory) -> Buyer {
+        let sub = h
+            .subscription
+            .as_deref()
+            .and_then(|b| Subscribe::decode(b).ok())
+            .and_then(|s| Subscription::parse(&s.event_types, &s.filters).ok());
+        Buyer {
+            name,
+            key,
+            seq: h.last_seq,
+            acked: h.acked,
+            sub,
+            index: h.index,
+            conns: Vec::new(),
+            idem: IdemWindow::default(),
+            counters: BuyerCounters::default(),
+        }
+    }
+}
+
 pub struct Streams {
     buyers: Mutex<HashMap<u64, Arc<Mutex<Buyer>>>>,
     /// Histories read from the log at start, taken when the buyer first appears.
@@ -202,9 +224,22 @@ impl Streams {
         idem_window: usize,
         retention_ns: u64,
     ) -> Self {
+        // A durable subscription must keep collecting announcements across a restart, before
+        // its buyer reconnects: such buyers get their state now. The log keys buyers by a hash
+        // of the name, so the name is filled in when the buyer next authenticates (it is only
+        // used in event ids, and events are only sent to a connected buyer).
+        let mut buyers = HashMap::new();
+        let mut rest = HashMap::new();
+        for (key, h) in recovered {
+            if h.subscription.is_some() {
+                buyers.insert(key, Arc::new(Mutex::new(Buyer::recovered(String::new(), key, h))));
+            } else {
+                rest.insert(key, h);
+            }
+        }
         Streams {
-            buyers: Mutex::new(HashMap::new()),
-            recovered: Mutex::new(recovered),
+            buyers: Mutex::new(buyers),
+            recovered: Mutex::new(rest),
             log,
             metrics,
             idem_window,
@@ -216,27 +251,21 @@ impl Streams {
     pub fn buyer(&self, name: &str) -> Arc<Mutex<Buyer>> {
         let key = buyer_key(name);
         let mut m = self.buyers.lock();
-        m.entry(key)
+        let b = m
+            .entry(key)
             .or_insert_with(|| {
                 let h = self.recovered.lock().remove(&key).unwrap_or_default();
-                let sub = h
-                    .subscription
-                    .as_deref()
-                    .and_then(|b| Subscribe::decode(b).ok())
-                    .and_then(|s| Subscription::parse(&s.event_types, &s.filters).ok());
-                Arc::new(Mutex::new(Buyer {
-                    name: name.to_string(),
-                    key,
-                    seq: h.last_seq,
-                    acked: h.acked,
-                    sub,
-                    index: h.index,
-                    conns: Vec::new(),
-                    idem: IdemWindow::default(),
-                    counters: BuyerCounters::default(),
-                }))
+                Arc::new(Mutex::new(Buyer::recovered(name.to_string(), key, h)))
             })
-            .clone()
+            .clone();
+        drop(m);
+        {
+            let mut g = b.lock();
+            if g.name.is_empty() {
+                g.name = name.to_string();
+            }
+        }
+        b
     }
 
     pub fn known_buyer(&self, key: u64) -> Option<Arc<Mutex<Buyer>>> {

@@ -120,3 +120,49 @@ fn the_log_survives_a_restart_and_seq_continues() {
         let _ = publisher.event().await;
     });
 }
+
+#[test]
+fn a_durable_subscription_collects_announcements_after_a_restart_before_its_buyer_returns() {
+    let dir = TempDir::new("restart-away");
+    let cfg = config(&dir.0, "");
+    let gw = start(cfg.clone());
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        let mut acme = Client::login(addr, "key-acme").await;
+        acme.subscribe(Subscribe {
+            filters: [("vertical".into(), "news".into())].into(),
+            ..Default::default()
+        })
+        .await;
+        let mut publisher = Client::login(addr, "key-pub").await;
+        publisher.one(open("before", 10, 5_000, 0)).await;
+        assert_eq!(acme.event().await.seq, 1);
+    });
+    drop(gw);
+    let gw = start(cfg);
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        // acme is away: the auction is announced to its recovered subscription all the same
+        let mut publisher = Client::login(addr, "key-pub").await;
+        publisher.one(open("away", 10, 5_000, 0)).await;
+        let _ = publisher.event().await;
+        let mut acme = Client::connect(addr, Proto::Json).await;
+        let r = acme.auth("key-acme").await;
+        assert_eq!(r.last_seq, 2);
+        let ack = acme
+            .subscribe(Subscribe {
+                replay_missed: true,
+                since: Some(subscribe::Since::SinceSeq(1)),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!((ack.replay_from, ack.replay_to), (2, 2));
+        let ev = acme.event().await;
+        assert!(
+            matches!(&ev.event, Some(Event::AuctionStarted(s)) if s.auction_id == "away"),
+            "{ev:?}"
+        );
+        // the event id names the buyer, as it would have live
+        assert_eq!((ev.seq, ev.event_id.as_str()), (2, "acme:2"));
+    });
+}
