@@ -151,14 +151,23 @@ fn sse_event(ev: &BidEvent) -> SseEvent {
 /// (`<buyer>:<seq>`) or `?since_seq=N`.
 async fn events(
     State(st): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let hub = st.hub.clone();
+    // the same per-address limit on failed logins as the WebSocket door, so that the SSE
+    // door is no way around it
+    if hub.limiter.blocked(addr.ip()) {
+        hub.metrics.sse_auth_limited.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::TOO_MANY_REQUESTS, "too many failed authentications: retry later\n")
+            .into_response();
+    }
     let who = match credential(&hub, &headers, &q) {
         Ok(w) => w,
         Err(m) => {
             hub.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
+            hub.limiter.record_failure(addr.ip());
             return (StatusCode::UNAUTHORIZED, format!("{m}\n")).into_response();
         }
     };

@@ -60,6 +60,7 @@ pub struct Metrics {
     pub results_dropped: AtomicU64,
     pub idempotent_replays: AtomicU64,
     pub sse_clients: AtomicI64,
+    pub sse_auth_limited: AtomicU64,
     rejections: [AtomicU64; 19],
     closes: [AtomicU64; 11],
 }
@@ -90,7 +91,7 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut o = String::with_capacity(4096);
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let counters: [(&str, &str, f64); 19] = [
+        let counters: [(&str, &str, f64); 20] = [
             (
                 "rtbcore_gateway_connections_total",
                 "WebSocket connections accepted",
@@ -98,6 +99,11 @@ impl Metrics {
             ),
             ("rtbcore_gateway_auth_ok_total", "successful authentications", r(&self.auth_ok)),
             ("rtbcore_gateway_auth_failed_total", "failed authentications", r(&self.auth_failed)),
+            (
+                "rtbcore_gateway_sse_auth_limited_total",
+                "event-stream requests refused (429) after too many failed logins from the address",
+                r(&self.sse_auth_limited),
+            ),
             ("rtbcore_gateway_frames_received_total", "client frames received", r(&self.frames_in)),
             (
                 "rtbcore_gateway_messages_received_total",

@@ -194,6 +194,30 @@ fn sse_streams_the_buyer_events_and_resumes_from_last_event_id() {
 }
 
 #[test]
+fn failed_sse_logins_count_toward_the_per_address_limit() {
+    let dir = TempDir::new("sse-limit");
+    let gw = start(config_with(&dir.0, "failed_auth_limit = 3", "", ""));
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        for _ in 0..3 {
+            let r =
+                http_get(addr, "/v1/events", "Authorization: Bearer nope\r\n", "\r\n\r\n").await;
+            assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+        }
+        // over the limit: refused before the credential is looked at, even a good one
+        let r =
+            http_get(addr, "/v1/events", "Authorization: Bearer key-acme\r\n", "\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+        // and the WebSocket door shares the limit
+        let mut ws = Client::connect(addr, Proto::Binary).await;
+        assert_eq!(ws.close_code().await, Some(4003));
+    });
+    let m = gw.metrics_text();
+    assert!(m.contains("rtbcore_gateway_auth_failed_total 3"), "{m}");
+    assert!(m.contains("rtbcore_gateway_sse_auth_limited_total 1"), "{m}");
+}
+
+#[test]
 fn shutdown_cancel_closes_open_auctions_delivers_results_and_closes_1001() {
     let dir = TempDir::new("drain");
     let mut gw = start(config_with(&dir.0, "shutdown = \"cancel\"", "", ""));
