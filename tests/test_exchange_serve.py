@@ -125,6 +125,46 @@ def test_serve_prints_the_listening_line_and_drains_on_sigterm_under_load(tmp_pa
         assert again.wait() == 0
 
 
+def test_a_connection_during_the_drain_is_answered_at_once(tmp_path: Path) -> None:
+    # an open auction keeps the drain ("finish") going; a newcomer meanwhile must get a prompt
+    # answer (close 1001 or a refused connection), never a handshake left hanging
+    srv = ServeProcess("--config", str(write_config(tmp_path)))
+    try:
+
+        async def main() -> list[tuple[str, float]]:
+            pub = await Buyer.connect(srv.url, "key-pub")
+            await pub.send({"openAuction": {"auctionId": "long", "tmax": "2s"}})
+            assert "auctionOpened" in await pub.next()
+            srv.signal(signal.SIGTERM)
+            await asyncio.sleep(0.2)
+            answers = []
+            loop = asyncio.get_running_loop()
+            while srv.proc.poll() is None and len(answers) < 20:
+                t0 = loop.time()
+                try:
+                    ws = await websockets.connect(
+                        srv.url.replace("http://", "ws://") + "/v1/bidding",
+                        subprotocols=["rtbcore.v1.json"], open_timeout=3)
+                    try:
+                        await asyncio.wait_for(ws.recv(), 3)
+                        answers.append(("message", loop.time() - t0))
+                    except websockets.ConnectionClosed as e:
+                        answers.append((f"close {e.rcvd.code if e.rcvd else None}",
+                                        loop.time() - t0))
+                except ConnectionRefusedError:
+                    answers.append(("refused", loop.time() - t0))
+                await asyncio.sleep(0.1)
+            return answers
+
+        answers = asyncio.run(main())
+        assert answers, "the drain ended before a connection was tried"
+        assert {a for a, _ in answers} <= {"close 1001", "refused"}, answers
+        assert max(t for _, t in answers) < 1.0, answers
+        assert srv.wait() == 0, srv.lines
+    finally:
+        srv.kill()
+
+
 def test_kill_9_then_restart_continues_seq_and_replays(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     srv = ServeProcess("--config", str(cfg))
