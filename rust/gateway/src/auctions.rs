@@ -56,6 +56,9 @@ pub struct BidState {
     pub buyer: Arc<str>,
     pub amount: i64,
     pub live: bool,
+    /// The engine judged the place late (stamped past the deadline the gateway had checked):
+    /// it took no part in the clearing.
+    pub late: bool,
     /// Bumped by every update, so that a ttl timer of an earlier version does nothing.
     pub gen: u32,
 }
@@ -274,7 +277,14 @@ impl Hub {
         }
         a.bids.insert(
             key,
-            BidState { bid, buyer: who.buyer.as_str().into(), amount, live: true, gen: 0 },
+            BidState {
+                bid,
+                buyer: who.buyer.as_str().into(),
+                amount,
+                live: true,
+                late: false,
+                gen: 0,
+            },
         );
         let aid = a.id.to_string();
         t.bids.insert(bid, (eid, key));

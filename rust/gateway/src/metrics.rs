@@ -61,6 +61,7 @@ pub struct Metrics {
     pub idempotent_replays: AtomicU64,
     pub sse_clients: AtomicI64,
     pub sse_auth_limited: AtomicU64,
+    pub bids_late: AtomicU64,
     rejections: [AtomicU64; 19],
     closes: [AtomicU64; 11],
 }
@@ -91,7 +92,7 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut o = String::with_capacity(4096);
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let counters: [(&str, &str, f64); 20] = [
+        let counters: [(&str, &str, f64); 21] = [
             (
                 "rtbcore_gateway_connections_total",
                 "WebSocket connections accepted",
@@ -99,6 +100,11 @@ impl Metrics {
             ),
             ("rtbcore_gateway_auth_ok_total", "successful authentications", r(&self.auth_ok)),
             ("rtbcore_gateway_auth_failed_total", "failed authentications", r(&self.auth_failed)),
+            (
+                "rtbcore_gateway_bids_late_total",
+                "accepted bids the engine stamped past their auction's deadline (lost, reason 2)",
+                r(&self.bids_late),
+            ),
             (
                 "rtbcore_gateway_sse_auth_limited_total",
                 "event-stream requests refused (429) after too many failed logins from the address",

@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtbcore_core::engine::{AuctionResult, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED};
+use rtbcore_core::engine::{
+    AuctionResult, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED, REJECT_LATE,
+};
+use rtbcore_core::record::KIND_PLACE;
 use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 
@@ -22,19 +25,39 @@ pub fn run(hub: Arc<Hub>) {
     let mut rows = Vec::with_capacity(4096);
     let mut rejected = Vec::new();
     loop {
-        if hub.engine.wait_results(Duration::from_millis(20)) {
-            rows.clear();
+        let ready = hub.engine.wait_results(Duration::from_millis(20));
+        rows.clear();
+        if ready {
             hub.engine.poll_into(&mut rows, 4096);
-            for r in &rows {
-                close_one(&hub, r);
-            }
-        } else if hub.engine.is_drained() {
-            break;
         }
-        // the gateway checks deadlines itself; what the engine still judged late is only
-        // counted (it is reported to its buyer as lost at close)
+        // Rejections after results: a worker queues a late bid's rejection before the result
+        // of its auction, so every rejection of an auction polled here is seen before it closes.
+        // The gateway checks deadlines itself, so these are the few bids whose engine stamp
+        // fell past the deadline after the gateway's check passed.
         rejected.clear();
         hub.engine.poll_rejected_into(&mut rejected, 4096);
+        if !rejected.is_empty() {
+            mark_late(&hub, &rejected);
+        }
+        for r in &rows {
+            close_one(&hub, r);
+        }
+        if !ready && hub.engine.is_drained() {
+            break;
+        }
+    }
+}
+
+/// Marks the places the engine refused as late, so that their buyers learn at close that the
+/// bid expired (OpenRTB loss reason 2) rather than that it lost to a higher bid.
+fn mark_late(hub: &Hub, rejected: &[RejectedBid]) {
+    let mut t = hub.table.lock();
+    for r in rejected.iter().filter(|r| r.cause == REJECT_LATE && r.kind == KIND_PLACE) {
+        let Some(a) = t.open.get_mut(&(r.auction_id as u64)) else { continue };
+        if let Some(b) = a.bids.get_mut(&(r.bidder_id as u64)) {
+            b.late = true;
+            hub.metrics.bids_late.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -62,7 +85,14 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
         if !b.live {
             continue;
         }
-        let ev = if Some(*key) == winner_key {
+        let ev = if b.late {
+            Event::AuctionLost(AuctionLost {
+                auction_id: a.id.to_string(),
+                bid_id: bid_id(b.bid),
+                loss_reason: LOSS_EXPIRED,
+                min_to_win: None,
+            })
+        } else if Some(*key) == winner_key {
             let mtw = if r.min_to_win.is_finite() {
                 Some(money(cur, r.min_to_win.round() as i64))
             } else {
