@@ -560,12 +560,14 @@ impl Worker {
         };
         self.c.open_auctions = self.table.len() as u64;
         self.shared.workers[self.id].counters.publish(&self.c);
-        if let Some(block) = results {
-            let _ = self.res_tx.send(block);
-        }
+        // rejections first: a consumer that reads results, then rejections, has then seen
+        // every rejection of an auction whose result it holds
         if !self.rejected.is_empty() {
             let block = std::mem::take(&mut self.rejected);
             let _ = self.rej_tx.send(block);
+        }
+        if let Some(block) = results {
+            let _ = self.res_tx.send(block);
         }
     }
 }
