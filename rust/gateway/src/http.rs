@@ -28,6 +28,9 @@ use crate::replay::replay_events;
 use crate::session;
 use crate::streams::{ConnHandle, Out, Since};
 
+/// Bytes read from a WebSocket at a time (see `bidding`).
+const READ_CHUNK: usize = 4096;
+
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
@@ -54,7 +57,11 @@ async fn bidding(
     let ws = ws
         .protocols([SUBPROTOCOL_PROTO, SUBPROTOCOL_JSON])
         .max_message_size(max)
-        .max_frame_size(max);
+        .max_frame_size(max)
+        // tungstenite reads in chunks of this size and keeps the buffer per connection: the
+        // 128 KiB default would dominate an idle connection's memory; larger frames still
+        // arrive whole, over several reads
+        .read_buffer_size(READ_CHUNK);
     let wire = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
         Some(SUBPROTOCOL_JSON) => Wire::Json,
         _ => Wire::Proto,

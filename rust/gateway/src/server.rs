@@ -1,6 +1,7 @@
 //! Starting and stopping the exchange: its own tokio runtime, the listener, the result thread,
 //! demo traffic, and the drain on shutdown.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -112,6 +113,10 @@ impl Gateway {
         let token = hub.shutdown.clone();
         rt.spawn(async move {
             let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+            // every frame is a complete answer that a client waits for: no Nagle delay
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ =
                 axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
         });
