@@ -62,11 +62,11 @@ bench: install loadgen  ## benchmarks of rtbcore vs its baselines: prints the ta
 	    --benchmark-json=out/bench.json --benchmark-columns=median,ops,rounds -p no:randomly
 	$(BIN)/python benches/table.py out/bench.json --write docs/benchmarks.md
 
-bench-exchange: install loadgen  ## only the exchange benches (rtbcore serve vs the Python peer), printed
+bench-exchange: install loadgen  ## only the exchange benches (rtbcore serve vs the Python peer): printed, and their rows updated in docs/benchmarks.md
 	mkdir -p out
 	$(BIN)/pytest benches/bench_exchange.py --benchmark-enable --benchmark-only -s \
 	    --benchmark-json=out/bench-exchange.json --benchmark-columns=median,ops,rounds -p no:randomly
-	$(BIN)/python benches/table.py out/bench-exchange.json
+	$(BIN)/python benches/table.py out/bench-exchange.json --update docs/benchmarks.md
 
 bench-rust:  ## criterion benches of the core crate
 	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core

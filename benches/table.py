@@ -8,9 +8,11 @@ one run. A row's ``extra_info["summary"]`` (a short string, e.g. latency percent
 per connection) is shown after its ratios.
 
     python benches/table.py out/bench.json [--markdown] [--write docs/benchmarks.md]
+    python benches/table.py out/bench-exchange.json --update docs/benchmarks.md
 
 ``--write PATH`` replaces PATH with a fixed header (how to read the table, the machine) and the
-Markdown table; ``make bench`` writes ``docs/benchmarks.md`` this way.
+Markdown table; ``make bench`` writes ``docs/benchmarks.md`` this way. ``--update PATH`` replaces
+only the groups of this run in PATH's table (``make bench-exchange`` does this).
 """
 
 from __future__ import annotations
@@ -95,15 +97,44 @@ def markdown(data: dict, rows: list[tuple[str, str, str, str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def update(path: Path, data: dict, rows: list[tuple[str, str, str, str, str]]) -> str:
+    """``path``'s table with the groups of ``rows`` replaced (or added) and the others kept, so
+    that one area can be re-measured alone; the groups re-measured are named with their
+    machine under the table's own machine line."""
+    groups = {r[0] for r in rows}
+    kept, notes, machine = [], [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("Machine: ") and machine is None:
+            machine = line
+        elif line.startswith("Re-measured alone: "):
+            if not set(line.split("`")[1::2]) <= groups:
+                notes.append(line)
+        elif line.startswith("| ") and not line.startswith("| group |"):
+            cells = tuple(c.strip() for c in line.strip().strip("|").split(" | "))
+            if len(cells) == 5 and cells[0] not in groups:
+                kept.append(cells)
+    merged = sorted(kept + rows, key=lambda r: r[0])  # stable: each group keeps its order
+    named = ", ".join(f"`{g}`" for g in sorted(groups))
+    notes.append(f"Re-measured alone: {named} on {_machine(data)}.")
+    table = markdown(data, merged).split("\n", 1)[1]  # without markdown()'s machine line
+    return HEADER + "\n" + (machine or f"Machine: {_machine(data)}.") + "\n" + "\n".join(
+        notes) + "\n" + table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", type=Path)
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--write", type=Path, metavar="PATH",
                     help="write the header and the Markdown table to PATH (docs/benchmarks.md)")
+    ap.add_argument("--update", type=Path, metavar="PATH",
+                    help="replace only this run's groups in PATH's table, keeping the others")
     args = ap.parse_args()
     data = json.loads(args.json.read_text())
     rows = build_rows(data)
+    if args.update is not None:
+        args.update.write_text(update(args.update, data, rows))
+        print(f"updated {args.update} ({len(rows)} rows)")
     if args.write is not None:
         args.write.write_text(HEADER + "\n" + markdown(data, rows))
         print(f"wrote {args.write} ({len(rows)} rows)")
