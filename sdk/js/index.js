@@ -337,7 +337,8 @@ export class BiddingClient extends Emitter {
       }
     };
     ws.onclose = (e) => { this._clearTimer(connectTimer); this._lost(ws, e.code ?? 0, e.reason ?? ''); };
-    ws.onerror = () => { /* a close event follows */ };
+    // Node 20's WebSocket reports a refused connection with 'error' and no 'close'
+    ws.onerror = () => { this._clearTimer(connectTimer); this._lost(ws, 1006, 'connection error'); };
   }
 
   _authenticated(ev) {
