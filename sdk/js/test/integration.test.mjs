@@ -147,3 +147,29 @@ test('server restart (SIGTERM and kill -9): reconnect, replay, no gap and no dup
     await srv.cleanup();
   }
 });
+
+test('the example buyer wins an auction it is offered', async () => {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const srv = await startServer();
+  const pub = client(srv.wsUrl, 'pub');
+  try {
+    const example = fileURLToPath(new URL('../examples/buyer.mjs', import.meta.url));
+    const proc = spawn(process.execPath, ['--experimental-websocket', example, srv.wsUrl, KEYS.acme[0], '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout.setEncoding('utf8');
+    const exited = new Promise((r) => proc.on('exit', r));
+    await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`example did not connect: ${out}`)), 10000);
+      proc.stdout.on('data', (d) => { out += d; if (out.includes('connected as acme')) { clearTimeout(t); resolve(); } });
+    });
+    await new Promise((r) => setTimeout(r, 200)); // let the subscription land
+    await pub.connect();
+    await pub.openAuction({ auctionId: 'ex-1', expectedBids: 1, tmax: 2 });
+    assert.equal(await exited, 0);
+    assert.match(out, /won ex-1 at \d+ micros/);
+  } finally {
+    pub.close();
+    await srv.cleanup();
+  }
+});
