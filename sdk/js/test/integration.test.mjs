@@ -121,15 +121,17 @@ test('server restart (SIGTERM and kill -9): reconnect, replay, no gap and no dup
 
     for (const [round, sig] of [[1, 'SIGTERM'], [2, 'SIGKILL']]) {
       const gone = new Promise((r) => acme.on('disconnect', r));
-      // SIGTERM drains (open auctions finish first); the test's auctions are long, so cancel them
+      // SIGTERM drains (at most drain_timeout_s); SIGKILL leaves only the event log
       await srv.stop(sig);
       await gone;
-      srv = await startServer({ dir, port });
-      // the buyer reconnects (and replays) before anything new is announced
-      await new Promise((resolve, reject) => {
+      // listen before the restart: the client may reconnect before startServer returns
+      const back = new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error('no reconnect')), 10000);
         acme.on('reconnect', () => { clearTimeout(t); resolve(); });
       });
+      srv = await startServer({ dir, port });
+      // the buyer reconnects (and replays) before anything new is announced
+      await back;
       pub.close();
       const pub2 = client(srv.wsUrl, 'pub');
       await pub2.connect();
