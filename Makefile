@@ -8,7 +8,7 @@ CARGO  ?= cargo
 BUILD_DEPS := "maturin>=1.7,<2" "Cython>=3.0,<4" "numpy>=1.26,<3" "setuptools>=68" wheel
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps tools demo test test-rust test-loom test-py bench bench-exchange bench-rust loadgen lint clean
+.PHONY: help install system-deps tools demo test test-rust test-loom test-py sdk-deps test-sdk test-sdk-js test-sdk-go bench bench-exchange bench-rust loadgen lint clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ loadgen:  ## build rtbcore-loadgen, the exchange load generator (rust/loadgen)
 demo: install  ## set up and run the main job: rtbcore demo
 	$(BIN)/rtbcore demo
 
-test: install loadgen test-rust test-loom test-py  ## set up and run the whole test suite (cargo test, loom, pytest)
+test: install loadgen test-rust test-loom test-py test-sdk  ## set up and run the whole test suite (cargo test, loom, pytest, the JS and Go SDKs)
 
 test-rust:  ## cargo tests of the core, the protocol, the exchange server and the load generator crates
 	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core -p rtbcore-proto -p rtbcore-gateway -p rtbcore-loadgen
@@ -52,6 +52,30 @@ test-rust:  ## cargo tests of the core, the protocol, the exchange server and th
 test-loom:  ## loom model of the lock-free bid queue (RUSTFLAGS=--cfg rtbcore_loom)
 	RUSTFLAGS="--cfg rtbcore_loom" CARGO_TARGET_DIR=rust/target/loom \
 	    $(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core --test queue_loom
+
+# The JS and Go SDKs (sdk/): Node's test runner and `go test -race`, both against the real
+# `rtbcore serve` (RTBCORE_BIN). Go builds offline from Debian's packaged libraries in GOPATH mode
+# (/usr/share/gocode), so no module proxy is needed; the checkout is linked into a GOPATH under out/.
+SDK_DEBS    := nodejs golang-go golang-github-gorilla-websocket-dev golang-google-protobuf-dev protobuf-compiler protoc-gen-go chromium
+RTBCORE_BIN ?= $(CURDIR)/$(BIN)/rtbcore
+SDK_GOPATH  := $(CURDIR)/out/gopath
+SDK_GOPKG   := $(SDK_GOPATH)/src/github.com/rtbcore/rtbcore/sdk/go
+
+sdk-deps:  ## Debian packages the SDK tests need (Node, Go, protoc, Chromium), only when missing
+	@missing=$$(for p in $(SDK_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; fi
+
+test-sdk: sdk-deps test-sdk-js test-sdk-go  ## the JS and Go SDK tests against rtbcore serve (needs make install)
+
+test-sdk-js:
+	cd sdk/js && RTBCORE_BIN=$(RTBCORE_BIN) node --experimental-websocket --test test/*.test.mjs
+
+test-sdk-go:
+	mkdir -p $(dir $(SDK_GOPKG)) && ln -sfn $(CURDIR)/sdk/go $(SDK_GOPKG)
+	cd $(SDK_GOPKG) && RTBCORE_BIN=$(RTBCORE_BIN) GO111MODULE=off GOPATH=$(SDK_GOPATH):/usr/share/gocode \
+	    go test -race -count=1 ./...
 
 test-py:  ## the Python test suite (needs make install)
 	$(BIN)/pytest
