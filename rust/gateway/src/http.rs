@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -26,7 +26,7 @@ use crate::events::{type_bit, TYPE_NAMES, T_ALL};
 use crate::hub::Hub;
 use crate::replay::replay_events;
 use crate::session;
-use crate::streams::{ConnHandle, Out, Since};
+use crate::streams::{ConnHandle, Out, Outlet, Since};
 
 /// Bytes read from a WebSocket at a time (see `bidding`).
 const READ_CHUNK: usize = 4096;
@@ -226,17 +226,19 @@ async fn events(
     };
     let (tx, rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
-    let overflowed = Arc::new(AtomicBool::new(false));
+    // no spill: an SSE client that falls behind is ended and resumes with Last-Event-ID
+    let outlet = Outlet::new(tx, 0);
+    let overflowed = outlet.overflowed.clone();
     {
         let b = hub.streams.buyer(&who.buyer);
         let mut b = b.lock();
         if let Some(after) = since {
             if let (_, _, _, Some(plan)) = hub.streams.plan_replay(&mut b, Since::Seq(after), mask)
             {
-                let _ = tx.try_send(Out::Replay(plan));
+                let _ = outlet.offer(Out::Replay(plan));
             }
         }
-        let h = ConnHandle { id: conn, tx, overflowed: overflowed.clone(), subscribed: true, mask };
+        let h = ConnHandle { id: conn, out: outlet, subscribed: true, mask };
         hub.streams.attach(&mut b, h);
     }
     hub.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 //! for the heartbeat and watches for shutdown. It is the only writer of its socket.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::events::*;
 use crate::hub::Hub;
 use crate::limits::TokenBucket;
 use crate::replay::replay_events;
-use crate::streams::{ConnHandle, Out, Subscription};
+use crate::streams::{ConnHandle, Out, Outlet, Subscription};
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -69,11 +69,9 @@ impl Writer {
                 true
             }
             Ok(Err(_)) => false,
-            Err(_) => {
-                // the socket did not take a frame within the limit: a slow consumer
-                self.hub.metrics.close(CLOSE_SLOW_CONSUMER);
-                false
-            }
+            // the socket did not take a frame within the limit: a slow consumer (the close
+            // that follows is what is counted)
+            Err(_) => false,
         }
     }
 
@@ -263,7 +261,8 @@ async fn connected(
     rest: Vec<BidMessage>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
-    let overflowed = Arc::new(AtomicBool::new(false));
+    // a spill as large as the queue: a stall of up to slow_consumer_timeout_s survives
+    let outlet = Outlet::new(tx, hub.cfg.server.outbound_queue_frames);
     let buyer = hub.streams.buyer(&who.buyer);
     let full = buyer.lock().conns.len() >= hub.cfg.server.max_connections_per_buyer;
     if full {
@@ -284,40 +283,33 @@ async fn connected(
         };
         let ev = w.conn_event(Event::AuthResult(res), &auth_rid);
         // queued under the buyer lock, so it precedes every live event of this connection
-        let _ = tx.try_send(Out::Events(vec![ev]));
-        let handle = ConnHandle {
-            id: w.conn,
-            tx: tx.clone(),
-            overflowed: overflowed.clone(),
-            subscribed: false,
-            mask: 0,
-        };
+        let _ = outlet.offer(Out::Events(vec![ev]));
+        let handle = ConnHandle { id: w.conn, out: outlet.clone(), subscribed: false, mask: 0 };
         hub.streams.attach(&mut b, handle);
     }
     let mut s = Session {
         hub: hub.clone(),
         who,
         conn: w.conn,
-        tx,
+        out: outlet.clone(),
         bucket: TokenBucket::new(hub.cfg.server.rate_limit_per_s, hub.cfg.server.rate_limit_burst),
         n_conn_events: w.n_conn_events,
         conn_buf: Vec::new(),
-        overflowed: overflowed.clone(),
     };
     if !rest.is_empty() {
         // what followed the Auth in its frame (the frame is counted once)
         hub.metrics.frames_in.fetch_sub(1, Ordering::Relaxed);
         s.frame(ClientFrame { messages: rest }).await;
     }
-    let code = serve(&mut s, w, src, &mut rx, &overflowed).await;
+    let code = serve(&mut s, w, src, &mut rx, &outlet).await;
     {
         let mut b = buyer.lock();
         hub.streams.detach(&mut b, w.conn);
     }
     if let Some((code, reason)) = code {
         if code == CLOSE_GOING_AWAY {
-            // flush what was queued before the shutdown
-            while let Ok(o) = rx.try_recv() {
+            // flush what was queued (then spilled) before the shutdown
+            while let Some(o) = rx.try_recv().ok().or_else(|| outlet.unspill()) {
                 if let Out::Events(evs) = o {
                     if !w.send(evs).await {
                         break;
@@ -338,15 +330,26 @@ async fn serve(
     w: &mut Writer,
     src: &mut Source,
     rx: &mut mpsc::Receiver<Out>,
-    overflowed: &AtomicBool,
+    outlet: &Outlet,
 ) -> Option<(u16, String)> {
     let hub = s.hub.clone();
     let mut ping = tokio::time::interval(hub.cfg.heartbeat_interval());
     ping.tick().await;
     let mut last_pong = Instant::now();
+    let limit = hub.cfg.slow_consumer_timeout();
+    let mut spill_check = tokio::time::interval((limit / 4).max(Duration::from_millis(10)));
     loop {
-        if overflowed.load(Ordering::Relaxed) {
+        if outlet.overflowed.load(Ordering::Relaxed) {
             return Some((CLOSE_SLOW_CONSUMER, "slow consumer: resume with replay_missed".into()));
+        }
+        // the queue is drained: what spilled behind it goes out now, in order
+        if rx.is_empty() {
+            if let Some(o) = outlet.unspill() {
+                if let Some(close) = send_out(s, w, o).await {
+                    return close;
+                }
+                continue;
+            }
         }
         tokio::select! {
             biased;
@@ -354,23 +357,18 @@ async fn serve(
                 return Some((CLOSE_GOING_AWAY, "the exchange is shutting down".into()));
             }
             o = rx.recv() => match o {
-                Some(Out::Events(evs)) => {
-                    if !w.send(evs).await {
-                        return Some((CLOSE_SLOW_CONSUMER, "slow consumer".into()));
+                Some(o) => {
+                    if let Some(close) = send_out(s, w, o).await {
+                        return close;
                     }
                 }
-                Some(Out::Replay(plan)) => {
-                    let evs = replay_events(&hub, &s.who.buyer, &plan);
-                    hub.metrics.events_replayed.fetch_add(evs.len() as u64, Ordering::Relaxed);
-                    for chunk in evs.chunks(256) {
-                        if !w.send(chunk.to_vec()).await {
-                            return Some((CLOSE_SLOW_CONSUMER, "slow consumer".into()));
-                        }
-                    }
-                }
-                Some(Out::Close(code, reason)) => return Some((code, reason)),
                 None => return None,
             },
+            _ = spill_check.tick() => {
+                if outlet.spilling_for().is_some_and(|d| d > limit) {
+                    return Some((CLOSE_SLOW_CONSUMER, "slow consumer: resume with replay_missed".into()));
+                }
+            }
             inc = next_incoming(src, w.wire) => match inc {
                 Incoming::Frame(f) => s.frame(f).await,
                 Incoming::Pong => last_pong = Instant::now(),
@@ -397,16 +395,37 @@ async fn serve(
     }
 }
 
+/// Sends one queued item; Some(close) ends the connection (None inside: the peer went away).
+async fn send_out(s: &Session, w: &mut Writer, o: Out) -> Option<Option<(u16, String)>> {
+    match o {
+        Out::Events(evs) => {
+            if !w.send(evs).await {
+                return Some(Some((CLOSE_SLOW_CONSUMER, "slow consumer".into())));
+            }
+        }
+        Out::Replay(plan) => {
+            let evs = replay_events(&s.hub, &s.who.buyer, &plan);
+            s.hub.metrics.events_replayed.fetch_add(evs.len() as u64, Ordering::Relaxed);
+            for chunk in evs.chunks(256) {
+                if !w.send(chunk.to_vec()).await {
+                    return Some(Some((CLOSE_SLOW_CONSUMER, "slow consumer".into())));
+                }
+            }
+        }
+        Out::Close(code, reason) => return Some(Some((code, reason))),
+    }
+    None
+}
+
 /// Per-connection request handling.
 struct Session {
     hub: Arc<Hub>,
     who: Identity,
     conn: u64,
-    tx: mpsc::Sender<Out>,
+    out: Outlet,
     bucket: TokenBucket,
     n_conn_events: u64,
     conn_buf: Vec<BidEvent>,
-    overflowed: Arc<AtomicBool>,
 }
 
 /// A message's answer waiting for its frame's engine block.
@@ -434,9 +453,7 @@ impl Session {
             return;
         }
         let evs = std::mem::take(&mut self.conn_buf);
-        if self.tx.try_send(Out::Events(evs)).is_err() {
-            self.overflowed.store(true, Ordering::Relaxed);
-        }
+        let _ = self.out.offer(Out::Events(evs));
     }
 
     fn answer(&self, pending: &mut Vec<Pending>, r: Reject, rid: &str) {
@@ -523,7 +540,7 @@ impl Session {
                 if let Some(evs) = old {
                     self.flush(&mut pending, now).await;
                     hub.metrics.idempotent_replays.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.tx.try_send(Out::Events(evs));
+                    let _ = self.out.offer(Out::Events(evs));
                     continue;
                 }
             }
@@ -673,7 +690,7 @@ impl Session {
         self.conn_event(Event::SubscriptionAck(ack), rid);
         self.push_conn_events();
         if let Some(plan) = plan {
-            let _ = self.tx.try_send(Out::Replay(plan));
+            let _ = self.out.offer(Out::Replay(plan));
         }
     }
 
@@ -681,8 +698,8 @@ impl Session {
         let b = self.hub.streams.buyer(&self.who.buyer);
         let b = b.lock();
         let c = b.counters;
-        let cap = self.tx.max_capacity() as f64;
-        let depth = cap - self.tx.capacity() as f64;
+        let cap = self.out.tx.max_capacity() as f64;
+        let depth = cap - self.out.tx.capacity() as f64;
         let m = [
             ("bids_placed", c.bids_placed as f64),
             ("bids_rejected", c.bids_rejected as f64),

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use prost::Message as _;
@@ -48,30 +49,95 @@ pub enum Since {
     Time(u64),
 }
 
+/// What a connection's full queue could not take, in order, until the connection drains its
+/// queue and sends it (a short stall survives) or is closed 4008 (the spill fills up too, or
+/// stays non-empty past `server.slow_consumer_timeout_s`).
+#[derive(Default)]
+pub struct Spill {
+    q: VecDeque<Out>,
+    /// When the spill last went from empty to non-empty.
+    pub since: Option<Instant>,
+}
+
+/// A connection's way out: its bounded queue, the spill behind it, and the overflow flag.
+#[derive(Clone)]
+pub struct Outlet {
+    pub tx: mpsc::Sender<Out>,
+    pub spill: Arc<Mutex<Spill>>,
+    /// Most items the spill holds (0: none, a full queue overflows at once).
+    pub spill_max: usize,
+    /// Set when the connection missed events and is being closed (4008).
+    pub overflowed: Arc<AtomicBool>,
+}
+
+impl Outlet {
+    pub fn new(tx: mpsc::Sender<Out>, spill_max: usize) -> Outlet {
+        Outlet {
+            tx,
+            spill: Arc::new(Mutex::new(Spill::default())),
+            spill_max,
+            overflowed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues without waiting: into the queue, or behind it into the spill once the queue is
+    /// full (and for as long as the spill holds anything, so the order is kept). False when the
+    /// item could not be kept: the connection is then marked overflowed.
+    pub fn offer(&self, out: Out) -> bool {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut sp = self.spill.lock();
+        let out = if sp.q.is_empty() {
+            match self.tx.try_send(out) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(o)) => o,
+            }
+        } else {
+            out
+        };
+        if sp.q.len() >= self.spill_max {
+            self.overflowed.store(true, Ordering::Relaxed);
+            sp.q.clear();
+            sp.since = None;
+            return false;
+        }
+        if sp.q.is_empty() {
+            sp.since = Some(Instant::now());
+        }
+        sp.q.push_back(out);
+        true
+    }
+
+    /// The oldest spilled item, to send once the queue is drained.
+    pub fn unspill(&self) -> Option<Out> {
+        let mut sp = self.spill.lock();
+        let o = sp.q.pop_front();
+        if sp.q.is_empty() {
+            sp.since = None;
+        }
+        o
+    }
+
+    /// How long the spill has been non-empty.
+    pub fn spilling_for(&self) -> Option<std::time::Duration> {
+        self.spill.lock().since.map(|t| t.elapsed())
+    }
+}
+
 /// A live connection of a buyer.
 pub struct ConnHandle {
     pub id: u64,
-    pub tx: mpsc::Sender<Out>,
-    /// Set when the queue was full: the connection missed events and is being closed (4008).
-    pub overflowed: Arc<AtomicBool>,
+    pub out: Outlet,
     pub subscribed: bool,
     pub mask: u16,
 }
 
 impl ConnHandle {
-    /// Queues without waiting; a full queue marks the connection a slow consumer.
+    /// See [`Outlet::offer`].
     pub fn offer(&self, out: Out) -> bool {
-        if self.overflowed.load(Ordering::Relaxed) {
-            return false;
-        }
-        match self.tx.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflowed.store(true, Ordering::Relaxed);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.out.offer(out)
     }
 }
 
@@ -484,5 +550,56 @@ impl Streams {
 
     pub fn detach(&self, b: &mut Buyer, conn: u64) {
         b.conns.retain(|c| c.id != conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64) -> Out {
+        Out::Events(vec![BidEvent { seq, ..Default::default() }])
+    }
+
+    fn seq_of(o: Out) -> u64 {
+        match o {
+            Out::Events(e) => e[0].seq,
+            _ => panic!("not events"),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_spills_in_order_and_overflows_only_when_the_spill_is_full() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let out = Outlet::new(tx, 4);
+        for s in 1..=5 {
+            assert!(out.offer(ev(s)), "{s}");
+        }
+        assert!(out.spilling_for().is_some());
+        // the queue drains first, then the spill, in the order offered
+        assert_eq!(seq_of(rx.try_recv().unwrap()), 1);
+        // while the spill holds anything, new items go behind it even with room in the queue
+        assert!(out.offer(ev(6)));
+        assert_eq!(seq_of(rx.try_recv().unwrap()), 2);
+        assert!(rx.try_recv().is_err());
+        let rest: Vec<u64> = std::iter::from_fn(|| out.unspill()).map(seq_of).collect();
+        assert_eq!(rest, vec![3, 4, 5, 6]);
+        assert!(out.spilling_for().is_none());
+        // full queue and full spill: the next item cannot be kept and the connection is marked
+        for s in 7..=12 {
+            assert!(out.offer(ev(s)), "{s}");
+        }
+        assert!(!out.offer(ev(13)));
+        assert!(out.overflowed.load(Ordering::Relaxed));
+        assert!(!out.offer(ev(14)));
+    }
+
+    #[test]
+    fn without_a_spill_a_full_queue_overflows_at_once() {
+        let (tx, _rx) = mpsc::channel(1);
+        let out = Outlet::new(tx, 0);
+        assert!(out.offer(ev(1)));
+        assert!(!out.offer(ev(2)));
+        assert!(out.overflowed.load(Ordering::Relaxed));
     }
 }
