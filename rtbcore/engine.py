@@ -36,6 +36,7 @@ from rtbcore.records import (
     KIND_DECLINE,
     KIND_PLACE,
     KIND_UPDATE,
+    OUTCOME_DTYPE,
     REJECT_LATE,
     REJECT_UNKNOWN,
     REJECTED_DTYPE,
@@ -49,6 +50,7 @@ __all__ = [
     "EVENT_KINDS",
     "RESULT_DTYPE",
     "REJECTED_DTYPE",
+    "OUTCOME_DTYPE",
     "CLOSED_BY",
     "CLOSED_BY_DEADLINE",
     "CLOSED_BY_ALL_BIDS",
@@ -133,7 +135,7 @@ class AuctionEngine(ContextHandle):
 
     ``AuctionEngine(workers=2, pin=True, mechanism="second_price", reserve=0.0, increment=0.01,
     tmax_ms=80, capacity=1 << 20, slot_ctrs=None, event_log=None, event_log_capacity=1 << 20,
-    rejected_capacity=None)``
+    rejected_capacity=None, outcomes=False, outcome_capacity=None)``
 
     - ``mechanism``: ``"first_price"``, ``"second_price"``; with ``slot_ctrs`` (click-through
       factor per slot, non-increasing) ``"gsp"`` or ``"vcg"`` (``"second_price"`` with
@@ -156,6 +158,11 @@ class AuctionEngine(ContextHandle):
       ``rejected_capacity`` such rows (default ``max(capacity, 1024)``; 0 keeps none) wait to
       be polled; a rejection beyond the bound is dropped, counted in
       ``stats()["rejected_unreported"]`` and reported by :meth:`poll_rejected_batch`.
+    - ``outcomes=True`` adds a per-bid outcome stream: every live bid of a cleared auction
+      yields one :data:`OUTCOME_DTYPE` row (won, price paid, OpenRTB loss reason,
+      ``min_to_win``), read with :meth:`poll_outcomes`. At most ``outcome_capacity`` rows
+      (default ``max(capacity, 65536)``) wait to be polled; a row beyond the bound is dropped,
+      counted in ``stats()["outcomes_dropped"]`` and reported by :meth:`poll_outcomes_batch`.
     - :meth:`close` (also on leaving ``with``) stops intake, clears every auction still open
       (``closed_by = "shutdown"``) and joins every thread; results remain pollable. It wakes
       every thread waiting in :meth:`poll` or :meth:`submit`; once every result is polled,
@@ -183,6 +190,8 @@ class AuctionEngine(ContextHandle):
         event_log: str | os.PathLike[str] | None = None,
         event_log_capacity: int = 1 << 20,
         rejected_capacity: int | None = None,
+        outcomes: bool = False,
+        outcome_capacity: int | None = None,
     ) -> None:
         workers = _count("workers", workers)
         capacity = _count("capacity", capacity)
@@ -192,6 +201,14 @@ class AuctionEngine(ContextHandle):
             raise InvalidInputError(f"capacity = {capacity}: must be >= 1")
         if rejected_capacity is not None:
             rejected_capacity = _count("rejected_capacity", rejected_capacity)
+        if not isinstance(outcomes, bool | np.bool_):
+            raise InvalidInputError(f"outcomes: expected a bool, got {outcomes!r}")
+        if outcome_capacity is not None:
+            outcome_capacity = _count("outcome_capacity", outcome_capacity)
+            if not outcomes:
+                raise InvalidInputError("outcome_capacity: given without outcomes=True")
+        elif outcomes:
+            outcome_capacity = max(capacity, 1 << 16)
         if not isinstance(pin, bool | np.bool_):
             raise InvalidInputError(f"pin: expected a bool, got {pin!r}")
         if not isinstance(mechanism, str):
@@ -213,13 +230,15 @@ class AuctionEngine(ContextHandle):
         self.event_log = None if event_log is None else os.fspath(event_log)
         self._core = _AuctionEngine(
             workers, bool(pin), mechanism, reserve, increment, tmax_ns, capacity, ctrs,
-            self.event_log, event_log_capacity, rejected_capacity,
+            self.event_log, event_log_capacity, rejected_capacity, outcome_capacity,
         )
         # Rows taken from the engine and not yet returned (see _hand_out): a poll interrupted
         # after the native call took its rows leaves them here for the next poll.
         self._held_results: list[np.ndarray] = []
         self._held_rejected: list[np.ndarray] = []
         self._rejected_dropped: list[int] = [0]
+        self._held_outcomes: list[np.ndarray] = []
+        self._outcomes_dropped: list[int] = [0]
         self._rows_per_auction = int(self._core.rows_per_auction)
         #: Interning of string ids: wherever strings are given for ``auction_ids`` or
         #: ``bidder_ids``, they are mapped to integers here; results carry the integers
@@ -486,6 +505,43 @@ class AuctionEngine(ContextHandle):
         d = dropped[0]
         dropped[0] = 0
         return rows, d
+
+    def poll_outcomes(self, max_n: int = 65536) -> np.ndarray:
+        """Up to ``max_n`` per-bid outcome rows (:data:`OUTCOME_DTYPE`); never waits.
+
+        Needs ``AuctionEngine(outcomes=True)``. An auction's rows become pollable together,
+        once its result row is pollable, so after :meth:`poll` has returned an auction's
+        result, its outcomes are either already polled or pollable now. Delivered exactly
+        once, like :meth:`poll` (Ctrl-C safe). See :meth:`poll_outcomes_batch` for the rows
+        dropped at ``outcome_capacity``."""
+        return self.poll_outcomes_batch(max_n)[0]
+
+    def poll_outcomes_batch(self, max_n: int = 65536) -> tuple[np.ndarray, int]:
+        """``(rows, dropped)``: up to ``max_n`` outcome rows as :meth:`poll_outcomes` returns
+        them, and how many rows were dropped, not held, because ``outcome_capacity`` rows were
+        already waiting to be polled (the newest rows of a worker's batch go first). Each drop
+        is reported once, by the first call after it; ``stats()["outcomes_dropped"]`` counts
+        them all and ``stats()["outcomes"]`` counts every row made."""
+        max_n = _count("max_n", max_n)
+        if self._core.outcome_capacity is None:
+            raise InvalidInputError(
+                "poll_outcomes: the engine was started without outcomes=True"
+            )
+        held, dropped = self._held_outcomes, self._outcomes_dropped
+        if not held:
+            self._core.poll_outcomes(max_n, held, dropped)
+        rows = _hand_out(held, max_n, 1, OUTCOME_DTYPE)
+        if rows is None:
+            rows = np.empty(0, OUTCOME_DTYPE)
+        d = dropped[0]
+        dropped[0] = 0
+        return rows, d
+
+    @property
+    def outcome_capacity(self) -> int | None:
+        """The bound on outcome rows held for :meth:`poll_outcomes`; None without outcomes."""
+        c = self._core.outcome_capacity
+        return None if c is None else int(c)
 
     @property
     def rejected_capacity(self) -> int:

@@ -21,6 +21,13 @@ __all__ = [
     "make_bids",
     "RESULT_DTYPE",
     "REJECTED_DTYPE",
+    "OUTCOME_DTYPE",
+    "OUTCOME_NO_SLOT",
+    "LOSS_WON",
+    "LOSS_EXPIRED",
+    "LOSS_INVALID",
+    "LOSS_BELOW_FLOOR",
+    "LOSS_OUTBID",
     "EVENT_DTYPE",
     "EVENT_KINDS",
     "EVENT_NO_BIDDER",
@@ -132,6 +139,39 @@ REJECTED_DTYPE = np.dtype(
         "itemsize": 40,
     }
 )
+
+#: OpenRTB loss reasons used by the engine's outcome, rejected-bid and event rows (and by the
+#: clearing functions' ``loss_reason``): the bid won.
+LOSS_WON = 0
+#: Impression opportunity expired: a bid for an auction that had closed or was unknown.
+LOSS_EXPIRED = 2
+#: Invalid bid (never in the engine's rows: the engine refuses invalid bids at submit).
+LOSS_INVALID = 3
+#: Bid below the auction's floor (reserve), a zero price included.
+LOSS_BELOW_FLOOR = 100
+#: Lost to a higher (adjusted) bid.
+LOSS_OUTBID = 102
+
+#: One row per live bid of a cleared auction (``AuctionEngine(outcomes=True)``,
+#: :meth:`AuctionEngine.poll_outcomes`), mirroring the Rust ``BidOutcome`` (48 bytes):
+#: ``price`` is the bid, ``price_paid`` what it pays when it won (per unit of the slot factor
+#: for GSP / VCG; NaN when it lost), ``min_to_win`` the lowest price that would have won,
+#: ``loss_reason`` one of the ``LOSS_*`` codes, ``slot`` the slot won (0 for single-slot
+#: mechanisms; :data:`OUTCOME_NO_SLOT` when lost), ``won`` 1 or 0, ``closed_by`` as in
+#: :data:`RESULT_DTYPE`. Prices are per impression, in the unit of the bids.
+OUTCOME_DTYPE = np.dtype(
+    {
+        "names": [
+            "auction_id", "bidder_id", "price", "price_paid", "min_to_win", "loss_reason",
+            "slot", "won", "closed_by",
+        ],
+        "formats": ["<i8", "<i8", "<f8", "<f8", "<f8", "<i4", "<u2", "u1", "u1"],
+        "offsets": [0, 8, 16, 24, 32, 40, 44, 46, 47],
+        "itemsize": 48,
+    }
+)
+#: ``slot`` of an outcome row whose bid won no slot.
+OUTCOME_NO_SLOT = 0xFFFF
 
 #: Event-log record kinds -> names (see :class:`EventLog`).
 EVENT_KINDS = {

@@ -17,7 +17,7 @@ use pyo3::types::{PyDict, PyList};
 use std::sync::{Arc, Mutex};
 
 use rtbcore_core::engine::{
-    mono_ns, AuctionResult, BidArrays, Engine, EngineConfig, EventSink, LatencySummary, Mechanism,
+    mono_ns, AuctionResult, BidArrays, BidOutcome, Engine, EngineConfig, EventSink, LatencySummary, Mechanism,
     OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
 };
 use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
@@ -76,7 +76,7 @@ fn expired(deadline: Option<Instant>) -> bool {
 
 /// Bytes of a slice of plain `repr(C)` rows with no implicit padding.
 fn row_bytes<T: Copy>(rows: &[T]) -> &[u8] {
-    // SAFETY: only called with AuctionResult / RejectedBid, which are repr(C), Copy, and have
+    // SAFETY: only called with AuctionResult / RejectedBid / BidOutcome, which are repr(C), Copy, and have
     // every padding byte as an explicit field (sizes asserted in the core crate), so all
     // `size_of_val(rows)` bytes are initialized; the returned slice borrows `rows`.
     unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<u8>(), std::mem::size_of_val(rows)) }
@@ -141,7 +141,7 @@ impl PyAuctionEngine {
 #[pymethods]
 impl PyAuctionEngine {
     #[new]
-    #[pyo3(signature = (workers, pin, mechanism, reserve, increment, tmax_ns, capacity, slot_ctrs=None, event_log=None, event_log_capacity=1048576, rejected_capacity=None))]
+    #[pyo3(signature = (workers, pin, mechanism, reserve, increment, tmax_ns, capacity, slot_ctrs=None, event_log=None, event_log_capacity=1048576, rejected_capacity=None, outcome_capacity=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -156,6 +156,7 @@ impl PyAuctionEngine {
         event_log: Option<std::path::PathBuf>,
         event_log_capacity: u64,
         rejected_capacity: Option<usize>,
+        outcome_capacity: Option<usize>,
     ) -> PyResult<Self> {
         let mechanism = match (mechanism, slot_ctrs) {
             ("first_price", None) => Mechanism::FirstPrice,
@@ -199,7 +200,8 @@ impl PyAuctionEngine {
             rejected_capacity,
             event_sink,
         };
-        let inner = detach(py, || Engine::start(cfg)).map_err(to_pyerr)?;
+        let inner =
+            detach(py, || Engine::start_with_outcomes(cfg, outcome_capacity)).map_err(to_pyerr)?;
         Ok(PyAuctionEngine { inner })
     }
 
@@ -375,6 +377,29 @@ impl PyAuctionEngine {
         let (_, d) = self.inner.poll_rejected_batch(&mut rows, max_n);
         dropped.set_item(0, before + d)?;
         hold_rows(py, &rows, hold)
+    }
+
+    /// Takes up to `max_n` per-bid outcome rows and appends them to `hold` as one array of raw
+    /// rows (OUTCOME_DTYPE bytes); the rows dropped at the bound since the last call are added
+    /// to `dropped[0]`. Both land in lists the wrapper owns before anything can fail.
+    #[pyo3(signature = (max_n, hold, dropped))]
+    fn poll_outcomes(
+        &self,
+        py: Python<'_>,
+        max_n: usize,
+        hold: &Bound<'_, PyList>,
+        dropped: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let before: u64 = dropped.get_item(0)?.extract()?;
+        let mut rows: Vec<BidOutcome> = Vec::new();
+        let (_, d) = self.inner.poll_outcomes_batch(&mut rows, max_n);
+        dropped.set_item(0, before + d)?;
+        hold_rows(py, &rows, hold)
+    }
+
+    #[getter]
+    fn outcome_capacity(&self) -> Option<usize> {
+        self.inner.has_outcomes().then(|| self.inner.outcome_capacity())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -195,6 +195,22 @@ impl Worker {
             row.min_to_win = out.winner_min_to_win;
         }
         self.out.push(row);
+        if self.outcome_tx.is_some() {
+            for i in 0..n {
+                let won = i as i64 == out.winner;
+                self.outcomes.push(BidOutcome {
+                    auction_id: base.auction_id,
+                    bidder_id: self.s_bidders[i] as i64,
+                    price: self.s_prices[i],
+                    price_paid: if won { out.price } else { f64::NAN },
+                    min_to_win: self.s_mtw[i],
+                    loss_reason: self.s_loss[i],
+                    slot: if won { 0 } else { OUTCOME_NO_SLOT },
+                    won: won as u8,
+                    closed_by: base.closed_by,
+                });
+            }
+        }
         if self.sink.is_some() {
             self.emit_outcome(
                 &base,
@@ -237,6 +253,7 @@ impl Worker {
             }
         }
         let mut rows = Vec::with_capacity(if self.sink.is_some() { k } else { 0 });
+        let first_row = self.out.len();
         for s in 0..k {
             let w = self.s_winner[s];
             let mut row = base;
@@ -258,8 +275,55 @@ impl Worker {
             }
             self.out.push(row);
         }
+        if self.outcome_tx.is_some() {
+            self.slot_outcomes(&base, first_row, k, reserve);
+        }
         if self.sink.is_some() {
             self.emit_outcome(&base, &rows, reserve, false);
+        }
+    }
+
+    /// Outcome rows of a position auction whose `k` result rows start at `self.out[first]`: a
+    /// winner's from its slot's row; a loser's `min_to_win` is the lowest price that ties the
+    /// last slot's adjusted bid when every slot is filled (never below the reserve), else the
+    /// reserve; NaN for an invalid bid.
+    fn slot_outcomes(&mut self, base: &AuctionResult, first: usize, k: usize, reserve: f64) {
+        let last = if k > 0 && self.s_winner[k - 1] >= 0 {
+            let j = self.s_winner[k - 1] as usize;
+            Some(self.s_prices[j] * self.s_quality[j])
+        } else {
+            None
+        };
+        for i in 0..self.s_bidders.len() {
+            let (bp, bq) = (self.s_prices[i], self.s_quality[i]);
+            let mut o = BidOutcome {
+                auction_id: base.auction_id,
+                bidder_id: self.s_bidders[i] as i64,
+                price: bp,
+                price_paid: f64::NAN,
+                min_to_win: f64::NAN,
+                loss_reason: LOSS_WON,
+                slot: OUTCOME_NO_SLOT,
+                won: 0,
+                closed_by: base.closed_by,
+            };
+            if let Some(s) = self.s_winner[..k].iter().position(|&w| w == i as i64) {
+                let row = &self.out[first + s];
+                o.price_paid = row.price;
+                o.min_to_win = row.min_to_win;
+                o.slot = s as u16;
+                o.won = 1;
+            } else if !(price_ok(bp) && quality_ok(bq)) {
+                o.loss_reason = LOSS_INVALID;
+            } else {
+                o.loss_reason =
+                    if bp > 0.0 && bp >= reserve { LOSS_OUTBID } else { LOSS_BELOW_FLOOR };
+                o.min_to_win = match last {
+                    Some(adj) => reserve.max(adj / bq),
+                    None => reserve,
+                };
+            }
+            self.outcomes.push(o);
         }
     }
 }

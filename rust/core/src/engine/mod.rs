@@ -95,7 +95,7 @@ pub use event_log::{
 pub use ingress::{BidSource, RingSource};
 pub use intake::{shard_of, BidArrays, OpenRequest, Prepared};
 pub use rows::{
-    AuctionResult, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, CLOSED_BY_SHUTDOWN,
+    AuctionResult, BidOutcome, RejectedBid, OUTCOME_NO_SLOT, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, CLOSED_BY_SHUTDOWN,
     LOSS_EXPIRED, REJECT_LATE, REJECT_UNKNOWN,
 };
 pub use stats::{EngineCounters, EngineStats, LatencySummary};
@@ -123,6 +123,8 @@ pub struct Engine {
     intake: Arc<Intake>,
     results_rx: Receiver<Vec<AuctionResult>>,
     rejected_rx: Receiver<Vec<RejectedBid>>,
+    /// `None` when the engine was started without per-bid outcomes.
+    outcomes_rx: Option<Receiver<Vec<BidOutcome>>>,
     pending: Mutex<Pending>,
     /// Threads holding a result block taken from the channel but not yet in `pending`.
     receiving: AtomicUsize,
@@ -134,6 +136,17 @@ pub struct Engine {
 impl Engine {
     /// Starts the worker threads. Pinning failures are recorded in [`Engine::stats`], not fatal.
     pub fn start(cfg: EngineConfig) -> Result<Engine, CoreError> {
+        Engine::start_with_outcomes(cfg, None)
+    }
+
+    /// [`Engine::start`], plus with `Some(bound)` a per-bid outcome stream: every live bid of a
+    /// cleared auction yields one [`BidOutcome`], polled with [`Engine::poll_outcomes_batch`].
+    /// At most `bound` rows wait to be polled (an exact bound over all workers); a row beyond
+    /// it is dropped and counted (`outcomes_dropped`), and reported once as a drop count.
+    pub fn start_with_outcomes(
+        cfg: EngineConfig,
+        outcome_capacity: Option<usize>,
+    ) -> Result<Engine, CoreError> {
         if cfg.workers == 0 || cfg.workers > 1024 {
             return Err(CoreError::invalid(
                 "workers",
@@ -178,6 +191,10 @@ impl Engine {
             free_bids: ArrayQueue::new(4 * n + 8),
             free_compact: ArrayQueue::new(4 * n + 8),
             free_results: ArrayQueue::new(64),
+            free_outcomes: ArrayQueue::new(64),
+            outcome_outstanding: AtomicUsize::new(0),
+            outcome_cap: outcome_capacity.unwrap_or(0),
+            outcome_dropped: AtomicU64::new(0),
             rejected_outstanding: AtomicUsize::new(0),
             rejected_cap: cfg.rejected_bound(),
             rejected_dropped: AtomicU64::new(0),
@@ -189,6 +206,13 @@ impl Engine {
         });
         let (res_tx, results_rx) = crossbeam_channel::unbounded();
         let (rej_tx, rejected_rx) = crossbeam_channel::unbounded();
+        let (out_tx, outcomes_rx) = match outcome_capacity {
+            Some(_) => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let cores = if cfg.pin { core_affinity::get_core_ids() } else { None };
         if cfg.pin && cores.as_ref().is_none_or(|c| c.is_empty()) {
             *shared.pin_error.lock().unwrap() = Some("could not list the CPU cores".into());
@@ -200,7 +224,7 @@ impl Engine {
             senders.push(tx);
             let core = cores.as_ref().and_then(|c| (!c.is_empty()).then(|| c[w % c.len()]));
             let pin = cfg.pin;
-            let worker = Worker::new(w, &cfg, shared.clone(), res_tx.clone(), rej_tx.clone());
+            let worker = Worker::new(w, &cfg, shared.clone(), res_tx.clone(), rej_tx.clone(), out_tx.clone());
             let sh = shared.clone();
             let h = std::thread::Builder::new()
                 .name(format!("rtbcore-engine-{w}"))
@@ -259,6 +283,7 @@ impl Engine {
             intake,
             results_rx,
             rejected_rx,
+            outcomes_rx,
             pending: Mutex::new(Pending::default()),
             receiving: AtomicUsize::new(0),
             threads: Mutex::new(threads),

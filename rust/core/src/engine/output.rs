@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use super::rows::{AuctionResult, RejectedBid};
+use super::rows::{AuctionResult, BidOutcome, RejectedBid};
 use super::Engine;
 
 /// Rows taken from the channels and not yet polled.
@@ -15,6 +15,7 @@ use super::Engine;
 pub(super) struct Pending {
     pub(super) results: VecDeque<AuctionResult>,
     pub(super) rejected: VecDeque<RejectedBid>,
+    pub(super) outcomes: VecDeque<BidOutcome>,
 }
 
 impl Engine {
@@ -122,5 +123,39 @@ impl Engine {
     /// The bound on rejected rows held for polling.
     pub fn rejected_capacity(&self) -> usize {
         self.shared.rejected_cap
+    }
+
+    /// Whether the engine was started with a per-bid outcome stream.
+    pub fn has_outcomes(&self) -> bool {
+        self.outcomes_rx.is_some()
+    }
+
+    /// The bound on outcome rows held for polling (0 without an outcome stream).
+    pub fn outcome_capacity(&self) -> usize {
+        self.shared.outcome_cap
+    }
+
+    /// Moves up to `max_n` per-bid outcome rows into `out`, plus the number of rows dropped at
+    /// the bound since the previous call (each drop is reported once). Never blocks. An
+    /// auction's rows are published together, before its result row: once a result has been
+    /// polled, its outcome rows are pollable.
+    pub fn poll_outcomes_batch(&self, out: &mut Vec<BidOutcome>, max_n: usize) -> (usize, u64) {
+        let Some(rx) = &self.outcomes_rx else {
+            return (0, 0);
+        };
+        let mut p = self.pending.lock().unwrap();
+        while p.outcomes.len() < max_n {
+            match rx.try_recv() {
+                Ok(mut block) => {
+                    p.outcomes.extend(block.drain(..));
+                    let _ = self.shared.free_outcomes.push(block);
+                }
+                Err(_) => break,
+            }
+        }
+        let n = p.outcomes.len().min(max_n);
+        out.extend(p.outcomes.drain(..n));
+        self.shared.outcome_outstanding.fetch_sub(n, Ordering::AcqRel);
+        (n, self.shared.outcome_dropped.swap(0, Ordering::AcqRel))
     }
 }

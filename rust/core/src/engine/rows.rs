@@ -58,3 +58,31 @@ pub struct RejectedBid {
 }
 
 const _: () = assert!(std::mem::size_of::<RejectedBid>() == 40);
+
+/// `BidOutcome::slot` of a bid that won no slot.
+pub const OUTCOME_NO_SLOT: u16 = u16::MAX;
+
+/// The outcome of one live bid of a cleared auction, `repr(C)`, mirrored by
+/// `rtbcore.OUTCOME_DTYPE` (48 bytes). Every live bid at close yields one row; an auction
+/// without live bids yields none.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BidOutcome {
+    pub auction_id: i64,
+    pub bidder_id: i64,
+    /// The bid's price.
+    pub price: f64,
+    /// What the bid pays (per unit of the slot factor for GSP / VCG); NaN when it lost.
+    pub price_paid: f64,
+    /// The lowest price that would have won (kept its slot); see `docs/engine.md`.
+    pub min_to_win: f64,
+    /// OpenRTB loss reason: 0 won, 3 invalid, 100 below the floor, 102 outbid.
+    pub loss_reason: i32,
+    /// The slot won ([`OUTCOME_NO_SLOT`] when lost; 0 for single-slot mechanisms).
+    pub slot: u16,
+    /// 1 when the bid won.
+    pub won: u8,
+    pub closed_by: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<BidOutcome>() == 48);

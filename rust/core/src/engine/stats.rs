@@ -27,9 +27,13 @@ pub struct EngineCounters {
     pub open_auctions: u64,
     pub events_logged: u64,
     pub bids_declined: u64,
+    /// Per-bid outcome rows made (see [`super::BidOutcome`]), held or dropped.
+    pub outcomes: u64,
+    /// Outcome rows dropped because `outcome_capacity` rows were waiting to be polled.
+    pub outcomes_dropped: u64,
 }
 
-pub(super) const N_COUNTERS: usize = 17;
+pub(super) const N_COUNTERS: usize = 19;
 
 impl EngineCounters {
     pub(super) fn to_array(self) -> [u64; N_COUNTERS] {
@@ -51,6 +55,8 @@ impl EngineCounters {
             self.open_auctions,
             self.events_logged,
             self.bids_declined,
+            self.outcomes,
+            self.outcomes_dropped,
         ]
     }
     pub(super) fn from_array(a: [u64; N_COUNTERS]) -> Self {
@@ -72,6 +78,8 @@ impl EngineCounters {
             open_auctions: a[14],
             events_logged: a[15],
             bids_declined: a[16],
+            outcomes: a[17],
+            outcomes_dropped: a[18],
         }
     }
     /// `(name, value)` pairs, the keys of `stats()`.
@@ -95,6 +103,8 @@ impl EngineCounters {
             "open_auctions",
             "events_logged",
             "bids_declined",
+            "outcomes",
+            "outcomes_dropped",
         ];
         std::array::from_fn(|i| (names[i], a[i]))
     }

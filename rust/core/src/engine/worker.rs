@@ -45,6 +45,8 @@ pub(super) struct Worker {
     pub(super) shared: Arc<Shared>,
     pub(super) res_tx: Sender<Vec<AuctionResult>>,
     pub(super) rej_tx: Sender<Vec<RejectedBid>>,
+    /// `Some` when the engine makes per-bid outcome rows.
+    pub(super) outcome_tx: Option<Sender<Vec<BidOutcome>>>,
     pub(super) sink: Option<Arc<dyn EventSink>>,
     pub(super) table: HotTable,
     /// per slot (stable while the auction is open, unlike its table position)
@@ -65,6 +67,7 @@ pub(super) struct Worker {
     /// last-event timestamps of the rows in `out` (for the latency histogram at publish time)
     pub(super) out_last: Vec<u64>,
     pub(super) rejected: Vec<RejectedBid>,
+    pub(super) outcomes: Vec<BidOutcome>,
     pub(super) events: Vec<EventRecord>,
     pub(super) c: EngineCounters,
     // scratch for clearing
@@ -91,6 +94,7 @@ impl Worker {
         shared: Arc<Shared>,
         res_tx: Sender<Vec<AuctionResult>>,
         rej_tx: Sender<Vec<RejectedBid>>,
+        outcome_tx: Option<Sender<Vec<BidOutcome>>>,
     ) -> Self {
         let k = cfg.mechanism.rows_per_auction();
         Worker {
@@ -100,6 +104,7 @@ impl Worker {
             shared,
             res_tx,
             rej_tx,
+            outcome_tx,
             sink: cfg.event_sink.clone(),
             table: HotTable::new(),
             seen_ns: 0,
@@ -113,6 +118,7 @@ impl Worker {
             out: Vec::new(),
             out_last: Vec::new(),
             rejected: Vec::new(),
+            outcomes: Vec::new(),
             events: Vec::new(),
             c: EngineCounters::default(),
             s_bidders: Vec::new(),
@@ -195,7 +201,7 @@ impl Worker {
                 block.recycle(&self.shared);
             }
         }
-        if self.out.len() >= 4096 {
+        if self.out.len() >= 4096 || self.outcomes.len() >= 16384 {
             self.flush();
         }
     }
@@ -558,16 +564,49 @@ impl Worker {
             self.out_last.clear();
             Some(std::mem::replace(&mut self.out, next))
         };
+        let outcomes = self.take_outcomes();
         self.c.open_auctions = self.table.len() as u64;
         self.shared.workers[self.id].counters.publish(&self.c);
-        // rejections first: a consumer that reads results, then rejections, has then seen
-        // every rejection of an auction whose result it holds
+        // rejections and outcomes before results: a consumer that has polled a result can
+        // then poll every rejection and outcome row of its auction
         if !self.rejected.is_empty() {
             let block = std::mem::take(&mut self.rejected);
             let _ = self.rej_tx.send(block);
         }
+        if let (Some(block), Some(tx)) = (outcomes, &self.outcome_tx) {
+            let _ = tx.send(block);
+        }
         if let Some(block) = results {
             let _ = self.res_tx.send(block);
         }
+    }
+
+    /// The outcome rows of the last blocks that fit under the bound, reserved in one step for
+    /// the whole flush; the newest rows beyond it are dropped and counted.
+    fn take_outcomes(&mut self) -> Option<Vec<BidOutcome>> {
+        if self.outcomes.is_empty() {
+            return None;
+        }
+        let want = self.outcomes.len();
+        let sh = &self.shared;
+        let cap = sh.outcome_cap;
+        let mut got = 0;
+        let _ = sh.outcome_outstanding.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            got = want.min(cap.saturating_sub(held));
+            (got > 0).then_some(held + got)
+        });
+        self.c.outcomes += want as u64;
+        if got < want {
+            let lost = (want - got) as u64;
+            self.c.outcomes_dropped += lost;
+            sh.outcome_dropped.fetch_add(lost, Ordering::AcqRel);
+            self.outcomes.truncate(got);
+        }
+        if got == 0 {
+            return None;
+        }
+        let mut next = sh.free_outcomes.pop().unwrap_or_default();
+        next.clear();
+        Some(std::mem::replace(&mut self.outcomes, next))
     }
 }
