@@ -56,7 +56,7 @@ def _oracle(mechanism, reserve, increment, live):
     elig = {b: p * q for b, (p, q) in live.items() if p > 0 and p >= reserve}
     out = {}
     if not elig:
-        for b, (p, _q) in live.items():
+        for b in live:
             out[b] = (0, math.nan, LOSS_BELOW_FLOOR, reserve)
         return -1, 0.0, out
     top = max(elig.values())
@@ -69,7 +69,7 @@ def _oracle(mechanism, reserve, increment, live):
     else:
         paid = min(pw, max(reserve, (adj2 or 0.0) / qw) + increment)
     out[w] = (1, paid, LOSS_WON, reserve if adj2 is None else max(reserve, adj2 / qw))
-    for b, (p, q) in live.items():
+    for b, (_p, q) in live.items():
         if b == w:
             continue
         reason = LOSS_OUTBID if b in elig else LOSS_BELOW_FLOOR

@@ -17,8 +17,8 @@ use pyo3::types::{PyDict, PyList};
 use std::sync::{Arc, Mutex};
 
 use rtbcore_core::engine::{
-    mono_ns, AuctionResult, BidArrays, BidOutcome, Engine, EngineConfig, EventSink, LatencySummary, Mechanism,
-    OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
+    mono_ns, AuctionResult, BidArrays, BidOutcome, Engine, EngineConfig, EventSink, LatencySummary,
+    Mechanism, OpenRequest, Prepared, RejectedBid, RingEventLog, RingSource,
 };
 use rtbcore_core::record::{BidRecord, KIND_CANCEL, KIND_PLACE};
 use rtbcore_core::ring::{BidRing, RecordType, RingReader, Start};

@@ -95,8 +95,8 @@ pub use event_log::{
 pub use ingress::{BidSource, RingSource};
 pub use intake::{shard_of, BidArrays, OpenRequest, Prepared};
 pub use rows::{
-    AuctionResult, BidOutcome, RejectedBid, OUTCOME_NO_SLOT, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, CLOSED_BY_SHUTDOWN,
-    LOSS_EXPIRED, REJECT_LATE, REJECT_UNKNOWN,
+    AuctionResult, BidOutcome, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE,
+    CLOSED_BY_SHUTDOWN, LOSS_EXPIRED, OUTCOME_NO_SLOT, REJECT_LATE, REJECT_UNKNOWN,
 };
 pub use stats::{EngineCounters, EngineStats, LatencySummary};
 
@@ -224,7 +224,14 @@ impl Engine {
             senders.push(tx);
             let core = cores.as_ref().and_then(|c| (!c.is_empty()).then(|| c[w % c.len()]));
             let pin = cfg.pin;
-            let worker = Worker::new(w, &cfg, shared.clone(), res_tx.clone(), rej_tx.clone(), out_tx.clone());
+            let worker = Worker::new(
+                w,
+                &cfg,
+                shared.clone(),
+                res_tx.clone(),
+                rej_tx.clone(),
+                out_tx.clone(),
+            );
             let sh = shared.clone();
             let h = std::thread::Builder::new()
                 .name(format!("rtbcore-engine-{w}"))
