@@ -10,6 +10,9 @@
   auctions closed by ``expected_bids``) for about 2 s; p50 / p99 / p999 of last bid -> result
   from the engine's HDR histogram go into ``extra_info`` and are printed. Target p99 < 1 ms.
   items = bids offered (its items/s is the offered load, not a capacity).
+- ``engine outcomes``: the end-to-end run with ``outcomes=True`` (one outcome row per bid,
+  every row polled beside the results) against the same run without (baseline), so the ratio
+  is what the per-bid outcome stream costs. items = bids.
 - ``engine soak``: 10^8 bids through one engine; RSS before and after (``extra_info``), asserted
   flat (growth < 64 MB after a 2x10^7-bid warm-up). One round.
 """
@@ -46,20 +49,53 @@ def blocks():
     return [_block(rng, BLOCK_AUCTIONS) for _ in range(BLOCKS)]
 
 
-def _run(eng: AuctionEngine, blocks, base: int) -> int:
-    got = 0
+def _run(eng: AuctionEngine, blocks, base: int, outcomes: bool = False) -> int:
+    got = n_out = 0
     for i, (a, b, p) in enumerate(blocks):
         first = base + i * BLOCK_AUCTIONS
         eng.open(np.arange(first, first + BLOCK_AUCTIONS), expected_bids=PER)
         eng.submit(a + first, b, p)
         got += eng.poll(max_n=1 << 20).shape[0]
+        if outcomes:
+            n_out += eng.poll_outcomes(max_n=1 << 22).shape[0]
     want = len(blocks) * BLOCK_AUCTIONS
     while got < want:
         r = eng.poll(max_n=1 << 20, timeout_ms=5_000)
         if r.shape[0] == 0:
             raise AssertionError(f"only {got} of {want} results")
         got += r.shape[0]
+    if outcomes:
+        # every result is polled, so every outcome row is pollable now
+        while (o := eng.poll_outcomes(max_n=1 << 22)).shape[0]:
+            n_out += o.shape[0]
+        assert n_out == want * PER, n_out
     return got
+
+
+def _end_to_end(benchmark, blocks, outcomes: bool) -> None:
+    benchmark.extra_info["items"] = BIDS
+    rounds = iter(range(1_000_000))
+    kw = {"outcomes": True, "outcome_capacity": 1 << 23} if outcomes else {}
+    with AuctionEngine(workers=2, pin=True, tmax_ms=10_000, **kw) as eng:
+
+        def setup():
+            return (eng, blocks, next(rounds) * BLOCK_AUCTIONS * BLOCKS, outcomes), {}
+
+        got = benchmark.pedantic(_run, setup=setup, rounds=7, iterations=1, warmup_rounds=1)
+        s = eng.stats()
+    assert got == BLOCK_AUCTIONS * BLOCKS
+    assert s["outcomes_dropped"] == 0
+
+
+@pytest.mark.benchmark(group="engine outcomes")
+def test_engine_with_outcomes(benchmark, blocks):
+    _end_to_end(benchmark, blocks, outcomes=True)
+
+
+@pytest.mark.benchmark(group="engine outcomes")
+def test_engine_without_outcomes(benchmark, blocks):
+    benchmark.extra_info["baseline"] = True
+    _end_to_end(benchmark, blocks, outcomes=False)
 
 
 @pytest.mark.benchmark(group="engine end to end")
