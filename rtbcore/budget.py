@@ -156,7 +156,9 @@ class DailyBudget:
         days = 0
         while t >= self.period.end:
             unspent = np.maximum(self.budget - self.spent, 0.0)
-            self.carried = np.minimum(self.carry * unspent, self.carry_cap * self.daily)
+            # inf = no cap, also for a zero daily budget (where inf x 0 would be NaN)
+            cap = np.inf if math.isinf(self.carry_cap) else self.carry_cap * self.daily
+            self.carried = np.minimum(self.carry * unspent, cap)
             self.budget = self.daily + self.carried
             self.spent = np.zeros_like(self.daily)
             self.period = self.calendar.period(self.period.end)

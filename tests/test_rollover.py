@@ -93,6 +93,17 @@ def test_pid_rollover_and_budget_change_are_all_or_nothing():
     assert pid.multiplier(np.array([50.0, 25.0]), elapsed=43_200)[0] > hi[0]
 
 
+def test_an_uncapped_carry_over_of_a_zero_budget_is_zero_not_nan():
+    # carry_cap = inf means no cap, for a zero daily budget too (inf x 0 is NaN)
+    now = [1_767_225_600.0]  # 2026-01-01 00:00 UTC
+    book = DailyBudget(np.array([0.0, 10.0]), DayCalendar("UTC"), carry=0.5,
+                       carry_cap=float("inf"), clock=lambda: now[0])  # fmt: skip
+    now[0] += 86_400.0
+    assert book.advance() == 1
+    assert book.carried.tolist() == [0.0, 5.0]
+    assert book.budget.tolist() == [0.0, 15.0]
+
+
 def test_cap_bid_and_worst_case_cost():
     assert cap_bid(95.0, 100.0, 8.0) == 5.0
     assert cap_bid(100.0, 100.0, 8.0) == 0.0 and cap_bid(120.0, 100.0, 8.0) == 0.0
@@ -137,7 +148,8 @@ class BudgetDays(RuleBasedStateMachine):
         n = 0
         while self.now >= self.m_day.end:  # the model: day by day
             unspent = np.maximum(self.m_budget - self.m_spent, 0.0)
-            self.m_carried = np.minimum(self.carry * unspent, self.cap * self.daily)
+            cap = np.inf if self.cap == np.inf else self.cap * self.daily
+            self.m_carried = np.minimum(self.carry * unspent, cap)
             self.m_budget = self.daily + self.m_carried
             self.m_spent = np.zeros_like(self.daily)
             self.m_day = self.cal.period(self.m_day.end)
