@@ -1,5 +1,5 @@
-"""The ``rtbcore simulate`` commands (pacing, credit, floors): run a simulation, print its
-summary, and write its CSV and plot when asked."""
+"""The ``rtbcore simulate`` commands (pacing, credit, floors): each prints its simulation's
+summary, and writes a CSV with ``--csv F`` and a plot with ``--png F``."""
 
 from __future__ import annotations
 
