@@ -117,6 +117,21 @@ def _hand_out(
     return rows
 
 
+def _hand_out_counted(
+    fill: Any, held: list[np.ndarray], dropped: list[int], max_n: int, dtype: np.dtype
+) -> tuple[np.ndarray, int]:
+    """``(rows, dropped)`` for the ``*_batch`` polls: refills ``held`` with ``fill(max_n, held,
+    dropped)`` when empty, hands out one row per record as :func:`_hand_out` does, and reports
+    (then clears) the count of rows dropped since the previous call."""
+    if not held:
+        fill(max_n, held, dropped)
+    rows = _hand_out(held, max_n, 1, dtype)
+    if rows is None:
+        rows = np.empty(0, dtype)
+    d, dropped[0] = dropped[0], 0  # after the last call: an interruption keeps the count
+    return rows, d
+
+
 def _check_len(name: str, a: np.ndarray, n: int) -> None:
     if a.shape[0] != n:
         raise InvalidInputError(f"{name}: has {a.shape[0]} entries but auction_ids has {n}")
@@ -496,15 +511,8 @@ class AuctionEngine(ContextHandle):
         ``poll_rejected_batch`` after it (``stats()["rejected_unreported"]`` counts them
         all); every rejection is also counted in ``rejected_late`` / ``rejected_unknown``."""
         max_n = _count("max_n", max_n)
-        held, dropped = self._held_rejected, self._rejected_dropped
-        if not held:
-            self._core.poll_rejected(max_n, held, dropped)
-        rows = _hand_out(held, max_n, 1, REJECTED_DTYPE)
-        if rows is None:
-            rows = np.empty(0, REJECTED_DTYPE)
-        d = dropped[0]
-        dropped[0] = 0
-        return rows, d
+        return _hand_out_counted(self._core.poll_rejected, self._held_rejected,
+                                 self._rejected_dropped, max_n, REJECTED_DTYPE)  # fmt: skip
 
     def poll_outcomes(self, max_n: int = 65536) -> np.ndarray:
         """Up to ``max_n`` per-bid outcome rows (:data:`OUTCOME_DTYPE`); never waits.
@@ -527,15 +535,8 @@ class AuctionEngine(ContextHandle):
             raise InvalidInputError(
                 "poll_outcomes: the engine was started without outcomes=True"
             )
-        held, dropped = self._held_outcomes, self._outcomes_dropped
-        if not held:
-            self._core.poll_outcomes(max_n, held, dropped)
-        rows = _hand_out(held, max_n, 1, OUTCOME_DTYPE)
-        if rows is None:
-            rows = np.empty(0, OUTCOME_DTYPE)
-        d = dropped[0]
-        dropped[0] = 0
-        return rows, d
+        return _hand_out_counted(self._core.poll_outcomes, self._held_outcomes,
+                                 self._outcomes_dropped, max_n, OUTCOME_DTYPE)  # fmt: skip
 
     @property
     def outcome_capacity(self) -> int | None:
