@@ -15,6 +15,7 @@ pub struct Config {
     pub engine: EngineSection,
     pub events: EventsConfig,
     pub demo: DemoConfig,
+    pub openrtb: OpenRtbConfig,
     /// The directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -147,6 +148,81 @@ impl Default for EventsConfig {
 pub struct DemoConfig {
     /// Synthetic auctions opened per second (0: none).
     pub traffic: f64,
+}
+
+/// The OpenRTB 2.6 door (`POST /openrtb2/auction`): limits, HTTP bidders, floors, rates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenRtbConfig {
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Taken off `tmax` for the way back to the caller: the auction closes this much earlier.
+    pub network_allowance_ms: u64,
+    /// A JSON file of conversion rates (see docs/openrtb.md); empty: only the exchange's
+    /// currency is accepted. Re-read when its modification time changes.
+    pub rates_file: String,
+    /// Attempts at a win or loss notice (the first included) before it is given up.
+    pub notice_attempts: u32,
+    /// The wait before the first retry of a notice; doubled after each attempt.
+    pub notice_backoff_ms: u64,
+    pub bidders: Vec<BidderConfig>,
+    /// Floor rules, first match wins; the imp's own floor still applies (the higher counts).
+    pub floors: Vec<FloorRule>,
+}
+
+impl Default for OpenRtbConfig {
+    fn default() -> Self {
+        OpenRtbConfig {
+            max_body_bytes: 1 << 20,
+            network_allowance_ms: 20,
+            rates_file: String::new(),
+            notice_attempts: 3,
+            notice_backoff_ms: 50,
+            bidders: Vec::new(),
+            floors: Vec::new(),
+        }
+    }
+}
+
+/// An OpenRTB bidder reached over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BidderConfig {
+    pub name: String,
+    /// `http://host:port/path`.
+    pub endpoint: String,
+    pub timeout_ms: u64,
+    /// The currency its prices are in when its response names none.
+    #[serde(default = "usd")]
+    pub currency: String,
+    /// Every price it bids is multiplied by this before the auction.
+    #[serde(default = "one")]
+    pub adjustment: f64,
+}
+
+fn usd() -> String {
+    "USD".into()
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A floor rule: every given condition must hold (absent: any).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloorRule {
+    /// The site's domain or the app's domain or bundle.
+    pub domain: Option<String>,
+    /// banner, video, audio or native.
+    pub media_type: Option<String>,
+    /// `WxH`.
+    pub size: Option<String>,
+    /// `device.geo.country` (ISO 3166-1 alpha-3 in OpenRTB).
+    pub country: Option<String>,
+    pub floor: f64,
+    /// Empty: the exchange's currency.
+    pub currency: String,
 }
 
 /// A configuration that could not be loaded: which file, which key, what is wrong.
@@ -286,6 +362,74 @@ impl Config {
                 "demo.traffic",
                 format!("must be >= 0 auctions per second, got {}", self.demo.traffic),
             );
+        }
+        self.validate_openrtb()
+    }
+
+    fn validate_openrtb(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, msg: String| Err(ConfigError(format!("{key}: {msg}")));
+        let o = &self.openrtb;
+        if o.max_body_bytes < 256 {
+            return bad(
+                "openrtb.max_body_bytes".into(),
+                format!("must be >= 256, got {}", o.max_body_bytes),
+            );
+        }
+        if o.notice_attempts == 0 {
+            return bad("openrtb.notice_attempts".into(), "must be > 0".into());
+        }
+        let iso = |c: &str| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase());
+        let mut names = std::collections::HashSet::new();
+        for (i, b) in o.bidders.iter().enumerate() {
+            let k = |f: &str| format!("openrtb.bidders[{i}].{f}");
+            if b.name.is_empty()
+                || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+            {
+                return bad(
+                    k("name"),
+                    format!("must be letters, digits, '_' or '-', got {:?}", b.name),
+                );
+            }
+            if !names.insert(b.name.as_str()) {
+                return bad(k("name"), format!("{:?} is used by another bidder", b.name));
+            }
+            if !b.endpoint.starts_with("http://") || b.endpoint.parse::<hyper::Uri>().is_err() {
+                return bad(k("endpoint"), format!("must be an http:// URL, got {:?}", b.endpoint));
+            }
+            if b.timeout_ms == 0 {
+                return bad(k("timeout_ms"), "must be > 0".into());
+            }
+            if !iso(&b.currency) {
+                return bad(
+                    k("currency"),
+                    format!("must be an ISO 4217 code like \"USD\", got {:?}", b.currency),
+                );
+            }
+            if !(b.adjustment.is_finite() && b.adjustment > 0.0) {
+                return bad(k("adjustment"), format!("must be a number > 0, got {}", b.adjustment));
+            }
+        }
+        for (i, f) in o.floors.iter().enumerate() {
+            if !(f.floor.is_finite() && f.floor >= 0.0) {
+                return bad(
+                    format!("openrtb.floors[{i}].floor"),
+                    format!("must be a number >= 0, got {}", f.floor),
+                );
+            }
+            if !f.currency.is_empty() && !iso(&f.currency) {
+                return bad(
+                    format!("openrtb.floors[{i}].currency"),
+                    format!("must be an ISO 4217 code, got {:?}", f.currency),
+                );
+            }
+            if let Some(m) = &f.media_type {
+                if !matches!(m.as_str(), "banner" | "video" | "audio" | "native") {
+                    return bad(
+                        format!("openrtb.floors[{i}].media_type"),
+                        format!("must be banner, video, audio or native, got {m:?}"),
+                    );
+                }
+            }
         }
         Ok(())
     }

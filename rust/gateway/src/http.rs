@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use futures_util::stream::{self, Stream};
 use rtbcore_proto::v1::BidEvent;
@@ -36,12 +36,14 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub conns: Arc<Semaphore>,
     pub tracker: TaskTracker,
+    pub openrtb: Arc<crate::openrtb::OpenRtb>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/bidding", get(bidding))
         .route("/v1/events", get(events))
+        .route("/openrtb2/auction", post(crate::openrtb::auction))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -94,7 +96,8 @@ async fn metrics(State(st): State<AppState>) -> Response {
         ),
         ("rtbcore_gateway_buyers", "buyers with a stream", hub.streams.all_buyers().len() as f64),
     ];
-    let body = hub.metrics.render(&extra);
+    let mut body = hub.metrics.render(&extra);
+    st.openrtb.metrics.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -32,6 +32,19 @@ pub struct AuctionOutcome {
     pub publisher: Option<String>,
 }
 
+/// A bid as it stood when its auction closed.
+#[derive(Debug, Clone)]
+pub struct ClosedBid {
+    pub buyer: String,
+    pub bid: u64,
+    pub amount: i64,
+    /// Took part in the clearing: live and not judged late by the engine.
+    pub counted: bool,
+}
+
+/// The bids of a closed auction, for a caller waiting on it (the OpenRTB door).
+pub type ClosedWaiter = tokio::sync::oneshot::Sender<Vec<ClosedBid>>;
+
 /// Results kept for the embedding program before the oldest are dropped (counted).
 pub const OUTCOME_QUEUE: usize = 65_536;
 
@@ -53,6 +66,8 @@ pub struct Hub {
     pub next_bid: AtomicU64,
     pub rt: tokio::runtime::Handle,
     pub currency: String,
+    /// Callers waiting for an auction to close, by auction id.
+    pub closed_waiters: Mutex<HashMap<Arc<str>, ClosedWaiter>>,
 }
 
 impl Hub {
@@ -110,6 +125,7 @@ impl Hub {
             next_auction: AtomicU64::new(recovered.max_auction + 1),
             next_bid: AtomicU64::new(recovered.max_bid + 1),
             rt,
+            closed_waiters: Mutex::new(HashMap::new()),
         }))
     }
 

@@ -27,6 +27,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod openrtb;
 pub mod replay;
 pub mod results;
 pub mod server;

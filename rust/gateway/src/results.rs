@@ -15,7 +15,7 @@ use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 
 use crate::events::*;
-use crate::hub::{AuctionOutcome, Hub};
+use crate::hub::{AuctionOutcome, ClosedBid, Hub};
 
 /// OpenRTB loss reason 102: lost to a higher bid.
 pub const LOSS_HIGHER_BID: i32 = 102;
@@ -71,6 +71,19 @@ fn closed_by(c: u8) -> (ClosedBy, &'static str) {
 
 fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
     let Some(a) = hub.table.lock().close(r.auction_id as u64) else { return };
+    if let Some(w) = hub.closed_waiters.lock().remove(&a.id) {
+        let bids = a
+            .bids
+            .values()
+            .map(|b| ClosedBid {
+                buyer: b.buyer.to_string(),
+                bid: b.bid,
+                amount: b.amount,
+                counted: b.live && !b.late,
+            })
+            .collect();
+        let _ = w.send(bids);
+    }
     hub.metrics.auctions_closed.fetch_add(1, Ordering::Relaxed);
     hub.metrics.auctions_open.fetch_sub(1, Ordering::Relaxed);
     let cur = &hub.currency;

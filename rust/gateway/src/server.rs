@@ -108,6 +108,7 @@ impl Gateway {
             hub: hub.clone(),
             conns: Arc::new(Semaphore::new(hub.cfg.server.max_connections)),
             tracker: tracker.clone(),
+            openrtb: crate::openrtb::OpenRtb::new(hub.clone()),
         };
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let token = hub.shutdown.clone();

@@ -1,0 +1,527 @@
+//! One OpenRTB request end to end: an engine auction per imp, the HTTP bidders called in
+//! parallel, their bids admitted (currency, adjustments, block lists, deals, floors) and placed
+//! beside the WebSocket buyers' bids, and each imp's winner priced by `at`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use futures_util::future::join_all;
+use rtbcore_core::engine::mono_ns;
+use rtbcore_proto::pbjson_types;
+use rtbcore_proto::v1::{OpenAuction, PlaceBid};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::adjust::Rules;
+use super::bidders;
+use super::model::{Bid, BidRequest, BidResponse, SeatBid};
+use super::notices::{fire, price_text, Macros};
+use super::rates::Table;
+use super::{OpenRtb, Refusal};
+use crate::auth::Identity;
+use crate::events::{bid_id, money};
+use crate::hub::ClosedBid;
+
+/// The prefix of the engine buyer an HTTP bidder bids as.
+pub const BIDDER_PREFIX: &str = "openrtb.";
+
+/// OpenRTB loss reason 102: lost to a higher bid.
+const LOSS_HIGHER_BID: i64 = 102;
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+/// One imp's auction.
+struct Slot {
+    auction_id: String,
+    imp_id: String,
+    media_type: &'static str,
+    /// The media type as bid adjustments name it (video: video-instream / video-outstream).
+    adj_media_type: &'static str,
+    /// Open-market floor, exchange micros.
+    floor: i64,
+    /// Deal id -> floor, exchange micros.
+    deals: HashMap<String, i64>,
+    private: bool,
+    closed: Option<oneshot::Receiver<Vec<ClosedBid>>>,
+}
+
+/// An HTTP bidder's bid admitted to an auction.
+struct Candidate {
+    bidder: String,
+    seat: String,
+    response_bid_id: String,
+    bid: Bid,
+    /// The bid's own currency and its price there (after adjustments), for the macros.
+    currency: String,
+    price: f64,
+    amount: i64,
+    floor: i64,
+    engine_bid: u64,
+}
+
+/// A bid that took part in an imp's clearing.
+struct Entry {
+    amount: i64,
+    floor: i64,
+    engine_bid: u64,
+    /// Index into the candidates, or None for a WebSocket buyer's bid (its buyer id).
+    candidate: Option<usize>,
+    buyer: String,
+}
+
+fn to_micros(x: f64) -> i64 {
+    (x * 1e6).round() as i64
+}
+
+fn convert(rates: &Table, amount: f64, from: &str, to: &str, what: &str) -> Result<f64, Refusal> {
+    rates
+        .rate(from, to)
+        .map(|r| amount * r)
+        .ok_or_else(|| Refusal::invalid(format!("{what}: no conversion rate from {from} to {to}")))
+}
+
+/// The first matching floor rule's floor in exchange micros.
+fn rule_floor(
+    ortb: &OpenRtb,
+    rates: &Table,
+    req: &BidRequest,
+    media: &str,
+    size: Option<&str>,
+) -> Result<i64, Refusal> {
+    let cur = &ortb.hub.currency;
+    let eq = |want: &Option<String>, got: Option<&str>| {
+        want.as_deref().is_none_or(|w| got.is_some_and(|g| g.eq_ignore_ascii_case(w)))
+    };
+    for (i, r) in ortb.hub.cfg.openrtb.floors.iter().enumerate() {
+        if eq(&r.domain, req.domain())
+            && eq(&r.media_type, Some(media))
+            && eq(&r.size, size)
+            && eq(&r.country, req.country())
+        {
+            let from = if r.currency.is_empty() { cur.as_str() } else { r.currency.as_str() };
+            let what = format!("openrtb.floors[{i}].currency");
+            return Ok(to_micros(convert(rates, r.floor, from, cur, &what)?));
+        }
+    }
+    Ok(0)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(256).collect()
+}
+
+/// Runs the request's auctions; `None` when no imp was won.
+pub async fn run(
+    ortb: &Arc<OpenRtb>,
+    req: BidRequest,
+    raw: Value,
+) -> Result<Option<BidResponse>, Refusal> {
+    let hub = &ortb.hub;
+    let cfg = &hub.cfg;
+    let cur = hub.currency.clone();
+    let rates = ortb.rates.current();
+    let resp_cur = if req.cur.is_empty() || req.cur.contains(&cur) {
+        cur.clone()
+    } else {
+        req.cur.iter().find(|c| rates.rate(&cur, c).is_some()).cloned().ok_or_else(|| {
+            Refusal::invalid(format!(
+                "request.cur: the exchange clears in {cur} and has no rate to any of {:?}",
+                req.cur
+            ))
+        })?
+    };
+    let tmax = (req.tmax.unwrap_or(cfg.engine.tmax_ms as i64) as u64).min(cfg.engine.max_tmax_ms);
+    let allowance = cfg.openrtb.network_allowance_ms;
+    let budget_ms = if tmax > 2 * allowance { tmax - allowance } else { (tmax / 2).max(1) };
+    let budget = Duration::from_millis(budget_ms);
+
+    // the floors first: a bad currency refuses the request before any auction opens
+    let mut slots = Vec::with_capacity(req.imp.len());
+    let n = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+    let nonce = crate::events::unix_ns() % 1_000_000_000;
+    for (i, imp) in req.imp.iter().enumerate() {
+        let media = imp.media_type();
+        let size = imp.size();
+        let mut floor = 0;
+        if let Some(f) = imp.bidfloor.filter(|f| *f > 0.0) {
+            let from = imp.bidfloorcur.as_deref().unwrap_or("USD");
+            let what = format!("request.imp[{i}].bidfloorcur");
+            floor = to_micros(convert(&rates, f, from, &cur, &what)?);
+        }
+        floor = floor.max(rule_floor(ortb, &rates, &req, media, size.as_deref())?);
+        let mut deals = HashMap::new();
+        let mut private = false;
+        if let Some(pmp) = &imp.pmp {
+            private = pmp.private_auction == Some(1);
+            for (k, d) in pmp.deals.iter().enumerate() {
+                let f = d.bidfloor.unwrap_or(0.0);
+                let from = d.bidfloorcur.as_deref().unwrap_or("USD");
+                let what = format!("request.imp[{i}].pmp.deals[{k}].bidfloorcur");
+                deals.insert(d.id.clone(), to_micros(convert(&rates, f, from, &cur, &what)?));
+            }
+        }
+        slots.push(Slot {
+            auction_id: format!("ortb-{nonce}-{n}-{i}"),
+            imp_id: imp.id.clone(),
+            media_type: media,
+            adj_media_type: imp.adjustment_media_type(),
+            floor,
+            deals,
+            private,
+            closed: None,
+        });
+    }
+    if private_without_deals(&slots) {
+        return Err(Refusal::invalid(
+            "request.imp[].pmp.private_auction is 1 but the imp has no deals",
+        ));
+    }
+
+    // open the auctions (WebSocket buyers are told now)
+    let max_amount = cfg.engine.max_amount_micros;
+    for (i, s) in slots.iter_mut().enumerate() {
+        let imp = &req.imp[i];
+        let deal_min = s.deals.values().copied().min();
+        let engine_floor = match (s.private, deal_min) {
+            (true, Some(d)) => d,
+            (_, Some(d)) => d.min(s.floor),
+            (_, None) => s.floor,
+        }
+        .min(max_amount);
+        let mut attributes = HashMap::new();
+        let mut put = |k: &str, v: Option<&str>| {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                attributes.insert(k.to_string(), clip(v));
+            }
+        };
+        put("openrtb_request_id", Some(&req.id));
+        put("imp_id", Some(&imp.id));
+        put("media_type", Some(s.media_type));
+        put("size", imp.size().as_deref());
+        put("country", req.country());
+        put("domain", req.domain());
+        put("bundle", req.app.as_ref().and_then(|a| a.bundle.as_deref()));
+        put("tagid", imp.tagid.as_deref());
+        put("private_auction", s.private.then_some("1"));
+        let ids: Vec<&str> = s.deals.keys().map(String::as_str).collect();
+        put("deals", Some(&ids.join(",")));
+        let (tx, rx) = oneshot::channel();
+        let aid: Arc<str> = s.auction_id.as_str().into();
+        hub.closed_waiters.lock().insert(aid.clone(), tx);
+        let o = OpenAuction {
+            auction_id: s.auction_id.clone(),
+            attributes,
+            floor: Some(money(&cur, engine_floor)),
+            tmax: Some(pbjson_types::Duration {
+                seconds: (budget_ms / 1000) as i64,
+                nanos: ((budget_ms % 1000) * 1_000_000) as i32,
+            }),
+            expected_bids: 0,
+        };
+        if let Err(r) = hub.open_auction(None, &o) {
+            hub.closed_waiters.lock().remove(&aid);
+            return Err(Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                outcome: "unavailable",
+                message: format!("request.imp[{i}]: the auction could not open: {}", r.msg),
+            });
+        }
+        s.closed = Some(rx);
+    }
+
+    // the HTTP bidders, in parallel, each within its time and before the auctions close
+    let bidder_budget =
+        budget.saturating_sub(Duration::from_millis(5)).max(Duration::from_millis(1));
+    let calls = cfg.openrtb.bidders.iter().map(|b| {
+        let raw = &raw;
+        let id = &req.id;
+        async move { (b, bidders::call(ortb, b, raw, id, bidder_budget).await) }
+    });
+    let answers = join_all(calls).await;
+    let adjust = Rules::from_ext(req.ext.as_ref());
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for (b, resp) in answers {
+        let Some(resp) = resp else { continue };
+        admit(ortb, &rates, &req, &slots, b, resp, &adjust, &mut candidates).await;
+    }
+
+    // wait for every auction to close
+    let mut results = Vec::with_capacity(slots.len());
+    for s in &mut slots {
+        let rx = s.closed.take().expect("opened above");
+        let bids = tokio::time::timeout(budget + Duration::from_secs(2), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        results.push(bids);
+    }
+
+    let at = req.at.unwrap_or(2);
+    let test = req.test == Some(1);
+    let rate_out = rates.rate(&cur, &resp_cur).unwrap_or(1.0);
+    let mut seats: Vec<SeatBid> = Vec::new();
+    for (s, bids) in slots.iter().zip(results) {
+        let mut entries: Vec<Entry> = Vec::new();
+        for cb in bids.into_iter().filter(|b| b.counted) {
+            if let Some(name) = cb.buyer.strip_prefix(BIDDER_PREFIX) {
+                if let Some(k) =
+                    candidates.iter().position(|c| c.engine_bid == cb.bid && c.bidder == name)
+                {
+                    entries.push(Entry {
+                        amount: candidates[k].amount,
+                        floor: candidates[k].floor,
+                        engine_bid: cb.bid,
+                        candidate: Some(k),
+                        buyer: cb.buyer,
+                    });
+                }
+            } else if !s.private && cb.amount >= s.floor {
+                entries.push(Entry {
+                    amount: cb.amount,
+                    floor: s.floor,
+                    engine_bid: cb.bid,
+                    candidate: None,
+                    buyer: cb.buyer,
+                });
+            }
+        }
+        // highest first; ties go to the earlier bid
+        entries.sort_by(|a, b| b.amount.cmp(&a.amount).then(a.engine_bid.cmp(&b.engine_bid)));
+        let Some(win) = entries.first() else { continue };
+        let clearing = if at == 1 {
+            win.amount
+        } else {
+            entries.get(1).map_or(win.floor, |e| e.amount.max(win.floor)).min(win.amount)
+        };
+        let price_out = clearing as f64 / 1e6 * rate_out;
+        // loss notices for the HTTP bidders outbid here
+        for e in entries.iter().skip(1) {
+            let Some(k) = e.candidate else { continue };
+            let c = &candidates[k];
+            let Some(lurl) = c.bid.lurl.as_deref() else { continue };
+            if test {
+                continue;
+            }
+            let m = macros(&req.id, s, c, clearing, &rates, &cur, LOSS_HIGHER_BID, win.amount);
+            fire(ortb, m.substitute(lurl));
+        }
+        let bid = match win.candidate {
+            Some(k) => {
+                let c = &candidates[k];
+                let m = macros(&req.id, s, c, clearing, &rates, &cur, 0, 0);
+                if let (Some(nurl), false) = (c.bid.nurl.as_deref(), test) {
+                    fire(ortb, m.substitute(nurl));
+                }
+                let mut bid = c.bid.clone();
+                bid.price = round6(price_out);
+                bid.nurl = None;
+                bid.lurl = None;
+                bid.adm = bid.adm.map(|a| m.substitute(&a));
+                bid.burl = bid.burl.map(|u| m.substitute(&u));
+                (c.seat.clone(), bid)
+            }
+            None => (
+                win.buyer.clone(),
+                Bid {
+                    id: bid_id(win.engine_bid),
+                    impid: s.imp_id.clone(),
+                    price: round6(price_out),
+                    ..Default::default()
+                },
+            ),
+        };
+        match seats.iter_mut().find(|sb| sb.seat.as_deref() == Some(bid.0.as_str())) {
+            Some(sb) => sb.bid.push(bid.1),
+            None => seats.push(SeatBid { bid: vec![bid.1], seat: Some(bid.0) }),
+        }
+    }
+    if seats.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(BidResponse {
+        id: req.id.clone(),
+        seatbid: seats,
+        bidid: Some(format!("ortb-{nonce}-{n}")),
+        cur: Some(resp_cur),
+        nbr: None,
+        ext: None,
+    }))
+}
+
+fn private_without_deals(slots: &[Slot]) -> bool {
+    slots.iter().any(|s| s.private && s.deals.is_empty())
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The macro values for candidate `c`: prices in the bid's own currency.
+#[allow(clippy::too_many_arguments)]
+fn macros(
+    request_id: &str,
+    s: &Slot,
+    c: &Candidate,
+    clearing: i64,
+    rates: &Table,
+    cur: &str,
+    loss: i64,
+    min_to_win: i64,
+) -> Macros {
+    let back = rates.rate(cur, &c.currency).unwrap_or(1.0);
+    let price = clearing as f64 / 1e6 * back;
+    Macros {
+        auction_id: request_id.to_string(),
+        bid_id: c.response_bid_id.clone(),
+        imp_id: s.imp_id.clone(),
+        seat_id: c.seat.clone(),
+        ad_id: c.bid.adid.clone().unwrap_or_default(),
+        price: price_text(price),
+        currency: c.currency.clone(),
+        mbr: if c.price > 0.0 { price_text(price / c.price) } else { String::new() },
+        loss: if loss > 0 { loss.to_string() } else { String::new() },
+        min_to_win: if min_to_win > 0 {
+            price_text(min_to_win as f64 / 1e6 * back)
+        } else {
+            String::new()
+        },
+    }
+}
+
+fn blocked(req: &BidRequest, bid: &Bid) -> bool {
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    bid.cat.iter().any(|c| req.bcat.iter().any(|b| eq(b, c)))
+        || bid.adomain.iter().any(|d| {
+            req.badv.iter().any(|b| {
+                eq(b, d)
+                    || d.to_ascii_lowercase().ends_with(&format!(".{}", b.to_ascii_lowercase()))
+            })
+        })
+        || bid.bundle.as_deref().is_some_and(|x| req.bapp.iter().any(|b| eq(b, x)))
+}
+
+/// Checks a bidder's bids and places those admitted into their auctions.
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    ortb: &Arc<OpenRtb>,
+    rates: &Table,
+    req: &BidRequest,
+    slots: &[Slot],
+    b: &crate::config::BidderConfig,
+    resp: BidResponse,
+    adjust: &Rules,
+    out: &mut Vec<Candidate>,
+) {
+    let hub = &ortb.hub;
+    let c = &ortb.metrics.bidders[&b.name];
+    let cur = &hub.currency;
+    let bid_cur = resp.cur.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| b.currency.clone());
+    let response_bid_id = resp.bidid.clone().unwrap_or_default();
+    // the best admissible bid per imp
+    let mut best: HashMap<usize, Candidate> = HashMap::new();
+    for sb in resp.seatbid {
+        let seat = sb.seat.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| b.name.clone());
+        for bid in sb.bid {
+            let Some(i) = slots.iter().position(|s| s.imp_id == bid.impid) else {
+                c.reject("unknown_imp");
+                continue;
+            };
+            let s = &slots[i];
+            if !(bid.price.is_finite() && bid.price > 0.0) {
+                c.reject("invalid_price");
+                continue;
+            }
+            let Some(rate) = rates.rate(&bid_cur, cur) else {
+                c.reject("currency");
+                continue;
+            };
+            let price = adjust.apply(
+                s.adj_media_type,
+                &b.name,
+                bid.dealid.as_deref(),
+                bid.price * b.adjustment,
+                &bid_cur,
+                rates,
+            );
+            if !(price.is_finite() && price > 0.0) {
+                c.reject("invalid_price");
+                continue;
+            }
+            let amount = to_micros(price * rate);
+            if amount <= 0 || amount > hub.cfg.engine.max_amount_micros {
+                c.reject("invalid_price");
+                continue;
+            }
+            if blocked(req, &bid) {
+                c.reject("blocked");
+                continue;
+            }
+            let floor = match bid.dealid.as_deref().filter(|d| !d.is_empty()) {
+                Some(d) => match s.deals.get(d) {
+                    Some(f) => *f,
+                    None => {
+                        c.reject("deal");
+                        continue;
+                    }
+                },
+                None if s.private => {
+                    c.reject("deal");
+                    continue;
+                }
+                None => s.floor,
+            };
+            if amount < floor {
+                c.reject("below_floor");
+                continue;
+            }
+            let cand = Candidate {
+                bidder: b.name.clone(),
+                seat: seat.clone(),
+                response_bid_id: response_bid_id.clone(),
+                bid,
+                currency: bid_cur.clone(),
+                price,
+                amount,
+                floor,
+                engine_bid: 0,
+            };
+            match best.get(&i) {
+                Some(prev) if prev.amount >= cand.amount => c.reject("duplicate"),
+                Some(_) => {
+                    c.reject("duplicate");
+                    best.insert(i, cand);
+                }
+                None => {
+                    best.insert(i, cand);
+                }
+            }
+        }
+    }
+    let who = Identity { buyer: format!("{BIDDER_PREFIX}{}", b.name), scopes: 0 };
+    for (i, mut cand) in best {
+        let p = PlaceBid {
+            auction_id: slots[i].auction_id.clone(),
+            amount: Some(money(cur, cand.amount)),
+            ..Default::default()
+        };
+        let now = mono_ns();
+        let staged = match hub.place(&who, &p, "", now) {
+            Ok(s) => s,
+            Err(_) => {
+                c.reject("engine");
+                continue;
+            }
+        };
+        cand.engine_bid = staged.answer.bid;
+        if hub.submit(std::slice::from_ref(&staged), now).await.is_err() {
+            c.reject("engine");
+            continue;
+        }
+        c.bids.fetch_add(1, Ordering::Relaxed);
+        out.push(cand);
+    }
+}
