@@ -284,3 +284,250 @@ fn first_and_second_price_are_exact() {
         assert_eq!(s, 204);
     });
 }
+
+#[test]
+fn every_validation_rule_answers_400_naming_the_field() {
+    let rt = runtime();
+    let dir = TempDir::new("ortb-valid");
+    let gw = start_with(&dir, "[openrtb]\nmax_body_bytes = 1048576\n");
+    let addr = gw.local_addr();
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            Box::new(|r| r["imp"][0]["banner"]["w"] = json!(0)),
+            "request.imp[0].banner.w must be a positive number",
+        ),
+        (
+            Box::new(|r| r["imp"][0]["banner"]["h"] = json!("250")),
+            "request.imp[0].banner.h must be a positive number",
+        ),
+        (Box::new(|r| r["imp"] = json!([])), "request.imp must contain at least one element"),
+        (
+            Box::new(|r| r.as_object_mut().unwrap().remove("imp").map(|_| ()).unwrap()),
+            "request.imp must contain at least one element",
+        ),
+        (
+            Box::new(|r| {
+                let i = r["imp"][0].clone();
+                r["imp"].as_array_mut().unwrap().push(i)
+            }),
+            "request.imp[1].id \"1\" duplicates request.imp[0].id",
+        ),
+        (
+            Box::new(|r| {
+                r["imp"][0].as_object_mut().unwrap().remove("banner").map(|_| ()).unwrap()
+            }),
+            "request.imp[0] must have one of banner, video, audio, native",
+        ),
+        (Box::new(|r| r["tmax"] = json!(-5)), "request.tmax must be a positive integer"),
+        (
+            Box::new(|r| r["at"] = json!(3)),
+            "request.at must be 1 (first price) or 2 (second price)",
+        ),
+        (Box::new(|r| r["id"] = json!("")), "request.id must be a non-empty string"),
+        (
+            Box::new(|r| r["app"] = json!({"bundle": "x"})),
+            "request must contain exactly one of site, app, dooh; got site, app",
+        ),
+        (
+            Box::new(|r| r.as_object_mut().unwrap().remove("site").map(|_| ()).unwrap()),
+            "request must contain exactly one of site, app, dooh; got none",
+        ),
+        (
+            Box::new(|r| r["imp"][0]["bidfloor"] = json!(-1)),
+            "request.imp[0].bidfloor must be a number >= 0",
+        ),
+        (
+            Box::new(|r| r["imp"][0]["bidfloorcur"] = json!("usd")),
+            "request.imp[0].bidfloorcur must be an ISO 4217 code",
+        ),
+        (Box::new(|r| r["bcat"] = json!(["IAB1", 7])), "request.bcat[1] must be a string"),
+        (
+            Box::new(|r| r["imp"][0]["pmp"] = json!({"deals": [{"bidfloor": 1}]})),
+            "request.imp[0].pmp.deals[0].id must be a non-empty string",
+        ),
+        (
+            Box::new(|r| r["imp"][0]["banner"]["format"] = json!([{"w": 300, "h": -1}])),
+            "request.imp[0].banner.format[0].h must be a positive number",
+        ),
+        (
+            Box::new(|r| r["imp"][0]["bidfloorcur"] = json!("JPY")),
+            "request.imp[0].bidfloorcur: no conversion rate from JPY to USD",
+        ),
+        (
+            Box::new(|r| r["cur"] = json!(["EUR"])),
+            "request.cur: the exchange clears in USD and has no rate",
+        ),
+    ];
+    rt.block_on(async {
+        for (i, (edit, want)) in cases.iter().enumerate() {
+            let mut req = banner_request(&format!("v{i}"));
+            edit(&mut req);
+            let (s, r) = post_json(addr, &req).await;
+            assert_eq!(s, 400, "case {i}: {r}");
+            let msg = r["error"]["message"].as_str().unwrap();
+            assert!(msg.starts_with(want), "case {i}: {msg:?} does not start with {want:?}");
+        }
+        let m = metrics(addr).await;
+        assert_eq!(
+            metric(&m, "rtbcore_openrtb_requests_total{outcome=\"invalid\"}"),
+            cases.len() as f64
+        );
+    });
+}
+
+#[test]
+fn garbage_bytes_get_400_with_the_offset_and_a_huge_body_413() {
+    let rt = runtime();
+    let dir = TempDir::new("ortb-garbage");
+    let gw = start_with(&dir, "");
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let (s, b) = post_body(addr, &b"{\"id\": \"x\",\n \"imp\": [}\xff\x00"[..]).await;
+        assert_eq!(s, 400, "{b}");
+        let v: Value = serde_json::from_str(&b).unwrap();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("at byte 21 (line 2, column 10)"), "{msg}");
+        let (s, _) = post_body(addr, vec![0xffu8; 64]).await;
+        assert_eq!(s, 400);
+        let (s, b) = post_body(addr, "[1, 2]").await;
+        assert_eq!((s, b.contains("request must be a JSON object")), (400, true), "{b}");
+        let big = vec![b' '; 20 << 20];
+        let (s, b) = post_body(addr, big).await;
+        assert_eq!(s, 413, "{b}");
+        assert!(b.contains("larger than 1048576 bytes"), "{b}");
+        // the server is still answering
+        let (s, _) = post_json(addr, &banner_request("after")).await;
+        assert_eq!(s, 204);
+        let m = metrics(addr).await;
+        assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"malformed\"}"), 2.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"too_large\"}"), 1.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"no_bid\"}"), 1.0);
+    });
+}
+
+#[test]
+fn a_late_bidder_is_dropped_and_counted_and_garbage_is_rejected() {
+    let rt = runtime();
+    let on_time = rt.block_on(pricing("ok", 1.0, json!({})));
+    let late = rt.block_on(bidder(Arc::new(|req: &Value| {
+        let body = json!({"id": req["id"], "seatbid": [{"bid": [{"id": "l", "impid": "1", "price": 50.0}]}]});
+        (200, body.to_string(), 300)
+    })));
+    let garbage = rt.block_on(bidder(Arc::new(|_: &Value| (200, "<html>oops".into(), 0))));
+    let wrong = rt.block_on(bidder(Arc::new(|req: &Value| {
+        let body = json!({"id": req["id"], "cur": "JPY", "seatbid": [{"bid": [
+            {"id": "a", "impid": "nope", "price": 9.0},
+            {"id": "b", "impid": "1", "price": 0.0},
+            {"id": "c", "impid": "1", "price": 30.0}
+        ]}]});
+        (200, body.to_string(), 0)
+    })));
+    let dir = TempDir::new("ortb-late");
+    let extra = format!(
+        "[openrtb]\n{}{}{}{}",
+        bidder_toml("ok", &on_time, 100, ""),
+        bidder_toml("late", &late, 60, ""),
+        bidder_toml("garbage", &garbage, 100, ""),
+        bidder_toml("wrong", &wrong, 100, ""),
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let (s, r) = post_json(addr, &banner_request("late-1")).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "ok");
+        assert_eq!(price_of(&r, "1"), 0.5);
+        let m = metrics(addr).await;
+        assert_eq!(metric(&m, "rtbcore_openrtb_bidder_late_total{bidder=\"late\"}"), 1.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_bidder_late_total{bidder=\"ok\"}"), 0.0);
+        assert_eq!(
+            metric(&m, "rtbcore_openrtb_bidder_invalid_responses_total{bidder=\"garbage\"}"),
+            1.0
+        );
+        let rej = |why: &str| {
+            metric(&m, &format!("rtbcore_openrtb_bidder_bids_rejected_total{{bidder=\"wrong\",reason=\"{why}\"}}"))
+        };
+        assert_eq!(rej("unknown_imp"), 1.0);
+        // the zero price is refused first; the JPY one has no rate
+        assert_eq!(rej("invalid_price"), 1.0);
+        assert_eq!(rej("currency"), 1.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_bidder_bids_total{bidder=\"ok\"}"), 1.0);
+    });
+}
+
+#[test]
+fn private_deals_admit_deal_bids_only_at_their_own_floor() {
+    let rt = runtime();
+    let open = rt.block_on(pricing("open", 9.0, json!({})));
+    let deal = rt.block_on(pricing("dealer", 2.0, json!({"dealid": "d-1"})));
+    let cheap = rt.block_on(pricing("cheap", 1.0, json!({"dealid": "d-1"})));
+    let unknown = rt.block_on(pricing("unknown", 8.0, json!({"dealid": "d-9"})));
+    let dir = TempDir::new("ortb-deals");
+    let extra = format!(
+        "[openrtb]\n{}{}{}{}",
+        bidder_toml("open", &open, 100, ""),
+        bidder_toml("dealer", &deal, 100, ""),
+        bidder_toml("cheap", &cheap, 100, ""),
+        bidder_toml("unknown", &unknown, 100, ""),
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let mut req = banner_request("deal-1");
+        req["imp"][0]["bidfloor"] = json!(5.0);
+        req["imp"][0]["pmp"] =
+            json!({"private_auction": 1, "deals": [{"id": "d-1", "bidfloor": 1.5, "bidfloorcur": "USD"}]});
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "dealer");
+        assert_eq!(r["seatbid"][0]["bid"][0]["dealid"], "d-1");
+        // the only other admitted bid is below the deal floor: the deal floor is the price
+        assert_eq!(price_of(&r, "1"), 1.5);
+        // an open auction with the same deal: the open bid wins at the open floor
+        req["id"] = json!("deal-2");
+        req["imp"][0]["pmp"]["private_auction"] = json!(0);
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(r["seatbid"][0]["seat"], "open");
+        assert_eq!(price_of(&r, "1"), 5.0);
+        let m = metrics(addr).await;
+        let rej = |b: &str, why: &str| {
+            metric(&m, &format!("rtbcore_openrtb_bidder_bids_rejected_total{{bidder=\"{b}\",reason=\"{why}\"}}"))
+        };
+        assert_eq!(rej("open", "deal"), 1.0);
+        assert_eq!(rej("unknown", "deal"), 2.0);
+        assert_eq!(rej("cheap", "below_floor"), 2.0);
+    });
+}
+
+#[test]
+fn block_lists_drop_matching_bids() {
+    let rt = runtime();
+    let cat = rt.block_on(pricing("cat", 9.0, json!({"cat": ["IAB25-3"]})));
+    let adv = rt.block_on(pricing("adv", 8.0, json!({"adomain": ["shop.bad.example"]})));
+    let app = rt.block_on(pricing("app", 7.0, json!({"bundle": "com.bad.app"})));
+    let clean = rt.block_on(pricing("clean", 1.0, json!({"cat": ["IAB1"]})));
+    let dir = TempDir::new("ortb-block");
+    let extra = format!(
+        "[openrtb]\n{}{}{}{}",
+        bidder_toml("cat", &cat, 100, ""),
+        bidder_toml("adv", &adv, 100, ""),
+        bidder_toml("app", &app, 100, ""),
+        bidder_toml("clean", &clean, 100, ""),
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let mut req = banner_request("blk");
+        req["bcat"] = json!(["IAB25-3"]);
+        req["badv"] = json!(["bad.example"]);
+        req["bapp"] = json!(["com.bad.app"]);
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"].as_array().unwrap().len(), 1);
+        assert_eq!(r["seatbid"][0]["seat"], "clean");
+        // without the lists the highest bid wins
+        let (_, r) = post_json(addr, &banner_request("unblk")).await;
+        assert_eq!(r["seatbid"][0]["seat"], "cat");
+        assert_eq!(price_of(&r, "1"), 8.0);
+    });
+}
