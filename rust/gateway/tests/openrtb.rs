@@ -18,7 +18,7 @@ use axum::Router;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::Subscribe;
@@ -137,7 +137,7 @@ fn bidder_toml(name: &str, b: &Bidder, timeout_ms: u64, extra: &str) -> String {
 }
 
 async fn post_body(addr: SocketAddr, body: impl Into<Bytes>) -> (u16, String) {
-    let c = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let c = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = hyper::Request::post(format!("http://{addr}/openrtb2/auction"))
         .header("content-type", "application/json")
         .body(Full::new(body.into()))
@@ -148,13 +148,67 @@ async fn post_body(addr: SocketAddr, body: impl Into<Bytes>) -> (u16, String) {
     (status, String::from_utf8_lossy(&b).into_owned())
 }
 
+/// Sends `n` bytes of body over a raw socket (declared with Content-Length, or chunked) while
+/// reading the answer: the server may answer before the body is through.
+async fn post_huge(addr: SocketAddr, n: usize, declared: bool) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let head = if declared {
+        format!("POST /openrtb2/auction HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {n}\r\n\r\n")
+    } else {
+        "POST /openrtb2/auction HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_string()
+    };
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 64 << 10];
+        let mut sent = 0;
+        while sent < n {
+            if declared {
+                wr.write_all(&chunk).await?;
+            } else {
+                wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                wr.write_all(&chunk).await?;
+                wr.write_all(b"\r\n").await?;
+            }
+            sent += chunk.len();
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        match rd.read(&mut tmp).await {
+            Ok(0) | Err(_) => break,
+            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+        }
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((h, body)) = text.split_once("\r\n\r\n") {
+            let len = h
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|l| body.len() >= l) {
+                break;
+            }
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    (status, body)
+}
+
 async fn post_json(addr: SocketAddr, v: &Value) -> (u16, Value) {
     let (s, b) = post_body(addr, v.to_string()).await;
     (s, serde_json::from_str(&b).unwrap_or(Value::Null))
 }
 
 async fn metrics(addr: SocketAddr) -> String {
-    let c = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let c = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let resp = c.get(format!("http://{addr}/metrics").parse().unwrap()).await.unwrap();
     let b = resp.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&b).into_owned()
@@ -391,16 +445,18 @@ fn garbage_bytes_get_400_with_the_offset_and_a_huge_body_413() {
         assert_eq!(s, 400);
         let (s, b) = post_body(addr, "[1, 2]").await;
         assert_eq!((s, b.contains("request must be a JSON object")), (400, true), "{b}");
-        let big = vec![b' '; 20 << 20];
-        let (s, b) = post_body(addr, big).await;
+        let (s, b) = post_huge(addr, 20 << 20, true).await;
         assert_eq!(s, 413, "{b}");
         assert!(b.contains("larger than 1048576 bytes"), "{b}");
+        // no declared length (chunked): refused once the limit is read
+        let (s, b) = post_huge(addr, 2 << 20, false).await;
+        assert_eq!(s, 413, "{b}");
         // the server is still answering
         let (s, _) = post_json(addr, &banner_request("after")).await;
         assert_eq!(s, 204);
         let m = metrics(addr).await;
         assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"malformed\"}"), 2.0);
-        assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"too_large\"}"), 1.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"too_large\"}"), 2.0);
         assert_eq!(metric(&m, "rtbcore_openrtb_requests_total{outcome=\"no_bid\"}"), 1.0);
     });
 }
@@ -529,5 +585,183 @@ fn block_lists_drop_matching_bids() {
         let (_, r) = post_json(addr, &banner_request("unblk")).await;
         assert_eq!(r["seatbid"][0]["seat"], "cat");
         assert_eq!(price_of(&r, "1"), 8.0);
+    });
+}
+
+#[test]
+fn floor_rules_and_rates_apply_and_rates_reload_without_restart() {
+    let rt = runtime();
+    let usd = rt.block_on(pricing("usd", 4.0, json!({})));
+    let eur = rt.block_on(pricing("eur", 2.0, json!({})));
+    let dir = TempDir::new("ortb-floors");
+    let rates = dir.0.join("rates.json");
+    std::fs::write(&rates, r#"{"conversions": {"EUR": {"USD": 1.5}}}"#).unwrap();
+    let extra = format!(
+        "[openrtb]\nrates_file = \"rates.json\"\n{}{}\
+         [[openrtb.floors]]\ndomain = \"news.example\"\nmedia_type = \"banner\"\nsize = \"300x250\"\ncountry = \"USA\"\nfloor = 2.0\ncurrency = \"EUR\"\n\
+         [[openrtb.floors]]\nfloor = 4.5\n",
+        bidder_toml("usd", &usd, 100, ""),
+        bidder_toml("eur", &eur, 100, "currency = \"EUR\""),
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        // floor 2 EUR = 3 USD; the EUR bid is 3 USD: second price 3
+        let (s, r) = post_json(addr, &banner_request("f1")).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "usd");
+        assert_eq!(price_of(&r, "1"), 3.0);
+        // the same answered in EUR
+        let mut req = banner_request("f2");
+        req["cur"] = json!(["EUR"]);
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(r["cur"], "EUR");
+        assert_eq!(price_of(&r, "1"), 2.0);
+        // new rates, no restart: floor 5 USD, the EUR bid is 5 USD, the USD bid is below
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        std::fs::write(&rates, r#"{"conversions": {"EUR": {"USD": 2.5}}}"#).unwrap();
+        let (_, r) = post_json(addr, &banner_request("f3")).await;
+        assert_eq!(r["seatbid"][0]["seat"], "eur");
+        assert_eq!(price_of(&r, "1"), 5.0);
+        // another domain: the second rule (first match wins), above the imp's own floor
+        let mut req = banner_request("f4");
+        req["site"]["domain"] = json!("other.example");
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(r["seatbid"][0]["seat"], "eur");
+        assert_eq!(price_of(&r, "1"), 4.5);
+        let m = metrics(addr).await;
+        assert_eq!(
+            metric(
+                &m,
+                "rtbcore_openrtb_bidder_bids_rejected_total{bidder=\"usd\",reason=\"below_floor\"}"
+            ),
+            2.0
+        );
+    });
+}
+
+#[test]
+fn prebid_bid_adjustments_apply_with_prebids_vector() {
+    let rt = runtime();
+    let a = rt.block_on(pricing("bidderA", 10.0, json!({"dealid": "dealId"})));
+    let dir = TempDir::new("ortb-adjust");
+    std::fs::write(dir.0.join("rates.json"), r#"{"conversions": {"EUR": {"USD": 2.5}}}"#).unwrap();
+    let extra =
+        format!("[openrtb]\nrates_file = \"rates.json\"\n{}", bidder_toml("bidderA", &a, 100, ""));
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let mut req = banner_request("adj-1");
+        req["at"] = json!(1);
+        req["imp"][0]["pmp"] = json!({"deals": [{"id": "dealId", "bidfloor": 0.5}]});
+        req["ext"] = json!({"prebid": {"bidadjustments": {"mediatype": {"banner": {"bidderA": {
+            "dealId": [{"adjtype": "cpm", "value": 1.0, "currency": "EUR"}],
+            "*": [{"adjtype": "multiplier", "value": 2.0}]
+        }}}}}});
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(price_of(&r, "1"), 7.5);
+        // a negative cpm is invalid: the whole set is dropped and the bid stands at 10
+        req["id"] = json!("adj-2");
+        req["ext"]["prebid"]["bidadjustments"]["mediatype"]["banner"]["bidderA"]["dealId"][0]
+            ["value"] = json!(-1.0);
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(price_of(&r, "1"), 10.0);
+    });
+}
+
+#[test]
+fn macros_are_substituted_and_notices_fired_once_and_retried_after_a_500() {
+    let rt = runtime();
+    let win = rt.block_on(notices(1));
+    let loss = rt.block_on(notices(0));
+    let nurl = format!(
+        "http://{}/win?id=${{AUCTION_ID}}&bid=${{AUCTION_BID_ID}}&imp=${{AUCTION_IMP_ID}}&seat=${{AUCTION_SEAT_ID}}&ad=${{AUCTION_AD_ID}}&p=${{AUCTION_PRICE}}&cur=${{AUCTION_CURRENCY}}&mbr=${{AUCTION_MBR}}",
+        win.addr
+    );
+    let lurl = format!(
+        "http://{}/loss?r=${{AUCTION_LOSS}}&mtw=${{AUCTION_MIN_TO_WIN}}&p=${{AUCTION_PRICE}}",
+        loss.addr
+    );
+    let w = rt.block_on(pricing(
+        "w",
+        5.0,
+        json!({"nurl": nurl, "burl": "http://bill.example/b?p=${AUCTION_PRICE}&id=${AUCTION_ID}",
+               "adm": "<img src=\"http://x.example/i?p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}\">"}),
+    ));
+    let l = rt.block_on(pricing("l", 3.0, json!({"lurl": lurl})));
+    let dir = TempDir::new("ortb-notice");
+    let extra = format!(
+        "[openrtb]\nnotice_backoff_ms = 20\n{}{}",
+        bidder_toml("w", &w, 100, ""),
+        bidder_toml("l", &l, 100, "")
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let (s, r) = post_json(addr, &banner_request("m1")).await;
+        assert_eq!(s, 200, "{r}");
+        let bid = &r["seatbid"][0]["bid"][0];
+        assert_eq!(bid["price"].as_f64().unwrap(), 3.0);
+        assert_eq!(bid["adm"], "<img src=\"http://x.example/i?p=3&c=USD\">");
+        assert_eq!(bid["burl"], "http://bill.example/b?p=3&id=m1");
+        assert!(bid.get("nurl").is_none() && bid.get("lurl").is_none(), "{bid}");
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while (win.seen.lock().unwrap().len() < 2 || loss.seen.lock().unwrap().is_empty())
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let want = "/win?id=m1&bid=resp-w&imp=1&seat=w&ad=ad-7&p=3&cur=USD&mbr=0.6";
+        assert_eq!(*win.seen.lock().unwrap(), vec![want.to_string(), want.to_string()]);
+        assert_eq!(*loss.seen.lock().unwrap(), vec!["/loss?r=102&mtw=5&p=3".to_string()]);
+        // a test request is not billable: no notices
+        let mut req = banner_request("m2");
+        req["test"] = json!(1);
+        let (s, _) = post_json(addr, &req).await;
+        assert_eq!(s, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(win.seen.lock().unwrap().len(), 2);
+        assert_eq!(loss.seen.lock().unwrap().len(), 1);
+        let m = metrics(addr).await;
+        assert_eq!(metric(&m, "rtbcore_openrtb_notices_total{result=\"sent\"}"), 2.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_notices_total{result=\"retried\"}"), 1.0);
+        assert_eq!(metric(&m, "rtbcore_openrtb_notices_total{result=\"failed\"}"), 0.0);
+    });
+}
+
+#[test]
+fn websocket_buyers_see_the_imp_and_bid_in_the_same_auction() {
+    let rt = runtime();
+    let http = rt.block_on(pricing("http", 2.0, json!({})));
+    let dir = TempDir::new("ortb-ws");
+    let gw = start_with(&dir, &format!("[openrtb]\n{}", bidder_toml("http", &http, 100, "")));
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let mut acme = Client::login(addr, "key-acme").await;
+        acme.subscribe(Subscribe::default()).await;
+        let mut req = banner_request("ws-1");
+        req["tmax"] = json!(400);
+        let post = tokio::spawn(async move { post_json(addr, &req).await });
+        let started = match acme.event().await.event {
+            Some(Event::AuctionStarted(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(started.attributes["media_type"], "banner");
+        assert_eq!(started.attributes["size"], "300x250");
+        assert_eq!(started.attributes["domain"], "news.example");
+        assert_eq!(started.attributes["country"], "USA");
+        assert_eq!(started.attributes["openrtb_request_id"], "ws-1");
+        assert_eq!(started.floor.as_ref().unwrap().micros, 500_000);
+        acme.one(place(&started.auction_id, 6_000_000)).await;
+        assert_eq!(kind(&acme.event().await), "bid_accepted");
+        let (s, r) = post.await.unwrap();
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "acme");
+        assert_eq!(price_of(&r, "1"), 2.0);
+        match acme.event().await.event {
+            Some(Event::AuctionWon(w)) => assert_eq!(w.price.unwrap().micros, 2_000_000),
+            other => panic!("{other:?}"),
+        }
     });
 }

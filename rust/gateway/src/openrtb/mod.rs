@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -82,21 +82,30 @@ fn refuse(ortb: &OpenRtb, r: Refusal) -> Response {
 }
 
 /// `POST /openrtb2/auction`.
-pub async fn auction(State(st): State<AppState>, body: Body) -> Response {
+pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let ortb = st.openrtb.clone();
     let limit = ortb.hub.cfg.openrtb.max_body_bytes;
+    let too_large = |ortb: &OpenRtb| {
+        refuse(
+            ortb,
+            Refusal {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                outcome: "too_large",
+                message: format!("request body is larger than {limit} bytes"),
+            },
+        )
+    };
+    // a declared length over the limit is refused before a byte of the body is read
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(&ortb);
+    }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            return refuse(
-                &ortb,
-                Refusal {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    outcome: "too_large",
-                    message: format!("request body is larger than {limit} bytes"),
-                },
-            )
-        }
+        Err(_) => return too_large(&ortb),
     };
     let raw = match validate::parse(&bytes) {
         Ok(v) => v,
