@@ -25,6 +25,9 @@ use rtbcore_proto::v1::Subscribe;
 use serde_json::{json, Value};
 
 type Reply = Arc<dyn Fn(&Value) -> (u16, String, u64) + Send + Sync>;
+type BidderState = (Reply, Arc<AtomicU64>, Arc<Mutex<Option<Value>>>);
+type NoticeState = (Arc<Mutex<Vec<String>>>, Arc<AtomicU64>, u64);
+type Edit = Box<dyn Fn(&mut Value)>;
 
 /// A mock OpenRTB bidder: `reply(request)` gives (status, body, delay ms); counts requests.
 struct Bidder {
@@ -40,23 +43,16 @@ async fn bidder(reply: Reply) -> Bidder {
     let app = Router::new()
         .route(
             "/bid",
-            post(
-                |State((reply, hits, last)): State<(
-                    Reply,
-                    Arc<AtomicU64>,
-                    Arc<Mutex<Option<Value>>>,
-                )>,
-                 body: Bytes| async move {
-                    hits.fetch_add(1, Ordering::Relaxed);
-                    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    *last.lock().unwrap() = Some(req.clone());
-                    let (status, body, delay) = reply(&req);
-                    if delay > 0 {
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                    }
-                    (StatusCode::from_u16(status).unwrap(), body).into_response()
-                },
-            ),
+            post(|State((reply, hits, last)): State<BidderState>, body: Bytes| async move {
+                hits.fetch_add(1, Ordering::Relaxed);
+                let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                *last.lock().unwrap() = Some(req.clone());
+                let (status, body, delay) = reply(&req);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                (StatusCode::from_u16(status).unwrap(), body).into_response()
+            }),
         )
         .with_state(st);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -110,8 +106,7 @@ async fn notices(fail_first: u64) -> Notices {
     let st = (seen.clone(), n, fail_first);
     let app = Router::new()
         .fallback(get(
-            |State((seen, n, fail)): State<(Arc<Mutex<Vec<String>>>, Arc<AtomicU64>, u64)>,
-             u: axum::http::Uri| async move {
+            |State((seen, n, fail)): State<NoticeState>, u: axum::http::Uri| async move {
                 seen.lock().unwrap().push(u.to_string());
                 if n.fetch_add(1, Ordering::Relaxed) < fail {
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -345,7 +340,7 @@ fn every_validation_rule_answers_400_naming_the_field() {
     let dir = TempDir::new("ortb-valid");
     let gw = start_with(&dir, "[openrtb]\nmax_body_bytes = 1048576\n");
     let addr = gw.local_addr();
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|r| r["imp"][0]["banner"]["w"] = json!(0)),
             "request.imp[0].banner.w must be a positive number",

@@ -20,6 +20,9 @@ pub const BID_REJECTIONS: [&str; 8] = [
     "engine",
 ];
 
+/// A per-bidder counter series: name, help, the counter.
+type Series = (&'static str, &'static str, fn(&BidderCounters) -> &AtomicU64);
+
 #[derive(Default)]
 pub struct BidderCounters {
     pub requests: AtomicU64,
@@ -75,7 +78,7 @@ impl OpenRtbMetrics {
                 v(&self.outcomes[i])
             );
         }
-        let series: [(&str, &str, fn(&BidderCounters) -> &AtomicU64); 7] = [
+        let series: [Series; 7] = [
             ("rtbcore_openrtb_bidder_requests_total", "bid requests sent to a bidder", |c| {
                 &c.requests
             }),
