@@ -760,3 +760,36 @@ fn websocket_buyers_see_the_imp_and_bid_in_the_same_auction() {
         }
     });
 }
+
+#[test]
+fn the_docs_config_and_rates_examples_load() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openrtb.md"),
+    )
+    .unwrap();
+    let blocks = |tag: &str| -> Vec<String> {
+        page.split(&format!("```{tag}\n"))
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap().to_string())
+            .collect()
+    };
+    let tomls = blocks("toml");
+    assert_eq!(tomls.len(), 2);
+    for t in &tomls {
+        let c = rtbcore_gateway::Config::from_toml(t, std::path::Path::new("/etc/rtbcore"))
+            .unwrap_or_else(|e| panic!("{e}\n{t}"));
+        assert!(!c.openrtb.floors.is_empty() || !c.openrtb.bidders.is_empty());
+    }
+    let dir = TempDir::new("ortb-docs");
+    let json = &blocks("json")[0];
+    std::fs::write(dir.0.join("rates.json"), json).unwrap();
+    let r = rtbcore_gateway::openrtb::rates::Rates::new(Some(dir.0.join("rates.json")));
+    assert_eq!(r.current().rate("USD", "EUR"), Some(0.92));
+    // a bad key is named
+    let e = rtbcore_gateway::Config::from_toml(
+        "[[openrtb.bidders]]\nname = \"a\"\nendpoint = \"https://x/bid\"\ntimeout_ms = 50\n",
+        std::path::Path::new("."),
+    )
+    .unwrap_err();
+    assert!(e.0.contains("openrtb.bidders[0].endpoint"), "{e}");
+}
