@@ -256,7 +256,7 @@ fn the_specs_example_requests_round_trip() {
     let video = json!({
         "id": "video-1", "tmax": 150,
         "imp": [{"id": "1", "video": {"mimes": ["video/mp4"], "minduration": 5, "maxduration": 30,
-                 "protocols": [2, 3], "w": 640, "h": 480, "plcmt": 1}, "bidfloor": 1.0}],
+                 "protocols": [2, 3], "w": 640.0, "h": 480, "plcmt": 1}, "bidfloor": 1.0}],
         "app": {"id": "a1", "bundle": "com.example.game", "publisher": {"id": "p"}},
         "device": {"geo": {"country": "DEU"}}
     });

@@ -69,24 +69,24 @@ pub struct Imp {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct Banner {
-    pub w: Option<i64>,
-    pub h: Option<i64>,
+    pub w: Option<f64>,
+    pub h: Option<f64>,
     pub format: Vec<Format>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct Format {
-    pub w: Option<i64>,
-    pub h: Option<i64>,
+    pub w: Option<f64>,
+    pub h: Option<f64>,
 }
 
 /// A video or any object with an optional `w` x `h`.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct Sized {
-    pub w: Option<i64>,
-    pub h: Option<i64>,
+    pub w: Option<f64>,
+    pub h: Option<f64>,
     /// Video placement subtype (1: instream).
     pub plcmt: Option<i64>,
 }
@@ -204,7 +204,7 @@ impl Imp {
             (None, Some(v)) => (v.w?, v.h?),
             _ => return None,
         };
-        Some(format!("{w}x{h}"))
+        Some(format!("{w:.0}x{h:.0}"))
     }
 }
 

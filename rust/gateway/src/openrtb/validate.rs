@@ -47,6 +47,21 @@ fn non_negative(v: Option<&Value>, path: &str) -> Check {
     }
 }
 
+fn string(v: Option<&Value>, path: &str) -> Check {
+    match v {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(_) => Err(format!("{path} must be a string")),
+    }
+}
+
+fn integer(v: Option<&Value>, path: &str) -> Check {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(()),
+        Some(_) => Err(format!("{path} must be an integer")),
+    }
+}
+
 fn currency(v: Option<&Value>, path: &str) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
@@ -143,7 +158,9 @@ pub fn check(req: &Value) -> Check {
         if let Some(v) = object(m.get("video"), &format!("{p}.video"))? {
             media += 1;
             sized(v, &format!("{p}.video"))?;
+            integer(v.get("plcmt"), &format!("{p}.video.plcmt"))?;
         }
+        string(m.get("tagid"), &format!("{p}.tagid"))?;
         for k in ["audio", "native"] {
             if object(m.get(k), &format!("{p}.{k}"))?.is_some() {
                 media += 1;
@@ -193,6 +210,18 @@ pub fn check(req: &Value) -> Check {
     }
     for k in ["site", "app", "dooh", "device"] {
         object(r.get(k), &format!("request.{k}"))?;
+    }
+    for (obj, keys) in [("site", ["id", "domain", "page"]), ("app", ["id", "bundle", "domain"])] {
+        if let Some(Value::Object(o)) = r.get(obj) {
+            for k in keys {
+                string(o.get(k), &format!("request.{obj}.{k}"))?;
+            }
+        }
+    }
+    if let Some(Value::Object(d)) = r.get("device") {
+        if let Some(g) = object(d.get("geo"), "request.device.geo")? {
+            string(g.get("country"), "request.device.geo.country")?;
+        }
     }
     match r.get("tmax") {
         None | Some(Value::Null) => {}
