@@ -326,6 +326,22 @@ fn first_and_second_price_are_exact() {
         req["imp"][0]["bidfloor"] = json!(4.0);
         let (_, r) = post_json(addr, &req).await;
         assert_eq!(price_of(&r, "1"), 4.0);
+        // with no WebSocket subscriber the answer comes once the bidders have answered, long
+        // before the deadline; and two imps are both priced
+        req["id"] = json!("p5");
+        req["tmax"] = json!(2000);
+        req["imp"][0]["bidfloor"] = json!(0.5);
+        let mut second = req["imp"][0].clone();
+        second["id"] = json!("2");
+        req["imp"].as_array_mut().unwrap().push(second);
+        let t = std::time::Instant::now();
+        let (s, r) = post_json(addr, &req).await;
+        assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
+        assert_eq!(s, 200, "{r}");
+        assert_eq!((price_of(&r, "1"), price_of(&r, "2")), (3.10, 3.10));
+        assert_eq!(r["seatbid"][0]["bid"].as_array().unwrap().len(), 2);
+        req["imp"].as_array_mut().unwrap().truncate(1);
+        req["tmax"] = json!(150);
         // a floor above both: no bid
         req["id"] = json!("p4");
         req["imp"][0]["bidfloor"] = json!(6.0);

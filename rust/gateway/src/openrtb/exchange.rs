@@ -45,6 +45,8 @@ struct Slot {
     /// Deal id -> floor, exchange micros.
     deals: HashMap<String, i64>,
     private: bool,
+    /// A WebSocket or SSE subscriber was told of the auction when it opened.
+    audience: bool,
     closed: Option<oneshot::Receiver<Vec<ClosedBid>>>,
 }
 
@@ -171,6 +173,7 @@ pub async fn run(
             floor,
             deals,
             private,
+            audience: false,
             closed: None,
         });
     }
@@ -208,6 +211,7 @@ pub async fn run(
         put("private_auction", s.private.then_some("1"));
         let ids: Vec<&str> = s.deals.keys().map(String::as_str).collect();
         put("deals", Some(&ids.join(",")));
+        s.audience = !hub.streams.subscribers(&attributes).is_empty();
         let (tx, rx) = oneshot::channel();
         let aid: Arc<str> = s.auction_id.as_str().into();
         hub.closed_waiters.lock().insert(aid.clone(), tx);
@@ -248,9 +252,28 @@ pub async fn run(
         admit(ortb, &rates, &req, &slots, b, resp, &adjust, &mut candidates).await;
     }
 
-    // wait for every auction to close
+    // with nobody else told of the auctions, the HTTP bids are all there is: answer now rather
+    // than at the deadline (the engine still closes them with these bids)
     let mut results = Vec::with_capacity(slots.len());
-    for s in &mut slots {
+    let early = !slots.iter().any(|s| s.audience);
+    if early {
+        for s in &slots {
+            results.push(
+                candidates
+                    .iter()
+                    .filter(|c| c.bid.impid == s.imp_id)
+                    .map(|c| ClosedBid {
+                        buyer: format!("{BIDDER_PREFIX}{}", c.bidder),
+                        bid: c.engine_bid,
+                        amount: c.amount,
+                        counted: true,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    // else wait for every auction to close
+    for s in slots.iter_mut().filter(|_| !early) {
         let rx = s.closed.take().expect("opened above");
         let bids = tokio::time::timeout(budget + Duration::from_secs(2), rx)
             .await
