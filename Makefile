@@ -95,6 +95,10 @@ bench-exchange: install loadgen  ## only the exchange benches (rtbcore serve vs 
 bench-rust:  ## criterion benches of the core crate
 	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core
 
+.PHONY: bench-openrtb
+bench-openrtb:  ## the OpenRTB door under load (mock HTTP bidders in process): requests/s, latency
+	$(CARGO) run --release --manifest-path rust/Cargo.toml -p rtbcore-gateway --example openrtb_bench -- --bidders 3 --concurrency 32 --seconds 5
+
 lint:  ## rustfmt, clippy, ruff, mypy stubtest
 	$(CARGO) fmt --manifest-path rust/Cargo.toml --all -- --check
 	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets -- -D warnings
