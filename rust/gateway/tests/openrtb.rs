@@ -809,3 +809,66 @@ fn the_docs_config_and_rates_examples_load() {
     .unwrap_err();
     assert!(e.0.contains("openrtb.bidders[0].endpoint"), "{e}");
 }
+
+/// Every path of a JSON value, as JSON pointers.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{at}/{k}");
+                out.push(p.clone());
+                pointers(x, p, out);
+            }
+        }
+        Value::Array(xs) => {
+            for (i, x) in xs.iter().enumerate() {
+                let p = format!("{at}/{i}");
+                out.push(p.clone());
+                pointers(x, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn any_field_of_any_type_gets_an_answer_never_a_5xx() {
+    let rt = runtime();
+    let b = rt.block_on(pricing("a", 2.0, json!({"dealid": "d"})));
+    let dir = TempDir::new("ortb-mutate");
+    let gw = start_with(&dir, &format!("[openrtb]\n{}", bidder_toml("a", &b, 100, "")));
+    let addr = gw.local_addr();
+    let mut base = banner_request("mut");
+    base["imp"][0]["pmp"] = json!({"private_auction": 0, "deals": [{"id": "d", "bidfloor": 1.0}]});
+    base["imp"][0]["video"] = json!({"w": 640, "h": 480, "plcmt": 2});
+    base["imp"][0]["tagid"] = json!("t");
+    base["bcat"] = json!(["IAB1"]);
+    let mut paths = Vec::new();
+    pointers(&base, String::new(), &mut paths);
+    let weird = [
+        json!(null),
+        json!(-1),
+        json!(0),
+        json!(1e300),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!(true),
+    ];
+    rt.block_on(async {
+        let mut n = 0;
+        for p in &paths {
+            for w in &weird {
+                let mut req = base.clone();
+                *req.pointer_mut(p).unwrap() = w.clone();
+                let (s, body) = post_body(addr, req.to_string()).await;
+                assert!(matches!(s, 200 | 204 | 400), "{p} = {w}: {s} {body}");
+                n += 1;
+            }
+        }
+        assert!(n > 200, "{n}");
+        // and the server still prices a good request
+        let (s, r) = post_json(addr, &base).await;
+        assert_eq!(s, 200, "{r}");
+    });
+}
