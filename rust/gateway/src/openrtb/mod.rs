@@ -4,11 +4,13 @@
 //! theirs. The answer is a BidResponse with one winning bid per imp, or 204 when nobody won.
 //!
 //! - [`validate`] checks the request as JSON (messages name the field);
-//! - [`exchange`] opens the auctions, gathers and admits bids, prices the winners;
+//! - [`exchange`] opens the auctions, gathers the bids, prices the winners; [`admit`] checks
+//!   a bidder's bids and places them;
 //! - [`bidders`] calls the HTTP bidders; [`rates`] converts currencies; [`notices`] fires the
 //!   win and loss notices; [`metrics`] counts it all.
 
 pub mod adjust;
+pub mod admit;
 pub mod bidders;
 pub mod exchange;
 pub mod metrics;
