@@ -181,6 +181,33 @@ mod tests {
     }
 
     #[test]
+    fn static_sets_the_price_in_its_currency_and_video_kinds_are_apart() {
+        let ext = json!({"prebid": {"bidadjustments": {"mediatype": {
+            "video-outstream": {"*": {"*": [{"adjtype": "static", "value": 2.0, "currency": "EUR"}]}},
+            "video-instream": {"*": {"*": [{"adjtype": "multiplier", "value": 0.5}]}}
+        }}}});
+        let r = Rules::from_ext(Some(&ext));
+        assert_eq!(r.apply("video-outstream", "b", None, 10.0, "USD", &rates()), 5.0);
+        assert_eq!(r.apply("video-instream", "b", None, 10.0, "USD", &rates()), 5.0);
+        assert_eq!(r.apply("banner", "b", None, 10.0, "USD", &rates()), 10.0);
+        // an open-market bid adjusted to nothing becomes 0.1, a deal bid 0
+        let ext = json!({"prebid": {"bidadjustments": {"mediatype": {"*": {"*": {"*": [
+            {"adjtype": "cpm", "value": 50.0, "currency": "USD"}]}}}}}});
+        let r = Rules::from_ext(Some(&ext));
+        assert_eq!(r.apply("banner", "b", None, 10.0, "USD", &rates()), 0.1);
+        assert_eq!(r.apply("banner", "b", Some("d"), 10.0, "USD", &rates()), 0.0);
+        // an unknown adjtype or media type drops the set
+        for bad in [
+            json!({"banner": {"*": {"*": [{"adjtype": "percent", "value": 1.0}]}}}),
+            json!({"display": {"*": {"*": [{"adjtype": "multiplier", "value": 1.0}]}}}),
+            json!({"banner": {"*": {"*": [{"adjtype": "static", "value": 1.0}]}}}),
+        ] {
+            let ext = json!({"prebid": {"bidadjustments": {"mediatype": bad}}});
+            assert!(Rules::from_ext(Some(&ext)).is_empty(), "{ext}");
+        }
+    }
+
+    #[test]
     fn lookup_order_with_a_deal() {
         let ext = json!({"prebid": {"bidadjustments": {"mediatype": {
             "banner": {"*": {"d": [{"adjtype": "multiplier", "value": 3.0}]}},

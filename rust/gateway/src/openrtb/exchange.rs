@@ -143,6 +143,11 @@ pub async fn run(
         let mut private = false;
         if let Some(pmp) = &imp.pmp {
             private = pmp.private_auction == Some(1);
+            if private && pmp.deals.is_empty() {
+                return Err(Refusal::invalid(format!(
+                    "request.imp[{i}].pmp.private_auction is 1 but request.imp[{i}].pmp.deals is empty"
+                )));
+            }
             for (k, d) in pmp.deals.iter().enumerate() {
                 let f = d.bidfloor.unwrap_or(0.0);
                 let from = d.bidfloorcur.as_deref().unwrap_or("USD");
@@ -161,11 +166,6 @@ pub async fn run(
             audience: false,
             closed: None,
         });
-    }
-    if private_without_deals(&slots) {
-        return Err(Refusal::invalid(
-            "request.imp[].pmp.private_auction is 1 but the imp has no deals",
-        ));
     }
 
     // open the auctions (WebSocket buyers are told now)
@@ -358,10 +358,6 @@ pub async fn run(
         nbr: None,
         ext: None,
     }))
-}
-
-fn private_without_deals(slots: &[Slot]) -> bool {
-    slots.iter().any(|s| s.private && s.deals.is_empty())
 }
 
 fn round6(x: f64) -> f64 {
