@@ -872,3 +872,49 @@ fn any_field_of_any_type_gets_an_answer_never_a_5xx() {
         assert_eq!(s, 200, "{r}");
     });
 }
+
+#[test]
+fn bidders_are_called_over_kept_alive_connections() {
+    let rt = runtime();
+    let peers = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let addr = rt.block_on(async {
+        let p = peers.clone();
+        let app = Router::new().route(
+            "/bid",
+            post(
+                move |axum::extract::ConnectInfo(from): axum::extract::ConnectInfo<SocketAddr>,
+                      body: Bytes| {
+                    let p = p.clone();
+                    async move {
+                        p.lock().unwrap().insert(from);
+                        let req: Value = serde_json::from_slice(&body).unwrap();
+                        json!({"id": req["id"], "seatbid": [{"bid": [{"id": "x", "impid": "1", "price": 1.0}]}]})
+                            .to_string()
+                    }
+                },
+            ),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ =
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        });
+        addr
+    });
+    let dir = TempDir::new("ortb-keepalive");
+    let gw = start_with(
+        &dir,
+        &format!(
+            "[openrtb]\n[[openrtb.bidders]]\nname = \"k\"\nendpoint = \"http://{addr}/bid\"\ntimeout_ms = 100\n"
+        ),
+    );
+    let gw_addr = gw.local_addr();
+    rt.block_on(async {
+        for i in 0..5 {
+            let (s, r) = post_json(gw_addr, &banner_request(&format!("k{i}"))).await;
+            assert_eq!(s, 200, "{r}");
+        }
+    });
+    assert_eq!(peers.lock().unwrap().len(), 1, "{:?}", peers.lock().unwrap());
+}
