@@ -268,11 +268,60 @@ pub async fn run(
         results.push(bids);
     }
 
-    let at = req.at.unwrap_or(2);
-    let test = req.test == Some(1);
-    let rate_out = rates.rate(&cur, &resp_cur).unwrap_or(1.0);
+    let ctx = Settle {
+        ortb,
+        req: &req,
+        rates: &rates,
+        cur: &cur,
+        rate_out: rates.rate(&cur, &resp_cur).unwrap_or(1.0),
+        at: req.at.unwrap_or(2),
+        test: req.test == Some(1),
+    };
     let mut seats: Vec<SeatBid> = Vec::new();
     for (s, bids) in slots.iter().zip(results) {
+        let Some((seat, bid)) = ctx.settle(s, bids, &candidates) else { continue };
+        match seats.iter_mut().find(|sb| sb.seat.as_deref() == Some(seat.as_str())) {
+            Some(sb) => sb.bid.push(bid),
+            None => seats.push(SeatBid { bid: vec![bid], seat: Some(seat) }),
+        }
+    }
+    if seats.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(BidResponse {
+        id: req.id.clone(),
+        seatbid: seats,
+        bidid: Some(format!("ortb-{nonce}-{n}")),
+        cur: Some(resp_cur),
+        nbr: None,
+        ext: None,
+    }))
+}
+
+/// What pricing an imp needs from its request.
+struct Settle<'a> {
+    ortb: &'a Arc<OpenRtb>,
+    req: &'a BidRequest,
+    rates: &'a Table,
+    cur: &'a str,
+    /// Exchange currency -> response currency.
+    rate_out: f64,
+    at: i64,
+    test: bool,
+}
+
+impl Settle<'_> {
+    /// Ranks an imp's bids at close, prices the winner by `at`, fires the notices; the winning
+    /// seat and bid as the response shows them.
+    fn settle(
+        &self,
+        s: &Slot,
+        bids: Vec<ClosedBid>,
+        candidates: &[Candidate],
+    ) -> Option<(String, Bid)> {
+        let (ortb, req, rates, cur, at, test) =
+            (self.ortb, self.req, self.rates, self.cur, self.at, self.test);
+        let rate_out = self.rate_out;
         let mut entries: Vec<Entry> = Vec::new();
         for cb in bids.into_iter().filter(|b| b.counted) {
             if let Some(name) = cb.buyer.strip_prefix(BIDDER_PREFIX) {
@@ -299,7 +348,7 @@ pub async fn run(
         }
         // highest first; ties go to the earlier bid
         entries.sort_by(|a, b| b.amount.cmp(&a.amount).then(a.engine_bid.cmp(&b.engine_bid)));
-        let Some(win) = entries.first() else { continue };
+        let win = entries.first()?;
         let clearing = if at == 1 {
             win.amount
         } else {
@@ -314,13 +363,13 @@ pub async fn run(
             if test {
                 continue;
             }
-            let m = macros(&req.id, s, c, clearing, &rates, &cur, LOSS_HIGHER_BID, win.amount);
+            let m = macros(&req.id, s, c, clearing, rates, cur, LOSS_HIGHER_BID, win.amount);
             fire(ortb, m.substitute(lurl));
         }
-        let bid = match win.candidate {
+        Some(match win.candidate {
             Some(k) => {
                 let c = &candidates[k];
-                let m = macros(&req.id, s, c, clearing, &rates, &cur, 0, 0);
+                let m = macros(&req.id, s, c, clearing, rates, cur, 0, 0);
                 if let (Some(nurl), false) = (c.bid.nurl.as_deref(), test) {
                     fire(ortb, m.substitute(nurl));
                 }
@@ -341,23 +390,8 @@ pub async fn run(
                     ..Default::default()
                 },
             ),
-        };
-        match seats.iter_mut().find(|sb| sb.seat.as_deref() == Some(bid.0.as_str())) {
-            Some(sb) => sb.bid.push(bid.1),
-            None => seats.push(SeatBid { bid: vec![bid.1], seat: Some(bid.0) }),
-        }
+        })
     }
-    if seats.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(BidResponse {
-        id: req.id.clone(),
-        seatbid: seats,
-        bidid: Some(format!("ortb-{nonce}-{n}")),
-        cur: Some(resp_cur),
-        nbr: None,
-        ext: None,
-    }))
 }
 
 fn round6(x: f64) -> f64 {
