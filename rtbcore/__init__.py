@@ -149,6 +149,7 @@ __all__ = [
 #: Submodules that are part of the API (``rtbcore.errors``, ``rtbcore.sim`` ...); the
 #: underscore modules are implementation.
 _PUBLIC_SUBMODULES = (
+    "client",
     "errors",
     "records",
     "clearing",

@@ -147,7 +147,7 @@ def test_dir_and_all_list_only_the_public_api():
     public_modules = {"errors", "records", "clearing", "streaming", "engine", "pacing",
                       "credit", "shading", "thompson", "periods", "budget", "ids",
                       "floors", "dynamic", "adjust", "sim", "distributed", "exchange",
-                      "exchange_floors"}
+                      "exchange_floors", "client"}
     assert len(rtbcore.__all__) == len(set(rtbcore.__all__))
     assert all(not n.startswith("_") or n == "__version__" for n in rtbcore.__all__)
     assert not public_modules & set(rtbcore.__all__)

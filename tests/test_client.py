@@ -1,0 +1,467 @@
+"""rtbcore.client against the real ``rtbcore serve`` on loopback: the life cycle, bad input
+refused before sending, reconnection through network faults and server restarts (SIGTERM and
+kill -9) with every event delivered once and no bid applied twice, backoff timings and the
+circuit breaker on an injected clock, and the AutoBidder with its strategies."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import socket
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from exchange_client import ServeProcess, write_config
+from fault_proxy import FaultProxy
+
+from rtbcore import CreditPool
+from rtbcore.client import (
+    AutoBidder,
+    Backoff,
+    BiddingClient,
+    BidRejectedError,
+    BidStrategy,
+    CircuitBreaker,
+    CircuitOpenError,
+    ConnectionClosedError,
+    CreditGatedStrategy,
+    Event,
+    FixedBidStrategy,
+    PacedStrategy,
+    ThompsonCreativeStrategy,
+)
+from rtbcore.errors import InvalidInputError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(d: Path, port: int = 0, extra: str = "") -> Path:
+    cfg = write_config(d, extra=extra)
+    cfg.write_text(cfg.read_text().replace("port = 0", f"port = {port}"))
+    return cfg
+
+
+def ws(url_or_port: str | int) -> str:
+    if isinstance(url_or_port, int):
+        return f"ws://127.0.0.1:{url_or_port}/v1/bidding"
+    return url_or_port.replace("http://", "ws://") + "/v1/bidding"
+
+
+class FakeClock:
+    """Time moves only when the client sleeps; every sleep is recorded."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = ServeProcess("--config", str(config(tmp_path)))
+    yield s
+    s.kill()
+
+
+# ---- resilience parts, on their own ----
+
+
+def test_backoff_ceilings_double_to_sixty_seconds_with_full_jitter() -> None:
+    draws = iter([0.0, 1.0, 0.5, 0.25, 1.0, 1.0, 1.0, 0.5])
+    b = Backoff(random=lambda: next(draws))
+    assert [b.ceiling(k) for k in range(9)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert [b.delay(k) for k in range(8)] == [0.0, 2.0, 2.0, 2.0, 16.0, 32.0, 60.0, 30.0]
+    with pytest.raises(InvalidInputError, match="base_s"):
+        Backoff(base_s=0)
+
+
+def test_circuit_breaker_opens_probes_after_the_cooldown_and_closes() -> None:
+    clock = FakeClock()
+    changes: list[str] = []
+    cb = CircuitBreaker(3, 10.0, clock=clock, on_change=changes.append)
+    cb.failure()
+    cb.failure()
+    assert cb.state == "closed" and cb.wait_s() == 0
+    cb.failure()
+    assert cb.state == "open" and cb.wait_s() == 10.0
+    clock.t = 9.0
+    assert cb.wait_s() == pytest.approx(1.0) and cb.state == "open"
+    clock.t = 10.0
+    assert cb.wait_s() == 0 and cb.state == "half_open"
+    cb.failure()  # the probe fails: open again at once
+    assert cb.state == "open" and cb.wait_s() == 10.0
+    clock.t = 20.0
+    cb.wait_s()
+    cb.success()
+    assert changes == ["open", "half_open", "open", "half_open", "closed"]
+
+
+# ---- against the server ----
+
+
+def test_lifecycle_auth_subscribe_with_filters_bid_win_loss_update_cancel(server) -> None:
+    async def main() -> None:
+        pub = BiddingClient(ws(server.url), api_key="key-pub")
+        acme = BiddingClient(ws(server.url), api_key="key-acme")
+        bolt = BiddingClient(ws(server.url), api_key="key-bolt")
+        async with pub.connect() as p, acme.connect() as a, bolt.connect() as b:
+            assert a.auth is not None and a.auth.ok
+            ack = await a.subscribe(event_types=["auction_started", "auction_won",
+                                                 "auction_lost", "bid_update"],
+                                    filters={"vertical": "news", "min_quality_score": 0.5})
+            assert ack.type == "subscription_ack"
+            await b.subscribe(event_types=["auction_started"])
+            # filtered out for acme: another vertical, then a quality below the bound
+            await p.open_auction("s1", attributes={"vertical": "sports", "quality_score": 0.9})
+            await p.open_auction("s2", attributes={"vertical": "news", "quality_score": 0.2})
+            await p.open_auction("n1", attributes={"vertical": "news", "quality_score": 0.9},
+                                 floor=0.5, tmax=0.5, expected_bids=2)
+            it_a, it_b = a.stream_events(), b.stream_events()
+            ev = await asyncio.wait_for(anext(it_a), 5)
+            assert (ev.type, ev.call_id, ev.floor) == ("auction_started", "n1", 0.5)
+            assert ev.attributes["vertical"] == "news"
+            seen_b = [(await asyncio.wait_for(anext(it_b), 5)).call_id for _ in range(3)]
+            assert seen_b == ["s1", "s2", "n1"]
+            acc = await a.place_bid(ev.call_id, 1.0, criteria={"exclusive": True})
+            assert acc.type == "bid_accepted" and acc.amount_micros == 1_000_000
+            up = await a.update_bid(acc.bid_id, 3.0)
+            assert (up.type, up.status, up.amount) == ("bid_update", "UPDATED", 3.0)
+            await b.place_bid("n1", 2.0)
+            # the answers to acme's own requests are in its stream too, then the result
+            types = []
+            while not types or types[-1] != "auction_won":
+                won = await asyncio.wait_for(anext(it_a), 5)
+                types.append(won.type)
+            assert types == ["bid_accepted", "bid_update", "auction_won"]
+            assert (won.call_id, won.price, won.bid_id) == ("n1", 2.0, acc.bid_id)
+            # cancel, and a rejection carried as BidRejectedError with the exchange's code
+            await p.open_auction("n2", attributes={"vertical": "news", "quality_score": 0.9},
+                                 tmax=5.0)
+            assert (await asyncio.wait_for(anext(it_a), 5)).call_id == "n2"
+            acc2 = await a.place_bid("n2", 1.5)
+            cancelled = await a.cancel_bid(acc2.bid_id)
+            assert cancelled.status == "CANCELLED"
+            with pytest.raises(BidRejectedError) as rej:
+                await a.place_bid("n1", 1.0)
+            assert rej.value.reason == "AUCTION_CLOSED" and "n1" in str(rej.value)
+            assert a.stats["duplicates"] == 0 and a.stats["reconnects"] == 0
+
+    asyncio.run(main())
+
+
+def test_a_wrong_key_fails_with_4001_and_no_retry(server) -> None:
+    async def main() -> None:
+        c = BiddingClient(ws(server.url), api_key="nope")
+        with pytest.raises(ConnectionClosedError) as e:
+            await c.connect(timeout=10)
+        assert e.value.code == 4001
+
+    asyncio.run(main())
+
+
+def test_bad_input_is_refused_before_anything_is_sent(server) -> None:
+    async def main() -> None:
+        with pytest.raises(InvalidInputError, match="url"):
+            BiddingClient("http://x", api_key="k")
+        with pytest.raises(InvalidInputError, match="exactly one"):
+            BiddingClient(ws(server.url))
+        c = BiddingClient(ws(server.url), api_key="key-acme")
+        async with c.connect() as conn:
+            with pytest.raises(InvalidInputError, match=r"event_types\[1\] 'auction_begun'"):
+                await conn.subscribe(event_types=["auction_won", "auction_begun"])
+            await conn.subscribe(event_types=["auction_started"])
+            sent = conn.stats["frames_sent"]
+            for amount, match in ((math.nan, "finite"), (-1.0, "> 0"), (0.0, "> 0"),
+                                  (1e13, "at most"), ("2", "number")):
+                with pytest.raises(InvalidInputError, match=match):
+                    await conn.place_bid("a1", amount)  # type: ignore[arg-type]
+            with pytest.raises(InvalidInputError, match="not an auction announced"):
+                await conn.place_bid("never-announced", 1.0)
+            with pytest.raises(InvalidInputError, match="min_q"):
+                await conn.subscribe(filters={"min_q": "high"})
+            with pytest.raises(InvalidInputError, match="call_id"):
+                await conn.place_bid("", 1.0)
+            with pytest.raises(InvalidInputError, match="place_bids"):
+                await conn.place_bids(["a", "b"], [1.0])
+            await asyncio.sleep(0.05)
+            assert conn.stats["frames_sent"] == sent
+
+    asyncio.run(main())
+
+
+async def _publish(p, prefix: str, n: int, every: float) -> list[str]:
+    """Opens n auctions one by one (each retried by the client across failures)."""
+    ids = []
+    for i in range(n):
+        aid = f"{prefix}{i}"
+        try:
+            await p.open_auction(aid, tmax=0.2, expected_bids=1)
+        except BidRejectedError as e:  # re-sent after a restart that already applied it
+            assert e.reason == "DUPLICATE_AUCTION", e
+        ids.append(aid)
+        await asyncio.sleep(every)
+    return ids
+
+
+async def _bid_on_everything(conn, out: list[Event], results: list[object],
+                             until: asyncio.Event) -> None:
+    tasks = []
+    async for ev in conn.stream_events():
+        out.append(ev)
+        if ev.type == "auction_started":
+            tasks.append(asyncio.ensure_future(conn.place_bid(ev.call_id, 1.0)))
+        if until.is_set() and all(t.done() for t in tasks):
+            break
+    for t in tasks:
+        try:
+            results.append(await t)
+        except Exception as e:  # noqa: BLE001 - each outcome is checked by the caller
+            results.append(e)
+
+
+def _assert_exactly_once(events: list[Event]) -> None:
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap or a duplicate"
+    accepted = Counter(e.call_id for e in events if e.type == "bid_accepted")
+    assert accepted and max(accepted.values()) == 1, "a bid applied twice"
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_server_restarts_lose_and_duplicate_nothing(tmp_path, how: str) -> None:
+    port = free_port()
+    cfg = config(tmp_path, port)
+
+    async def main() -> None:
+        s = ServeProcess("--config", str(cfg))
+        reconnects: list[int] = []
+        # fast retries and a breaker that tolerates the seconds a restart takes
+        pub = BiddingClient(ws(port), api_key="key-pub", backoff=Backoff(0.05, 0.2),
+                            circuit_breaker=CircuitBreaker(100, 0.5))
+        buyer = BiddingClient(ws(port), api_key="key-acme", backoff=Backoff(0.05, 0.2),
+                              circuit_breaker=CircuitBreaker(100, 0.5))
+        buyer.on("reconnect", reconnects.append)
+        events: list[Event] = []
+        results: list[object] = []
+        until = asyncio.Event()
+        try:
+            async with pub.connect() as p, buyer.connect() as b:
+                await b.subscribe()
+                consumer = asyncio.create_task(_bid_on_everything(b, events, results, until))
+                publisher = asyncio.create_task(_publish(p, "r", 120, 0.01))
+                while sum(e.type == "bid_accepted" for e in events) < 30:
+                    await asyncio.sleep(0.01)
+                if how == "kill9":
+                    s.kill()
+                else:
+                    s.signal(signal.SIGTERM)
+                    assert await asyncio.to_thread(s.wait) == 0
+                await asyncio.sleep(0.3)
+                s = ServeProcess("--config", str(cfg))
+                await asyncio.wait_for(publisher, 60)
+                await asyncio.sleep(0.5)
+                until.set()
+                await p.open_auction("last", tmax=0.2)  # wakes the consumer to notice `until`
+                await asyncio.wait_for(consumer, 30)
+        finally:
+            s.kill()
+        assert reconnects, "the buyer never reconnected"
+        _assert_exactly_once(events)
+        assert b.stats["duplicates"] >= 0 and b.stats["reconnects"] >= 1
+        # every bid call was answered once: accepted, or refused for a reason that is not a
+        # second application (the auction may have closed while the exchange was down)
+        for r in results:
+            assert isinstance(r, Event) or (isinstance(r, BidRejectedError) and r.reason in (
+                "AUCTION_CLOSED", "UNKNOWN_AUCTION")), r
+
+    asyncio.run(main())
+
+
+def test_faults_through_a_proxy_drop_stall_and_cut_mid_frame(tmp_path) -> None:
+    s = ServeProcess("--config", str(config(tmp_path)))
+    upstream = int(s.url.rsplit(":", 1)[1])
+
+    async def main() -> None:
+        proxy = await FaultProxy(upstream).start()
+        pub = BiddingClient(ws(s.url), api_key="key-pub")
+        buyer = BiddingClient(ws(proxy.port), api_key="key-acme", backoff=Backoff(0.05, 0.2),
+                              ping_interval=0.3, ping_timeout=0.3)
+        events: list[Event] = []
+        results: list[object] = []
+        until = asyncio.Event()
+        disconnects: list[object] = []
+        buyer.on("disconnect", lambda code, reason: disconnects.append(code))
+        try:
+            async with pub.connect() as p, buyer.connect() as b:
+                await b.subscribe()
+                consumer = asyncio.create_task(_bid_on_everything(b, events, results, until))
+                publisher = asyncio.create_task(_publish(p, "f", 150, 0.01))
+                for fault in ("drop", "stall", "cut", "delay"):
+                    n = len(events)
+                    while len(events) < n + 20:
+                        await asyncio.sleep(0.01)
+                    if fault == "drop":
+                        proxy.drop()
+                    elif fault == "stall":
+                        proxy.stall()  # only the ping timeout notices this
+                        await asyncio.sleep(1.0)
+                        proxy.resume()
+                    elif fault == "cut":
+                        proxy.cut_mid_frame()
+                    else:
+                        proxy.delay = 0.05
+                        await asyncio.sleep(0.5)
+                        proxy.delay = 0.0
+                await asyncio.wait_for(publisher, 60)
+                await asyncio.sleep(0.5)
+                until.set()
+                await p.open_auction("last", tmax=0.2)
+                await asyncio.wait_for(consumer, 30)
+                assert b.stats["reconnects"] >= 3, b.stats
+        finally:
+            await proxy.close()
+        assert len(disconnects) >= 3
+        _assert_exactly_once(events)
+        started = {e.call_id for e in events if e.type == "auction_started"}
+        assert {f"f{i}" for i in range(150)} <= started, "an announcement was lost"
+        for r in results:
+            assert isinstance(r, Event) or (isinstance(r, BidRejectedError)
+                                            and r.reason == "AUCTION_CLOSED"), r
+
+    try:
+        asyncio.run(main())
+    finally:
+        s.kill()
+
+
+def test_backoff_timings_and_the_circuit_on_an_injected_clock(tmp_path) -> None:
+    port = free_port()
+    cfg = config(tmp_path, port)
+
+    async def main() -> None:
+        clock = FakeClock()
+        states: list[str] = []
+        c = BiddingClient(ws(port), api_key="key-acme", clock=clock,
+                          backoff=Backoff(1.0, 60.0, random=lambda: 0.5),
+                          circuit_breaker=CircuitBreaker(4, 100.0))
+        for name in ("circuit_open", "circuit_half_open", "circuit_closed"):
+            c.on(name, lambda name=name: states.append(name))
+        connecting = asyncio.ensure_future(c.connect(timeout=60))
+        while len(clock.sleeps) < 8:  # nothing listens: every attempt is refused at once
+            await asyncio.sleep(0.005)
+        conn = c.connection
+        assert conn is not None
+        with pytest.raises(CircuitOpenError, match=r"open after \d+ failed"):
+            await conn.place_bid("x", 1.0)
+        # attempts 0..3 fail: half the ceilings 1, 2, 4, 8; the 4th failure opens the circuit,
+        # which waits out the rest of its 100 s cool-down; the probe fails (reopens) ...
+        assert clock.sleeps[:4] == [0.5, 1.0, 2.0, 4.0]
+        assert clock.sleeps[4] == pytest.approx(100 - 4.0)
+        assert clock.sleeps[5] == 8.0  # the failed probe's backoff (attempt 4: ceiling 16)
+        assert clock.sleeps[6] == pytest.approx(100 - 8.0)
+        assert states[:3] == ["circuit_open", "circuit_half_open", "circuit_open"]
+        s = ServeProcess("--config", str(cfg))
+        try:
+            await asyncio.wait_for(connecting, 30)
+            assert c.circuit_state == "closed" and states[-1] == "circuit_closed"
+            assert conn.stats["failed_attempts"] >= 5
+            await conn.close()
+        finally:
+            s.kill()
+
+    asyncio.run(main())
+
+
+def test_a_slow_consumer_is_told_and_loses_nothing(server, caplog) -> None:
+    async def main() -> None:
+        told: list[int] = []
+        pub = BiddingClient(ws(server.url), api_key="key-pub")
+        c = BiddingClient(ws(server.url), api_key="key-acme", max_queue=10)
+        c.on("backpressure", told.append)
+        async with pub.connect() as p, c.connect() as conn:
+            await conn.subscribe(event_types=["auction_started"])
+            for i in range(40):
+                await p.open_auction(f"q{i}", tmax=0.2)
+            await asyncio.sleep(0.5)
+            assert "inbound queue is full" in caplog.text
+            got = []
+            async for ev in conn.stream_events():
+                got.append(ev.call_id)
+                if len(got) == 40:
+                    break
+        assert got == [f"q{i}" for i in range(40)]
+        assert told and conn.stats["queue_full"] >= 1
+
+    asyncio.run(main())
+
+
+class _Double(BidStrategy):
+    def calculate_bid(self, auction_event: Event) -> float | None:
+        return 2.0 if auction_event.attributes.get("vertical") == "news" else None
+
+
+def test_autobidder_runs_a_composed_strategy_and_feeds_outcomes_back(server) -> None:
+    pool = CreditPool(initial=3, cap=100, bid_cost=1, win_credit=0, loss_credit=0, bump=0)
+    strategy = ThompsonCreativeStrategy(CreditGatedStrategy(_Double(), pool),
+                                        ["red", "blue"], seed=1)
+    bidder = AutoBidder(BiddingClient(ws(server.url), api_key="key-acme"), strategy)
+
+    async def publish() -> None:
+        async with BiddingClient(ws(server.url), api_key="key-pub").connect() as p:
+            while bidder.connection is None or bidder.connection._sub is None:
+                await asyncio.sleep(0.02)
+            for i in range(8):
+                await p.open_auction(f"a{i}", attributes={"vertical": "news"}, tmax=0.1,
+                                     floor=0.5)
+                await p.open_auction(f"s{i}", attributes={"vertical": "sports"}, tmax=0.1)
+
+    bidder.start()
+    try:
+        asyncio.run(publish())
+        asyncio.run(asyncio.sleep(1.0))
+    finally:
+        bidder.stop()
+    # 8 news auctions, but the credit pool paid for 3 bids (no win credit) and gates the rest
+    assert bidder.stats["auctions"] == 16
+    assert bidder.stats["bids"] == 3 and bidder.stats["won"] == 3, bidder.stats
+    assert bidder.stats["spend"] == pytest.approx(3 * 0.5)  # the floor: alone in each auction
+    assert pool.stats()["refused"] == 5
+    assert strategy.sampler.alpha.sum() == pytest.approx(2 + 3)  # a prior of 1 per arm + 3 wins
+
+
+def test_paced_strategy_spends_its_budget_over_a_simulated_day_never_more(tmp_path) -> None:
+    """A "day" of 12 s on the demo exchange (about 300 auctions/s, floors 0.0001-0.001): the
+    PID pacer in participation mode spends within 5% of the budget, never over it."""
+    s = ServeProcess("--config", str(config(tmp_path, extra="")), "--demo-traffic", "300")
+    day = 12.0
+    budget = 0.6  # about a third of what bidding on everything would cost
+    try:
+        strategy = PacedStrategy(0.002, budget, duration=day, seed=3)
+        bidder = AutoBidder(BiddingClient(ws(s.url), api_key="key-acme"), strategy)
+        bidder.run(duration=day)
+    finally:
+        s.kill()
+    spent = bidder.stats["spend"]
+    assert spent <= budget + 1e-9, (spent, bidder.stats)
+    assert spent >= 0.95 * budget, (spent, bidder.stats)
+    assert strategy.spent == pytest.approx(spent)
+
+
+def test_fixed_strategy_refuses_a_bad_value() -> None:
+    for v in (0, -1, math.nan, math.inf):
+        with pytest.raises(InvalidInputError, match="value"):
+            FixedBidStrategy(v)
