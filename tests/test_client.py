@@ -465,3 +465,24 @@ def test_fixed_strategy_refuses_a_bad_value() -> None:
     for v in (0, -1, math.nan, math.inf):
         with pytest.raises(InvalidInputError, match="value"):
             FixedBidStrategy(v)
+
+
+def test_the_example_buyer_runs_against_rtbcore_serve(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    s = ServeProcess("--config", str(config(tmp_path)), "--demo-traffic", "200")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-P", str(Path(__file__).parents[1] / "examples" / "buyer.py"),
+             "--url", ws(s.url), "--budget", "0.02", "--seconds", "3"],
+            env=dict(os.environ, RTB_API_KEY="key-acme"), capture_output=True, text=True,
+            timeout=60)
+    finally:
+        s.kill()
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    assert stats["bids"] > 0 and stats["won"] > 0, stats
+    assert 0 < stats["spend"] <= 0.02
