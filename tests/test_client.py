@@ -486,3 +486,16 @@ def test_the_example_buyer_runs_against_rtbcore_serve(tmp_path) -> None:
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     assert stats["bids"] > 0 and stats["won"] > 0, stats
     assert 0 < stats["spend"] <= 0.02
+
+
+def test_paced_strategy_builds_an_adaptive_pacer_from_a_profile_and_refuses_none() -> None:
+    from rtbcore import AdaptivePacer
+
+    profile = [1.0] * 12 + [3.0] * 12
+    st = PacedStrategy(1.0, 10.0, pacer="adaptive", profile=profile, duration=60.0)
+    assert isinstance(st.pacer, AdaptivePacer)
+    assert st.pacer.profile[12] == pytest.approx(3.0 / 48)
+    with pytest.raises(InvalidInputError, match="needs a profile"):
+        PacedStrategy(1.0, 10.0, pacer="adaptive")
+    with pytest.raises(InvalidInputError, match="budget"):
+        PacedStrategy(1.0, math.nan)

@@ -98,7 +98,8 @@ class PacedStrategy(BidStrategy):
 
     ``pacer``: ``"pid"`` (:class:`rtbcore.PIDPacer` in participation mode: the share of
     auctions bid on follows the gap to the straight-line spend curve), ``"adaptive"``
-    (:class:`rtbcore.AdaptivePacer`, same mode, its learned daily profile) or a pacer object
+    (:class:`rtbcore.AdaptivePacer`, same mode, following ``profile``: the expected traffic
+    of 24 or 1440 buckets of the period, e.g. from ``learn_profile``) or a pacer object
     with ``should_bid`` and ``update``. After ``duration`` it bids no more. Money never
     overspends: a bid goes out only if what is spent plus the worst case of every bid still
     open (its amount) plus this one stays within ``budget``.
@@ -107,7 +108,7 @@ class PacedStrategy(BidStrategy):
     def __init__(self, value_bid: float | Callable[[Event], float | None], budget: float, *,
                  duration: float = 86_400.0, pacer: Any = "pid",
                  clock: Callable[[], float] | None = None, update_every: float | None = None,
-                 seed: int = 0) -> None:
+                 profile: Any = None, seed: int = 0) -> None:
         import time
 
         from rtbcore import AdaptivePacer, PIDPacer
@@ -123,8 +124,11 @@ class PacedStrategy(BidStrategy):
             pacer = PIDPacer(self.budget, total=float(duration), clock=self.clock,
                              output="participation", seed=seed)
         elif pacer == "adaptive":
-            pacer = AdaptivePacer(self.budget, total=float(duration), clock=self.clock,
-                                  output="participation", seed=seed)
+            if profile is None:
+                raise InvalidInputError("PacedStrategy: pacer='adaptive' needs a profile "
+                                        "(24 hourly or 1440 per-minute traffic buckets)")
+            pacer = AdaptivePacer(self.budget, profile, total=float(duration),
+                                  clock=self.clock, output="participation", seed=seed)
         elif not (hasattr(pacer, "should_bid") and hasattr(pacer, "update")):
             raise InvalidInputError(
                 "PacedStrategy: pacer must be 'pid', 'adaptive' or an object with should_bid "
