@@ -499,3 +499,27 @@ def test_paced_strategy_builds_an_adaptive_pacer_from_a_profile_and_refuses_none
         PacedStrategy(1.0, 10.0, pacer="adaptive")
     with pytest.raises(InvalidInputError, match="budget"):
         PacedStrategy(1.0, math.nan)
+
+
+def test_shaded_strategy_shades_first_price_bids_only() -> None:
+    import numpy as np
+
+    from rtbcore import BidLandscape, BidShader, simulate_first_price
+    from rtbcore.client import ShadedStrategy, bidding_pb2
+
+    out = simulate_first_price(lambda rng, n: rng.random(n), 10_000, seed=1)
+    land = BidLandscape(max_bid=1.0)
+    land.observe(out.bids, out.won, price=out.price, min_to_win=out.min_to_win)
+    shader = BidShader(land, floor=0.05, explore=0.0, seed=7)
+
+    def started(kind: int) -> Event:
+        return Event(bidding_pb2.BidEvent(seq=1, auction_started=bidding_pb2.AuctionStarted(
+            auction_id="a", auction_type=kind)))
+
+    st = ShadedStrategy(FixedBidStrategy(0.5), shader)
+    first = st.calculate_bid(started(bidding_pb2.FIRST_PRICE))
+    assert isinstance(first, float) and abs(first - 0.40) < 0.02  # rivals at 0.8 x value
+    assert st.calculate_bid(started(bidding_pb2.SECOND_PRICE)) == 0.5
+    below = ShadedStrategy(FixedBidStrategy(0.01), shader)  # below the floor: no bid
+    assert below.calculate_bid(started(bidding_pb2.FIRST_PRICE)) is None
+    assert np.isnan(shader.bid(np.array([0.01]))[0])
