@@ -523,3 +523,66 @@ def test_shaded_strategy_shades_first_price_bids_only() -> None:
     below = ShadedStrategy(FixedBidStrategy(0.01), shader)  # below the floor: no bid
     assert below.calculate_bid(started(bidding_pb2.FIRST_PRICE)) is None
     assert np.isnan(shader.bid(np.array([0.01]))[0])
+
+
+def test_a_bid_resent_after_a_restart_that_meets_its_own_bid_resolves_to_it() -> None:
+    """An exchange that restarted forgets answered request ids: the re-sent bid is refused
+    ALREADY_BID. The client answers it with the bid's acceptance from the replayed stream.
+    Scripted server (websockets + the protocol classes): the first connection takes the bid and
+    drops; the second replays its acceptance, then refuses the re-sent copy."""
+    import websockets
+
+    from rtbcore.client import bidding_pb2 as pb
+
+    connections: list[list[pb.BidMessage]] = []
+
+    async def handler(sock) -> None:
+        got: list[pb.BidMessage] = []
+        connections.append(got)
+
+        async def send(*events: pb.BidEvent) -> None:
+            await sock.send(pb.ServerFrame(events=list(events)).SerializeToString())
+
+        async for data in sock:
+            for m in pb.ClientFrame.FromString(data).messages:
+                got.append(m)
+                kind = m.WhichOneof("message")
+                if kind == "auth":
+                    await send(pb.BidEvent(request_id=m.request_id,
+                                           auth_result=pb.AuthResult(ok=True, buyer_id="acme")))
+                elif kind == "subscribe":
+                    evs = [pb.BidEvent(request_id=m.request_id,
+                                       subscription_ack=pb.SubscriptionAck())]
+                    if len(connections) == 1:
+                        evs.append(pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(
+                            auction_id="a1")))
+                    else:
+                        assert m.subscribe.replay_missed and m.subscribe.since_seq == 1
+                        evs.append(pb.BidEvent(seq=2, bid_accepted=pb.BidAccepted(
+                            bid_id="b1", auction_id="a1")))
+                    await send(*evs)
+                elif kind == "place_bid" and len(connections) == 1:
+                    await sock.close()  # applied, but the answer never leaves
+                    return
+                elif kind == "place_bid":
+                    await send(pb.BidEvent(seq=3, request_id=m.request_id,
+                                           bid_rejected=pb.BidRejected(
+                                               reason=pb.ALREADY_BID, auction_id="a1")))
+
+    async def main() -> None:
+        proto = [websockets.Subprotocol("rtbcore.v1.proto")]
+        async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            c = BiddingClient(ws(port), api_key="k", backoff=Backoff(0.01, 0.02))
+            async with c.connect() as conn:
+                await conn.subscribe()
+                started = await asyncio.wait_for(anext(conn.stream_events()), 5)
+                accepted = await asyncio.wait_for(conn.place_bid(started.call_id, 1.0), 10)
+                assert (accepted.type, accepted.bid_id) == ("bid_accepted", "b1")
+                assert accepted.seq == 2
+                assert conn.stats["requests_resent"] == 1
+        first, second = connections
+        assert [m.WhichOneof("message") for m in second] == ["auth", "subscribe", "place_bid"]
+        assert second[2].request_id == first[2].request_id  # the same id: applied once
+
+    asyncio.run(main())
