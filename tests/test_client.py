@@ -586,3 +586,27 @@ def test_a_bid_resent_after_a_restart_that_meets_its_own_bid_resolves_to_it() ->
         assert second[2].request_id == first[2].request_id  # the same id: applied once
 
     asyncio.run(main())
+
+
+def test_adjusted_strategy_raises_bids_as_the_deadline_nears_within_its_bounds() -> None:
+    import time
+
+    from rtbcore import BidAdjuster
+    from rtbcore.client import AdjustedStrategy, bidding_pb2
+
+    def started(seconds_left: float) -> Event:
+        a = bidding_pb2.AuctionStarted(auction_id="a")
+        a.deadline.FromNanoseconds(int((time.time() + seconds_left) * 1e9))
+        return Event(bidding_pb2.BidEvent(seq=1, auction_started=a))
+
+    t = [0.0]
+    far = AdjustedStrategy(FixedBidStrategy(1.0), BidAdjuster(
+        "time", max_increase=1.5, frequency=0.0, window=10.0), clock=lambda: t[0])
+    assert far.calculate_bid(started(100.0)) == pytest.approx(1.0)  # outside the window
+    t[0] = 1.0
+    near = far.calculate_bid(started(1.0))  # 1 s left of a 10 s window: 1 + 0.5 * 0.9
+    assert near == pytest.approx(1.45, abs=0.01)
+    t[0] = 2.0
+    assert far.calculate_bid(started(0.0)) == pytest.approx(1.5)  # the bound, never more
+    with pytest.raises(InvalidInputError, match="needs a signal"):
+        AdjustedStrategy(FixedBidStrategy(1.0), BidAdjuster("performance", target_rate=0.1))

@@ -17,6 +17,7 @@ from rtbcore.client._events import (
 from rtbcore.client._resilience import Backoff, CircuitBreaker, Clock, SystemClock
 from rtbcore.client._session import BiddingClient, Connection
 from rtbcore.client._strategies import (
+    AdjustedStrategy,
     AutoBidder,
     BidStrategy,
     CreditGatedStrategy,
@@ -29,6 +30,7 @@ from rtbcore.errors import InvalidInputError
 
 __all__ = [
     "EVENT_TYPES",
+    "AdjustedStrategy",
     "AutoBidder",
     "Backoff",
     "BidRejectedError",

@@ -258,6 +258,44 @@ class ThompsonCreativeStrategy(_Wrapper):
         super().on_outcome(event)
 
 
+class AdjustedStrategy(_Wrapper):
+    """Multiplies the inner strategy's amount by a :class:`rtbcore.BidAdjuster`'s bounded
+    multiplier (one campaign), fed ``signal(auction_event)`` at ``clock()`` time.
+
+    For ``strategy="time"`` the signal defaults to the seconds left until the auction's
+    deadline (wall clock), so bids rise as deadlines approach; the other strategies need a
+    ``signal`` (relative competition, a conversion rate, spend over the pacing target)."""
+
+    def __init__(self, inner: BidStrategy, adjuster: Any, *,
+                 signal: Callable[[Event], float] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        super().__init__(inner)
+        if not hasattr(adjuster, "adjust"):
+            raise InvalidInputError("AdjustedStrategy: adjuster must be a BidAdjuster")
+        if signal is None:
+            if getattr(adjuster, "strategy", None) != "time":
+                raise InvalidInputError(
+                    f"AdjustedStrategy: a {getattr(adjuster, 'strategy', '?')!r} adjuster "
+                    "needs a signal(auction_event) function")
+
+            def signal(ev: Event) -> float:
+                return max(0.0, ev.deadline - time.time()) if ev.deadline else 0.0
+        self.adjuster = adjuster
+        self.signal = signal
+        self.clock = clock or time.monotonic
+
+    def calculate_bid(self, auction_event: Event) -> Decision:
+        amount, criteria = _split(self.inner.calculate_bid(auction_event))
+        if amount is None:
+            return None
+        out = self.adjuster.adjust(np.array([amount]), np.array([self.signal(auction_event)]),
+                                   self.clock())
+        amount = float(np.asarray(out)[0])
+        return (amount, criteria) if criteria else amount
+
+
 class AutoBidder:
     """Runs a strategy against the exchange: subscribes to announcements (with ``filters``)
     and to the outcomes of its own bids, asks the strategy for each auction, places the bids
