@@ -198,6 +198,8 @@ def test_bad_input_is_refused_before_anything_is_sent(server) -> None:
                 await conn.place_bid("", 1.0)
             with pytest.raises(InvalidInputError, match="place_bids"):
                 await conn.place_bids(["a", "b"], [1.0])
+            with pytest.raises(InvalidInputError, match=r"place_bids\[0\]: amount must be a num"):
+                await conn.place_bids(["a"], ["2"])  # type: ignore[list-item]
             await asyncio.sleep(0.05)
             assert conn.stats["frames_sent"] == sent
 
@@ -281,7 +283,7 @@ def test_server_restarts_lose_and_duplicate_nothing(tmp_path, how: str) -> None:
             s.kill()
         assert reconnects, "the buyer never reconnected"
         _assert_exactly_once(events)
-        assert b.stats["duplicates"] >= 0 and b.stats["reconnects"] >= 1
+        assert b.stats["reconnects"] >= 1
         # every bid call was answered once: accepted, or refused for a reason that is not a
         # second application (the auction may have closed while the exchange was down)
         for r in results:
@@ -610,3 +612,30 @@ def test_adjusted_strategy_raises_bids_as_the_deadline_nears_within_its_bounds()
     assert far.calculate_bid(started(0.0)) == pytest.approx(1.5)  # the bound, never more
     with pytest.raises(InvalidInputError, match="needs a signal"):
         AdjustedStrategy(FixedBidStrategy(1.0), BidAdjuster("performance", target_rate=0.1))
+
+
+def test_paced_strategy_holds_open_bids_against_the_budget_until_their_outcome() -> None:
+    from rtbcore.client import bidding_pb2 as pb
+
+    def ev(**body: object) -> Event:
+        return Event(pb.BidEvent(seq=1, **body))  # type: ignore[arg-type]
+
+    class AlwaysBid:  # a pacer that always agrees: only the hard cap decides here
+        def should_bid(self, *args: object) -> bool:
+            return True
+
+        def update(self, *args: object) -> None:
+            pass
+
+    st = PacedStrategy(0.4, 1.0, duration=60.0, pacer=AlwaysBid())
+    for aid in ("a", "b"):
+        started = ev(auction_started=pb.AuctionStarted(auction_id=aid))
+        assert st.calculate_bid(started) == 0.4
+        st.on_placed(started, 0.4)
+    # 0.8 open: a third bid of 0.4 would exceed the budget of 1.0
+    assert st.committed == pytest.approx(0.8)
+    assert st.calculate_bid(ev(auction_started=pb.AuctionStarted(auction_id="c"))) is None
+    st.on_outcome(ev(auction_won=pb.AuctionWon(auction_id="a", price=pb.Money(micros=300_000))))
+    assert st.committed == pytest.approx(0.3 + 0.4) and st.spent == pytest.approx(0.3)
+    st.on_outcome(ev(auction_lost=pb.AuctionLost(auction_id="b")))
+    assert st.committed == pytest.approx(0.3) and st.open == {}

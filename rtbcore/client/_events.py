@@ -49,10 +49,6 @@ class BidRejectedError(RtbcoreError):
         self.code = event.reason_code
 
 
-def _money(m: Any) -> float:
-    return m.micros / _MICROS
-
-
 class Event:
     """One server event (``BidEvent``), decoded lazily from the protobuf message ``raw``.
 
@@ -85,11 +81,16 @@ class Event:
         except AttributeError:
             return default
 
-    def _money(self, name: str) -> int:
+    def _sub(self, name: str) -> Any:
+        """The event's sub-message field ``name`` when this event type has it and it is set."""
         b = self._body
         if b is None or name not in b.DESCRIPTOR.fields_by_name or not b.HasField(name):
-            return 0
-        return int(getattr(b, name).micros)
+            return None
+        return getattr(b, name)
+
+    def _money(self, name: str) -> int:
+        m = self._sub(name)
+        return 0 if m is None else int(m.micros)
 
     @property
     def event_id(self) -> str:
@@ -140,10 +141,8 @@ class Event:
     @property
     def deadline(self) -> float:
         """The auction's deadline in seconds since the Unix epoch (0.0 when absent)."""
-        b = self._body
-        if b is None or "deadline" not in b.DESCRIPTOR.fields_by_name or not b.HasField("deadline"):
-            return 0.0
-        return b.deadline.seconds + b.deadline.nanos / 1e9
+        d = self._sub("deadline")
+        return 0.0 if d is None else d.seconds + d.nanos / 1e9
 
     @property
     def amount_micros(self) -> int:

@@ -642,8 +642,8 @@ class Connection:
         if len(ids) != len(amts):
             raise InvalidInputError(
                 f"place_bids: {len(ids)} call_ids but {len(amts)} amounts")
-        msgs = [self._place_msg(f"place_bids[{i}]", c, float(a), None, currency, None, None,
-                                None) for i, (c, a) in enumerate(zip(ids, amts, strict=True))]
+        msgs = [self._place_msg(f"place_bids[{i}]", c, a, None, currency, None, None, None)
+                for i, (c, a) in enumerate(zip(ids, amts, strict=True))]
         futs = [self._request(m, c) for m, c in zip(msgs, ids, strict=True)]
         if futs:
             await asyncio.wait(futs, timeout=self.client.request_timeout)

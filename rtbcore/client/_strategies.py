@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from rtbcore.client._events import Event
+from rtbcore.client import bidding_pb2 as pb
+from rtbcore.client._events import BidRejectedError, Event
 from rtbcore.client._session import BiddingClient, Connection
 from rtbcore.errors import InvalidInputError
 
@@ -139,11 +140,12 @@ class PacedStrategy(BidStrategy):
         self._start = self._last_update = self.clock()
         self.spent = 0.0
         self.open: dict[str, float] = {}
+        self._open_total = 0.0  # sum of `open`, kept beside it: read on every auction
 
     @property
     def committed(self) -> float:
         """Spent plus the amounts of the bids still open (their worst case)."""
-        return self.spent + sum(self.open.values())
+        return self.spent + self._open_total
 
     def calculate_bid(self, auction_event: Event) -> Decision:
         now = self.clock()
@@ -164,13 +166,17 @@ class PacedStrategy(BidStrategy):
 
     def on_placed(self, auction_event: Event, amount: float) -> None:
         self.open[auction_event.auction_id] = self.open.get(auction_event.auction_id, 0.0) + amount
+        self._open_total += amount
 
     def on_outcome(self, event: Event) -> None:
         if event.type == "bid_update" and event.status == "UPDATED":
             return
         held = self.open.pop(event.auction_id, None)
-        if held is not None and event.type == "auction_won":
-            self.spent += event.price
+        if held is not None:
+            # recomputed when nothing is open, so float drift never accumulates
+            self._open_total = self._open_total - held if self.open else 0.0
+            if event.type == "auction_won":
+                self.spent += event.price
         super().on_outcome(event)
 
 
@@ -189,7 +195,7 @@ class ShadedStrategy(_Wrapper):
         amount, criteria = _split(self.inner.calculate_bid(auction_event))
         if amount is None:
             return None
-        if auction_event.raw.auction_started.auction_type != 2:  # SECOND_PRICE bids at value
+        if auction_event.raw.auction_started.auction_type != pb.SECOND_PRICE:
             amount = float(np.asarray(self.shader.bid(np.array([amount])))[0])
             if not (amount > 0):
                 return None
@@ -323,11 +329,10 @@ class AutoBidder:
         self.connection: Connection | None = None
 
     def _placed(self, fut: asyncio.Future[Event]) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            from rtbcore.client._events import BidRejectedError
-
-            if not isinstance(fut.exception(), BidRejectedError):  # rejections come as events
-                self.stats["errors"] += 1
+        # rejections also arrive as stream events and are counted there
+        if not fut.cancelled() and fut.exception() is not None \
+                and not isinstance(fut.exception(), BidRejectedError):
+            self.stats["errors"] += 1
 
     def _handle(self, conn: Connection, ev: Event) -> None:
         t = ev.type
