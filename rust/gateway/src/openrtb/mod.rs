@@ -121,7 +121,8 @@ pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body)
     if let Err(m) = validate::check(&raw) {
         return refuse(&ortb, Refusal::invalid(m));
     }
-    let req: model::BidRequest = match serde_json::from_value(raw.clone()) {
+    // typed from the tree in place (no copy of it): `raw` goes on to the bidders untouched
+    let req = match <model::BidRequest as serde::Deserialize>::deserialize(&raw) {
         Ok(r) => r,
         Err(e) => return refuse(&ortb, Refusal::invalid(format!("request: {e}"))),
     };
