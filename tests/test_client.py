@@ -639,3 +639,66 @@ def test_paced_strategy_holds_open_bids_against_the_budget_until_their_outcome()
     assert st.committed == pytest.approx(0.3 + 0.4) and st.spent == pytest.approx(0.3)
     st.on_outcome(ev(auction_lost=pb.AuctionLost(auction_id="b")))
     assert st.committed == pytest.approx(0.3) and st.open == {}
+
+
+def test_a_request_a_draining_exchange_refuses_is_held_for_its_successor() -> None:
+    """SHUTTING_DOWN means nothing was applied: the client holds the request and re-sends it
+    (same id) once connected to the next exchange; without auto_reconnect it raises.
+    Scripted server: the first connection refuses the bid as draining, then closes."""
+    import websockets
+
+    from rtbcore.client import bidding_pb2 as pb
+
+    connections: list[list[pb.BidMessage]] = []
+
+    async def handler(sock) -> None:
+        got: list[pb.BidMessage] = []
+        connections.append(got)
+
+        async def send(*events: pb.BidEvent) -> None:
+            await sock.send(pb.ServerFrame(events=list(events)).SerializeToString())
+
+        async for data in sock:
+            for m in pb.ClientFrame.FromString(data).messages:
+                got.append(m)
+                kind = m.WhichOneof("message")
+                if kind == "auth":
+                    await send(pb.BidEvent(request_id=m.request_id,
+                                           auth_result=pb.AuthResult(ok=True, buyer_id="acme")))
+                elif kind == "subscribe":
+                    await send(pb.BidEvent(request_id=m.request_id,
+                                           subscription_ack=pb.SubscriptionAck()),
+                               pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(
+                                   auction_id="a1")))
+                elif kind == "place_bid" and len(connections) % 2 == 1:
+                    await send(pb.BidEvent(request_id=m.request_id, bid_rejected=pb.BidRejected(
+                        reason=pb.SHUTTING_DOWN, auction_id="a1")))
+                    await asyncio.sleep(0.1)
+                    await sock.close(1001)
+                    return
+                elif kind == "place_bid":
+                    await send(pb.BidEvent(seq=2, request_id=m.request_id,
+                                           bid_accepted=pb.BidAccepted(bid_id="b1",
+                                                                       auction_id="a1")))
+
+    async def main() -> None:
+        proto = [websockets.Subprotocol("rtbcore.v1.proto")]
+        async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            c = BiddingClient(ws(port), api_key="k", backoff=Backoff(0.01, 0.02))
+            async with c.connect() as conn:
+                await conn.subscribe()
+                started = await asyncio.wait_for(anext(conn.stream_events()), 5)
+                accepted = await asyncio.wait_for(conn.place_bid(started.call_id, 1.0), 10)
+                assert (accepted.type, accepted.bid_id) == ("bid_accepted", "b1")
+                assert conn.stats["held_while_draining"] == 1
+            first, second = connections
+            assert second[-1].request_id == first[-1].request_id
+            once = BiddingClient(ws(port), api_key="k", auto_reconnect=False)
+            async with once.connect() as conn:
+                await conn.subscribe()
+                started = await asyncio.wait_for(anext(conn.stream_events()), 5)
+                with pytest.raises(BidRejectedError, match="SHUTTING_DOWN"):
+                    await asyncio.wait_for(conn.place_bid(started.call_id, 1.0), 10)
+
+    asyncio.run(main())

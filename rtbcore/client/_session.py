@@ -43,6 +43,7 @@ log = logging.getLogger("rtbcore.client")
 SUBPROTOCOL = "rtbcore.v1.proto"
 CLOSE_AUTH_FAILED = 4001
 _ALREADY_BID = pb.ALREADY_BID
+_SHUTTING_DOWN = pb.SHUTTING_DOWN
 #: Callback names accepted by :meth:`BiddingClient.on`.
 CALLBACKS = ("connect", "disconnect", "reconnect", "circuit_open", "circuit_half_open",
              "circuit_closed", "event", "error", "backpressure")
@@ -224,10 +225,12 @@ class Connection:
         #: Counters: ``events`` (stream events delivered), ``duplicates`` (dropped as already
         #: delivered), ``connects``, ``reconnects``, ``failed_attempts``, ``requests_resent``,
         #: ``frames_sent``, ``queue_full`` (times the inbound queue was full),
-        #: ``replay_truncated`` (replays that started after events the log no longer held).
+        #: ``replay_truncated`` (replays that started after events the log no longer held),
+        #: ``held_while_draining`` (requests a draining exchange refused, held for its successor).
         self.stats: dict[str, int] = dict.fromkeys(
             ("events", "duplicates", "connects", "reconnects", "failed_attempts",
-             "requests_resent", "frames_sent", "queue_full", "replay_truncated"), 0)
+             "requests_resent", "frames_sent", "queue_full", "replay_truncated",
+             "held_while_draining"), 0)
 
     # ---- life cycle ----
 
@@ -431,7 +434,13 @@ class Connection:
         if rid:
             p = self._pending.pop(rid, None)
             if p is not None and not p.fut.done():
-                if ev.type == "bid_rejected":
+                if ev.type == "bid_rejected" and ev.reason_code == _SHUTTING_DOWN \
+                        and self.client.auto_reconnect:
+                    # a draining exchange refused without applying: held, and re-sent with
+                    # the same id once the connection to its successor is up
+                    self._pending[rid] = p
+                    self.stats["held_while_draining"] += 1
+                elif ev.type == "bid_rejected":
                     # a place re-sent after the exchange restarted (its idempotency window
                     # lost) meets its own earlier bid: answer with that bid's acceptance
                     prior = self._accepted.get(p.auction_id) if p.resent else None
