@@ -180,7 +180,10 @@ def test_kill_9_reader_redelivers_what_it_had_not_acknowledged(tmp_path: Path) -
                 else:
                     break
         os.kill(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
+        # read() through the text wrapper, not communicate(): readline() may have buffered
+        # the first batches' lines along with "ready", and communicate() would skip them
+        with proc:
+            out = proc.stdout.read()
         # only whole lines: the kill may land mid-print
         batches = [tuple(map(int, line.split())) for line in out.split("\n")[:-1]]
         ack = ring.readers()["victim"]
