@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::{Arc, Mutex};
@@ -391,10 +391,28 @@ impl PyAuctionEngine {
         dropped: &Bound<'_, PyList>,
     ) -> PyResult<()> {
         let before: u64 = dropped.get_item(0)?.extract()?;
-        let mut rows: Vec<BidOutcome> = Vec::new();
-        let (_, d) = self.inner.poll_outcomes_batch(&mut rows, max_n);
+        // the rows are copied once, straight from the engine's blocks into the array
+        let mut arr = None;
+        let (_, d) = self.inner.poll_outcomes_with(max_n, |parts| {
+            let n: usize = parts.iter().map(|p| p.len()).sum();
+            let a = PyArray1::<u8>::zeros(py, n * std::mem::size_of::<BidOutcome>(), false);
+            {
+                // SAFETY: `a` was just created here and is not shared yet
+                let dst = unsafe { a.as_slice_mut() }.expect("a new array is contiguous");
+                let mut at = 0;
+                for p in parts {
+                    let b = row_bytes(p);
+                    dst[at..at + b.len()].copy_from_slice(b);
+                    at += b.len();
+                }
+            }
+            arr = Some(a);
+        });
         dropped.set_item(0, before + d)?;
-        hold_rows(py, &rows, hold)
+        match arr {
+            Some(a) => hold.append(a),
+            None => hold_rows::<BidOutcome>(py, &[], hold),
+        }
     }
 
     #[getter]

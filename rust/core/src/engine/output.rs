@@ -15,7 +15,10 @@ use super::Engine;
 pub(super) struct Pending {
     pub(super) results: VecDeque<AuctionResult>,
     pub(super) rejected: VecDeque<RejectedBid>,
-    pub(super) outcomes: VecDeque<BidOutcome>,
+    /// Outcome blocks as the workers sent them; the first block's first `outcome_head` rows
+    /// are already taken (whole blocks, so a poll copies each row once, into its output).
+    pub(super) outcomes: VecDeque<Vec<BidOutcome>>,
+    pub(super) outcome_head: usize,
 }
 
 impl Engine {
@@ -136,25 +139,69 @@ impl Engine {
     }
 
     /// Moves up to `max_n` per-bid outcome rows into `out`, plus the number of rows dropped at
-    /// the bound since the previous call (each drop is reported once). Never blocks. An
-    /// auction's rows are published together, before its result row: once a result has been
-    /// polled, its outcome rows are pollable.
+    /// the bound since the previous call (each drop is reported once). Never blocks.
     pub fn poll_outcomes_batch(&self, out: &mut Vec<BidOutcome>, max_n: usize) -> (usize, u64) {
+        self.poll_outcomes_with(max_n, |parts| {
+            for p in parts {
+                out.extend_from_slice(p);
+            }
+        })
+    }
+
+    /// Takes up to `max_n` per-bid outcome rows, handing them to `take` as consecutive slices
+    /// (in order) while they are still held, so the caller copies each row once into its own
+    /// output. Returns how many rows were taken and the rows dropped at the bound since the
+    /// previous call (each drop reported once). Never blocks. An auction's rows are sent
+    /// before its result row, so once a result has been polled its outcomes are pollable.
+    pub fn poll_outcomes_with(
+        &self,
+        max_n: usize,
+        take: impl FnOnce(&[&[BidOutcome]]),
+    ) -> (usize, u64) {
         let Some(rx) = &self.outcomes_rx else {
             return (0, 0);
         };
-        let mut p = self.pending.lock().unwrap();
-        while p.outcomes.len() < max_n {
+        let mut guard = self.pending.lock().unwrap();
+        let p = &mut *guard;
+        let mut have: usize = p.outcomes.iter().map(|b| b.len()).sum::<usize>() - p.outcome_head;
+        while have < max_n {
             match rx.try_recv() {
-                Ok(mut block) => {
-                    p.outcomes.extend(block.drain(..));
-                    let _ = self.shared.free_outcomes.push(block);
+                Ok(block) => {
+                    have += block.len();
+                    p.outcomes.push_back(block);
                 }
                 Err(_) => break,
             }
         }
-        let n = p.outcomes.len().min(max_n);
-        out.extend(p.outcomes.drain(..n));
+        let n = have.min(max_n);
+        let mut parts: Vec<&[BidOutcome]> = Vec::new();
+        let (mut left, mut head) = (n, p.outcome_head);
+        for b in &p.outcomes {
+            if left == 0 {
+                break;
+            }
+            let k = (b.len() - head).min(left);
+            parts.push(&b[head..head + k]);
+            left -= k;
+            head = 0;
+        }
+        take(&parts);
+        drop(parts);
+        // advance past what was taken, recycling the emptied blocks
+        let mut left = n;
+        while left > 0 {
+            let avail = p.outcomes[0].len() - p.outcome_head;
+            if left >= avail {
+                left -= avail;
+                p.outcome_head = 0;
+                let mut b = p.outcomes.pop_front().expect("counted above");
+                b.clear();
+                let _ = self.shared.free_outcomes.push(b);
+            } else {
+                p.outcome_head += left;
+                left = 0;
+            }
+        }
         self.shared.outcome_outstanding.fetch_sub(n, Ordering::AcqRel);
         (n, self.shared.outcome_dropped.swap(0, Ordering::AcqRel))
     }
