@@ -526,10 +526,10 @@ export class BiddingClient extends Emitter {
     this._timer(() => {
       if (this.ws !== ws || this.state !== 'open') return;
       const idle = this.clock.now() - this.lastRecv;
-      if (idle >= this.healthIntervalMs && this.subscription) {
-        // an identical Subscribe without replay is answered by a SubscriptionAck and changes nothing
-        this.probeId = this._id();
-        this._sendRaw(ws, [this._subscribeMessage(this.subscription, false, this.probeId)]);
+      const probe = idle >= this.healthIntervalMs ? this._probeMessage() : null;
+      if (probe) {
+        this.probeId = probe.requestId;
+        this._sendRaw(ws, [probe]);
         const sentAt = this.clock.now();
         this._timer(() => {
           if (this.ws === ws && this.lastRecv < sentAt) {
@@ -541,6 +541,19 @@ export class BiddingClient extends Emitter {
       }
       this._scheduleProbe();
     }, this.healthIntervalMs);
+  }
+
+  /**
+   * A request that changes nothing and is always answered: the subscription repeated without
+   * replay (a SubscriptionAck), or without a subscription a MetricsRequest when the credential
+   * has the "metrics" scope. Null: nothing to probe with (the connection is only checked by
+   * the platform).
+   */
+  _probeMessage() {
+    const id = this._id();
+    if (this.subscription) return this._subscribeMessage(this.subscription, false, id);
+    if (this.auth?.scopes?.includes('metrics')) return { requestId: id, metrics: {} };
+    return null;
   }
 
   _lost(ws, code, reason) {

@@ -356,3 +356,29 @@ test('client: stats count connects, duplicates and failures; a slow iterator is 
     { events: 11, duplicates: 2, connects: 2, reconnects: 1, failed: 1 });
   client.close();
 });
+
+test('client: without a subscription the health probe asks for the metrics (scope "metrics")', async () => {
+  const clock = new FakeClock();
+  let silent = false;
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver({ seq: '0', requestId: m.requestId, authResult: { ok: true, buyerId: 'pub', scopes: ['publish', 'metrics'] } });
+        if (m.metrics && !silent) ws.deliver({ seq: '0', requestId: m.requestId, metricsUpdate: { metrics: {} } });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, random: () => 0, healthIntervalMs: 1000, healthTimeoutMs: 500 });
+  client.on('error', () => {});
+  const seen = []; client.on('event', (e) => seen.push(e));
+  await client.connect();
+  clock.advance(1000); clock.advance(500); // probe answered
+  assert.equal(sockets.length, 1);
+  assert.ok(sockets[0].sent.flatMap((f) => f.messages).some((m) => m.metrics), 'a metrics probe');
+  silent = true;
+  clock.advance(1000); clock.advance(500);
+  assert.equal(sockets.length, 2, 'reconnected after the unanswered probe');
+  assert.deepEqual(seen, [], 'probe answers are not stream events');
+  client.close();
+});
