@@ -215,8 +215,10 @@ export function normalizeEvent(raw) {
 /**
  * The durable subscription of the buyer: emits 'event' for every event of the stream, and is an
  * async iterable of them (`for await (const ev of subscription)`). Events that arrive before the
- * first 'event' handler or iterator are kept for it (up to the client's `maxQueue`), so none is
- * missed between `subscribe()` resolving and the handler being attached.
+ * first 'event' handler or iterator are kept for it, so none is missed between `subscribe()`
+ * resolving and the reader being attached (past `maxQueue` waiting events: counted and told, as
+ * for a slow iterator). When the client's own 'event' handlers receive the stream, only the
+ * last `maxQueue` are kept.
  */
 export class Subscription extends Emitter {
   constructor(client, eventTypes, filters) {
@@ -248,29 +250,38 @@ export class Subscription extends Emitter {
       if (this._queue) this._push(ev);
     }
     this._flushing = false;
+    this._full = false;
   }
 
   _deliver(ev) {
-    if (!this._consumed || this._flushing) {
-      this._backlog.push(ev);
-      if (!this._consumed && this._backlog.length > this.client.maxQueue) this._backlog.shift();
+    if (this._flushing) { this._backlog.push(ev); return; }
+    if (!this._consumed) {
+      if (this.client._handlers.get('event')?.length) {
+        // the client's own handlers already have it: a bounded courtesy copy for a late reader
+        this._backlog.push(ev);
+        if (this._backlog.length > this.client.maxQueue) this._backlog.shift();
+      } else {
+        this._full = this._noteFull(this._backlog.length);
+        this._backlog.push(ev);
+      }
       return;
     }
     this.emit('event', ev);
     if (this._queue) this._push(ev);
   }
 
+  /** Counts an event that finds `queued` events waiting at the limit; tells once per episode. */
+  _noteFull(queued) {
+    if (queued < this.client.maxQueue) return this._full;
+    // the platform WebSocket cannot pause reading: the event is kept anyway (nothing is
+    // dropped), counted, and the application told
+    this.client.stats.queue_full += 1;
+    if (!this._full) this.client.emit('backpressure', { queued });
+    return true;
+  }
+
   _push(ev) {
-    const stats = this.client.stats;
-    if (this._queue.length >= this.client.maxQueue) {
-      // the platform WebSocket cannot pause reading: the event is queued anyway (nothing is
-      // dropped), counted, and the application told once per episode
-      stats.queue_full += 1;
-      if (!this._full) {
-        this._full = true;
-        this.client.emit('backpressure', { queued: this._queue.length });
-      }
-    }
+    this._full = this._noteFull(this._queue.length);
     this._queue.push(ev);
     if (this._wake) { const w = this._wake; this._wake = null; w(); }
   }

@@ -177,3 +177,31 @@ test('the example buyer wins an auction it is offered', async () => {
     await srv.cleanup();
   }
 });
+
+test('a slow iterator: counted and told (backpressure), and every event still arrives once, in order', async () => {
+  const srv = await startServer();
+  const pub = client(srv.wsUrl, 'pub');
+  const acme = client(srv.wsUrl, 'acme', { maxQueue: 10 });
+  const told = [];
+  acme.on('backpressure', ({ queued }) => told.push(queued));
+  try {
+    await acme.connect(); await pub.connect();
+    const sub = await acme.subscribe({ eventTypes: ['auction_started'] });
+    for (let i = 0; i < 40; i++) await pub.openAuction({ auctionId: `q${i}`, tmax: 0.2 });
+    const got = [];
+    for await (const ev of sub) {
+      got.push(ev.auctionId);
+      if (got.length === 1) await new Promise((r) => setTimeout(r, 300)); // behind: the rest queue up
+      if (got.length === 40) break;
+    }
+    assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => `q${i}`));
+    assert.ok(acme.stats.queue_full >= 1, JSON.stringify(acme.stats));
+    assert.ok(told.length >= 1 && told[0] >= 10, `told ${told}`);
+    assert.equal(acme.stats.events, 40);
+    assert.equal(acme.stats.duplicates, 0);
+    assert.equal(acme.stats.connects, 1);
+  } finally {
+    acme.close(); pub.close();
+    await srv.cleanup();
+  }
+});

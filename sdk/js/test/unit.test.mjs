@@ -382,3 +382,29 @@ test('client: without a subscription the health probe asks for the metrics (scop
   assert.deepEqual(seen, [], 'probe answers are not stream events');
   client.close();
 });
+
+test('client: a subscription read only through the client\'s own handlers keeps a bounded copy and reports nothing', async () => {
+  const clock = new FakeClock();
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, healthIntervalMs: 0, maxQueue: 3 });
+  const seen = []; client.on('event', (e) => seen.push(e.seq));
+  const told = []; client.on('backpressure', (b) => told.push(b));
+  await client.connect();
+  const sub = await client.subscribe({});
+  for (let i = 1; i <= 8; i++) sockets[0].deliver(started(i, `a${i}`));
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.equal(sub.queued, 3);
+  assert.deepEqual([client.stats.queue_full, told.length], [0, 0]);
+  const late = []; sub.on('event', (e) => late.push(e.seq));
+  await tick();
+  assert.deepEqual(late, [6, 7, 8], 'the last maxQueue events, for a late handler');
+  client.close();
+});
