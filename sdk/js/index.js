@@ -291,27 +291,34 @@ export class Subscription extends Emitter {
     if (this._wake) { const w = this._wake; this._wake = null; w(); }
   }
 
-  /** The stream as an async iterator; it ends when the client is closed. */
+  /** The stream as an async iterator; it ends when the client is closed or the loop is left. */
   events() {
     if (this._queue) throw new InvalidInputError('subscription.events(): the stream has one iterator already');
     this._queue = [];
     if (!this._flushing) { this._queue.push(...this._backlog); this._backlog = []; }
     this._consumed = true;
     const self = this;
+    const queue = this._queue;
+    const finished = () => ({ value: undefined, done: true });
     return {
       [Symbol.asyncIterator]() { return this; },
       async next() {
         for (;;) {
-          if (self._queue.length) {
-            const value = self._queue.shift();
-            if (self._queue.length < self.client.maxQueue / 2) self._full = false;
+          if (self._queue !== queue) return finished(); // left by return()
+          if (queue.length) {
+            const value = queue.shift();
+            if (queue.length < self.client.maxQueue / 2) self._full = false;
             return { value, done: false };
           }
-          if (self._ended) return { value: undefined, done: true };
+          if (self._ended) return finished();
           await new Promise((r) => { self._wake = r; });
         }
       },
-      async return() { self._ended = true; self._queue.length = 0; return { value: undefined, done: true }; },
+      // leaving the loop (break, return, throw) stops the queueing; handlers keep receiving
+      async return() {
+        if (self._queue === queue) { self._queue = null; self._full = false; }
+        return finished();
+      },
     };
   }
 

@@ -408,3 +408,29 @@ test('client: a subscription read only through the client\'s own handlers keeps 
   assert.deepEqual(late, [6, 7, 8], 'the last maxQueue events, for a late handler');
   client.close();
 });
+
+test('client: leaving a for-await loop stops the queueing; a new iterator takes what follows', async () => {
+  const clock = new FakeClock();
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, healthIntervalMs: 0, maxQueue: 2 });
+  await client.connect();
+  const sub = await client.subscribe({});
+  sockets[0].deliver(started(1, 'a1'));
+  for await (const ev of sub) { assert.equal(ev.seq, 1); break; }
+  for (let i = 2; i <= 6; i++) sockets[0].deliver(started(i, `a${i}`));
+  assert.equal(sub.queued, 0, 'nothing queued for a loop that was left');
+  assert.equal(client.stats.queue_full, 0);
+  const it = sub.events();
+  sockets[0].deliver(started(7, 'a7'));
+  assert.equal((await it.next()).value.seq, 7);
+  client.close();
+  assert.equal((await it.next()).done, true, 'the iterator ends with the client');
+});
