@@ -34,9 +34,12 @@ async def settle(request: Awaitable[Any], key: str, ident: str, ok: str) -> None
 
 
 def client(url: str, key: str) -> BiddingClient:
-    return BiddingClient(url, api_key=key, backoff=Backoff(0.05, 0.4),
-                         circuit_breaker=CircuitBreaker(1000, 0.5),
-                         ping_interval=0.25, ping_timeout=0.75)
+    c = BiddingClient(url, api_key=key, backoff=Backoff(0.05, 0.4),
+                      circuit_breaker=CircuitBreaker(1000, 0.5),
+                      ping_interval=0.25, ping_timeout=0.75)
+    c.on("disconnect", lambda code, reason: print(f"{key} disconnect {code} {reason}",
+                                                  file=sys.stderr, flush=True))
+    return c
 
 
 async def main(url: str, buyer_key: str, publisher_key: str) -> None:

@@ -193,6 +193,14 @@ async def scenario(sdk: str, command: list[str], d: Path) -> None:
         await proxy.close()
         await asyncio.to_thread(serve.kill)
 
+    try:
+        _check(sdk, buyer)
+    except AssertionError as e:  # with what the program said about its connections
+        tail = buyer.stderr.decode(errors="replace")[-3000:]
+        raise AssertionError(f"{e}\n--- the program's stderr ---\n{tail}") from None
+
+
+def _check(sdk: str, buyer: Program) -> None:
     assert buyer.done is not None, "the program did not finish"
     stats, pub_stats = buyer.done["stats"], buyer.done["publisher_stats"]
     # exactly once: the seqs the buyer saw are contiguous, whatever the faults
