@@ -77,7 +77,9 @@ test-sdk-go:
 	cd $(SDK_GOPKG) && RTBCORE_BIN=$(RTBCORE_BIN) GO111MODULE=off GOPATH=$(SDK_GOPATH):/usr/share/gocode \
 	    go test -race -count=1 ./...
 
-test-py:  ## the Python test suite (needs make install)
+# tests/test_sdk_conformance.py runs the same scenario in the Python, JS and Go SDKs: it needs
+# Node and Go (sdk-deps) besides the installed package.
+test-py: sdk-deps  ## the Python test suite, with the SDKs' shared conformance scenario (needs make install)
 	$(BIN)/pytest
 
 bench: install loadgen  ## benchmarks of rtbcore vs its baselines: prints the table, writes docs/benchmarks.md

@@ -86,9 +86,26 @@ export interface BiddingClientOptions {
   /** Idle time before a health probe (default 15000; 0 disables) and its answer timeout (10000). */
   healthIntervalMs?: number;
   healthTimeoutMs?: number;
+  /** Events the subscription's iterator holds before backpressure is reported (default 10000). */
+  maxQueue?: number;
   /** Resume a stream delivered before: replay after this seq on subscribe. */
   lastSeq?: number;
 }
+
+/** The client's counters (`client.stats`). */
+export interface ClientStats {
+  events: number;
+  duplicates: number;
+  connects: number;
+  reconnects: number;
+  failed_attempts: number;
+  requests_resent: number;
+  frames_sent: number;
+  queue_full: number;
+  replay_truncated: number;
+  held_while_draining: number;
+}
+export declare const STAT_NAMES: readonly (keyof ClientStats)[];
 
 export interface SubscribeOptions {
   eventTypes?: StreamEventType[];
@@ -149,11 +166,16 @@ export declare class ReplayTracker {
 
 export declare function normalizeEvent(raw: Record<string, unknown>): BidEvent;
 
-export declare class Subscription extends Emitter {
+export declare class Subscription extends Emitter implements AsyncIterable<BidEvent> {
   eventTypes: StreamEventType[];
   filters: Record<string, string>;
   ack: BidEvent | null;
+  /** Events waiting for the iterator (or for the first handler). */
+  readonly queued: number;
   on(name: 'event', fn: (event: BidEvent) => void): this;
+  /** The stream as an async iterator (one per subscription); it ends when the client closes. */
+  events(): AsyncIterableIterator<BidEvent>;
+  [Symbol.asyncIterator](): AsyncIterableIterator<BidEvent>;
 }
 
 export declare class BiddingClient extends Emitter {
@@ -161,6 +183,7 @@ export declare class BiddingClient extends Emitter {
   readonly circuitState: CircuitState;
   readonly lastSeq: number;
   readonly connected: boolean;
+  readonly stats: ClientStats;
   connect(): Promise<BidEvent>;
   subscribe(opts?: SubscribeOptions): Promise<Subscription>;
   placeBid(opts: PlaceBidOptions): Promise<BidEvent>;
@@ -175,6 +198,7 @@ export declare class BiddingClient extends Emitter {
   on(name: 'disconnect', fn: (info: { code: number; reason: string }) => void): this;
   on(name: 'reconnect', fn: (info: { attempt: number; lastSeq: number }) => void): this;
   on(name: 'circuit_open' | 'circuit_half_open' | 'circuit_closed', fn: (info: { state: CircuitState }) => void): this;
+  on(name: 'backpressure', fn: (info: { queued: number }) => void): this;
   on(name: 'error', fn: (err: Error) => void): this;
   on(name: 'handler_error', fn: (err: unknown, event: string) => void): this;
 }

@@ -27,6 +27,14 @@ const EVENT_KINDS = {
 const SUBPROTOCOL = 'rtbcore.v1.json';
 const MAX_ID_BYTES = 64;
 const MAX_MICROS = 1e12;
+// accepted bids remembered per auction, to answer a re-sent bid that meets its own (ALREADY_BID)
+const KNOWN_BIDS = 10000;
+
+/** The counters of `client.stats`. */
+export const STAT_NAMES = Object.freeze([
+  'events', 'duplicates', 'connects', 'reconnects', 'failed_attempts', 'requests_resent',
+  'frames_sent', 'queue_full', 'replay_truncated', 'held_while_draining',
+]);
 
 /** Bad input detected locally, before anything is sent. */
 export class InvalidInputError extends Error {
@@ -204,13 +212,120 @@ export function normalizeEvent(raw) {
   return ev;
 }
 
-/** The durable subscription of the buyer; emits 'event' for every event of the stream. */
+/**
+ * The durable subscription of the buyer: emits 'event' for every event of the stream, and is an
+ * async iterable of them (`for await (const ev of subscription)`). Events that arrive before the
+ * first 'event' handler or iterator are kept for it, so none is missed between `subscribe()`
+ * resolving and the reader being attached (past `maxQueue` waiting events: counted and told, as
+ * for a slow iterator). When the client's own 'event' handlers receive the stream, only the
+ * last `maxQueue` are kept.
+ */
 export class Subscription extends Emitter {
   constructor(client, eventTypes, filters) {
     super();
     this.client = client; this.eventTypes = eventTypes; this.filters = filters;
     this.ack = null;
+    this._backlog = [];
+    this._consumed = false; // a handler or an iterator took the stream
+    this._flushing = false; // the backlog is being handed to the first handler
+    this._queue = null; // the iterator's queue
+    this._wake = null;
+    this._full = false;
+    this._ended = false;
   }
+
+  on(name, fn) {
+    super.on(name, fn);
+    if (name === 'event' && !this._consumed) {
+      this._consumed = true;
+      if (this._backlog.length) { this._flushing = true; queueMicrotask(() => this._flush()); }
+    }
+    return this;
+  }
+
+  _flush() {
+    while (this._backlog.length) {
+      const ev = this._backlog.shift();
+      this.emit('event', ev);
+      if (this._queue) this._push(ev);
+    }
+    this._flushing = false;
+    this._full = false;
+  }
+
+  _deliver(ev) {
+    if (this._flushing) { this._backlog.push(ev); return; }
+    if (!this._consumed) {
+      if (this.client._handlers.get('event')?.length) {
+        // the client's own handlers already have it: a bounded courtesy copy for a late reader
+        this._backlog.push(ev);
+        if (this._backlog.length > this.client.maxQueue) this._backlog.shift();
+      } else {
+        this._full = this._noteFull(this._backlog.length);
+        this._backlog.push(ev);
+      }
+      return;
+    }
+    this.emit('event', ev);
+    if (this._queue) this._push(ev);
+  }
+
+  /** Counts an event that finds `queued` events waiting at the limit; tells once per episode. */
+  _noteFull(queued) {
+    if (queued < this.client.maxQueue) return this._full;
+    // the platform WebSocket cannot pause reading: the event is kept anyway (nothing is
+    // dropped), counted, and the application told
+    this.client.stats.queue_full += 1;
+    if (!this._full) this.client.emit('backpressure', { queued });
+    return true;
+  }
+
+  _push(ev) {
+    this._full = this._noteFull(this._queue.length);
+    this._queue.push(ev);
+    if (this._wake) { const w = this._wake; this._wake = null; w(); }
+  }
+
+  _end() {
+    this._ended = true;
+    if (this._wake) { const w = this._wake; this._wake = null; w(); }
+  }
+
+  /** The stream as an async iterator; it ends when the client is closed or the loop is left. */
+  events() {
+    if (this._queue) throw new InvalidInputError('subscription.events(): the stream has one iterator already');
+    this._queue = [];
+    if (!this._flushing) { this._queue.push(...this._backlog); this._backlog = []; }
+    this._consumed = true;
+    const self = this;
+    const queue = this._queue;
+    const finished = () => ({ value: undefined, done: true });
+    return {
+      [Symbol.asyncIterator]() { return this; },
+      async next() {
+        for (;;) {
+          if (self._queue !== queue) return finished(); // left by return()
+          if (queue.length) {
+            const value = queue.shift();
+            if (queue.length < self.client.maxQueue / 2) self._full = false;
+            return { value, done: false };
+          }
+          if (self._ended) return finished();
+          await new Promise((r) => { self._wake = r; });
+        }
+      },
+      // leaving the loop (break, return, throw) stops the queueing; handlers keep receiving
+      async return() {
+        if (self._queue === queue) { self._queue = null; self._full = false; }
+        return finished();
+      },
+    };
+  }
+
+  /** How many events wait in the iterator's queue. */
+  get queued() { return this._queue ? this._queue.length : this._backlog.length; }
+
+  [Symbol.asyncIterator]() { return this.events(); }
 }
 
 /**
@@ -249,6 +364,11 @@ export class BiddingClient extends Emitter {
     // browsers hide protocol pings, so health is checked with an application round trip
     this.healthIntervalMs = opts.healthIntervalMs ?? 15000;
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 10000;
+    this.maxQueue = opts.maxQueue ?? 10000;
+    if (!(Number.isInteger(this.maxQueue) && this.maxQueue >= 1)) throw new InvalidInputError(`maxQueue must be an integer >= 1, got ${opts.maxQueue}`);
+    /** Counters (see STAT_NAMES). */
+    this.stats = Object.fromEntries(STAT_NAMES.map((n) => [n, 0]));
+    this.accepted = new Map(); // auctionId -> its bid_accepted event
     this.tracker = new ReplayTracker(opts.lastSeq ?? 0);
     this.ws = null;
     this.state = 'idle'; // idle | connecting | open | waiting | closed
@@ -350,10 +470,17 @@ export class BiddingClient extends Emitter {
     this.attempt = 0;
     this.everConnected = true;
     // resume the stream first, then re-send what was not answered (same request ids: applied once)
+    this.stats.connects += 1;
+    if (reconnected) this.stats.reconnects += 1;
     const msgs = [];
     // a fresh request id: a repeated one would be answered from the idempotency window, unreplayed
     if (this.subscription) msgs.push(this._subscribeMessage(this.subscription, true, this._id()));
-    for (const [, p] of this.pending) if (!p.message.subscribe) msgs.push(p.message);
+    for (const [, p] of this.pending) {
+      if (p.message.subscribe) continue; // answered by the resumed subscription's ack
+      if (p.sent) { p.resent = true; this.stats.requests_resent += 1; }
+      p.sent = true;
+      msgs.push(p.message);
+    }
     if (msgs.length) this._sendRaw(this.ws, msgs);
     this._scheduleProbe();
     this._settleConnect(null, ev);
@@ -372,19 +499,43 @@ export class BiddingClient extends Emitter {
   _dispatch(ev) {
     if (this.probeId && ev.requestId === this.probeId) { this.probeId = null; return; }
     const p = ev.requestId ? this.pending.get(ev.requestId) : undefined;
-    if (p) {
-      this.pending.delete(ev.requestId);
-      if (ev.type === 'bid_rejected') p.reject(new BidRejectedError(ev)); else p.resolve(ev);
-    }
+    if (p) this._answer(ev.requestId, p, ev);
     if (ev.type === 'subscription_ack') {
       if (this.subscription) this.subscription.ack = ev;
+      if (ev.truncated) {
+        this.stats.replay_truncated += 1;
+        this.emit('error', new ConnectionError(`the exchange's log no longer holds every event after seq ${this.lastSeq}: some were lost to this client`));
+      }
       for (const [id, q] of this.pending) if (q.message.subscribe) { this.pending.delete(id); q.resolve(ev); }
       return;
     }
     if (ev.type === 'error') { this.emit('error', new ConnectionError(`server error ${ev.reason}: ${ev.message}`)); return; }
-    if (ev.seq === 0 || !this.tracker.accept(ev.seq)) return;
+    if (ev.seq === 0) return;
+    if (!this.tracker.accept(ev.seq)) { this.stats.duplicates += 1; return; }
+    this.stats.events += 1;
+    if (ev.type === 'bid_accepted' && ev.auctionId) {
+      this.accepted.delete(ev.auctionId);
+      this.accepted.set(ev.auctionId, ev);
+      if (this.accepted.size > KNOWN_BIDS) this.accepted.delete(this.accepted.keys().next().value);
+    }
     this.emit('event', ev);
-    if (this.subscription) this.subscription.emit('event', ev);
+    if (this.subscription) this.subscription._deliver(ev);
+  }
+
+  /** Settles the request an event answers. */
+  _answer(requestId, p, ev) {
+    if (ev.type === 'bid_rejected' && ev.reason === 'SHUTTING_DOWN' && this.reconnect !== ReconnectStrategy.NONE) {
+      // a draining exchange refused it without applying anything: held, and re-sent under the
+      // same id to the exchange that replaces it
+      this.stats.held_while_draining += 1;
+      return;
+    }
+    this.pending.delete(requestId);
+    if (ev.type !== 'bid_rejected') { p.resolve(ev); return; }
+    // a bid re-sent after the exchange restarted (its idempotency window lost) that meets its
+    // own earlier bid: answered with that bid's acceptance, replayed from the stream
+    const prior = p.resent && ev.reason === 'ALREADY_BID' ? this.accepted.get(p.message.placeBid?.auctionId) : undefined;
+    if (prior) p.resolve(prior); else p.reject(new BidRejectedError(ev));
   }
 
   _scheduleProbe() {
@@ -393,10 +544,10 @@ export class BiddingClient extends Emitter {
     this._timer(() => {
       if (this.ws !== ws || this.state !== 'open') return;
       const idle = this.clock.now() - this.lastRecv;
-      if (idle >= this.healthIntervalMs && this.subscription) {
-        // an identical Subscribe without replay is answered by a SubscriptionAck and changes nothing
-        this.probeId = this._id();
-        this._sendRaw(ws, [this._subscribeMessage(this.subscription, false, this.probeId)]);
+      const probe = idle >= this.healthIntervalMs ? this._probeMessage() : null;
+      if (probe) {
+        this.probeId = probe.requestId;
+        this._sendRaw(ws, [probe]);
         const sentAt = this.clock.now();
         this._timer(() => {
           if (this.ws === ws && this.lastRecv < sentAt) {
@@ -408,6 +559,19 @@ export class BiddingClient extends Emitter {
       }
       this._scheduleProbe();
     }, this.healthIntervalMs);
+  }
+
+  /**
+   * A request that changes nothing and is always answered: the subscription repeated without
+   * replay (a SubscriptionAck), or without a subscription a MetricsRequest when the credential
+   * has the "metrics" scope. Null: nothing to probe with (the connection is only checked by
+   * the platform).
+   */
+  _probeMessage() {
+    const id = this._id();
+    if (this.subscription) return this._subscribeMessage(this.subscription, false, id);
+    if (this.auth?.scopes?.includes('metrics')) return { requestId: id, metrics: {} };
+    return null;
   }
 
   _lost(ws, code, reason) {
@@ -429,7 +593,7 @@ export class BiddingClient extends Emitter {
     this._timer(() => { if (this.state === 'waiting') this._open(); }, delay);
   }
 
-  _attemptFailedCount() { this.breaker.failure(); }
+  _attemptFailedCount() { this.stats.failed_attempts += 1; this.breaker.failure(); }
 
   _attemptFailed(err) {
     this.emit('error', err);
@@ -448,13 +612,14 @@ export class BiddingClient extends Emitter {
     this._settleConnect(err);
     for (const [, p] of this.pending) p.reject(err);
     this.pending.clear();
+    this.subscription?._end();
     this.emit('error', err);
   }
 
   _id() { return `${this.idPrefix}${this.nextId++}`; }
 
   _sendRaw(ws, messages) {
-    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ messages }));
+    if (ws && ws.readyState === 1) { ws.send(JSON.stringify({ messages })); this.stats.frames_sent += 1; }
   }
 
   /** Sends a request and resolves with its answering event; re-sent after a reconnect. */
@@ -464,8 +629,9 @@ export class BiddingClient extends Emitter {
     message.requestId = message.requestId ?? this._id();
     checkId('requestId', message.requestId);
     return new Promise((resolve, reject) => {
-      this.pending.set(message.requestId, { message, resolve, reject });
-      if (this.state === 'open') this._sendRaw(this.ws, [message]);
+      const p = { message, resolve, reject, sent: false, resent: false };
+      this.pending.set(message.requestId, p);
+      if (this.state === 'open') { p.sent = true; this._sendRaw(this.ws, [message]); }
     });
   }
 
@@ -565,5 +731,6 @@ export class BiddingClient extends Emitter {
     this._settleConnect(err);
     for (const [, p] of this.pending) p.reject(err);
     this.pending.clear();
+    this.subscription?._end();
   }
 }

@@ -31,6 +31,24 @@ const Subprotocol = "rtbcore.v1.proto"
 const maxIDBytes = 64
 const maxMicros = 1_000_000_000_000
 
+// knownBids bounds the accepted bids remembered per auction (to answer a re-sent bid that meets
+// its own earlier bid after an exchange restart).
+const knownBids = 10000
+
+// Stats are the client's counters.
+type Stats struct {
+	Events            uint64 `json:"events"`              // stream events delivered
+	Duplicates        uint64 `json:"duplicates"`          // dropped as already delivered
+	Connects          uint64 `json:"connects"`            // authenticated connections
+	Reconnects        uint64 `json:"reconnects"`          // connections after the first
+	FailedAttempts    uint64 `json:"failed_attempts"`     // connection attempts that failed
+	RequestsResent    uint64 `json:"requests_resent"`     // unanswered requests re-sent after a reconnect
+	FramesSent        uint64 `json:"frames_sent"`         // frames written
+	QueueFull         uint64 `json:"queue_full"`          // events that found the channel full
+	ReplayTruncated   uint64 `json:"replay_truncated"`    // replays that started after events the log no longer held
+	HeldWhileDraining uint64 `json:"held_while_draining"` // requests a draining exchange refused, held for its successor
+}
+
 // EventTypes are the names a subscription may filter on.
 var EventTypes = []string{"auction_started", "bid_accepted", "bid_rejected", "auction_won",
 	"auction_lost", "bid_update", "auction_closed"}
@@ -190,11 +208,16 @@ type Client struct {
 	idPrefix string
 	writeMu  sync.Mutex
 	started  bool
+	stats    Stats
+	accepted map[string]*pb.BidEvent // auction id -> the buyer's bid_accepted on it
+	order    []string                // accepted's keys, oldest first
 }
 
 type pendingReq struct {
-	msg   *pb.BidMessage
-	reply chan *pb.BidEvent
+	msg    *pb.BidMessage
+	reply  chan *pb.BidEvent
+	sent   bool // written to a connection at least once
+	resent bool // written again after a reconnect
 }
 
 // NewClient checks the options; Connect starts it.
@@ -214,7 +237,7 @@ func NewClient(opts ...Option) (*Client, error) {
 		return nil, invalid("exactly one of WithAPIKey and WithToken is required")
 	}
 	c := &Client{cfg: cfg, events: make(chan Event, cfg.eventBuffer), pending: map[string]*pendingReq{},
-		authed: make(chan struct{}), done: make(chan struct{}),
+		authed: make(chan struct{}), done: make(chan struct{}), accepted: map[string]*pb.BidEvent{},
 		idPrefix: strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
 	c.breaker = &CircuitBreaker{Threshold: cfg.threshold, Cooldown: cfg.cooldown, Clock: cfg.clock}
 	c.tracker.last = cfg.lastSeq
@@ -229,6 +252,21 @@ func (c *Client) LastSeq() uint64 { return c.tracker.LastSeq() }
 
 // CircuitState is the circuit breaker's state.
 func (c *Client) CircuitState() CircuitState { return c.breaker.State() }
+
+// Stats returns a copy of the client's counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Duplicates = c.tracker.Duplicates()
+	return s
+}
+
+func (c *Client) count(f *uint64) {
+	c.mu.Lock()
+	*f++
+	c.mu.Unlock()
+}
 
 // Connect starts the connection loop and waits for the first successful authentication.
 func (c *Client) Connect(ctx context.Context) (*pb.AuthResult, error) {
@@ -294,6 +332,13 @@ func (c *Client) Close() error {
 func (c *Client) emit(ctx context.Context, ev Event) {
 	select {
 	case c.events <- ev:
+		return
+	default:
+	}
+	// the consumer is behind: the reader waits for room (nothing is dropped)
+	c.count(&c.stats.QueueFull)
+	select {
+	case c.events <- ev:
 	case <-ctx.Done():
 	}
 }
@@ -327,6 +372,7 @@ func (c *Client) run(ctx context.Context) {
 				c.stop(err)
 				return
 			}
+			c.count(&c.stats.FailedAttempts)
 			before := c.breaker.State()
 			if st := c.breaker.Failure(); st != before {
 				c.emit(ctx, Event{Kind: KindCircuit, Circuit: st})
@@ -344,6 +390,10 @@ func (c *Client) run(ctx context.Context) {
 		attempt = 0
 		c.mu.Lock()
 		c.conn, c.auth = conn, auth
+		c.stats.Connects++
+		if everConnected {
+			c.stats.Reconnects++
+		}
 		c.mu.Unlock()
 		if err := c.resume(conn); err == nil {
 			if everConnected {
@@ -446,9 +496,15 @@ func (c *Client) resume(conn *websocket.Conn) error {
 		msgs = append(msgs, &pb.BidMessage{RequestId: c.idLocked(), Message: &pb.BidMessage_Subscribe{Subscribe: s}})
 	}
 	for _, p := range c.pending {
-		if p.msg.GetSubscribe() == nil {
-			msgs = append(msgs, p.msg)
+		if p.msg.GetSubscribe() != nil {
+			continue // answered by the resumed subscription's ack
 		}
+		if p.sent {
+			p.resent = true
+			c.stats.RequestsResent++
+		}
+		p.sent = true
+		msgs = append(msgs, p.msg)
 	}
 	c.mu.Unlock()
 	if len(msgs) == 0 {
@@ -521,11 +577,23 @@ func kindOf(ev *pb.BidEvent) Kind {
 
 func (c *Client) dispatch(ctx context.Context, ev *pb.BidEvent) {
 	c.mu.Lock()
-	if p, ok := c.pending[ev.RequestId]; ok && ev.RequestId != "" {
-		delete(c.pending, ev.RequestId)
-		p.reply <- ev
+	k := kindOf(ev)
+	fresh := k != "" && ev.Seq != 0 && c.tracker.Accept(ev.Seq)
+	if fresh {
+		c.stats.Events++
+		if a := ev.GetBidAccepted(); a != nil && a.AuctionId != "" {
+			c.rememberLocked(a.AuctionId, ev)
+		}
 	}
-	if ev.GetSubscriptionAck() != nil {
+	if p, ok := c.pending[ev.RequestId]; ok && ev.RequestId != "" {
+		c.answerLocked(ev.RequestId, p, ev)
+	}
+	var truncated bool
+	if ack := ev.GetSubscriptionAck(); ack != nil {
+		if ack.Truncated {
+			truncated = true
+			c.stats.ReplayTruncated++
+		}
 		for id, p := range c.pending {
 			if p.msg.GetSubscribe() != nil {
 				delete(c.pending, id)
@@ -534,15 +602,48 @@ func (c *Client) dispatch(ctx context.Context, ev *pb.BidEvent) {
 		}
 	}
 	c.mu.Unlock()
+	if truncated {
+		c.emit(ctx, Event{Kind: KindError, Err: fmt.Errorf("bidding: the exchange's log no longer holds every event after seq %d: some were lost to this client", c.tracker.LastSeq())})
+	}
 	if e := ev.GetError(); e != nil {
 		c.emit(ctx, Event{Kind: KindError, Err: fmt.Errorf("bidding: server error %s: %s", e.Reason, e.Message)})
 		return
 	}
-	k := kindOf(ev)
-	if k == "" || ev.Seq == 0 || !c.tracker.Accept(ev.Seq) {
+	if fresh {
+		c.emit(ctx, Event{Kind: k, Seq: ev.Seq, Proto: ev})
+	}
+}
+
+// answerLocked settles the request an event answers (c.mu held).
+func (c *Client) answerLocked(id string, p *pendingReq, ev *pb.BidEvent) {
+	r := ev.GetBidRejected()
+	if r != nil && r.Reason == pb.RejectReason_SHUTTING_DOWN && c.cfg.reconnect {
+		// a draining exchange refused it without applying anything: held, and re-sent under
+		// the same id to the exchange that replaces it
+		c.stats.HeldWhileDraining++
 		return
 	}
-	c.emit(ctx, Event{Kind: k, Seq: ev.Seq, Proto: ev})
+	delete(c.pending, id)
+	if r != nil && r.Reason == pb.RejectReason_ALREADY_BID && p.resent {
+		// a bid re-sent after the exchange restarted (its idempotency window lost) that meets
+		// its own earlier bid: answered with that bid's acceptance, replayed from the stream
+		if prior, ok := c.accepted[p.msg.GetPlaceBid().GetAuctionId()]; ok {
+			p.reply <- prior
+			return
+		}
+	}
+	p.reply <- ev
+}
+
+func (c *Client) rememberLocked(auctionID string, ev *pb.BidEvent) {
+	if _, ok := c.accepted[auctionID]; !ok {
+		c.order = append(c.order, auctionID)
+	}
+	c.accepted[auctionID] = ev
+	if len(c.order) > knownBids {
+		delete(c.accepted, c.order[0])
+		c.order = c.order[1:]
+	}
 }
 
 func (c *Client) id() string {
@@ -564,7 +665,11 @@ func (c *Client) write(conn *websocket.Conn, msgs ...*pb.BidMessage) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	_ = conn.SetWriteDeadline(time.Now().Add(c.cfg.dialTimeout))
-	return conn.WriteMessage(websocket.BinaryMessage, data)
+	if err := conn.WriteMessage(websocket.BinaryMessage, data); err != nil {
+		return err
+	}
+	c.count(&c.stats.FramesSent)
+	return nil
 }
 
 // request sends msg (now if connected, else at the next connection) and waits for its answer.
@@ -582,6 +687,7 @@ func (c *Client) request(ctx context.Context, msg *pb.BidMessage) (*pb.BidEvent,
 	}
 	c.pending[msg.RequestId] = p
 	conn := c.conn
+	p.sent = conn != nil
 	c.mu.Unlock()
 	if conn != nil {
 		_ = c.write(conn, msg) // a failed write is retried by resume after the reconnect

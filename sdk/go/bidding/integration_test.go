@@ -105,7 +105,10 @@ func must(t *testing.T, err error) {
 
 func connect(t *testing.T, ctx context.Context, url, who string) *Client {
 	t.Helper()
-	c, err := NewClient(WithURL(url), WithAPIKey(keys[who][0]), WithBackoff(50*time.Millisecond, 400*time.Millisecond))
+	// a breaker that tolerates the seconds a restart takes on a loaded machine (the default opens
+	// after 5 failed attempts, about a second of refused connections at this backoff)
+	c, err := NewClient(WithURL(url), WithAPIKey(keys[who][0]), WithBackoff(50*time.Millisecond, 400*time.Millisecond),
+		WithCircuitBreaker(1000, 500*time.Millisecond))
 	must(t, err)
 	_, err = c.Connect(ctx)
 	must(t, err)

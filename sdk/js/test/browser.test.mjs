@@ -1,7 +1,9 @@
 // The SDK in a real browser: headless Chromium (Debian's `chromium`) loads a page served by a
 // small HTTP server on 127.0.0.1 that imports index.js, connects to a real `rtbcore serve`,
-// subscribes, bids and sees the win. The test drives Chromium over the DevTools protocol, reads
-// the page's log back and keeps a screenshot in out/sdk-browser.png.
+// subscribes, bids and sees the win; the exchange is then killed (kill -9) and restarted on the
+// same port, and the page reconnects, resumes its stream and wins the next auction. The test
+// drives Chromium over the DevTools protocol, reads the page's log back and keeps a screenshot
+// in out/sdk-browser.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -22,15 +24,18 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>rtbcore buyer</title>
 <script type="module">
 import { BiddingClient } from './index.js';
 const params = new URLSearchParams(location.search);
-window.__log = [];
+window.__log = []; window.__seqs = [];
 const log = (line) => { window.__log.push(line); document.getElementById('log').textContent += line + '\\n'; };
-const client = new BiddingClient({ url: params.get('ws'), apiKey: params.get('key') });
+const client = new BiddingClient({ url: params.get('ws'), apiKey: params.get('key'), backoff: { baseMs: 100, maxMs: 500 } });
 client.on('error', (e) => log('error ' + e.message));
+client.on('disconnect', () => log('disconnected'));
+client.on('reconnect', () => log('reconnected after seq ' + client.lastSeq));
 const auth = await client.connect();
 log('connected ' + auth.buyerId);
 const sub = await client.subscribe({ eventTypes: ['auction_started', 'auction_won', 'auction_lost'] });
 log('subscribed');
 sub.on('event', async (ev) => {
+  window.__seqs.push(ev.seq);
   if (ev.type === 'auction_started') {
     log('announced ' + ev.callId);
     const acc = await client.placeBid({ callId: ev.callId, amount: 0.0025 });
@@ -61,8 +66,8 @@ async function devtools(wsUrl) {
   };
 }
 
-test('headless Chromium: connect, subscribe, bid, win', async () => {
-  const srv = await startServer();
+test('headless Chromium: connect, subscribe, bid, win; survive an exchange restart', async () => {
+  let srv = await startServer();
   const http = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     if (path === '/index.js') {
@@ -120,6 +125,32 @@ test('headless Chromium: connect, subscribe, bid, win', async () => {
     assert.equal(micros, '2500');
     assert.equal(lines[4], `won browser-1 ${bidId}`);
     assert.ok(!lines.some((l) => l.startsWith('error')), lines.join('\n'));
+
+    // kill -9 and a restart on the same port: the page reconnects, resumes and bids again
+    const { dir, port: exchangePort } = srv;
+    await srv.kill();
+    await until((l) => l.includes('disconnected'), 'the disconnect');
+    srv = await startServer({ dir, port: exchangePort });
+    const back = await until((l) => l.some((x) => x.startsWith('reconnected')), 'the reconnect');
+    const lastSeq = Number(back.find((x) => x.startsWith('reconnected')).split(' ').at(-1));
+    const pub2 = new BiddingClient({ url: srv.wsUrl, apiKey: KEYS.pub[0], healthIntervalMs: 0 });
+    try {
+      await pub2.connect();
+      await pub2.openAuction({ auctionId: 'browser-2', expectedBids: 1, tmax: 5 });
+      const after = await until((l) => l.some((x) => x.startsWith('won browser-2')), 'a win after the restart');
+      const tail = after.slice(after.indexOf('announced browser-2'));
+      assert.equal(tail[0], 'announced browser-2', after.join('\n'));
+      const [, bid2] = tail[1].split(' ');
+      assert.equal(tail[2], `won browser-2 ${bid2}`);
+    } finally {
+      pub2.close();
+    }
+    const seqs = JSON.parse((await cdp.send('Runtime.evaluate', { expression: 'JSON.stringify(window.__seqs)', returnByValue: true })).result.value);
+    assert.deepEqual(seqs, [...new Set(seqs)].sort((x, y) => x - y), 'a duplicate or out of order');
+    assert.ok(seqs.length >= 4 && seqs.includes(lastSeq) && seqs.at(-1) > lastSeq, `seqs ${seqs} around ${lastSeq}`);
+    // while the exchange was down the page may have logged failed attempts; nothing else
+    const final = JSON.parse(await pageLog());
+    assert.ok(!final.some((l) => /server error|undecodable|authentication/.test(l)), final.join('\n'));
     const shot = await cdp.send('Page.captureScreenshot', { format: 'png' });
     mkdirSync(OUT, { recursive: true });
     writeFileSync(join(OUT, 'sdk-browser.png'), Buffer.from(shot.data, 'base64'));

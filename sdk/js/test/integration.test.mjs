@@ -107,7 +107,9 @@ test('server restart (SIGTERM and kill -9): reconnect, replay, no gap and no dup
   let srv = await startServer();
   const { dir, port } = srv;
   const pub = client(srv.wsUrl, 'pub');
-  const acme = client(srv.wsUrl, 'acme');
+  // a breaker that tolerates the seconds a restart takes on a loaded machine (the default opens
+  // after 5 failed attempts, about a second of refused connections at this backoff)
+  const acme = client(srv.wsUrl, 'acme', { circuitBreaker: { failureThreshold: 1000, cooldownMs: 500 } });
   const disconnects = []; const reconnects = [];
   acme.on('disconnect', (d) => disconnects.push(d));
   acme.on('reconnect', (r) => reconnects.push(r));
@@ -126,7 +128,7 @@ test('server restart (SIGTERM and kill -9): reconnect, replay, no gap and no dup
       await gone;
       // listen before the restart: the client may reconnect before startServer returns
       const back = new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('no reconnect')), 10000);
+        const t = setTimeout(() => reject(new Error('no reconnect')), 30000);
         acme.on('reconnect', () => { clearTimeout(t); resolve(); });
       });
       srv = await startServer({ dir, port });
@@ -172,6 +174,34 @@ test('the example buyer wins an auction it is offered', async () => {
     assert.match(out, /won ex-1 at \d+ micros/);
   } finally {
     pub.close();
+    await srv.cleanup();
+  }
+});
+
+test('a slow iterator: counted and told (backpressure), and every event still arrives once, in order', async () => {
+  const srv = await startServer();
+  const pub = client(srv.wsUrl, 'pub');
+  const acme = client(srv.wsUrl, 'acme', { maxQueue: 10 });
+  const told = [];
+  acme.on('backpressure', ({ queued }) => told.push(queued));
+  try {
+    await acme.connect(); await pub.connect();
+    const sub = await acme.subscribe({ eventTypes: ['auction_started'] });
+    for (let i = 0; i < 40; i++) await pub.openAuction({ auctionId: `q${i}`, tmax: 0.2 });
+    const got = [];
+    for await (const ev of sub) {
+      got.push(ev.auctionId);
+      if (got.length === 1) await new Promise((r) => setTimeout(r, 300)); // behind: the rest queue up
+      if (got.length === 40) break;
+    }
+    assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => `q${i}`));
+    assert.ok(acme.stats.queue_full >= 1, JSON.stringify(acme.stats));
+    assert.ok(told.length >= 1 && told[0] >= 10, `told ${told}`);
+    assert.equal(acme.stats.events, 40);
+    assert.equal(acme.stats.duplicates, 0);
+    assert.equal(acme.stats.connects, 1);
+  } finally {
+    acme.close(); pub.close();
     await srv.cleanup();
   }
 });

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Backoff, CircuitBreaker, ReplayTracker, BiddingClient, InvalidInputError, ReconnectStrategy,
+  Backoff, CircuitBreaker, ReplayTracker, BiddingClient, InvalidInputError, ReconnectStrategy, BidRejectedError,
 } from '../index.js';
 
 /** A manual clock: timers fire only when advanced. */
@@ -229,4 +229,208 @@ test('bad input is refused locally with the field named', async () => {
   await assert.rejects(c.subscribe({ filters: { a: {} } }), /filters.a/);
   assert.throws(() => c.cancelBid({}), /cancelBid: bidId/);
   c.close();
+});
+
+test('client: a request a draining exchange refuses (SHUTTING_DOWN) is held and re-sent to its successor', async () => {
+  const clock = new FakeClock();
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    const n = sockets.length;
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.placeBid && n === 1) ws.deliver({ seq: '0', requestId: m.requestId, bidRejected: { reason: 'SHUTTING_DOWN', auctionId: 'a1' } });
+        if (m.placeBid && n === 2) ws.deliver({ seq: '1', requestId: m.requestId, bidAccepted: { bidId: 'b1', auctionId: 'a1' } });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, random: () => 0, healthIntervalMs: 0 });
+  await client.connect();
+  let settled = false;
+  const p = client.placeBid({ callId: 'a1', amount: 1 }).finally(() => { settled = true; });
+  await tick(); await tick();
+  assert.equal(settled, false, 'a SHUTTING_DOWN refusal must not reach the caller');
+  assert.equal(client.stats.held_while_draining, 1);
+  sockets[0].drop(1001);
+  clock.advance(0); await tick(); await tick();
+  const accepted = await p;
+  assert.equal(accepted.bidId, 'b1');
+  const ids = sockets.map((s) => s.sent.flatMap((f) => f.messages).find((m) => m.placeBid).requestId);
+  assert.equal(ids[0], ids[1], 're-sent under the same request id');
+  assert.equal(client.stats.requests_resent, 1);
+  client.close();
+
+  // without reconnection there is no successor: the refusal is the answer
+  const { FakeWS: Once } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.placeBid) ws.deliver({ seq: '0', requestId: m.requestId, bidRejected: { reason: 'SHUTTING_DOWN', auctionId: 'a1' } });
+      }
+    };
+    ws.accept();
+  });
+  const once = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: Once, clock, reconnect: ReconnectStrategy.NONE, healthIntervalMs: 0 });
+  await once.connect();
+  await assert.rejects(once.placeBid({ callId: 'a1', amount: 1 }), (e) => e instanceof BidRejectedError && e.reason === 'SHUTTING_DOWN');
+  once.close();
+});
+
+test('client: a bid re-sent after a restart that meets its own bid (ALREADY_BID) resolves to the replayed acceptance', async () => {
+  const clock = new FakeClock();
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    const n = sockets.length;
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.subscribe && n === 1) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} }, started(1, 'a1'));
+        if (m.subscribe && n === 2) {
+          assert.equal(m.subscribe.sinceSeq, '1');
+          // the restarted exchange replays the acceptance the first connection never saw
+          ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} },
+            { seq: '2', requestId: 'old', bidAccepted: { bidId: 'b1', auctionId: 'a1', amount: { micros: '1000000' } } });
+        }
+        if (m.placeBid && n === 1) ws.drop(); // applied, but the answer never leaves
+        if (m.placeBid && n === 2) ws.deliver({ seq: '3', requestId: m.requestId, bidRejected: { reason: 'ALREADY_BID', auctionId: 'a1' } });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, random: () => 0, healthIntervalMs: 0 });
+  await client.connect();
+  const sub = await client.subscribe({});
+  const seen = []; sub.on('event', (e) => seen.push(`${e.seq}:${e.type}`));
+  await tick();
+  const p = client.placeBid({ callId: 'a1', amount: 1 });
+  await tick();
+  clock.advance(0); await tick(); await tick();
+  const accepted = await p;
+  assert.equal(accepted.type, 'bid_accepted');
+  assert.equal(accepted.bidId, 'b1');
+  assert.equal(accepted.seq, 2);
+  assert.deepEqual(seen, ['1:auction_started', '2:bid_accepted', '3:bid_rejected']);
+  assert.equal(client.stats.requests_resent, 1);
+  // a first attempt refused ALREADY_BID is the caller's own second bid: it is an error
+  sockets[1].onsend = (frame) => {
+    for (const m of frame.messages) if (m.placeBid) sockets[1].deliver({ seq: '4', requestId: m.requestId, bidRejected: { reason: 'ALREADY_BID', auctionId: 'a1' } });
+  };
+  await assert.rejects(client.placeBid({ callId: 'a1', amount: 1 }), (e) => e instanceof BidRejectedError && e.reason === 'ALREADY_BID');
+  client.close();
+});
+
+test('client: stats count connects, duplicates and failures; a slow iterator is told and loses nothing', async () => {
+  const clock = new FakeClock();
+  let refuse = false;
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    if (refuse) { ws.refuse(); return; }
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} }, started(1, 'a1'));
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, random: () => 0, healthIntervalMs: 0, maxQueue: 4 });
+  const told = []; client.on('backpressure', (b) => told.push(b.queued));
+  client.on('error', () => {});
+  await client.connect();
+  const sub = await client.subscribe({});
+  // seq 1 came in the frame of the ack, before any consumer: kept for the iterator
+  const it = sub.events();
+  for (let i = 2; i <= 10; i++) sockets[0].deliver(started(i, `a${i}`));
+  assert.equal(sub.queued, 10);
+  assert.equal(client.stats.queue_full, 6, 'events 5..10 found the queue full');
+  assert.deepEqual(told, [4], 'told once per episode');
+  refuse = true;
+  sockets[0].drop();
+  clock.advance(0); await tick();
+  refuse = false;
+  clock.advance(clock.nextDue() - clock.now()); await tick(); await tick();
+  sockets.at(-1).deliver(started(10, 'a10'), started(11, 'a11')); // an overlapping replay
+  const got = [];
+  for await (const ev of it) { got.push(ev.seq); if (ev.seq === 11) break; }
+  assert.deepEqual(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.deepEqual(
+    { events: client.stats.events, duplicates: client.stats.duplicates, connects: client.stats.connects, reconnects: client.stats.reconnects, failed: client.stats.failed_attempts },
+    { events: 11, duplicates: 2, connects: 2, reconnects: 1, failed: 1 });
+  client.close();
+});
+
+test('client: without a subscription the health probe asks for the metrics (scope "metrics")', async () => {
+  const clock = new FakeClock();
+  let silent = false;
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver({ seq: '0', requestId: m.requestId, authResult: { ok: true, buyerId: 'pub', scopes: ['publish', 'metrics'] } });
+        if (m.metrics && !silent) ws.deliver({ seq: '0', requestId: m.requestId, metricsUpdate: { metrics: {} } });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, random: () => 0, healthIntervalMs: 1000, healthTimeoutMs: 500 });
+  client.on('error', () => {});
+  const seen = []; client.on('event', (e) => seen.push(e));
+  await client.connect();
+  clock.advance(1000); clock.advance(500); // probe answered
+  assert.equal(sockets.length, 1);
+  assert.ok(sockets[0].sent.flatMap((f) => f.messages).some((m) => m.metrics), 'a metrics probe');
+  silent = true;
+  clock.advance(1000); clock.advance(500);
+  assert.equal(sockets.length, 2, 'reconnected after the unanswered probe');
+  assert.deepEqual(seen, [], 'probe answers are not stream events');
+  client.close();
+});
+
+test('client: a subscription read only through the client\'s own handlers keeps a bounded copy and reports nothing', async () => {
+  const clock = new FakeClock();
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, healthIntervalMs: 0, maxQueue: 3 });
+  const seen = []; client.on('event', (e) => seen.push(e.seq));
+  const told = []; client.on('backpressure', (b) => told.push(b));
+  await client.connect();
+  const sub = await client.subscribe({});
+  for (let i = 1; i <= 8; i++) sockets[0].deliver(started(i, `a${i}`));
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.equal(sub.queued, 3);
+  assert.deepEqual([client.stats.queue_full, told.length], [0, 0]);
+  const late = []; sub.on('event', (e) => late.push(e.seq));
+  await tick();
+  assert.deepEqual(late, [6, 7, 8], 'the last maxQueue events, for a late handler');
+  client.close();
+});
+
+test('client: leaving a for-await loop stops the queueing; a new iterator takes what follows', async () => {
+  const clock = new FakeClock();
+  const { FakeWS, sockets } = fakeSocketClass((ws) => {
+    ws.onsend = (frame) => {
+      for (const m of frame.messages) {
+        if (m.auth) ws.deliver(authOk(m.requestId));
+        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
+      }
+    };
+    ws.accept();
+  });
+  const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, healthIntervalMs: 0, maxQueue: 2 });
+  await client.connect();
+  const sub = await client.subscribe({});
+  sockets[0].deliver(started(1, 'a1'));
+  for await (const ev of sub) { assert.equal(ev.seq, 1); break; }
+  for (let i = 2; i <= 6; i++) sockets[0].deliver(started(i, `a${i}`));
+  assert.equal(sub.queued, 0, 'nothing queued for a loop that was left');
+  assert.equal(client.stats.queue_full, 0);
+  const it = sub.events();
+  sockets[0].deliver(started(7, 'a7'));
+  assert.equal((await it.next()).value.seq, 7);
+  client.close();
+  assert.equal((await it.next()).done, true, 'the iterator ends with the client');
 });
