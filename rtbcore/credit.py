@@ -51,7 +51,8 @@ class CreditPool(_CreditPool):
     (1e-6 credit, the pool's resolution) and held as an int64 count of them, so the accounting
     is exact from then on. An amount is 0 or between 1e-6 and 9e12 credits: a non-zero amount
     below the resolution (a bid that would be free, a credit that would never arrive) is
-    refused. ``clock`` defaults to ``time.monotonic``; inject one in tests.
+    refused. ``clock`` defaults to ``time.monotonic``; inject one in tests. Credits are the
+    pool's own unit, not money: a bid's cost in credits is a policy, not its price.
 
     Bad input (negative, NaN, non-numeric or sub-resolution amounts, ``cap < initial``,
     ``n < 0``, time going backwards, bad cost arrays) raises

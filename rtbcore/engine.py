@@ -152,6 +152,9 @@ class AuctionEngine(ContextHandle):
     tmax_ms=80, capacity=1 << 20, slot_ctrs=None, event_log=None, event_log_capacity=1 << 20,
     rejected_capacity=None, outcomes=False, outcome_capacity=None)``
 
+    Prices, ``reserve``, ``increment`` and every price of a result or outcome row are per
+    impression, in the unit of your bids (``docs/clearing.md``, "Prices and units").
+
     - ``mechanism``: ``"first_price"``, ``"second_price"``; with ``slot_ctrs`` (click-through
       factor per slot, non-increasing) ``"gsp"`` or ``"vcg"`` (``"second_price"`` with
       ``slot_ctrs`` means GSP). A position auction yields one result row per slot (``slot``

@@ -19,6 +19,9 @@ Common surface: ``multiplier(spent, budget, elapsed, total)`` (multiplier pacers
 ``spent + cost <= budget``, plus the throttle or the participation coin), and
 ``update(spent, elapsed)`` for the feedback pacers. ``elapsed`` defaults to the pacer's clock
 (``clock() - start``; inject a clock in tests), ``total`` to the pacer's period (one day).
+Money (``spent``, ``budget``, ``cost``) is in the unit of your prices, per impression as
+everywhere in rtbcore (``docs/clearing.md``, "Prices and units"); ``rtbcore.budget`` converts
+CPM bids.
 :func:`value_bid` turns predicted CTR/CVR and a conversion value into a bid.
 
 The hard cap is exact: ``spent + cost <= budget`` is decided on the exact sum of the float64

@@ -1,4 +1,6 @@
 """Bid shading for first-price auctions: learn P(win | bid), bid argmax (v - b) * P(win | b).
+Values, bids, prices and ``max_bid`` are per impression, in the unit of your prices (divide
+OpenRTB's CPM prices by 1000 first).
 
 ``BidLandscape`` learns the distribution of D, the highest competing bid, from what a bidder
 sees after each auction, on a grid of ``bins`` equal bins over ``[0, max_bid)`` plus one overflow

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,18 @@ class ServeProcess:
             m = self.LISTENING.search(line)
             if m:
                 self.url = m.group(1)
+                # keep reading: a server whose stderr pipe fills up would block on its logging
+                self._drain = threading.Thread(target=self._read_rest, daemon=True)
+                self._drain.start()
                 return
         raise AssertionError(f"no listening line: {self.lines}")
+
+    def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if len(self.lines) > 10_000:
+                del self.lines[:5_000]
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.proc.send_signal(sig)
@@ -111,8 +122,12 @@ class ServeProcess:
     def wait(self, timeout: float = 20) -> int:
         rc = self.proc.wait(timeout)
         assert self.proc.stderr is not None
-        if not self.proc.stderr.closed:
+        drain = getattr(self, "_drain", None)
+        if drain is not None:
+            drain.join(10)
+        elif not self.proc.stderr.closed:
             self.lines.extend(self.proc.stderr.readlines())
+        if not self.proc.stderr.closed and (drain is None or not drain.is_alive()):
             self.proc.stderr.close()
         return rc
 
