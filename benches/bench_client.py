@@ -1,11 +1,13 @@
 """Python SDK benches: ``rtbcore.client`` beside a naive loop written without it (``websockets``
 + ``bidding_pb2``: connect, authenticate, subscribe, ``recv``, ``ServerFrame.FromString``),
 both against the same ``rtbcore serve`` on loopback, in the same run, in alternate rounds:
-each round of one is followed (untimed by pytest-benchmark, timed by the bench itself) by a
-round of the other, so that both see the same machine load, and each row's summary gives the
-median of the per-pair ratios. Only the client side differs, so the ratio is the SDK's own
-cost (its layers, bookkeeping and queue) on the client's core; the server (one engine worker)
-has the machine's other core. Without ``rtbcore serve`` in the build the module is skipped.
+each timed round of one is preceded by a round of the other (in pytest-benchmark's untimed
+setup, timed by the bench itself), so that both see the same machine load, and each row's
+summary gives the medians of the per-pair ratios: of the rate, and of the client process's
+CPU time per item (``time.process_time``: the bench process is the client), the steadier
+figure on a shared machine. Only the client side differs, so the ratios are the SDK's own
+cost (its layers, bookkeeping and queue); the server (one engine worker) runs in its own
+process. Without ``rtbcore serve`` in the build the module is skipped.
 
 - ``client receive``: events/s one client process consumes. The exchange is made to send
   faster than a Python client reads: before the rounds (not timed) every buyer of the module
@@ -13,9 +15,10 @@ has the machine's other core. Without ``rtbcore serve`` in the build the module 
   ``RECEIVE`` auctions of that lot, so that each buyer's stream holds the whole backlog. A
   round (timed): a fresh buyer connects, authenticates, subscribes with replay after seq 1 and
   reads the ``RECEIVE - 1`` announcements, reading ``call_id`` of each: the SDK with ``async
-  for ev in conn.stream_events()``, the naive loop with ``auction_started.auction_id``. The
-  exchange replays the log as fast as the socket takes it, so the client is what is measured.
-  items = events read.
+  for ev in conn.stream_events()`` (``sdk_receive``) or with ``conn.stream_batches()`` and a
+  plain loop over each list (``sdk_batches_receive``), the naive loop with
+  ``auction_started.auction_id``. The exchange replays the log as fast as the socket takes it,
+  so the client is what is measured. items = events read.
 - ``client place``: bids/s with batched frames. Setup of a round (not timed): a fresh buyer
   connects and subscribes to its lot's announcements, a publisher opens ``PLACE`` auctions
   (``expected_bids=1``: each closes on its bid), the buyer reads the announcements. Timed: one
@@ -58,7 +61,9 @@ COMMON = {"engine.workers": 1, "engine.tmax_ms": 1000, "auth.auth_timeout_s": 10
 
 pytestmark = pytest.mark.skipif(not serve_available(), reason="rtbcore serve is not in this build")
 
-Round = Callable[[], Awaitable[float]]  # one prepared round: runs it, returns items / s
+#: one prepared round: runs it, returns items per second (wall clock) and the client process's
+#: CPU time per item in microseconds
+Round = Callable[[], Awaitable[tuple[float, float]]]
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +77,12 @@ def loop():
 def recv_server(tmp_path_factory, loop):
     """A server whose receive buyers each hold the ``RECEIVE`` announcements in their stream."""
     buyers: dict[str, list[str]] = {"pub": ["publish", "subscribe"]}
-    buyers.update({f"recv{i}": ["bid", "subscribe"] for i in range(4 * ROUNDS)})
+    buyers.update({f"recv{i}": ["bid", "subscribe"] for i in range(6 * ROUNDS)})
     srv = start_server("serve", tmp_path_factory.mktemp("client-recv"), buyers,
                        {**COMMON, "events.max_records": 1 << 23})
 
     async def fill() -> None:
-        for i in range(4 * ROUNDS):  # durable subscriptions, then away
+        for i in range(6 * ROUNDS):  # durable subscriptions, then away
             ws = await raw_connect(srv.url, srv.keys[f"recv{i}"])
             await raw_subscribe(ws, LOT)
             await ws.close()
@@ -180,6 +185,20 @@ async def sdk_receive(url: str, key: str) -> tuple[int, Callable[[], Awaitable[N
     return n, conn.close
 
 
+async def sdk_batches_receive(url: str, key: str) -> tuple[int, Callable[[], Awaitable[None]]]:
+    n, want = 0, RECEIVE - 1
+    client = BiddingClient(url, api_key=key, last_seq=1)
+    conn = await client.connect()
+    await conn.subscribe(event_types=["auction_started"], filters={"lot": LOT})
+    async for batch in conn.stream_batches():
+        for ev in batch:
+            ev.call_id  # noqa: B018
+        n += len(batch)
+        if n >= want:
+            break
+    return n, conn.close
+
+
 async def naive_receive(url: str, key: str) -> tuple[int, Callable[[], Awaitable[None]]]:
     n, want = 0, RECEIVE - 1
     ws = await raw_connect(url, key)
@@ -194,15 +213,15 @@ async def naive_receive(url: str, key: str) -> tuple[int, Callable[[], Awaitable
 
 def receive_round(srv: Server, kind: str) -> Round:
     _, key = srv.fresh("recv")
-    fn = sdk_receive if kind == "sdk" else naive_receive
+    fn = {"sdk": sdk_receive, "sdk_batches": sdk_batches_receive, "naive": naive_receive}[kind]
 
-    async def run() -> float:
-        t0 = time.perf_counter()
-        n, close = await fn(srv.url, key)
-        dt = time.perf_counter() - t0
+    async def run() -> tuple[float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        n, close = await asyncio.wait_for(fn(srv.url, key), 120)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         await close()
         assert n == RECEIVE - 1, n
-        return n / dt
+        return n / dt, cpu / n * 1e6
 
     return run
 
@@ -321,15 +340,15 @@ async def place_round(srv: Server, kind: str) -> Round:
     placer = SdkPlacer() if kind == "sdk" else NaivePlacer()
     await placer.open(srv.url, key, srv.keys["pub"], f"{kind}{next(_lots)}")
 
-    async def run() -> float:
+    async def run() -> tuple[float, float]:
         try:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             n = await placer.place()
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         finally:
             await placer.close()
         assert n == PLACE, n
-        return n / dt
+        return n / dt, cpu / n * 1e6
 
     return run
 
@@ -341,9 +360,9 @@ def _alternate(benchmark, loop, kind: str, prepare: Callable[[str], Awaitable[Ro
                items: int, what: str) -> None:
     """``ROUNDS`` timed rounds of ``kind``, each after an alternate round of the other side
     (run in pytest-benchmark's untimed setup, timed here)."""
-    other = "naive" if kind == "sdk" else "sdk"
-    mine: list[float] = []
-    theirs: list[float] = []
+    other = "sdk" if kind == "naive" else "naive"
+    mine: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
 
     def setup():
         alt = loop.run_until_complete(prepare(other))
@@ -354,22 +373,29 @@ def _alternate(benchmark, loop, kind: str, prepare: Callable[[str], Awaitable[Ro
         mine.append(loop.run_until_complete(round_()))
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    ratio = statistics.median(m / t for m, t in zip(mine, theirs, strict=True))
     benchmark.extra_info["items"] = items
     benchmark.extra_info["baseline"] = kind == "naive"
-    benchmark.extra_info["rates"] = mine
-    benchmark.extra_info[f"{other}_rates"] = theirs
-    med, alt = statistics.median(mine), statistics.median(theirs)
-    if kind == "sdk":
-        summary = (f"median {med / 1e3:.0f}K {what}/s; naive loop in alternate rounds "
-                   f"{alt / 1e3:.0f}K {what}/s; paired ratio {ratio:.2f}x")
+    benchmark.extra_info["rates"] = [r for r, _ in mine]
+    benchmark.extra_info[f"{other}_rates"] = [r for r, _ in theirs]
+    benchmark.extra_info["cpu_us_per_item"] = [c for _, c in mine]
+    benchmark.extra_info[f"{other}_cpu_us_per_item"] = [c for _, c in theirs]
+    med = statistics.median(r for r, _ in mine)
+    alt = statistics.median(r for r, _ in theirs)
+    cpu = statistics.median(c for _, c in mine)
+    alt_cpu = statistics.median(c for _, c in theirs)
+    if kind != "naive":
+        ratio = statistics.median(m[0] / t[0] for m, t in zip(mine, theirs, strict=True))
+        cpu_ratio = statistics.median(m[1] / t[1] for m, t in zip(mine, theirs, strict=True))
+        summary = (f"median {med / 1e3:.0f}K {what}/s, client CPU {cpu:.1f} us per item; "
+                   f"naive loop in alternate rounds {alt / 1e3:.0f}K {what}/s, "
+                   f"{alt_cpu:.1f} us; paired ratios: rate {ratio:.2f}x, CPU {cpu_ratio:.2f}x")
     else:
-        summary = (f"median {med / 1e3:.0f}K {what}/s; SDK in alternate rounds "
-                   f"{alt / 1e3:.0f}K {what}/s")
+        summary = (f"median {med / 1e3:.0f}K {what}/s, client CPU {cpu:.1f} us per item; "
+                   f"SDK in alternate rounds {alt / 1e3:.0f}K {what}/s, {alt_cpu:.1f} us")
     benchmark.extra_info["summary"] = summary
-    print(f"\n{benchmark.name}: {', '.join(f'{r / 1e3:.0f}K' for r in sorted(mine))} "
-          f"{what}/s vs {other} {', '.join(f'{r / 1e3:.0f}K' for r in sorted(theirs))}: "
-          f"{summary}")
+    print(f"\n{benchmark.name}: "
+          f"{', '.join(f'{r / 1e3:.0f}K' for r, _ in sorted(mine))} {what}/s vs {other} "
+          f"{', '.join(f'{r / 1e3:.0f}K' for r, _ in sorted(theirs))}: {summary}")
 
 
 async def _receive_prepare(srv: Server, kind: str) -> Round:
@@ -379,6 +405,12 @@ async def _receive_prepare(srv: Server, kind: str) -> Round:
 @pytest.mark.benchmark(group="client receive (auction_started, replayed backlog)")
 def test_sdk_receive(benchmark, recv_server, loop):
     _alternate(benchmark, loop, "sdk", lambda k: _receive_prepare(recv_server, k),
+               RECEIVE - 1, "events")
+
+
+@pytest.mark.benchmark(group="client receive (auction_started, replayed backlog)")
+def test_sdk_batches_receive(benchmark, recv_server, loop):
+    _alternate(benchmark, loop, "sdk_batches", lambda k: _receive_prepare(recv_server, k),
                RECEIVE - 1, "events")
 
 
