@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from rtbcore.client import bidding_pb2 as pb
 from rtbcore.client._events import (
+    MAX_ID_BYTES,
     MAX_MICROS,
     BidRejectedError,
     CircuitOpenError,
@@ -259,10 +260,10 @@ class Connection:
         self._last_ack_t = 0.0
         self._sub: tuple[list[str], dict[str, str]] | None = None
         self._sub_request: str | None = None
-        # the auctions announced to this client and its accepted bids by auction, the newest
-        # _KNOWN_AUCTIONS (up to twice as many between trims)
+        # the auctions announced to this client, the newest _KNOWN_AUCTIONS (up to twice as
+        # many between trims), and its latest accepted bids
         self._auctions: dict[str, float] = {}
-        self._accepted: dict[str, Event] = {}
+        self._accepted: deque[Event] = deque(maxlen=_KNOWN_AUCTIONS)
         self._announced = False  # the subscription carries auction_started
         self._closed = False
         self._fatal: BaseException | None = None
@@ -451,6 +452,10 @@ class Connection:
                 self._frame(data)
                 if len(self._queue) >= c.max_queue:
                     await self._wait_room()
+                elif self._queue:
+                    # the reader of the stream takes this frame's events now, before more
+                    # frames pile up behind it
+                    await asyncio.sleep(0)
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -499,7 +504,7 @@ class Connection:
         active = self._queue_active
         pending = self._pending
         auctions = self._auctions
-        accepted = self._accepted
+        accepted = self._accepted.append
         callbacks = self.client._callbacks["event"]
         last = self.last_seq
         new = dups = 0
@@ -531,7 +536,14 @@ class Connection:
             if rid:
                 p = pending.pop(rid, None)
                 if p is not None:
-                    p.settle(ev)
+                    b = p.batch
+                    if b is not None and b.results[p.index] is _UNSET:
+                        b.results[p.index] = ev
+                        b.left -= 1
+                        if not b.left and not b.fut.done():
+                            b.fut.set_result(None)
+                    else:
+                        p.settle(ev)
             seq = ev.seq
             if seq == 0:
                 continue
@@ -541,8 +553,7 @@ class Connection:
             last = seq
             new += 1
             if t == "bid_accepted":
-                aid = ev._auction_id = raw.bid_accepted.auction_id
-                accepted[aid] = ev
+                accepted(ev)
             if callbacks:
                 self.client.emit("event", ev)
             if active:
@@ -603,7 +614,7 @@ class Connection:
                 elif ev.type == "bid_rejected":
                     # a place re-sent after the exchange restarted (its idempotency window
                     # lost) meets its own earlier bid: answer with that bid's acceptance
-                    prior = self._accepted.get(p.auction_id) if p.resent else None
+                    prior = self._prior_acceptance(p.auction_id) if p.resent else None
                     if ev.reason_code == _ALREADY_BID and prior is not None:
                         p.settle(prior)
                     else:
@@ -636,7 +647,7 @@ class Connection:
         if t == "auction_started":
             self._auctions[ev.auction_id] = 0.0
         elif t == "bid_accepted":
-            self._accepted[ev.auction_id] = ev
+            self._accepted.append(ev)
         self._trim_known()
         if self.client._callbacks["event"]:
             self.client.emit("event", ev)
@@ -646,8 +657,13 @@ class Connection:
         """Keeps the newest _KNOWN_AUCTIONS entries once twice as many are held."""
         if len(self._auctions) > 2 * _KNOWN_AUCTIONS:
             self._auctions = dict.fromkeys(list(self._auctions)[-_KNOWN_AUCTIONS:], 0.0)
-        if len(self._accepted) > 2 * _KNOWN_AUCTIONS:
-            self._accepted = dict(list(self._accepted.items())[-_KNOWN_AUCTIONS:])
+
+    def _prior_acceptance(self, auction_id: str) -> Event | None:
+        """This client's latest accepted bid on ``auction_id`` among the recent ones."""
+        for ev in reversed(self._accepted):
+            if ev.auction_id == auction_id:
+                return ev
+        return None
 
     # ---- outbound ----
 
@@ -831,7 +847,20 @@ class Connection:
         if n != len(amts):
             raise InvalidInputError(
                 f"place_bids: {n} call_ids but {len(amts)} amounts")
-        micros = [_bid_micros(i, c, a) for i, (c, a) in enumerate(zip(ids, amts, strict=True))]
+        micros: list[int] = []
+        for c, a in zip(ids, amts, strict=True):  # place_bid's checks, inline
+            m = 0
+            if type(c) is str and 0 < len(c) <= MAX_ID_BYTES and c.isascii() \
+                    and c.isprintable() and (type(a) is float or type(a) is int):
+                try:
+                    m = round(a * 1_000_000)
+                except (ValueError, OverflowError):  # NaN, infinite: told below
+                    m = 0
+            if not 0 < m <= MAX_MICROS:
+                i = len(micros)
+                check_id(f"place_bids[{i}]: call_id", c)
+                m = to_micros(f"place_bids[{i}]: amount", a)
+            micros.append(m)
         if self._announced:
             known = self._auctions
             for i, c in enumerate(ids):
@@ -846,7 +875,6 @@ class Connection:
         prefix = self._prefix
         first = self._n + 1
         self._n += n
-        rids = []
         # the messages are built in the frames that carry them (the exchange's most messages
         # per frame each); each stays pending on its own, re-sent alone after a reconnect
         for start in range(0, n, _FRAME_MESSAGES):
@@ -862,7 +890,6 @@ class Connection:
                 if currency:
                     amount.currency = currency
                 pending[rid] = _Pending(m, None, ids[i], batch, i)
-                rids.append(rid)
             if self._ws is not None:
                 self._outbox.append(frame)
         self._wake.set()
@@ -873,8 +900,9 @@ class Connection:
         out: list[Event | Exception] = batch.results
         for i, r in enumerate(out):
             if r is _UNSET:
-                pending.pop(rids[i], None)
-                out[i] = TimeoutError(f"request {rids[i]!r}: no answer within "
+                rid = f"{prefix}{first + i}"
+                pending.pop(rid, None)
+                out[i] = TimeoutError(f"request {rid!r}: no answer within "
                                       f"{self.client.request_timeout} s")
         return out
 
@@ -927,20 +955,6 @@ class Connection:
         ev = await self._answer(fut, msg.request_id)
         return ev.metrics
 
-
-
-def _bid_micros(i: int, call_id: Any, amount: Any) -> int:
-    """A place_bids entry checked: the amount in micros; InvalidInputError as place_bid's."""
-    if type(call_id) is str and 0 < len(call_id) <= 64 and call_id.isascii() \
-            and call_id.isprintable() and (type(amount) is float or type(amount) is int):
-        try:
-            m = round(amount * 1_000_000)
-        except (ValueError, OverflowError):  # NaN, infinite: told below
-            m = 0
-        if 0 < m <= MAX_MICROS:
-            return m
-    check_id(f"place_bids[{i}]: call_id", call_id)
-    return to_micros(f"place_bids[{i}]: amount", amount)
 
 
 def _abort(ws: Any) -> None:
