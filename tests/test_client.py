@@ -789,3 +789,32 @@ def test_place_bids_unanswered_when_the_connection_drops_are_resent_with_their_i
         assert [m.request_id for m in second] == [m.request_id for m in first[1:]]
 
     asyncio.run(main())
+
+
+def test_place_bids_frames_are_what_protobuf_encodes() -> None:
+    """place_bids writes its frames itself: byte for byte the protocol classes' encoding, for
+    short and long ids and currencies; each pending bid decodes back to its message."""
+    from rtbcore.client import bidding_pb2 as pb
+    from rtbcore.client._session import Connection
+
+    async def main() -> None:
+        c = BiddingClient("ws://127.0.0.1:1/v1/bidding", api_key="k")
+        for currency in ("", "EUR", "Y" * 100):
+            for ids in (["a1", "a2"], ["x" * 64, "y"]):
+                conn = Connection(c)
+                conn._ws = object()  # as if connected: the frame goes to the outbox
+                task = asyncio.ensure_future(
+                    conn.place_bids(ids, [1.5, 10**6 - 0.5], currency=currency))
+                await asyncio.sleep(0)
+                data = conn._outbox.pop()
+                want = pb.ClientFrame()
+                for m, aid, micros in zip(pb.ClientFrame.FromString(data).messages, ids,
+                                          (1_500_000, 10**12 - 500_000), strict=True):
+                    want.messages.add(request_id=m.request_id, place_bid=pb.PlaceBid(
+                        auction_id=aid, amount=pb.Money(currency=currency, micros=micros)))
+                assert data == want.SerializeToString()
+                assert [p.message() for p in conn._pending.values()] == list(want.messages)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())

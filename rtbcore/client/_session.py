@@ -82,6 +82,13 @@ class _Pending:
         self.batch = batch
         self.index = index
 
+    def message(self) -> Any:
+        """The request as a ``BidMessage`` (place_bids keeps each bid as its encoded
+        ``ClientFrame`` entry)."""
+        if isinstance(self.msg, bytes):
+            self.msg = pb.ClientFrame.FromString(self.msg).messages[0]
+        return self.msg
+
     def done(self) -> bool:
         if self.batch is not None:
             return self.batch.results[self.index] is not _UNSET
@@ -430,12 +437,13 @@ class Connection:
         if self._sub is not None:
             self._outbox.append(self._subscribe_msg(self._sub, replay=True, rid=self._id()))
         for p in self._pending.values():
-            if p.msg.HasField("subscribe"):
+            msg = p.message()
+            if msg.HasField("subscribe"):
                 continue  # answered by the resumed subscription's ack
             if not first or p.resent:
                 p.resent = True
                 self.stats["requests_resent"] += 1
-            self._outbox.append(p.msg)
+            self._outbox.append(msg)
         self._wake.set()
         if not first:
             self.stats["reconnects"] += 1
@@ -468,15 +476,15 @@ class Connection:
             if self._closed:
                 return
             while self._outbox:
-                # whole frames (place_bids) go as they are; single messages are gathered
+                # encoded frames (place_bids) go as they are; single messages are gathered
                 out, self._outbox = self._outbox, []
                 msgs: list[Any] = []
                 for item in out:
-                    if isinstance(item, pb.ClientFrame):
+                    if isinstance(item, bytes):
                         if msgs:
                             await self._send_frame(ws, msgs)
                             msgs = []
-                        await ws.send(item.SerializeToString())
+                        await ws.send(item)
                         self.stats["frames_sent"] += 1
                     else:
                         msgs.append(item)
@@ -624,7 +632,7 @@ class Connection:
         t = ev.type
         if t == "subscription_ack":
             for rid_, q in list(self._pending.items()):
-                if q.msg.HasField("subscribe"):
+                if not isinstance(q.msg, bytes) and q.msg.HasField("subscribe"):
                     del self._pending[rid_]
                     q.settle(ev)
             if ev.raw.subscription_ack.truncated:
@@ -875,23 +883,30 @@ class Connection:
         prefix = self._prefix
         first = self._n + 1
         self._n += n
-        # the messages are built in the frames that carry them (the exchange's most messages
-        # per frame each); each stays pending on its own, re-sent alone after a reconnect
+        # the frames (the exchange's most messages per frame each) are written here in the
+        # protocol's encoding, one ClientFrame entry per bid; each bid stays pending on its own
+        # with its entry, re-sent alone after a reconnect
+        amounts_enc: dict[int, bytes] = {}
+        cur = currency.encode()
         for start in range(0, n, _FRAME_MESSAGES):
-            frame = pb.ClientFrame()
-            add = frame.messages.add
+            parts = []
             for i in range(start, min(n, start + _FRAME_MESSAGES)):
                 rid = f"{prefix}{first + i}"
-                m = add(request_id=rid)
-                b = m.place_bid
-                b.auction_id = ids[i]
-                amount = b.amount
-                amount.micros = micros[i]
-                if currency:
-                    amount.currency = currency
-                pending[rid] = _Pending(m, None, ids[i], batch, i)
+                c = ids[i]
+                amount = amounts_enc.get(micros[i])
+                if amount is None:
+                    amount = amounts_enc[micros[i]] = _money_field(cur, micros[i])
+                rb, ab = rid.encode(), c.encode()
+                lr, la, lm = len(rb), len(ab), len(amount)
+                if lr + la + lm < 122:  # every length fits one byte
+                    entry = b"\n%c\n%c%sb%c\n%c%s%s" % (
+                        lr + la + lm + 6, lr, rb, la + lm + 2, la, ab, amount)
+                else:
+                    entry = _length_delimited(b"\n", _place_bid_message(rb, ab, amount))
+                parts.append(entry)
+                pending[rid] = _Pending(entry, None, c, batch, i)
             if self._ws is not None:
-                self._outbox.append(frame)
+                self._outbox.append(b"".join(parts))
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(batch.fut), self.client.request_timeout)
@@ -955,6 +970,34 @@ class Connection:
         ev = await self._answer(fut, msg.request_id)
         return ev.metrics
 
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _length_delimited(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: its tag byte, the payload's length, the payload."""
+    n = len(payload)
+    return tag + (bytes((n,)) if n < 0x80 else _varint(n)) + payload
+
+
+def _money_field(currency: bytes, micros: int) -> bytes:
+    """``PlaceBid.amount`` (field 2) holding ``Money{currency, micros}``, encoded."""
+    money = (_length_delimited(b"\n", currency) if currency else b"") + b"\x10" + _varint(micros)
+    return _length_delimited(b"\x12", money)
+
+
+def _place_bid_message(request_id: bytes, auction_id: bytes, amount_field: bytes) -> bytes:
+    """``BidMessage{request_id, place_bid: PlaceBid{auction_id, amount}}``, encoded as protobuf
+    does (fields in number order: request_id 1, place_bid 12; auction_id 1, amount 2)."""
+    place_bid = _length_delimited(b"\n", auction_id) + amount_field
+    return _length_delimited(b"\n", request_id) + _length_delimited(b"b", place_bid)
 
 
 def _abort(ws: Any) -> None:
