@@ -8,7 +8,7 @@ CARGO  ?= cargo
 BUILD_DEPS := "maturin>=1.7,<2" "Cython>=3.0,<4" "numpy>=1.26,<3" "setuptools>=68" wheel
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps tools demo test test-rust test-loom test-py sdk-deps test-sdk test-sdk-js test-sdk-go bench bench-exchange bench-rust loadgen lint clean
+.PHONY: help install system-deps tools demo test test-rust test-loom test-py sdk-deps test-sdk test-sdk-js test-sdk-go bench bench-exchange bench-client bench-rust loadgen lint clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -93,6 +93,12 @@ bench-exchange: install loadgen  ## only the exchange benches (rtbcore serve vs 
 	$(BIN)/pytest benches/bench_exchange.py --benchmark-enable --benchmark-only -s \
 	    --benchmark-json=out/bench-exchange.json --benchmark-columns=median,ops,rounds -p no:randomly
 	$(BIN)/python benches/table.py out/bench-exchange.json --update docs/benchmarks.md
+
+bench-client: install  ## only the Python SDK benches (rtbcore.client vs a naive websockets+protobuf loop): printed, and their rows updated in docs/benchmarks.md
+	mkdir -p out
+	$(BIN)/pytest benches/bench_client.py --benchmark-enable --benchmark-only -s \
+	    --benchmark-json=out/bench-client.json --benchmark-columns=median,ops,rounds -p no:randomly
+	$(BIN)/python benches/table.py out/bench-client.json --update docs/benchmarks.md
 
 bench-rust:  ## criterion benches of the core crate
 	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core

@@ -702,3 +702,119 @@ def test_a_request_a_draining_exchange_refuses_is_held_for_its_successor() -> No
                     await asyncio.wait_for(conn.place_bid(started.call_id, 1.0), 10)
 
     asyncio.run(main())
+
+
+def test_place_bids_answers_each_bid_in_order_and_stream_batches_delivers_them(server) -> None:
+    async def main() -> None:
+        pub = BiddingClient(ws(server.url), api_key="key-pub")
+        c = BiddingClient(ws(server.url), api_key="key-acme")
+        async with pub.connect() as p, c.connect() as conn:
+            await conn.subscribe(event_types=["auction_started", "bid_accepted", "bid_rejected"],
+                                 filters={"vertical": "batch"})
+            for i, floor in enumerate((None, 5.0, None)):
+                await p.open_auction(f"pb{i}", attributes={"vertical": "batch"}, floor=floor,
+                                     tmax=5.0)
+            batches = conn.stream_batches()
+            seen: list[str] = []
+            while len(seen) < 3:
+                seen += [ev.call_id for ev in await asyncio.wait_for(anext(batches), 5)]
+            assert seen == ["pb0", "pb1", "pb2"]
+            res = await conn.place_bids(["pb0", "pb1", "pb2"], [1.0, 1.0, 2.0])
+            assert isinstance(res[0], Event) and isinstance(res[2], Event)
+            assert (res[0].type, res[0].call_id, res[2].amount) == ("bid_accepted", "pb0", 2.0)
+            assert isinstance(res[1], BidRejectedError) and res[1].reason == "BELOW_FLOOR"
+            answers: list[tuple[str, str]] = []
+            while len(answers) < 3:
+                answers += [(ev.type, ev.call_id)
+                            for ev in await asyncio.wait_for(anext(batches), 5)]
+            assert sorted(answers) == [("bid_accepted", "pb0"), ("bid_accepted", "pb2"),
+                                       ("bid_rejected", "pb1")]
+            again = await conn.place_bids(["pb0"], [1.5])  # one bid per buyer and auction
+            assert isinstance(again[0], BidRejectedError) and again[0].reason == "ALREADY_BID"
+            assert await conn.place_bids([], []) == []
+
+    asyncio.run(main())
+
+
+def test_place_bids_unanswered_when_the_connection_drops_are_resent_with_their_ids() -> None:
+    """Scripted server: the first connection answers the first bid of a batch and drops; the
+    second gets the other two again, with the same request ids, and answers them."""
+    import websockets
+
+    from rtbcore.client import bidding_pb2 as pb
+
+    connections: list[list[pb.BidMessage]] = []
+
+    async def handler(sock) -> None:
+        got: list[pb.BidMessage] = []
+        connections.append(got)
+
+        async def send(*events: pb.BidEvent) -> None:
+            await sock.send(pb.ServerFrame(events=list(events)).SerializeToString())
+
+        async for data in sock:
+            bids = []
+            for m in pb.ClientFrame.FromString(data).messages:
+                got.append(m)
+                kind = m.WhichOneof("message")
+                if kind == "auth":
+                    await send(pb.BidEvent(request_id=m.request_id,
+                                           auth_result=pb.AuthResult(ok=True, buyer_id="acme")))
+                elif kind == "place_bid":
+                    bids.append(m)
+            if bids:
+                answers = [pb.BidEvent(request_id=m.request_id, bid_accepted=pb.BidAccepted(
+                    bid_id=f"b-{m.place_bid.auction_id}", auction_id=m.place_bid.auction_id,
+                    amount=m.place_bid.amount)) for m in bids]
+                if len(connections) == 1:
+                    await send(answers[0])
+                    await sock.close()
+                    return
+                await send(*answers)
+
+    async def main() -> None:
+        proto = [websockets.Subprotocol("rtbcore.v1.proto")]
+        async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            c = BiddingClient(ws(port), api_key="k", backoff=Backoff(0.01, 0.02))
+            async with c.connect() as conn:
+                res = await asyncio.wait_for(
+                    conn.place_bids(["a1", "a2", "a3"], [1.0, 2.0, 3.0]), 10)
+                assert all(isinstance(r, Event) for r in res), res
+                assert [(r.bid_id, r.amount) for r in res] == [  # type: ignore[union-attr]
+                    ("b-a1", 1.0), ("b-a2", 2.0), ("b-a3", 3.0)]
+                assert conn.stats["requests_resent"] == 2
+        first, second = ([m for m in c if m.WhichOneof("message") == "place_bid"]
+                         for c in connections)
+        assert [m.request_id for m in second] == [m.request_id for m in first[1:]]
+
+    asyncio.run(main())
+
+
+def test_place_bids_frames_are_what_protobuf_encodes() -> None:
+    """place_bids writes its frames itself: byte for byte the protocol classes' encoding, for
+    short and long ids and currencies; each pending bid decodes back to its message."""
+    from rtbcore.client import bidding_pb2 as pb
+    from rtbcore.client._session import Connection
+
+    async def main() -> None:
+        c = BiddingClient("ws://127.0.0.1:1/v1/bidding", api_key="k")
+        for currency in ("", "EUR", "Y" * 100):
+            for ids in (["a1", "a2"], ["x" * 64, "y"]):
+                conn = Connection(c)
+                conn._ws = object()  # as if connected: the frame goes to the outbox
+                task = asyncio.ensure_future(
+                    conn.place_bids(ids, [1.5, 10**6 - 0.5], currency=currency))
+                await asyncio.sleep(0)
+                data = conn._outbox.pop()
+                want = pb.ClientFrame()
+                for m, aid, micros in zip(pb.ClientFrame.FromString(data).messages, ids,
+                                          (1_500_000, 10**12 - 500_000), strict=True):
+                    want.messages.add(request_id=m.request_id, place_bid=pb.PlaceBid(
+                        auction_id=aid, amount=pb.Money(currency=currency, micros=micros)))
+                assert data == want.SerializeToString()
+                assert [p.message() for p in conn._pending.values()] == list(want.messages)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())

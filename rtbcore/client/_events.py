@@ -60,14 +60,20 @@ class Event:
     read as their empty value.
     """
 
-    __slots__ = ("type", "seq", "raw", "_body")
+    __slots__ = ("type", "seq", "raw", "_auction_id")
 
     def __init__(self, raw: Any) -> None:
         kind = raw.WhichOneof("event")
         self.raw = raw
         self.type: str = kind or "unknown"
         self.seq: int = raw.seq
-        self._body = getattr(raw, kind) if kind else None
+        self._auction_id: str | None = None  # read once, on first use
+
+    @property
+    def _body(self) -> Any:
+        """The event's own message (``raw.<type>``), read when a field is; None if unknown."""
+        t = self.type
+        return None if t == "unknown" else getattr(self.raw, t)
 
     def __repr__(self) -> str:
         return f"Event(type={self.type!r}, seq={self.seq}, auction_id={self.auction_id!r})"
@@ -108,7 +114,10 @@ class Event:
 
     @property
     def auction_id(self) -> str:
-        return str(self._get("auction_id"))
+        a = self._auction_id
+        if a is None:
+            a = self._auction_id = str(self._get("auction_id"))
+        return a
 
     call_id = auction_id
 
