@@ -91,6 +91,8 @@ pub struct Table {
     closed_order: VecDeque<Arc<str>>,
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
     started: HashMap<u64, (u64, AuctionStarted)>,
+    /// `started` is scanned for pruning when it grows past this.
+    prune_at: usize,
 }
 
 impl Table {
@@ -108,6 +110,7 @@ impl Table {
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
             started,
+            prune_at: 4 * CLOSED_MEMORY,
         }
     }
 
@@ -128,9 +131,13 @@ impl Table {
         Some(a)
     }
 
+    /// Drops the announcements the log no longer holds. The scan runs when the table has
+    /// doubled since the last one, so that a log holding every announcement (nothing to drop)
+    /// costs amortised O(1) per open instead of a full scan each time.
     fn prune_started(&mut self, oldest_pos: u64) {
-        if self.started.len() > 4 * CLOSED_MEMORY {
+        if self.started.len() > self.prune_at {
             self.started.retain(|_, (pos, _)| *pos >= oldest_pos);
+            self.prune_at = (2 * self.started.len()).max(4 * CLOSED_MEMORY);
         }
     }
 
@@ -687,5 +694,35 @@ impl Hub {
             self.streams.emit(&mut b, vec![se], None);
         }
         Ok((eid, AuctionOpened { auction_id: id.to_string(), deadline: Some(ts(deadline_unix)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_are_pruned_with_the_log_and_scanned_only_when_the_table_doubles() {
+        let mut t = Table::new(HashMap::new());
+        let first = 4 * CLOSED_MEMORY;
+        // a log that still holds every announcement: nothing to drop, and the next scan waits
+        // until the table has doubled
+        for id in 0..=first as u64 {
+            t.started.insert(id, (id, AuctionStarted::default()));
+        }
+        t.prune_started(0);
+        assert_eq!(t.started.len(), first + 1);
+        assert_eq!(t.prune_at, 2 * (first + 1));
+        t.prune_started(u64::MAX); // below the new threshold: no scan, nothing dropped
+        assert_eq!(t.started.len(), first + 1);
+        // past it, the announcements the log dropped go, and the threshold returns to its floor
+        for id in first as u64 + 1..=2 * (first as u64 + 1) {
+            t.started.insert(id, (id, AuctionStarted::default()));
+        }
+        let oldest = 2 * first as u64 - 10;
+        t.prune_started(oldest);
+        assert!(t.started.values().all(|(pos, _)| *pos >= oldest));
+        assert_eq!(t.started.len(), (2 * (first as u64 + 1) - oldest + 1) as usize);
+        assert_eq!(t.prune_at, first);
     }
 }
