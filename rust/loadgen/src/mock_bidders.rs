@@ -9,7 +9,8 @@
 //!
 //! Prints `{"ports": [...]}` on stdout once every port listens; on SIGTERM or SIGINT prints
 //! `{"requests": [...], "bids": [...], "no_bids": [...], "invalid": [...]}` (per bidder, in
-//! port order) and exits.
+//! port order) and exits. A `GET` on any bidder's port answers that bidder's counts so far
+//! (`{"requests": n, "bids": n, "no_bids": n, "invalid": n}`).
 //!
 //! ```text
 //! rtbcore-mock-bidders --bidders 5 --latency-ms fixed:10 --price uniform:0.5:3
@@ -189,6 +190,18 @@ struct Counts {
     invalid: AtomicU64,
 }
 
+impl Counts {
+    fn json(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "requests": get(&self.requests),
+            "bids": get(&self.bids),
+            "no_bids": get(&self.no_bids),
+            "invalid": get(&self.invalid),
+        })
+    }
+}
+
 struct Bidder {
     n: usize,
     seat: String,
@@ -209,6 +222,9 @@ async fn handle(
     b: Arc<Bidder>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() == hyper::Method::GET {
+        return Ok(answer(StatusCode::OK, Bytes::from(b.counts.json().to_string())));
+    }
     b.counts.requests.fetch_add(1, Ordering::Relaxed);
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
