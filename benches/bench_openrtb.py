@@ -93,7 +93,7 @@ class MockBidders:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        self.proc.communicate(timeout=10)  # reads its final counts line and closes the pipe
 
 
 @contextmanager
