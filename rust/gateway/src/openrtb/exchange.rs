@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -104,10 +104,13 @@ fn clip(s: &str) -> String {
 }
 
 /// Runs the request's auctions; `None` when no imp was won.
+/// `waited` is set to the time spent waiting for the HTTP bidders' answers and for the
+/// auctions to close (the rest is the door's own).
 pub async fn run(
     ortb: &Arc<OpenRtb>,
     req: BidRequest,
     raw: Value,
+    waited: &mut Duration,
 ) -> Result<Option<BidResponse>, Refusal> {
     let hub = &ortb.hub;
     let cfg = &hub.cfg;
@@ -256,7 +259,9 @@ pub async fn run(
             (b, resp)
         }
     });
+    let asked = Instant::now();
     let answers = join_all(calls).await;
+    *waited = asked.elapsed();
     let adjust = Rules::from_ext(req.ext.as_ref());
     let mut admitted: Vec<(Candidate, Staged)> = Vec::new();
     for (b, resp) in answers {
@@ -299,6 +304,7 @@ pub async fn run(
         }
     }
     // else wait for every auction to close
+    let closing = Instant::now();
     for s in slots.iter_mut().filter(|_| !early) {
         let rx = s.closed.take().expect("opened above");
         let bids = tokio::time::timeout(budget + Duration::from_secs(2), rx)
@@ -307,6 +313,9 @@ pub async fn run(
             .and_then(Result::ok)
             .unwrap_or_default();
         results.push(bids);
+    }
+    if !early {
+        *waited += closing.elapsed();
     }
 
     let ctx = Settle {
