@@ -6,10 +6,10 @@ Python peer (``benches/peer/openrtb_server.py``: ``aiohttp`` server and client +
   bidders on loopback ports in one process, each answering one bid per imp at a price drawn
   uniformly in [0.5, 3) USD after a drawn latency; both servers call all five for every
   request (``timeout_ms`` = 150, ``tmax`` = 200 ms, nobody is late).
-- Load: ``oha`` (crates.io, ``make bench-tools``), a third-party HTTP load generator, POSTing
-  one-imp banner requests over keep-alive connections; its JSON report gives the answers by
-  status and the latency percentiles. A 1 s warm-up run (connections, pools) precedes each
-  measured one.
+- Load: ``oha`` (``make bench-tools``: ``cargo install``), a third-party HTTP load generator,
+  POSTing one-imp banner requests over keep-alive connections; its JSON report gives the
+  answers by status and the latency percentiles. A 1 s warm-up run (connections, pools)
+  precedes each measured one.
 
 - ``openrtb auctions/s (5 HTTP bidders)``: closed loop, ``oha -c 64`` for 5 s, bidders
   answering after ``uniform:1:5`` ms. items = auctions answered (200 or 204), the time is the
