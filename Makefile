@@ -38,8 +38,9 @@ tools:  ## third-party tools the tests use: websocat (cargo install, only when m
 
 # oha: the third-party HTTP load generator of the OpenRTB benches (benches/bench_openrtb.py),
 # chosen over Debian's wrk because it has an open-loop fixed rate (-q, with coordinated-omission
-# correction) and a JSON report; pinned, ~5-10 min to build once on 2 cores (it bundles a TLS
-# stack and SQLite); skipped when already on PATH or in ~/.cargo/bin
+# correction) and a JSON report; pinned. Built once (it bundles a TLS stack, jemalloc and
+# SQLite: up to half an hour on a busy 2-core machine); skipped when already on PATH or in
+# ~/.cargo/bin
 OHA_VERSION := 1.16.0
 
 bench-tools:  ## third-party tools the benches use: oha (cargo install, only when missing)
