@@ -82,6 +82,10 @@ How to read it:
   says what one call does and which baseline it is compared with.
 - Figures depend on the machine and on its load: a shared or busy machine gives lower and
   noisier figures. Re-run `make bench` on a quiet machine before comparing.
+- Server benches (`exchange ...`, `openrtb ...`) drive a real server from the outside over
+  loopback, beside a peer written in Python the way a user would; their summary column has
+  the figures that matter (rates, latency percentiles). How the OpenRTB ones are set up and
+  how their added latency is measured: `docs/openrtb.md`, *Performance*.
 """
 
 

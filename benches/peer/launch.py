@@ -81,11 +81,15 @@ class Server:
 
 
 def start_server(kind: str, directory: Path, buyers: dict[str, list[str]],
-                 settings: dict) -> Server:
+                 settings: dict, *, extra_toml: str = "", peer: Path = PEER) -> Server:
     """Writes ``exchange.toml`` + ``keys.toml`` into ``directory`` (see
-    :func:`exchange_config.write_exchange`) and starts ``kind`` ("peer" or "serve") on them."""
+    :func:`exchange_config.write_exchange`; ``extra_toml`` is appended to ``exchange.toml``)
+    and starts ``kind`` ("peer", the script ``peer``, or "serve") on them."""
     setup = write_exchange(directory, buyers, **settings)
-    cmd = [sys.executable, str(PEER)] if kind == "peer" else [
+    if extra_toml:
+        with open(setup["config"], "a") as f:
+            f.write("\n" + extra_toml)
+    cmd = [sys.executable, str(peer)] if kind == "peer" else [
         sys.executable, "-m", "rtbcore.cli", "serve"]
     cmd += ["--config", str(setup["config"]), "--host", "127.0.0.1", "--port", "0"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,

@@ -1,9 +1,9 @@
 //! Admission of an HTTP bidder's bids: each is checked (imp, price, currency, adjustments,
-//! block lists, deal, floor), the best per imp is kept and placed into its engine auction
-//! beside the WebSocket buyers' bids.
+//! block lists, deal, floor), the best per imp is kept and staged for its engine auction; the
+//! request's staged bids, all bidders', go to the engine as one block beside the WebSocket
+//! buyers' bids.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rtbcore_core::engine::mono_ns;
@@ -14,6 +14,7 @@ use super::exchange::{to_micros, Slot, BIDDER_PREFIX};
 use super::model::{Bid, BidRequest, BidResponse};
 use super::rates::Table;
 use super::OpenRtb;
+use crate::auctions::Staged;
 use crate::auth::Identity;
 use crate::events::money;
 
@@ -43,9 +44,10 @@ fn blocked(req: &BidRequest, bid: &Bid) -> bool {
         || bid.bundle.as_deref().is_some_and(|x| req.bapp.iter().any(|b| eq(b, x)))
 }
 
-/// Checks a bidder's bids and places those admitted into their auctions.
+/// Checks a bidder's bids and stages those admitted for their auctions (the caller submits
+/// them to the engine together).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn admit(
+pub(super) fn admit(
     ortb: &Arc<OpenRtb>,
     rates: &Table,
     req: &BidRequest,
@@ -53,7 +55,7 @@ pub(super) async fn admit(
     b: &crate::config::BidderConfig,
     resp: BidResponse,
     adjust: &Rules,
-    out: &mut Vec<Candidate>,
+    out: &mut Vec<(Candidate, Staged)>,
 ) {
     let hub = &ortb.hub;
     let c = &ortb.metrics.bidders[&b.name];
@@ -156,11 +158,6 @@ pub(super) async fn admit(
             }
         };
         cand.engine_bid = staged.answer.bid;
-        if hub.submit(std::slice::from_ref(&staged), now).await.is_err() {
-            c.reject("engine");
-            continue;
-        }
-        c.bids.fetch_add(1, Ordering::Relaxed);
-        out.push(cand);
+        out.push((cand, staged));
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header;
-use serde_json::Value;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use super::model::BidResponse;
 use super::OpenRtb;
@@ -16,26 +17,54 @@ use crate::config::BidderConfig;
 /// Largest bidder response read.
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
-/// What a bidder answered in time: its response, or nothing (no bid, error, late, invalid:
-/// each counted).
+/// The request as a bidder gets it: `raw` with its `tmax` set to `tmax_ms`, written straight
+/// from the parsed tree (no copy of it).
+struct WithTmax<'a> {
+    raw: &'a Map<String, Value>,
+    tmax_ms: u64,
+}
+
+impl Serialize for WithTmax<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let absent = !self.raw.contains_key("tmax");
+        let mut m = s.serialize_map(Some(self.raw.len() + usize::from(absent)))?;
+        for (k, v) in self.raw {
+            if k == "tmax" {
+                m.serialize_entry(k, &self.tmax_ms)?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        if absent {
+            m.serialize_entry("tmax", &self.tmax_ms)?;
+        }
+        m.end()
+    }
+}
+
+/// The body POSTed to a bidder with `tmax_ms` to answer in: the request unchanged but `tmax`.
+pub fn request_body(request: &Value, tmax_ms: u64) -> Option<Bytes> {
+    let bytes = match request {
+        Value::Object(raw) => serde_json::to_vec(&WithTmax { raw, tmax_ms }),
+        other => serde_json::to_vec(other),
+    };
+    bytes.ok().map(Bytes::from)
+}
+
+/// What a bidder answered within `within`: its response, or nothing (no bid, error, late,
+/// invalid: each counted). `body` is from [`request_body`].
 pub async fn call(
     ortb: &OpenRtb,
     b: &BidderConfig,
-    request: &Value,
+    body: Bytes,
     request_id: &str,
-    budget: Duration,
+    within: Duration,
 ) -> Option<BidResponse> {
     let c = &ortb.metrics.bidders[&b.name];
-    let within = Duration::from_millis(b.timeout_ms).min(budget);
-    let mut body = request.clone();
-    if let Value::Object(m) = &mut body {
-        m.insert("tmax".into(), Value::from(within.as_millis() as u64));
-    }
-    let bytes = serde_json::to_vec(&body).ok()?;
     let req = hyper::Request::post(&b.endpoint)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-openrtb-version", "2.6")
-        .body(Full::new(Bytes::from(bytes)))
+        .body(Full::new(body))
         .ok()?;
     c.requests.fetch_add(1, Ordering::Relaxed);
     let exchange = async {

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use bytes::Bytes;
 use futures_util::future::join_all;
 use rtbcore_proto::pbjson_types;
 use rtbcore_proto::v1::OpenAuction;
@@ -21,8 +22,10 @@ use super::model::{Bid, BidRequest, BidResponse, SeatBid};
 use super::notices::{fire, price_text, Macros};
 use super::rates::Table;
 use super::{OpenRtb, Refusal};
+use crate::auctions::Staged;
 use crate::events::{bid_id, money};
 use crate::hub::ClosedBid;
+use rtbcore_core::engine::mono_ns;
 
 /// The prefix of the engine buyer an HTTP bidder bids as.
 pub const BIDDER_PREFIX: &str = "openrtb.";
@@ -101,10 +104,13 @@ fn clip(s: &str) -> String {
 }
 
 /// Runs the request's auctions; `None` when no imp was won.
+/// `waited` is set to the time spent waiting for the HTTP bidders' answers and for the
+/// auctions to close (the rest is the door's own).
 pub async fn run(
     ortb: &Arc<OpenRtb>,
     req: BidRequest,
     raw: Value,
+    waited: &mut Duration,
 ) -> Result<Option<BidResponse>, Refusal> {
     let hub = &ortb.hub;
     let cfg = &hub.cfg;
@@ -224,17 +230,57 @@ pub async fn run(
     // the HTTP bidders, in parallel, each within its time and before the auctions close
     let bidder_budget =
         budget.saturating_sub(Duration::from_millis(5)).max(Duration::from_millis(1));
-    let calls = cfg.openrtb.bidders.iter().map(|b| {
-        let raw = &raw;
+    // one body per distinct bidder time (usually one for all): written once, shared
+    let mut bodies: Vec<(Duration, Option<Bytes>)> = Vec::with_capacity(1);
+    let calls: Vec<_> = cfg
+        .openrtb
+        .bidders
+        .iter()
+        .map(|b| {
+            let within = Duration::from_millis(b.timeout_ms).min(bidder_budget);
+            let body = match bodies.iter().find(|(w, _)| *w == within) {
+                Some((_, body)) => body.clone(),
+                None => {
+                    let body = bidders::request_body(&raw, within.as_millis() as u64);
+                    bodies.push((within, body.clone()));
+                    body
+                }
+            };
+            (b, within, body)
+        })
+        .collect();
+    let calls = calls.into_iter().map(|(b, within, body)| {
         let id = &req.id;
-        async move { (b, bidders::call(ortb, b, raw, id, bidder_budget).await) }
+        async move {
+            let resp = match body {
+                Some(body) => bidders::call(ortb, b, body, id, within).await,
+                None => None,
+            };
+            (b, resp)
+        }
     });
+    let asked = Instant::now();
     let answers = join_all(calls).await;
+    *waited = asked.elapsed();
     let adjust = Rules::from_ext(req.ext.as_ref());
-    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut admitted: Vec<(Candidate, Staged)> = Vec::new();
     for (b, resp) in answers {
         let Some(resp) = resp else { continue };
-        admit(ortb, &rates, &req, &slots, b, resp, &adjust, &mut candidates).await;
+        admit(ortb, &rates, &req, &slots, b, resp, &adjust, &mut admitted);
+    }
+    // every bidder's admitted bids go to the engine as one block
+    let (mut candidates, staged): (Vec<Candidate>, Vec<Staged>) = admitted.into_iter().unzip();
+    let placed = hub.submit(&staged, mono_ns()).await.is_ok();
+    for c in &candidates {
+        let m = &ortb.metrics.bidders[&c.bidder];
+        if placed {
+            m.bids.fetch_add(1, Ordering::Relaxed);
+        } else {
+            m.reject("engine");
+        }
+    }
+    if !placed {
+        candidates.clear();
     }
 
     // with nobody else told of the auctions, the HTTP bids are all there is: answer now rather
@@ -258,6 +304,7 @@ pub async fn run(
         }
     }
     // else wait for every auction to close
+    let closing = Instant::now();
     for s in slots.iter_mut().filter(|_| !early) {
         let rx = s.closed.take().expect("opened above");
         let bids = tokio::time::timeout(budget + Duration::from_secs(2), rx)
@@ -266,6 +313,9 @@ pub async fn run(
             .and_then(Result::ok)
             .unwrap_or_default();
         results.push(bids);
+    }
+    if !early {
+        *waited += closing.elapsed();
     }
 
     let ctx = Settle {

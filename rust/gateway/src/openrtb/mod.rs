@@ -20,7 +20,7 @@ pub mod rates;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -85,6 +85,7 @@ fn refuse(ortb: &OpenRtb, r: Refusal) -> Response {
 
 /// `POST /openrtb2/auction`.
 pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
     let ortb = st.openrtb.clone();
     let limit = ortb.hub.cfg.openrtb.max_body_bytes;
     let too_large = |ortb: &OpenRtb| {
@@ -126,8 +127,9 @@ pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body)
         Ok(r) => r,
         Err(e) => return refuse(&ortb, Refusal::invalid(format!("request: {e}"))),
     };
-    match exchange::run(&ortb, req, raw).await {
-        Err(r) => refuse(&ortb, r),
+    let mut waited = Duration::ZERO;
+    let answer = match exchange::run(&ortb, req, raw, &mut waited).await {
+        Err(r) => return refuse(&ortb, r),
         Ok(None) => {
             ortb.metrics.outcome("no_bid");
             StatusCode::NO_CONTENT.into_response()
@@ -137,5 +139,7 @@ pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body)
             let body = serde_json::to_string(&resp).unwrap_or_default();
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-    }
+    };
+    ortb.metrics.added.observe(started.elapsed().saturating_sub(waited));
+    answer
 }

@@ -31,7 +31,46 @@ fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
 
 type Check = Result<(), String>;
 
-fn positive_int(v: Option<&Value>, path: &str) -> Check {
+/// A field's path (`request.imp[0].banner.w`), written out only when a message needs it: a
+/// valid request costs no string.
+#[derive(Clone, Copy)]
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    seg: Seg<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+const REQUEST: Path<'static> = Path { parent: None, seg: Seg::Key("request") };
+
+impl<'a> Path<'a> {
+    fn key(&'a self, k: &'a str) -> Path<'a> {
+        Path { parent: Some(self), seg: Seg::Key(k) }
+    }
+
+    fn index(&'a self, i: usize) -> Path<'a> {
+        Path { parent: Some(self), seg: Seg::Index(i) }
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.parent {
+            write!(f, "{p}")?;
+        }
+        match (self.seg, self.parent) {
+            (Seg::Key(k), None) => f.write_str(k),
+            (Seg::Key(k), Some(_)) => write!(f, ".{k}"),
+            (Seg::Index(i), _) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+fn positive_int(v: Option<&Value>, path: Path<'_>) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x > 0.0 && x.fract() == 0.0) => Ok(()),
@@ -39,7 +78,7 @@ fn positive_int(v: Option<&Value>, path: &str) -> Check {
     }
 }
 
-fn non_negative(v: Option<&Value>, path: &str) -> Check {
+fn non_negative(v: Option<&Value>, path: Path<'_>) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x >= 0.0 && x.is_finite()) => Ok(()),
@@ -47,14 +86,14 @@ fn non_negative(v: Option<&Value>, path: &str) -> Check {
     }
 }
 
-fn string(v: Option<&Value>, path: &str) -> Check {
+fn string(v: Option<&Value>, path: Path<'_>) -> Check {
     match v {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
         Some(_) => Err(format!("{path} must be a string")),
     }
 }
 
-fn integer(v: Option<&Value>, path: &str) -> Check {
+fn integer(v: Option<&Value>, path: Path<'_>) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(()),
@@ -62,7 +101,7 @@ fn integer(v: Option<&Value>, path: &str) -> Check {
     }
 }
 
-fn currency(v: Option<&Value>, path: &str) -> Check {
+fn currency(v: Option<&Value>, path: Path<'_>) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) => {
@@ -72,13 +111,13 @@ fn currency(v: Option<&Value>, path: &str) -> Check {
     }
 }
 
-fn strings(v: Option<&Value>, path: &str) -> Check {
+fn strings(v: Option<&Value>, path: Path<'_>) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Array(xs)) => {
             for (i, x) in xs.iter().enumerate() {
                 if !x.is_string() {
-                    return Err(format!("{path}[{i}] must be a string"));
+                    return Err(format!("{} must be a string", path.index(i)));
                 }
             }
             Ok(())
@@ -87,7 +126,7 @@ fn strings(v: Option<&Value>, path: &str) -> Check {
     }
 }
 
-fn one_of(v: Option<&Value>, path: &str, allowed: &[i64], what: &str) -> Check {
+fn one_of(v: Option<&Value>, path: Path<'_>, allowed: &[i64], what: &str) -> Check {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) if n.as_i64().is_some_and(|x| allowed.contains(&x)) => Ok(()),
@@ -95,7 +134,10 @@ fn one_of(v: Option<&Value>, path: &str, allowed: &[i64], what: &str) -> Check {
     }
 }
 
-fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Map<String, Value>>, String> {
+fn object<'a>(
+    v: Option<&'a Value>,
+    path: Path<'_>,
+) -> Result<Option<&'a Map<String, Value>>, String> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
@@ -103,9 +145,9 @@ fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Map<String,
     }
 }
 
-fn sized(m: &Map<String, Value>, path: &str) -> Check {
-    positive_int(m.get("w"), &format!("{path}.w"))?;
-    positive_int(m.get("h"), &format!("{path}.h"))
+fn sized(m: &Map<String, Value>, path: Path<'_>) -> Check {
+    positive_int(m.get("w"), path.key("w"))?;
+    positive_int(m.get("h"), path.key("h"))
 }
 
 /// Checks the request; the error names the first field that is wrong.
@@ -124,9 +166,10 @@ pub fn check(req: &Value) -> Check {
         }
         Some(_) => return Err("request.imp must be an array".into()),
     };
+    let imp_path = REQUEST.key("imp");
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, imp) in imps.iter().enumerate() {
-        let p = format!("request.imp[{i}]");
+        let p = imp_path.index(i);
         let Value::Object(m) = imp else {
             return Err(format!("{p} must be an object"));
         };
@@ -138,51 +181,51 @@ pub fn check(req: &Value) -> Check {
             return Err(format!("{p}.id {id:?} duplicates request.imp[{j}].id"));
         }
         let mut media = 0;
-        if let Some(b) = object(m.get("banner"), &format!("{p}.banner"))? {
+        let banner = p.key("banner");
+        if let Some(b) = object(m.get("banner"), banner)? {
             media += 1;
-            sized(b, &format!("{p}.banner"))?;
+            sized(b, banner)?;
             match b.get("format") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(fs)) => {
+                    let format = banner.key("format");
                     for (k, f) in fs.iter().enumerate() {
-                        let fp = format!("{p}.banner.format[{k}]");
+                        let fp = format.index(k);
                         let Value::Object(f) = f else {
                             return Err(format!("{fp} must be an object"));
                         };
-                        sized(f, &fp)?;
+                        sized(f, fp)?;
                     }
                 }
                 Some(_) => return Err(format!("{p}.banner.format must be an array")),
             }
         }
-        if let Some(v) = object(m.get("video"), &format!("{p}.video"))? {
+        let video = p.key("video");
+        if let Some(v) = object(m.get("video"), video)? {
             media += 1;
-            sized(v, &format!("{p}.video"))?;
-            integer(v.get("plcmt"), &format!("{p}.video.plcmt"))?;
+            sized(v, video)?;
+            integer(v.get("plcmt"), video.key("plcmt"))?;
         }
-        string(m.get("tagid"), &format!("{p}.tagid"))?;
+        string(m.get("tagid"), p.key("tagid"))?;
         for k in ["audio", "native"] {
-            if object(m.get(k), &format!("{p}.{k}"))?.is_some() {
+            if object(m.get(k), p.key(k))?.is_some() {
                 media += 1;
             }
         }
         if media == 0 {
             return Err(format!("{p} must have one of banner, video, audio, native"));
         }
-        non_negative(m.get("bidfloor"), &format!("{p}.bidfloor"))?;
-        currency(m.get("bidfloorcur"), &format!("{p}.bidfloorcur"))?;
-        if let Some(pmp) = object(m.get("pmp"), &format!("{p}.pmp"))? {
-            one_of(
-                pmp.get("private_auction"),
-                &format!("{p}.pmp.private_auction"),
-                &[0, 1],
-                "0 or 1",
-            )?;
+        non_negative(m.get("bidfloor"), p.key("bidfloor"))?;
+        currency(m.get("bidfloorcur"), p.key("bidfloorcur"))?;
+        let pp = p.key("pmp");
+        if let Some(pmp) = object(m.get("pmp"), pp)? {
+            one_of(pmp.get("private_auction"), pp.key("private_auction"), &[0, 1], "0 or 1")?;
             match pmp.get("deals") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(ds)) => {
+                    let deals = pp.key("deals");
                     for (k, d) in ds.iter().enumerate() {
-                        let dp = format!("{p}.pmp.deals[{k}]");
+                        let dp = deals.index(k);
                         let Value::Object(d) = d else {
                             return Err(format!("{dp} must be an object"));
                         };
@@ -190,37 +233,38 @@ pub fn check(req: &Value) -> Check {
                             Some(Value::String(s)) if !s.is_empty() => {}
                             _ => return Err(format!("{dp}.id must be a non-empty string")),
                         }
-                        non_negative(d.get("bidfloor"), &format!("{dp}.bidfloor"))?;
-                        currency(d.get("bidfloorcur"), &format!("{dp}.bidfloorcur"))?;
+                        non_negative(d.get("bidfloor"), dp.key("bidfloor"))?;
+                        currency(d.get("bidfloorcur"), dp.key("bidfloorcur"))?;
                     }
                 }
                 Some(_) => return Err(format!("{p}.pmp.deals must be an array")),
             }
         }
     }
-    let present: Vec<&str> = ["site", "app", "dooh"]
-        .into_iter()
-        .filter(|k| r.get(*k).is_some_and(|v| !v.is_null()))
-        .collect();
-    if present.len() != 1 {
+    let has = |k: &str| r.get(k).is_some_and(|v| !v.is_null());
+    if ["site", "app", "dooh"].into_iter().filter(|k| has(k)).count() != 1 {
+        let present: Vec<&str> = ["site", "app", "dooh"].into_iter().filter(|k| has(k)).collect();
         return Err(format!(
             "request must contain exactly one of site, app, dooh; got {}",
             if present.is_empty() { "none".to_string() } else { present.join(", ") }
         ));
     }
     for k in ["site", "app", "dooh", "device"] {
-        object(r.get(k), &format!("request.{k}"))?;
+        object(r.get(k), REQUEST.key(k))?;
     }
     for (obj, keys) in [("site", ["id", "domain", "page"]), ("app", ["id", "bundle", "domain"])] {
         if let Some(Value::Object(o)) = r.get(obj) {
+            let op = REQUEST.key(obj);
             for k in keys {
-                string(o.get(k), &format!("request.{obj}.{k}"))?;
+                string(o.get(k), op.key(k))?;
             }
         }
     }
     if let Some(Value::Object(d)) = r.get("device") {
-        if let Some(g) = object(d.get("geo"), "request.device.geo")? {
-            string(g.get("country"), "request.device.geo.country")?;
+        let geo = REQUEST.key("device");
+        let geo = geo.key("geo");
+        if let Some(g) = object(d.get("geo"), geo)? {
+            string(g.get("country"), geo.key("country"))?;
         }
     }
     match r.get("tmax") {
@@ -232,14 +276,15 @@ pub fn check(req: &Value) -> Check {
             ))
         }
     }
-    one_of(r.get("at"), "request.at", &[1, 2], "1 (first price) or 2 (second price)")?;
-    one_of(r.get("test"), "request.test", &[0, 1], "0 or 1")?;
+    one_of(r.get("at"), REQUEST.key("at"), &[1, 2], "1 (first price) or 2 (second price)")?;
+    one_of(r.get("test"), REQUEST.key("test"), &[0, 1], "0 or 1")?;
     for k in ["cur", "bcat", "badv", "bapp"] {
-        strings(r.get(k), &format!("request.{k}"))?;
+        strings(r.get(k), REQUEST.key(k))?;
     }
     if let Some(Value::Array(cs)) = r.get("cur") {
+        let cur = REQUEST.key("cur");
         for (i, c) in cs.iter().enumerate() {
-            currency(Some(c), &format!("request.cur[{i}]"))?;
+            currency(Some(c), cur.index(i))?;
         }
     }
     Ok(())
@@ -248,6 +293,19 @@ pub fn check(req: &Value) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_written_out_as_fields() {
+        let imp = REQUEST.key("imp");
+        let i = imp.index(2);
+        let deals = i.key("pmp");
+        let deals = deals.key("deals");
+        assert_eq!(
+            deals.index(0).key("bidfloor").to_string(),
+            "request.imp[2].pmp.deals[0].bidfloor"
+        );
+        assert_eq!(REQUEST.to_string(), "request");
+    }
 
     #[test]
     fn offsets_count_bytes_across_lines() {
