@@ -243,7 +243,7 @@ proptest! {
         let mut flat: Vec<(u64, u64, f64)> = Vec::new();
         for (a, bids) in auctions.iter().enumerate() {
             for (&b, &p) in bids {
-                flat.push((ids[a], b as u64, p as f64 * 0.5));
+                flat.push((ids[a], b, p as f64 * 0.5));
             }
         }
         // a deterministic shuffle
@@ -401,7 +401,7 @@ fn close_wakes_a_waiter_and_a_drained_engine_answers_at_once() {
         waiters.into_iter().flat_map(|w| w.join().unwrap()).map(|r| r.auction_id).collect();
     closer.join().unwrap();
     got.sort_unstable();
-    assert_eq!(got, (0..n as u64).collect::<Vec<_>>());
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
     assert!(t.elapsed() < Duration::from_secs(30));
     assert!(e.is_drained());
     let t = std::time::Instant::now();
