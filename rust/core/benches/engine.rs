@@ -29,8 +29,8 @@ fn shuffled_block() -> (Vec<u64>, Vec<u64>, Vec<f64>) {
         let j = (xorshift(&mut x) % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
-    let a = order.iter().map(|&k| (k / PER) as u64).collect();
-    let b = order.iter().map(|&k| (k % PER) as u64).collect();
+    let a = order.iter().map(|&k| k / PER).collect();
+    let b = order.iter().map(|&k| k % PER).collect();
     let p =
         order.iter().map(|&k| 0.1 + (k.wrapping_mul(0x9E37_79B9) % 1000) as f64 / 100.0).collect();
     (a, b, p)
@@ -79,7 +79,7 @@ fn submit_and_poll(
     let reqs: Vec<OpenRequest> =
         (0..AUCTIONS).map(|i| eng.open_request(base + i, None, None, PER as u32, now)).collect();
     eng.open(&reqs).unwrap();
-    let ids: Vec<u64> = block.0.iter().map(|&a| a + base as u64).collect();
+    let ids: Vec<u64> = block.0.iter().map(|&a| a + base).collect();
     let arrays = BidArrays {
         auction_ids: &ids,
         bidder_ids: &block.1,
