@@ -70,3 +70,17 @@ def int_array(name: str, x: Any, n: int | None = None, *, ids: bool = False) -> 
                 raise InvalidBidError(f"{name}[{i}] = {int(a[i])}: must be in 0..=2**63-1")
             raise InvalidInputError(f"{name}[{i}] = {int(a[i])}: must be < 2**63")
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def id_array(name: str, x: Any, n: int | None = None) -> np.ndarray:
+    """Bid ids as a contiguous 1-D uint64 array (the dtype of every record that carries ids),
+    checked against the bid rule's range 0..=2**63-1 here for what the unsigned type cannot
+    show (a negative value); the core checks the upper bound of an array passed through."""
+    if isinstance(x, np.ndarray) and x.dtype == np.uint64 and x.ndim == 1 and x.flags.c_contiguous:
+        return x
+    a = int_array(name, x, n, ids=True)
+    neg = np.flatnonzero(a < 0)
+    if neg.size:
+        i = int(neg[0])
+        raise InvalidBidError(f"{name}[{i}] = {int(a[i])}: must be in 0..=2**63-1")
+    return a.view(np.uint64)

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from _rtbcore import _AuctionEngine, _EventLog
 
 from rtbcore._arrays import float_array as _float_array
+from rtbcore._arrays import id_array as _id_array
 from rtbcore._arrays import int_array as _int_array
 from rtbcore._closing import ContextHandle
 from rtbcore.errors import InvalidBidError, InvalidInputError
@@ -158,7 +159,7 @@ class AuctionEngine(ContextHandle):
     - ``mechanism``: ``"first_price"``, ``"second_price"``; with ``slot_ctrs`` (click-through
       factor per slot, non-increasing) ``"gsp"`` or ``"vcg"`` (``"second_price"`` with
       ``slot_ctrs`` means GSP). A position auction yields one result row per slot (``slot``
-      field, ``winner_bidder = -1`` for an empty slot), so an auction's rows are consecutive and
+      field, ``winner_bidder = NO_BIDDER`` for an empty slot), so an auction's rows are consecutive and
       :meth:`poll` never splits them.
     - Auctions are sharded over the workers by ``auction_id``: each auction's state lives on one
       worker, which applies place / update (a bidder's latest bid replaces its earlier one) /
@@ -271,7 +272,7 @@ class AuctionEngine(ContextHandle):
         m = self.auction_id_map if which == "auction" else self.bidder_id_map
         if isinstance(x, str):
             return m.id(x)
-        return m.ids(x).astype(np.int64)
+        return m.ids(x)
 
     @staticmethod
     def _tmax_ns(name: str, tmax_ms: Any) -> int:
@@ -322,7 +323,7 @@ class AuctionEngine(ContextHandle):
                 i = int(big[0])
                 raise InvalidInputError(f"expected_bids[{i}] = {eb[i]}: must be < 2**32")
             e = eb.astype(np.uint32)
-        return int(self._core.open(ids, r, t, e))
+        return int(self._core.open(ids.view(np.uint64), r, t, e))
 
     def submit(
         self,
@@ -344,9 +345,9 @@ class AuctionEngine(ContextHandle):
         # Python converts (dtypes, scalars broadcast); the core checks lengths and values.
         auction_ids = self._as_ids("auction", auction_ids)
         bidder_ids = self._as_ids("bidder", bidder_ids)
-        a = _int_array("auction_ids", auction_ids, ids=True)
+        a = _id_array("auction_ids", auction_ids)
         n = a.shape[0]
-        b = _int_array("bidder_ids", bidder_ids, ids=True)
+        b = _id_array("bidder_ids", bidder_ids)
         p = _float_array("prices", prices)
         q = None if quality is None else _float_array("quality", quality, n)
         k = None
@@ -429,8 +430,8 @@ class AuctionEngine(ContextHandle):
             if len(shape) == 1:
                 n = shape[0]
                 break
-        a = _int_array("auction_ids", auction_ids, n, ids=True)
-        b = _int_array("bidder_ids", bidder_ids, n, ids=True)
+        a = _id_array("auction_ids", auction_ids, n)
+        b = _id_array("bidder_ids", bidder_ids, n)
         kinds = np.full(a.shape[0], KIND_DECLINE, dtype=np.uint8)
         return self.submit(a, b, np.zeros(a.shape[0]), None, kinds, timeout_ms)
 

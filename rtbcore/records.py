@@ -31,6 +31,7 @@ __all__ = [
     "EVENT_DTYPE",
     "EVENT_KINDS",
     "EVENT_NO_BIDDER",
+    "NO_BIDDER",
     "EVENT_NO_SLOT",
     "EVENT_NOT_CLOSED",
     "CLOSED_BY",
@@ -108,7 +109,13 @@ REJECT_LATE = 1
 REJECT_UNKNOWN = 2
 
 
-#: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``.
+#: ``winner_bidder`` of a result row without a sale (or an empty slot), and ``bidder_id`` of an
+#: event about no bidder: no valid id (ids are at most 2**63-1). Ids are ``uint64`` in every
+#: record: bids, events, results, rejected bids and outcomes.
+NO_BIDDER = 2**64 - 1
+
+#: One row per auction (per slot for GSP / VCG), mirroring the Rust ``AuctionResult``;
+#: ``winner_bidder`` is :data:`NO_BIDDER` when nothing sold.
 RESULT_DTYPE = np.dtype(
     {
         "names": [
@@ -122,7 +129,7 @@ RESULT_DTYPE = np.dtype(
             "slot",
             "closed_by",
         ],
-        "formats": ["<i8", "<i8", "<f8", "<f8", "<i8", "<i8", "<u4", "<u2", "u1"],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<i8", "<i8", "<u4", "<u2", "u1"],
         "offsets": [0, 8, 16, 24, 32, 40, 48, 52, 54],
         "itemsize": 56,
     }
@@ -134,7 +141,7 @@ REJECTED_DTYPE = np.dtype(
         "names": [
             "auction_id", "bidder_id", "price", "timestamp_ns", "loss_reason", "cause", "kind",
         ],
-        "formats": ["<i8", "<i8", "<f8", "<u8", "<i4", "u1", "u1"],
+        "formats": ["<u8", "<u8", "<f8", "<u8", "<i4", "u1", "u1"],
         "offsets": [0, 8, 16, 24, 32, 36, 37],
         "itemsize": 40,
     }
@@ -165,7 +172,7 @@ OUTCOME_DTYPE = np.dtype(
             "auction_id", "bidder_id", "price", "price_paid", "min_to_win", "loss_reason",
             "slot", "won", "closed_by",
         ],
-        "formats": ["<i8", "<i8", "<f8", "<f8", "<f8", "<i4", "<u2", "u1", "u1"],
+        "formats": ["<u8", "<u8", "<f8", "<f8", "<f8", "<i4", "<u2", "u1", "u1"],
         "offsets": [0, 8, 16, 24, 32, 40, 44, 46, 47],
         "itemsize": 48,
     }
@@ -203,8 +210,8 @@ EVENT_DTYPE = np.dtype(
         "itemsize": 88,
     }
 )
-#: ``bidder_id`` of an event about no bidder.
-EVENT_NO_BIDDER = 2**64 - 1
+#: ``bidder_id`` of an event about no bidder (the same value as :data:`NO_BIDDER`).
+EVENT_NO_BIDDER = NO_BIDDER
 #: ``slot`` of an event about no slot.
 EVENT_NO_SLOT = 0xFFFF
 #: ``closed_by`` of an event that is not an outcome.

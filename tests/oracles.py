@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from rtbcore import make_bids
+from rtbcore import NO_BIDDER, make_bids
 
 
 class FakeClock:
@@ -187,15 +187,16 @@ def oracle_second_price_segments(offsets, prices, reserve):
 
 
 def oracle_engine(mech, bids, reserve, increment, ctrs=None):
-    """bids: {bidder: (price, quality)} -> list of (winner_bidder, price, min_to_win) per slot,
-    ties to the lowest bidder id; VCG by its closed form over the ranked adjusted values."""
+    """bids: {bidder: (price, quality)} -> list of (winner_bidder, price, min_to_win) per slot
+    (winner_bidder NO_BIDDER when nothing sold), ties to the lowest bidder id; VCG by its closed
+    form over the ranked adjusted values."""
     order = sorted(bids)
     prices = [bids[b][0] for b in order]
     quality = [bids[b][1] for b in order]
     if mech in ("first_price", "second_price"):
         rule = "first" if mech == "first_price" else "second"
         w, price, mtw, _ = oracle_single(prices, quality, reserve, rule, increment)
-        return [(-1, 0.0, math.nan)] if w < 0 else [(order[w], price, mtw[w])]
+        return [(NO_BIDDER, 0.0, math.nan)] if w < 0 else [(order[w], price, mtw[w])]
     rk = ranked(prices, quality, reserve)
     k = len(ctrs)
 
@@ -206,7 +207,7 @@ def oracle_engine(mech, bids, reserve, increment, ctrs=None):
     gsp = oracle_gsp(prices, quality, reserve, ctrs, increment) if mech == "gsp" else None
     for s in range(k):
         if s >= len(rk):
-            rows.append((-1, 0.0, math.nan))
+            rows.append((NO_BIDDER, 0.0, math.nan))
             continue
         i = rk[s]
         p, q = prices[i], quality[i]

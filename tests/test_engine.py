@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rtbcore
-from rtbcore import RESULT_DTYPE, AuctionEngine
+from rtbcore import NO_BIDDER, RESULT_DTYPE, AuctionEngine
 from rtbcore.engine import (
     CLOSED_BY_ALL_BIDS,
     CLOSED_BY_DEADLINE,
@@ -104,7 +104,7 @@ def test_results_equal_the_oracle_in_any_arrival_order(
             assert (row["auction_id"], row["slot"]) == (ids[a], s)
             assert row["winner_bidder"] == w
             assert row["price"] == pytest.approx(price, rel=1e-12, abs=1e-12)
-            if w >= 0:
+            if w != NO_BIDDER:
                 assert row["min_to_win"] == pytest.approx(mtw, rel=1e-12, abs=1e-12)
             else:
                 assert math.isnan(row["min_to_win"])
@@ -269,7 +269,7 @@ def test_deadline_closes_and_later_bids_are_late():
         r = drain(eng, n=2, timeout_s=10)
         assert r["closed_by"].tolist() == [CLOSED_BY_DEADLINE] * 2
         assert (r["open_to_close_ns"] >= 5_000_000).all()
-        assert r["winner_bidder"].tolist() == [7, -1]
+        assert r["winner_bidder"].tolist() == [7, NO_BIDDER]
         eng.submit([1, 2, 3], [8, 8, 8], [1.0, 1.0, 1.0])
     s = eng.stats()
     assert (s["rejected_late"], s["rejected_unknown"]) == (2, 1)
@@ -353,7 +353,7 @@ def test_position_auction_rows_are_never_split_by_poll():
         assert r.shape[0] == 3
         assert r["auction_id"].tolist() == [r["auction_id"][0]] * 3
         assert r["slot"].tolist() == [0, 1, 2]
-        assert r["winner_bidder"].tolist() == [r["auction_id"][0], -1, -1]
+        assert r["winner_bidder"].tolist() == [r["auction_id"][0], NO_BIDDER, NO_BIDDER]
 
 
 def test_duplicate_open_is_counted_and_ignored():

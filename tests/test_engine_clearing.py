@@ -74,7 +74,9 @@ def test_engine_equals_batch_clearing(mech, n_auctions, max_bids, seed, workers,
     assert got.shape[0] == n_auctions * k
     pos = {int(a): i for i, a in enumerate(ids)}
     got = got[np.lexsort((got["slot"], [pos[int(a)] for a in got["auction_id"]]))]
-    np.testing.assert_array_equal(got["winner_bidder"].reshape(n_auctions, k), want_bidder)
+    # the clearing kernels name no winner -1; engine rows name it NO_BIDDER (2**64-1, uint64)
+    np.testing.assert_array_equal(got["winner_bidder"].reshape(n_auctions, k),
+                                  want_bidder.astype(np.uint64))
     np.testing.assert_allclose(got["price"].reshape(n_auctions, k), want_price, rtol=1e-12,
                                atol=1e-12)
     np.testing.assert_array_equal(got["n_bids"][::k], sizes)

@@ -10,7 +10,7 @@ import pytest
 
 from rtbcore import KIND_DECLINE, AuctionEngine, BidQueue, make_bids
 from rtbcore.errors import InvalidBidError, InvalidInputError
-from rtbcore.records import CLOSED_BY_ALL_BIDS
+from rtbcore.records import CLOSED_BY_ALL_BIDS, NO_BIDDER
 
 LONG = 60_000.0  # tmax in ms: the deadline never closes an auction in these tests
 
@@ -63,7 +63,7 @@ def test_decline_records_pass_the_one_rule_everywhere():
         eng.open([1, 2], expected_bids=1)
         eng.submit_records(rec)
         r = _rows(eng, 2)
-    assert (r["winner_bidder"] == -1).all() and (r["closed_by"] == CLOSED_BY_ALL_BIDS).all()
+    assert (r["winner_bidder"] == NO_BIDDER).all() and (r["closed_by"] == CLOSED_BY_ALL_BIDS).all()
     with pytest.raises(InvalidBidError, match=r"kind\[0\] = 4"):
         BidQueue(4).push_many(make_bids(1, 1, 1.0, 1.0, KIND_DECLINE + 1))
 

@@ -19,6 +19,7 @@ from rtbcore.records import (
     LOSS_BELOW_FLOOR,
     LOSS_OUTBID,
     LOSS_WON,
+    NO_BIDDER,
     OUTCOME_DTYPE,
     OUTCOME_NO_SLOT,
 )
@@ -130,7 +131,7 @@ def test_outcomes_match_brute_force(mechanism, increment, auctions, workers):
         w, paid, per_bid = expect[aid]
         won, want_paid, reason, mtw = per_bid[bidder]
         row = by_auction[aid]
-        assert row["winner_bidder"] == w
+        assert row["winner_bidder"] == (NO_BIDDER if w < 0 else w)
         assert o["won"] == won and o["loss_reason"] == reason
         assert o["closed_by"] == rtbcore.records.CLOSED_BY_ALL_BIDS
         if won:
@@ -157,7 +158,7 @@ def test_gsp_outcomes_agree_with_the_slot_rows():
     got = {(int(o["auction_id"]), int(o["bidder_id"])): o for o in outs}
     assert len(got) == 5
     for r in results:
-        if r["winner_bidder"] >= 0:
+        if r["winner_bidder"] != NO_BIDDER:
             o = got[(int(r["auction_id"]), int(r["winner_bidder"]))]
             assert o["won"] == 1 and o["slot"] == r["slot"]
             assert o["price_paid"] == r["price"] and o["min_to_win"] == r["min_to_win"]

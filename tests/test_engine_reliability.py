@@ -361,5 +361,5 @@ def test_repr_and_stats_print_counts_as_integers():
         s = eng.stats()
         assert all(type(s[k]) is int for k in ("submitted", "rejected_unknown", "opened"))
         r = eng.poll_rejected()
-    assert r.dtype["auction_id"] == np.dtype("<i8") and int(r["auction_id"][0]) == 2**63 - 1
-    assert RESULT_DTYPE["auction_id"] == np.dtype("<i8")
+    assert r.dtype["auction_id"] == np.dtype("<u8") and int(r["auction_id"][0]) == 2**63 - 1
+    assert RESULT_DTYPE["auction_id"] == np.dtype("<u8")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtbcore import AuctionEngine, IdMap
-from rtbcore.errors import InvalidInputError, StateError
+from rtbcore.errors import InvalidBidError, InvalidInputError, StateError
 
 words = st.text(min_size=0, max_size=6)
 
@@ -83,3 +83,32 @@ def test_the_engine_takes_string_ids():
     r = r[np.argsort(r["auction_id"])]
     assert eng.auction_id_map.keys(r["auction_id"]).tolist() == ["req-a", "req-b"]
     assert eng.bidder_id_map.keys(r["winner_bidder"]).tolist() == ["dsp-2", "dsp-2"]
+
+
+def test_every_record_carries_ids_as_uint64_and_no_bidder_is_never_an_id() -> None:
+    from rtbcore.records import (
+        BID_DTYPE, EVENT_DTYPE, EVENT_NO_BIDDER, NO_BIDDER, OUTCOME_DTYPE, REJECTED_DTYPE,
+        RESULT_DTYPE,
+    )
+    u8 = np.dtype("<u8")
+    for dt, fields in ((BID_DTYPE, ("auction_id", "bidder_id")),
+                       (EVENT_DTYPE, ("auction_id", "bidder_id")),
+                       (RESULT_DTYPE, ("auction_id", "winner_bidder")),
+                       (REJECTED_DTYPE, ("auction_id", "bidder_id")),
+                       (OUTCOME_DTYPE, ("auction_id", "bidder_id"))):
+        for f in fields:
+            assert dt[f] == u8, (dt, f)
+    assert IdMap().ids(["a", "b"]).dtype == u8
+    assert NO_BIDDER == EVENT_NO_BIDDER == 2**64 - 1
+    # the largest valid id round-trips through the engine; NO_BIDDER is refused as an id
+    big = 2**63 - 1
+    with AuctionEngine(workers=1, pin=False, tmax_ms=600_000, outcomes=True) as eng:
+        eng.open(np.array([big], dtype=np.uint64), expected_bids=1)
+        eng.submit(np.array([big], dtype=np.uint64), np.array([big], dtype=np.uint64), [1.0])
+        with pytest.raises(InvalidBidError, match=r"bidder_ids\[0\] = 18446744073709551615"):
+            eng.submit(np.array([big], dtype=np.uint64), np.array([NO_BIDDER], dtype=np.uint64),
+                       [1.0])
+    rows = eng.poll()
+    assert rows["auction_id"].tolist() == [big] and rows["winner_bidder"].tolist() == [big]
+    outs = eng.poll_outcomes()
+    assert outs["bidder_id"].tolist() == [big]

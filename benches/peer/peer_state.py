@@ -443,7 +443,7 @@ class Exchange:
             c.auction_id = a.id
             c.n_bids = int(row["n_bids"])
             c.closed_by = CLOSED_BY.get(int(row["closed_by"]), pb.CLOSED_BY_UNSPECIFIED)
-            win_bid = a.bids.get(winner) if winner >= 0 else None
+            win_bid = a.bids.get(winner) if winner != rtbcore.NO_BIDDER else None
             for bid in a.bids.values():
                 self.bids.pop(bid.id, None)
                 b = bid.buyer

@@ -22,15 +22,15 @@ fn xorshift(x: &mut u64) -> u64 {
 }
 
 /// A block of `AUCTIONS * PER` bids (auction index 0-based, bidder, price), shuffled.
-fn shuffled_block() -> (Vec<i64>, Vec<i64>, Vec<f64>) {
+fn shuffled_block() -> (Vec<u64>, Vec<u64>, Vec<f64>) {
     let mut x = 88172645463325252u64;
     let mut order: Vec<u64> = (0..AUCTIONS * PER).collect();
     for i in (1..order.len()).rev() {
         let j = (xorshift(&mut x) % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
-    let a = order.iter().map(|&k| (k / PER) as i64).collect();
-    let b = order.iter().map(|&k| (k % PER) as i64).collect();
+    let a = order.iter().map(|&k| k / PER).collect();
+    let b = order.iter().map(|&k| k % PER).collect();
     let p =
         order.iter().map(|&k| 0.1 + (k.wrapping_mul(0x9E37_79B9) % 1000) as f64 / 100.0).collect();
     (a, b, p)
@@ -71,7 +71,7 @@ fn bench_prepare(c: &mut Criterion) {
 /// result row.
 fn submit_and_poll(
     eng: &Engine,
-    block: &(Vec<i64>, Vec<i64>, Vec<f64>),
+    block: &(Vec<u64>, Vec<u64>, Vec<f64>),
     base: u64,
     out: &mut Vec<AuctionResult>,
 ) {
@@ -79,7 +79,7 @@ fn submit_and_poll(
     let reqs: Vec<OpenRequest> =
         (0..AUCTIONS).map(|i| eng.open_request(base + i, None, None, PER as u32, now)).collect();
     eng.open(&reqs).unwrap();
-    let ids: Vec<i64> = block.0.iter().map(|&a| a + base as i64).collect();
+    let ids: Vec<u64> = block.0.iter().map(|&a| a + base).collect();
     let arrays = BidArrays {
         auction_ids: &ids,
         bidder_ids: &block.1,

@@ -7,8 +7,9 @@
 //! # The validation rule
 //! Every entry point (queue, ring, engine, clearing) applies [`check_fields`] (or its
 //! branch-free twin [`fields_ok`]):
-//! - `auction_id` and `bidder_id` are at most [`MAX_ID`] (2^63 - 1): results carry ids as
-//!   signed 64-bit integers, where -1 means "no winner";
+//! - `auction_id` and `bidder_id` are at most [`MAX_ID`] (2^63 - 1): every record carries ids
+//!   as u64, and `u64::MAX` means "no bidder" (no winner); the range also keeps ids exact
+//!   for callers that hold them as signed 64-bit integers;
 //! - `kind` is [`KIND_PLACE`], [`KIND_UPDATE`], [`KIND_CANCEL`] or [`KIND_DECLINE`];
 //! - a place or update has a finite `price >= 0`, a finite `quality > 0` (clearing's own
 //!   rule: a quality of 0 would make a bid's score 0 and its second-price charge a division by
@@ -27,7 +28,7 @@ pub const KIND_CANCEL: u8 = 2;
 /// A bidder answers "no bid": it takes no part in the auction, but its answer counts toward
 /// the auction's expected bids, so an auction whose bidders all answered closes at once.
 pub const KIND_DECLINE: u8 = 3;
-/// The largest auction or bidder id: ids travel as `int64` in results.
+/// The largest auction or bidder id (`u64::MAX` is "no bidder"; ids fit an `int64` too).
 pub const MAX_ID: u64 = i64::MAX as u64;
 
 /// One bid event, 48 bytes, `repr(C)` so that numpy's `BID_DTYPE` matches it field for field:
@@ -151,8 +152,8 @@ pub fn check_bid(price: f64, quality: f64) -> Result<(), BadField> {
     Ok(())
 }
 
-/// The whole rule as one branch-free flag, for the fast path over a block. Signed ids are
-/// passed as `id as u64`, so a negative one is above [`MAX_ID`] and fails.
+/// The whole rule as one branch-free flag, for the fast path over a block. Signed ids, if a
+/// caller has them, are passed as `id as u64`, so a negative one is above [`MAX_ID`] and fails.
 #[inline(always)]
 pub fn fields_ok(auction_id: u64, bidder_id: u64, price: f64, quality: f64, kind: u8) -> bool {
     let priced = bid_ok(price, quality);

@@ -30,7 +30,7 @@ fn open(e: &Engine, ids: &[u64], expected: u32, tmax_ns: Option<u64>) {
     e.open(&reqs).unwrap();
 }
 
-fn submit(e: &Engine, a: &[i64], b: &[i64], p: &[f64], kinds: Option<&[u8]>) -> usize {
+fn submit(e: &Engine, a: &[u64], b: &[u64], p: &[f64], kinds: Option<&[u8]>) -> usize {
     let arrays = BidArrays { auction_ids: a, bidder_ids: b, prices: p, quality: None, kinds };
     e.submit(&arrays, Duration::from_secs(10)).unwrap()
 }
@@ -139,7 +139,7 @@ fn deadline_closes_auctions() {
     assert!(r.iter().all(|x| x.closed_by == CLOSED_BY_DEADLINE));
     assert!(r.iter().all(|x| x.open_to_close_ns >= 5_000_000));
     assert_eq!(r[0].winner_bidder, 1);
-    assert_eq!(r[1].winner_bidder, -1);
+    assert_eq!(r[1].winner_bidder, NO_BIDDER);
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn shutdown_reports_every_open_auction_with_many_workers() {
     e.close().unwrap();
     let r = collect(&e, 1000);
     assert_eq!(r.len(), 1000);
-    assert!(r.iter().all(|x| x.closed_by == CLOSED_BY_SHUTDOWN && x.winner_bidder == -1));
+    assert!(r.iter().all(|x| x.closed_by == CLOSED_BY_SHUTDOWN && x.winner_bidder == NO_BIDDER));
     assert!(matches!(
         e.submit(
             &BidArrays {
@@ -179,14 +179,14 @@ fn bad_input_names_argument_and_index_and_queues_nothing() {
     let err = e.submit(&bad, Duration::ZERO).unwrap_err();
     assert!(matches!(err, CoreError::InvalidBid { field: Field::Price, index: 1, .. }), "{err}");
     let bad = BidArrays {
-        auction_ids: &[1, -2],
+        auction_ids: &[1, 1 << 63],
         bidder_ids: &[1, 2],
         prices: &[1.0, 1.0],
         quality: None,
         kinds: None,
     };
     let err = e.submit(&bad, Duration::ZERO).unwrap_err();
-    assert_eq!(err.to_string(), "auction_id[1] = -2: must be in 0..=2**63-1");
+    assert_eq!(err.to_string(), "auction_id[1] = 9223372036854775808: must be in 0..=2**63-1");
     let bad = BidArrays {
         auction_ids: &[1],
         bidder_ids: &[1, 2],
@@ -203,7 +203,7 @@ fn reference(
     rule: Option<SinglePrice>,
     slots: Option<(SlotPrice, &[f64])>,
     bids: &[(u64, f64)],
-) -> Vec<(i64, f64)> {
+) -> Vec<(u64, f64)> {
     let mut b = bids.to_vec();
     b.sort_by_key(|x| x.0);
     let prices: Vec<f64> = b.iter().map(|x| x.1).collect();
@@ -211,14 +211,14 @@ fn reference(
         let n = prices.len();
         let (mut m, mut l) = (vec![0.0; n], vec![0; n]);
         let o = clear_segment(rule, &prices, None, 0.0, 0.0, &mut m, &mut l);
-        let w = if o.winner >= 0 { b[o.winner as usize].0 as i64 } else { -1 };
+        let w = if o.winner >= 0 { b[o.winner as usize].0 } else { NO_BIDDER };
         return vec![(w, o.price)];
     }
     let (rule, ctrs) = slots.unwrap();
     let k = ctrs.len();
     let (mut w, mut p) = (vec![0i64; k], vec![0.0; k]);
     clear_segment_slots(rule, &prices, None, 0.0, 0.0, ctrs, &mut Vec::new(), &mut w, &mut p);
-    w.iter().zip(p).map(|(&w, p)| (if w >= 0 { b[w as usize].0 as i64 } else { -1 }, p)).collect()
+    w.iter().zip(p).map(|(&w, p)| (if w >= 0 { b[w as usize].0 } else { NO_BIDDER }, p)).collect()
 }
 
 proptest! {
@@ -240,10 +240,10 @@ proptest! {
         let e = engine(3, mechanism.clone());
         let ids: Vec<u64> = (0..auctions.len() as u64).map(|a| a * 7919).collect();
         open(&e, &ids, 0, None);
-        let mut flat: Vec<(i64, i64, f64)> = Vec::new();
+        let mut flat: Vec<(u64, u64, f64)> = Vec::new();
         for (a, bids) in auctions.iter().enumerate() {
             for (&b, &p) in bids {
-                flat.push((ids[a] as i64, b as i64, p as f64 * 0.5));
+                flat.push((ids[a], b, p as f64 * 0.5));
             }
         }
         // a deterministic shuffle
@@ -252,8 +252,8 @@ proptest! {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
             flat.swap(i, (s % (i as u64 + 1)) as usize);
         }
-        let a: Vec<i64> = flat.iter().map(|x| x.0).collect();
-        let b: Vec<i64> = flat.iter().map(|x| x.1).collect();
+        let a: Vec<u64> = flat.iter().map(|x| x.0).collect();
+        let b: Vec<u64> = flat.iter().map(|x| x.1).collect();
         let p: Vec<f64> = flat.iter().map(|x| x.2).collect();
         submit(&e, &a, &b, &p, None);
         e.close().unwrap();
@@ -270,7 +270,7 @@ proptest! {
             };
             let rows = &r[ai * k..(ai + 1) * k];
             for (s, row) in rows.iter().enumerate() {
-                prop_assert_eq!(row.auction_id, ids[ai] as i64);
+                prop_assert_eq!(row.auction_id, ids[ai]);
                 prop_assert_eq!((row.winner_bidder, row.price), want[s]);
                 prop_assert_eq!(row.n_bids as usize, bids.len());
             }
@@ -334,8 +334,8 @@ fn close_while_many_threads_submit_loses_nothing_accepted() {
         .map(|t| {
             let (e, accepted) = (e.clone(), accepted.clone());
             std::thread::spawn(move || loop {
-                let a: Vec<i64> = (0..100).map(|i| (i * 5 + t) % 500).collect();
-                let b: Vec<i64> = vec![t; 100];
+                let a: Vec<u64> = (0..100).map(|i| (i * 5 + t) % 500).collect();
+                let b: Vec<u64> = vec![t; 100];
                 let p: Vec<f64> = (0..100).map(|i| 1.0 + i as f64).collect();
                 let arrays = BidArrays {
                     auction_ids: &a,
@@ -397,11 +397,11 @@ fn close_wakes_a_waiter_and_a_drained_engine_answers_at_once() {
         std::thread::spawn(move || e.close().unwrap())
     };
     let t = std::time::Instant::now();
-    let mut got: Vec<i64> =
+    let mut got: Vec<u64> =
         waiters.into_iter().flat_map(|w| w.join().unwrap()).map(|r| r.auction_id).collect();
     closer.join().unwrap();
     got.sort_unstable();
-    assert_eq!(got, (0..n as i64).collect::<Vec<_>>());
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
     assert!(t.elapsed() < Duration::from_secs(30));
     assert!(e.is_drained());
     let t = std::time::Instant::now();
@@ -415,8 +415,8 @@ fn submit_waiting_for_room_is_refused_when_the_engine_closes() {
         Engine::start(EngineConfig { workers: 1, pin: false, capacity: 1, ..Default::default() })
             .unwrap(),
     );
-    let ids: Vec<i64> = (0..50_000).collect();
-    let b = vec![1i64; ids.len()];
+    let ids: Vec<u64> = (0..50_000).collect();
+    let b = vec![1u64; ids.len()];
     let p = vec![1.0; ids.len()];
     let arrays =
         BidArrays { auction_ids: &ids, bidder_ids: &b, prices: &p, quality: None, kinds: None };
@@ -450,7 +450,7 @@ fn rejected_rows_are_bounded_exactly_and_drops_reported_once() {
         .unwrap();
         assert_eq!(e.rejected_capacity(), 100);
         let n = 1000;
-        let a: Vec<i64> = (0..n).map(|i| 1_000_000 + i).collect();
+        let a: Vec<u64> = (0..n).map(|i| 1_000_000 + i).collect();
         submit(&e, &a, &a, &vec![1.0; n as usize], None);
         e.close().unwrap();
         let mut rows = Vec::new();

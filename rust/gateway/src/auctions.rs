@@ -458,8 +458,8 @@ impl Hub {
         if staged.is_empty() {
             return Ok(());
         }
-        let aids: Vec<i64> = staged.iter().map(|s| s.auction as i64).collect();
-        let bidders: Vec<i64> = staged.iter().map(|s| s.buyer_key as i64).collect();
+        let aids: Vec<u64> = staged.iter().map(|s| s.auction).collect();
+        let bidders: Vec<u64> = staged.iter().map(|s| s.buyer_key).collect();
         let prices: Vec<f64> = staged.iter().map(|s| s.price).collect();
         let kinds: Vec<u8> = staged.iter().map(|s| s.kind).collect();
         let arrays = BidArrays {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtbcore_core::engine::{
-    AuctionResult, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED, REJECT_LATE,
+    AuctionResult, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED, NO_BIDDER,
+    REJECT_LATE,
 };
 use rtbcore_core::record::KIND_PLACE;
 use rtbcore_proto::v1::bid_event::Event;
@@ -53,8 +54,8 @@ pub fn run(hub: Arc<Hub>) {
 fn mark_late(hub: &Hub, rejected: &[RejectedBid]) {
     let mut t = hub.table.lock();
     for r in rejected.iter().filter(|r| r.cause == REJECT_LATE && r.kind == KIND_PLACE) {
-        let Some(a) = t.open.get_mut(&(r.auction_id as u64)) else { continue };
-        if let Some(b) = a.bids.get_mut(&(r.bidder_id as u64)) {
+        let Some(a) = t.open.get_mut(&r.auction_id) else { continue };
+        if let Some(b) = a.bids.get_mut(&r.bidder_id) {
             b.late = true;
             hub.metrics.bids_late.fetch_add(1, Ordering::Relaxed);
         }
@@ -70,7 +71,7 @@ fn closed_by(c: u8) -> (ClosedBy, &'static str) {
 }
 
 fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
-    let Some(a) = hub.table.lock().close(r.auction_id as u64) else { return };
+    let Some(a) = hub.table.lock().close(r.auction_id) else { return };
     if let Some(w) = hub.closed_waiters.lock().remove(&a.id) {
         let bids = a
             .bids
@@ -88,7 +89,7 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
     hub.metrics.auctions_open.fetch_sub(1, Ordering::Relaxed);
     let cur = &hub.currency;
     let price = if r.price.is_finite() { r.price.round() as i64 } else { 0 };
-    let winner_key = (r.winner_bidder >= 0).then_some(r.winner_bidder as u64);
+    let winner_key = (r.winner_bidder != NO_BIDDER).then_some(r.winner_bidder);
     let winner =
         winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
     let (cb, cb_name) = closed_by(r.closed_by);

@@ -210,7 +210,7 @@ impl PyAuctionEngine {
     fn open(
         &self,
         py: Python<'_>,
-        auction_ids: PyReadonlyArray1<'_, i64>,
+        auction_ids: PyReadonlyArray1<'_, u64>,
         reserve: Option<PyReadonlyArray1<'_, f64>>,
         tmax_ns: Option<PyReadonlyArray1<'_, u64>>,
         expected_bids: Option<PyReadonlyArray1<'_, u32>>,
@@ -240,7 +240,7 @@ impl PyAuctionEngine {
             let reqs: Vec<OpenRequest> = (0..n)
                 .map(|i| {
                     eng.open_request(
-                        ids[i] as u64,
+                        ids[i],
                         r.map(|r| r[i]),
                         t.map(|t| t[i]),
                         e.map_or(0, |e| e[i]),
@@ -260,8 +260,8 @@ impl PyAuctionEngine {
     fn submit(
         &self,
         py: Python<'_>,
-        auction_ids: PyReadonlyArray1<'_, i64>,
-        bidder_ids: PyReadonlyArray1<'_, i64>,
+        auction_ids: PyReadonlyArray1<'_, u64>,
+        bidder_ids: PyReadonlyArray1<'_, u64>,
         prices: PyReadonlyArray1<'_, f64>,
         quality: Option<PyReadonlyArray1<'_, f64>>,
         kinds: Option<PyReadonlyArray1<'_, u8>>,
@@ -303,15 +303,15 @@ impl PyAuctionEngine {
     fn submit_one(
         &self,
         py: Python<'_>,
-        auction_id: i64,
-        bidder_id: i64,
+        auction_id: u64,
+        bidder_id: u64,
         price: f64,
         quality: f64,
         cancel: bool,
     ) -> PyResult<bool> {
         let rec = [BidRecord {
-            auction_id: auction_id as u64,
-            bidder_id: bidder_id as u64,
+            auction_id,
+            bidder_id,
             price,
             quality,
             timestamp_ns: 0,

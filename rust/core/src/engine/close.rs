@@ -2,7 +2,7 @@
 //! [`crate::clearing`], queue its result rows and its outcome events, and free its state.
 
 use super::config::Mechanism;
-use super::event_log::{EventRecord, EV_AUCTION_LOST, EV_AUCTION_WON};
+use super::event_log::{EventRecord, EV_AUCTION_LOST, EV_AUCTION_WON, NO_BIDDER};
 use super::mono_ns;
 use super::rows::*;
 use super::table::{fib_hash, Entry};
@@ -49,8 +49,8 @@ impl Worker {
         };
         let (last_ns, n_live) = (e.last_event_ns, e.n_live);
         let base = AuctionResult {
-            auction_id: id as i64,
-            winner_bidder: -1,
+            auction_id: id,
+            winner_bidder: NO_BIDDER,
             price: 0.0,
             min_to_win: f64::NAN,
             open_to_close_ns: now.saturating_sub(open_ns) as i64,
@@ -105,7 +105,7 @@ impl Worker {
         let outcome = |kind| EventRecord {
             reserve,
             closed_by: base.closed_by,
-            ..EventRecord::new(kind, base.auction_id as u64, mono_ns())
+            ..EventRecord::new(kind, base.auction_id, mono_ns())
         };
         for (s, &(w, paid, mtw)) in winners.iter().enumerate() {
             if w >= 0 {
@@ -190,7 +190,7 @@ impl Worker {
         }
         let mut row = base;
         if out.winner >= 0 {
-            row.winner_bidder = self.s_bidders[out.winner as usize] as i64;
+            row.winner_bidder = self.s_bidders[out.winner as usize];
             row.price = out.price;
             row.min_to_win = out.winner_min_to_win;
         }
@@ -200,7 +200,7 @@ impl Worker {
                 let won = i as i64 == out.winner;
                 self.outcomes.push(BidOutcome {
                     auction_id: base.auction_id,
-                    bidder_id: self.s_bidders[i] as i64,
+                    bidder_id: self.s_bidders[i],
                     price: self.s_prices[i],
                     price_paid: if won { out.price } else { f64::NAN },
                     min_to_win: self.s_mtw[i],
@@ -266,7 +266,7 @@ impl Worker {
                 } else {
                     rest_best
                 };
-                row.winner_bidder = self.s_bidders[wi] as i64;
+                row.winner_bidder = self.s_bidders[wi];
                 row.price = self.s_price[s];
                 row.min_to_win = reserve.max(next / self.s_quality[wi]);
             }
@@ -298,7 +298,7 @@ impl Worker {
             let (bp, bq) = (self.s_prices[i], self.s_quality[i]);
             let mut o = BidOutcome {
                 auction_id: base.auction_id,
-                bidder_id: self.s_bidders[i] as i64,
+                bidder_id: self.s_bidders[i],
                 price: bp,
                 price_paid: f64::NAN,
                 min_to_win: f64::NAN,

@@ -124,8 +124,8 @@ pub(super) struct Intake {
 /// Bid arrays as the caller holds them (struct of arrays); `quality`/`kinds` default to 1.0 /
 /// place.
 pub struct BidArrays<'a> {
-    pub auction_ids: &'a [i64],
-    pub bidder_ids: &'a [i64],
+    pub auction_ids: &'a [u64],
+    pub bidder_ids: &'a [u64],
     pub prices: &'a [f64],
     pub quality: Option<&'a [f64]>,
     pub kinds: Option<&'a [u8]>,
@@ -195,7 +195,7 @@ impl Intake {
         } else {
             let mut counts = vec![0usize; w];
             for &a in aids {
-                counts[shard_of(a as u64, w)] += 1;
+                counts[shard_of(a, w)] += 1;
             }
             counts
         };
@@ -205,12 +205,8 @@ impl Intake {
                 caps.iter().map(|&c| self.take_compact(c)).collect();
             for i in 0..n {
                 let (a, b, p) = (aids[i], bidders[i], prices[i]);
-                ok &= fields_ok(a as u64, b as u64, p, 1.0, KIND_PLACE);
-                parts[shard_of(a as u64, w)].push(CompactBid {
-                    auction_id: a as u64,
-                    bidder_id: b as u64,
-                    price: p,
-                });
+                ok &= fields_ok(a, b, p, 1.0, KIND_PLACE);
+                parts[shard_of(a, w)].push(CompactBid { auction_id: a, bidder_id: b, price: p });
             }
             parts.into_iter().map(|bids| Block::Compact { bids, ts: now_ns }).collect::<Vec<_>>()
         } else {
@@ -219,10 +215,10 @@ impl Intake {
                 let (a, b, p) = (aids[i], bidders[i], prices[i]);
                 let q = bids.quality.map_or(1.0, |q| q[i]);
                 let k = bids.kinds.map_or(KIND_PLACE, |k| k[i]);
-                ok &= fields_ok(a as u64, b as u64, p, q, k);
-                parts[shard_of(a as u64, w)].push(BidRecord {
-                    auction_id: a as u64,
-                    bidder_id: b as u64,
+                ok &= fields_ok(a, b, p, q, k);
+                parts[shard_of(a, w)].push(BidRecord {
+                    auction_id: a,
+                    bidder_id: b,
                     price: p,
                     quality: q,
                     timestamp_ns: now_ns,

@@ -49,7 +49,7 @@
 //!   row); beyond it a rejection is counted (`rejected_unreported`) and reported once as a
 //!   drop count by [`Engine::poll_rejected_batch`].
 //! - **Results.** One [`AuctionResult`] row per auction (per slot for GSP / VCG: `slot` is the
-//!   position, `winner_bidder = -1` for an empty slot), published in blocks to a channel that
+//!   position, `winner_bidder = NO_BIDDER` for an empty slot), published in blocks to a channel that
 //!   [`Engine::poll_into`] drains. After [`Engine::close`] the engine is drained
 //!   ([`Engine::is_drained`]) once every worker has finished and every row is polled; then
 //!   [`Engine::wait_results`] returns at once. Latencies go into HDR histograms: `open_to_close` and

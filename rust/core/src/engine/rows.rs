@@ -1,6 +1,9 @@
 //! The rows the engine hands out: one [`AuctionResult`] per auction (per slot for GSP / VCG) and
 //! one [`RejectedBid`] per bid it did not apply, with their codes.
 
+#[cfg(doc)]
+use super::NO_BIDDER;
+
 /// `closed_by`: the auction's deadline passed.
 pub const CLOSED_BY_DEADLINE: u8 = 0;
 /// `closed_by`: `expected_bids` distinct bidders answered.
@@ -19,9 +22,9 @@ pub const LOSS_EXPIRED: i32 = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AuctionResult {
-    pub auction_id: i64,
-    /// The winning bidder, -1 for no sale (or an empty slot).
-    pub winner_bidder: i64,
+    pub auction_id: u64,
+    /// The winning bidder, [`NO_BIDDER`] for no sale (or an empty slot).
+    pub winner_bidder: u64,
     /// Price paid (per unit for a slot); 0.0 when there is no sale.
     pub price: f64,
     /// The winner's minimum bid to win (keep its slot); NaN when there is no sale.
@@ -44,8 +47,8 @@ const _: () = assert!(std::mem::size_of::<AuctionResult>() == 56);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RejectedBid {
-    pub auction_id: i64,
-    pub bidder_id: i64,
+    pub auction_id: u64,
+    pub bidder_id: u64,
     pub price: f64,
     pub timestamp_ns: u64,
     /// Always [`LOSS_EXPIRED`].
@@ -68,8 +71,8 @@ pub const OUTCOME_NO_SLOT: u16 = u16::MAX;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct BidOutcome {
-    pub auction_id: i64,
-    pub bidder_id: i64,
+    pub auction_id: u64,
+    pub bidder_id: u64,
     /// The bid's price.
     pub price: f64,
     /// What the bid pays (per unit of the slot factor for GSP / VCG); NaN when it lost.

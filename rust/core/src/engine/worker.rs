@@ -345,8 +345,8 @@ impl Worker {
             return;
         }
         self.rejected.push(RejectedBid {
-            auction_id: r.auction_id as i64,
-            bidder_id: r.bidder_id as i64,
+            auction_id: r.auction_id,
+            bidder_id: r.bidder_id,
             price: r.price,
             timestamp_ns: r.timestamp_ns,
             loss_reason: LOSS_EXPIRED,
