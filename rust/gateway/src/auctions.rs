@@ -4,6 +4,8 @@
 //! the engine as one block; if the engine refuses the block, the table changes are undone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +75,7 @@ pub struct Auction {
     pub answered: u32,
     pub attributes: HashMap<String, String>,
     /// By buyer key.
-    pub bids: HashMap<u64, BidState>,
+    pub bids: FxHashMap<u64, BidState>,
 }
 
 /// Closed auction ids remembered (AUCTION_CLOSED rather than UNKNOWN_AUCTION; no id reuse).
@@ -84,13 +86,13 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
 
 pub struct Table {
     by_id: HashMap<Arc<str>, u64>,
-    pub open: HashMap<u64, Auction>,
+    pub open: FxHashMap<u64, Auction>,
     /// Bid number -> (auction engine id, buyer key).
-    bids: HashMap<u64, (u64, u64)>,
+    bids: FxHashMap<u64, (u64, u64)>,
     closed: HashSet<Arc<str>>,
     closed_order: VecDeque<Arc<str>>,
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
-    started: HashMap<u64, (u64, AuctionStarted)>,
+    started: FxHashMap<u64, (u64, AuctionStarted)>,
     /// `started` is scanned for pruning when it grows past this.
     prune_at: usize,
 }
@@ -105,8 +107,8 @@ impl Table {
             .collect();
         Table {
             by_id: HashMap::new(),
-            open: HashMap::new(),
-            bids: HashMap::new(),
+            open: FxHashMap::default(),
+            bids: FxHashMap::default(),
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
             started,
@@ -584,6 +586,41 @@ impl Hub {
         publisher: Option<&str>,
         o: &OpenAuction,
     ) -> Result<(u64, AuctionOpened), Reject> {
+        let (eid, opened, started) = self.open_unannounced(publisher, o)?;
+        self.announce(vec![(eid, started)]);
+        Ok((eid, opened))
+    }
+
+    /// Announces opened auctions to the buyers whose subscription matches: each buyer's
+    /// announcements go out as one emission.
+    pub fn announce(&self, opened: Vec<(u64, AuctionStarted)>) {
+        if opened.is_empty() {
+            return;
+        }
+        for b in self.streams.all_buyers() {
+            let mut b = b.lock();
+            let Some(sub) = &b.sub else { continue };
+            let evs: Vec<StreamEvent> = opened
+                .iter()
+                .filter(|(_, st)| sub.matches(&st.attributes))
+                .map(|(eid, st)| StreamEvent {
+                    event: Event::AuctionStarted(st.clone()),
+                    request_id: String::new(),
+                    auction: *eid,
+                    bid: 0,
+                })
+                .collect();
+            self.streams.emit(&mut b, evs, None);
+        }
+    }
+
+    /// Opens an auction like [`Hub::open_auction`] without announcing it: returns its engine
+    /// id, `AuctionOpened` and the `AuctionStarted` to hand to [`Hub::announce`].
+    pub fn open_unannounced(
+        &self,
+        publisher: Option<&str>,
+        o: &OpenAuction,
+    ) -> Result<(u64, AuctionOpened, AuctionStarted), Reject> {
         if self.is_draining() {
             return Err(reject(RejectReason::ShuttingDown, "the exchange is draining"));
         }
@@ -677,23 +714,15 @@ impl Hub {
                     expected: o.expected_bids,
                     answered: 0,
                     attributes: o.attributes.clone(),
-                    bids: HashMap::new(),
+                    bids: FxHashMap::default(),
                 },
             );
         }
         self.metrics.auctions_opened.fetch_add(1, Ordering::Relaxed);
         self.metrics.auctions_open.fetch_add(1, Ordering::Relaxed);
-        for b in self.streams.subscribers(&o.attributes) {
-            let mut b = b.lock();
-            let se = StreamEvent {
-                event: Event::AuctionStarted(started.clone()),
-                request_id: String::new(),
-                auction: eid,
-                bid: 0,
-            };
-            self.streams.emit(&mut b, vec![se], None);
-        }
-        Ok((eid, AuctionOpened { auction_id: id.to_string(), deadline: Some(ts(deadline_unix)) }))
+        let opened =
+            AuctionOpened { auction_id: id.to_string(), deadline: Some(ts(deadline_unix)) };
+        Ok((eid, opened, started))
     }
 }
 

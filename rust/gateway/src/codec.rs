@@ -37,6 +37,14 @@ pub fn decode_text(wire: Wire, text: &str) -> Result<ClientFrame, DecodeError> {
     }
 }
 
+/// Appends events to `buf` as they stand in an encoded `ServerFrame` (its repeated field 1).
+/// Encoded frames concatenate: the bytes of two frames are the frame holding both's events.
+pub fn encode_events_into<'a>(evs: impl IntoIterator<Item = &'a BidEvent>, buf: &mut Vec<u8>) {
+    for ev in evs {
+        rtbcore_proto::prost::encoding::message::encode(1, ev, buf);
+    }
+}
+
 /// A server frame as bytes (proto) or text (JSON).
 pub enum Encoded {
     Binary(Vec<u8>),
@@ -58,6 +66,19 @@ pub fn encode(wire: Wire, events: Vec<BidEvent>) -> Encoded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_events_concatenate_into_one_frame() {
+        let ev = |seq| BidEvent { seq, event_id: format!("a:{seq}"), ..Default::default() };
+        let mut buf = Vec::new();
+        encode_events_into(&[ev(1), ev(2)], &mut buf);
+        encode_events_into(&[ev(3)], &mut buf);
+        let Encoded::Binary(whole) = encode(Wire::Proto, vec![ev(1), ev(2), ev(3)]) else {
+            panic!("binary")
+        };
+        assert_eq!(buf, whole);
+        assert_eq!(ServerFrame::decode(buf.as_slice()).unwrap().events.len(), 3);
+    }
 
     #[test]
     fn wrong_frame_types_are_told_apart_from_garbage() {

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// Frames queued towards one connection; when full for longer than
     /// `slow_consumer_timeout_s` the connection is closed with 4008.
     pub outbound_queue_frames: usize,
+    /// Events queued towards one connection (queue and spill together): an item of the queue
+    /// carries a batch of events; beyond this many the connection is closed with 4008.
+    pub outbound_queue_events: usize,
     pub slow_consumer_timeout_s: f64,
     /// Failed authentications per address within `failed_auth_window_s` before 4003.
     pub failed_auth_limit: u32,
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             rate_limit_per_s: 1_000_000.0,
             rate_limit_burst: 2_000_000.0,
             outbound_queue_frames: 1024,
+            outbound_queue_events: 65_536,
             slow_consumer_timeout_s: 5.0,
             failed_auth_limit: 10,
             failed_auth_window_s: 60.0,
@@ -292,6 +296,7 @@ impl Config {
             ("server.max_connections", s.max_connections),
             ("server.max_connections_per_buyer", s.max_connections_per_buyer),
             ("server.outbound_queue_frames", s.outbound_queue_frames),
+            ("server.outbound_queue_events", s.outbound_queue_events),
             ("server.idempotency_window", s.idempotency_window),
             ("engine.workers", self.engine.workers),
             ("engine.tmax_ms", self.engine.tmax_ms as usize),

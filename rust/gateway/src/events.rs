@@ -81,7 +81,23 @@ pub fn money(currency: &str, micros: i64) -> Money {
 }
 
 pub fn bid_id(n: u64) -> String {
-    format!("b{n}")
+    prefixed("b", "", n)
+}
+
+/// The event id of a buyer's stream event: `<buyer>:<seq>`.
+pub fn stream_event_id(buyer: &str, seq: u64) -> String {
+    prefixed(buyer, ":", seq)
+}
+
+/// `<a><b><n>` in one allocation.
+fn prefixed(a: &str, b: &str, n: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let d = digits.format(n);
+    let mut s = String::with_capacity(a.len() + b.len() + d.len());
+    s.push_str(a);
+    s.push_str(b);
+    s.push_str(d);
+    s
 }
 
 /// The number of a bid id `b<n>`.
@@ -195,7 +211,7 @@ pub fn from_record(
         _ => return None,
     };
     Some(BidEvent {
-        event_id: format!("{buyer}:{}", r.seq),
+        event_id: stream_event_id(buyer, r.seq),
         seq: r.seq,
         timestamp: Some(ts(r.time_ns)),
         request_id: String::new(),
@@ -263,6 +279,13 @@ mod tests {
             assert_eq!(back.seq, i as u64 + 1);
             assert_eq!(back.event_id, format!("acme:{}", i + 1));
         }
+    }
+
+    #[test]
+    fn ids_are_formatted_like_format() {
+        assert_eq!(bid_id(0), "b0");
+        assert_eq!(bid_id(u64::MAX), format!("b{}", u64::MAX));
+        assert_eq!(stream_event_id("acme", 42), "acme:42");
     }
 
     #[test]

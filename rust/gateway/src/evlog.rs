@@ -133,6 +133,44 @@ pub struct Recovered {
     pub max_bid: u64,
 }
 
+/// Records encoded for one [`EventLog::append_batch`]: a buyer's events of one emission go in
+/// with one reservation of the ring.
+#[derive(Default)]
+pub struct LogBatch {
+    bytes: Vec<u8>,
+}
+
+impl LogBatch {
+    /// Records so far.
+    pub fn len(&self) -> u64 {
+        (self.bytes.len() / REC) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Adds one compact record; returns its offset in the batch.
+    pub fn push(&mut self, rec: &Rec) -> u64 {
+        let at = self.len();
+        self.bytes.extend_from_slice(&rec.encode());
+        at
+    }
+
+    /// Adds a header and its blob (chunk records); returns the header's offset in the batch.
+    pub fn push_blob(&mut self, mut header: Rec, blob: &[u8]) -> u64 {
+        header.n = blob.len() as u32;
+        let at = self.push(&header);
+        for c in blob.chunks(CHUNK_PAYLOAD) {
+            let mut r = [0u8; REC];
+            r[0] = K_CHUNK;
+            r[1..1 + c.len()].copy_from_slice(c);
+            self.bytes.extend_from_slice(&r);
+        }
+        at
+    }
+}
+
 pub struct EventLog {
     ring: BidRing,
     reader: Mutex<RingReader>,
@@ -196,25 +234,29 @@ impl EventLog {
     }
 
     /// Appends a header and its blob as contiguous records; returns the header's position.
-    pub fn append_blob(&self, mut header: Rec, blob: &[u8]) -> Result<u64, String> {
-        header.n = blob.len() as u32;
-        let chunks = blob.len().div_ceil(CHUNK_PAYLOAD);
-        let mut bytes = Vec::with_capacity(REC * (1 + chunks));
-        bytes.extend_from_slice(&header.encode());
-        for c in blob.chunks(CHUNK_PAYLOAD) {
-            let mut r = [0u8; REC];
-            r[0] = K_CHUNK;
-            r[1..1 + c.len()].copy_from_slice(c);
-            bytes.extend_from_slice(&r);
-        }
-        self.append_raw(&bytes)
+    pub fn append_blob(&self, header: Rec, blob: &[u8]) -> Result<u64, String> {
+        let mut b = LogBatch::default();
+        b.push_blob(header, blob);
+        self.append_batch(&b)
+    }
+
+    /// Appends a batch as contiguous records in one reservation; returns the position of its
+    /// first record (each entry is at that plus the offset its push returned).
+    pub fn append_batch(&self, batch: &LogBatch) -> Result<u64, String> {
+        self.append_raw(&batch.bytes)
     }
 
     fn append_raw(&self, bytes: &[u8]) -> Result<u64, String> {
         let n = bytes.len() / REC;
         let _w = self.write.lock();
         let before = self.ring.tail();
-        let wrote = self.ring.append_bytes(bytes).map_err(io)?;
+        // a batch larger than the ring goes in ring-sized pieces (still contiguous: the write
+        // lock is held throughout)
+        let piece = (self.ring.capacity() as usize).max(1) * REC;
+        let mut wrote = 0;
+        for p in bytes.chunks(piece) {
+            wrote += self.ring.append_bytes(p).map_err(io)?;
+        }
         if wrote != n {
             return Err(format!("event log: wrote {wrote} of {n} records"));
         }

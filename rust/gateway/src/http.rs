@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures_util::stream::{self, Stream};
-use rtbcore_proto::v1::BidEvent;
+use rtbcore_proto::prost::Message as _;
+use rtbcore_proto::v1::{BidEvent, ServerFrame};
 use rtbcore_proto::{SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -230,7 +231,7 @@ async fn events(
     let (tx, rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
     // no spill: an SSE client that falls behind is ended and resumes with Last-Event-ID
-    let outlet = Outlet::new(tx, 0);
+    let outlet = Outlet::new(tx, 0, u64::MAX);
     let overflowed = outlet.overflowed.clone();
     {
         let b = hub.streams.buyer(&who.buyer);
@@ -241,7 +242,7 @@ async fn events(
                 let _ = outlet.offer(Out::Replay(plan));
             }
         }
-        let h = ConnHandle { id: conn, out: outlet, subscribed: true, mask };
+        let h = ConnHandle { id: conn, out: outlet, proto: false, subscribed: true, mask };
         hub.streams.attach(&mut b, h);
     }
     hub.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
@@ -263,6 +264,9 @@ async fn events(
             };
             match o? {
                 Out::Events(evs) => q.extend(evs),
+                Out::Encoded { bytes, .. } => q.extend(
+                    ServerFrame::decode(bytes.as_slice()).map(|f| f.events).unwrap_or_default(),
+                ),
                 Out::Replay(plan) => q.extend(replay_events(&hub, &guard.buyer, &plan)),
                 Out::Close(..) => return None,
             }

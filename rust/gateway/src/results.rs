@@ -2,7 +2,7 @@
 //! `AuctionLost` for every buyer with a live bid, `AuctionClosed` for its publisher, and an
 //! [`AuctionOutcome`] for the embedding program.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use rtbcore_core::record::KIND_PLACE;
 use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 
+use crate::auctions::Auction;
 use crate::events::*;
 use crate::hub::{AuctionOutcome, ClosedBid, Hub};
 
@@ -40,8 +41,8 @@ pub fn run(hub: Arc<Hub>) {
         if !rejected.is_empty() {
             mark_late(&hub, &rejected);
         }
-        for r in &rows {
-            close_one(&hub, r);
+        if !rows.is_empty() {
+            close_all(&hub, &rows);
         }
         if !ready && hub.engine.is_drained() {
             break;
@@ -70,8 +71,34 @@ fn closed_by(c: u8) -> (ClosedBy, &'static str) {
     }
 }
 
-fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
-    let Some(a) = hub.table.lock().close(r.auction_id) else { return };
+/// Closes a poll's auctions: the events of all of them are gathered per buyer and each buyer's
+/// go out as one emission (in the order of the results), then the outcomes are published.
+fn close_all(hub: &Arc<Hub>, rows: &[AuctionResult]) {
+    let closed: Vec<(&AuctionResult, Auction)> = {
+        let mut t = hub.table.lock();
+        rows.iter().filter_map(|r| Some((r, t.close(r.auction_id)?))).collect()
+    };
+    let mut per_buyer: FxHashMap<Arc<str>, Vec<StreamEvent>> = FxHashMap::default();
+    let mut outcomes = Vec::with_capacity(closed.len());
+    for (r, a) in closed {
+        outcomes.push(close_one(hub, r, a, &mut per_buyer));
+    }
+    for (name, evs) in per_buyer {
+        let b = hub.streams.buyer(&name);
+        let mut b = b.lock();
+        hub.streams.emit(&mut b, evs, None);
+    }
+    for o in outcomes {
+        hub.publish_outcome(o);
+    }
+}
+
+fn close_one(
+    hub: &Arc<Hub>,
+    r: &AuctionResult,
+    a: Auction,
+    per_buyer: &mut FxHashMap<Arc<str>, Vec<StreamEvent>>,
+) -> AuctionOutcome {
     if let Some(w) = hub.closed_waiters.lock().remove(&a.id) {
         let bids = a
             .bids
@@ -93,8 +120,6 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
     let winner =
         winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
     let (cb, cb_name) = closed_by(r.closed_by);
-    // events per buyer, then each buyer's lock once
-    let mut per_buyer: HashMap<String, Vec<StreamEvent>> = HashMap::new();
     for (key, b) in &a.bids {
         if !b.live {
             continue;
@@ -128,17 +153,12 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
                 min_to_win: winner.as_ref().map(|w| money(cur, w.3 + 1)),
             })
         };
-        per_buyer.entry(b.buyer.to_string()).or_default().push(StreamEvent {
+        per_buyer.entry(b.buyer.clone()).or_default().push(StreamEvent {
             event: ev,
             request_id: String::new(),
             auction: a.engine_id,
             bid: b.bid,
         });
-    }
-    for (name, evs) in per_buyer {
-        let b = hub.streams.buyer(&name);
-        let mut b = b.lock();
-        hub.streams.emit(&mut b, evs, None);
     }
     if let Some(p) = &a.publisher {
         let closed = AuctionClosed {
@@ -155,17 +175,14 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
             n_bids: r.n_bids,
             closed_by: cb as i32,
         };
-        let b = hub.streams.buyer(p);
-        let mut b = b.lock();
-        let se = StreamEvent {
+        per_buyer.entry(p.as_str().into()).or_default().push(StreamEvent {
             event: Event::AuctionClosed(closed),
             request_id: String::new(),
             auction: a.engine_id,
             bid: 0,
-        };
-        hub.streams.emit(&mut b, vec![se], None);
+        });
     }
-    hub.publish_outcome(AuctionOutcome {
+    AuctionOutcome {
         auction_id: a.id.to_string(),
         attributes: a.attributes,
         winner: winner.map(|w| (w.1, bid_id(w.2))),
@@ -173,5 +190,5 @@ fn close_one(hub: &Arc<Hub>, r: &AuctionResult) {
         n_bids: r.n_bids,
         closed_by: cb_name,
         publisher: a.publisher,
-    });
+    }
 }

@@ -20,12 +20,16 @@ use crate::auctions::{reject, Reject, Staged};
 use crate::auth::{
     scope_names, unix_now, Identity, SCOPE_BID, SCOPE_METRICS, SCOPE_PUBLISH, SCOPE_SUBSCRIBE,
 };
-use crate::codec::{decode_binary, decode_text, encode, DecodeError, Encoded, Wire};
+use crate::codec::{
+    decode_binary, decode_text, encode, encode_events_into, DecodeError, Encoded, Wire,
+};
 use crate::events::*;
 use crate::hub::Hub;
 use crate::limits::TokenBucket;
 use crate::replay::replay_events;
-use crate::streams::{ConnHandle, Out, Outlet, Subscription};
+use crate::streams::{Buyer, ConnHandle, Out, Outlet, Subscription};
+use parking_lot::Mutex;
+use rtbcore_proto::prost::Message as _;
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -53,13 +57,22 @@ struct Writer {
 
 impl Writer {
     async fn send(&mut self, events: Vec<BidEvent>) -> bool {
-        if events.is_empty() {
+        let mut f = FrameBuf::new();
+        f.add(self.wire, Out::Events(events));
+        self.send_frame(f).await
+    }
+
+    async fn send_frame(&mut self, f: FrameBuf) -> bool {
+        if f.n == 0 {
             return true;
         }
-        let n = events.len() as u64;
-        let msg = match encode(self.wire, events) {
-            Encoded::Binary(b) => Message::Binary(b.into()),
-            Encoded::Text(t) => Message::Text(t.into()),
+        let n = f.n;
+        let msg = match self.wire {
+            Wire::Proto => Message::Binary(f.bytes.into()),
+            Wire::Json => match encode(Wire::Json, f.events) {
+                Encoded::Binary(b) => Message::Binary(b.into()),
+                Encoded::Text(t) => Message::Text(t.into()),
+            },
         };
         let limit = self.hub.cfg.slow_consumer_timeout();
         match tokio::time::timeout(limit, self.sink.send(msg)).await {
@@ -262,7 +275,11 @@ async fn connected(
 ) {
     let (tx, mut rx) = mpsc::channel::<Out>(hub.cfg.server.outbound_queue_frames);
     // a spill as large as the queue: a stall of up to slow_consumer_timeout_s survives
-    let outlet = Outlet::new(tx, hub.cfg.server.outbound_queue_frames);
+    let outlet = Outlet::new(
+        tx,
+        hub.cfg.server.outbound_queue_frames,
+        hub.cfg.server.outbound_queue_events as u64,
+    );
     let buyer = hub.streams.buyer(&who.buyer);
     let full = buyer.lock().conns.len() >= hub.cfg.server.max_connections_per_buyer;
     if full {
@@ -284,17 +301,25 @@ async fn connected(
         let ev = w.conn_event(Event::AuthResult(res), &auth_rid);
         // queued under the buyer lock, so it precedes every live event of this connection
         let _ = outlet.offer(Out::Events(vec![ev]));
-        let handle = ConnHandle { id: w.conn, out: outlet.clone(), subscribed: false, mask: 0 };
+        let handle = ConnHandle {
+            id: w.conn,
+            out: outlet.clone(),
+            proto: w.wire == Wire::Proto,
+            subscribed: false,
+            mask: 0,
+        };
         hub.streams.attach(&mut b, handle);
     }
     let mut s = Session {
         hub: hub.clone(),
-        who,
+        who: Arc::new(who),
+        stream: buyer.clone(),
         conn: w.conn,
         out: outlet.clone(),
         bucket: TokenBucket::new(hub.cfg.server.rate_limit_per_s, hub.cfg.server.rate_limit_burst),
         n_conn_events: w.n_conn_events,
         conn_buf: Vec::new(),
+        announcing: Vec::new(),
     };
     if !rest.is_empty() {
         // what followed the Auth in its frame (the frame is counted once)
@@ -310,8 +335,10 @@ async fn connected(
         if code == CLOSE_GOING_AWAY {
             // flush what was queued (then spilled) before the shutdown
             while let Some(o) = rx.try_recv().ok().or_else(|| outlet.unspill()) {
-                if let Out::Events(evs) = o {
-                    if !w.send(evs).await {
+                if let o @ (Out::Events(_) | Out::Encoded { .. }) = o {
+                    let mut f = FrameBuf::new();
+                    f.add(w.wire, o);
+                    if !w.send_frame(f).await {
                         break;
                     }
                 }
@@ -338,14 +365,22 @@ async fn serve(
     let mut last_pong = Instant::now();
     let limit = hub.cfg.slow_consumer_timeout();
     let mut spill_check = tokio::time::interval((limit / 4).max(Duration::from_millis(10)));
+    // an item taken while coalescing that is not events (a replay, a close): it goes next
+    let mut held: Option<Out> = None;
     loop {
         if outlet.overflowed.load(Ordering::Relaxed) {
             return Some((CLOSE_SLOW_CONSUMER, "slow consumer: resume with replay_missed".into()));
         }
+        if let Some(o) = held.take() {
+            if let Some(close) = send_out(s, w, o, rx, outlet, &mut held).await {
+                return close;
+            }
+            continue;
+        }
         // the queue is drained: what spilled behind it goes out now, in order
         if rx.is_empty() {
             if let Some(o) = outlet.unspill() {
-                if let Some(close) = send_out(s, w, o).await {
+                if let Some(close) = send_out(s, w, o, rx, outlet, &mut held).await {
                     return close;
                 }
                 continue;
@@ -358,7 +393,8 @@ async fn serve(
             }
             o = rx.recv() => match o {
                 Some(o) => {
-                    if let Some(close) = send_out(s, w, o).await {
+                    outlet.taken(&o);
+                    if let Some(close) = send_out(s, w, o, rx, outlet, &mut held).await {
                         return close;
                     }
                 }
@@ -395,11 +431,96 @@ async fn serve(
     }
 }
 
-/// Sends one queued item; Some(close) ends the connection (None inside: the peer went away).
-async fn send_out(s: &Session, w: &mut Writer, o: Out) -> Option<Option<(u16, String)>> {
+/// Most events the writer coalesces into one outgoing frame.
+pub const MAX_EVENTS_PER_FRAME: usize = 4096;
+/// Encoded bytes beyond which the writer stops adding to a frame (clients commonly refuse
+/// messages over 1 MiB).
+pub const COALESCE_BYTES: usize = 256 * 1024;
+
+/// The events of one outgoing frame: encoded (binary subprotocol) or as messages (JSON).
+struct FrameBuf {
+    bytes: Vec<u8>,
+    events: Vec<BidEvent>,
+    n: u64,
+}
+
+impl FrameBuf {
+    fn new() -> FrameBuf {
+        FrameBuf { bytes: Vec::new(), events: Vec::new(), n: 0 }
+    }
+
+    /// Adds queued events (`o` is `Out::Events` or `Out::Encoded`).
+    fn add(&mut self, wire: Wire, o: Out) {
+        match (wire, o) {
+            (Wire::Proto, Out::Events(evs)) => {
+                self.n += evs.len() as u64;
+                encode_events_into(&evs, &mut self.bytes);
+            }
+            (Wire::Json, Out::Events(evs)) => {
+                self.n += evs.len() as u64;
+                self.events.extend(evs);
+            }
+            (Wire::Proto, Out::Encoded { bytes, events }) => {
+                self.n += events;
+                if self.bytes.is_empty() {
+                    self.bytes = bytes;
+                } else {
+                    self.bytes.extend_from_slice(&bytes);
+                }
+            }
+            // only binary connections are handed encoded events; decoded, should one arrive
+            (Wire::Json, Out::Encoded { bytes, .. }) => {
+                let evs = ServerFrame::decode(bytes.as_slice()).map(|f| f.events);
+                let evs = evs.unwrap_or_default();
+                self.n += evs.len() as u64;
+                self.events.extend(evs);
+            }
+            (_, Out::Replay(_) | Out::Close(..)) => {}
+        }
+    }
+}
+
+/// Adds to `f` the events queued behind it (the queue, then the spill once the queue is empty:
+/// the order they were offered in), up to [`MAX_EVENTS_PER_FRAME`] events or
+/// [`COALESCE_BYTES`] bytes; an item that is not events stops it and is left in `held`.
+fn coalesce(
+    f: &mut FrameBuf,
+    wire: Wire,
+    rx: &mut mpsc::Receiver<Out>,
+    outlet: &Outlet,
+    held: &mut Option<Out>,
+) {
+    while f.n < MAX_EVENTS_PER_FRAME as u64 && f.bytes.len() < COALESCE_BYTES {
+        let Some(o) = rx.try_recv().ok().inspect(|o| outlet.taken(o)).or_else(|| outlet.unspill())
+        else {
+            break;
+        };
+        match o {
+            o @ (Out::Events(_) | Out::Encoded { .. }) => f.add(wire, o),
+            other => {
+                *held = Some(other);
+                break;
+            }
+        }
+    }
+}
+
+/// Sends one queued item, events coalesced with those queued behind them into one frame;
+/// Some(close) ends the connection (None inside: the peer went away).
+async fn send_out(
+    s: &Session,
+    w: &mut Writer,
+    o: Out,
+    rx: &mut mpsc::Receiver<Out>,
+    outlet: &Outlet,
+    held: &mut Option<Out>,
+) -> Option<Option<(u16, String)>> {
     match o {
-        Out::Events(evs) => {
-            if !w.send(evs).await {
+        o @ (Out::Events(_) | Out::Encoded { .. }) => {
+            let mut f = FrameBuf::new();
+            f.add(w.wire, o);
+            coalesce(&mut f, w.wire, rx, outlet, held);
+            if !w.send_frame(f).await {
                 return Some(Some((CLOSE_SLOW_CONSUMER, "slow consumer".into())));
             }
         }
@@ -420,12 +541,17 @@ async fn send_out(s: &Session, w: &mut Writer, o: Out) -> Option<Option<(u16, St
 /// Per-connection request handling.
 struct Session {
     hub: Arc<Hub>,
-    who: Identity,
+    /// Shared, so that a message's handling holds it without a copy.
+    who: Arc<Identity>,
+    /// The buyer's stream state.
+    stream: Arc<Mutex<Buyer>>,
     conn: u64,
     out: Outlet,
     bucket: TokenBucket,
     n_conn_events: u64,
     conn_buf: Vec<BidEvent>,
+    /// Auctions opened by the frame being read, announced when its answers go out.
+    announcing: Vec<(u64, AuctionStarted)>,
 }
 
 /// A message's answer waiting for its frame's engine block.
@@ -535,7 +661,7 @@ impl Session {
                 if in_frame {
                     self.flush(&mut pending, now).await;
                 }
-                let b = hub.streams.buyer(&self.who.buyer);
+                let b = self.stream.clone();
                 let old = hub.streams.answered(&b.lock(), &rid);
                 if let Some(evs) = old {
                     self.flush(&mut pending, now).await;
@@ -570,14 +696,17 @@ impl Session {
                 Msg::OpenAuction(o) => {
                     match self
                         .scope(SCOPE_PUBLISH, "open_auction")
-                        .and_then(|_| hub.open_auction(Some(&who.buyer), &o))
+                        .and_then(|_| hub.open_unannounced(Some(&who.buyer), &o))
                     {
-                        Ok((eid, opened)) => pending.push(Pending::Answer(StreamEvent {
-                            event: Event::AuctionOpened(opened),
-                            request_id: rid,
-                            auction: eid,
-                            bid: 0,
-                        })),
+                        Ok((eid, opened, started)) => {
+                            self.announcing.push((eid, started));
+                            pending.push(Pending::Answer(StreamEvent {
+                                event: Event::AuctionOpened(opened),
+                                request_id: rid,
+                                auction: eid,
+                                bid: 0,
+                            }))
+                        }
                         Err(r) => self.answer(&mut pending, r, &rid),
                     }
                 }
@@ -586,7 +715,7 @@ impl Session {
                     self.subscribe(sub, &rid);
                 }
                 Msg::Ack(a) => {
-                    let b = hub.streams.buyer(&who.buyer);
+                    let b = self.stream.clone();
                     hub.streams.ack(&mut b.lock(), a.seq);
                 }
                 Msg::Metrics(_) => {
@@ -612,6 +741,8 @@ impl Session {
     /// Submits the staged bids as one engine block and emits every pending answer in order.
     async fn flush(&mut self, pending: &mut Vec<Pending>, now: u64) {
         self.push_conn_events();
+        // the frame's auctions are announced before they are answered, each buyer's at once
+        self.hub.announce(std::mem::take(&mut self.announcing));
         if pending.is_empty() {
             return;
         }
@@ -658,7 +789,7 @@ impl Session {
                 }
             }
         }
-        let b = hub.streams.buyer(&self.who.buyer);
+        let b = self.stream.clone();
         {
             let mut b = b.lock();
             hub.streams.emit(&mut b, answers, Some(self.conn));
@@ -683,7 +814,7 @@ impl Session {
                 return;
             }
         };
-        let b = hub.streams.buyer(&self.who.buyer);
+        let b = self.stream.clone();
         let mut b = b.lock();
         let (ack, plan) = hub.streams.subscribe(&mut b, self.conn, &sub, parsed);
         // queued under the buyer lock: the ack, then the replay, then live events
@@ -695,7 +826,7 @@ impl Session {
     }
 
     fn metrics_update(&self) -> MetricsUpdate {
-        let b = self.hub.streams.buyer(&self.who.buyer);
+        let b = self.stream.clone();
         let b = b.lock();
         let c = b.counters;
         let cap = self.out.tx.max_capacity() as f64;

@@ -6,7 +6,9 @@
 //! queued as a marker in the same queue, so live events queued after it follow it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,14 +19,21 @@ use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 use tokio::sync::mpsc;
 
+use crate::codec::encode_events_into;
 use crate::events::*;
-use crate::evlog::{buyer_key, BuyerHistory, EventLog, Rec, K_ACK, K_SUBSCRIPTION};
+use crate::evlog::{buyer_key, BuyerHistory, EventLog, LogBatch, Rec, K_ACK, K_SUBSCRIPTION};
 use crate::metrics::Metrics;
 
 /// What a connection's writer is handed, in order.
 #[derive(Debug)]
 pub enum Out {
     Events(Vec<BidEvent>),
+    /// Events already encoded as a binary `ServerFrame` (for connections that take them: see
+    /// [`ConnHandle::proto`]); `events` counts them.
+    Encoded {
+        bytes: Vec<u8>,
+        events: u64,
+    },
     /// Send the buyer's logged events with seq in `from..=to` (ring positions
     /// `start_pos..end_pos`), skipping those logged before `not_before_ns`.
     Replay(ReplayPlan),
@@ -68,16 +77,45 @@ pub struct Outlet {
     pub spill_max: usize,
     /// Set when the connection missed events and is being closed (4008).
     pub overflowed: Arc<AtomicBool>,
+    /// Events in the queue and the spill (an item carries any number of them).
+    pub queued: Arc<AtomicU64>,
+    /// Most events the queue and the spill hold together.
+    pub max_events: u64,
+}
+
+impl Out {
+    /// The events an item carries (a replay's are read from the log when it is sent).
+    pub fn events(&self) -> u64 {
+        match self {
+            Out::Events(evs) => evs.len() as u64,
+            Out::Encoded { events, .. } => *events,
+            Out::Replay(_) | Out::Close(..) => 0,
+        }
+    }
 }
 
 impl Outlet {
-    pub fn new(tx: mpsc::Sender<Out>, spill_max: usize) -> Outlet {
+    pub fn new(tx: mpsc::Sender<Out>, spill_max: usize, max_events: u64) -> Outlet {
         Outlet {
             tx,
             spill: Arc::new(Mutex::new(Spill::default())),
             spill_max,
             overflowed: Arc::new(AtomicBool::new(false)),
+            queued: Arc::new(AtomicU64::new(0)),
+            max_events,
         }
+    }
+
+    /// Tells the outlet that its reader took `o` from the queue.
+    pub fn taken(&self, o: &Out) {
+        self.queued.fetch_sub(o.events(), Ordering::Relaxed);
+    }
+
+    fn overflow(&self, sp: &mut Spill) -> bool {
+        self.overflowed.store(true, Ordering::Relaxed);
+        sp.q.clear();
+        sp.since = None;
+        false
     }
 
     /// Queues without waiting: into the queue, or behind it into the spill once the queue is
@@ -88,9 +126,16 @@ impl Outlet {
             return false;
         }
         let mut sp = self.spill.lock();
+        let n = out.events();
+        if self.queued.load(Ordering::Relaxed) + n > self.max_events {
+            return self.overflow(&mut sp);
+        }
         let out = if sp.q.is_empty() {
             match self.tx.try_send(out) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.queued.fetch_add(n, Ordering::Relaxed);
+                    return true;
+                }
                 Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 Err(mpsc::error::TrySendError::Full(o)) => o,
             }
@@ -98,14 +143,12 @@ impl Outlet {
             out
         };
         if sp.q.len() >= self.spill_max {
-            self.overflowed.store(true, Ordering::Relaxed);
-            sp.q.clear();
-            sp.since = None;
-            return false;
+            return self.overflow(&mut sp);
         }
         if sp.q.is_empty() {
             sp.since = Some(Instant::now());
         }
+        self.queued.fetch_add(n, Ordering::Relaxed);
         sp.q.push_back(out);
         true
     }
@@ -116,6 +159,9 @@ impl Outlet {
         let o = sp.q.pop_front();
         if sp.q.is_empty() {
             sp.since = None;
+        }
+        if let Some(o) = &o {
+            self.taken(o);
         }
         o
     }
@@ -130,6 +176,9 @@ impl Outlet {
 pub struct ConnHandle {
     pub id: u64,
     pub out: Outlet,
+    /// Speaks the binary subprotocol: takes [`Out::Encoded`], so that its events are encoded
+    /// where they are made rather than moved to its writer and encoded there.
+    pub proto: bool,
     pub subscribed: bool,
     pub mask: u16,
 }
@@ -273,7 +322,7 @@ impl Buyer {
 }
 
 pub struct Streams {
-    buyers: Mutex<HashMap<u64, Arc<Mutex<Buyer>>>>,
+    buyers: Mutex<FxHashMap<u64, Arc<Mutex<Buyer>>>>,
     /// Histories read from the log at start, taken when the buyer first appears.
     recovered: Mutex<HashMap<u64, BuyerHistory>>,
     pub log: Arc<EventLog>,
@@ -294,7 +343,7 @@ impl Streams {
         // its buyer reconnects: such buyers get their state now. The log keys buyers by a hash
         // of the name, so the name is filled in when the buyer next authenticates (it is only
         // used in event ids, and events are only sent to a connected buyer).
-        let mut buyers = HashMap::new();
+        let mut buyers = FxHashMap::default();
         let mut rest = HashMap::new();
         for (key, h) in recovered {
             if h.subscription.is_some() {
@@ -350,26 +399,26 @@ impl Streams {
         self.buyers.lock().values().cloned().collect()
     }
 
-    /// Gives each event the buyer's next seq, logs it, queues it to the buyer's connections
-    /// (`origin` always gets it; subscribed ones when its type is in their mask), and
-    /// remembers the answer under its request id. Returns the events as sent.
-    pub fn emit(&self, b: &mut Buyer, evs: Vec<StreamEvent>, origin: Option<u64>) -> Vec<BidEvent> {
+    /// Gives each event the buyer's next seq, logs them (one append for the lot), queues them
+    /// to the buyer's connections (`origin` always gets them; subscribed ones the types in their
+    /// mask) as one item per connection, and remembers each answer under its request id.
+    pub fn emit(&self, b: &mut Buyer, evs: Vec<StreamEvent>, origin: Option<u64>) {
+        if evs.is_empty() {
+            return;
+        }
         let now = unix_ns();
         let mut sent = Vec::with_capacity(evs.len());
         let mut bits = Vec::with_capacity(evs.len());
+        let mut batch = LogBatch::default();
+        let mut offsets = Vec::with_capacity(evs.len());
         for se in evs {
             b.seq += 1;
             let seq = b.seq;
             let (rec, blob) = to_record(b.key, seq, now, &se);
-            let pos = match &blob {
-                Some(blob) => self.log.append_blob(rec, blob),
-                None => self.log.append(&rec),
-            };
-            match pos {
-                Ok(p) => b.index.push_back((seq, p)),
-                Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
-            }
-            self.metrics.events_logged.fetch_add(1, Ordering::Relaxed);
+            offsets.push(match &blob {
+                Some(blob) => batch.push_blob(rec, blob),
+                None => batch.push(&rec),
+            });
             match &se.event {
                 Event::BidAccepted(_) => b.counters.bids_placed += 1,
                 Event::BidRejected(_) => b.counters.bids_rejected += 1,
@@ -382,10 +431,10 @@ impl Streams {
             }
             bits.push(type_bit(&se.event));
             let ev = BidEvent {
-                event_id: format!("{}:{seq}", b.name),
+                event_id: stream_event_id(&b.name, seq),
                 seq,
                 timestamp: Some(ts(now)),
-                request_id: se.request_id.clone(),
+                request_id: se.request_id,
                 event: Some(se.event),
             };
             if !ev.request_id.is_empty() {
@@ -393,31 +442,66 @@ impl Streams {
             }
             sent.push(ev);
         }
+        match self.log.append_batch(&batch) {
+            Ok(base) => {
+                b.index.extend(sent.iter().zip(&offsets).map(|(e, off)| (e.seq, base + off)))
+            }
+            Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
+        }
+        self.metrics.events_logged.fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.prune_index(b);
-        self.deliver(b, &sent, &bits, origin);
-        sent
+        self.deliver(b, sent, &bits, origin);
     }
 
-    fn deliver(&self, b: &mut Buyer, sent: &[BidEvent], bits: &[u16], origin: Option<u64>) {
-        for c in &b.conns {
-            let mine = origin == Some(c.id);
-            let evs: Vec<BidEvent> = sent
-                .iter()
-                .zip(bits)
-                .filter(|(_, bit)| {
-                    mine || if c.subscribed {
-                        c.mask & **bit != 0
-                    } else {
-                        **bit & T_OWN_RESULTS != 0
+    fn deliver(&self, b: &mut Buyer, mut sent: Vec<BidEvent>, bits: &[u16], origin: Option<u64>) {
+        let wants = |c: &ConnHandle, bit: u16| {
+            origin == Some(c.id)
+                || if c.subscribed { c.mask & bit != 0 } else { bit & T_OWN_RESULTS != 0 }
+        };
+        let targets: Vec<usize> = (0..b.conns.len())
+            .filter(|&i| bits.iter().any(|&bit| wants(&b.conns[i], bit)))
+            .collect();
+        // the encoding of all the events, made at most once
+        let mut all_encoded: Option<Vec<u8>> = None;
+        for (k, &i) in targets.iter().enumerate() {
+            let c = &b.conns[i];
+            let all = bits.iter().all(|&bit| wants(c, bit));
+            let out = match (c.proto, all) {
+                (true, true) => {
+                    let bytes = all_encoded
+                        .get_or_insert_with(|| {
+                            let mut buf = Vec::with_capacity(64 * sent.len());
+                            encode_events_into(&sent, &mut buf);
+                            buf
+                        })
+                        .clone();
+                    Out::Encoded { bytes, events: sent.len() as u64 }
+                }
+                (true, false) => {
+                    let mut bytes = Vec::new();
+                    let mut events = 0;
+                    for (e, _) in sent.iter().zip(bits).filter(|(_, &bit)| wants(c, bit)) {
+                        encode_events_into([e], &mut bytes);
+                        events += 1;
                     }
-                })
-                .map(|(e, _)| e.clone())
-                .collect();
-            if evs.is_empty() {
-                continue;
-            }
-            let n = evs.len() as u64;
-            if c.offer(Out::Events(evs)) {
+                    Out::Encoded { bytes, events }
+                }
+                // the last connection served takes the events themselves
+                (false, true) if k + 1 == targets.len() => Out::Events(std::mem::take(&mut sent)),
+                (false, _) => Out::Events(
+                    sent.iter()
+                        .zip(bits)
+                        .filter(|(_, &bit)| wants(c, bit))
+                        .map(|(e, _)| e.clone())
+                        .collect(),
+                ),
+            };
+            let n = match &out {
+                Out::Events(evs) => evs.len() as u64,
+                Out::Encoded { events, .. } => *events,
+                _ => 0,
+            };
+            if c.offer(out) {
                 b.counters.events_sent += n;
             }
         }
@@ -571,7 +655,7 @@ mod tests {
     #[test]
     fn a_full_queue_spills_in_order_and_overflows_only_when_the_spill_is_full() {
         let (tx, mut rx) = mpsc::channel(2);
-        let out = Outlet::new(tx, 4);
+        let out = Outlet::new(tx, 4, u64::MAX);
         for s in 1..=5 {
             assert!(out.offer(ev(s)), "{s}");
         }
@@ -595,9 +679,24 @@ mod tests {
     }
 
     #[test]
+    fn the_events_queued_are_bounded_whatever_the_items() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let out = Outlet::new(tx, 16, 5);
+        let two = || Out::Events(vec![BidEvent::default(), BidEvent::default()]);
+        assert!(out.offer(two()));
+        assert!(out.offer(two()));
+        // taken by the writer: room again
+        let o = rx.try_recv().unwrap();
+        out.taken(&o);
+        assert!(out.offer(two()));
+        assert!(!out.offer(two()));
+        assert!(out.overflowed.load(Ordering::Relaxed));
+    }
+
+    #[test]
     fn without_a_spill_a_full_queue_overflows_at_once() {
         let (tx, _rx) = mpsc::channel(1);
-        let out = Outlet::new(tx, 0);
+        let out = Outlet::new(tx, 0, u64::MAX);
         assert!(out.offer(ev(1)));
         assert!(!out.offer(ev(2)));
         assert!(out.overflowed.load(Ordering::Relaxed));

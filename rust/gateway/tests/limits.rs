@@ -55,19 +55,24 @@ fn a_client_that_does_not_answer_pings_is_closed_4009() {
 #[test]
 fn a_slow_consumer_is_closed_4008_and_resumes_by_replay() {
     let dir = TempDir::new("slow");
-    let gw = start(config_with(
+    let mut cfg = config_with(
         &dir.0,
-        "outbound_queue_frames = 4\nslow_consumer_timeout_s = 0.2",
+        "outbound_queue_frames = 4\noutbound_queue_events = 256\nslow_consumer_timeout_s = 0.2",
         "",
         "max_tmax_ms = 600000",
-    ));
+    );
+    // room in the log for every announcement (about 50 records each), so that all replay
+    cfg.events.max_records = 1 << 20;
+    let gw = start(cfg);
     let addr = gw.local_addr();
     runtime().block_on(async move {
         let mut slow = Client::login(addr, "key-acme").await;
         slow.subscribe(Subscribe::default()).await;
         let mut publisher = Client::login(addr, "key-pub").await;
         let big: String = "x".repeat(3_000);
-        let n = 600;
+        // announcements reach a connection in batches (one per publisher frame), so it takes
+        // more than the socket buffers hold for a client that does not read to fall behind
+        let n = 3_000;
         for batch in 0..(n / 100) {
             let msgs = (0..100)
                 .map(|i| {

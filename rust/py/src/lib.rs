@@ -7,6 +7,10 @@
 
 use pyo3::prelude::*;
 
+/// The allocator of every Rust allocation in this module (Python's objects keep Python's).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod clearing;
 mod dynamic;
 mod engine;
