@@ -742,6 +742,57 @@ fn macros_are_substituted_and_notices_fired_once_and_retried_after_a_500() {
 }
 
 #[test]
+fn bids_refused_before_the_auction_get_a_loss_notice_with_the_reason() {
+    let rt = runtime();
+    let loss = rt.block_on(notices(0));
+    let lurl = |who: &str| {
+        format!(
+            "http://{}/{who}?r=${{AUCTION_LOSS}}&imp=${{AUCTION_IMP_ID}}&seat=${{AUCTION_SEAT_ID}}&p=${{AUCTION_PRICE}}",
+            loss.addr
+        )
+    };
+    // under the 0.5 floor; on a blocked advertiser; a winner without an lurl
+    let low = rt.block_on(pricing("low", 0.2, json!({"lurl": lurl("low")})));
+    let blk = rt.block_on(pricing(
+        "blk",
+        9.0,
+        json!({"lurl": lurl("blk"), "adomain": ["shop.banned.example"]}),
+    ));
+    let ok = rt.block_on(pricing("ok", 2.0, json!({})));
+    let dir = TempDir::new("ortb-refused-notice");
+    let extra = format!(
+        "[openrtb]\n{}{}{}",
+        bidder_toml("low", &low, 100, ""),
+        bidder_toml("blk", &blk, 100, ""),
+        bidder_toml("ok", &ok, 100, "")
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let mut req = banner_request("r1");
+        req["badv"] = json!(["banned.example"]);
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "ok");
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while loss.seen.lock().unwrap().len() < 2 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut seen = loss.seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen, vec!["/blk?r=205&imp=1&seat=blk&p=", "/low?r=100&imp=1&seat=low&p="]);
+        // a test request fires none
+        let mut req = banner_request("r2");
+        req["badv"] = json!(["banned.example"]);
+        req["test"] = json!(1);
+        let (s, _) = post_json(addr, &req).await;
+        assert_eq!(s, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(loss.seen.lock().unwrap().len(), 2);
+    });
+}
+
+#[test]
 fn websocket_buyers_see_the_imp_and_bid_in_the_same_auction() {
     let rt = runtime();
     let http = rt.block_on(pricing("http", 2.0, json!({})));

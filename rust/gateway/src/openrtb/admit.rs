@@ -12,6 +12,7 @@ use rtbcore_proto::v1::PlaceBid;
 use super::adjust::Rules;
 use super::exchange::{to_micros, Slot, BIDDER_PREFIX};
 use super::model::{Bid, BidRequest, BidResponse};
+use super::notices::{fire, Macros};
 use super::rates::Table;
 use super::OpenRtb;
 use crate::auctions::Staged;
@@ -32,16 +33,62 @@ pub(super) struct Candidate {
     pub(super) engine_bid: u64,
 }
 
-fn blocked(req: &BidRequest, bid: &Bid) -> bool {
+/// OpenRTB loss reasons of a bid refused before its auction (sent in its `lurl`).
+const LOSS_INTERNAL: i64 = 1;
+const LOSS_INVALID_RESPONSE: i64 = 3;
+const LOSS_INVALID_DEAL: i64 = 4;
+const LOSS_BELOW_FLOOR: i64 = 100;
+const LOSS_BELOW_DEAL_FLOOR: i64 = 101;
+const LOSS_HIGHER_BID: i64 = 102;
+const LOSS_ADVERTISER_EXCLUDED: i64 = 205;
+const LOSS_APP_EXCLUDED: i64 = 206;
+const LOSS_CATEGORY_EXCLUDED: i64 = 209;
+
+/// The block list a bid falls under, as its loss reason.
+fn blocked(req: &BidRequest, bid: &Bid) -> Option<i64> {
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    bid.cat.iter().any(|c| req.bcat.iter().any(|b| eq(b, c)))
-        || bid.adomain.iter().any(|d| {
-            req.badv.iter().any(|b| {
-                eq(b, d)
-                    || d.to_ascii_lowercase().ends_with(&format!(".{}", b.to_ascii_lowercase()))
-            })
+    if bid.cat.iter().any(|c| req.bcat.iter().any(|b| eq(b, c))) {
+        return Some(LOSS_CATEGORY_EXCLUDED);
+    }
+    if bid.adomain.iter().any(|d| {
+        req.badv.iter().any(|b| {
+            eq(b, d) || d.to_ascii_lowercase().ends_with(&format!(".{}", b.to_ascii_lowercase()))
         })
-        || bid.bundle.as_deref().is_some_and(|x| req.bapp.iter().any(|b| eq(b, x)))
+    }) {
+        return Some(LOSS_ADVERTISER_EXCLUDED);
+    }
+    if bid.bundle.as_deref().is_some_and(|x| req.bapp.iter().any(|b| eq(b, x))) {
+        return Some(LOSS_APP_EXCLUDED);
+    }
+    None
+}
+
+/// Fires a refused bid's `lurl` (not for a test request): the loss reason, the imp and the
+/// bidder's ids; no price, since the bid took no part in the auction.
+fn refused_notice(
+    ortb: &Arc<OpenRtb>,
+    req: &BidRequest,
+    (imp_id, seat, response_bid_id, currency): (&str, &str, &str, &str),
+    bid: &Bid,
+    loss: i64,
+) {
+    let Some(lurl) = bid.lurl.as_deref() else { return };
+    if req.test == Some(1) {
+        return;
+    }
+    let m = Macros {
+        auction_id: req.id.clone(),
+        bid_id: response_bid_id.to_string(),
+        imp_id: imp_id.to_string(),
+        seat_id: seat.to_string(),
+        ad_id: bid.adid.clone().unwrap_or_default(),
+        price: String::new(),
+        currency: currency.to_string(),
+        mbr: String::new(),
+        loss: loss.to_string(),
+        min_to_win: String::new(),
+    };
+    fire(ortb, m.substitute(lurl));
 }
 
 /// Checks a bidder's bids and stages those admitted for their auctions (the caller submits
@@ -72,12 +119,18 @@ pub(super) fn admit(
                 continue;
             };
             let s = &slots[i];
+            let ids =
+                (s.imp_id.as_str(), seat.as_str(), response_bid_id.as_str(), bid_cur.as_str());
+            let refuse = |why: &str, loss: i64, bid: &Bid| {
+                c.reject(why);
+                refused_notice(ortb, req, ids, bid, loss);
+            };
             if !(bid.price.is_finite() && bid.price > 0.0) {
-                c.reject("invalid_price");
+                refuse("invalid_price", LOSS_INVALID_RESPONSE, &bid);
                 continue;
             }
             let Some(rate) = rates.rate(&bid_cur, cur) else {
-                c.reject("currency");
+                refuse("currency", LOSS_INVALID_RESPONSE, &bid);
                 continue;
             };
             let price = adjust.apply(
@@ -89,34 +142,36 @@ pub(super) fn admit(
                 rates,
             );
             if !(price.is_finite() && price > 0.0) {
-                c.reject("invalid_price");
+                refuse("invalid_price", LOSS_INVALID_RESPONSE, &bid);
                 continue;
             }
             let amount = to_micros(price * rate);
             if amount <= 0 || amount > hub.cfg.engine.max_amount_micros {
-                c.reject("invalid_price");
+                refuse("invalid_price", LOSS_INVALID_RESPONSE, &bid);
                 continue;
             }
-            if blocked(req, &bid) {
-                c.reject("blocked");
+            if let Some(loss) = blocked(req, &bid) {
+                refuse("blocked", loss, &bid);
                 continue;
             }
-            let floor = match bid.dealid.as_deref().filter(|d| !d.is_empty()) {
+            let deal = bid.dealid.as_deref().filter(|d| !d.is_empty());
+            let floor = match deal {
                 Some(d) => match s.deals.get(d) {
                     Some(f) => *f,
                     None => {
-                        c.reject("deal");
+                        refuse("deal", LOSS_INVALID_DEAL, &bid);
                         continue;
                     }
                 },
                 None if s.private => {
-                    c.reject("deal");
+                    refuse("deal", LOSS_INVALID_DEAL, &bid);
                     continue;
                 }
                 None => s.floor,
             };
             if amount < floor {
-                c.reject("below_floor");
+                let loss = if deal.is_some() { LOSS_BELOW_DEAL_FLOOR } else { LOSS_BELOW_FLOOR };
+                refuse("below_floor", loss, &bid);
                 continue;
             }
             let cand = Candidate {
@@ -130,11 +185,15 @@ pub(super) fn admit(
                 floor,
                 engine_bid: 0,
             };
+            // a bidder's other bids on the imp lose to its best one
             match best.get(&i) {
-                Some(prev) if prev.amount >= cand.amount => c.reject("duplicate"),
+                Some(prev) if prev.amount >= cand.amount => {
+                    refuse("duplicate", LOSS_HIGHER_BID, &cand.bid)
+                }
                 Some(_) => {
-                    c.reject("duplicate");
-                    best.insert(i, cand);
+                    if let Some(prev) = best.insert(i, cand) {
+                        refuse("duplicate", LOSS_HIGHER_BID, &prev.bid);
+                    }
                 }
                 None => {
                     best.insert(i, cand);
@@ -154,6 +213,13 @@ pub(super) fn admit(
             Ok(s) => s,
             Err(_) => {
                 c.reject("engine");
+                let ids = (
+                    slots[i].imp_id.as_str(),
+                    cand.seat.as_str(),
+                    cand.response_bid_id.as_str(),
+                    cand.currency.as_str(),
+                );
+                refused_notice(ortb, req, ids, &cand.bid, LOSS_INTERNAL);
                 continue;
             }
         };
