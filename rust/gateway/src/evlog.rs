@@ -370,10 +370,15 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Flushes the mapping to the file (the mapping alone survives a process kill; this also
-    /// covers a machine crash).
+    /// Seals the log: later appends are refused.
     pub fn close(&self) {
         self.ring.close();
+    }
+
+    /// Writes the log's mapping to the file and waits for it (the mapping alone survives a
+    /// process kill; after this, a machine crash loses nothing appended before).
+    pub fn flush(&self) -> Result<(), rtbcore_core::CoreError> {
+        self.ring.flush()
     }
 }
 

@@ -198,6 +198,10 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
         });
         rt.shutdown_timeout(Duration::from_secs(1));
+        // a graceful stop leaves the whole log on disk, not only in the page cache
+        if let Err(e) = hub.log.flush() {
+            eprintln!("rtbcore serve: writing the event log to disk: {e}");
+        }
     }
 }
 

@@ -127,7 +127,7 @@ pub use record_type::{RecordType, MAX_RECORD_SIZE, MAX_TAG_LEN};
 
 use futex::futex_wake;
 use layout::*;
-use shared::{FlockGuard, Inner};
+use shared::{io_err, FlockGuard, Inner};
 
 /// Whether writers wait for readers or overwrite them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +254,11 @@ impl BidRing {
     /// mode, overwritten before the writer got to it).
     pub fn lost_writes(&self) -> u64 {
         self.inner.u64_at(OFF_LOST_WRITES).load(Ordering::Relaxed)
+    }
+    /// Writes the mapping's dirty pages to the file and waits for them (`msync`): what was
+    /// appended then survives a machine crash too, not only the death of a process.
+    pub fn flush(&self) -> Result<(), CoreError> {
+        self.inner.map.flush().map_err(|e| io_err("msync the ring".to_string(), e))
     }
     /// Refuses later appends from every process; readers drain what is there.
     pub fn close(&self) {

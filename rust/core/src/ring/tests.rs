@@ -26,6 +26,25 @@ fn rec(i: u64) -> BidRecord {
 }
 
 #[test]
+fn flush_writes_what_was_appended_to_the_file() {
+    let (p, ring) = ring8("flush");
+    assert_eq!(ring.append_many(&[rec(41), rec(42)]).unwrap(), 2);
+    ring.flush().unwrap();
+    // the file's bytes (read past the mapping) hold both records
+    let bytes = std::fs::read(&p).unwrap();
+    let find = |id: u64| {
+        let r = rec(id);
+        // SAFETY: BidRecord is repr(C) plain data; viewing it as bytes reads its 48 bytes
+        let b = unsafe {
+            std::slice::from_raw_parts(&r as *const BidRecord as *const u8, BidRecord::SIZE)
+        };
+        bytes.windows(BidRecord::SIZE).any(|w| w == b)
+    };
+    assert!(find(41) && find(42));
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
 fn append_read_commit_backpressure() {
     let (p, ring) = ring8("bp");
     let mut r = ring.reader("a", Start::Oldest).unwrap();
