@@ -159,8 +159,8 @@ class AuctionEngine(ContextHandle):
     - ``mechanism``: ``"first_price"``, ``"second_price"``; with ``slot_ctrs`` (click-through
       factor per slot, non-increasing) ``"gsp"`` or ``"vcg"`` (``"second_price"`` with
       ``slot_ctrs`` means GSP). A position auction yields one result row per slot (``slot``
-      field, ``winner_bidder = NO_BIDDER`` for an empty slot), so an auction's rows are consecutive and
-      :meth:`poll` never splits them.
+      field, ``winner_bidder = NO_BIDDER`` for an empty slot), so an auction's rows are
+      consecutive and :meth:`poll` never splits them.
     - Auctions are sharded over the workers by ``auction_id``: each auction's state lives on one
       worker, which applies place / update (a bidder's latest bid replaces its earlier one) /
       cancel without a lock, closes the auction at its deadline (``open + tmax``) or as soon as

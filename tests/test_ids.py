@@ -87,7 +87,12 @@ def test_the_engine_takes_string_ids():
 
 def test_every_record_carries_ids_as_uint64_and_no_bidder_is_never_an_id() -> None:
     from rtbcore.records import (
-        BID_DTYPE, EVENT_DTYPE, EVENT_NO_BIDDER, NO_BIDDER, OUTCOME_DTYPE, REJECTED_DTYPE,
+        BID_DTYPE,
+        EVENT_DTYPE,
+        EVENT_NO_BIDDER,
+        NO_BIDDER,
+        OUTCOME_DTYPE,
+        REJECTED_DTYPE,
         RESULT_DTYPE,
     )
     u8 = np.dtype("<u8")
