@@ -82,7 +82,9 @@ test('headless Chromium: connect, subscribe, bid, win; survive an exchange resta
   const profile = mkdtempSync(join(tmpdir(), 'rtbcore-chromium-'));
   // --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start
   const chrome = spawn(CHROMIUM, ['--headless=new', '--no-sandbox', '--disable-gpu', '--remote-debugging-port=0',
-    `--user-data-dir=${profile}`, '--window-size=800,500', 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    `--user-data-dir=${profile}`, '--window-size=800,500', 'about:blank'],
+    // its own process group, so that its helper processes are stopped with it
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   const chromeExit = new Promise((r) => chrome.on('exit', r));
   const pub = new BiddingClient({ url: srv.wsUrl, apiKey: KEYS.pub[0], healthIntervalMs: 0 });
   let cdp;
@@ -159,8 +161,19 @@ test('headless Chromium: connect, subscribe, bid, win; survive an exchange resta
     pub.close();
     chrome.kill('SIGTERM');
     await chromeExit;
+    try {
+      process.kill(-chrome.pid, 'SIGKILL'); // helpers still running (crash handler, zygote)
+    } catch {
+      // the group is gone already
+    }
     http.close();
-    rmSync(profile, { recursive: true, force: true });
+    // Chromium's helper processes may still write to the profile after the browser exits: retry,
+    // and never let the clean-up hide the test's own failure
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch (e) {
+      console.error(`leaving ${profile}: ${e.message}`);
+    }
     await srv.cleanup();
   }
 });
