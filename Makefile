@@ -80,8 +80,9 @@ sdk-deps:  ## Debian packages the SDK tests need (Node, Go, protoc, Chromium), o
 
 test-sdk: sdk-deps test-sdk-js test-sdk-go  ## the JS and Go SDK tests against rtbcore serve (needs make install)
 
+# bounded: a test that left a child running would otherwise keep the runner waiting
 test-sdk-js:
-	cd sdk/js && RTBCORE_BIN=$(RTBCORE_BIN) node --experimental-websocket --test test/*.test.mjs
+	cd sdk/js && RTBCORE_BIN=$(RTBCORE_BIN) timeout -k 10 900 node --experimental-websocket --test test/*.test.mjs
 
 test-sdk-go:
 	mkdir -p $(dir $(SDK_GOPKG)) && ln -sfn $(CURDIR)/sdk/go $(SDK_GOPKG)
