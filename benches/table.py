@@ -4,8 +4,9 @@ Convention for every benchmark in benches/: put it in a ``group``, set
 ``benchmark.extra_info["items"]`` to how many items (bids, records, calls...) one call handles,
 and ``benchmark.extra_info["baseline"] = True`` on the baselines. Each rtbcore row is then shown
 with its items/s (from the median) and its ratio to every baseline of its group, all from the
-one run. A row's ``extra_info["summary"]`` (a short string, e.g. latency percentiles or memory
-per connection) is shown after its ratios.
+one run. A row's ``extra_info["ratio"]`` (a string) replaces those ratios when the bench
+measured its own (e.g. paired rounds). A row's ``extra_info["summary"]`` (a short string, e.g.
+latency percentiles or memory per connection) is shown after its ratios.
 
     python benches/table.py out/bench.json [--markdown] [--write docs/benchmarks.md]
     python benches/table.py out/bench-exchange.json --update docs/benchmarks.md
@@ -52,7 +53,10 @@ def build_rows(data: dict) -> list[tuple[str, str, str, str, str]]:
             med = b["stats"]["median"]
             items = b.get("extra_info", {}).get("items", 1)
             ratios = []
-            if not b.get("extra_info", {}).get("baseline"):
+            if b.get("extra_info", {}).get("ratio"):
+                # a ratio the bench measured itself (e.g. from paired rounds), not from medians
+                ratios.append(b["extra_info"]["ratio"])
+            elif not b.get("extra_info", {}).get("baseline"):
                 for bb in base:
                     bitems = bb.get("extra_info", {}).get("items", 1)
                     r = (items / med) / (bitems / bb["stats"]["median"])
