@@ -55,7 +55,10 @@ def test_every_bid_is_answered_and_has_its_result(server, tmp_path, json_mode, c
 
 def test_open_loop_offers_the_rate(server, tmp_path):
     buyers = [server.fresh("b")[0] for _ in range(2)]
-    r = _run(server, tmp_path, buyers, "--buyers", "2", "--rate", "2000", "--duration", "1")
+    # the Python peer on a loaded machine may need more than the default 5 s to answer the
+    # last bids; every one must still be answered
+    r = _run(server, tmp_path, buyers, "--buyers", "2", "--rate", "2000", "--duration", "1",
+             "--drain", "20")
     assert r["mode"] == "open_loop"
     assert 1500 <= r["bids_sent"] <= 2500  # 2000 bids/s for 1 s
     assert r["bids_acked"] + r["bids_rejected"] == r["bids_sent"]
