@@ -6,11 +6,14 @@ circuit breaker on an injected clock, and the AutoBidder with its strategies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import signal
 import socket
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from exchange_client import ServeProcess, write_config
@@ -527,54 +530,78 @@ def test_shaded_strategy_shades_first_price_bids_only() -> None:
     assert np.isnan(shader.bid(np.array([0.01]))[0])
 
 
-def test_a_bid_resent_after_a_restart_that_meets_its_own_bid_resolves_to_it() -> None:
-    """An exchange that restarted forgets answered request ids: the re-sent bid is refused
-    ALREADY_BID. The client answers it with the bid's acceptance from the replayed stream.
-    Scripted server (websockets + the protocol classes): the first connection takes the bid and
-    drops; the second replays its acceptance, then refuses the re-sent copy."""
+@contextlib.asynccontextmanager
+async def _scripted_exchange(
+    on_frame: Callable[[int, list[Any], Callable[..., Awaitable[None]]], Awaitable[bool]],
+) -> AsyncIterator[tuple[int, list[list[Any]]]]:
+    """A scripted exchange (websockets + the protocol classes) on a free loopback port, for
+    what the real one does only in narrow windows. It answers auth itself, records every
+    message per connection and hands each frame's other messages to
+    ``on_frame(connection_number, messages, send)`` (numbers from 1; ``send(*events)`` sends
+    one frame); ``on_frame`` returning False drops the connection. Yields the port and the
+    recorded messages per connection."""
     import websockets
 
     from rtbcore.client import bidding_pb2 as pb
 
-    connections: list[list[pb.BidMessage]] = []
+    connections: list[list[Any]] = []
 
-    async def handler(sock) -> None:
-        got: list[pb.BidMessage] = []
+    async def handler(sock: Any) -> None:
+        got: list[Any] = []
         connections.append(got)
+        n = len(connections)
 
-        async def send(*events: pb.BidEvent) -> None:
+        async def send(*events: Any) -> None:
             await sock.send(pb.ServerFrame(events=list(events)).SerializeToString())
 
         async for data in sock:
+            rest = []
             for m in pb.ClientFrame.FromString(data).messages:
                 got.append(m)
-                kind = m.WhichOneof("message")
-                if kind == "auth":
+                if m.WhichOneof("message") == "auth":
                     await send(pb.BidEvent(request_id=m.request_id,
                                            auth_result=pb.AuthResult(ok=True, buyer_id="acme")))
-                elif kind == "subscribe":
-                    evs = [pb.BidEvent(request_id=m.request_id,
-                                       subscription_ack=pb.SubscriptionAck())]
-                    if len(connections) == 1:
-                        evs.append(pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(
-                            auction_id="a1")))
-                    else:
-                        assert m.subscribe.replay_missed and m.subscribe.since_seq == 1
-                        evs.append(pb.BidEvent(seq=2, bid_accepted=pb.BidAccepted(
-                            bid_id="b1", auction_id="a1")))
-                    await send(*evs)
-                elif kind == "place_bid" and len(connections) == 1:
-                    await sock.close()  # applied, but the answer never leaves
-                    return
-                elif kind == "place_bid":
-                    await send(pb.BidEvent(seq=3, request_id=m.request_id,
-                                           bid_rejected=pb.BidRejected(
-                                               reason=pb.ALREADY_BID, auction_id="a1")))
+                else:
+                    rest.append(m)
+            if rest and not await on_frame(n, rest, send):
+                await sock.close()
+                return
+
+    proto = [websockets.Subprotocol("rtbcore.v1.proto")]
+    async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
+        yield srv.sockets[0].getsockname()[1], connections
+
+
+def test_a_bid_resent_after_a_restart_that_meets_its_own_bid_resolves_to_it() -> None:
+    """An exchange that restarted forgets answered request ids: the re-sent bid is refused
+    ALREADY_BID. The client answers it with the bid's acceptance from the replayed stream.
+    Scripted: the first connection takes the bid and drops; the second replays its
+    acceptance, then refuses the re-sent copy."""
+    from rtbcore.client import bidding_pb2 as pb
+
+    async def on_frame(n: int, msgs: list[Any], send: Callable[..., Awaitable[None]]) -> bool:
+        for m in msgs:
+            kind = m.WhichOneof("message")
+            if kind == "subscribe":
+                evs = [pb.BidEvent(request_id=m.request_id, subscription_ack=pb.SubscriptionAck())]
+                if n == 1:
+                    evs.append(pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(
+                        auction_id="a1")))
+                else:
+                    assert m.subscribe.replay_missed and m.subscribe.since_seq == 1
+                    evs.append(pb.BidEvent(seq=2, bid_accepted=pb.BidAccepted(
+                        bid_id="b1", auction_id="a1")))
+                await send(*evs)
+            elif kind == "place_bid" and n == 1:
+                return False  # applied, but the answer never leaves
+            elif kind == "place_bid":
+                await send(pb.BidEvent(seq=3, request_id=m.request_id,
+                                       bid_rejected=pb.BidRejected(
+                                           reason=pb.ALREADY_BID, auction_id="a1")))
+        return True
 
     async def main() -> None:
-        proto = [websockets.Subprotocol("rtbcore.v1.proto")]
-        async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
-            port = srv.sockets[0].getsockname()[1]
+        async with _scripted_exchange(on_frame) as (port, connections):
             c = BiddingClient(ws(port), api_key="k", backoff=Backoff(0.01, 0.02))
             async with c.connect() as conn:
                 await conn.subscribe()
@@ -644,47 +671,30 @@ def test_paced_strategy_holds_open_bids_against_the_budget_until_their_outcome()
 def test_a_request_a_draining_exchange_refuses_is_held_for_its_successor() -> None:
     """SHUTTING_DOWN means nothing was applied: the client holds the request and re-sends it
     (same id) once connected to the next exchange; without auto_reconnect it raises.
-    Scripted server: the first connection refuses the bid as draining, then closes."""
-    import websockets
-
+    Scripted: the first connection refuses the bid as draining, then closes."""
     from rtbcore.client import bidding_pb2 as pb
 
-    connections: list[list[pb.BidMessage]] = []
-
-    async def handler(sock) -> None:
-        got: list[pb.BidMessage] = []
-        connections.append(got)
-
-        async def send(*events: pb.BidEvent) -> None:
-            await sock.send(pb.ServerFrame(events=list(events)).SerializeToString())
-
-        async for data in sock:
-            for m in pb.ClientFrame.FromString(data).messages:
-                got.append(m)
-                kind = m.WhichOneof("message")
-                if kind == "auth":
-                    await send(pb.BidEvent(request_id=m.request_id,
-                                           auth_result=pb.AuthResult(ok=True, buyer_id="acme")))
-                elif kind == "subscribe":
-                    await send(pb.BidEvent(request_id=m.request_id,
-                                           subscription_ack=pb.SubscriptionAck()),
-                               pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(
-                                   auction_id="a1")))
-                elif kind == "place_bid" and len(connections) % 2 == 1:
-                    await send(pb.BidEvent(request_id=m.request_id, bid_rejected=pb.BidRejected(
-                        reason=pb.SHUTTING_DOWN, auction_id="a1")))
-                    await asyncio.sleep(0.1)
-                    await sock.close(1001)
-                    return
-                elif kind == "place_bid":
-                    await send(pb.BidEvent(seq=2, request_id=m.request_id,
-                                           bid_accepted=pb.BidAccepted(bid_id="b1",
-                                                                       auction_id="a1")))
+    async def on_frame(n: int, msgs: list[Any], send: Callable[..., Awaitable[None]]) -> bool:
+        for m in msgs:
+            kind = m.WhichOneof("message")
+            if kind == "subscribe":
+                await send(pb.BidEvent(request_id=m.request_id,
+                                       subscription_ack=pb.SubscriptionAck()),
+                           pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(
+                               auction_id="a1")))
+            elif kind == "place_bid" and n % 2 == 1:
+                await send(pb.BidEvent(request_id=m.request_id, bid_rejected=pb.BidRejected(
+                    reason=pb.SHUTTING_DOWN, auction_id="a1")))
+                await asyncio.sleep(0.1)
+                return False
+            elif kind == "place_bid":
+                await send(pb.BidEvent(seq=2, request_id=m.request_id,
+                                       bid_accepted=pb.BidAccepted(bid_id="b1",
+                                                                   auction_id="a1")))
+        return True
 
     async def main() -> None:
-        proto = [websockets.Subprotocol("rtbcore.v1.proto")]
-        async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
-            port = srv.sockets[0].getsockname()[1]
+        async with _scripted_exchange(on_frame) as (port, connections):
             c = BiddingClient(ws(port), api_key="k", backoff=Backoff(0.01, 0.02))
             async with c.connect() as conn:
                 await conn.subscribe()
@@ -737,45 +747,23 @@ def test_place_bids_answers_each_bid_in_order_and_stream_batches_delivers_them(s
 
 
 def test_place_bids_unanswered_when_the_connection_drops_are_resent_with_their_ids() -> None:
-    """Scripted server: the first connection answers the first bid of a batch and drops; the
-    second gets the other two again, with the same request ids, and answers them."""
-    import websockets
-
+    """Scripted: the first connection answers the first bid of a batch and drops; the second
+    gets the other two again, with the same request ids, and answers them."""
     from rtbcore.client import bidding_pb2 as pb
 
-    connections: list[list[pb.BidMessage]] = []
-
-    async def handler(sock) -> None:
-        got: list[pb.BidMessage] = []
-        connections.append(got)
-
-        async def send(*events: pb.BidEvent) -> None:
-            await sock.send(pb.ServerFrame(events=list(events)).SerializeToString())
-
-        async for data in sock:
-            bids = []
-            for m in pb.ClientFrame.FromString(data).messages:
-                got.append(m)
-                kind = m.WhichOneof("message")
-                if kind == "auth":
-                    await send(pb.BidEvent(request_id=m.request_id,
-                                           auth_result=pb.AuthResult(ok=True, buyer_id="acme")))
-                elif kind == "place_bid":
-                    bids.append(m)
-            if bids:
-                answers = [pb.BidEvent(request_id=m.request_id, bid_accepted=pb.BidAccepted(
-                    bid_id=f"b-{m.place_bid.auction_id}", auction_id=m.place_bid.auction_id,
-                    amount=m.place_bid.amount)) for m in bids]
-                if len(connections) == 1:
-                    await send(answers[0])
-                    await sock.close()
-                    return
-                await send(*answers)
+    async def on_frame(n: int, msgs: list[Any], send: Callable[..., Awaitable[None]]) -> bool:
+        answers = [pb.BidEvent(request_id=m.request_id, bid_accepted=pb.BidAccepted(
+            bid_id=f"b-{m.place_bid.auction_id}", auction_id=m.place_bid.auction_id,
+            amount=m.place_bid.amount)) for m in msgs if m.WhichOneof("message") == "place_bid"]
+        if answers and n == 1:
+            await send(answers[0])
+            return False
+        if answers:
+            await send(*answers)
+        return True
 
     async def main() -> None:
-        proto = [websockets.Subprotocol("rtbcore.v1.proto")]
-        async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=proto) as srv:
-            port = srv.sockets[0].getsockname()[1]
+        async with _scripted_exchange(on_frame) as (port, connections):
             c = BiddingClient(ws(port), api_key="k", backoff=Backoff(0.01, 0.02))
             async with c.connect() as conn:
                 res = await asyncio.wait_for(

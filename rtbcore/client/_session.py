@@ -574,10 +574,7 @@ class Connection:
         self._trim_known()
         if len(q) > queued:
             self._wake_readers()
-            t_now = self.client.clock.monotonic()
-            if t_now - self._last_ack_t >= 1.0:
-                self._last_ack_t = t_now
-                self.ack()
+            self._ack_if_due()
 
     def _wake_readers(self) -> None:
         readers, self._readers = self._readers, []
@@ -751,17 +748,8 @@ class Connection:
                     self._wake_room()
             if self._room is not None:
                 self._wake_room()
-            # caught up: the acknowledgement is due at most once a second (the socket's reader
-            # sends it meanwhile while events keep coming)
-            now = self.client.clock.monotonic()
-            if now - self._last_ack_t >= 1.0:
-                self._last_ack_t = now
-                self.ack()
-            if self._closed:
+            if not await self._caught_up():
                 return
-            f = asyncio.get_running_loop().create_future()
-            self._readers.append(f)
-            await f
 
     async def stream_batches(self) -> AsyncIterator[list[Event]]:
         """The same events as :meth:`stream_events`, as lists: each wake-up hands over
@@ -780,15 +768,27 @@ class Connection:
                 yield batch
                 self._handled_seq = batch[-1].seq
                 continue
-            now = self.client.clock.monotonic()
-            if now - self._last_ack_t >= 1.0:
-                self._last_ack_t = now
-                self.ack()
-            if self._closed:
+            if not await self._caught_up():
                 return
-            f = asyncio.get_running_loop().create_future()
-            self._readers.append(f)
-            await f
+
+    def _ack_if_due(self) -> None:
+        """The acknowledgement goes out at most once a second (from the socket's reader while
+        events keep coming, from the stream's reader once it has caught up)."""
+        now = self.client.clock.monotonic()
+        if now - self._last_ack_t >= 1.0:
+            self._last_ack_t = now
+            self.ack()
+
+    async def _caught_up(self) -> bool:
+        """The stream's reader has taken everything queued: acknowledges if due, then waits
+        for the next events; False once the connection is closed."""
+        self._ack_if_due()
+        if self._closed:
+            return False
+        f = asyncio.get_running_loop().create_future()
+        self._readers.append(f)
+        await f
+        return True
 
     def ack(self, seq: int | None = None) -> None:
         """Acknowledges the stream up to ``seq`` (default: the last event handled): the
