@@ -49,6 +49,16 @@ function fakeSocketClass(script) {
 
 const authOk = (requestId) => ({ seq: '0', requestId, authResult: { ok: true, buyerId: 'acme', scopes: ['bid', 'subscribe'] } });
 const started = (seq, id) => ({ seq: String(seq), eventId: `acme:${seq}`, auctionStarted: { auctionId: id } });
+// a fake exchange that accepts the connection and answers auth and subscribe, nothing else
+const answerAuthAndSubscribe = (ws) => {
+  ws.onsend = (frame) => {
+    for (const m of frame.messages) {
+      if (m.auth) ws.deliver(authOk(m.requestId));
+      if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
+    }
+  };
+  ws.accept();
+};
 const tick = () => new Promise((r) => setImmediate(r));
 
 test('backoff ceilings are 1, 2, 4, ... 60 s and each delay is uniform below its ceiling', () => {
@@ -385,15 +395,7 @@ test('client: without a subscription the health probe asks for the metrics (scop
 
 test('client: a subscription read only through the client\'s own handlers keeps a bounded copy and reports nothing', async () => {
   const clock = new FakeClock();
-  const { FakeWS, sockets } = fakeSocketClass((ws) => {
-    ws.onsend = (frame) => {
-      for (const m of frame.messages) {
-        if (m.auth) ws.deliver(authOk(m.requestId));
-        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
-      }
-    };
-    ws.accept();
-  });
+  const { FakeWS, sockets } = fakeSocketClass(answerAuthAndSubscribe);
   const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, healthIntervalMs: 0, maxQueue: 3 });
   const seen = []; client.on('event', (e) => seen.push(e.seq));
   const told = []; client.on('backpressure', (b) => told.push(b));
@@ -411,15 +413,7 @@ test('client: a subscription read only through the client\'s own handlers keeps 
 
 test('client: leaving a for-await loop stops the queueing; a new iterator takes what follows', async () => {
   const clock = new FakeClock();
-  const { FakeWS, sockets } = fakeSocketClass((ws) => {
-    ws.onsend = (frame) => {
-      for (const m of frame.messages) {
-        if (m.auth) ws.deliver(authOk(m.requestId));
-        if (m.subscribe) ws.deliver({ seq: '0', requestId: m.requestId, subscriptionAck: {} });
-      }
-    };
-    ws.accept();
-  });
+  const { FakeWS, sockets } = fakeSocketClass(answerAuthAndSubscribe);
   const client = new BiddingClient({ url: 'ws://x/v1/bidding', apiKey: 'k', WebSocket: FakeWS, clock, healthIntervalMs: 0, maxQueue: 2 });
   await client.connect();
   const sub = await client.subscribe({});
