@@ -55,8 +55,9 @@ demo: install  ## set up and run the main job: rtbcore demo
 
 test: install loadgen test-rust test-loom test-py test-sdk  ## set up and run the whole test suite (cargo test, loom, pytest, the JS and Go SDKs)
 
+# bounded (compilation included): a hung test fails the run instead of keeping CI waiting
 test-rust:  ## cargo tests of the core, the protocol, the exchange server and the load generator crates
-	$(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core -p rtbcore-proto -p rtbcore-gateway -p rtbcore-loadgen
+	timeout -k 10 2400 $(CARGO) test --release --manifest-path rust/Cargo.toml -p rtbcore-core -p rtbcore-proto -p rtbcore-gateway -p rtbcore-loadgen
 
 # The models run in ~2 s; the loom cfg rebuilds the crate and its dev-dependencies in their own
 # target dir (~3 min from cold on the 2-core CI box), which CI pays so the queue stays modelled.

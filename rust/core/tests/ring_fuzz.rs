@@ -176,6 +176,24 @@ fn exercise(path: &Path, ops: &[(u8, u16)]) {
     }
 }
 
+/// A case still running after this long is a hang.
+const WATCHDOG: Duration = Duration::from_secs(20);
+
+/// Runs one case under a watchdog: a hung case aborts the process naming its input, rather
+/// than keeping the test run waiting.
+fn guarded(case: String, f: impl FnOnce()) {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(WATCHDOG) {
+            eprintln!("ring_fuzz: a case ran for more than {WATCHDOG:?}: {case}");
+            std::process::abort();
+        }
+    });
+    f();
+    drop(done);
+    dog.join().unwrap();
+}
+
 fn ops() -> impl Strategy<Value = Vec<(u8, u16)>> {
     proptest::collection::vec((any::<u8>(), any::<u16>()), 0..12)
 }
@@ -196,7 +214,7 @@ proptest! {
         }
         let p = tmp("corrupt");
         std::fs::write(&p, &file).unwrap();
-        exercise(&p, &ops);
+        guarded(format!("mode {mode:?}, mutations {muts:?}, ops {ops:?}"), || exercise(&p, &ops));
         std::fs::remove_file(&p).unwrap();
     }
 
@@ -235,7 +253,7 @@ proptest! {
         if then_append {
             let _ = ring.append_many(&recs);
         }
-        exercise(&p, &ops);
+        guarded(format!("cut to {len}, ops {ops:?}"), || exercise(&p, &ops));
         for &(_, arg) in &ops {
             match r.read(arg as usize % 8) {
                 Ok(b) => prop_assert!(b.len() <= 8),

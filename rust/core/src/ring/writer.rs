@@ -272,9 +272,11 @@ impl BidRing {
 }
 
 /// Marks each uncommitted slot of `[lo, hi)` abandoned; returns how many this call marked.
+/// At most one lap from `lo`: past it the slots repeat, and a tail word corrupted far ahead
+/// of the records must not keep the caller busy for ever.
 pub(super) fn abandon_range(inn: &Inner, lo: u64, hi: u64) -> u64 {
     let mut marked = 0;
-    for seq in lo..hi {
+    for seq in lo..hi.min(lo.saturating_add(inn.cap)) {
         let st = inn.stamp(seq);
         loop {
             let cur = st.load(Ordering::Acquire);
