@@ -242,3 +242,19 @@ fn unread_hands_the_batch_back() {
     assert_eq!((b.start_seq(), b.len()), (0, 5));
     std::fs::remove_file(&p).unwrap();
 }
+
+#[test]
+fn a_tail_corrupted_far_ahead_does_not_keep_a_read_busy() {
+    let (p, ring) = ring8("far-tail");
+    let mut r = ring.reader("a", Start::Oldest).unwrap();
+    r.set_abandon_after(Duration::ZERO);
+    ring.append_many(&[rec(1), rec(2)]).unwrap();
+    // A tail word 2^62 records ahead: every slot past the records looks reserved and stalled.
+    ring.inner.tail().store(1 << 62, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(r.read(8).unwrap().len(), 2);
+    let started = std::time::Instant::now();
+    let n = r.read(8).map(|b| b.len()).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(5), "read took {:?}", started.elapsed());
+    std::fs::remove_file(&p).unwrap();
+}
