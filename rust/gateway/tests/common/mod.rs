@@ -2,6 +2,7 @@
 //! subprotocol (tokio-tungstenite: a client that is not ours).
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,6 +107,9 @@ pub enum Proto {
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub proto: Proto,
+    /// Events of a frame already read but not yet taken: the exchange merges what a connection's
+    /// queue holds into one frame, so one read can carry more than the event asked for.
+    pending: VecDeque<BidEvent>,
 }
 
 /// How a read ended.
@@ -131,7 +135,7 @@ impl Client {
             Proto::None => {}
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        Client { ws, proto }
+        Client { ws, proto, pending: VecDeque::new() }
     }
 
     pub async fn send(&mut self, msgs: Vec<BidMessage>) {
@@ -157,6 +161,9 @@ impl Client {
 
     /// The next server frame (or the close / a timeout).
     pub async fn recv(&mut self, within: Duration) -> Got {
+        if !self.pending.is_empty() {
+            return Got::Events(self.pending.drain(..).collect());
+        }
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
@@ -178,7 +185,13 @@ impl Client {
 
     /// The next event (frames flattened), failing the test on a close or timeout.
     pub async fn event(&mut self) -> BidEvent {
-        self.events_until(1).await.remove(0)
+        if let Some(e) = self.pending.pop_front() {
+            return e;
+        }
+        let mut got = self.events_until(1).await;
+        let first = got.remove(0);
+        self.pending.extend(got);
+        first
     }
 
     /// The next event that is not of kind `skip`.
