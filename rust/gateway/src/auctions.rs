@@ -76,6 +76,31 @@ pub struct Auction {
     pub attributes: HashMap<String, String>,
     /// By buyer key.
     pub bids: FxHashMap<u64, BidState>,
+    /// The buyer seats it is limited to (an OpenRTB request's `wseat` or `bseat`).
+    pub seats: Option<Arc<SeatRule>>,
+}
+
+/// An allow or block list of buyer seats (OpenRTB `wseat` / `bseat`). A WebSocket buyer's seat
+/// is its buyer id, as in the door's answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seats {
+    Allow(HashSet<String>),
+    Block(HashSet<String>),
+}
+
+/// The seats an auction is limited to, and where the exclusions it causes are counted.
+pub struct SeatRule {
+    pub seats: Seats,
+    pub excluded: Arc<crate::openrtb::metrics::SeatExcluded>,
+}
+
+impl SeatRule {
+    pub fn excludes(&self, seat: &str) -> bool {
+        match &self.seats {
+            Seats::Allow(s) => !s.contains(seat),
+            Seats::Block(s) => s.contains(seat),
+        }
+    }
 }
 
 /// Closed auction ids remembered (AUCTION_CLOSED rather than UNKNOWN_AUCTION; no id reuse).
@@ -246,6 +271,28 @@ impl Hub {
         rid: &str,
         now: u64,
     ) -> Result<Staged, Reject> {
+        self.place_checked(who, p, rid, now, true)
+    }
+
+    /// [`Hub::place`] for the OpenRTB door's HTTP bidders, whose seats it has checked itself
+    /// (a bidder's seats are in its response, not its engine buyer id).
+    pub fn place_for_bidder(
+        &self,
+        who: &Identity,
+        p: &PlaceBid,
+        now: u64,
+    ) -> Result<Staged, Reject> {
+        self.place_checked(who, p, "", now, false)
+    }
+
+    fn place_checked(
+        &self,
+        who: &Identity,
+        p: &PlaceBid,
+        rid: &str,
+        now: u64,
+        check_seat: bool,
+    ) -> Result<Staged, Reject> {
         let on = |r: Reject| r.on_auction(&p.auction_id);
         if !p.buyer_id.is_empty() && p.buyer_id != who.buyer {
             return Err(on(reject(
@@ -263,6 +310,16 @@ impl Hub {
         let eid = t.find(&p.auction_id, now)?;
         let bid = self.next_bid.fetch_add(1, Ordering::Relaxed);
         let a = t.open.get_mut(&eid).expect("found above");
+        if let Some(rule) = a.seats.as_ref().filter(|r| check_seat && r.excludes(&who.buyer)) {
+            rule.excluded.count("buyer_bid");
+            return Err(on(reject(
+                RejectReason::Forbidden,
+                format!(
+                    "buyer {:?} may not bid on auction {:?}: the request's wseat/bseat excludes its seat",
+                    who.buyer, a.id
+                ),
+            )));
+        }
         if amount < a.floor {
             return Err(on(reject(
                 RejectReason::BelowFloor,
@@ -586,20 +643,41 @@ impl Hub {
         publisher: Option<&str>,
         o: &OpenAuction,
     ) -> Result<(u64, AuctionOpened), Reject> {
-        let (eid, opened, started) = self.open_unannounced(publisher, o)?;
-        self.announce(vec![(eid, started)]);
+        self.open_auction_for_seats(publisher, o, None)
+    }
+
+    /// [`Hub::open_auction`] limited to `seats`: buyers it excludes are not told of the auction
+    /// and may not bid on it.
+    pub fn open_auction_for_seats(
+        &self,
+        publisher: Option<&str>,
+        o: &OpenAuction,
+        seats: Option<Arc<SeatRule>>,
+    ) -> Result<(u64, AuctionOpened), Reject> {
+        let (eid, opened, started) = self.open_inner(publisher, o, seats.clone())?;
+        self.announce_to(vec![(eid, started)], seats.as_deref());
         Ok((eid, opened))
     }
 
     /// Announces opened auctions to the buyers whose subscription matches: each buyer's
     /// announcements go out as one emission.
     pub fn announce(&self, opened: Vec<(u64, AuctionStarted)>) {
+        self.announce_to(opened, None)
+    }
+
+    fn announce_to(&self, opened: Vec<(u64, AuctionStarted)>, seats: Option<&SeatRule>) {
         if opened.is_empty() {
             return;
         }
         for b in self.streams.all_buyers() {
             let mut b = b.lock();
             let Some(sub) = &b.sub else { continue };
+            if let Some(rule) = seats.filter(|r| r.excludes(&b.name)) {
+                for _ in opened.iter().filter(|(_, st)| sub.matches(&st.attributes)) {
+                    rule.excluded.count("buyer_announcement");
+                }
+                continue;
+            }
             let evs: Vec<StreamEvent> = opened
                 .iter()
                 .filter(|(_, st)| sub.matches(&st.attributes))
@@ -620,6 +698,15 @@ impl Hub {
         &self,
         publisher: Option<&str>,
         o: &OpenAuction,
+    ) -> Result<(u64, AuctionOpened, AuctionStarted), Reject> {
+        self.open_inner(publisher, o, None)
+    }
+
+    fn open_inner(
+        &self,
+        publisher: Option<&str>,
+        o: &OpenAuction,
+        seats: Option<Arc<SeatRule>>,
     ) -> Result<(u64, AuctionOpened, AuctionStarted), Reject> {
         if self.is_draining() {
             return Err(reject(RejectReason::ShuttingDown, "the exchange is draining"));
@@ -715,6 +802,7 @@ impl Hub {
                     answered: 0,
                     attributes: o.attributes.clone(),
                     bids: FxHashMap::default(),
+                    seats,
                 },
             );
         }

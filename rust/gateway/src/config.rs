@@ -158,8 +158,12 @@ pub struct DemoConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenRtbConfig {
-    /// Largest request body accepted (413 above it).
+    /// Largest request body accepted (413 above it), after gzip is undone for a request sent
+    /// with `Content-Encoding: gzip`.
     pub max_body_bytes: usize,
+    /// Largest bidder response read, after gzip is undone; a larger one is dropped and counted
+    /// (`kind="too_large"`).
+    pub max_bidder_response_bytes: usize,
     /// Taken off `tmax` for the way back to the caller: the auction closes this much earlier.
     pub network_allowance_ms: u64,
     /// A JSON file of conversion rates (see docs/openrtb.md); empty: only the exchange's
@@ -178,6 +182,7 @@ impl Default for OpenRtbConfig {
     fn default() -> Self {
         OpenRtbConfig {
             max_body_bytes: 1 << 20,
+            max_bidder_response_bytes: 4 << 20,
             network_allowance_ms: 20,
             rates_file: String::new(),
             notice_attempts: 3,
@@ -188,13 +193,20 @@ impl Default for OpenRtbConfig {
     }
 }
 
-/// An OpenRTB bidder reached over HTTP.
+/// An OpenRTB bidder reached over HTTP or HTTPS.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BidderConfig {
     pub name: String,
-    /// `http://host:port/path`.
+    /// `http://host:port/path` or `https://host:port/path`.
     pub endpoint: String,
+    /// A PEM file of CA certificates trusted for this bidder besides the webpki roots (a
+    /// private CA); relative to the config file. Only for `https://` endpoints.
+    #[serde(default)]
+    pub ca_file: String,
+    /// Send the BidRequest gzip-compressed (`Content-Encoding: gzip`).
+    #[serde(default)]
+    pub gzip: bool,
     pub timeout_ms: u64,
     /// The currency its prices are in when its response names none.
     #[serde(default = "usd")]
@@ -227,6 +239,28 @@ pub struct FloorRule {
     pub floor: f64,
     /// Empty: the exchange's currency.
     pub currency: String,
+}
+
+/// The CA certificates of a PEM file: at least one, each one a well-formed X.509 certificate
+/// rustls accepts as a trust anchor.
+pub fn load_ca_file(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown} is not PEM: {e:?}"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, c) in certs.iter().enumerate() {
+        roots
+            .add(c.clone())
+            .map_err(|e| format!("{shown}: certificate {i} is not usable as a CA: {e}"))?;
+    }
+    Ok(certs)
 }
 
 /// A configuration that could not be loaded: which file, which key, what is wrong.
@@ -380,6 +414,12 @@ impl Config {
                 format!("must be >= 256, got {}", o.max_body_bytes),
             );
         }
+        if o.max_bidder_response_bytes < 256 {
+            return bad(
+                "openrtb.max_bidder_response_bytes".into(),
+                format!("must be >= 256, got {}", o.max_bidder_response_bytes),
+            );
+        }
         if o.notice_attempts == 0 {
             return bad("openrtb.notice_attempts".into(), "must be > 0".into());
         }
@@ -398,8 +438,22 @@ impl Config {
             if !names.insert(b.name.as_str()) {
                 return bad(k("name"), format!("{:?} is used by another bidder", b.name));
             }
-            if !b.endpoint.starts_with("http://") || b.endpoint.parse::<hyper::Uri>().is_err() {
-                return bad(k("endpoint"), format!("must be an http:// URL, got {:?}", b.endpoint));
+            let https = b.endpoint.starts_with("https://");
+            if !(https || b.endpoint.starts_with("http://"))
+                || b.endpoint.parse::<hyper::Uri>().is_err()
+            {
+                return bad(
+                    k("endpoint"),
+                    format!("must be an http:// or https:// URL, got {:?}", b.endpoint),
+                );
+            }
+            if !b.ca_file.is_empty() {
+                if !https {
+                    return bad(k("ca_file"), "is only for an https:// endpoint".into());
+                }
+                if let Err(e) = load_ca_file(&self.resolve(&b.ca_file)) {
+                    return bad(k("ca_file"), e);
+                }
             }
             if b.timeout_ms == 0 {
                 return bad(k("timeout_ms"), "must be > 0".into());

@@ -854,7 +854,7 @@ fn the_docs_config_and_rates_examples_load() {
     assert_eq!(r.current().rate("USD", "EUR"), Some(0.92));
     // a bad key is named
     let e = rtbcore_gateway::Config::from_toml(
-        "[[openrtb.bidders]]\nname = \"a\"\nendpoint = \"https://x/bid\"\ntimeout_ms = 50\n",
+        "[[openrtb.bidders]]\nname = \"a\"\nendpoint = \"ftp://x/bid\"\ntimeout_ms = 50\n",
         std::path::Path::new("."),
     )
     .unwrap_err();

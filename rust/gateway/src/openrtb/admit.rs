@@ -1,5 +1,5 @@
-//! Admission of an HTTP bidder's bids: each is checked (imp, price, currency, adjustments,
-//! block lists, deal, floor), the best per imp is kept and staged for its engine auction; the
+//! Admission of an HTTP bidder's bids: each is checked (imp, seat, price, currency,
+//! adjustments, block lists, deal, floor), the best per imp is kept and staged for its engine auction; the
 //! request's staged bids, all bidders', go to the engine as one block beside the WebSocket
 //! buyers' bids.
 
@@ -40,6 +40,7 @@ const LOSS_INVALID_DEAL: i64 = 4;
 const LOSS_BELOW_FLOOR: i64 = 100;
 const LOSS_BELOW_DEAL_FLOOR: i64 = 101;
 const LOSS_HIGHER_BID: i64 = 102;
+const LOSS_SEAT_BLOCKED: i64 = 104;
 const LOSS_ADVERTISER_EXCLUDED: i64 = 205;
 const LOSS_APP_EXCLUDED: i64 = 206;
 const LOSS_CATEGORY_EXCLUDED: i64 = 209;
@@ -125,6 +126,11 @@ pub(super) fn admit(
                 c.reject(why);
                 refused_notice(ortb, req, ids, bid, loss);
             };
+            if s.seats.as_ref().is_some_and(|r| r.excludes(&seat)) {
+                ortb.metrics.seat_excluded.count("bidder_bid");
+                refuse("seat", LOSS_SEAT_BLOCKED, &bid);
+                continue;
+            }
             if !(bid.price.is_finite() && bid.price > 0.0) {
                 refuse("invalid_price", LOSS_INVALID_RESPONSE, &bid);
                 continue;
@@ -209,7 +215,7 @@ pub(super) fn admit(
             ..Default::default()
         };
         let now = mono_ns();
-        let staged = match hub.place(&who, &p, "", now) {
+        let staged = match hub.place_for_bidder(&who, &p, now) {
             Ok(s) => s,
             Err(_) => {
                 c.reject("engine");

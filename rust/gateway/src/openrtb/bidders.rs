@@ -1,5 +1,6 @@
 //! Calling the configured OpenRTB bidders: one POST each, in parallel, over the pooled
-//! keep-alive client, each within its time; a late answer is dropped and counted.
+//! keep-alive client (http or https), each within its time; a late answer is dropped and
+//! counted, and so is every other failure, by kind.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,9 +14,6 @@ use serde_json::{Map, Value};
 use super::model::BidResponse;
 use super::OpenRtb;
 use crate::config::BidderConfig;
-
-/// Largest bidder response read.
-const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// The request as a bidder gets it: `raw` with its `tmax` set to `tmax_ms`, written straight
 /// from the parsed tree (no copy of it).
@@ -51,8 +49,30 @@ pub fn request_body(request: &Value, tmax_ms: u64) -> Option<Bytes> {
     bytes.ok().map(Bytes::from)
 }
 
+/// Why a call failed, as the `kind` label of `rtbcore_openrtb_bidder_errors_total`: a TLS
+/// failure is told from a TCP one by a rustls error in the chain of causes.
+fn failure_kind(e: &hyper_util::client::legacy::Error) -> &'static str {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return "tls";
+        }
+        // an io::Error's source() skips the error it wraps: step into that one instead
+        cause = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    if e.is_connect() {
+        "connect"
+    } else {
+        "io"
+    }
+}
+
 /// What a bidder answered within `within`: its response, or nothing (no bid, error, late,
-/// invalid: each counted). `body` is from [`request_body`].
+/// invalid: each counted). `body` is from [`request_body`], gzip-compressed already when the
+/// bidder is configured with `gzip`.
 pub async fn call(
     ortb: &OpenRtb,
     b: &BidderConfig,
@@ -61,29 +81,52 @@ pub async fn call(
     within: Duration,
 ) -> Option<BidResponse> {
     let c = &ortb.metrics.bidders[&b.name];
-    let req = hyper::Request::post(&b.endpoint)
+    let limit = ortb.hub.cfg.openrtb.max_bidder_response_bytes;
+    let mut req = hyper::Request::post(&b.endpoint)
         .header(header::CONTENT_TYPE, "application/json")
-        .header("x-openrtb-version", "2.6")
-        .body(Full::new(body))
-        .ok()?;
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .header("x-openrtb-version", "2.6");
+    if b.gzip {
+        req = req.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let req = req.body(Full::new(body)).ok()?;
     c.requests.fetch_add(1, Ordering::Relaxed);
     let exchange = async {
-        let resp = ortb.client.request(req).await.map_err(|_| "error")?;
+        let resp = ortb.client_for(&b.name).request(req).await.map_err(|e| failure_kind(&e))?;
         let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|_| "error")?
-            .to_bytes();
-        Ok::<_, &str>((status, body))
+        let gzipped = match resp.headers().get(header::CONTENT_ENCODING) {
+            None => false,
+            Some(v) => match crate::openrtb::gzip::codings(v.to_str().unwrap_or("?")).as_slice() {
+                [] => false,
+                [one] if one == "gzip" || one == "x-gzip" => true,
+                _ => return Err("bad_encoding"),
+            },
+        };
+        let body = Limited::new(resp.into_body(), limit).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                "too_large"
+            } else {
+                "io"
+            }
+        })?;
+        let mut body = body.to_bytes();
+        if gzipped {
+            body = match crate::openrtb::gzip::inflate(&body, limit) {
+                Ok(plain) => Bytes::from(plain),
+                Err(crate::openrtb::gzip::InflateError::TooLarge) => return Err("too_large"),
+                Err(crate::openrtb::gzip::InflateError::Corrupt(_)) => return Err("bad_encoding"),
+            };
+        }
+        Ok::<_, &'static str>((status, body))
     };
     let (status, body) = match tokio::time::timeout(within, exchange).await {
         Err(_) => {
             c.late.fetch_add(1, Ordering::Relaxed);
+            c.error("timeout");
             return None;
         }
-        Ok(Err(_)) => {
-            c.errors.fetch_add(1, Ordering::Relaxed);
+        Ok(Err(kind)) => {
+            c.error(kind);
             return None;
         }
         Ok(Ok(x)) => x,
@@ -94,7 +137,7 @@ pub async fn call(
         return None;
     }
     if status != hyper::StatusCode::OK {
-        c.errors.fetch_add(1, Ordering::Relaxed);
+        c.error("http_status");
         return None;
     }
     c.responses.fetch_add(1, Ordering::Relaxed);
@@ -108,6 +151,7 @@ pub async fn call(
         }
         _ => {
             c.invalid_responses.fetch_add(1, Ordering::Relaxed);
+            c.error("bad_body");
             None
         }
     }

@@ -22,7 +22,7 @@ use super::model::{Bid, BidRequest, BidResponse, SeatBid};
 use super::notices::{fire, price_text, Macros};
 use super::rates::Table;
 use super::{OpenRtb, Refusal};
-use crate::auctions::Staged;
+use crate::auctions::{SeatRule, Seats, Staged};
 use crate::events::{bid_id, money};
 use crate::hub::ClosedBid;
 use rtbcore_core::engine::mono_ns;
@@ -49,6 +49,8 @@ pub(super) struct Slot {
     pub(super) private: bool,
     /// A WebSocket or SSE subscriber was told of the auction when it opened.
     pub(super) audience: bool,
+    /// The request's `wseat` / `bseat`.
+    pub(super) seats: Option<Arc<SeatRule>>,
     pub(super) closed: Option<oneshot::Receiver<Vec<ClosedBid>>>,
 }
 
@@ -131,6 +133,14 @@ pub async fn run(
     let budget_ms = if tmax > 2 * allowance { tmax - allowance } else { (tmax / 2).max(1) };
     let budget = Duration::from_millis(budget_ms);
 
+    let seat_set = |xs: &[String]| xs.iter().cloned().collect();
+    let seats = match (req.wseat.is_empty(), req.bseat.is_empty()) {
+        (false, _) => Some(Seats::Allow(seat_set(&req.wseat))),
+        (true, false) => Some(Seats::Block(seat_set(&req.bseat))),
+        (true, true) => None,
+    }
+    .map(|seats| Arc::new(SeatRule { seats, excluded: ortb.metrics.seat_excluded.clone() }));
+
     // the floors first: a bad currency refuses the request before any auction opens
     let mut slots = Vec::with_capacity(req.imp.len());
     let n = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +180,7 @@ pub async fn run(
             deals,
             private,
             audience: false,
+            seats: seats.clone(),
             closed: None,
         });
     }
@@ -202,7 +213,11 @@ pub async fn run(
         put("private_auction", s.private.then_some("1"));
         let ids: Vec<&str> = s.deals.keys().map(String::as_str).collect();
         put("deals", Some(&ids.join(",")));
-        s.audience = !hub.streams.subscribers(&attributes).is_empty();
+        s.audience = hub
+            .streams
+            .subscribers(&attributes)
+            .iter()
+            .any(|b| s.seats.as_ref().is_none_or(|r| !r.excludes(&b.lock().name)));
         let (tx, rx) = oneshot::channel();
         let aid: Arc<str> = s.auction_id.as_str().into();
         hub.closed_waiters.lock().insert(aid.clone(), tx);
@@ -216,7 +231,7 @@ pub async fn run(
             }),
             expected_bids: 0,
         };
-        if let Err(r) = hub.open_auction(None, &o) {
+        if let Err(r) = hub.open_auction_for_seats(None, &o, s.seats.clone()) {
             hub.closed_waiters.lock().remove(&aid);
             return Err(Refusal {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -230,19 +245,23 @@ pub async fn run(
     // the HTTP bidders, in parallel, each within its time and before the auctions close
     let bidder_budget =
         budget.saturating_sub(Duration::from_millis(5)).max(Duration::from_millis(1));
-    // one body per distinct bidder time (usually one for all): written once, shared
-    let mut bodies: Vec<(Duration, Option<Bytes>)> = Vec::with_capacity(1);
+    // one body per distinct bidder time and encoding (usually one for all): written once,
+    // shared
+    let mut bodies: Vec<(Duration, bool, Option<Bytes>)> = Vec::with_capacity(1);
     let calls: Vec<_> = cfg
         .openrtb
         .bidders
         .iter()
         .map(|b| {
             let within = Duration::from_millis(b.timeout_ms).min(bidder_budget);
-            let body = match bodies.iter().find(|(w, _)| *w == within) {
-                Some((_, body)) => body.clone(),
+            let body = match bodies.iter().find(|(w, z, _)| *w == within && *z == b.gzip) {
+                Some((_, _, body)) => body.clone(),
                 None => {
-                    let body = bidders::request_body(&raw, within.as_millis() as u64);
-                    bodies.push((within, body.clone()));
+                    let mut body = bidders::request_body(&raw, within.as_millis() as u64);
+                    if b.gzip {
+                        body = body.map(|p| Bytes::from(super::gzip::deflate(&p)));
+                    }
+                    bodies.push((within, b.gzip, body.clone()));
                     body
                 }
             };

@@ -5,20 +5,49 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Request outcomes, in exposition order.
-pub const OUTCOMES: [&str; 6] =
-    ["bid", "no_bid", "invalid", "malformed", "too_large", "unavailable"];
+pub const OUTCOMES: [&str; 7] =
+    ["bid", "no_bid", "invalid", "malformed", "too_large", "unsupported_encoding", "unavailable"];
 
 /// Why a bidder's bid was not admitted, in exposition order.
-pub const BID_REJECTIONS: [&str; 8] = [
+pub const BID_REJECTIONS: [&str; 9] = [
     "unknown_imp",
     "invalid_price",
     "currency",
     "below_floor",
     "blocked",
+    "seat",
     "deal",
     "duplicate",
     "engine",
 ];
+
+/// Why a call to a bidder failed (`kind` of `rtbcore_openrtb_bidder_errors_total`), in
+/// exposition order.
+pub const ERROR_KINDS: [&str; 8] =
+    ["timeout", "connect", "tls", "http_status", "too_large", "bad_encoding", "bad_body", "io"];
+
+/// What a request's `wseat`/`bseat` kept out (`what` of `rtbcore_openrtb_seat_excluded_total`).
+pub const SEAT_EXCLUSIONS: [&str; 3] = ["bidder_bid", "buyer_announcement", "buyer_bid"];
+
+/// Counts of [`SEAT_EXCLUSIONS`]; shared with the engine's auctions, which refuse excluded
+/// WebSocket buyers.
+#[derive(Default)]
+pub struct SeatExcluded([AtomicU64; 3]);
+
+impl SeatExcluded {
+    pub fn count(&self, what: &str) {
+        if let Some(i) = SEAT_EXCLUSIONS.iter().position(|w| *w == what) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, what: &str) -> u64 {
+        SEAT_EXCLUSIONS
+            .iter()
+            .position(|w| *w == what)
+            .map_or(0, |i| self.0[i].load(Ordering::Relaxed))
+    }
+}
 
 /// Upper bounds of the added-time histogram's buckets, seconds (then +Inf).
 pub const ADDED_BUCKETS: [f64; 12] =
@@ -70,13 +99,20 @@ pub struct BidderCounters {
     pub responses: AtomicU64,
     pub no_bids: AtomicU64,
     pub late: AtomicU64,
-    pub errors: AtomicU64,
+    errors: [AtomicU64; 8],
     pub invalid_responses: AtomicU64,
     pub bids: AtomicU64,
-    rejected: [AtomicU64; 8],
+    rejected: [AtomicU64; 9],
 }
 
 impl BidderCounters {
+    /// Counts a failed call by its kind (one of [`ERROR_KINDS`]).
+    pub fn error(&self, kind: &str) {
+        if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn reject(&self, why: &str) {
         if let Some(i) = BID_REJECTIONS.iter().position(|w| *w == why) {
             self.rejected[i].fetch_add(1, Ordering::Relaxed);
@@ -86,11 +122,12 @@ impl BidderCounters {
 
 #[derive(Default)]
 pub struct OpenRtbMetrics {
-    outcomes: [AtomicU64; 6],
+    outcomes: [AtomicU64; 7],
     pub bidders: BTreeMap<String, BidderCounters>,
     pub notices_sent: AtomicU64,
     pub notices_retried: AtomicU64,
     pub notices_failed: AtomicU64,
+    pub seat_excluded: std::sync::Arc<SeatExcluded>,
     /// Per answered request (200 or 204): its time in the door less the wait for its bidders
     /// and buyers.
     pub added: AddedTime,
@@ -122,7 +159,7 @@ impl OpenRtbMetrics {
                 v(&self.outcomes[i])
             );
         }
-        let series: [Series; 7] = [
+        let series: [Series; 6] = [
             ("rtbcore_openrtb_bidder_requests_total", "bid requests sent to a bidder", |c| {
                 &c.requests
             }),
@@ -136,11 +173,6 @@ impl OpenRtbMetrics {
                 |c| &c.late,
             ),
             (
-                "rtbcore_openrtb_bidder_errors_total",
-                "connection errors and non-200/204 statuses",
-                |c| &c.errors,
-            ),
-            (
                 "rtbcore_openrtb_bidder_invalid_responses_total",
                 "bodies that are not a BidResponse for this request",
                 |c| &c.invalid_responses,
@@ -152,6 +184,22 @@ impl OpenRtbMetrics {
             for (b, c) in &self.bidders {
                 let _ = writeln!(out, "{name}{{bidder=\"{b}\"}} {}", v(f(c)));
             }
+        }
+        let name = "rtbcore_openrtb_bidder_errors_total";
+        let _ =
+            writeln!(out, "# HELP {name} failed calls to a bidder, by kind\n# TYPE {name} counter");
+        for (b, c) in &self.bidders {
+            for (i, k) in ERROR_KINDS.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{bidder=\"{b}\",kind=\"{k}\"}} {}", v(&c.errors[i]));
+            }
+        }
+        let name = "rtbcore_openrtb_seat_excluded_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} bids and announcements kept out by a request's wseat or bseat\n# TYPE {name} counter"
+        );
+        for w in SEAT_EXCLUSIONS {
+            let _ = writeln!(out, "{name}{{what=\"{w}\"}} {}", self.seat_excluded.get(w));
         }
         let name = "rtbcore_openrtb_bidder_bids_rejected_total";
         let _ = writeln!(out, "# HELP {name} bids not admitted, by reason\n# TYPE {name} counter");

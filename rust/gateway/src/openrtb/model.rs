@@ -19,6 +19,10 @@ pub struct BidRequest {
     pub bcat: Vec<String>,
     pub badv: Vec<String>,
     pub bapp: Vec<String>,
+    /// Allow list of buyer seats (OpenRTB 2.6 `wseat`).
+    pub wseat: Vec<String>,
+    /// Block list of buyer seats (OpenRTB 2.6 `bseat`).
+    pub bseat: Vec<String>,
     pub test: Option<i64>,
     pub ext: Option<Value>,
 }

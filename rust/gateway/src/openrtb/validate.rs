@@ -278,8 +278,15 @@ pub fn check(req: &Value) -> Check {
     }
     one_of(r.get("at"), REQUEST.key("at"), &[1, 2], "1 (first price) or 2 (second price)")?;
     one_of(r.get("test"), REQUEST.key("test"), &[0, 1], "0 or 1")?;
-    for k in ["cur", "bcat", "badv", "bapp"] {
+    for k in ["cur", "bcat", "badv", "bapp", "wseat", "bseat"] {
         strings(r.get(k), REQUEST.key(k))?;
+    }
+    // the spec allows at most one of the two; an empty list restricts nothing
+    let used = |k: &str| matches!(r.get(k), Some(Value::Array(xs)) if !xs.is_empty());
+    if used("wseat") && used("bseat") {
+        return Err(
+            "request.wseat and request.bseat are both given: use at most one of them".into()
+        );
     }
     if let Some(Value::Array(cs)) = r.get("cur") {
         let cur = REQUEST.key("cur");
