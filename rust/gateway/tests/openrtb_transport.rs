@@ -822,10 +822,18 @@ fn excluded_websocket_buyers_are_not_told_and_may_not_bid() {
                 _ => break,
             }
         }
+        // every subscriber excluded: nobody else can bid, so no wait for the 2 s deadline
+        let mut req = banner_request("ws-none");
+        req["tmax"] = json!(2000);
+        req["bseat"] = json!(["acme", "bolt"]);
+        let t = Instant::now();
+        let (s, _) = post_json(addr, &req).await;
+        assert_eq!(s, 204);
+        assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
         let m = metrics(addr).await;
         let v =
             |w: &str| metric(&m, &format!("rtbcore_openrtb_seat_excluded_total{{what=\"{w}\"}}"));
-        assert_eq!(v("buyer_announcement"), 2.0);
+        assert_eq!(v("buyer_announcement"), 4.0);
         assert_eq!(v("buyer_bid"), 2.0);
         assert_eq!(v("bidder_bid"), 0.0);
     });

@@ -1,7 +1,7 @@
 //! Admission of an HTTP bidder's bids: each is checked (imp, seat, price, currency,
-//! adjustments, block lists, deal, floor), the best per imp is kept and staged for its engine auction; the
-//! request's staged bids, all bidders', go to the engine as one block beside the WebSocket
-//! buyers' bids.
+//! adjustments, block lists, deal, floor), the best per imp is kept and staged for its engine
+//! auction; the request's staged bids, all bidders', go to the engine as one block beside the
+//! WebSocket buyers' bids.
 
 use std::collections::HashMap;
 use std::sync::Arc;
