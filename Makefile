@@ -113,8 +113,9 @@ bench-client: install  ## only the Python SDK benches (rtbcore.client vs a naive
 	    --benchmark-json=out/bench-client.json --benchmark-columns=median,ops,rounds -p no:randomly
 	$(BIN)/python benches/table.py out/bench-client.json --update docs/benchmarks.md
 
-bench-rust:  ## criterion benches of the core crate
+bench-rust:  ## criterion benches of the core crate and of the OpenRTB door's JSON
 	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-core
+	$(CARGO) bench --manifest-path rust/Cargo.toml -p rtbcore-gateway --bench openrtb_json
 
 bench-openrtb: install loadgen bench-tools  ## only the OpenRTB benches (rtbcore serve vs the aiohttp peer, mock HTTP bidders, oha): printed, and their rows updated in docs/benchmarks.md
 	mkdir -p out

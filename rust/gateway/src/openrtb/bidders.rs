@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait, Object, Value};
 
 use super::model::BidResponse;
 use super::OpenRtb;
@@ -18,15 +18,15 @@ use crate::config::BidderConfig;
 /// The request as a bidder gets it: `raw` with its `tmax` set to `tmax_ms`, written straight
 /// from the parsed tree (no copy of it).
 struct WithTmax<'a> {
-    raw: &'a Map<String, Value>,
+    raw: &'a Object,
     tmax_ms: u64,
 }
 
 impl Serialize for WithTmax<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let absent = !self.raw.contains_key("tmax");
+        let absent = !self.raw.contains_key(&"tmax");
         let mut m = s.serialize_map(Some(self.raw.len() + usize::from(absent)))?;
-        for (k, v) in self.raw {
+        for (k, v) in self.raw.iter() {
             if k == "tmax" {
                 m.serialize_entry(k, &self.tmax_ms)?;
             } else {
@@ -42,9 +42,9 @@ impl Serialize for WithTmax<'_> {
 
 /// The body POSTed to a bidder with `tmax_ms` to answer in: the request unchanged but `tmax`.
 pub fn request_body(request: &Value, tmax_ms: u64) -> Option<Bytes> {
-    let bytes = match request {
-        Value::Object(raw) => serde_json::to_vec(&WithTmax { raw, tmax_ms }),
-        other => serde_json::to_vec(other),
+    let bytes = match request.as_object() {
+        Some(raw) => sonic_rs::to_vec(&WithTmax { raw, tmax_ms }),
+        None => sonic_rs::to_vec(request),
     };
     bytes.ok().map(Bytes::from)
 }
@@ -141,7 +141,7 @@ pub async fn call(
         return None;
     }
     c.responses.fetch_add(1, Ordering::Relaxed);
-    match serde_json::from_slice::<BidResponse>(&body) {
+    match sonic_rs::from_slice::<BidResponse>(&body) {
         Ok(r) if r.id == request_id => {
             if r.seatbid.iter().all(|s| s.bid.is_empty()) {
                 c.no_bids.fetch_add(1, Ordering::Relaxed);
@@ -154,5 +154,24 @@ pub async fn call(
             c.error("bad_body");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bidders_body_is_the_request_as_sent_but_tmax() {
+        let sent =
+            br#"{"zz":1,"id":"r","tmax":500,"ext":{"b":[1,2.5,"x"],"a":null},"imp":[{"id":"1"}]}"#;
+        let raw = crate::openrtb::validate::parse(sent).unwrap();
+        let body = request_body(&raw, 120).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"zz":1,"id":"r","tmax":120,"ext":{"b":[1,2.5,"x"],"a":null},"imp":[{"id":"1"}]}"#
+        );
+        let raw = crate::openrtb::validate::parse(br#"{"id":"r"}"#).unwrap();
+        assert_eq!(&request_body(&raw, 80).unwrap()[..], br#"{"id":"r","tmax":80}"#);
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use rtbcore_proto::pbjson_types;
 use rtbcore_proto::v1::OpenAuction;
-use serde_json::Value;
+use sonic_rs::Value;
 use tokio::sync::oneshot;
 
 use super::adjust::Rules;

@@ -214,7 +214,7 @@ pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body)
         return refuse(&ortb, Refusal::invalid(m));
     }
     // typed from the tree in place (no copy of it): `raw` goes on to the bidders untouched
-    let req = match <model::BidRequest as serde::Deserialize>::deserialize(&raw) {
+    let req = match sonic_rs::from_value::<model::BidRequest>(&raw) {
         Ok(r) => r,
         Err(e) => return refuse(&ortb, Refusal::invalid(format!("request: {e}"))),
     };
@@ -227,7 +227,7 @@ pub async fn auction(State(st): State<AppState>, headers: HeaderMap, body: Body)
         }
         Ok(Some(resp)) => {
             ortb.metrics.outcome("bid");
-            let body = serde_json::to_vec(&resp).unwrap_or_default();
+            let body = sonic_rs::to_vec(&resp).unwrap_or_default();
             let json = (header::CONTENT_TYPE, "application/json");
             let vary = (header::VARY, "accept-encoding");
             let gz = headers
