@@ -833,3 +833,58 @@ fn excluded_websocket_buyers_are_not_told_and_may_not_bid() {
         assert_eq!(v("bidder_bid"), 0.0);
     });
 }
+
+#[test]
+fn a_deal_admits_only_the_seats_of_its_wseat() {
+    let rt = runtime();
+    let (naddr, seen) = rt.block_on(notices());
+    let deal_bid = |who: &str| {
+        json!({"dealid": "d1",
+               "lurl": format!("http://{naddr}/{who}?r=${{AUCTION_LOSS}}&seat=${{AUCTION_SEAT_ID}}")})
+    };
+    let hi = rt.block_on(mock(None, pricing("hi-seat", 8.0, false, deal_bid("hi"))));
+    let lo = rt.block_on(mock(None, pricing("lo-seat", 3.0, false, deal_bid("lo"))));
+    let dir = TempDir::new("ortb-deal-wseat");
+    let extra = format!(
+        "[openrtb]\n{}{}",
+        bidder_toml("hi", &format!("http://{}/bid", hi.addr), ""),
+        bidder_toml("lo", &format!("http://{}/bid", lo.addr), "")
+    );
+    let gw = start(config(&dir.0, &extra));
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        // the deal admits lo-seat only: hi's higher deal bid is refused with 104, lo wins
+        let mut req = banner_request("deal-wseat-1");
+        req["imp"][0]["pmp"] = json!({"private_auction": 1,
+            "deals": [{"id": "d1", "bidfloor": 1.0, "bidfloorcur": "USD", "wseat": ["lo-seat"]}]});
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "lo-seat", "{r}");
+        assert_eq!(r["seatbid"][0]["bid"][0]["dealid"], "d1", "{r}");
+        let until = Instant::now() + Duration::from_secs(3);
+        while seen.lock().unwrap().is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen.lock().unwrap().clone(), vec!["/hi?r=104&seat=hi-seat"]);
+        // no wseat on the deal: both may bid on it and the higher wins
+        let mut req = banner_request("deal-wseat-2");
+        req["imp"][0]["pmp"] = json!({"private_auction": 1,
+            "deals": [{"id": "d1", "bidfloor": 1.0, "bidfloorcur": "USD"}]});
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "hi-seat", "{r}");
+        // a deal's wseat must be a list of strings
+        let mut req = banner_request("deal-wseat-3");
+        req["imp"][0]["pmp"] = json!({"deals": [{"id": "d1", "wseat": ["ok", 7]}]});
+        let (s, r) = post_json(addr, &req).await;
+        assert_eq!(s, 400, "{r}");
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("request.imp[0].pmp.deals[0].wseat[1] must be a string"), "{msg}");
+        let m = metrics(addr).await;
+        assert_eq!(
+            metric(&m, "rtbcore_openrtb_seat_excluded_total{what=\"bidder_deal_bid\"}"),
+            1.0
+        );
+        assert_eq!(metric(&m, "rtbcore_openrtb_seat_excluded_total{what=\"bidder_bid\"}"), 0.0);
+    });
+}

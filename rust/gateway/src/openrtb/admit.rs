@@ -163,7 +163,12 @@ pub(super) fn admit(
             let deal = bid.dealid.as_deref().filter(|d| !d.is_empty());
             let floor = match deal {
                 Some(d) => match s.deals.get(d) {
-                    Some(f) => *f,
+                    Some(t) if !t.wseat.is_empty() && !t.wseat.contains(&seat) => {
+                        ortb.metrics.seat_excluded.count("bidder_deal_bid");
+                        refuse("seat", LOSS_SEAT_BLOCKED, &bid);
+                        continue;
+                    }
+                    Some(t) => t.floor,
                     None => {
                         refuse("deal", LOSS_INVALID_DEAL, &bid);
                         continue;

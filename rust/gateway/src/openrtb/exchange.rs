@@ -35,6 +35,13 @@ const LOSS_HIGHER_BID: i64 = 102;
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
+/// A deal of an imp: its floor in micros of the exchange's currency, and the seats it admits
+/// (empty: any).
+pub(super) struct DealTerms {
+    pub(super) floor: i64,
+    pub(super) wseat: Vec<String>,
+}
+
 /// One imp's auction.
 pub(super) struct Slot {
     pub(super) auction_id: String,
@@ -45,7 +52,7 @@ pub(super) struct Slot {
     /// Open-market floor, exchange micros.
     pub(super) floor: i64,
     /// Deal id -> floor, exchange micros.
-    pub(super) deals: HashMap<String, i64>,
+    pub(super) deals: HashMap<String, DealTerms>,
     pub(super) private: bool,
     /// A WebSocket or SSE subscriber was told of the auction when it opened.
     pub(super) audience: bool,
@@ -168,7 +175,8 @@ pub async fn run(
                 let f = d.bidfloor.unwrap_or(0.0);
                 let from = d.bidfloorcur.as_deref().unwrap_or("USD");
                 let what = format!("request.imp[{i}].pmp.deals[{k}].bidfloorcur");
-                deals.insert(d.id.clone(), to_micros(convert(&rates, f, from, &cur, &what)?));
+                let floor = to_micros(convert(&rates, f, from, &cur, &what)?);
+                deals.insert(d.id.clone(), DealTerms { floor, wseat: d.wseat.clone() });
             }
         }
         slots.push(Slot {
@@ -189,7 +197,7 @@ pub async fn run(
     let max_amount = cfg.engine.max_amount_micros;
     for (i, s) in slots.iter_mut().enumerate() {
         let imp = &req.imp[i];
-        let deal_min = s.deals.values().copied().min();
+        let deal_min = s.deals.values().map(|d| d.floor).min();
         let engine_floor = match (s.private, deal_min) {
             (true, Some(d)) => d,
             (_, Some(d)) => d.min(s.floor),

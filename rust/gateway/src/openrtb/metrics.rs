@@ -26,13 +26,15 @@ pub const BID_REJECTIONS: [&str; 9] = [
 pub const ERROR_KINDS: [&str; 8] =
     ["timeout", "connect", "tls", "http_status", "too_large", "bad_encoding", "bad_body", "io"];
 
-/// What a request's `wseat`/`bseat` kept out (`what` of `rtbcore_openrtb_seat_excluded_total`).
-pub const SEAT_EXCLUSIONS: [&str; 3] = ["bidder_bid", "buyer_announcement", "buyer_bid"];
+/// What a request's `wseat`/`bseat` (or a deal's `wseat`) kept out (`what` of
+/// `rtbcore_openrtb_seat_excluded_total`).
+pub const SEAT_EXCLUSIONS: [&str; 4] =
+    ["bidder_bid", "bidder_deal_bid", "buyer_announcement", "buyer_bid"];
 
 /// Counts of [`SEAT_EXCLUSIONS`]; shared with the engine's auctions, which refuse excluded
 /// WebSocket buyers.
 #[derive(Default)]
-pub struct SeatExcluded([AtomicU64; 3]);
+pub struct SeatExcluded([AtomicU64; 4]);
 
 impl SeatExcluded {
     pub fn count(&self, what: &str) {

@@ -108,6 +108,8 @@ pub struct Deal {
     pub id: String,
     pub bidfloor: Option<f64>,
     pub bidfloorcur: Option<String>,
+    /// Seats allowed to bid on the deal; empty: any seat the request admits.
+    pub wseat: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -255,6 +255,7 @@ pub fn check(req: &Value) -> Check {
                         }
                         non_negative(d.get(&"bidfloor"), dp.key("bidfloor"))?;
                         currency(d.get(&"bidfloorcur"), dp.key("bidfloorcur"))?;
+                        strings(d.get(&"wseat"), dp.key("wseat"))?;
                     }
                 }
                 Some(_) => return Err(format!("{p}.pmp.deals must be an array")),
