@@ -63,6 +63,67 @@ pub struct BidState {
     pub late: bool,
     /// Bumped by every update, so that a ttl timer of an earlier version does nothing.
     pub gen: u32,
+    /// The ad the bid offers, when its criteria name one (boxed: most bids carry none).
+    pub creative: Option<Box<Creative>>,
+}
+
+/// What a buyer's bid says of its ad, from `PlaceBid.criteria` (`adm`, `adomain`, `crid`,
+/// `cid`, `burl`, `cat`): given back in an OpenRTB answer the bid wins, and checked against the
+/// request's block lists. Other criteria are ignored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Creative {
+    pub adm: Option<String>,
+    pub adomain: Vec<String>,
+    pub crid: Option<String>,
+    pub cid: Option<String>,
+    pub burl: Option<String>,
+    pub cat: Vec<String>,
+}
+
+/// The creative named by a bid's criteria, or a rejection naming the criterion that is wrong.
+pub fn creative_of(
+    criteria: &HashMap<String, pbjson_types::Value>,
+) -> Result<Option<Box<Creative>>, Reject> {
+    use pbjson_types::value::Kind;
+    let field = |k: &str| format!("place_bid.criteria.{k}");
+    let text = |k: &str| -> Result<Option<String>, Reject> {
+        match criteria.get(k).map(|v| &v.kind) {
+            None | Some(None) | Some(Some(Kind::NullValue(_))) => Ok(None),
+            Some(Some(Kind::StringValue(s))) => Ok(Some(s.clone())),
+            Some(_) => {
+                Err(reject(RejectReason::InvalidField, format!("{} must be a string", field(k))))
+            }
+        }
+    };
+    let list = |k: &str| -> Result<Vec<String>, Reject> {
+        let bad = || {
+            reject(RejectReason::InvalidField, format!("{} must be a list of strings", field(k)))
+        };
+        match criteria.get(k).map(|v| &v.kind) {
+            None | Some(None) | Some(Some(Kind::NullValue(_))) => Ok(Vec::new()),
+            Some(Some(Kind::ListValue(l))) => l
+                .values
+                .iter()
+                .map(|v| match &v.kind {
+                    Some(Kind::StringValue(s)) => Ok(s.clone()),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            Some(_) => Err(bad()),
+        }
+    };
+    if !["adm", "adomain", "crid", "cid", "burl", "cat"].iter().any(|k| criteria.contains_key(*k)) {
+        return Ok(None);
+    }
+    let c = Creative {
+        adm: text("adm")?,
+        adomain: list("adomain")?,
+        crid: text("crid")?,
+        cid: text("cid")?,
+        burl: text("burl")?,
+        cat: list("cat")?,
+    };
+    Ok((c != Creative::default()).then(|| Box::new(c)))
 }
 
 pub struct Auction {
@@ -305,6 +366,7 @@ impl Hub {
         }
         let amount = self.check_amount(&p.amount, "place_bid.amount").map_err(on)?;
         let ttl = ttl_of(&p.ttl, self.max_tmax_ns(), "place_bid.ttl").map_err(on)?;
+        let creative = creative_of(&p.criteria).map_err(on)?;
         let key = buyer_key(&who.buyer);
         let mut t = self.table.lock();
         let eid = t.find(&p.auction_id, now)?;
@@ -350,6 +412,7 @@ impl Hub {
                 live: true,
                 late: false,
                 gen: 0,
+                creative,
             },
         );
         let aid = a.id.to_string();

@@ -40,6 +40,8 @@ pub struct ClosedBid {
     pub amount: i64,
     /// Took part in the clearing: live and not judged late by the engine.
     pub counted: bool,
+    /// The ad a buyer's bid named in its criteria.
+    pub creative: Option<Box<crate::auctions::Creative>>,
 }
 
 /// The bids of a closed auction, for a caller waiting on it (the OpenRTB door).

@@ -108,6 +108,7 @@ fn close_one(
                 bid: b.bid,
                 amount: b.amount,
                 counted: b.live && !b.late,
+                creative: b.creative.clone(),
             })
             .collect();
         let _ = w.send(bids);

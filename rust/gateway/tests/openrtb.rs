@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use rtbcore_proto::v1::bid_event::Event;
+use rtbcore_proto::v1::bid_message::Message as Msg;
 use rtbcore_proto::v1::Subscribe;
 use serde_json::{json, Value};
 
@@ -825,6 +826,108 @@ fn websocket_buyers_see_the_imp_and_bid_in_the_same_auction() {
             Some(Event::AuctionWon(w)) => assert_eq!(w.price.unwrap().micros, 2_000_000),
             other => panic!("{other:?}"),
         }
+    });
+}
+
+/// A `PlaceBid` on `auction` carrying `criteria` (JSON values as protobuf `Value`s).
+fn place_with(auction: &str, micros: i64, criteria: Value) -> Msg {
+    use rtbcore_gateway::pbjson_types::{value::Kind, ListValue, Value as PbValue};
+    fn pb(v: &Value) -> PbValue {
+        let kind = match v {
+            Value::String(s) => Kind::StringValue(s.clone()),
+            Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
+            Value::Bool(b) => Kind::BoolValue(*b),
+            Value::Array(xs) => Kind::ListValue(ListValue { values: xs.iter().map(pb).collect() }),
+            other => panic!("not used here: {other}"),
+        };
+        PbValue { kind: Some(kind) }
+    }
+    let Msg::PlaceBid(mut p) = place(auction, micros) else { unreachable!() };
+    for (k, v) in criteria.as_object().unwrap() {
+        p.criteria.insert(k.clone(), pb(v));
+    }
+    Msg::PlaceBid(p)
+}
+
+#[test]
+fn a_websocket_buyers_ad_comes_from_its_bid_criteria() {
+    let rt = runtime();
+    let http = rt.block_on(pricing("http", 2.0, json!({})));
+    let dir = TempDir::new("ortb-ws-ad");
+    let gw = start_with(&dir, &format!("[openrtb]\n{}", bidder_toml("http", &http, 100, "")));
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        let mut acme = Client::login(addr, "key-acme").await;
+        acme.subscribe(Subscribe::default()).await;
+        let ad = json!({
+            "adm": "<img src='https://brand.example/i?p=${AUCTION_PRICE}&s=${AUCTION_SEAT_ID}&b=${AUCTION_BID_ID}'>",
+            "burl": "https://brand.example/bill?p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}",
+            "adomain": ["shop.example"], "crid": "cr-7", "cid": "camp-1", "cat": ["IAB1"],
+            "exclusive": true
+        });
+        async fn announced(acme: &mut Client) -> String {
+            match acme.event().await.event {
+                Some(Event::AuctionStarted(s)) => s.auction_id,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        // a criterion of the wrong type is refused, naming it
+        let mut req = banner_request("ws-ad-0");
+        req["tmax"] = json!(300);
+        let post = tokio::spawn(async move { post_json(addr, &req).await });
+        let aid = announced(&mut acme).await;
+        acme.one(place_with(&aid, 6_000_000, json!({"adomain": "brand.example"}))).await;
+        match acme.event().await.event {
+            Some(Event::BidRejected(r)) => {
+                assert!(r.message.contains("place_bid.criteria.adomain must be a list of strings"), "{r:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let (s, r) = post.await.unwrap();
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "http");
+
+        // the winning buyer's answer carries its ad, macros substituted
+        let mut req = banner_request("ws-ad-1");
+        req["tmax"] = json!(400);
+        let post = tokio::spawn(async move { post_json(addr, &req).await });
+        let aid = announced(&mut acme).await;
+        acme.one(place_with(&aid, 6_000_000, ad.clone())).await;
+        let accepted = match acme.event().await.event {
+            Some(Event::BidAccepted(a)) => a.bid_id,
+            other => panic!("{other:?}"),
+        };
+        let (s, r) = post.await.unwrap();
+        assert_eq!(s, 200, "{r}");
+        let bid = &r["seatbid"][0]["bid"][0];
+        assert_eq!(r["seatbid"][0]["seat"], "acme", "{r}");
+        assert_eq!(bid["id"], accepted.as_str());
+        assert_eq!(
+            bid["adm"],
+            format!("<img src='https://brand.example/i?p=2&s=acme&b={accepted}'>").as_str()
+        );
+        assert_eq!(bid["burl"], "https://brand.example/bill?p=2&c=USD");
+        assert_eq!(bid["adomain"], json!(["shop.example"]));
+        assert_eq!(bid["crid"], "cr-7");
+        assert_eq!(bid["cid"], "camp-1");
+        assert_eq!(bid["cat"], json!(["IAB1"]));
+        assert!(bid.get("exclusive").is_none(), "other criteria stay out: {bid}");
+        let _ = acme.event().await; // its AuctionWon
+
+        // the same ad on a request that blocks its advertiser takes no part: the HTTP bid wins
+        let mut req = banner_request("ws-ad-2");
+        req["tmax"] = json!(400);
+        req["badv"] = json!(["shop.example"]);
+        let post = tokio::spawn(async move { post_json(addr, &req).await });
+        let aid = announced(&mut acme).await;
+        acme.one(place_with(&aid, 6_000_000, ad)).await;
+        assert_eq!(kind(&acme.event().await), "bid_accepted");
+        let (s, r) = post.await.unwrap();
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["seatbid"][0]["seat"], "http", "{r}");
+        let m = metrics(addr).await;
+        assert_eq!(metric(&m, "rtbcore_openrtb_buyer_bids_blocked_total"), 1.0);
     });
 }
 

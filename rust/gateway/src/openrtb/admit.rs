@@ -46,7 +46,7 @@ const LOSS_APP_EXCLUDED: i64 = 206;
 const LOSS_CATEGORY_EXCLUDED: i64 = 209;
 
 /// The block list a bid falls under, as its loss reason.
-fn blocked(req: &BidRequest, bid: &Bid) -> Option<i64> {
+pub(super) fn blocked(req: &BidRequest, bid: &Bid) -> Option<i64> {
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     if bid.cat.iter().any(|c| req.bcat.iter().any(|b| eq(b, c))) {
         return Some(LOSS_CATEGORY_EXCLUDED);

@@ -16,7 +16,7 @@ use sonic_rs::Value;
 use tokio::sync::oneshot;
 
 use super::adjust::Rules;
-use super::admit::{admit, Candidate};
+use super::admit::{admit, blocked, Candidate};
 use super::bidders;
 use super::model::{Bid, BidRequest, BidResponse, SeatBid};
 use super::notices::{fire, price_text, Macros};
@@ -69,6 +69,8 @@ struct Entry {
     /// Index into the candidates, or None for a WebSocket buyer's bid (its buyer id).
     candidate: Option<usize>,
     buyer: String,
+    /// A WebSocket buyer's ad, from its bid's criteria.
+    creative: Option<Box<crate::auctions::Creative>>,
 }
 
 pub(super) fn to_micros(x: f64) -> i64 {
@@ -325,6 +327,7 @@ pub async fn run(
                         bid: c.engine_bid,
                         amount: c.amount,
                         counted: true,
+                        creative: None,
                     })
                     .collect(),
             );
@@ -411,15 +414,26 @@ impl Settle<'_> {
                         engine_bid: cb.bid,
                         candidate: Some(k),
                         buyer: cb.buyer,
+                        creative: None,
                     });
                 }
             } else if !s.private && cb.amount >= s.floor {
+                // an ad the request's block lists exclude takes no part (it has no lurl to tell)
+                if let Some(c) = &cb.creative {
+                    let probe =
+                        Bid { adomain: c.adomain.clone(), cat: c.cat.clone(), ..Bid::default() };
+                    if blocked(req, &probe).is_some() {
+                        ortb.metrics.buyer_bids_blocked.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
                 entries.push(Entry {
                     amount: cb.amount,
                     floor: s.floor,
                     engine_bid: cb.bid,
                     candidate: None,
                     buyer: cb.buyer,
+                    creative: cb.creative,
                 });
             }
         }
@@ -458,15 +472,37 @@ impl Settle<'_> {
                 bid.burl = bid.burl.map(|u| m.substitute(&u));
                 (c.seat.clone(), bid)
             }
-            None => (
-                win.buyer.clone(),
-                Bid {
+            None => {
+                let mut bid = Bid {
                     id: bid_id(win.engine_bid),
                     impid: s.imp_id.clone(),
                     price: round6(price_out),
                     ..Default::default()
-                },
-            ),
+                };
+                if let Some(c) = win.creative.as_deref() {
+                    // the buyer bid in the exchange's currency: macros speak it
+                    let price = clearing as f64 / 1e6;
+                    let m = Macros {
+                        auction_id: req.id.clone(),
+                        bid_id: bid.id.clone(),
+                        imp_id: s.imp_id.clone(),
+                        seat_id: win.buyer.clone(),
+                        ad_id: String::new(),
+                        price: price_text(price),
+                        currency: cur.to_string(),
+                        mbr: price_text(price / (win.amount as f64 / 1e6)),
+                        loss: String::new(),
+                        min_to_win: String::new(),
+                    };
+                    bid.adm = c.adm.as_deref().map(|a| m.substitute(a));
+                    bid.burl = c.burl.as_deref().map(|u| m.substitute(u));
+                    bid.adomain = c.adomain.clone();
+                    bid.cat = c.cat.clone();
+                    bid.crid = c.crid.clone();
+                    bid.cid = c.cid.clone();
+                }
+                (win.buyer.clone(), bid)
+            }
         })
     }
 }

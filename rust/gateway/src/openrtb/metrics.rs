@@ -130,6 +130,8 @@ pub struct OpenRtbMetrics {
     pub notices_retried: AtomicU64,
     pub notices_failed: AtomicU64,
     pub seat_excluded: std::sync::Arc<SeatExcluded>,
+    /// WebSocket buyers' bids left out of an answer: their ad is on the request's block lists.
+    pub buyer_bids_blocked: AtomicU64,
     /// Per answered request (200 or 204): its time in the door less the wait for its bidders
     /// and buyers.
     pub added: AddedTime,
@@ -203,6 +205,12 @@ impl OpenRtbMetrics {
         for w in SEAT_EXCLUSIONS {
             let _ = writeln!(out, "{name}{{what=\"{w}\"}} {}", self.seat_excluded.get(w));
         }
+        let name = "rtbcore_openrtb_buyer_bids_blocked_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} WebSocket buyers' bids left out: their ad is on the request's bcat or badv\n# TYPE {name} counter\n{name} {}",
+            v(&self.buyer_bids_blocked)
+        );
         let name = "rtbcore_openrtb_bidder_bids_rejected_total";
         let _ = writeln!(out, "# HELP {name} bids not admitted, by reason\n# TYPE {name} counter");
         for (b, c) in &self.bidders {

@@ -161,6 +161,8 @@ pub struct Bid {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dealid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub w: Option<i64>,

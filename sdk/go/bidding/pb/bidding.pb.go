@@ -820,7 +820,10 @@ type PlaceBid struct {
 	AuctionId string `protobuf:"bytes,1,opt,name=auction_id,json=auctionId,proto3" json:"auction_id,omitempty"`
 	// > 0, in the exchange's currency.
 	Amount *Money `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
-	// Free-form bid criteria, passed through to results and logs (e.g. {"exclusive": true}).
+	// Free-form bid criteria (e.g. {"exclusive": true}); not used for clearing. On an auction
+	// opened by the OpenRTB door, `adm`, `crid`, `cid`, `burl` (strings), `adomain` and `cat`
+	// (lists of strings) describe the bid's ad: it is checked against the request's block lists
+	// and given back in the answer when the bid wins. Of a wrong type: INVALID_FIELD.
 	Criteria map[string]*structpb.Value `protobuf:"bytes,3,rep,name=criteria,proto3" json:"criteria,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 	// The bid withdraws itself after this long if the auction is still open (BidUpdate EXPIRED).
 	// Unset: the bid lives until the auction closes.
