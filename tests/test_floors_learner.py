@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _rtbcore import _FloorLearner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtbcore import FloorOptimizer, InvalidInputError
-from _rtbcore import _FloorLearner
 
 
 @st.composite

@@ -382,8 +382,8 @@ impl FloorLearner {
         for i in 0..n {
             check_row(self.n_keys(), i, key[i], floor[i], price[i], sold[i])?;
         }
-        for i in 0..n {
-            self.learn(key[i] as usize, floor[i], price[i], sold[i]);
+        for (((&k, &f), &p), &s) in key.iter().zip(floor).zip(price).zip(sold) {
+            self.learn(k as usize, f, p, s);
         }
         for k in 0..self.n_keys() {
             if self.touched[k] {
