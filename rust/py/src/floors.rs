@@ -2,7 +2,7 @@
 //! runs. Private (`_FloorLearner`): it exists so that tests can hold it against
 //! `rtbcore.floors.FloorOptimizer` on the same logs.
 
-use numpy::{PyArray1, PyArrayMethods};
+use numpy::PyArray1;
 use pyo3::prelude::*;
 use rtbcore_core::floors::{FloorLearner, FloorParams};
 
