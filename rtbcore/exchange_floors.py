@@ -12,7 +12,8 @@ refreshed from the exchange's own results::
         ...
 
 Only auctions opened through it are floored and learned from: the exchange's other sources
-(demo traffic, publisher connections) keep the floor they come with.
+keep the floor they come with, unless the server learns floors itself for publisher
+connections and OpenRTB requests (its ``[floors]`` config section, docs/floors.md).
 """
 
 from __future__ import annotations

@@ -344,6 +344,13 @@ cdef void _rescale_row(_Ctx* c, int64_t key) noexcept nogil:
     c.g[key] = 1.0
 
 
+cdef inline void _keep_scale(_Ctx* c, int64_t key, double w) noexcept nogil:
+    """Rescales the key once its clock is large, also after an auction that taught nothing:
+    a long run of those would otherwise grow the clock to infinity."""
+    if w > 1e100:
+        _rescale_row(c, key)
+
+
 cdef inline void _learn_row(_Ctx* c, int64_t key, double f, double p, unsigned char sold,
                             double b1, double b2, int mode) noexcept nogil:
     """One logged auction. Which candidates it informs is decided by what the log shows,
@@ -359,12 +366,14 @@ cdef inline void _learn_row(_Ctx* c, int64_t key, double f, double p, unsigned c
     if mode == 2:
         lo = _ix(c, f)
         if lo < 0 or c.grid[lo] != f or (not sold and f <= 0.0):
+            _keep_scale(c, key, w)
             return
         hi = lo
         if sold:
             k1, k2, v = lo, lo, p
     else:
         if (mode == 0 and b1 <= 0.0) or (mode == 1 and isnan(b1) and f <= 0.0):
+            _keep_scale(c, key, w)
             return  # no bid at all: not qualified traffic
         lo = 0 if mode == 0 else _ix_ge(c, f)
         if not isnan(b1):
@@ -372,6 +381,7 @@ cdef inline void _learn_row(_Ctx* c, int64_t key, double f, double p, unsigned c
         if not isnan(b2):
             k2, v = _ix(c, b2), b2
     if lo > hi:
+        _keep_scale(c, key, w)
         return
     cdef double* row = c.d + key * 4 * (K + 1)
     row[4 * lo] += w
@@ -482,14 +492,18 @@ cdef class _FloorState:
         [-steps, steps] without 0 (the top 32 bits scaled: no 64-bit division)."""
         cdef int j
         cdef int64_t d
+        cdef double x
         for j in range(64):
             if self.explore <= 0.0:
                 self.gbuf[j] = 1 << 62
             elif self.explore >= 1.0:
                 self.gbuf[j] = 0
             else:
-                # both factors <= 0: the product is >= 0 and truncation is its floor
-                self.gbuf[j] = <int64_t>(_fast_log(_uniform(&self.rng)) * self.inv_log_stay)
+                # both factors <= 0: the product is >= 0 and truncation is its floor. A gap
+                # past 2**62, or an infinite one (log(1 - explore) rounds to 0 for a tiny
+                # explore), would overflow the cast: it means no exploration within reach
+                x = _fast_log(_uniform(&self.rng)) * self.inv_log_stay
+                self.gbuf[j] = <int64_t>x if 0.0 <= x < 4611686018427387904.0 else (<int64_t>1) << 62
             d = <int64_t>(((_splitmix(&self.rng) >> 32) * <uint64_t>(2 * self.steps)) >> 32)
             d -= self.steps
             self.sbuf[j] = d + 1 if d >= 0 else d

@@ -433,3 +433,15 @@ def test_decay_survives_rescaling():
     np.testing.assert_allclose(est["weight"], W[0], rtol=1e-9)
     np.testing.assert_allclose(est["revenue"], R[0] / W[0], rtol=1e-9)
     np.testing.assert_allclose(est["fill"], F[0] / W[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("explore", [5e-324, 1e-300, 1e-18, 3.9e-18, 1e-17, 5e-17, 2e-16])
+def test_a_tiny_explore_share_explores_almost_never_and_never_crashes(explore: float) -> None:
+    """log(1 - explore) rounds to 0 (or to a tiny number) here, which once made the gap to
+    the next explored auction overflow an int64 and index out of bounds; the expected gap,
+    1 / explore, is far beyond any run, so lookups give the floor itself."""
+    opt = FloorOptimizer(3, explore=explore, initial=1.0, seed=11)
+    seg = np.arange(200_000, dtype=np.int64) % 3
+    for _ in range(3):
+        out = opt.lookup(seg)
+        np.testing.assert_array_equal(out, opt.floors[seg])

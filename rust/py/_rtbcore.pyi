@@ -304,3 +304,35 @@ class _Gateway:
     def metrics_text(self) -> str: ...
     def auctions_open(self) -> int: ...
     def stop(self) -> None: ...
+
+# --- floors.rs ---
+# The exchange server's floor learner, private: tests hold it against rtbcore.FloorOptimizer.
+
+__all__ += ["_FloorLearner"]
+
+@_final
+class _FloorLearner:
+    def __new__(
+        cls,
+        n_keys: int,
+        grid: _npt.NDArray[_np.float64],
+        *,
+        half_life: float,
+        explore: float,
+        explore_steps: int,
+        min_fill: float,
+        min_weight: float,
+        initial: float,
+        seed: int,
+    ) -> _FloorLearner: ...
+    def update(
+        self,
+        key: _npt.NDArray[_np.int64],
+        floor: _npt.NDArray[_np.float64],
+        price: _npt.NDArray[_np.float64],
+        sold: _npt.NDArray[_np.bool_],
+    ) -> None: ...
+    def lookup(self, key: _npt.NDArray[_np.int64], explore: bool) -> _npt.NDArray[_np.float64]: ...
+    def add_key(self) -> int: ...
+    @property
+    def floors(self) -> _npt.NDArray[_np.float64]: ...

@@ -24,6 +24,7 @@
 pub mod clearing;
 pub mod engine;
 pub mod error;
+pub mod floors;
 pub mod queue;
 pub mod record;
 pub mod ring;

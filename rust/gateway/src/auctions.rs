@@ -135,6 +135,8 @@ pub struct Auction {
     pub expected: u32,
     pub answered: u32,
     pub attributes: HashMap<String, String>,
+    /// What its close teaches the learned floors (None: nothing).
+    pub learn: Option<crate::floors::Learn>,
     /// By buyer key.
     pub bids: FxHashMap<u64, BidState>,
     /// The buyer seats it is limited to (an OpenRTB request's `wseat` or `bseat`).
@@ -808,6 +810,18 @@ impl Hub {
                 }
             },
         };
+        // a publisher's auction gets its segment's learned floor when it is higher
+        let (floor, learn) = match (&self.floors, publisher) {
+            (Some(fl), Some(_)) => {
+                match crate::floors::Floors::segment_name(&self.cfg.floors.segment_by, |k| {
+                    o.attributes.get(k).map(String::as_str)
+                }) {
+                    Some(name) => fl.apply(&name, floor, true, true),
+                    None => (floor, None),
+                }
+            }
+            _ => (floor, None),
+        };
         let eid = self.next_auction.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = if o.auction_id.is_empty() {
             format!("x{eid}").into()
@@ -864,6 +878,7 @@ impl Hub {
                     expected: o.expected_bids,
                     answered: 0,
                     attributes: o.attributes.clone(),
+                    learn,
                     bids: FxHashMap::default(),
                     seats,
                 },

@@ -16,6 +16,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub demo: DemoConfig,
     pub openrtb: OpenRtbConfig,
+    pub floors: FloorsConfig,
     /// The directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -263,6 +264,158 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<
     Ok(certs)
 }
 
+/// Floors learned per segment from the exchange's own results (`[floors]`, docs/floors.md).
+/// Floors are in units of the exchange's currency, as `openrtb.floors[].floor` (a floor of
+/// 0.5 is 500000 micros).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloorsConfig {
+    pub enabled: bool,
+    /// The attributes of a publisher's `OpenAuction` forming its segment; empty: the
+    /// publishers' auctions get no learned floor.
+    pub segment_by: Vec<String>,
+    /// What forms an OpenRTB imp's segment, out of domain, bundle, media_type, size and
+    /// country; empty: OpenRTB imps get no learned floor.
+    pub openrtb_segment_by: Vec<String>,
+    /// Segments learned apart; the traffic of any further one shares the segment "(other)".
+    pub max_segments: usize,
+    /// The floor of a segment before anything is learned.
+    pub initial: f64,
+    /// The share of auctions given a candidate near the floor instead of the floor.
+    pub explore: f64,
+    /// How many grid steps away from the floor an explored auction's candidate may be.
+    pub explore_steps: u32,
+    /// Auctions of a segment after which a result counts half.
+    pub half_life: f64,
+    /// The least share of auctions a floor must sell.
+    pub min_fill: f64,
+    /// Decayed auctions a candidate must be known from.
+    pub min_weight: f64,
+    pub seed: u64,
+    /// The candidate floors; absent: 0 and 127 log-spaced floors from 0.01 to 100.
+    pub grid: Option<Vec<f64>>,
+}
+
+/// Candidates the grid may hold.
+pub const MAX_GRID: usize = 4096;
+/// The segments `floors.max_segments` may allow.
+pub const MAX_SEGMENTS: usize = 10_000;
+/// What an OpenRTB imp's segment may be formed of.
+pub const OPENRTB_SEGMENT_KEYS: [&str; 5] = ["domain", "bundle", "media_type", "size", "country"];
+
+impl Default for FloorsConfig {
+    fn default() -> Self {
+        FloorsConfig {
+            enabled: false,
+            segment_by: Vec::new(),
+            openrtb_segment_by: vec!["domain".into(), "media_type".into()],
+            max_segments: 1000,
+            initial: 0.0,
+            explore: 0.05,
+            explore_steps: 4,
+            half_life: 10_000.0,
+            min_fill: 0.0,
+            min_weight: 20.0,
+            seed: 0,
+            grid: None,
+        }
+    }
+}
+
+impl FloorsConfig {
+    /// The candidate floors: the configured grid or the default one.
+    pub fn grid(&self) -> Vec<f64> {
+        match &self.grid {
+            Some(g) => g.clone(),
+            None => {
+                let mut g = vec![0.0];
+                g.extend((0..127).map(|i| 10f64.powf(-2.0 + 4.0 * i as f64 / 126.0)));
+                g[1] = 0.01;
+                g[127] = 100.0;
+                g
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Err(ConfigError(format!("floors.{key}: {msg}")));
+        for (i, k) in self.segment_by.iter().enumerate() {
+            if k.is_empty() {
+                return bad(&format!("segment_by[{i}]"), "must be an attribute name".into());
+            }
+            if self.segment_by[..i].contains(k) {
+                return bad(&format!("segment_by[{i}]"), format!("{k:?} is listed twice"));
+            }
+        }
+        for (i, k) in self.openrtb_segment_by.iter().enumerate() {
+            if !OPENRTB_SEGMENT_KEYS.contains(&k.as_str()) {
+                return bad(
+                    &format!("openrtb_segment_by[{i}]"),
+                    format!("must be domain, bundle, media_type, size or country, got {k:?}"),
+                );
+            }
+            if self.openrtb_segment_by[..i].contains(k) {
+                return bad(&format!("openrtb_segment_by[{i}]"), format!("{k:?} is listed twice"));
+            }
+        }
+        if !(1..=MAX_SEGMENTS).contains(&self.max_segments) {
+            return bad(
+                "max_segments",
+                format!("must be in 1..={MAX_SEGMENTS}, got {}", self.max_segments),
+            );
+        }
+        if !(self.initial.is_finite() && self.initial >= 0.0) {
+            return bad("initial", format!("must be a floor >= 0, got {}", self.initial));
+        }
+        if !(0.0..=1.0).contains(&self.explore) {
+            return bad("explore", format!("must be a share in [0, 1], got {}", self.explore));
+        }
+        if self.enabled && self.explore <= 0.0 {
+            return bad(
+                "explore",
+                "must be > 0: the exchange sees the price only, which teaches the applied floor \
+                 alone, so a learner that never explores never moves its floors"
+                    .into(),
+            );
+        }
+        if self.explore_steps == 0 || self.explore_steps as usize > MAX_GRID {
+            return bad(
+                "explore_steps",
+                format!("must be in 1..={MAX_GRID}, got {}", self.explore_steps),
+            );
+        }
+        if !(self.half_life.is_finite() && self.half_life > 0.0) {
+            return bad(
+                "half_life",
+                format!("must be a number of auctions > 0, got {}", self.half_life),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.min_fill) {
+            return bad("min_fill", format!("must be a share in [0, 1], got {}", self.min_fill));
+        }
+        if !(self.min_weight.is_finite() && self.min_weight >= 0.0) {
+            return bad("min_weight", format!("must be a number >= 0, got {}", self.min_weight));
+        }
+        if let Some(g) = &self.grid {
+            if g.len() < 2 || g.len() > MAX_GRID {
+                return bad("grid", format!("must hold 2..={MAX_GRID} floors, got {}", g.len()));
+            }
+            for (i, &x) in g.iter().enumerate() {
+                if !(x.is_finite() && x >= 0.0) {
+                    return bad(&format!("grid[{i}]"), format!("must be a floor >= 0, got {x}"));
+                }
+                if i > 0 && x <= g[i - 1] {
+                    return bad(
+                        &format!("grid[{i}]"),
+                        format!("the grid must increase: {x} follows {}", g[i - 1]),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A configuration that could not be loaded: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
@@ -402,7 +555,8 @@ impl Config {
                 format!("must be >= 0 auctions per second, got {}", self.demo.traffic),
             );
         }
-        self.validate_openrtb()
+        self.validate_openrtb()?;
+        self.floors.validate()
     }
 
     fn validate_openrtb(&self) -> Result<(), ConfigError> {
@@ -550,6 +704,70 @@ tmax_ms = 100
         let c = Config::from_toml(t, Path::new("/etc/x")).unwrap();
         assert_eq!(c.resolve(&c.auth.keys_file), Path::new("/etc/x/keys.toml"));
         assert_eq!(c.engine.tmax_ms, 100);
+    }
+
+    /// The ```toml block of docs/floors.md's section "In the exchange server".
+    fn docs_floors_block() -> &'static str {
+        let doc = include_str!("../../../docs/floors.md");
+        let sec = &doc[doc.find("### In the exchange server").expect("the section")..];
+        let start = sec.find("```toml\n").expect("a toml block") + 8;
+        &sec[start..start + sec[start..].find("```").expect("its end")]
+    }
+
+    #[test]
+    fn the_docs_floors_config_loads() {
+        let c = Config::from_toml(docs_floors_block(), Path::new(".")).unwrap();
+        let f = &c.floors;
+        assert!(f.enabled);
+        assert_eq!(f.segment_by, ["site", "placement"]);
+        assert_eq!(f.openrtb_segment_by, ["domain", "media_type"]);
+        assert_eq!((f.max_segments, f.initial, f.explore), (1000, 0.5, 0.05));
+        assert_eq!(f.grid().len(), 11);
+    }
+
+    #[test]
+    fn floors_default_off_with_the_default_grid() {
+        let c = Config::from_toml("", Path::new(".")).unwrap();
+        assert!(!c.floors.enabled);
+        let g = c.floors.grid();
+        assert_eq!((g.len(), g[0], g[1], g[127]), (128, 0.0, 0.01, 100.0));
+        assert!(g.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    #[test]
+    fn floors_errors_name_the_key() {
+        let cases = [
+            ("enabled = true\nexplore = 0.0", "floors.explore"),
+            ("explore = 1.5", "floors.explore"),
+            ("max_segments = 0", "floors.max_segments"),
+            ("max_segments = 10001", "floors.max_segments"),
+            ("openrtb_segment_by = [\"domain\", \"city\"]", "floors.openrtb_segment_by[1]"),
+            ("openrtb_segment_by = [\"size\", \"size\"]", "floors.openrtb_segment_by[1]"),
+            ("segment_by = [\"\"]", "floors.segment_by[0]"),
+            ("initial = -1.0", "floors.initial"),
+            ("initial = nan", "floors.initial"),
+            ("explore_steps = 0", "floors.explore_steps"),
+            ("half_life = 0.0", "floors.half_life"),
+            ("half_life = inf", "floors.half_life"),
+            ("min_fill = 2.0", "floors.min_fill"),
+            ("min_weight = -1.0", "floors.min_weight"),
+            ("grid = [0.0]", "floors.grid"),
+            ("grid = [0.0, 1.0, 1.0]", "floors.grid[2]"),
+            ("grid = [-1.0, 1.0]", "floors.grid[0]"),
+            ("grid = [0.0, inf]", "floors.grid[1]"),
+            ("seed = -1", "seed"),
+            ("explor = 0.1", "explor"),
+        ];
+        for (body, key) in cases {
+            let e =
+                Config::from_toml(&format!("[floors]\n{body}\n"), Path::new(".")).expect_err(body);
+            assert!(e.0.contains(key), "{body}: {e}");
+        }
+        let big: Vec<String> = (0..4097).map(|i| i.to_string()).collect();
+        let e =
+            Config::from_toml(&format!("[floors]\ngrid = [{}]\n", big.join(",")), Path::new("."))
+                .unwrap_err();
+        assert!(e.0.contains("floors.grid"), "{e}");
     }
 
     #[test]

@@ -99,6 +99,9 @@ async fn metrics(State(st): State<AppState>) -> Response {
     ];
     let mut body = hub.metrics.render(&extra);
     st.openrtb.metrics.render(&mut body);
+    if let Some(f) = &hub.floors {
+        f.render(&mut body);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

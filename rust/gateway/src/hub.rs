@@ -15,6 +15,7 @@ use crate::auctions::Table;
 use crate::auth::{Authenticator, FailedAuthLimiter};
 use crate::config::Config;
 use crate::evlog::{EventLog, Recovered};
+use crate::floors::Floors;
 use crate::metrics::Metrics;
 use crate::streams::Streams;
 
@@ -70,6 +71,8 @@ pub struct Hub {
     pub currency: String,
     /// Callers waiting for an auction to close, by auction id.
     pub closed_waiters: Mutex<HashMap<Arc<str>, ClosedWaiter>>,
+    /// Learned floors (`[floors]`), when enabled.
+    pub floors: Option<Floors>,
 }
 
 impl Hub {
@@ -109,6 +112,7 @@ impl Hub {
             retention_ns,
         );
         let table = Table::new(recovered.auctions);
+        let floors = Floors::new(&cfg.floors, cfg.engine.max_amount_micros);
         Ok(Arc::new(Hub {
             limiter: FailedAuthLimiter::new(cfg.server.failed_auth_limit, cfg.failed_auth_window()),
             currency: cfg.engine.currency.clone(),
@@ -128,6 +132,7 @@ impl Hub {
             next_bid: AtomicU64::new(recovered.max_bid + 1),
             rt,
             closed_waiters: Mutex::new(HashMap::new()),
+            floors,
         }))
     }
 

@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod evlog;
+pub mod floors;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -121,6 +121,10 @@ fn close_one(
     let winner =
         winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
     let (cb, cb_name) = closed_by(r.closed_by);
+    // an auction cancelled by shutdown says nothing about its floor
+    if let (Some(fl), Some(l), false) = (&hub.floors, a.learn, cb == ClosedBy::Shutdown) {
+        fl.learn(l, winner.is_some(), price);
+    }
     for (key, b) in &a.bids {
         if !b.live {
             continue;

@@ -160,7 +160,11 @@ impl Gateway {
 
     /// The `/metrics` text.
     pub fn metrics_text(&self) -> String {
-        self.hub.metrics.render(&[])
+        let mut m = self.hub.metrics.render(&[]);
+        if let Some(f) = &self.hub.floors {
+            f.render(&mut m);
+        }
+        m
     }
 
     pub fn auctions_open(&self) -> usize {

@@ -1072,3 +1072,53 @@ fn bidders_are_called_over_kept_alive_connections() {
     });
     assert_eq!(peers.lock().unwrap().len(), 1, "{:?}", peers.lock().unwrap());
 }
+
+#[test]
+fn a_learned_floor_raises_an_imps_floor_and_is_learned_from_its_outcome() {
+    let rt = runtime();
+    let b = rt.block_on(pricing("seat-a", 2.0, json!({})));
+    let dir = TempDir::new("ortb-learned");
+    // explore this rare never reaches an auction here: every imp gets the learned floor, 0.8
+    let extra = format!(
+        "[openrtb]\n{}[floors]\nenabled = true\ninitial = 0.8\ngrid = [0.0, 0.5, 0.8, 1.0]\n\
+         explore = 1e-12\n",
+        bidder_toml("a", &b, 100, "")
+    );
+    let gw = start_with(&dir, &extra);
+    let addr = gw.local_addr();
+    rt.block_on(async {
+        // one bidder: the second price falls to the floor, max(bidfloor 0.5, learned 0.8)
+        let (s, r) = post_json(addr, &banner_request("l1")).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(price_of(&r, "1"), 0.8);
+        // a higher own floor stays
+        let mut req = banner_request("l2");
+        req["imp"][0]["bidfloor"] = json!(0.9);
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(price_of(&r, "1"), 0.9);
+        // test traffic gets the floor but is not learned from
+        let mut req = banner_request("l3");
+        req["test"] = json!(1);
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(price_of(&r, "1"), 0.8);
+        // a deal imp: the open-market floor is raised, but the imp is not learned from
+        let mut req = banner_request("l4");
+        req["imp"][0]["pmp"] = json!({"deals": [{"id": "d-9", "bidfloor": 3.0}]});
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(price_of(&r, "1"), 0.8);
+        // another segment (an app's bundle as the domain) has its own floor
+        let mut req = banner_request("l5");
+        req["site"]["domain"] = json!("other.example");
+        req["imp"][0]["bidfloor"] = json!(0.1);
+        let (_, r) = post_json(addr, &req).await;
+        assert_eq!(price_of(&r, "1"), 0.8);
+        let m = metrics(addr).await;
+        let seg = "rtbcore_gateway_floor{segment=\"domain=news.example,media_type=banner\"}";
+        assert_eq!(metric(&m, seg), 0.8);
+        assert_eq!(metric(&m, "rtbcore_gateway_floor_segments"), 2.0);
+        // learned: l1, l2 and l5 (not the test request, not the deal imp)
+        assert_eq!(metric(&m, "rtbcore_gateway_floor_auctions_learned_total"), 3.0);
+        // raised: l1, l3, l4, l5
+        assert_eq!(metric(&m, "rtbcore_gateway_floor_auctions_floored_total"), 4.0);
+    });
+}

@@ -15,6 +15,7 @@ mod clearing;
 mod dynamic;
 mod engine;
 mod errors;
+mod floors;
 mod gateway;
 mod queue;
 mod ring;
@@ -41,5 +42,6 @@ fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ring::register(m)?;
     engine::register(m)?;
     gateway::register(m)?;
+    floors::register(m)?;
     Ok(())
 }

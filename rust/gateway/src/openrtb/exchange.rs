@@ -24,6 +24,7 @@ use super::rates::Table;
 use super::{OpenRtb, Refusal};
 use crate::auctions::{SeatRule, Seats, Staged};
 use crate::events::{bid_id, money};
+use crate::floors::{Floors, Learn};
 use crate::hub::ClosedBid;
 use rtbcore_core::engine::mono_ns;
 
@@ -59,6 +60,8 @@ pub(super) struct Slot {
     /// The request's `wseat` / `bseat`.
     pub(super) seats: Option<Arc<SeatRule>>,
     pub(super) closed: Option<oneshot::Receiver<Vec<ClosedBid>>>,
+    /// What the imp's outcome teaches the learned floors (None: nothing).
+    pub(super) learn: Option<Learn>,
 }
 
 /// A bid that took part in an imp's clearing.
@@ -181,6 +184,23 @@ pub async fn run(
                 deals.insert(d.id.clone(), DealTerms { floor, wseat: d.wseat.clone() });
             }
         }
+        // the learned floor raises the open-market floor; deal and test traffic gets it
+        // without exploring, and is not learned from
+        let mut learn = None;
+        if let (Some(fl), false) = (&hub.floors, private) {
+            let name = Floors::segment_name(&cfg.floors.openrtb_segment_by, |k| match k {
+                "domain" => req.domain(),
+                "bundle" => req.app.as_ref().and_then(|a| a.bundle.as_deref()),
+                "media_type" => Some(media),
+                "size" => size.as_deref(),
+                "country" => req.country(),
+                _ => None,
+            });
+            if let Some(name) = name {
+                let plain = deals.is_empty() && req.test != Some(1);
+                (floor, learn) = fl.apply(&name, floor, plain, plain);
+            }
+        }
         slots.push(Slot {
             auction_id: format!("ortb-{nonce}-{n}-{i}"),
             imp_id: imp.id.clone(),
@@ -192,6 +212,7 @@ pub async fn run(
             audience: false,
             seats: seats.clone(),
             closed: None,
+            learn,
         });
     }
 
@@ -439,12 +460,21 @@ impl Settle<'_> {
         }
         // highest first; ties go to the earlier bid
         entries.sort_by(|a, b| b.amount.cmp(&a.amount).then(a.engine_bid.cmp(&b.engine_bid)));
-        let win = entries.first()?;
+        let learn = |sold: bool, price: i64| {
+            if let (Some(fl), Some(l)) = (&ortb.hub.floors, s.learn) {
+                fl.learn(l, sold, price);
+            }
+        };
+        let Some(win) = entries.first() else {
+            learn(false, 0);
+            return None;
+        };
         let clearing = if at == 1 {
             win.amount
         } else {
             entries.get(1).map_or(win.floor, |e| e.amount.max(win.floor)).min(win.amount)
         };
+        learn(true, clearing);
         let price_out = clearing as f64 / 1e6 * rate_out;
         // loss notices for the HTTP bidders outbid here
         for e in entries.iter().skip(1) {
