@@ -63,8 +63,11 @@ class Buyer:
 
     async def next(self, timeout: float = 5.0) -> dict[str, Any]:
         while not self.events:
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-            self.events.extend(frame.get("events", []))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation of the
+            # caller that lands as a frame arrives, and a task stopped that way never stops
+            async with asyncio.timeout(timeout):
+                raw = await self.ws.recv()
+            self.events.extend(json.loads(raw).get("events", []))
         return self.events.pop(0)
 
     async def until(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
