@@ -85,6 +85,9 @@ pub fn creative_of(
     criteria: &HashMap<String, pbjson_types::Value>,
 ) -> Result<Option<Box<Creative>>, Reject> {
     use pbjson_types::value::Kind;
+    if criteria.is_empty() {
+        return Ok(None);
+    }
     let field = |k: &str| format!("place_bid.criteria.{k}");
     let text = |k: &str| -> Result<Option<String>, Reject> {
         match criteria.get(k).map(|v| &v.kind) {
@@ -895,6 +898,40 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bids_ad_is_read_from_its_criteria_and_wrong_types_are_named() {
+        use pbjson_types::value::Kind;
+        use pbjson_types::{ListValue, Value};
+        let s = |x: &str| Value { kind: Some(Kind::StringValue(x.into())) };
+        let crit = |pairs: Vec<(&str, Value)>| -> HashMap<String, Value> {
+            pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        };
+        assert_eq!(creative_of(&crit(vec![])).unwrap(), None);
+        assert_eq!(creative_of(&crit(vec![("exclusive", s("yes"))])).unwrap(), None);
+        let ad = creative_of(&crit(vec![
+            ("adm", s("<b>ad</b>")),
+            (
+                "adomain",
+                Value { kind: Some(Kind::ListValue(ListValue { values: vec![s("a.example")] })) },
+            ),
+            ("other", s("kept out")),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ad.adm.as_deref(), Some("<b>ad</b>"));
+        assert_eq!(ad.adomain, vec!["a.example".to_string()]);
+        assert_eq!(ad.crid, None);
+        let number = Value { kind: Some(Kind::NumberValue(1.0)) };
+        let e = creative_of(&crit(vec![("crid", number.clone())])).unwrap_err();
+        assert!(e.msg.contains("place_bid.criteria.crid must be a string"), "{e:?}");
+        let e = creative_of(&crit(vec![(
+            "cat",
+            Value { kind: Some(Kind::ListValue(ListValue { values: vec![s("IAB1"), number] })) },
+        )]))
+        .unwrap_err();
+        assert!(e.msg.contains("place_bid.criteria.cat must be a list of strings"), "{e:?}");
+    }
 
     #[test]
     fn announcements_are_pruned_with_the_log_and_scanned_only_when_the_table_doubles() {

@@ -76,6 +76,11 @@ pub fn dur_ns(d: &PbDuration) -> Option<u64> {
     Some(d.seconds as u64 * 1_000_000_000 + d.nanos as u64)
 }
 
+/// An amount in currency units as micros (rounded to the nearest).
+pub fn to_micros(x: f64) -> i64 {
+    (x * 1e6).round() as i64
+}
+
 pub fn money(currency: &str, micros: i64) -> Money {
     Money { currency: currency.to_string(), micros }
 }

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use rtbcore_core::floors::{FloorLearner, FloorParams};
 
 use crate::config::FloorsConfig;
+use crate::events::to_micros;
 
 /// The segment of the traffic beyond `floors.max_segments`.
 pub const OTHER: &str = "(other)";
@@ -44,10 +45,6 @@ pub struct Floors {
     pub learned: AtomicU64,
     /// Auctions put in the "(other)" segment.
     pub other: AtomicU64,
-}
-
-pub fn to_micros(x: f64) -> i64 {
-    (x * 1e6).round() as i64
 }
 
 impl Floors {

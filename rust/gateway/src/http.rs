@@ -97,11 +97,8 @@ async fn metrics(State(st): State<AppState>) -> Response {
         ),
         ("rtbcore_gateway_buyers", "buyers with a stream", hub.streams.all_buyers().len() as f64),
     ];
-    let mut body = hub.metrics.render(&extra);
+    let mut body = hub.metrics_text(&extra);
     st.openrtb.metrics.render(&mut body);
-    if let Some(f) = &hub.floors {
-        f.render(&mut body);
-    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

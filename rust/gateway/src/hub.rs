@@ -76,6 +76,16 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The exchange's own metrics (with `extra` gauges) and the learned floors', as Prometheus
+    /// text.
+    pub fn metrics_text(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut m = self.metrics.render(extra);
+        if let Some(f) = &self.floors {
+            f.render(&mut m);
+        }
+        m
+    }
+
     pub fn new(
         cfg: Config,
         auth: Authenticator,

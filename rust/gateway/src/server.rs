@@ -160,11 +160,7 @@ impl Gateway {
 
     /// The `/metrics` text.
     pub fn metrics_text(&self) -> String {
-        let mut m = self.hub.metrics.render(&[]);
-        if let Some(f) = &self.hub.floors {
-            f.render(&mut m);
-        }
-        m
+        self.hub.metrics_text(&[])
     }
 
     pub fn auctions_open(&self) -> usize {

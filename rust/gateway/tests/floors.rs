@@ -26,12 +26,6 @@ async fn announced(
     }
 }
 
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
 #[test]
 fn a_learned_floor_raises_the_announced_and_enforced_floor_after_results() {
     let dir = TempDir::new("floors-ws");

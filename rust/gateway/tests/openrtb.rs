@@ -203,19 +203,6 @@ async fn post_json(addr: SocketAddr, v: &Value) -> (u16, Value) {
     (s, serde_json::from_str(&b).unwrap_or(Value::Null))
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let c = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let resp = c.get(format!("http://{addr}/metrics").parse().unwrap()).await.unwrap();
-    let b = resp.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
 /// A simple banner request (OpenRTB 2.6 section 6.2.1's shape).
 fn banner_request(id: &str) -> Value {
     json!({

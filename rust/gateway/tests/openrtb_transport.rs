@@ -236,19 +236,6 @@ async fn post_json(addr: SocketAddr, v: &Value) -> (u16, Value) {
     (a.status, a.json())
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let c = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let resp = c.get(format!("http://{addr}/metrics").parse().unwrap()).await.unwrap();
-    let b = resp.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
 fn errors(m: &str, bidder: &str, kind: &str) -> f64 {
     metric(
         m,

@@ -10,7 +10,7 @@ use rtbcore_core::engine::mono_ns;
 use rtbcore_proto::v1::PlaceBid;
 
 use super::adjust::Rules;
-use super::exchange::{to_micros, Slot, BIDDER_PREFIX};
+use super::exchange::{Slot, BIDDER_PREFIX};
 use super::model::{Bid, BidRequest, BidResponse};
 use super::notices::{fire, Macros};
 use super::rates::Table;
@@ -18,6 +18,7 @@ use super::OpenRtb;
 use crate::auctions::Staged;
 use crate::auth::Identity;
 use crate::events::money;
+use crate::events::to_micros;
 
 /// An HTTP bidder's bid admitted to an auction.
 pub(super) struct Candidate {

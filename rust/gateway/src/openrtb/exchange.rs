@@ -23,7 +23,7 @@ use super::notices::{fire, price_text, Macros};
 use super::rates::Table;
 use super::{OpenRtb, Refusal};
 use crate::auctions::{SeatRule, Seats, Staged};
-use crate::events::{bid_id, money};
+use crate::events::{bid_id, money, to_micros};
 use crate::floors::{Floors, Learn};
 use crate::hub::ClosedBid;
 use rtbcore_core::engine::mono_ns;
@@ -74,10 +74,6 @@ struct Entry {
     buyer: String,
     /// A WebSocket buyer's ad, from its bid's criteria.
     creative: Option<Box<crate::auctions::Creative>>,
-}
-
-pub(super) fn to_micros(x: f64) -> i64 {
-    (x * 1e6).round() as i64
 }
 
 fn convert(rates: &Table, amount: f64, from: &str, to: &str, what: &str) -> Result<f64, Refusal> {

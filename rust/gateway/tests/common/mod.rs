@@ -310,3 +310,21 @@ pub fn reason(e: &BidEvent) -> RejectReason {
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
+
+/// The exchange's `/metrics` text.
+pub async fn metrics(addr: SocketAddr) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as HttpClient;
+    use hyper_util::rt::TokioExecutor;
+    let c = HttpClient::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let resp = c.get(format!("http://{addr}/metrics").parse().unwrap()).await.unwrap();
+    let b = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The value of one series (name and labels exactly as exposed) in a metrics text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
