@@ -17,6 +17,7 @@ pub struct Config {
     pub demo: DemoConfig,
     pub openrtb: OpenRtbConfig,
     pub floors: FloorsConfig,
+    pub mirror: MirrorConfig,
     /// The directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -296,6 +297,90 @@ pub struct FloorsConfig {
     pub grid: Option<Vec<f64>>,
 }
 
+/// The buyers' event streams mirrored to Redis (`docs/exchange.md`, "Several nodes").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorConfig {
+    /// `redis://host:port/db`; empty: no mirror (one node). With `cluster`, one node of the
+    /// Redis Cluster (the others are found from it).
+    pub redis_url: String,
+    pub cluster: bool,
+    /// This node's number, 1..=32767, unique among the nodes sharing the Redis: bid ids and
+    /// engine auction ids are numbered in the node's own range so that they never collide.
+    pub node: u16,
+    /// The prefix of the keys (`{<prefix>:<buyer key>}:seq` and `:events`).
+    pub prefix: String,
+    /// Entries a buyer's stream keeps (trimmed with `MAXLEN ~`).
+    pub stream_maxlen: u64,
+    /// Connect, read and write timeout of each Redis call.
+    pub timeout_s: f64,
+    /// How often a node looks for events other nodes made for its connected buyers.
+    pub poll_interval_s: f64,
+    /// Events a buyer keeps for Redis while it does not answer; beyond, the oldest are dropped
+    /// (counted): they stay in this node's log.
+    pub max_held_events: usize,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            redis_url: String::new(),
+            cluster: false,
+            node: 0,
+            prefix: "rtbcore".into(),
+            stream_maxlen: 1_000_000,
+            timeout_s: 0.5,
+            poll_interval_s: 0.05,
+            max_held_events: 65_536,
+        }
+    }
+}
+
+impl MirrorConfig {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Err(ConfigError(format!("mirror.{key}: {msg}")));
+        if !self.enabled() {
+            return Ok(());
+        }
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return bad("redis_url", format!("must be a redis:// URL, got {:?}", self.redis_url));
+        }
+        if !(1..=32767).contains(&self.node) {
+            return bad(
+                "node",
+                format!("must be in 1..=32767 with a redis_url, got {}", self.node),
+            );
+        }
+        if self.prefix.is_empty()
+            || self.prefix.len() > 64
+            || !self.prefix.bytes().all(|c| c.is_ascii_graphic() && !b"{}".contains(&c))
+        {
+            return bad(
+                "prefix",
+                format!("must be 1..=64 printable bytes without braces, got {:?}", self.prefix),
+            );
+        }
+        if self.stream_maxlen < 1000 {
+            return bad("stream_maxlen", format!("must be >= 1000, got {}", self.stream_maxlen));
+        }
+        for (k, v, max) in
+            [("timeout_s", self.timeout_s, 60.0), ("poll_interval_s", self.poll_interval_s, 5.0)]
+        {
+            if !(v.is_finite() && v > 0.0 && v <= max) {
+                return bad(k, format!("must be in (0, {max}] seconds, got {v}"));
+            }
+        }
+        if self.max_held_events == 0 {
+            return bad("max_held_events", "must be >= 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Candidates the grid may hold.
 pub const MAX_GRID: usize = 4096;
 /// The segments `floors.max_segments` may allow.
@@ -556,7 +641,8 @@ impl Config {
             );
         }
         self.validate_openrtb()?;
-        self.floors.validate()
+        self.floors.validate()?;
+        self.mirror.validate()
     }
 
     fn validate_openrtb(&self) -> Result<(), ConfigError> {
@@ -723,6 +809,32 @@ tmax_ms = 100
         assert_eq!(f.openrtb_segment_by, ["domain", "media_type"]);
         assert_eq!((f.max_segments, f.initial, f.explore), (1000, 0.5, 0.05));
         assert_eq!(f.grid().len(), 11);
+    }
+
+    #[test]
+    fn the_docs_mirror_config_loads_and_mirror_errors_name_the_key() {
+        let doc = include_str!("../../../docs/exchange.md");
+        let sec = &doc[doc.find("## Several nodes").expect("the section")..];
+        let start = sec.find("```toml\n").expect("a toml block") + 8;
+        let block = &sec[start..start + sec[start..].find("```").expect("its end")];
+        let c = Config::from_toml(block, Path::new(".")).unwrap();
+        assert!(c.mirror.enabled() && !c.mirror.cluster);
+        assert_eq!((c.mirror.node, c.mirror.prefix.as_str()), (1, "rtbcore"));
+        assert!(!Config::from_toml("", Path::new(".")).unwrap().mirror.enabled());
+        let url = "redis_url = \"redis://127.0.0.1:6379/0\"\n";
+        for (extra, key) in [
+            ("", "mirror.node"),
+            ("node = 32768", "mirror.node"),
+            ("node = 1\nprefix = \"\"", "mirror.prefix"),
+            ("node = 1\nstream_maxlen = 999", "mirror.stream_maxlen"),
+            ("node = 1\ntimeout_s = -1.0", "mirror.timeout_s"),
+            ("node = 1\npoll_interval_s = 6.0", "mirror.poll_interval_s"),
+            ("node = 1\nmax_held_events = 0", "mirror.max_held_events"),
+        ] {
+            let e = Config::from_toml(&format!("[mirror]\n{url}{extra}"), Path::new("."))
+                .expect_err(key);
+            assert!(e.0.starts_with(key), "{key}: {}", e.0);
+        }
     }
 
     #[test]

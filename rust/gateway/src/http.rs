@@ -236,6 +236,8 @@ async fn events(
     {
         let b = hub.streams.buyer(&who.buyer);
         let mut b = b.lock();
+        // the buyer's seq across nodes first (with the Redis mirror), so the replay ends there
+        hub.streams.sync(&mut b, None);
         if let Some(after) = since {
             if let (_, _, _, Some(plan)) = hub.streams.plan_replay(&mut b, Since::Seq(after), mask)
             {

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::evlog::{EventLog, Recovered};
 use crate::floors::Floors;
 use crate::metrics::Metrics;
+use crate::mirror::Mirror;
 use crate::streams::Streams;
 
 /// An auction's outcome, for the embedding program (`Gateway::results`).
@@ -83,6 +84,9 @@ impl Hub {
         if let Some(f) = &self.floors {
             f.render(&mut m);
         }
+        if let Some(mi) = &self.streams.mirror {
+            mi.metrics.render(&mut m);
+        }
         m
     }
 
@@ -114,12 +118,18 @@ impl Hub {
         let log = Arc::new(log);
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded(OUTCOME_QUEUE);
         let retention_ns = (cfg.events.retention_s * 1e9) as u64;
+        let mirror =
+            if cfg.mirror.enabled() { Some(Arc::new(Mirror::connect(&cfg.mirror)?)) } else { None };
+        // a node's bid and auction numbers live in its own range, so that ids never collide in
+        // a buyer's stream across nodes
+        let base = if cfg.mirror.enabled() { (cfg.mirror.node as u64) << 48 } else { 0 };
         let streams = Streams::new(
             log.clone(),
             recovered.buyers,
             metrics.clone(),
             cfg.server.idempotency_window,
             retention_ns,
+            mirror,
         );
         let table = Table::new(recovered.auctions);
         let floors = Floors::new(&cfg.floors, cfg.engine.max_amount_micros);
@@ -138,8 +148,8 @@ impl Hub {
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
-            next_auction: AtomicU64::new(recovered.max_auction + 1),
-            next_bid: AtomicU64::new(recovered.max_bid + 1),
+            next_auction: AtomicU64::new(recovered.max_auction.max(base) + 1),
+            next_bid: AtomicU64::new(recovered.max_bid.max(base) + 1),
             rt,
             closed_waiters: Mutex::new(HashMap::new()),
             floors,

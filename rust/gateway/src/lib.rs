@@ -28,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod mirror;
 pub mod openrtb;
 pub mod replay;
 pub mod results;

@@ -60,6 +60,7 @@ pub struct Metrics {
     pub results_dropped: AtomicU64,
     pub idempotent_replays: AtomicU64,
     pub sse_clients: AtomicI64,
+    pub replay_fallbacks: AtomicU64,
     pub sse_auth_limited: AtomicU64,
     pub bids_late: AtomicU64,
     rejections: [AtomicU64; 19],
@@ -92,7 +93,7 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut o = String::with_capacity(4096);
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let counters: [(&str, &str, f64); 21] = [
+        let counters: [(&str, &str, f64); 22] = [
             (
                 "rtbcore_gateway_connections_total",
                 "WebSocket connections accepted",
@@ -131,6 +132,11 @@ impl Metrics {
                 "rtbcore_gateway_events_replayed_total",
                 "events sent from the log by replay",
                 r(&self.events_replayed),
+            ),
+            (
+                "rtbcore_gateway_replay_fallbacks_total",
+                "replays read from this node's log because the Redis mirror did not answer",
+                r(&self.replay_fallbacks),
             ),
             ("rtbcore_gateway_bids_accepted_total", "PlaceBid accepted", r(&self.bids_accepted)),
             ("rtbcore_gateway_bids_updated_total", "UpdateBid applied", r(&self.bids_updated)),

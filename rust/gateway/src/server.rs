@@ -37,6 +37,9 @@ pub struct Gateway {
     addr: SocketAddr,
     dev_key: Option<String>,
     results: Option<JoinHandle<()>>,
+    /// The mirror's poll (`[mirror]`): other nodes' events for buyers connected here, and
+    /// events held while Redis did not answer.
+    mirror_poll: Option<JoinHandle<()>>,
     tracker: TaskTracker,
     _tmp_dir: Option<TempDir>,
 }
@@ -103,6 +106,18 @@ impl Gateway {
                 .spawn(move || crate::results::run(hub))
                 .map_err(|e| e.to_string())?
         };
+        let mirror_poll = match hub.streams.mirror.as_ref().map(|m| m.poll) {
+            Some(every) => {
+                let hub = Arc::downgrade(&hub);
+                Some(
+                    std::thread::Builder::new()
+                        .name("rtbcore-mirror".into())
+                        .spawn(move || mirror_poll(hub, every))
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            None => None,
+        };
         let tracker = TaskTracker::new();
         let state = AppState {
             hub: hub.clone(),
@@ -130,6 +145,7 @@ impl Gateway {
             addr,
             dev_key,
             results: Some(results),
+            mirror_poll,
             tracker,
             _tmp_dir: tmp,
         })
@@ -198,10 +214,35 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
         });
         rt.shutdown_timeout(Duration::from_secs(1));
+        // its last round appends what is still held for Redis
+        if let Some(t) = self.mirror_poll.take() {
+            let _ = t.join();
+        }
         // a graceful stop leaves the whole log on disk, not only in the page cache
         if let Err(e) = hub.log.flush() {
             eprintln!("rtbcore serve: writing the event log to disk: {e}");
         }
+    }
+}
+
+/// Every `every`: for each buyer connected here, delivers what other nodes made for it, and
+/// appends what was held while Redis did not answer; a last round after shutdown.
+fn mirror_poll(hub: std::sync::Weak<Hub>, every: Duration) {
+    loop {
+        let Some(h) = hub.upgrade() else { return };
+        let done = h.shutdown.is_cancelled();
+        for b in h.streams.mirror_polled() {
+            let mut b = b.lock();
+            h.streams.flush_held(&mut b);
+            if !done {
+                h.streams.sync(&mut b, None);
+            }
+        }
+        drop(h);
+        if done {
+            return;
+        }
+        std::thread::sleep(every);
     }
 }
 

@@ -21,8 +21,11 @@ use tokio::sync::mpsc;
 
 use crate::codec::encode_events_into;
 use crate::events::*;
-use crate::evlog::{buyer_key, BuyerHistory, EventLog, LogBatch, Rec, K_ACK, K_SUBSCRIPTION};
+use crate::evlog::{
+    buyer_key, BuyerHistory, EventLog, LogBatch, Rec, K_ACK, K_EVENT, K_SUBSCRIPTION,
+};
 use crate::metrics::Metrics;
+use crate::mirror::{Held, Mirror};
 
 /// What a connection's writer is handed, in order.
 #[derive(Debug)]
@@ -49,6 +52,9 @@ pub struct ReplayPlan {
     pub end_pos: u64,
     pub not_before_ns: u64,
     pub mask: u16,
+    /// Read from the Redis mirror (the buyer's events of every node), falling back to this
+    /// node's log if Redis does not answer.
+    pub mirrored: bool,
 }
 
 /// Where a replay starts: after a seq, or at a time (unix ns).
@@ -297,6 +303,8 @@ pub struct Buyer {
     pub conns: Vec<ConnHandle>,
     idem: IdemWindow,
     pub counters: BuyerCounters,
+    /// Events numbered while the Redis mirror did not answer, to append once it does.
+    held: Held,
 }
 
 impl Buyer {
@@ -317,6 +325,7 @@ impl Buyer {
             conns: Vec::new(),
             idem: IdemWindow::default(),
             counters: BuyerCounters::default(),
+            held: Held::new(),
         }
     }
 }
@@ -329,6 +338,7 @@ pub struct Streams {
     metrics: Arc<Metrics>,
     idem_window: usize,
     retention_ns: u64,
+    pub mirror: Option<Arc<Mirror>>,
 }
 
 impl Streams {
@@ -338,6 +348,7 @@ impl Streams {
         metrics: Arc<Metrics>,
         idem_window: usize,
         retention_ns: u64,
+        mirror: Option<Arc<Mirror>>,
     ) -> Self {
         // A durable subscription must keep collecting announcements across a restart, before
         // its buyer reconnects: such buyers get their state now. The log keys buyers by a hash
@@ -359,6 +370,7 @@ impl Streams {
             metrics,
             idem_window,
             retention_ns,
+            mirror,
         }
     }
 
@@ -381,6 +393,132 @@ impl Streams {
             }
         }
         b
+    }
+
+    /// With the mirror: delivers to the buyer's connections (but `exclude`) what other nodes
+    /// made for it since the last event this node handled, so that its seq is the buyer's last
+    /// across nodes. Without Redis it changes nothing (the poll catches up later).
+    pub fn sync(&self, b: &mut Buyer, exclude: Option<u64>) {
+        let Some(m) = &self.mirror else { return };
+        if let Ok(last) = m.last_seq(b.key) {
+            if last > b.seq {
+                self.fill_gap(m, b, last, exclude);
+            }
+        }
+    }
+
+    /// Delivers the buyer's mirrored events `b.seq+1..=to` (made by other nodes), logging them
+    /// here too; the buyer's seq is `to` afterwards even if some were trimmed from the stream.
+    fn fill_gap(&self, m: &Mirror, b: &mut Buyer, to: u64, exclude: Option<u64>) {
+        if b.conns.iter().all(|c| Some(c.id) == exclude) {
+            // nobody here to tell: a replay reads them from Redis
+            b.seq = to;
+            return;
+        }
+        while b.seq < to {
+            let page = match m.read(b.key, b.seq, to, 1024) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("rtbcore serve: mirror read failed: {e}");
+                    return;
+                }
+            };
+            let Some(&(last, _)) = page.last() else {
+                b.seq = to;
+                return;
+            };
+            let mut batch = LogBatch::default();
+            let mut offsets = Vec::with_capacity(page.len());
+            let mut sent = Vec::with_capacity(page.len());
+            let mut bits = Vec::with_capacity(page.len());
+            for (seq, payload) in page {
+                let Ok(mut ev) = BidEvent::decode(payload.as_slice()) else {
+                    eprintln!(
+                        "rtbcore serve: mirror entry {seq} of buyer {} is not a BidEvent",
+                        b.key
+                    );
+                    continue;
+                };
+                ev.seq = seq;
+                ev.event_id = stream_event_id(&b.name, seq);
+                let Some(event) = &ev.event else { continue };
+                let time_ns = ev.timestamp.as_ref().map_or(0, ts_ns);
+                let rec = Rec { kind: K_EVENT, buyer: b.key, seq, time_ns, ..Default::default() };
+                let blob = BidEvent { event: Some(event.clone()), ..Default::default() };
+                offsets.push(batch.push_blob(rec, &blob.encode_to_vec()));
+                bits.push(type_bit(event));
+                sent.push(ev);
+            }
+            match self.log.append_batch(&batch) {
+                Ok(base) => {
+                    b.index.extend(sent.iter().zip(&offsets).map(|(e, off)| (e.seq, base + off)))
+                }
+                Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
+            }
+            m.metrics.gap_filled.fetch_add(sent.len() as u64, Ordering::Relaxed);
+            b.seq = last;
+            self.deliver(b, sent, &bits, None, exclude);
+        }
+    }
+
+    /// Numbers `evs` through the mirror (see [`crate::mirror`]): returns the first seq, after
+    /// delivering what other nodes made before it. Without Redis, numbers them on from the
+    /// buyer's last seq here and holds them for Redis.
+    fn mirror_number(&self, m: &Mirror, b: &mut Buyer, evs: &[StreamEvent], now: u64) -> u64 {
+        let payloads: Vec<Vec<u8>> = evs
+            .iter()
+            .map(|se| {
+                BidEvent {
+                    timestamp: Some(ts(now)),
+                    request_id: se.request_id.clone(),
+                    event: Some(se.event.clone()),
+                    ..Default::default()
+                }
+                .encode_to_vec()
+            })
+            .collect();
+        match m.append(b.key, b.seq, &mut b.held, &payloads) {
+            Ok(first) => {
+                if first > b.seq + 1 {
+                    self.fill_gap(m, b, first - 1, None);
+                }
+                b.seq = first - 1;
+                first
+            }
+            Err(e) => {
+                if m.metrics.held.load(Ordering::Relaxed) == 0 {
+                    eprintln!("rtbcore serve: mirror append failed (holding events): {e}");
+                }
+                let first = b.seq + 1;
+                m.metrics.held.fetch_add(payloads.len() as u64, Ordering::Relaxed);
+                b.held.extend(payloads.into_iter().enumerate().map(|(i, p)| (first + i as u64, p)));
+                while b.held.len() > m.max_held {
+                    b.held.pop_front();
+                    m.metrics.held.fetch_sub(1, Ordering::Relaxed);
+                    m.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                first
+            }
+        }
+    }
+
+    /// Appends what the buyer holds for Redis, once Redis answers again (the poll calls it).
+    pub fn flush_held(&self, b: &mut Buyer) {
+        let Some(m) = &self.mirror else { return };
+        if !b.held.is_empty() {
+            let _ = m.append(b.key, b.seq, &mut b.held, &[]);
+        }
+    }
+
+    /// Buyers with a live connection or events held for Redis (the mirror's poll).
+    pub fn mirror_polled(&self) -> Vec<Arc<Mutex<Buyer>>> {
+        let all: Vec<_> = self.buyers.lock().values().cloned().collect();
+        all.into_iter()
+            .filter(|b| {
+                let g = b.lock();
+                !g.conns.is_empty() || !g.held.is_empty()
+            })
+            .collect()
     }
 
     pub fn known_buyer(&self, key: u64) -> Option<Arc<Mutex<Buyer>>> {
@@ -407,6 +545,9 @@ impl Streams {
             return;
         }
         let now = unix_ns();
+        if let Some(m) = &self.mirror {
+            b.seq = self.mirror_number(m, b, &evs, now) - 1;
+        }
         let mut sent = Vec::with_capacity(evs.len());
         let mut bits = Vec::with_capacity(evs.len());
         let mut batch = LogBatch::default();
@@ -450,13 +591,21 @@ impl Streams {
         }
         self.metrics.events_logged.fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.prune_index(b);
-        self.deliver(b, sent, &bits, origin);
+        self.deliver(b, sent, &bits, origin, None);
     }
 
-    fn deliver(&self, b: &mut Buyer, mut sent: Vec<BidEvent>, bits: &[u16], origin: Option<u64>) {
+    fn deliver(
+        &self,
+        b: &mut Buyer,
+        mut sent: Vec<BidEvent>,
+        bits: &[u16],
+        origin: Option<u64>,
+        exclude: Option<u64>,
+    ) {
         let wants = |c: &ConnHandle, bit: u16| {
-            origin == Some(c.id)
-                || if c.subscribed { c.mask & bit != 0 } else { bit & T_OWN_RESULTS != 0 }
+            exclude != Some(c.id)
+                && (origin == Some(c.id)
+                    || if c.subscribed { c.mask & bit != 0 } else { bit & T_OWN_RESULTS != 0 })
         };
         let targets: Vec<usize> = (0..b.conns.len())
             .filter(|&i| bits.iter().any(|&bit| wants(&b.conns[i], bit)))
@@ -567,6 +716,9 @@ impl Streams {
             ..Default::default()
         };
         b.sub = Some(sub);
+        // what other nodes made so far goes to the buyer's other connections; this one gets it
+        // by its replay (or not at all, as without a replay)
+        self.sync(b, Some(conn));
         for c in b.conns.iter_mut().filter(|c| c.id == conn) {
             c.subscribed = true;
             c.mask = mask;
@@ -603,6 +755,12 @@ impl Streams {
                 0
             }
         };
+        if let Some(m) = &self.mirror {
+            let time_bound = matches!(since, Since::Time(_));
+            if let Some(p) = self.plan_mirrored(m, b, after, not_before, time_bound, mask) {
+                return p;
+            }
+        }
         let to = b.seq;
         if after >= to {
             return (0, 0, false, None);
@@ -623,12 +781,51 @@ impl Streams {
             end_pos,
             not_before_ns: not_before,
             mask,
+            mirrored: false,
         };
         (first_seq, to, truncated, Some(plan))
     }
 
-    /// Registers a live connection of the buyer.
+    /// [`Streams::plan_replay`] from the Redis mirror, `None` when Redis does not answer (the
+    /// caller falls back to this node's log).
+    fn plan_mirrored(
+        &self,
+        m: &Mirror,
+        b: &mut Buyer,
+        after: u64,
+        not_before: u64,
+        time_bound: bool,
+        mask: u16,
+    ) -> Option<(u64, u64, bool, Option<ReplayPlan>)> {
+        let to = b.seq;
+        if after >= to {
+            return Some((0, 0, false, None));
+        }
+        let first = m.read(b.key, after, to, 1).ok()?;
+        let Some(&(first_seq, _)) = first.first() else {
+            return Some((0, 0, true, None));
+        };
+        let truncated = !time_bound && first_seq > after + 1;
+        let (_, end_pos) = self.log.bounds();
+        // the local positions let the replay fall back to this node's log
+        let i = b.index.partition_point(|(s, _)| *s <= after);
+        let start_pos = b.index.get(i).map_or(end_pos, |&(_, p)| p);
+        let plan = ReplayPlan {
+            buyer_key: b.key,
+            from: first_seq,
+            to,
+            start_pos,
+            end_pos,
+            not_before_ns: not_before,
+            mask,
+            mirrored: true,
+        };
+        Some((first_seq, to, truncated, Some(plan)))
+    }
+
+    /// Registers a live connection of the buyer (it gets what is made from now on).
     pub fn attach(&self, b: &mut Buyer, conn: ConnHandle) {
+        self.sync(b, None);
         b.conns.push(conn);
     }
 
