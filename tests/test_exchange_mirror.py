@@ -315,3 +315,60 @@ def two_nodes_at_once(tmp_path: Path, url: str, r: Any, prefix: str, cluster: bo
         assert metric(na, "rtbcore_gateway_mirror_gap_filled_total") >= 1
         assert metric(nb, "rtbcore_gateway_mirror_gap_filled_total") >= 1
         assert metric(na, "rtbcore_gateway_mirror_errors_total") == 0
+
+
+def test_events_held_for_redis_survive_kill_9_of_the_node(tmp_path: Path) -> None:
+    """Redis down, a node numbers and holds a buyer's events, the node is killed -9; Redis
+    and the node come back: the node appends what its log holds beyond the Redis counter at
+    start, and another node replays the whole stream."""
+    from exchange_client import ServeProcess
+    from redis_servers import RedisServer
+
+    srv = RedisServer(tmp_path / "redis", appendonly=True)
+    cfg_a = node_config(tmp_path / "a", srv.url, 1)
+    node = ServeProcess("--config", str(cfg_a))
+    try:
+        async def before() -> list[int]:
+            st, on_a = Stream(), []
+            pub = await Buyer.connect(node.url, "key-pub")
+            x = await Buyer.connect(node.url, "key-acme")
+            await x.send({"subscribe": {"filters": {"vertical": "news"}}})
+            await x.until("subscriptionAck")
+            for i in range(3):
+                if i == 1:
+                    srv.stop()
+                await pub.send({"openAuction": {"auctionId": f"k{i}", "tmax": "30s",
+                                                 "attributes": {"vertical": "news"}}})
+                await read_until(x, st, on_a, lambda e: "auctionStarted" in e)
+            await x.close()
+            await pub.close()
+            return on_a
+
+        on_a = asyncio.run(before())
+        assert on_a == [1, 2, 3]
+        node.signal(9)
+        node.wait()
+        srv.start()
+        assert srv.client().get(rkey("rtbcore", "acme", "seq")) == b"1"
+        node = ServeProcess("--config", str(cfg_a))
+        # acme's two announcements and the publisher's two answers (AuctionOpened)
+        assert any("appended 4 events held in the log" in ln for ln in node.lines), node.lines
+        r = srv.client()
+        assert r.get(rkey("rtbcore", "acme", "seq")) == b"3"
+        with Exchange(node_config(tmp_path / "b", srv.url, 2), threads=1) as nb:
+            async def replay() -> Stream:
+                st, on_b = Stream(), []
+                y = await Buyer.connect(nb.url, "key-acme")
+                await y.send({"subscribe": {"replayMissed": True, "sinceSeq": "0"}})
+                await y.until("subscriptionAck")
+                await read_until(y, st, on_b, lambda e: seq(e) == 3)
+                assert on_b == [1, 2, 3]
+                await y.close()
+                return st
+
+            st = asyncio.run(replay())
+            ids = [st.by_seq[s]["auctionStarted"]["auctionId"] for s in (1, 2, 3)]
+            assert ids == ["k0", "k1", "k2"]
+    finally:
+        node.kill()
+        srv.stop()

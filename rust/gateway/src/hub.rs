@@ -123,6 +123,19 @@ impl Hub {
         // a node's bid and auction numbers live in its own range, so that ids never collide in
         // a buyer's stream across nodes
         let base = if cfg.mirror.enabled() { (cfg.mirror.node as u64) << 48 } else { 0 };
+        let table = Table::new(recovered.auctions);
+        if let Some(m) = &mirror {
+            let n =
+                crate::mirror::reconcile(m, &log, &recovered.buyers, &table, &cfg.engine.currency)
+                    .map_err(|e| {
+                        format!("mirror: appending what the log holds beyond Redis: {e}")
+                    })?;
+            if n > 0 {
+                eprintln!(
+                    "rtbcore serve: mirror: appended {n} events held in the log before the stop"
+                );
+            }
+        }
         let streams = Streams::new(
             log.clone(),
             recovered.buyers,
@@ -131,7 +144,6 @@ impl Hub {
             retention_ns,
             mirror,
         );
-        let table = Table::new(recovered.auctions);
         let floors = Floors::new(&cfg.floors, cfg.engine.max_amount_micros);
         Ok(Arc::new(Hub {
             limiter: FailedAuthLimiter::new(cfg.server.failed_auth_limit, cfg.failed_auth_window()),

@@ -22,7 +22,14 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::{ConnectionLike, RedisResult, Value};
 
+use std::collections::HashMap;
+
+use rtbcore_proto::prost::Message as _;
+use rtbcore_proto::v1::BidEvent;
+
 use crate::config::MirrorConfig;
+use crate::events::{from_record, AuctionLookup};
+use crate::evlog::{BuyerHistory, EventLog};
 
 /// Advances the buyer's counter past the events (and past `floor`, the last seq the node knows,
 /// and the stream's last entry, in case Redis lost the counter) and appends them with their
@@ -302,6 +309,47 @@ impl Mirror {
         })?;
         parse_entries(v)
     }
+}
+
+/// At start: appends to Redis what this node's log holds beyond a buyer's Redis counter: events
+/// numbered while Redis did not answer and still held when the node stopped or was killed.
+/// Returns how many were appended.
+pub fn reconcile(
+    m: &Mirror,
+    log: &EventLog,
+    buyers: &HashMap<u64, BuyerHistory>,
+    aux: &dyn AuctionLookup,
+    currency: &str,
+) -> Result<u64, String> {
+    let mut total = 0;
+    for (&key, h) in buyers {
+        let redis_last = m.last_seq(key)?;
+        if h.last_seq <= redis_last {
+            continue;
+        }
+        let i = h.index.partition_point(|(s, _)| *s <= redis_last);
+        let Some(&(_, start)) = h.index.get(i) else { continue };
+        let (_, end) = log.bounds();
+        let mut held = Held::new();
+        let mut last = redis_last;
+        log.read_range(start, end, |_, e| {
+            let r = &e.rec;
+            if r.buyer == key && r.seq > last && r.seq <= h.last_seq {
+                if let Some(ev) = from_record("", &e, currency, aux) {
+                    last = ev.seq;
+                    let entry =
+                        BidEvent { timestamp: ev.timestamp, event: ev.event, ..Default::default() };
+                    held.push_back((ev.seq, entry.encode_to_vec()));
+                }
+            }
+            true
+        })?;
+        let n = held.len() as u64;
+        m.metrics.held.fetch_add(n, Ordering::Relaxed);
+        m.append(key, redis_last, &mut held, &[])?;
+        total += n;
+    }
+    Ok(total)
 }
 
 /// XRANGE's reply: [[id, [field, value, ...]], ...] -> (seq, value of field `e`).
