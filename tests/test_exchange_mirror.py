@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 import redis
-from exchange_client import Buyer, seq, write_config
+from exchange_client import Buyer, ServeProcess, seq, write_config
 
 from rtbcore.errors import InvalidInputError, RtbcoreOSError
 from rtbcore.exchange import Exchange
+
+from redis_servers import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -185,8 +187,6 @@ def rkey(prefix: str, buyer: str, what: str) -> str:
 
 def test_events_made_while_redis_is_down_are_kept_and_appended_when_it_is_back(
         tmp_path: Path) -> None:
-    from redis_servers import RedisServer
-
     # an AOF, as production runs it: what Redis had before the stop is still there after
     srv = RedisServer(tmp_path / "redis", appendonly=True)
     try:
@@ -321,8 +321,6 @@ def test_events_held_for_redis_survive_kill_9_of_the_node(tmp_path: Path) -> Non
     """Redis down, a node numbers and holds a buyer's events, the node is killed -9; Redis
     and the node come back: the node appends what its log holds beyond the Redis counter at
     start, and another node replays the whole stream."""
-    from exchange_client import ServeProcess
-    from redis_servers import RedisServer
 
     srv = RedisServer(tmp_path / "redis", appendonly=True)
     cfg_a = node_config(tmp_path / "a", srv.url, 1)
