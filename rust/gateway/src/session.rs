@@ -2,6 +2,7 @@
 //! frames, writes what its bounded outbound queue holds (live events, replays, closes), pings
 //! for the heartbeat and watches for shutdown. It is the only writer of its socket.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,9 +21,7 @@ use crate::auctions::{reject, Reject, Staged};
 use crate::auth::{
     scope_names, unix_now, Identity, SCOPE_BID, SCOPE_METRICS, SCOPE_PUBLISH, SCOPE_SUBSCRIBE,
 };
-use crate::codec::{
-    decode_binary, decode_text, encode, encode_events_into, DecodeError, Encoded, Wire,
-};
+use crate::codec::{decode_binary, decode_text, encode_events_into, DecodeError, Wire};
 use crate::events::*;
 use crate::hub::Hub;
 use crate::limits::TokenBucket;
@@ -62,18 +61,52 @@ impl Writer {
         self.send_frame(f).await
     }
 
+    /// Sends a frame's events: one message, or several split between events when the batch
+    /// is over [`MAX_OUT_FRAME_BYTES`].
     async fn send_frame(&mut self, f: FrameBuf) -> bool {
         if f.n == 0 {
             return true;
         }
-        let n = f.n;
-        let msg = match self.wire {
-            Wire::Proto => Message::Binary(f.bytes.into()),
-            Wire::Json => match encode(Wire::Json, f.events) {
-                Encoded::Binary(b) => Message::Binary(b.into()),
-                Encoded::Text(t) => Message::Text(t.into()),
-            },
-        };
+        match self.wire {
+            Wire::Proto if f.bytes.len() <= MAX_OUT_FRAME_BYTES => {
+                self.send_msg(Message::Binary(f.bytes.into()), f.n).await
+            }
+            Wire::Proto => {
+                let mut start = 0;
+                for (end, n) in split_events(&f.bytes, MAX_OUT_FRAME_BYTES) {
+                    let piece = f.bytes[start..end].to_vec();
+                    start = end;
+                    if !self.send_msg(Message::Binary(piece.into()), n).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            Wire::Json => {
+                let mut todo = VecDeque::from([f.events]);
+                while let Some(events) = todo.pop_front() {
+                    let n = events.len();
+                    let frame = ServerFrame { events };
+                    // serialising generated messages cannot fail (see codec::encode)
+                    let text =
+                        serde_json::to_string(&frame).unwrap_or_else(|_| "{\"events\":[]}".into());
+                    if text.len() > MAX_OUT_FRAME_BYTES && n > 1 {
+                        let mut first = frame.events;
+                        let second = first.split_off(n / 2);
+                        todo.push_front(second);
+                        todo.push_front(first);
+                        continue;
+                    }
+                    if !self.send_msg(Message::Text(text.into()), n as u64).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    async fn send_msg(&mut self, msg: Message, n: u64) -> bool {
         let limit = self.hub.cfg.slow_consumer_timeout();
         match tokio::time::timeout(limit, self.sink.send(msg)).await {
             Ok(Ok(())) => {
@@ -436,6 +469,40 @@ pub const MAX_EVENTS_PER_FRAME: usize = 4096;
 /// Encoded bytes beyond which the writer stops adding to a frame (clients commonly refuse
 /// messages over 1 MiB).
 pub const COALESCE_BYTES: usize = 256 * 1024;
+
+/// Largest message the writer sends: a larger batch (a publisher frame's announcements with
+/// large attributes, a backlog) goes out as several, split between events, since clients
+/// commonly refuse messages over 1 MiB. One event larger than this goes alone.
+pub const MAX_OUT_FRAME_BYTES: usize = 512 * 1024;
+
+/// Where to cut encoded `ServerFrame.events` fields into pieces of at most `max` bytes: the end
+/// offset and the event count of each piece. Bytes that do not parse (never: the gateway
+/// encoded them) stay whole in one piece.
+pub fn split_events(bytes: &[u8], max: usize) -> Vec<(usize, u64)> {
+    use rtbcore_proto::prost::encoding::decode_varint;
+    let mut out = Vec::new();
+    let (mut pos, mut start, mut n) = (0usize, 0usize, 0u64);
+    while pos < bytes.len() {
+        let mut rest = &bytes[pos..];
+        let field = decode_varint(&mut rest).and_then(|_key| decode_varint(&mut rest));
+        let end = match field {
+            Ok(len) => (bytes.len() - rest.len()).saturating_add(len as usize),
+            Err(_) => bytes.len(),
+        };
+        let end = end.min(bytes.len());
+        if end - start > max && n > 0 {
+            out.push((pos, n));
+            start = pos;
+            n = 0;
+        }
+        n += 1;
+        pos = end;
+    }
+    if n > 0 {
+        out.push((pos, n));
+    }
+    out
+}
 
 /// The events of one outgoing frame: encoded (binary subprotocol) or as messages (JSON).
 struct FrameBuf {
@@ -843,5 +910,36 @@ impl Session {
             ("outbound_queue_depth", depth),
         ];
         MetricsUpdate { metrics: m.iter().map(|(k, v)| (k.to_string(), *v)).collect() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_events_cuts_between_events_within_the_bound() {
+        let ev =
+            |seq, pad: usize| BidEvent { seq, event_id: "x".repeat(pad), ..Default::default() };
+        let evs: Vec<BidEvent> = (1..=50).map(|s| ev(s, 100 + (s as usize * 37) % 900)).collect();
+        let mut buf = Vec::new();
+        encode_events_into(&evs, &mut buf);
+        for max in [1, 500, 1000, 4096, 1 << 20] {
+            let pieces = split_events(&buf, max);
+            let mut start = 0;
+            let mut seqs = Vec::new();
+            for &(end, n) in &pieces {
+                let got = ServerFrame::decode(&buf[start..end]).unwrap().events;
+                assert_eq!(got.len() as u64, n);
+                // over the bound only as a single event
+                assert!(end - start <= max || n == 1, "max {max}: {} bytes", end - start);
+                seqs.extend(got.iter().map(|e| e.seq));
+                start = end;
+            }
+            assert_eq!(start, buf.len());
+            assert_eq!(seqs, (1..=50).collect::<Vec<u64>>(), "max {max}");
+        }
+        assert_eq!(split_events(&buf, 1 << 20), vec![(buf.len(), 50)]);
+        assert!(split_events(&[], 10).is_empty());
     }
 }

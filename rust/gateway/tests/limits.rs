@@ -6,10 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
+use rtbcore_gateway::prost::Message as _;
 use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::bid_message::Message as Msg;
 use rtbcore_proto::v1::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 #[test]
 fn the_rate_limit_rejects_what_is_over_the_bucket() {
@@ -112,6 +115,60 @@ fn a_slow_consumer_is_closed_4008_and_resumes_by_replay() {
         assert_eq!(rest.last().unwrap().seq, n as u64);
     });
     assert!(gw.metrics_text().contains("rtbcore_gateway_closes_total{code=\"4008\"} 1"));
+}
+
+#[test]
+fn a_batch_over_half_a_mebibyte_goes_out_in_frames_clients_accept() {
+    let dir = TempDir::new("bigframes");
+    let gw = start(config_with(&dir.0, "", "", "max_tmax_ms = 600000"));
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        let mut bin = Client::login(addr, "key-acme").await;
+        bin.subscribe(Subscribe::default()).await;
+        let mut json = Client::connect(addr, Proto::Json).await;
+        json.auth("key-bolt").await;
+        json.subscribe(Subscribe::default()).await;
+        let mut publisher = Client::login(addr, "key-pub").await;
+        // one publisher frame (under the 1 MiB inbound limit) whose announcements make ~0.95 MB
+        // for each buyer in binary, more in JSON: one batch per buyer
+        let pad: String = "x".repeat(3_900);
+        let n = 240;
+        let msgs = (0..n)
+            .map(|i| {
+                let mut o = open(&format!("big{i}"), 10, 60_000, 0);
+                if let Msg::OpenAuction(ref mut o) = o {
+                    o.attributes.insert("pad".into(), pad.clone());
+                }
+                BidMessage { request_id: String::new(), message: Some(o) }
+            })
+            .collect();
+        publisher.send(msgs).await;
+        publisher.events_until(n).await;
+        for c in [&mut bin, &mut json] {
+            let (mut events, mut frames) = (Vec::new(), 0);
+            while events.len() < n {
+                let m = tokio::time::timeout(Duration::from_secs(5), c.ws.next())
+                    .await
+                    .expect("a frame")
+                    .expect("open")
+                    .expect("a message");
+                let (size, evs) = match m {
+                    Message::Binary(b) => (b.len(), ServerFrame::decode(&b[..]).unwrap().events),
+                    Message::Text(t) => {
+                        (t.len(), serde_json::from_str::<ServerFrame>(t.as_str()).unwrap().events)
+                    }
+                    _ => continue,
+                };
+                assert!(size <= 512 * 1024, "a frame of {size} bytes");
+                frames += 1;
+                events.extend(evs);
+            }
+            assert!(frames >= 2, "{frames} frames");
+            let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
+            assert!(events.iter().all(|e| kind(e) == "auction_started"));
+        }
+    });
 }
 
 #[test]
