@@ -10,6 +10,7 @@ import contextlib
 import math
 import signal
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -437,7 +438,12 @@ def test_autobidder_runs_a_composed_strategy_and_feeds_outcomes_back(server) -> 
     bidder.start()
     try:
         asyncio.run(publish())
-        asyncio.run(asyncio.sleep(1.0))
+        # every auction's outcome reaches the bidder (a loaded machine may take a while)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (bidder.stats["auctions"] < 16
+                                               or bidder.stats["won"] < 3):
+            time.sleep(0.05)
+        time.sleep(0.2)  # and nothing more than that comes
     finally:
         bidder.stop()
     # 8 news auctions, but the credit pool paid for 3 bids (no win credit) and gates the rest
@@ -504,6 +510,29 @@ def test_paced_strategy_builds_an_adaptive_pacer_from_a_profile_and_refuses_none
         PacedStrategy(1.0, 10.0, pacer="adaptive")
     with pytest.raises(InvalidInputError, match="budget"):
         PacedStrategy(1.0, math.nan)
+
+
+def test_paced_strategy_at_the_end_of_its_period_stops_instead_of_raising() -> None:
+    """The built-in pacers read the clock again inside should_bid: a read that lands past the
+    end of the period, just after the strategy's own check, must not raise."""
+    from rtbcore.client import bidding_pb2 as pb
+
+    now = [100.0]
+
+    def value(event: Event) -> float:
+        now[0] = 100.0 + 10.0 + 1e-3  # time passes while the value is computed
+        return 0.5
+
+    for kind in ("pid", "adaptive"):
+        now[0] = 100.0
+        st = PacedStrategy(value, 1.0, duration=10.0, clock=lambda: now[0], pacer=kind,
+                           profile=[1.0] * 24 if kind == "adaptive" else None)
+        now[0] = 100.0 + 10.0 - 1e-3  # inside the period by the strategy's check
+        started = Event(pb.BidEvent(seq=1, auction_started=pb.AuctionStarted(auction_id="a")))
+        decision = st.calculate_bid(started)
+        assert decision is None or decision == 0.5
+        # past the end: no bid, and no pacer call
+        assert st.calculate_bid(started) is None
 
 
 def test_shaded_strategy_shades_first_price_bids_only() -> None:

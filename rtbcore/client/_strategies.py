@@ -121,23 +121,30 @@ class PacedStrategy(BidStrategy):
         self.value = FixedBidStrategy(value_bid)
         self.budget = float(budget)
         self.clock = clock or time.monotonic
+        self.duration = float(duration)
+        self._start = self._last_update = self.clock()
+        end = self._start + self.duration
+
+        def period_clock() -> float:
+            # the built-in pacers read the clock again inside should_bid: held at the end of
+            # the period, a read just after the strategy's own check stays inside it
+            return min(self.clock(), end)
+
         if pacer == "pid":
-            pacer = PIDPacer(self.budget, total=float(duration), clock=self.clock,
+            pacer = PIDPacer(self.budget, total=float(duration), clock=period_clock,
                              output="participation", seed=seed)
         elif pacer == "adaptive":
             if profile is None:
                 raise InvalidInputError("PacedStrategy: pacer='adaptive' needs a profile "
                                         "(24 hourly or 1440 per-minute traffic buckets)")
             pacer = AdaptivePacer(self.budget, profile, total=float(duration),
-                                  clock=self.clock, output="participation", seed=seed)
+                                  clock=period_clock, output="participation", seed=seed)
         elif not (hasattr(pacer, "should_bid") and hasattr(pacer, "update")):
             raise InvalidInputError(
                 "PacedStrategy: pacer must be 'pid', 'adaptive' or an object with should_bid "
                 f"and update, got {pacer!r}")
         self.pacer = pacer
         self.update_every = float(update_every) if update_every else duration / 2000.0
-        self.duration = float(duration)
-        self._start = self._last_update = self.clock()
         self.spent = 0.0
         self.open: dict[str, float] = {}
         self._open_total = 0.0  # sum of `open`, kept beside it: read on every auction
