@@ -801,7 +801,13 @@ def test_place_bids_frames_are_what_protobuf_encodes() -> None:
                     want.messages.add(request_id=m.request_id, place_bid=pb.PlaceBid(
                         auction_id=aid, amount=pb.Money(currency=currency, micros=micros)))
                 assert data == want.SerializeToString()
-                assert [p.message() for p in conn._pending.values()] == list(want.messages)
+                # re-sent after a reconnect as they were first sent, with their ids
+                frames, bids = conn._stream.resend(False)
+                assert (b"".join(frames), bids) == (data, len(ids))
+                for m in want.messages:  # each pending bid decodes back to its message
+                    held = conn._take_pending(m.request_id)
+                    assert held is not None and held.message() == m
+                assert len(conn._stream) == 0 and conn._take_pending("x") is None
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
