@@ -647,6 +647,10 @@ struct PendingBid {
     resent: bool,
 }
 
+/// A pending bid handed back: its batch, index, auction id, whether it was re-sent, and its
+/// encoded `ClientFrame.messages` entry.
+type HeldBid<'py> = (Py<BidBatch>, u32, String, bool, Bound<'py, PyBytes>);
+
 struct Scanned {
     range: (usize, usize),
     owned: Option<Vec<u8>>,
@@ -848,13 +852,11 @@ impl ClientStream {
         scanned.clear();
         let mut pos = 0;
         while pos < buf.len() {
-            match next_field(buf, &mut pos).map_err(|e| decode_err("ServerFrame", e))? {
-                (1, Val::Len(a, b)) => {
-                    let (owned, env) =
-                        parse_event(&buf[a..b]).map_err(|e| decode_err("BidEvent", e))?;
-                    scanned.push(Scanned { range: (a, b), owned, env });
-                }
-                _ => {}
+            let field = next_field(buf, &mut pos).map_err(|e| decode_err("ServerFrame", e))?;
+            if let (1, Val::Len(a, b)) = field {
+                let (owned, env) =
+                    parse_event(&buf[a..b]).map_err(|e| decode_err("BidEvent", e))?;
+                scanned.push(Scanned { range: (a, b), owned, env });
             }
         }
         self.scanned = scanned;
@@ -970,11 +972,7 @@ impl ClientStream {
 
     /// Removes the pending bid of `request_id`: `(batch, index, auction_id, resent, entry)`
     /// (entry: its `ClientFrame.messages` entry, encoded), or None if not held here.
-    fn take_pending<'py>(
-        &mut self,
-        py: Python<'py>,
-        request_id: &str,
-    ) -> Option<(Py<BidBatch>, u32, String, bool, Bound<'py, PyBytes>)> {
+    fn take_pending<'py>(&mut self, py: Python<'py>, request_id: &str) -> Option<HeldBid<'py>> {
         let n = self.number(request_id.as_bytes())?;
         let p = self.pending.remove(&n)?;
         let mut out = Vec::new();
