@@ -779,6 +779,36 @@ def test_place_bids_unanswered_when_the_connection_drops_are_resent_with_their_i
     asyncio.run(main())
 
 
+def test_place_bids_unanswered_within_the_timeout_are_returned_as_timeouts() -> None:
+    """Scripted: the exchange answers the first bid of a batch at once and the second only
+    after the call gave up; the third never. The late answer changes nothing."""
+    from rtbcore.client import bidding_pb2 as pb
+
+    async def on_frame(n: int, msgs: list[Any], send: Callable[..., Awaitable[None]]) -> bool:
+        answers = [pb.BidEvent(request_id=m.request_id, bid_accepted=pb.BidAccepted(
+            bid_id=f"b-{m.place_bid.auction_id}", auction_id=m.place_bid.auction_id))
+            for m in msgs if m.WhichOneof("message") == "place_bid"]
+        if answers:
+            await send(answers[0])
+            await asyncio.sleep(0.5)
+            await send(answers[1])
+        return True
+
+    async def main() -> None:
+        async with _scripted_exchange(on_frame) as (port, _):
+            c = BiddingClient(ws(port), api_key="k", request_timeout=0.2)
+            async with c.connect() as conn:
+                res = await conn.place_bids(["a1", "a2", "a3"], [1.0, 2.0, 3.0])
+                assert isinstance(res[0], Event) and res[0].bid_id == "b-a1"
+                assert all(isinstance(r, TimeoutError) for r in res[1:]), res
+                assert "no answer within 0.2 s" in str(res[1])
+                assert len(conn._stream) == 0 and conn._pending == {}
+                await asyncio.sleep(0.5)  # the late answer arrives: nothing is waiting for it
+                assert isinstance(res[1], TimeoutError) and conn.connected
+
+    asyncio.run(main())
+
+
 def test_place_bids_frames_are_what_protobuf_encodes() -> None:
     """place_bids writes its frames itself: byte for byte the protocol classes' encoding, for
     short and long ids and currencies; each pending bid decodes back to its message."""

@@ -834,7 +834,10 @@ class Connection:
             self._outbox.extend(frames)
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.client.request_timeout)
+            # awaited directly (no wait_for/shield): the caller resumes on the answer's own
+            # wake-up; a cancelled fut is only ever this call's, and answers skip it
+            async with asyncio.timeout(self.client.request_timeout):
+                await fut
         except TimeoutError:
             pass
         out: list[Event | Exception] = batch.results
