@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -29,8 +28,8 @@ use rtbcore_proto::v1::{bid_event::Event as Body, BidEvent, BidStatus, RejectRea
 
 pyo3::import_exception!(google.protobuf.message, DecodeError);
 
-/// The auctions remembered as announced: the newest this many (up to twice as many between
-/// trims), as in the client's Python code.
+/// The auctions remembered as announced: at least the newest this many, at most twice as many
+/// (two generations of this many each).
 const KNOWN_AUCTIONS: usize = 65_536;
 /// Accepted bids remembered for answering a re-sent bid refused as `ALREADY_BID`.
 const ACCEPTED: usize = 65_536;
@@ -667,8 +666,9 @@ pub struct ClientStream {
     last_seq: u64,
     new: u64,
     dups: u64,
-    known: HashSet<Arc<str>>,
-    known_order: Vec<Arc<str>>,
+    // announced auctions: the generation being filled and the one before it
+    known: HashSet<Box<str>>,
+    known_before: HashSet<Box<str>>,
     accepted: VecDeque<Py<Event>>,
     pending: Numbers<PendingBid>,
     next_order: u64,
@@ -691,16 +691,15 @@ impl ClientStream {
     }
 
     fn remember(&mut self, aid: &str) {
-        if self.known.contains(aid) {
+        if self.knows(aid) {
             return;
         }
-        let a: Arc<str> = aid.into();
-        self.known.insert(a.clone());
-        self.known_order.push(a);
-        if self.known_order.len() > 2 * KNOWN_AUCTIONS {
-            self.known_order.drain(..self.known_order.len() - KNOWN_AUCTIONS);
-            self.known = self.known_order.iter().cloned().collect();
+        if self.known.len() == KNOWN_AUCTIONS {
+            // the older generation goes at once (no per-id order to keep); its table is reused
+            std::mem::swap(&mut self.known, &mut self.known_before);
+            self.known.clear();
         }
+        self.known.insert(aid.into());
     }
 
     fn remember_accepted(&mut self, ev: Py<Event>) {
@@ -828,7 +827,7 @@ impl ClientStream {
             new: 0,
             dups: 0,
             known: HashSet::new(),
-            known_order: Vec::new(),
+            known_before: HashSet::new(),
             accepted: VecDeque::new(),
             pending: Numbers::default(),
             next_order: 0,
@@ -880,7 +879,7 @@ impl ClientStream {
 
     /// Whether `auction_id` was announced to this client (among the newest remembered).
     fn knows(&self, auction_id: &str) -> bool {
-        self.known.contains(auction_id)
+        self.known.contains(auction_id) || self.known_before.contains(auction_id)
     }
 
     /// Records an announced auction.
@@ -922,7 +921,7 @@ impl ClientStream {
 
     /// The index of the first staged bid on an auction not announced to this client, or -1.
     fn first_unknown(&self) -> i64 {
-        self.staged.iter().position(|(id, _)| !self.known.contains(&**id)).map_or(-1, |i| i as i64)
+        self.staged.iter().position(|(id, _)| !self.knows(id)).map_or(-1, |i| i as i64)
     }
 
     /// Holds the staged bids as pending, with request ids `prefix + (first + i)`, answered
