@@ -190,6 +190,21 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Appends `n` in decimal (a request id's number), without a String per call.
+fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
@@ -711,7 +726,7 @@ impl ClientStream {
 
     fn request_id(&self, n: u64) -> Vec<u8> {
         let mut rid = self.prefix.to_vec();
-        rid.extend_from_slice(n.to_string().as_bytes());
+        put_decimal(&mut rid, n);
         rid
     }
 
@@ -937,6 +952,7 @@ impl ClientStream {
             return Err(PyTypeError::new_err("commit: the batch does not match the staged bids"));
         }
         let cur = batch.get().currency.as_bytes();
+        self.pending.reserve(staged.len());
         let mut frames = Vec::new();
         let mut out = Vec::new();
         let mut rid = self.prefix.to_vec();
@@ -944,7 +960,7 @@ impl ClientStream {
         for (i, (aid, micros)) in staged.into_iter().enumerate() {
             let n = first + i as u64;
             rid.truncate(plen);
-            rid.extend_from_slice(n.to_string().as_bytes());
+            put_decimal(&mut rid, n);
             put_place_entry(&mut out, &rid, aid.as_bytes(), cur, micros);
             if (i + 1) % FRAME_MESSAGES == 0 {
                 frames.push(PyBytes::new(py, &out));
@@ -998,7 +1014,7 @@ impl ClientStream {
             p.resent |= mark;
             let cur = p.batch.bind(py).get().currency.as_bytes();
             let mut rid = self.prefix.to_vec();
-            rid.extend_from_slice(n.to_string().as_bytes());
+            put_decimal(&mut rid, *n);
             put_place_entry(&mut out, &rid, p.auction_id.as_bytes(), cur, p.micros);
             if (i + 1) % FRAME_MESSAGES == 0 {
                 frames.push(PyBytes::new(py, &out));
