@@ -6,6 +6,7 @@ malformed frames without taking any of them in, and place_bids checks bids as pl
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from typing import Any
 
@@ -89,6 +90,9 @@ def test_event_reads_every_field_as_the_protocol_classes_do() -> None:
         assert e.competition_level == 0.0
     with pytest.raises(TypeError, match="BidEvent"):
         Event(pb.BidMessage())  # type: ignore[arg-type]
+    again = copy.deepcopy(won)
+    assert type(again) is Event and again is not won and again.raw == won.raw
+    assert again.price == 0.3 and copy.copy(ev).raw is raw
 
 
 def test_a_repeated_event_case_is_merged_as_protobuf_merges_it() -> None:

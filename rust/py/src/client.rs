@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 use rtbcore_proto::prost::Message;
 use rtbcore_proto::v1::{bid_event::Event as Body, BidEvent, BidStatus, RejectReason};
@@ -560,6 +560,11 @@ impl Event {
             Some(Body::MetricsUpdate(m)) => m.metrics.clone(),
             _ => HashMap::new(),
         })
+    }
+
+    /// Copies as `Event(raw)`.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyType>, (Py<PyAny>,))> {
+        Ok((slf.get_type(), (slf.get().raw(slf.py())?,)))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
