@@ -816,15 +816,23 @@ def test_place_bids_frames_are_what_protobuf_encodes() -> None:
     from rtbcore.client._session import Connection
 
     async def main() -> None:
+        class Socket:  # as if connected: records what is sent
+            def __init__(self) -> None:
+                self.sent: list[bytes] = []
+
+            async def send(self, data: bytes) -> None:
+                self.sent.append(data)
+
         c = BiddingClient("ws://127.0.0.1:1/v1/bidding", api_key="k")
         for currency in ("", "EUR", "Y" * 100):
             for ids in (["a1", "a2"], ["x" * 64, "y"]):
                 conn = Connection(c)
-                conn._ws = object()  # as if connected: the frame goes to the outbox
+                conn._ws = sock = Socket()
                 task = asyncio.ensure_future(
                     conn.place_bids(ids, [1.5, 10**6 - 0.5], currency=currency))
                 await asyncio.sleep(0)
-                data = conn._outbox.pop()
+                (data,) = sock.sent
+                assert conn.stats["frames_sent"] == 1 and conn._outbox == []
                 want = pb.ClientFrame()
                 for m, aid, micros in zip(pb.ClientFrame.FromString(data).messages, ids,
                                           (1_500_000, 10**12 - 500_000), strict=True):

@@ -251,3 +251,25 @@ def test_place_bids_refuses_each_bad_bid_with_place_bids_message() -> None:
         await conn.close()
 
     asyncio.run(main())
+
+
+def test_place_bids_cancelled_while_writing_leaves_its_frames_to_the_flusher() -> None:
+    class Stalled:  # a socket whose write never completes
+        async def send(self, data: bytes) -> None:
+            await asyncio.Event().wait()
+
+    async def main() -> None:
+        conn = Connection(BiddingClient("ws://127.0.0.1:1/v1/bidding", api_key="k"))
+        conn._ws = Stalled()
+        n = 4096 + 904  # two frames
+        task = asyncio.ensure_future(conn.place_bids([f"a{i}" for i in range(n)], [1.0] * n))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert [len(pb.ClientFrame.FromString(f).messages) for f in conn._outbox] == [4096, 904]
+        assert len(conn._stream) == n and conn.stats["frames_sent"] == 0  # still pending
+        conn._ws = None
+        await conn.close()
+
+    asyncio.run(main())

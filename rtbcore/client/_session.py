@@ -830,9 +830,25 @@ class Connection:
         # protocol's encoding, one ClientFrame entry per bid; each bid stays pending on its own
         # request id in the stream, re-sent alone after a reconnect
         frames = stream.commit(batch, first)
-        if self._ws is not None:
+        ws = self._ws
+        if ws is not None and not self._outbox:
+            # written at once, not after the flusher's wake-up: nothing is queued ahead of
+            # them; a socket that fails leaves them pending, re-sent after the reconnect
+            sent = 0
+            try:
+                for f in frames:
+                    await ws.send(f)
+                    sent += 1
+                    self.stats["frames_sent"] += 1
+            except (ConnectionClosed, OSError):
+                pass
+            except BaseException:  # cancelled: the flusher sends the rest
+                self._outbox.extend(frames[sent:])
+                self._wake.set()
+                raise
+        elif ws is not None:
             self._outbox.extend(frames)
-        self._wake.set()
+            self._wake.set()
         try:
             # awaited directly (no wait_for/shield): the caller resumes on the answer's own
             # wake-up; a cancelled fut is only ever this call's, and answers skip it
