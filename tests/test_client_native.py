@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from rtbcore.client import BiddingClient, Event
 from rtbcore.client import bidding_pb2 as pb
-from rtbcore.client._session import Connection
+from rtbcore.client._session import Connection, _number
 from rtbcore.errors import InvalidInputError
 
 PREFIX = "0a1b2c3d4e-"
@@ -195,27 +195,27 @@ def test_place_bids_answers_settle_their_batch_natively() -> None:
         sent = pb.ClientFrame.FromString(b"".join(frames)).messages
         assert [(m.request_id, m.place_bid.auction_id, m.place_bid.amount.micros,
                  m.place_bid.amount.currency) for m in sent] == [
-            (f"{PREFIX}10", "a", 1_000_000, "EUR"), (f"{PREFIX}11", "b", 2_000_000, "EUR"),
-            (f"{PREFIX}12", "c", 3_500_000, "EUR")]
+            (PREFIX + "A", "a", 1_000_000, "EUR"), (PREFIX + "B", "b", 2_000_000, "EUR"),
+            (PREFIX + "C", "c", 3_500_000, "EUR")]  # numbers 10, 11, 12
         assert len(s) == 3 and batch.results == [None, None, None]
         evs, slow = s.feed(frame(
-            pb.BidEvent(seq=3, request_id=f"{PREFIX}11", bid_accepted=pb.BidAccepted(
+            pb.BidEvent(seq=3, request_id=PREFIX + _number(11), bid_accepted=pb.BidAccepted(
                 bid_id="b11", auction_id="b")),
-            pb.BidEvent(seq=4, request_id=f"{PREFIX}12", bid_rejected=pb.BidRejected(
+            pb.BidEvent(seq=4, request_id=PREFIX + _number(12), bid_rejected=pb.BidRejected(
                 reason=pb.BELOW_FLOOR, auction_id="c"))))
         assert [e.bid_id for e in evs] == ["b11"] and batch.results[1] is evs[0]
         assert slow is not None and slow.type == "bid_rejected"  # Python judges rejections
         assert s.prior_acceptance("b") is evs[0] and s.prior_acceptance("a") is None
-        held = s.take_pending(f"{PREFIX}12")
+        held = s.take_pending(PREFIX + _number(12))
         assert held is not None and held[0] is batch and held[1:4] == (2, "c", False)
         assert pb.ClientFrame.FromString(held[4]).messages[0] == sent[2]
         assert not fut.done() and batch.settle(2, ValueError("refused"))
         assert not batch.settle(2, ValueError("again")) and batch.answered(2)
         frames, n = s.resend(True)  # only bid 10 is left
         assert n == 1 and list(pb.ClientFrame.FromString(b"".join(frames)).messages) == [sent[0]]
-        assert s.take_pending(f"{PREFIX}10")[3] is True  # type: ignore[index]
+        assert s.take_pending(PREFIX + _number(10))[3] is True  # type: ignore[index]
         assert not fut.done() and batch.settle(0, ValueError("x")) and fut.done()
-        assert s.take_pending(f"{PREFIX}10") is None and s.take_pending("other-10") is None
+        assert s.take_pending(PREFIX + _number(10)) is None and s.take_pending("other-10") is None
 
     asyncio.run(main())
 
@@ -273,3 +273,20 @@ def test_place_bids_cancelled_while_writing_leaves_its_frames_to_the_flusher() -
         await conn.close()
 
     asyncio.run(main())
+
+
+def test_request_numbers_are_short_and_read_back_as_written() -> None:
+    assert [_number(n) for n in (1, 9, 10, 63, 64, 4095, 4096)] == [
+        "1", "9", "A", "_", "10", "__", "100"]
+    s = _rtbcore._ClientStream(PREFIX, 0)
+    for first in (1, 63, 64**5 - 1, 2**59):
+        assert s.stage(["a", "b"], [1.0, 2.0]) == -1
+        batch = _rtbcore._BidBatch(2, None, "")
+        sent = pb.ClientFrame.FromString(b"".join(s.commit(batch, first))).messages
+        assert [m.request_id for m in sent] == [PREFIX + _number(first + i) for i in (0, 1)]
+        assert s.take_pending(PREFIX + "0" + _number(first)) is None  # not the form written
+        assert s.take_pending(PREFIX + _number(first) + "*") is None
+        for i in (0, 1):
+            held = s.take_pending(PREFIX + _number(first + i))
+            assert held is not None and held[0] is batch and held[1] == i
+    assert len(s) == 0

@@ -11,6 +11,7 @@ the socket fails, waits a jittered backoff and starts again. Requests made meanw
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -49,6 +50,19 @@ _SHUTTING_DOWN = pb.SHUTTING_DOWN
 CALLBACKS = ("connect", "disconnect", "reconnect", "circuit_open", "circuit_half_open",
              "circuit_closed", "event", "error", "backpressure")
 _FRAME_MESSAGES = 4096  # the exchange's most messages per frame
+#: The digits of request id numbers (URL-safe base 64, most significant first), as the
+#: native stream reads them.
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+
+
+def _number(n: int) -> str:
+    """Request number ``n`` (>= 1) in :data:`_DIGITS`."""
+    out = []
+    while True:
+        out.append(_DIGITS[n & 63])
+        n >>= 6
+        if not n:
+            return "".join(reversed(out))
 
 
 class _Pending:
@@ -231,7 +245,9 @@ class Connection:
     def __init__(self, client: BiddingClient) -> None:
         self.client = client
         self.auth: Event | None = None
-        self._prefix = os.urandom(5).hex() + "-"
+        # request ids: this prefix (48 random bits) and a number, both short, since the
+        # exchange keeps and echoes every id
+        self._prefix = base64.urlsafe_b64encode(os.urandom(6)).decode()
         # the stream's native state: last seq delivered, announced auctions, accepted bids,
         # place_bids bids not yet answered
         self._stream = _rtbcore._ClientStream(self._prefix, client._start_seq)
@@ -628,7 +644,7 @@ class Connection:
 
     def _id(self) -> str:
         self._n += 1
-        return f"{self._prefix}{self._n}"
+        return self._prefix + _number(self._n)
 
     def _send(self, msg: Any) -> None:
         if self._ws is not None:
@@ -861,7 +877,7 @@ class Connection:
             stream.forget(first, n)
             for i, r in enumerate(out):
                 if r is None:
-                    rid = f"{self._prefix}{first + i}"
+                    rid = self._prefix + _number(first + i)
                     self._pending.pop(rid, None)
                     out[i] = TimeoutError(f"request {rid!r}: no answer within "
                                           f"{self.client.request_timeout} s")

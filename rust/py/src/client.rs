@@ -190,19 +190,35 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Appends `n` in decimal (a request id's number), without a String per call.
-fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// The digits of request id numbers: URL-safe base 64, most significant first (short ids:
+/// the exchange keeps and echoes every one).
+const DIGITS: &[u8; 64] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
+
+/// Appends request number `n` in [`DIGITS`].
+fn put_number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 11];
     let mut i = digits.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+        digits[i] = DIGITS[(n & 63) as usize];
+        n >>= 6;
         if n == 0 {
             break;
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+fn digit_value(d: u8) -> Option<u64> {
+    let v = match d {
+        b'0'..=b'9' => d - b'0',
+        b'A'..=b'Z' => d - b'A' + 10,
+        b'a'..=b'z' => d - b'a' + 36,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    };
+    Some(u64::from(v))
 }
 
 fn varint_len(v: u64) -> usize {
@@ -677,7 +693,8 @@ struct Scanned {
 }
 
 /// One connection's inbound state (see the module's documentation). `prefix` is the
-/// connection's request id prefix: the ids of `place_bids` bids are it and a number.
+/// connection's request id prefix: the ids of `place_bids` bids are it and a number in
+/// URL-safe base 64 digits (`0-9A-Za-z-_`, most significant first).
 #[pyclass(name = "_ClientStream", module = "_rtbcore")]
 pub struct ClientStream {
     prefix: Box<[u8]>,
@@ -702,12 +719,10 @@ impl ClientStream {
     /// The number of one of this connection's request ids, if `rid` is one.
     fn number(&self, rid: &[u8]) -> Option<u64> {
         let digits = rid.strip_prefix(&*self.prefix)?;
-        if digits.is_empty() || digits.len() > 19 || digits[0] == b'0' {
+        if digits.is_empty() || digits.len() > 10 || digits[0] == b'0' {
             return None;
         }
-        digits
-            .iter()
-            .try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
+        digits.iter().try_fold(0u64, |n, &d| Some(n << 6 | digit_value(d)?))
     }
 
     fn remember(&mut self, aid: &str) {
@@ -731,7 +746,7 @@ impl ClientStream {
 
     fn request_id(&self, n: u64) -> Vec<u8> {
         let mut rid = self.prefix.to_vec();
-        put_decimal(&mut rid, n);
+        put_number(&mut rid, n);
         rid
     }
 
@@ -965,7 +980,7 @@ impl ClientStream {
         for (i, (aid, micros)) in staged.into_iter().enumerate() {
             let n = first + i as u64;
             rid.truncate(plen);
-            put_decimal(&mut rid, n);
+            put_number(&mut rid, n);
             put_place_entry(&mut out, &rid, aid.as_bytes(), cur, micros);
             if (i + 1) % FRAME_MESSAGES == 0 {
                 frames.push(PyBytes::new(py, &out));
@@ -1019,7 +1034,7 @@ impl ClientStream {
             p.resent |= mark;
             let cur = p.batch.bind(py).get().currency.as_bytes();
             let mut rid = self.prefix.to_vec();
-            put_decimal(&mut rid, *n);
+            put_number(&mut rid, *n);
             put_place_entry(&mut out, &rid, p.auction_id.as_bytes(), cur, p.micros);
             if (i + 1) % FRAME_MESSAGES == 0 {
                 frames.push(PyBytes::new(py, &out));
