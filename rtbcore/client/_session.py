@@ -272,7 +272,7 @@ class Connection:
         self._first = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
         self._n = 0
-        self._handled_seq = 0
+        self._handled: Event | None = None  # the last event the user handled
         self._acked_seq = 0
         #: Counters: ``events`` (stream events delivered), ``duplicates`` (dropped as already
         #: delivered), ``connects``, ``reconnects``, ``failed_attempts``, ``requests_resent``,
@@ -713,7 +713,7 @@ class Connection:
             while q:
                 ev = q.popleft()
                 yield ev
-                self._handled_seq = ev.seq
+                self._handled = ev  # its seq is read when acknowledged
                 if self._room is not None and len(q) < limit:
                     self._wake_room()
             if self._room is not None:
@@ -736,7 +736,7 @@ class Connection:
                 if self._room is not None:
                     self._wake_room()
                 yield batch
-                self._handled_seq = batch[-1].seq
+                self._handled = batch[-1]
                 continue
             if not await self._caught_up():
                 return
@@ -763,7 +763,10 @@ class Connection:
     def ack(self, seq: int | None = None) -> None:
         """Acknowledges the stream up to ``seq`` (default: the last event handled): the
         exchange's default replay start for this buyer."""
-        s = self._handled_seq if seq is None else seq
+        if seq is None:
+            s = self._handled.seq if self._handled is not None else 0
+        else:
+            s = seq
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise InvalidInputError(f"ack: seq must be an int >= 0, got {s!r}")
         if s > self._acked_seq:
