@@ -205,7 +205,8 @@ def test_place_bids_answers_settle_their_batch_natively() -> None:
                 reason=pb.BELOW_FLOOR, auction_id="c"))))
         assert [e.bid_id for e in evs] == ["b11"] and batch.results[1] is evs[0]
         assert slow is not None and slow.type == "bid_rejected"  # Python judges rejections
-        assert s.prior_acceptance("b") is evs[0] and s.prior_acceptance("a") is None
+        prior = s.prior_acceptance("b")
+        assert prior is not None and prior.raw == evs[0].raw and s.prior_acceptance("a") is None
         held = s.take_pending(PREFIX + _number(12))
         assert held is not None and held[0] is batch and held[1:4] == (2, "c", False)
         assert pb.ClientFrame.FromString(held[4]).messages[0] == sent[2]

@@ -178,6 +178,11 @@ fn parse_event(buf: &[u8]) -> Result<(Option<Vec<u8>>, Envelope), String> {
     Ok((owned, e))
 }
 
+/// The auction id of an event's encoding (checked UTF-8 when the event was read).
+fn auction_id_of<'a>(data: &'a [u8], env: &Envelope) -> &'a str {
+    env.aid.map_or("", |r| std::str::from_utf8(&data[r.0 as usize..r.1 as usize]).unwrap_or(""))
+}
+
 fn decode_err(what: &str, msg: impl std::fmt::Display) -> PyErr {
     DecodeError::new_err(format!("malformed {what}: {msg}"))
 }
@@ -706,7 +711,9 @@ pub struct ClientStream {
     // announced auctions: the generation being filled and the one before it
     known: HashSet<Box<str>>,
     known_before: HashSet<Box<str>>,
-    accepted: VecDeque<Py<Event>>,
+    // accepted bids as their encodings, not Python objects: thousands of live Events each
+    // hour would count toward Python's garbage collection, which holds nothing of them
+    accepted: VecDeque<(Box<[u8]>, Envelope)>,
     pending: Numbers<PendingBid>,
     next_order: u64,
     staged: Vec<(Box<str>, i64)>,
@@ -737,11 +744,11 @@ impl ClientStream {
         self.known.insert(aid.into());
     }
 
-    fn remember_accepted(&mut self, ev: Py<Event>) {
+    fn remember_accepted(&mut self, data: &[u8], env: Envelope) {
         if self.accepted.len() == ACCEPTED {
             self.accepted.pop_front();
         }
-        self.accepted.push_back(ev);
+        self.accepted.push_back((data.into(), env));
     }
 
     fn request_id(&self, n: u64) -> Vec<u8> {
@@ -809,7 +816,7 @@ impl ClientStream {
                         self.remember(aid);
                     }
                 } else if env.kind == BID_ACCEPTED {
-                    self.remember_accepted(ev.clone_ref(py));
+                    self.remember_accepted(data, env);
                 }
                 out.append(ev)?;
             }
@@ -923,13 +930,18 @@ impl ClientStream {
     }
 
     /// Records an accepted bid's event (for a re-sent bid refused as already placed).
-    fn accept(&mut self, event: Py<Event>) {
-        self.remember_accepted(event);
+    fn accept(&mut self, event: &Bound<'_, Event>) {
+        let e = event.get();
+        self.remember_accepted(&e.data, e.env);
     }
 
     /// This client's latest accepted bid on `auction_id` among the recent ones.
-    fn prior_acceptance(&self, py: Python<'_>, auction_id: &str) -> Option<Py<Event>> {
-        self.accepted.iter().rev().find(|e| e.get().aid() == auction_id).map(|e| e.clone_ref(py))
+    fn prior_acceptance(&self, py: Python<'_>, auction_id: &str) -> PyResult<Option<Py<Event>>> {
+        match self.accepted.iter().rev().find(|(data, env)| auction_id_of(data, env) == auction_id)
+        {
+            Some((data, env)) => Ok(Some(Py::new(py, Event::new(data.clone(), *env))?)),
+            None => Ok(None),
+        }
     }
 
     /// Checks bids as `place_bids` takes them (call ids printable ASCII of 1 to 64 bytes,
@@ -1064,9 +1076,6 @@ impl ClientStream {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         for p in self.pending.values() {
             visit.call(&p.batch)?;
-        }
-        for e in &self.accepted {
-            visit.call(e)?;
         }
         if let Some(f) = &self.frame {
             visit.call(f)?;
