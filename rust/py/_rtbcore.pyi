@@ -342,6 +342,7 @@ class _FloorLearner:
 
 __all__ += ["Event", "_BidBatch", "_ClientStream"]
 
+import builtins as _cli_builtins
 from typing import Any as _CliAny
 
 @_final
@@ -405,7 +406,7 @@ class Event:
     def ok(self) -> bool: ...
     @property
     def metrics(self) -> dict[str, float]: ...
-    def __reduce__(self) -> tuple[type[Event], tuple[_CliAny]]: ...
+    def __reduce__(self) -> tuple[_cli_builtins.type[Event], tuple[_CliAny]]: ...
 
 @_final
 class _BidBatch:
