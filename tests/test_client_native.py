@@ -291,3 +291,8 @@ def test_request_numbers_are_short_and_read_back_as_written() -> None:
             held = s.take_pending(PREFIX + _number(first + i))
             assert held is not None and held[0] is batch and held[1] == i
     assert len(s) == 0
+    for first in (0, 2**64 - 2):  # 0 is never a request number; the last would overflow
+        assert s.stage(["a", "b"], [1.0, 2.0]) == -1
+        with pytest.raises(ValueError, match="out of range"):
+            s.commit(_rtbcore._BidBatch(2, None, ""), first)
+    assert len(s) == 0

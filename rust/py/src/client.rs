@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyType};
@@ -982,6 +982,11 @@ impl ClientStream {
         let staged = std::mem::take(&mut self.staged);
         if staged.len() != batch.get().results.bind(py).len() {
             return Err(PyTypeError::new_err("commit: the batch does not match the staged bids"));
+        }
+        if first == 0 || first.checked_add(staged.len() as u64).is_none() {
+            return Err(PyValueError::new_err(format!(
+                "commit: request numbers from {first} are out of range"
+            )));
         }
         let cur = batch.get().currency.as_bytes();
         self.pending.reserve(staged.len());
