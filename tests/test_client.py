@@ -808,6 +808,36 @@ def test_place_bids_unanswered_when_the_connection_drops_are_resent_with_their_i
     asyncio.run(main())
 
 
+def test_place_bids_unanswered_within_the_timeout_are_returned_as_timeouts() -> None:
+    """Scripted: the exchange answers the first bid of a batch at once and the second only
+    after the call gave up; the third never. The late answer changes nothing."""
+    from rtbcore.client import bidding_pb2 as pb
+
+    async def on_frame(n: int, msgs: list[Any], send: Callable[..., Awaitable[None]]) -> bool:
+        answers = [pb.BidEvent(request_id=m.request_id, bid_accepted=pb.BidAccepted(
+            bid_id=f"b-{m.place_bid.auction_id}", auction_id=m.place_bid.auction_id))
+            for m in msgs if m.WhichOneof("message") == "place_bid"]
+        if answers:
+            await send(answers[0])
+            await asyncio.sleep(0.5)
+            await send(answers[1])
+        return True
+
+    async def main() -> None:
+        async with _scripted_exchange(on_frame) as (port, _):
+            c = BiddingClient(ws(port), api_key="k", request_timeout=0.2)
+            async with c.connect() as conn:
+                res = await conn.place_bids(["a1", "a2", "a3"], [1.0, 2.0, 3.0])
+                assert isinstance(res[0], Event) and res[0].bid_id == "b-a1"
+                assert all(isinstance(r, TimeoutError) for r in res[1:]), res
+                assert "no answer within 0.2 s" in str(res[1])
+                assert len(conn._stream) == 0 and conn._pending == {}
+                await asyncio.sleep(0.5)  # the late answer arrives: nothing is waiting for it
+                assert isinstance(res[1], TimeoutError) and conn.connected
+
+    asyncio.run(main())
+
+
 def test_place_bids_frames_are_what_protobuf_encodes() -> None:
     """place_bids writes its frames itself: byte for byte the protocol classes' encoding, for
     short and long ids and currencies; each pending bid decodes back to its message."""
@@ -815,22 +845,36 @@ def test_place_bids_frames_are_what_protobuf_encodes() -> None:
     from rtbcore.client._session import Connection
 
     async def main() -> None:
+        class Socket:  # as if connected: records what is sent
+            def __init__(self) -> None:
+                self.sent: list[bytes] = []
+
+            async def send(self, data: bytes) -> None:
+                self.sent.append(data)
+
         c = BiddingClient("ws://127.0.0.1:1/v1/bidding", api_key="k")
         for currency in ("", "EUR", "Y" * 100):
             for ids in (["a1", "a2"], ["x" * 64, "y"]):
                 conn = Connection(c)
-                conn._ws = object()  # as if connected: the frame goes to the outbox
+                conn._ws = sock = Socket()
                 task = asyncio.ensure_future(
                     conn.place_bids(ids, [1.5, 10**6 - 0.5], currency=currency))
                 await asyncio.sleep(0)
-                data = conn._outbox.pop()
+                (data,) = sock.sent
+                assert conn.stats["frames_sent"] == 1 and conn._outbox == []
                 want = pb.ClientFrame()
                 for m, aid, micros in zip(pb.ClientFrame.FromString(data).messages, ids,
                                           (1_500_000, 10**12 - 500_000), strict=True):
                     want.messages.add(request_id=m.request_id, place_bid=pb.PlaceBid(
                         auction_id=aid, amount=pb.Money(currency=currency, micros=micros)))
                 assert data == want.SerializeToString()
-                assert [p.message() for p in conn._pending.values()] == list(want.messages)
+                # re-sent after a reconnect as they were first sent, with their ids
+                frames, bids = conn._stream.resend(False)
+                assert (b"".join(frames), bids) == (data, len(ids))
+                for m in want.messages:  # each pending bid decodes back to its message
+                    held = conn._take_pending(m.request_id)
+                    assert held is not None and held.message() == m
+                assert len(conn._stream) == 0 and conn._take_pending("x") is None
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 

@@ -11,6 +11,7 @@ the socket fails, waits a jittered backoff and starts again. Requests made meanw
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -18,6 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+import _rtbcore
 import websockets
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
@@ -25,8 +27,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from rtbcore.client import bidding_pb2 as pb
 from rtbcore.client._events import (
-    MAX_ID_BYTES,
-    MAX_MICROS,
     BidRejectedError,
     CircuitOpenError,
     ConnectionClosedError,
@@ -49,32 +49,31 @@ _SHUTTING_DOWN = pb.SHUTTING_DOWN
 #: Callback names accepted by :meth:`BiddingClient.on`.
 CALLBACKS = ("connect", "disconnect", "reconnect", "circuit_open", "circuit_half_open",
              "circuit_closed", "event", "error", "backpressure")
-_KNOWN_AUCTIONS = 65_536
-#: Event types that settle more than a request or are not stream events: the general path.
-_SLOW_TYPES = frozenset(("bid_rejected", "subscription_ack", "error"))
 _FRAME_MESSAGES = 4096  # the exchange's most messages per frame
-_UNSET: Any = object()
+#: The digits of request id numbers (URL-safe base 64, most significant first), as the
+#: native stream reads them.
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
 
 
-class _Batch:
-    """The answers of a place_bids call: one future for the whole batch."""
-
-    __slots__ = ("results", "left", "fut")
-
-    def __init__(self, n: int, fut: asyncio.Future[None]) -> None:
-        self.results: list[Any] = [_UNSET] * n
-        self.left = n
-        self.fut = fut
+def _number(n: int) -> str:
+    """Request number ``n`` (>= 1) in :data:`_DIGITS`."""
+    out = []
+    while True:
+        out.append(_DIGITS[n & 63])
+        n >>= 6
+        if not n:
+            return "".join(reversed(out))
 
 
 class _Pending:
     """A request not yet answered: its message (re-sent after a reconnect) and where its answer
-    goes, a future of its own or a slot of a batch."""
+    goes, a future of its own or a slot of a batch (a place_bids bid the connection's native
+    stream handed back, e.g. to hold it while an exchange drains)."""
 
     __slots__ = ("msg", "fut", "resent", "auction_id", "batch", "index")
 
     def __init__(self, msg: Any, fut: asyncio.Future[Event] | None, auction_id: str = "",
-                 batch: _Batch | None = None, index: int = 0) -> None:
+                 batch: _rtbcore._BidBatch | None = None, index: int = 0) -> None:
         self.msg = msg
         self.fut = fut
         self.resent = False
@@ -91,18 +90,13 @@ class _Pending:
 
     def done(self) -> bool:
         if self.batch is not None:
-            return self.batch.results[self.index] is not _UNSET
+            return self.batch.answered(self.index)
         return self.fut is None or self.fut.done()
 
     def settle(self, result: Any) -> None:
         """``result``: the answering event, or the exception the caller gets."""
-        b = self.batch
-        if b is not None:
-            if b.results[self.index] is _UNSET:
-                b.results[self.index] = result
-                b.left -= 1
-                if b.left == 0 and not b.fut.done():
-                    b.fut.set_result(None)
+        if self.batch is not None:
+            self.batch.settle(self.index, result)
         elif self.fut is not None and not self.fut.done():
             if isinstance(result, BaseException):
                 self.fut.set_exception(result)
@@ -251,7 +245,12 @@ class Connection:
     def __init__(self, client: BiddingClient) -> None:
         self.client = client
         self.auth: Event | None = None
-        self.last_seq = client._start_seq
+        # request ids: this prefix (48 random bits) and a number, both short, since the
+        # exchange keeps and echoes every id
+        self._prefix = base64.urlsafe_b64encode(os.urandom(6)).decode()
+        # the stream's native state: last seq delivered, announced auctions, accepted bids,
+        # place_bids bids not yet answered
+        self._stream = _rtbcore._ClientStream(self._prefix, client._start_seq)
         self._replay_first = client._start_seq > 0
         self._ws: Any = None
         self._pending: dict[str, _Pending] = {}
@@ -267,18 +266,13 @@ class Connection:
         self._last_ack_t = 0.0
         self._sub: tuple[list[str], dict[str, str]] | None = None
         self._sub_request: str | None = None
-        # the auctions announced to this client, the newest _KNOWN_AUCTIONS (up to twice as
-        # many between trims), and its latest accepted bids
-        self._auctions: dict[str, float] = {}
-        self._accepted: deque[Event] = deque(maxlen=_KNOWN_AUCTIONS)
         self._announced = False  # the subscription carries auction_started
         self._closed = False
         self._fatal: BaseException | None = None
         self._first = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
         self._n = 0
-        self._prefix = os.urandom(5).hex() + "-"
-        self._handled_seq = 0
+        self._handled: Event | None = None  # the last event the user handled
         self._acked_seq = 0
         #: Counters: ``events`` (stream events delivered), ``duplicates`` (dropped as already
         #: delivered), ``connects``, ``reconnects``, ``failed_attempts``, ``requests_resent``,
@@ -289,6 +283,15 @@ class Connection:
             ("events", "duplicates", "connects", "reconnects", "failed_attempts",
              "requests_resent", "frames_sent", "queue_full", "replay_truncated",
              "held_while_draining"), 0)
+
+    @property
+    def last_seq(self) -> int:
+        """The last stream seq delivered (replays resume after it)."""
+        return self._stream.last_seq
+
+    @last_seq.setter
+    def last_seq(self, seq: int) -> None:
+        self._stream.last_seq = seq
 
     # ---- life cycle ----
 
@@ -342,6 +345,7 @@ class Connection:
         for p in self._pending.values():
             p.settle(err)
         self._pending.clear()
+        self._stream.fail_all(err)
         self._wake.set()
         # the end of the stream: readers finish what is queued, then stop
         self._wake_readers()
@@ -444,6 +448,10 @@ class Connection:
                 p.resent = True
                 self.stats["requests_resent"] += 1
             self._outbox.append(msg)
+        frames, bids = self._stream.resend(not first)
+        self._outbox.extend(frames)
+        if not first:
+            self.stats["requests_resent"] += bids
         self._wake.set()
         if not first:
             self.stats["reconnects"] += 1
@@ -503,75 +511,34 @@ class Connection:
     # ---- inbound ----
 
     def _frame(self, data: bytes) -> None:
-        """Takes in one frame's events: settles the requests they answer, queues the new
-        stream events for :meth:`stream_events` (all of the frame's at once) and wakes its
-        reader. Announcements and plain answers take the short path here; anything else goes
-        through :meth:`_deliver`."""
+        """Takes in one frame's events: the native stream drops duplicates, records
+        announcements, settles place_bids answers and hands over the new stream events, which
+        are queued for :meth:`stream_events` all at once (then its reader is woken). Events
+        that need more (rejections, acks, errors, answers to single requests) go through
+        :meth:`_deliver`, in their place in the frame."""
         q = self._queue
         queued = len(q)
         active = self._queue_active
-        pending = self._pending
-        auctions = self._auctions
-        accepted = self._accepted.append
+        stream = self._stream
         callbacks = self.client._callbacks["event"]
-        last = self.last_seq
-        new = dups = 0
-        for raw in pb.ServerFrame.FromString(data).events:
-            ev = Event(raw)
-            t = ev.type
-            if t == "auction_started":  # the bulk of a stream; never an answer
-                seq = ev.seq
-                if seq <= last:
-                    if seq:
-                        dups += 1
-                    continue
-                last = seq
-                new += 1
-                aid = ev._auction_id = raw.auction_started.auction_id
-                auctions[aid] = 0.0
+        evs, slow = stream.feed(data)
+        while True:
+            if evs:
                 if callbacks:
-                    self.client.emit("event", ev)
+                    for ev in evs:
+                        self.client.emit("event", ev)
                 if active:
-                    q.append(ev)
-                continue
-            if t in _SLOW_TYPES:
-                self.last_seq = last
-                if self._deliver(ev):
-                    q.append(ev)
-                last = self.last_seq
-                continue
-            rid = raw.request_id
-            if rid:
-                p = pending.pop(rid, None)
-                if p is not None:
-                    b = p.batch
-                    if b is not None and b.results[p.index] is _UNSET:
-                        b.results[p.index] = ev
-                        b.left -= 1
-                        if not b.left and not b.fut.done():
-                            b.fut.set_result(None)
-                    else:
-                        p.settle(ev)
-            seq = ev.seq
-            if seq == 0:
-                continue
-            if seq <= last:
-                dups += 1
-                continue
-            last = seq
-            new += 1
-            if t == "bid_accepted":
-                accepted(ev)
-            if callbacks:
-                self.client.emit("event", ev)
-            if active:
-                q.append(ev)
-        self.last_seq = last
+                    q.extend(evs)
+            if slow is None:
+                break
+            if self._deliver(slow):
+                q.append(slow)
+            evs, slow = stream.resume()
+        new, dups = stream.counts()
         if new:
             self.stats["events"] += new
         if dups:
             self.stats["duplicates"] += dups
-        self._trim_known()
         if len(q) > queued:
             self._wake_readers()
             self._ack_if_due()
@@ -606,9 +573,9 @@ class Connection:
 
     def _deliver(self, ev: Event) -> bool:
         """Settles what the event answers; True when it is a new stream event for the user."""
-        rid = ev.raw.request_id
+        rid = ev.request_id
         if rid:
-            p = self._pending.pop(rid, None)
+            p = self._take_pending(rid)
             if p is not None and not p.done():
                 if ev.type == "bid_rejected" and ev.reason_code == _SHUTTING_DOWN \
                         and self.client.auto_reconnect:
@@ -650,31 +617,34 @@ class Connection:
         self.last_seq = seq
         self.stats["events"] += 1
         if t == "auction_started":
-            self._auctions[ev.auction_id] = 0.0
+            self._stream.announce(ev.auction_id)
         elif t == "bid_accepted":
-            self._accepted.append(ev)
-        self._trim_known()
+            self._stream.accept(ev)
         if self.client._callbacks["event"]:
             self.client.emit("event", ev)
         return self._queue_active
 
-    def _trim_known(self) -> None:
-        """Keeps the newest _KNOWN_AUCTIONS entries once twice as many are held."""
-        if len(self._auctions) > 2 * _KNOWN_AUCTIONS:
-            self._auctions = dict.fromkeys(list(self._auctions)[-_KNOWN_AUCTIONS:], 0.0)
+    def _take_pending(self, rid: str) -> _Pending | None:
+        """Removes the request ``rid`` waits on: a single request, or a place_bids bid (held
+        by the native stream)."""
+        p = self._pending.pop(rid, None)
+        if p is None:
+            held = self._stream.take_pending(rid)
+            if held is not None:
+                batch, index, auction_id, resent, entry = held
+                p = _Pending(entry, None, auction_id, batch, index)
+                p.resent = resent
+        return p
 
     def _prior_acceptance(self, auction_id: str) -> Event | None:
         """This client's latest accepted bid on ``auction_id`` among the recent ones."""
-        for ev in reversed(self._accepted):
-            if ev.auction_id == auction_id:
-                return ev
-        return None
+        return self._stream.prior_acceptance(auction_id)
 
     # ---- outbound ----
 
     def _id(self) -> str:
         self._n += 1
-        return f"{self._prefix}{self._n}"
+        return self._prefix + _number(self._n)
 
     def _send(self, msg: Any) -> None:
         if self._ws is not None:
@@ -743,7 +713,7 @@ class Connection:
             while q:
                 ev = q.popleft()
                 yield ev
-                self._handled_seq = ev.seq
+                self._handled = ev  # its seq is read when acknowledged
                 if self._room is not None and len(q) < limit:
                     self._wake_room()
             if self._room is not None:
@@ -766,7 +736,7 @@ class Connection:
                 if self._room is not None:
                     self._wake_room()
                 yield batch
-                self._handled_seq = batch[-1].seq
+                self._handled = batch[-1]
                 continue
             if not await self._caught_up():
                 return
@@ -793,7 +763,10 @@ class Connection:
     def ack(self, seq: int | None = None) -> None:
         """Acknowledges the stream up to ``seq`` (default: the last event handled): the
         exchange's default replay start for this buyer."""
-        s = self._handled_seq if seq is None else seq
+        if seq is None:
+            s = self._handled.seq if self._handled is not None else 0
+        else:
+            s = seq
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise InvalidInputError(f"ack: seq must be an int >= 0, got {s!r}")
         if s > self._acked_seq:
@@ -804,7 +777,7 @@ class Connection:
         if not self._announced:
             return
         # deadlines are the exchange's wall clock: it judges lateness, not this client
-        if call_id not in self._auctions:
+        if not self._stream.knows(call_id):
             raise InvalidInputError(
                 f"{what}: call_id {call_id!r} is not an auction announced to this client")
 
@@ -855,70 +828,62 @@ class Connection:
         if n != len(amts):
             raise InvalidInputError(
                 f"place_bids: {n} call_ids but {len(amts)} amounts")
-        micros: list[int] = []
-        for c, a in zip(ids, amts, strict=True):  # place_bid's checks, inline
-            m = 0
-            if type(c) is str and 0 < len(c) <= MAX_ID_BYTES and c.isascii() \
-                    and c.isprintable() and (type(a) is float or type(a) is int):
-                try:
-                    m = round(a * 1_000_000)
-                except (ValueError, OverflowError):  # NaN, infinite: told below
-                    m = 0
-            if not 0 < m <= MAX_MICROS:
-                i = len(micros)
-                check_id(f"place_bids[{i}]: call_id", c)
-                m = to_micros(f"place_bids[{i}]: amount", a)
-            micros.append(m)
+        stream = self._stream
+        bad = stream.stage(ids, amts)  # place_bid's checks, natively
+        if bad >= 0:  # told by place_bid's own checks
+            check_id(f"place_bids[{bad}]: call_id", ids[bad])
+            to_micros(f"place_bids[{bad}]: amount", amts[bad])
+            raise InvalidInputError(f"place_bids[{bad}]: not a valid bid")
         if self._announced:
-            known = self._auctions
-            for i, c in enumerate(ids):
-                if c not in known:
-                    self._check_auction(f"place_bids[{i}]", c)
+            bad = stream.first_unknown()
+            if bad >= 0:
+                self._check_auction(f"place_bids[{bad}]", ids[bad])
         self._check_open()
         if not n:
             return []
-        loop = asyncio.get_running_loop()
-        batch = _Batch(n, loop.create_future())
-        pending = self._pending
-        prefix = self._prefix
+        fut = asyncio.get_running_loop().create_future()
+        batch = _rtbcore._BidBatch(n, fut, currency)
         first = self._n + 1
         self._n += n
-        # the frames (the exchange's most messages per frame each) are written here in the
+        # the frames (the exchange's most messages per frame each) are written natively in the
         # protocol's encoding, one ClientFrame entry per bid; each bid stays pending on its own
-        # with its entry, re-sent alone after a reconnect
-        amounts_enc: dict[int, bytes] = {}
-        cur = currency.encode()
-        for start in range(0, n, _FRAME_MESSAGES):
-            parts = []
-            for i in range(start, min(n, start + _FRAME_MESSAGES)):
-                rid = f"{prefix}{first + i}"
-                c = ids[i]
-                amount = amounts_enc.get(micros[i])
-                if amount is None:
-                    amount = amounts_enc[micros[i]] = _money_field(cur, micros[i])
-                rb, ab = rid.encode(), c.encode()
-                lr, la, lm = len(rb), len(ab), len(amount)
-                if lr + la + lm < 122:  # every length fits one byte
-                    entry = b"\n%c\n%c%sb%c\n%c%s%s" % (
-                        lr + la + lm + 6, lr, rb, la + lm + 2, la, ab, amount)
-                else:
-                    entry = _length_delimited(b"\n", _place_bid_message(rb, ab, amount))
-                parts.append(entry)
-                pending[rid] = _Pending(entry, None, c, batch, i)
-            if self._ws is not None:
-                self._outbox.append(b"".join(parts))
-        self._wake.set()
+        # request id in the stream, re-sent alone after a reconnect
+        frames = stream.commit(batch, first)
+        ws = self._ws
+        if ws is not None and not self._outbox:
+            # written at once, not after the flusher's wake-up: nothing is queued ahead of
+            # them; a socket that fails leaves them pending, re-sent after the reconnect
+            sent = 0
+            try:
+                for f in frames:
+                    await ws.send(f)
+                    sent += 1
+                    self.stats["frames_sent"] += 1
+            except (ConnectionClosed, OSError):
+                pass
+            except BaseException:  # cancelled: the flusher sends the rest
+                self._outbox.extend(frames[sent:])
+                self._wake.set()
+                raise
+        elif ws is not None:
+            self._outbox.extend(frames)
+            self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(batch.fut), self.client.request_timeout)
+            # awaited directly (no wait_for/shield): the caller resumes on the answer's own
+            # wake-up; a cancelled fut is only ever this call's, and answers skip it
+            async with asyncio.timeout(self.client.request_timeout):
+                await fut
         except TimeoutError:
             pass
         out: list[Event | Exception] = batch.results
-        for i, r in enumerate(out):
-            if r is _UNSET:
-                rid = f"{prefix}{first + i}"
-                pending.pop(rid, None)
-                out[i] = TimeoutError(f"request {rid!r}: no answer within "
-                                      f"{self.client.request_timeout} s")
+        if None in out:
+            stream.forget(first, n)
+            for i, r in enumerate(out):
+                if r is None:
+                    rid = self._prefix + _number(first + i)
+                    self._pending.pop(rid, None)
+                    out[i] = TimeoutError(f"request {rid!r}: no answer within "
+                                          f"{self.client.request_timeout} s")
         return out
 
     async def update_bid(self, bid_id: str, amount: float | None = None, *,
@@ -970,34 +935,6 @@ class Connection:
         ev = await self._answer(fut, msg.request_id)
         return ev.metrics
 
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _length_delimited(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited protobuf field: its tag byte, the payload's length, the payload."""
-    n = len(payload)
-    return tag + (bytes((n,)) if n < 0x80 else _varint(n)) + payload
-
-
-def _money_field(currency: bytes, micros: int) -> bytes:
-    """``PlaceBid.amount`` (field 2) holding ``Money{currency, micros}``, encoded."""
-    money = (_length_delimited(b"\n", currency) if currency else b"") + b"\x10" + _varint(micros)
-    return _length_delimited(b"\x12", money)
-
-
-def _place_bid_message(request_id: bytes, auction_id: bytes, amount_field: bytes) -> bytes:
-    """``BidMessage{request_id, place_bid: PlaceBid{auction_id, amount}}``, encoded as protobuf
-    does (fields in number order: request_id 1, place_bid 12; auction_id 1, amount 2)."""
-    place_bid = _length_delimited(b"\n", auction_id) + amount_field
-    return _length_delimited(b"\n", request_id) + _length_delimited(b"b", place_bid)
 
 
 def _abort(ws: Any) -> None:

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod clearing;
+mod client;
 mod dynamic;
 mod engine;
 mod errors;
@@ -37,6 +38,7 @@ fn _rtbcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // the binding and panics.
     numpy::PyArray1::<u8>::zeros(m.py(), 0, false);
     clearing::register(m)?;
+    client::register(m)?;
     dynamic::register(m)?;
     queue::register(m)?;
     ring::register(m)?;
