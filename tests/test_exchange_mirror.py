@@ -370,3 +370,45 @@ def test_events_held_for_redis_survive_kill_9_of_the_node(tmp_path: Path) -> Non
     finally:
         node.kill()
         srv.stop()
+
+
+def test_sse_on_another_node_resumes_after_last_event_id(tmp_path: Path, redis_url: str) -> None:
+    """Events made on node A, read as Server-Sent Events from node B with Last-Event-ID."""
+    import http.client
+    from urllib.parse import urlparse
+
+    with Exchange(node_config(tmp_path / "a", redis_url, 1), threads=1) as na, \
+            Exchange(node_config(tmp_path / "b", redis_url, 2), threads=1) as nb:
+
+        async def on_a() -> None:
+            st, seen = Stream(), []
+            x = await Buyer.connect(na.url, "key-acme")
+            await x.send({"subscribe": {}})
+            await x.until("subscriptionAck")
+            await x.close()
+            for i in range(4):
+                na.open_auction(f"e{i}", tmax_s=30)
+            y = await Buyer.connect(na.url, "key-acme")
+            await y.send({"subscribe": {"replayMissed": True, "sinceSeq": "0"}})
+            await y.until("subscriptionAck")
+            await read_until(y, st, seen, lambda e: seq(e) == 4)
+            await y.close()
+
+        asyncio.run(on_a())
+        u = urlparse(nb.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+        conn.request("GET", "/v1/events", headers={
+            "Authorization": "Bearer key-acme", "Accept": "text/event-stream",
+            "Last-Event-ID": "acme:1"})
+        r = conn.getresponse()
+        assert r.status == 200
+        ids, data = [], []
+        while len(ids) < 3:
+            line = r.fp.readline().decode().strip()
+            if line.startswith("id:"):
+                ids.append(line[3:].strip())
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        conn.close()
+        assert ids == ["acme:2", "acme:3", "acme:4"]
+        assert all('"auctionId":"e' in d.replace(" ", "") for d in data), data
