@@ -285,6 +285,24 @@ impl Mirror {
             .map(|v| v.unwrap_or(0))
     }
 
+    /// The last seqs of many buyers across nodes: pipelined GETs (one round trip per 1,024
+    /// buyers) on one server; one GET each on a cluster, whose keys are on many slots.
+    pub fn last_seqs(&self, buyers: &[u64]) -> Result<Vec<u64>, String> {
+        if matches!(self.target, Target::Cluster(_)) {
+            return buyers.iter().map(|&b| self.last_seq(b)).collect();
+        }
+        let mut out = Vec::with_capacity(buyers.len());
+        for chunk in buyers.chunks(1024) {
+            let mut pipe = redis::pipe();
+            for &b in chunk {
+                pipe.cmd("GET").arg(self.keys(b).0);
+            }
+            let got: Vec<Option<u64>> = self.with(chunk[0], |c| pipe.query(c))?;
+            out.extend(got.into_iter().map(|v| v.unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
     /// The buyer's entries with seq in `after+1..=to`, at most `count`, in order:
     /// (seq, payload).
     pub fn read(

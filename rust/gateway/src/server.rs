@@ -231,13 +231,7 @@ fn mirror_poll(hub: std::sync::Weak<Hub>, every: Duration) {
     loop {
         let Some(h) = hub.upgrade() else { return };
         let done = h.shutdown.is_cancelled();
-        for b in h.streams.mirror_polled() {
-            let mut b = b.lock();
-            h.streams.flush_held(&mut b);
-            if !done {
-                h.streams.sync(&mut b, None);
-            }
-        }
+        h.streams.poll_mirror(!done);
         drop(h);
         if done {
             return;

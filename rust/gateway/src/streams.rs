@@ -502,23 +502,33 @@ impl Streams {
         }
     }
 
-    /// Appends what the buyer holds for Redis, once Redis answers again (the poll calls it).
-    pub fn flush_held(&self, b: &mut Buyer) {
+    /// The mirror's poll: appends what buyers hold for Redis (once it answers again) and, with
+    /// `deliver`, gives each buyer connected here what other nodes made for it since (one
+    /// pipelined read of their counters).
+    pub fn poll_mirror(&self, deliver: bool) {
         let Some(m) = &self.mirror else { return };
-        if !b.held.is_empty() {
-            let _ = m.append(b.key, b.seq, &mut b.held, &[]);
-        }
-    }
-
-    /// Buyers with a live connection or events held for Redis (the mirror's poll).
-    pub fn mirror_polled(&self) -> Vec<Arc<Mutex<Buyer>>> {
         let all: Vec<_> = self.buyers.lock().values().cloned().collect();
-        all.into_iter()
-            .filter(|b| {
-                let g = b.lock();
-                !g.conns.is_empty() || !g.held.is_empty()
-            })
-            .collect()
+        let mut connected = Vec::new();
+        for b in all {
+            let mut g = b.lock();
+            if !g.held.is_empty() {
+                let floor = g.seq;
+                let _ = m.append(g.key, floor, &mut g.held, &[]);
+            }
+            if deliver && !g.conns.is_empty() {
+                let key = g.key;
+                drop(g);
+                connected.push((key, b));
+            }
+        }
+        let keys: Vec<u64> = connected.iter().map(|(k, _)| *k).collect();
+        let Ok(lasts) = m.last_seqs(&keys) else { return };
+        for ((_, b), last) in connected.iter().zip(lasts) {
+            let mut g = b.lock();
+            if last > g.seq {
+                self.fill_gap(m, &mut g, last, None);
+            }
+        }
     }
 
     pub fn known_buyer(&self, key: u64) -> Option<Arc<Mutex<Buyer>>> {
