@@ -428,8 +428,8 @@ def test_autobidder_runs_a_composed_strategy_and_feeds_outcomes_back(server) -> 
 
     async def publish() -> None:
         async with BiddingClient(ws(server.url), api_key="key-pub").connect() as p:
-            while bidder.connection is None or bidder.connection._sub is None:
-                await asyncio.sleep(0.02)
+            # announcements before the exchange has the subscription would not reach it
+            assert await asyncio.to_thread(bidder.subscribed.wait, 10)
             for i in range(8):
                 await p.open_auction(f"a{i}", attributes={"vertical": "news"}, tmax=0.1,
                                      floor=0.5)
@@ -447,7 +447,7 @@ def test_autobidder_runs_a_composed_strategy_and_feeds_outcomes_back(server) -> 
     finally:
         bidder.stop()
     # 8 news auctions, but the credit pool paid for 3 bids (no win credit) and gates the rest
-    assert bidder.stats["auctions"] == 16
+    assert bidder.stats["auctions"] == 16, bidder.stats
     assert bidder.stats["bids"] == 3 and bidder.stats["won"] == 3, bidder.stats
     assert bidder.stats["spend"] == pytest.approx(3 * 0.5)  # the floor: alone in each auction
     assert pool.stats()["refused"] == 5

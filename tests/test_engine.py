@@ -36,13 +36,18 @@ LONG = 600_000  # ms: no deadline fires during a test
 
 def _assert_poll_interrupted(eng: AuctionEngine, timer: threading.Timer, timeout_ms: int) -> None:
     """Starts ``timer`` (which sends SIGINT) and checks that a poll waiting up to ``timeout_ms``
-    raises KeyboardInterrupt promptly."""
-    timer.start()
-    t = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        eng.poll(timeout_ms=timeout_ms)
-    assert time.monotonic() - t < 5.0
-    timer.join()
+    raises KeyboardInterrupt promptly. Python's own SIGINT handler is installed for the check
+    (what a program's Ctrl-C meets), whatever an earlier test in the process left there."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer.start()
+        t = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            eng.poll(timeout_ms=timeout_ms)
+        assert time.monotonic() - t < 5.0
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def drain(eng: AuctionEngine, n: int | None = None, timeout_s: float = 20.0) -> np.ndarray:

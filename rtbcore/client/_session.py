@@ -265,7 +265,6 @@ class Connection:
         self._full = False
         self._last_ack_t = 0.0
         self._sub: tuple[list[str], dict[str, str]] | None = None
-        self._sub_request: str | None = None
         self._announced = False  # the subscription carries auction_started
         self._closed = False
         self._fatal: BaseException | None = None

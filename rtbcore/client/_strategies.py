@@ -317,6 +317,8 @@ class AutoBidder:
     ``run_async(filters)`` is the coroutine; ``start(filters)`` runs it on its own event loop
     in a thread (``stop()`` ends it); ``run(filters)`` blocks. ``stats`` counts ``auctions``,
     ``bids``, ``won``, ``lost``, ``rejected``, ``expired``, ``errors`` and ``spend``.
+    ``subscribed`` (a ``threading.Event``) is set once the exchange has acknowledged the
+    subscription: announcements made from then on reach the strategy.
     """
 
     def __init__(self, client: BiddingClient, strategy: BidStrategy) -> None:
@@ -334,6 +336,7 @@ class AutoBidder:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self.connection: Connection | None = None
+        self.subscribed = threading.Event()
 
     def _placed(self, fut: asyncio.Future[Event]) -> None:
         # rejections also arrive as stream events and are counted there
@@ -387,6 +390,7 @@ class AutoBidder:
             self.connection = conn
             await conn.subscribe(event_types=["auction_started", *OUTCOMES],
                                  filters=filters or {})
+            self.subscribed.set()
             events = conn.stream_events()
             stopping: asyncio.Task[Any] = asyncio.ensure_future(self._stop.wait())
             drain_until: float | None = None
@@ -414,6 +418,7 @@ class AutoBidder:
                         continue
                     self._handle(conn, ev)
             finally:
+                self.subscribed.clear()
                 stopping.cancel()
                 conn.ack(conn.last_seq)
 
