@@ -197,7 +197,7 @@ impl Floors {
                 v(&self.other),
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}");
+            crate::metrics::write_metric(out, name, help, n);
         }
     }
 }

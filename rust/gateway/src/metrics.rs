@@ -67,6 +67,13 @@ pub struct Metrics {
     closes: [AtomicU64; 11],
 }
 
+/// One unlabelled series in Prometheus text: a counter when its name ends in `_total`, else a
+/// gauge.
+pub fn write_metric(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
+    let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+}
+
 impl Metrics {
     pub fn reject(&self, r: RejectReason) {
         self.rejections[reason_index(r)].fetch_add(1, Ordering::Relaxed);
@@ -170,8 +177,7 @@ impl Metrics {
             ),
         ];
         for (name, help, v) in counters {
-            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            write_metric(&mut o, name, help, v);
         }
         let gauges = [
             (
@@ -186,7 +192,7 @@ impl Metrics {
             ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            write_metric(&mut o, name, help, v);
         }
         let name = "rtbcore_gateway_rejections_total";
         let _ = writeln!(o, "# HELP {name} messages refused, by reason\n# TYPE {name} counter");
@@ -208,8 +214,7 @@ impl Metrics {
                 writeln!(o, "{name}{{code=\"{code}\"}} {}", self.closes[i].load(Ordering::Relaxed));
         }
         for (name, help, v) in extra {
-            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            write_metric(&mut o, name, help, v);
         }
         o
     }

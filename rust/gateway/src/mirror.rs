@@ -28,7 +28,7 @@ use rtbcore_proto::prost::Message as _;
 use rtbcore_proto::v1::BidEvent;
 
 use crate::config::MirrorConfig;
-use crate::events::{from_record, AuctionLookup};
+use crate::events::{from_record, stream_event_id, AuctionLookup};
 use crate::evlog::{BuyerHistory, EventLog};
 
 /// Advances the buyer's counter past the events (and past `floor`, the last seq the node knows,
@@ -117,53 +117,45 @@ pub type Held = VecDeque<(u64, Vec<u8>)>;
 impl MirrorMetrics {
     /// Prometheus text.
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
         let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, kind, help, n) in [
+        for (name, help, n) in [
             (
                 "rtbcore_gateway_mirror_appended_total",
-                "counter",
                 "events appended to the buyers' Redis streams",
                 v(&self.appended),
             ),
             (
                 "rtbcore_gateway_mirror_gap_filled_total",
-                "counter",
                 "events other nodes made, read from Redis and delivered here",
                 v(&self.gap_filled),
             ),
             (
                 "rtbcore_gateway_mirror_errors_total",
-                "counter",
                 "Redis calls of the mirror that failed",
                 v(&self.errors),
             ),
             (
                 "rtbcore_gateway_mirror_conflicts_total",
-                "counter",
                 "held events not appended: another node took their seq while Redis was away",
                 v(&self.conflicts),
             ),
             (
                 "rtbcore_gateway_mirror_dropped_total",
-                "counter",
                 "held events dropped beyond mirror.max_held_events (still in this node's log)",
                 v(&self.dropped),
             ),
             (
                 "rtbcore_gateway_mirror_held",
-                "gauge",
                 "events numbered while Redis did not answer, waiting to be appended",
                 v(&self.held),
             ),
             (
                 "rtbcore_gateway_mirror_up",
-                "gauge",
                 "1 when the last Redis call of the mirror succeeded",
                 self.up.load(Ordering::Relaxed) as u64,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {n}");
+            crate::metrics::write_metric(out, name, help, n);
         }
     }
 }
@@ -285,8 +277,9 @@ impl Mirror {
             .map(|v| v.unwrap_or(0))
     }
 
-    /// The last seqs of many buyers across nodes: pipelined GETs (one round trip per 1,024
-    /// buyers) on one server; one GET each on a cluster, whose keys are on many slots.
+    /// The last seqs of many buyers across nodes (the poll, the check at start): pipelined
+    /// GETs (one round trip per 1,024 buyers) on one server; one GET each on a cluster, whose
+    /// keys are on many slots.
     pub fn last_seqs(&self, buyers: &[u64]) -> Result<Vec<u64>, String> {
         if matches!(self.target, Target::Cluster(_)) {
             return buyers.iter().map(|&b| self.last_seq(b)).collect();
@@ -329,6 +322,20 @@ impl Mirror {
     }
 }
 
+/// A buyer's stream entry for `ev`: the event without its seq and event id, which follow from
+/// the entry's id.
+pub fn entry_payload(ev: BidEvent) -> Vec<u8> {
+    BidEvent { seq: 0, event_id: String::new(), ..ev }.encode_to_vec()
+}
+
+/// The event a buyer's stream entry holds, with its seq and event id.
+pub fn entry_event(buyer: &str, seq: u64, payload: &[u8]) -> Option<BidEvent> {
+    let mut ev = BidEvent::decode(payload).ok()?;
+    ev.seq = seq;
+    ev.event_id = stream_event_id(buyer, seq);
+    Some(ev)
+}
+
 /// At start: appends to Redis what this node's log holds beyond a buyer's Redis counter: events
 /// numbered while Redis did not answer and still held when the node stopped or was killed.
 /// Returns how many were appended.
@@ -340,8 +347,9 @@ pub fn reconcile(
     currency: &str,
 ) -> Result<u64, String> {
     let mut total = 0;
-    for (&key, h) in buyers {
-        let redis_last = m.last_seq(key)?;
+    let keys: Vec<u64> = buyers.keys().copied().collect();
+    for (key, redis_last) in keys.iter().copied().zip(m.last_seqs(&keys)?) {
+        let h = &buyers[&key];
         if h.last_seq <= redis_last {
             continue;
         }
@@ -355,9 +363,7 @@ pub fn reconcile(
             if r.buyer == key && r.seq > last && r.seq <= h.last_seq {
                 if let Some(ev) = from_record("", &e, currency, aux) {
                     last = ev.seq;
-                    let entry =
-                        BidEvent { timestamp: ev.timestamp, event: ev.event, ..Default::default() };
-                    held.push_back((ev.seq, entry.encode_to_vec()));
+                    held.push_back((ev.seq, entry_payload(ev)));
                 }
             }
             true

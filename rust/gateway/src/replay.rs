@@ -1,11 +1,11 @@
 //! Replay: a buyer's logged events in a seq range, read back from the event log, or from the
 //! Redis mirror when the exchange runs as several nodes.
 
-use rtbcore_proto::prost::Message as _;
 use rtbcore_proto::v1::BidEvent;
 
-use crate::events::{from_record, stream_event_id, ts_ns, type_bit, T_ANSWER};
+use crate::events::{from_record, ts_ns, type_bit, T_ANSWER};
 use crate::hub::Hub;
+use crate::mirror::entry_event;
 use crate::streams::ReplayPlan;
 
 /// Entries read from Redis per call.
@@ -64,12 +64,10 @@ fn mirrored(hub: &Hub, buyer: &str, plan: &ReplayPlan) -> Option<Vec<BidEvent>> 
         let page = m.read(plan.buyer_key, after, plan.to, PAGE).ok()?;
         let Some(&(last, _)) = page.last() else { break };
         for (seq, payload) in page {
-            let Ok(mut ev) = BidEvent::decode(payload.as_slice()) else { continue };
+            let Some(ev) = entry_event(buyer, seq, &payload) else { continue };
             if ev.timestamp.as_ref().map_or(0, ts_ns) < plan.not_before_ns {
                 continue;
             }
-            ev.seq = seq;
-            ev.event_id = stream_event_id(buyer, seq);
             if wanted(&ev, plan) {
                 out.push(ev);
             }

@@ -25,7 +25,7 @@ use crate::evlog::{
     buyer_key, BuyerHistory, EventLog, LogBatch, Rec, K_ACK, K_EVENT, K_SUBSCRIPTION,
 };
 use crate::metrics::Metrics;
-use crate::mirror::{Held, Mirror};
+use crate::mirror::{entry_event, entry_payload, Held, Mirror};
 
 /// What a connection's writer is handed, in order.
 #[derive(Debug)]
@@ -432,15 +432,13 @@ impl Streams {
             let mut sent = Vec::with_capacity(page.len());
             let mut bits = Vec::with_capacity(page.len());
             for (seq, payload) in page {
-                let Ok(mut ev) = BidEvent::decode(payload.as_slice()) else {
+                let Some(ev) = entry_event(&b.name, seq, &payload) else {
                     eprintln!(
                         "rtbcore serve: mirror entry {seq} of buyer {} is not a BidEvent",
                         b.key
                     );
                     continue;
                 };
-                ev.seq = seq;
-                ev.event_id = stream_event_id(&b.name, seq);
                 let Some(event) = &ev.event else { continue };
                 let time_ns = ev.timestamp.as_ref().map_or(0, ts_ns);
                 let rec = Rec { kind: K_EVENT, buyer: b.key, seq, time_ns, ..Default::default() };
@@ -449,12 +447,7 @@ impl Streams {
                 bits.push(type_bit(event));
                 sent.push(ev);
             }
-            match self.log.append_batch(&batch) {
-                Ok(base) => {
-                    b.index.extend(sent.iter().zip(&offsets).map(|(e, off)| (e.seq, base + off)))
-                }
-                Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
-            }
+            self.log_events(b, &batch, &sent, &offsets);
             m.metrics.gap_filled.fetch_add(sent.len() as u64, Ordering::Relaxed);
             b.seq = last;
             self.deliver(b, sent, &bits, None, exclude);
@@ -468,13 +461,12 @@ impl Streams {
         let payloads: Vec<Vec<u8>> = evs
             .iter()
             .map(|se| {
-                BidEvent {
+                entry_payload(BidEvent {
                     timestamp: Some(ts(now)),
                     request_id: se.request_id.clone(),
                     event: Some(se.event.clone()),
                     ..Default::default()
-                }
-                .encode_to_vec()
+                })
             })
             .collect();
         match m.append(b.key, b.seq, &mut b.held, &payloads) {
@@ -593,15 +585,21 @@ impl Streams {
             }
             sent.push(ev);
         }
-        match self.log.append_batch(&batch) {
+        self.log_events(b, &batch, &sent, &offsets);
+        self.deliver(b, sent, &bits, origin, None);
+    }
+
+    /// Appends a batch of the buyer's events (`offsets`: each one's offset in the batch) to
+    /// the log and indexes them by seq.
+    fn log_events(&self, b: &mut Buyer, batch: &LogBatch, sent: &[BidEvent], offsets: &[u64]) {
+        match self.log.append_batch(batch) {
             Ok(base) => {
-                b.index.extend(sent.iter().zip(&offsets).map(|(e, off)| (e.seq, base + off)))
+                b.index.extend(sent.iter().zip(offsets).map(|(e, off)| (e.seq, base + off)))
             }
             Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
         }
         self.metrics.events_logged.fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.prune_index(b);
-        self.deliver(b, sent, &bits, origin, None);
     }
 
     fn deliver(
