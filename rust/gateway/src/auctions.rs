@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtbcore_core::engine::{mono_ns, BidArrays};
+use rtbcore_core::engine::{mono_ns, BidArrays, Prepared};
 use rtbcore_core::record::{KIND_CANCEL, KIND_PLACE, KIND_UPDATE};
 use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
@@ -582,8 +582,17 @@ impl Hub {
     /// Sends a frame's staged records to the engine as one block. On refusal the table changes
     /// are undone and the reason is returned.
     pub async fn submit(&self, staged: &[Staged], now: u64) -> Result<(), Reject> {
+        let p = self.reserve(staged, now).await?;
+        self.send_block(p, staged)
+    }
+
+    /// The first half of [`Hub::submit`]: prepares the block and waits for room in the
+    /// engine's queues. The caller then takes its buyer's stream lock and calls
+    /// [`Hub::send_block`], so that the engine cannot close an auction (and the buyer hear
+    /// that it won) before the buyer has been told its bid was accepted.
+    pub async fn reserve(&self, staged: &[Staged], now: u64) -> Result<Option<Prepared>, Reject> {
         if staged.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let aids: Vec<u64> = staged.iter().map(|s| s.auction).collect();
         let bidders: Vec<u64> = staged.iter().map(|s| s.buyer_key).collect();
@@ -596,35 +605,41 @@ impl Hub {
             quality: None,
             kinds: Some(&kinds),
         };
-        let result = match self.engine.prepare(&arrays, now) {
+        let refused = match self.engine.prepare(&arrays, now) {
             Ok(p) => {
                 // wait for room without holding a runtime thread: the engine's queue is
                 // bounded, and a full one is back-pressure on this connection only
                 let mut tries = 0;
-                while !self.engine.wait_room(&p, Duration::ZERO) && tries < 200 {
+                while !self.engine.wait_room(&p, Duration::ZERO) {
                     tries += 1;
+                    if tries >= 200 {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_micros(500)).await;
                 }
-                if tries >= 200 {
-                    Err(reject(RejectReason::InternalError, "the engine is overloaded, retry"))
-                } else {
-                    self.engine.send(p).map_err(|_| {
-                        reject(RejectReason::ShuttingDown, "the exchange is shutting down")
-                    })
+                if tries < 200 {
+                    return Ok(Some(p));
                 }
+                reject(RejectReason::InternalError, "the engine is overloaded, retry")
             }
-            Err(e) => {
-                Err(reject(RejectReason::InternalError, format!("engine refused the block: {e}")))
-            }
+            Err(e) => reject(RejectReason::InternalError, format!("engine refused the block: {e}")),
         };
-        match result {
+        self.undo(staged);
+        Err(refused)
+    }
+
+    /// The second half of [`Hub::submit`]: queues the reserved block (never blocks). On
+    /// refusal (the exchange is shutting down) the table changes are undone.
+    pub fn send_block(&self, p: Option<Prepared>, staged: &[Staged]) -> Result<(), Reject> {
+        let Some(p) = p else { return Ok(()) };
+        match self.engine.send(p) {
             Ok(n) => {
                 self.metrics.engine_records.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(())
             }
-            Err(r) => {
+            Err(_) => {
                 self.undo(staged);
-                Err(r)
+                Err(reject(RejectReason::ShuttingDown, "the exchange is shutting down"))
             }
         }
     }
@@ -680,12 +695,16 @@ impl Hub {
                 .and_then(|a| a.bids.get(&staged.buyer_key))
                 .map(|b| b.buyer.to_string())
         };
-        if self.submit(std::slice::from_ref(&staged), now).await.is_ok() {
+        let staged = std::slice::from_ref(&staged);
+        let Ok(p) = self.reserve(staged, now).await else { return };
+        // sent under the buyer's stream lock, as a frame's bids are: the BidUpdate{EXPIRED}
+        // is numbered before anything the engine reports on the auction afterwards
+        let b = buyer.map(|name| self.streams.buyer(&name));
+        let mut g = b.as_ref().map(|b| b.lock());
+        if self.send_block(p, staged).is_ok() {
             self.metrics.bids_expired.fetch_add(1, Ordering::Relaxed);
-            if let Some(name) = buyer {
-                let b = self.streams.buyer(&name);
-                let mut b = b.lock();
-                self.streams.emit(&mut b, vec![staged.answer], None);
+            if let Some(g) = g.as_mut() {
+                self.streams.emit(g, vec![staged[0].answer.clone()], None);
             }
         }
     }

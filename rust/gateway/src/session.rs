@@ -825,7 +825,13 @@ impl Session {
                 Pending::Answer(a) => order.push(Some(a)),
             }
         }
-        let refused = hub.submit(&staged, now).await.err();
+        let reserved = hub.reserve(&staged, now).await;
+        // the block goes to the engine under the buyer's stream lock, and its answers are
+        // numbered before the lock is let go: an auction the block closes reports to this
+        // buyer (AuctionWon / AuctionLost) after the BidAccepted of the bid it saw
+        let b = self.stream.clone();
+        let mut b = b.lock();
+        let refused = reserved.and_then(|p| hub.send_block(p, &staged)).err();
         let mut staged_iter = staged.iter();
         let mut answers = Vec::with_capacity(order.len());
         for p in order {
@@ -856,11 +862,8 @@ impl Session {
                 }
             }
         }
-        let b = self.stream.clone();
-        {
-            let mut b = b.lock();
-            hub.streams.emit(&mut b, answers, Some(self.conn));
-        }
+        hub.streams.emit(&mut b, answers, Some(self.conn));
+        drop(b);
         if refused.is_none() {
             hub.arm_ttls(&staged);
         }
