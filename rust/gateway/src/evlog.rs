@@ -121,7 +121,89 @@ pub struct BuyerHistory {
     pub acked: u64,
     pub subscription: Option<Vec<u8>>,
     /// (seq, ring position) of the buyer's stream events still in the log.
-    pub index: VecDeque<(u64, u64)>,
+    pub index: SeqIndex,
+}
+
+/// Entries per chunk of a [`SeqIndex`] (64 KB).
+const INDEX_CHUNK: usize = 4096;
+
+/// A buyer's (seq, ring position) pairs, oldest first, in fixed-size chunks: growing never
+/// moves what it holds. A `VecDeque` doubling at a million entries copies 16 MB and faults in
+/// 32 MB in one go, under the buyer's lock, which holds up every event for that buyer.
+#[derive(Debug, Default, Clone)]
+pub struct SeqIndex {
+    chunks: VecDeque<Vec<(u64, u64)>>,
+    /// Entries already popped from the front chunk.
+    head: usize,
+    len: usize,
+}
+
+impl SeqIndex {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push_back(&mut self, e: (u64, u64)) {
+        if self.chunks.back().is_none_or(|c| c.len() == INDEX_CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(INDEX_CHUNK));
+        }
+        self.chunks.back_mut().expect("pushed above").push(e);
+        self.len += 1;
+    }
+
+    pub fn extend(&mut self, it: impl IntoIterator<Item = (u64, u64)>) {
+        for e in it {
+            self.push_back(e);
+        }
+    }
+
+    pub fn front(&self) -> Option<&(u64, u64)> {
+        self.get(0)
+    }
+
+    pub fn pop_front(&mut self) -> Option<(u64, u64)> {
+        let e = *self.front()?;
+        self.head += 1;
+        self.len -= 1;
+        if self.head == self.chunks.front().map_or(0, Vec::len) {
+            // the front chunk is spent: drop it, or empty it when it is the only one
+            if self.chunks.len() > 1 {
+                self.chunks.pop_front();
+            } else if let Some(c) = self.chunks.front_mut() {
+                c.clear();
+            }
+            self.head = 0;
+        }
+        Some(e)
+    }
+
+    /// The `i`-th entry from the front.
+    pub fn get(&self, i: usize) -> Option<&(u64, u64)> {
+        if i >= self.len {
+            return None;
+        }
+        // every chunk but the last is full, and the front one starts `head` entries in
+        let at = self.head + i;
+        self.chunks.get(at / INDEX_CHUNK)?.get(at % INDEX_CHUNK)
+    }
+
+    /// The number of leading entries for which `pred` holds (`pred` must hold for a prefix).
+    pub fn partition_point(&self, mut pred: impl FnMut(&(u64, u64)) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.get(mid).expect("mid < len")) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
 }
 
 #[derive(Debug, Default)]
@@ -212,6 +294,8 @@ impl EventLog {
             path: path.to_path_buf(),
         };
         let rec = log.scan()?;
+        // appends then never fault (see BidRing::prefault); without it they still work
+        log.ring.prefault();
         Ok((log, rec))
     }
 
@@ -420,5 +504,36 @@ mod tests {
         assert_eq!(r.auctions[&4].1, b"ab");
         assert_eq!((r.max_auction, r.max_bid), (4, 9));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_seq_index_matches_a_deque_across_chunks() {
+        let mut ix = SeqIndex::default();
+        let mut dq = VecDeque::new();
+        let mut next = 0u64;
+        // pushes and pops that cross chunk boundaries, empty the index and refill it
+        for round in 0..6u64 {
+            for _ in 0..(INDEX_CHUNK as u64 * (round % 3 + 1) + 7) {
+                next += 1;
+                ix.push_back((next, next * 10));
+                dq.push_back((next, next * 10));
+            }
+            let pops = if round == 3 { dq.len() } else { INDEX_CHUNK + 3 * round as usize };
+            for _ in 0..pops {
+                assert_eq!(ix.pop_front(), dq.pop_front());
+            }
+            assert_eq!(ix.len(), dq.len());
+            assert_eq!(ix.front(), dq.front());
+            for i in [0, 1, INDEX_CHUNK - 1, INDEX_CHUNK, dq.len().saturating_sub(1), dq.len()] {
+                assert_eq!(ix.get(i), dq.get(i), "entry {i}");
+            }
+            for probe in [0, dq.front().map_or(0, |e| e.0), next / 2, next, next + 1] {
+                assert_eq!(
+                    ix.partition_point(|(s, _)| *s <= probe),
+                    dq.partition_point(|(s, _)| *s <= probe)
+                );
+            }
+        }
+        assert_eq!(ix.pop_front(), dq.pop_front());
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::codec::encode_events_into;
 use crate::events::*;
 use crate::evlog::{
-    buyer_key, BuyerHistory, EventLog, LogBatch, Rec, K_ACK, K_EVENT, K_SUBSCRIPTION,
+    buyer_key, BuyerHistory, EventLog, LogBatch, Rec, SeqIndex, K_ACK, K_EVENT, K_SUBSCRIPTION,
 };
 use crate::metrics::Metrics;
 use crate::mirror::{entry_event, entry_payload, Held, Mirror};
@@ -299,7 +299,7 @@ pub struct Buyer {
     pub seq: u64,
     pub acked: u64,
     pub sub: Option<Subscription>,
-    index: VecDeque<(u64, u64)>,
+    index: SeqIndex,
     pub conns: Vec<ConnHandle>,
     idem: IdemWindow,
     pub counters: BuyerCounters,

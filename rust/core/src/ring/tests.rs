@@ -258,3 +258,36 @@ fn a_tail_corrupted_far_ahead_does_not_keep_a_read_busy() {
     assert!(started.elapsed() < Duration::from_secs(5), "read took {:?}", started.elapsed());
     std::fs::remove_file(&p).unwrap();
 }
+
+/// Pages of `[p, p + len)` (rounded out to whole pages) the kernel holds in memory.
+#[cfg(target_os = "linux")]
+fn resident_pages(p: *const u8, len: usize) -> (usize, usize) {
+    let page = 4096usize;
+    let start = p as usize / page * page;
+    let n = (p as usize + len).div_ceil(page) - start / page;
+    let mut v = vec![0u8; n];
+    // SAFETY: mincore only reports on the range (inside the ring's live mapping) into `v`,
+    // which has one byte per page of it.
+    let rc = unsafe { libc::mincore(start as *mut libc::c_void, n * page, v.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    (v.iter().filter(|b| **b & 1 == 1).count(), n)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn prefault_brings_in_every_page_and_keeps_the_records() {
+    let p = tmp("prefault");
+    let ring =
+        BidRing::create(&p, RingOptions { capacity: 1 << 18, ..Default::default() }).unwrap();
+    assert_eq!(ring.append_many(&[rec(7), rec(8)]).unwrap(), 2);
+    let len = ring.capacity() as usize * ring.record_size();
+    let (before, pages) = resident_pages(ring.records_ptr().as_ptr(), len);
+    assert!(before < pages, "a fresh 12 MB ring is not all in memory yet ({before} of {pages})");
+    assert!(ring.prefault());
+    assert_eq!(resident_pages(ring.records_ptr().as_ptr(), len), (pages, pages));
+    let mut r = ring.reader("a", Start::Oldest).unwrap();
+    let ids: Vec<u64> = r.read(10).unwrap().records().iter().map(|x| x.auction_id).collect();
+    assert_eq!(ids, vec![7, 8]);
+    drop(r);
+    std::fs::remove_file(&p).unwrap();
+}
