@@ -183,19 +183,22 @@ pub struct Table {
     closed: HashSet<Arc<str>>,
     closed_order: VecDeque<Arc<str>>,
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
-    started: FxHashMap<u64, (u64, AuctionStarted)>,
+    /// Sized once for `prune_at` boxed entries: a rehash of a few hundred thousand entries
+    /// under the table lock would hold up every bid and result for milliseconds.
+    started: FxHashMap<u64, (u64, Box<AuctionStarted>)>,
     /// `started` is scanned for pruning when it grows past this.
     prune_at: usize,
 }
 
 impl Table {
     pub fn new(recovered: HashMap<u64, (u64, Vec<u8>)>) -> Table {
-        let started = recovered
-            .into_iter()
-            .filter_map(|(id, (pos, blob))| {
-                Some((id, (pos, AuctionStarted::decode(blob.as_slice()).ok()?)))
-            })
-            .collect();
+        let mut started = FxHashMap::with_capacity_and_hasher(
+            (4 * CLOSED_MEMORY + 1).max(recovered.len()),
+            Default::default(),
+        );
+        started.extend(recovered.into_iter().filter_map(|(id, (pos, blob))| {
+            Some((id, (pos, Box::new(AuctionStarted::decode(blob.as_slice()).ok()?))))
+        }));
         Table {
             by_id: HashMap::new(),
             open: FxHashMap::default(),
@@ -257,7 +260,7 @@ impl Table {
 
 impl AuctionLookup for Table {
     fn started(&self, auction: u64) -> Option<AuctionStarted> {
-        self.started.get(&auction).map(|(_, s)| s.clone())
+        self.started.get(&auction).map(|(_, s)| (**s).clone())
     }
 }
 
@@ -885,7 +888,7 @@ impl Hub {
             let hdr =
                 Rec { kind: K_AUCTION, auction: eid, time_ns: unix_ns(), ..Default::default() };
             let pos = self.log.append_blob(hdr, &started.encode_to_vec()).unwrap_or(0);
-            t.started.insert(eid, (pos, started.clone()));
+            t.started.insert(eid, (pos, Box::new(started.clone())));
             let oldest = self.log.bounds().0;
             t.prune_started(oldest);
             t.by_id.insert(id.clone(), eid);
@@ -959,7 +962,7 @@ mod tests {
         // a log that still holds every announcement: nothing to drop, and the next scan waits
         // until the table has doubled
         for id in 0..=first as u64 {
-            t.started.insert(id, (id, AuctionStarted::default()));
+            t.started.insert(id, (id, Box::default()));
         }
         t.prune_started(0);
         assert_eq!(t.started.len(), first + 1);
@@ -968,7 +971,7 @@ mod tests {
         assert_eq!(t.started.len(), first + 1);
         // past it, the announcements the log dropped go, and the threshold returns to its floor
         for id in first as u64 + 1..=2 * (first as u64 + 1) {
-            t.started.insert(id, (id, AuctionStarted::default()));
+            t.started.insert(id, (id, Box::default()));
         }
         let oldest = 2 * first as u64 - 10;
         t.prune_started(oldest);

@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// "cancel" closes them at once (`closed_by = SHUTDOWN`).
     pub shutdown: String,
     pub drain_timeout_s: f64,
+    /// false: the server turns transparent huge pages off for its process at start (see
+    /// [`crate::server::Gateway::start`]).
+    pub transparent_huge_pages: bool,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             idempotency_window: 4096,
             shutdown: "finish".into(),
             drain_timeout_s: 5.0,
+            transparent_huge_pages: false,
         }
     }
 }
