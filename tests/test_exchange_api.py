@@ -33,7 +33,11 @@ def test_context_manager_open_auction_and_results(tmp_path: Path) -> None:
         with urllib.request.urlopen(ex.url + "/readyz", timeout=5) as r:
             assert r.status == 200
         with urllib.request.urlopen(ex.url + "/metrics", timeout=5) as r:
-            assert "rtbcore_gateway_auctions_closed_total 2" in r.read().decode()
+            text = r.read().decode()
+        assert "rtbcore_gateway_auctions_closed_total 2" in text
+        # both closed at their deadline: each counted once in the close-delay histogram
+        assert "rtbcore_gateway_close_delay_seconds_count 2" in text
+        assert 'rtbcore_gateway_close_delay_seconds_bucket{le="+Inf"} 2' in text
     assert not ex.running
     with pytest.raises(QueueClosed):
         ex.open_auction("late")

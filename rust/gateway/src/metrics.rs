@@ -63,8 +63,52 @@ pub struct Metrics {
     pub replay_fallbacks: AtomicU64,
     pub sse_auth_limited: AtomicU64,
     pub bids_late: AtomicU64,
+    /// For auctions closed at their deadline: from the deadline to their results queued to
+    /// the bidders' connections.
+    pub close_delay: Histogram,
     rejections: [AtomicU64; 19],
     closes: [AtomicU64; 11],
+}
+
+/// Upper bounds of the latency histograms' buckets, seconds (then +Inf).
+pub const LATENCY_BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25];
+
+/// A latency as a Prometheus histogram (buckets [`LATENCY_BUCKETS`]).
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 13],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS.iter().position(|b| s <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Ordering::Relaxed);
+            match LATENCY_BUCKETS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+                }
+            }
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
 }
 
 /// One unlabelled series in Prometheus text: a counter when its name ends in `_total`, else a
@@ -213,6 +257,12 @@ impl Metrics {
             let _ =
                 writeln!(o, "{name}{{code=\"{code}\"}} {}", self.closes[i].load(Ordering::Relaxed));
         }
+        self.close_delay.render(
+            &mut o,
+            "rtbcore_gateway_close_delay_seconds",
+            "auctions closed at their deadline: from the deadline to their results queued to the \
+             bidders' connections",
+        );
         for (name, help, v) in extra {
             write_metric(&mut o, name, help, v);
         }

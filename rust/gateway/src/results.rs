@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtbcore_core::engine::{
-    AuctionResult, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED, NO_BIDDER,
-    REJECT_LATE,
+    mono_ns, AuctionResult, RejectedBid, CLOSED_BY_ALL_BIDS, CLOSED_BY_DEADLINE, LOSS_EXPIRED,
+    NO_BIDDER, REJECT_LATE,
 };
 use rtbcore_core::record::KIND_PLACE;
 use rtbcore_proto::v1::bid_event::Event;
@@ -80,6 +80,11 @@ fn close_all(hub: &Arc<Hub>, rows: &[AuctionResult]) {
     };
     let mut per_buyer: FxHashMap<Arc<str>, Vec<StreamEvent>> = FxHashMap::default();
     let mut outcomes = Vec::with_capacity(closed.len());
+    let deadlines: Vec<u64> = closed
+        .iter()
+        .filter(|(r, _)| r.closed_by == CLOSED_BY_DEADLINE)
+        .map(|(_, a)| a.deadline_mono)
+        .collect();
     for (r, a) in closed {
         outcomes.push(close_one(hub, r, a, &mut per_buyer));
     }
@@ -87,6 +92,10 @@ fn close_all(hub: &Arc<Hub>, rows: &[AuctionResult]) {
         let b = hub.streams.buyer(&name);
         let mut b = b.lock();
         hub.streams.emit(&mut b, evs, None);
+    }
+    let now = mono_ns();
+    for d in deadlines {
+        hub.metrics.close_delay.observe(Duration::from_nanos(now.saturating_sub(d)));
     }
     for o in outcomes {
         hub.publish_outcome(o);

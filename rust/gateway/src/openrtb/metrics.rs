@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::Histogram;
+
 /// Request outcomes, in exposition order.
 pub const OUTCOMES: [&str; 7] =
     ["bid", "no_bid", "invalid", "malformed", "too_large", "unsupported_encoding", "unavailable"];
@@ -51,47 +53,6 @@ impl SeatExcluded {
     }
 }
 
-/// Upper bounds of the added-time histogram's buckets, seconds (then +Inf).
-pub const ADDED_BUCKETS: [f64; 12] =
-    [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25];
-
-/// The door's own time per answered request: a Prometheus histogram.
-#[derive(Default)]
-pub struct AddedTime {
-    buckets: [AtomicU64; 13],
-    sum_ns: AtomicU64,
-    count: AtomicU64,
-}
-
-impl AddedTime {
-    pub fn observe(&self, d: std::time::Duration) {
-        let s = d.as_secs_f64();
-        let i = ADDED_BUCKETS.iter().position(|b| s <= *b).unwrap_or(ADDED_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cum = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            cum += b.load(Ordering::Relaxed);
-            match ADDED_BUCKETS.get(i) {
-                Some(le) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-                }
-            }
-        }
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
-    }
-}
-
 /// A per-bidder counter series: name, help, the counter.
 type Series = (&'static str, &'static str, fn(&BidderCounters) -> &AtomicU64);
 
@@ -134,7 +95,7 @@ pub struct OpenRtbMetrics {
     pub buyer_bids_blocked: AtomicU64,
     /// Per answered request (200 or 204): its time in the door less the wait for its bidders
     /// and buyers.
-    pub added: AddedTime,
+    pub added: Histogram,
 }
 
 impl OpenRtbMetrics {
