@@ -183,22 +183,27 @@ pub struct Table {
     closed: HashSet<Arc<str>>,
     closed_order: VecDeque<Arc<str>>,
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
-    /// Sized once for `prune_at` boxed entries: a rehash of a few hundred thousand entries
-    /// under the table lock would hold up every bid and result for milliseconds.
+    /// Sized once for a few hundred thousand boxed entries: a rehash of that many under the
+    /// table lock would hold up every bid and result for milliseconds.
     started: FxHashMap<u64, (u64, Box<AuctionStarted>)>,
-    /// `started` is scanned for pruning when it grows past this.
-    prune_at: usize,
+    /// (log position, engine id) of `started`, oldest first (positions grow with each
+    /// announcement): pruning pops what the log dropped, a few entries per announcement,
+    /// instead of scanning the whole map at once.
+    started_order: VecDeque<(u64, u64)>,
 }
 
 impl Table {
     pub fn new(recovered: HashMap<u64, (u64, Vec<u8>)>) -> Table {
         let mut started = FxHashMap::with_capacity_and_hasher(
-            (4 * CLOSED_MEMORY + 1).max(recovered.len()),
+            (4 * CLOSED_MEMORY).max(recovered.len()),
             Default::default(),
         );
         started.extend(recovered.into_iter().filter_map(|(id, (pos, blob))| {
             Some((id, (pos, Box::new(AuctionStarted::decode(blob.as_slice()).ok()?))))
         }));
+        let mut started_order: Vec<(u64, u64)> =
+            started.iter().map(|(&id, (pos, _))| (*pos, id)).collect();
+        started_order.sort_unstable();
         Table {
             by_id: HashMap::new(),
             open: FxHashMap::default(),
@@ -206,7 +211,7 @@ impl Table {
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
             started,
-            prune_at: 4 * CLOSED_MEMORY,
+            started_order: started_order.into(),
         }
     }
 
@@ -230,10 +235,17 @@ impl Table {
     /// Drops the announcements the log no longer holds. The scan runs when the table has
     /// doubled since the last one, so that a log holding every announcement (nothing to drop)
     /// costs amortised O(1) per open instead of a full scan each time.
-    fn prune_started(&mut self, oldest_pos: u64) {
-        if self.started.len() > self.prune_at {
-            self.started.retain(|_, (pos, _)| *pos >= oldest_pos);
-            self.prune_at = (2 * self.started.len()).max(4 * CLOSED_MEMORY);
+    /// Records an announcement logged at `pos` (after every earlier one) and drops those
+    /// the log no longer holds (before `oldest_pos`).
+    fn add_started(&mut self, eid: u64, pos: u64, st: AuctionStarted, oldest_pos: u64) {
+        self.started.insert(eid, (pos, Box::new(st)));
+        self.started_order.push_back((pos, eid));
+        while let Some(&(p, id)) = self.started_order.front() {
+            if p >= oldest_pos {
+                break;
+            }
+            self.started_order.pop_front();
+            self.started.remove(&id);
         }
     }
 
@@ -888,9 +900,8 @@ impl Hub {
             let hdr =
                 Rec { kind: K_AUCTION, auction: eid, time_ns: unix_ns(), ..Default::default() };
             let pos = self.log.append_blob(hdr, &started.encode_to_vec()).unwrap_or(0);
-            t.started.insert(eid, (pos, Box::new(started.clone())));
             let oldest = self.log.bounds().0;
-            t.prune_started(oldest);
+            t.add_started(eid, pos, started.clone(), oldest);
             t.by_id.insert(id.clone(), eid);
             t.open.insert(
                 eid,
@@ -956,27 +967,26 @@ mod tests {
     }
 
     #[test]
-    fn announcements_are_pruned_with_the_log_and_scanned_only_when_the_table_doubles() {
-        let mut t = Table::new(HashMap::new());
-        let first = 4 * CLOSED_MEMORY;
-        // a log that still holds every announcement: nothing to drop, and the next scan waits
-        // until the table has doubled
-        for id in 0..=first as u64 {
-            t.started.insert(id, (id, Box::default()));
+    fn announcements_are_dropped_as_the_log_drops_them() {
+        let mut recovered = HashMap::new();
+        for (id, pos) in [(7u64, 30u64), (5, 10), (6, 20)] {
+            let st = AuctionStarted { auction_id: format!("r{id}"), ..Default::default() };
+            recovered.insert(id, (pos, st.encode_to_vec()));
         }
-        t.prune_started(0);
-        assert_eq!(t.started.len(), first + 1);
-        assert_eq!(t.prune_at, 2 * (first + 1));
-        t.prune_started(u64::MAX); // below the new threshold: no scan, nothing dropped
-        assert_eq!(t.started.len(), first + 1);
-        // past it, the announcements the log dropped go, and the threshold returns to its floor
-        for id in first as u64 + 1..=2 * (first as u64 + 1) {
-            t.started.insert(id, (id, Box::default()));
+        let mut t = Table::new(recovered);
+        assert_eq!(t.started(6).map(|s| s.auction_id), Some("r6".to_string()));
+        // the log still holds everything from 15 on: the recovered 5 (at 10) goes
+        t.add_started(8, 40, AuctionStarted::default(), 15);
+        let mut held: Vec<u64> = t.started.keys().copied().collect();
+        held.sort_unstable();
+        assert_eq!(held, vec![6, 7, 8]);
+        for id in 20..1000u64 {
+            // the log keeps the last 95 positions: the last 10 announcements (one every 10)
+            t.add_started(id, id * 10, AuctionStarted::default(), id * 10 - 95);
+            assert!(t.started.values().all(|(pos, _)| *pos >= id * 10 - 95));
+            let want = (id - 19).min(10) as usize;
+            assert_eq!((t.started.len(), t.started_order.len()), (want, want));
         }
-        let oldest = 2 * first as u64 - 10;
-        t.prune_started(oldest);
-        assert!(t.started.values().all(|(pos, _)| *pos >= oldest));
-        assert_eq!(t.started.len(), (2 * (first as u64 + 1) - oldest + 1) as usize);
-        assert_eq!(t.prune_at, first);
+        assert!(t.started(6).is_none() && t.started(999).is_some());
     }
 }
