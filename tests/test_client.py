@@ -367,8 +367,11 @@ def test_backoff_timings_and_the_circuit_on_an_injected_clock(tmp_path) -> None:
         for name in ("circuit_open", "circuit_half_open", "circuit_closed"):
             c.on(name, lambda name=name: states.append(name))
         connecting = asyncio.ensure_future(c.connect(timeout=60))
-        while len(clock.sleeps) < 8:  # nothing listens: every attempt is refused at once
-            await asyncio.sleep(0.005)
+        # nothing listens: every attempt is refused at once. Wait for the circuit to be open
+        # (not half-open, probing, where a request waits for the connection): no await
+        # separates that check from place_bid's own
+        while len(clock.sleeps) < 8 or c.circuit_state != "open":
+            await asyncio.sleep(0.001)
         conn = c.connection
         assert conn is not None
         with pytest.raises(CircuitOpenError, match=r"open after \d+ failed"):
