@@ -210,6 +210,16 @@ def test_events_made_while_redis_is_down_are_kept_and_appended_when_it_is_back(
                 assert metric(na, "rtbcore_gateway_mirror_up") == 0
                 assert metric(na, "rtbcore_gateway_mirror_held") == 2
                 await x.close()
+                # a replay while Redis is down comes from the node's own log, whole
+                z = await Buyer.connect(na.url, "key-acme")
+                again = st.conn()
+                await z.send({"subscribe": {"filters": {"vertical": "news"},
+                                            "replayMissed": True, "sinceSeq": "0"}})
+                ack = (await z.until("subscriptionAck"))["subscriptionAck"]
+                assert (int(ack["replayFrom"]), int(ack["replayTo"])) == (1, on_a[-1])
+                await read_until(z, st, again, lambda e: seq(e) == on_a[-1])
+                assert again == on_a
+                await z.close()
                 srv.start()
                 # the poll appends what was held
                 for _ in range(200):

@@ -763,24 +763,28 @@ impl Streams {
                 0
             }
         };
-        if let Some(m) = &self.mirror {
-            let time_bound = matches!(since, Since::Time(_));
-            if let Some(p) = self.plan_mirrored(m, b, after, not_before, time_bound, mask) {
-                return p;
-            }
-        }
         let to = b.seq;
         if after >= to {
             return (0, 0, false, None);
         }
-        // the first event still in the log with seq > after
+        let (_, end_pos) = self.log.bounds();
+        // the first event this node's log still holds with seq > after
         let i = b.index.partition_point(|(s, _)| *s <= after);
-        let Some(&(first_seq, start_pos)) = b.index.get(i) else {
-            return (0, 0, true, None);
+        let local = b.index.get(i).copied();
+        // with the mirror, the buyer's Redis stream says where the replay starts (events of
+        // every node); the local position lets it fall back to this node's log. Without an
+        // answer from Redis, this node's log alone.
+        let mirrored = self.mirror.as_ref().and_then(|m| m.read(b.key, after, to, 1).ok());
+        let (first_seq, start_pos, from_redis) = match (mirrored, local) {
+            (Some(page), _) => match page.first() {
+                Some(&(first, _)) => (first, local.map_or(end_pos, |(_, p)| p), true),
+                None => return (0, 0, true, None),
+            },
+            (None, Some((first, pos))) => (first, pos, false),
+            (None, None) => return (0, 0, true, None),
         };
         // since_time has no seq to compare with: events before it are skipped while reading
         let truncated = matches!(since, Since::Seq(_)) && first_seq > after + 1;
-        let (_, end_pos) = self.log.bounds();
         let plan = ReplayPlan {
             buyer_key: b.key,
             from: first_seq,
@@ -789,46 +793,9 @@ impl Streams {
             end_pos,
             not_before_ns: not_before,
             mask,
-            mirrored: false,
+            mirrored: from_redis,
         };
         (first_seq, to, truncated, Some(plan))
-    }
-
-    /// [`Streams::plan_replay`] from the Redis mirror, `None` when Redis does not answer (the
-    /// caller falls back to this node's log).
-    fn plan_mirrored(
-        &self,
-        m: &Mirror,
-        b: &mut Buyer,
-        after: u64,
-        not_before: u64,
-        time_bound: bool,
-        mask: u16,
-    ) -> Option<(u64, u64, bool, Option<ReplayPlan>)> {
-        let to = b.seq;
-        if after >= to {
-            return Some((0, 0, false, None));
-        }
-        let first = m.read(b.key, after, to, 1).ok()?;
-        let Some(&(first_seq, _)) = first.first() else {
-            return Some((0, 0, true, None));
-        };
-        let truncated = !time_bound && first_seq > after + 1;
-        let (_, end_pos) = self.log.bounds();
-        // the local positions let the replay fall back to this node's log
-        let i = b.index.partition_point(|(s, _)| *s <= after);
-        let start_pos = b.index.get(i).map_or(end_pos, |&(_, p)| p);
-        let plan = ReplayPlan {
-            buyer_key: b.key,
-            from: first_seq,
-            to,
-            start_pos,
-            end_pos,
-            not_before_ns: not_before,
-            mask,
-            mirrored: true,
-        };
-        Some((first_seq, to, truncated, Some(plan)))
     }
 
     /// Registers a live connection of the buyer (it gets what is made from now on).
