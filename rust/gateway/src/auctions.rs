@@ -183,8 +183,8 @@ pub struct Table {
     closed: HashSet<Arc<str>>,
     closed_order: VecDeque<Arc<str>>,
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
-    /// Sized once for a few hundred thousand boxed entries: a rehash of that many under the
-    /// table lock would hold up every bid and result for milliseconds.
+    /// Sized at start for a few hundred thousand boxed entries, so that it does not rehash
+    /// (copy every entry, under the table lock) while the log fills.
     started: FxHashMap<u64, (u64, Box<AuctionStarted>)>,
     /// (log position, engine id) of `started`, oldest first (positions grow with each
     /// announcement): pruning pops what the log dropped, a few entries per announcement,
@@ -232,9 +232,6 @@ impl Table {
         Some(a)
     }
 
-    /// Drops the announcements the log no longer holds. The scan runs when the table has
-    /// doubled since the last one, so that a log holding every announcement (nothing to drop)
-    /// costs amortised O(1) per open instead of a full scan each time.
     /// Records an announcement logged at `pos` (after every earlier one) and drops those
     /// the log no longer holds (before `oldest_pos`).
     fn add_started(&mut self, eid: u64, pos: u64, st: AuctionStarted, oldest_pos: u64) {
@@ -624,16 +621,11 @@ impl Hub {
             Ok(p) => {
                 // wait for room without holding a runtime thread: the engine's queue is
                 // bounded, and a full one is back-pressure on this connection only
-                let mut tries = 0;
-                while !self.engine.wait_room(&p, Duration::ZERO) {
-                    tries += 1;
-                    if tries >= 200 {
-                        break;
+                for _ in 0..200 {
+                    if self.engine.wait_room(&p, Duration::ZERO) {
+                        return Ok(Some(p));
                     }
                     tokio::time::sleep(Duration::from_micros(500)).await;
-                }
-                if tries < 200 {
-                    return Ok(Some(p));
                 }
                 reject(RejectReason::InternalError, "the engine is overloaded, retry")
             }
