@@ -124,6 +124,9 @@ pub struct BuyerHistory {
     pub index: SeqIndex,
 }
 
+/// The largest event log faulted in at start (1 GiB: 16M records).
+pub const PREFAULT_MAX_BYTES: u64 = 1 << 30;
+
 /// Entries per chunk of a [`SeqIndex`] (64 KB).
 const INDEX_CHUNK: usize = 4096;
 
@@ -294,8 +297,12 @@ impl EventLog {
             path: path.to_path_buf(),
         };
         let rec = log.scan()?;
-        // appends then never fault (see BidRing::prefault); without it they still work
-        log.ring.prefault();
+        // appends then never fault (see BidRing::prefault); without it they still work. A log
+        // over PREFAULT_MAX_BYTES is left to fault as it fills: populating it would hold the
+        // start for seconds and fill the page cache with it.
+        if log.ring.capacity().saturating_mul(REC as u64) <= PREFAULT_MAX_BYTES {
+            log.ring.prefault();
+        }
         Ok((log, rec))
     }
 
@@ -503,6 +510,37 @@ mod tests {
         assert_eq!(b.index.len(), 2);
         assert_eq!(r.auctions[&4].1, b"ab");
         assert_eq!((r.max_auction, r.max_bid), (4, 9));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The share of the ring's record pages the kernel holds in memory.
+    #[cfg(target_os = "linux")]
+    fn resident_share(log: &EventLog) -> f64 {
+        let page = 4096usize;
+        let p = log.ring.records_ptr().as_ptr() as usize;
+        let start = p / page * page;
+        let len = log.ring.capacity() as usize * REC;
+        let n = (p + len).div_ceil(page) - start / page;
+        let mut v = vec![0u8; n];
+        // SAFETY: mincore only reports on the range (inside the ring's live mapping) into `v`,
+        // which has one byte per page of it.
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, n * page, v.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        v.iter().filter(|b| **b & 1 == 1).count() as f64 / n as f64
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_log_up_to_the_bound_is_faulted_in_at_open_and_a_larger_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("rtbcore-evlog-pf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (small, _) = EventLog::open(&dir.join("small.ring"), 1 << 16).unwrap();
+        assert_eq!(resident_share(&small), 1.0);
+        // twice the bound, sparse on disk: left to fault as it fills
+        let big_records = 2 * PREFAULT_MAX_BYTES / REC as u64;
+        let (big, _) = EventLog::open(&dir.join("big.ring"), big_records).unwrap();
+        assert!(resident_share(&big) < 0.01);
+        drop((small, big));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
