@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rtbcore_core::engine::mono_ns;
 use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::bid_message::Message as Msg;
@@ -438,20 +438,25 @@ async fn serve(
                     return Some((CLOSE_SLOW_CONSUMER, "slow consumer: resume with replay_missed".into()));
                 }
             }
-            inc = next_incoming(src, w.wire) => match inc {
-                Incoming::Frame(f) => s.frame(f).await,
-                Incoming::Pong => last_pong = Instant::now(),
-                Incoming::Closed => return None,
-                Incoming::Error(code) => return Some((code, "unreadable message".into())),
-                Incoming::Bad(DecodeError::WrongType) => {
-                    return Some((CLOSE_UNSUPPORTED, "wrong frame type for the subprotocol".into()))
+            inc = next_incoming(src, w.wire) => {
+                // the frames already read go through before the answers are written, so that a
+                // client sending many small frames gets their answers in few (one send each)
+                let mut inc = inc;
+                let mut taken = 0;
+                loop {
+                    if let Some(close) = s.incoming(inc, &mut last_pong).await {
+                        return close;
+                    }
+                    taken += 1;
+                    if taken >= READ_AHEAD_FRAMES || outlet.queued.load(Ordering::Relaxed) > outlet.max_events / 4 {
+                        break;
+                    }
+                    match next_incoming(src, w.wire).now_or_never() {
+                        Some(next) => inc = next,
+                        None => break,
+                    }
                 }
-                Incoming::Bad(DecodeError::Malformed(m)) => {
-                    hub.metrics.reject(RejectReason::Malformed);
-                    s.conn_event(Event::Error(Error { reason: RejectReason::Malformed as i32, message: m }), "");
-                    s.push_conn_events();
-                }
-            },
+            }
             _ = ping.tick() => {
                 if last_pong.elapsed() > hub.cfg.heartbeat_timeout() {
                     return Some((CLOSE_HEARTBEAT, "heartbeat timeout".into()));
@@ -463,6 +468,10 @@ async fn serve(
         }
     }
 }
+
+/// Most client frames handled in a row, while more are already readable, before the
+/// connection writes what they queued.
+pub const READ_AHEAD_FRAMES: usize = 64;
 
 /// Most events the writer coalesces into one outgoing frame.
 pub const MAX_EVENTS_PER_FRAME: usize = 4096;
@@ -628,6 +637,34 @@ enum Pending {
 }
 
 impl Session {
+    /// Handles what the client sent; Some(close) ends the connection (None inside: the peer
+    /// went away).
+    async fn incoming(
+        &mut self,
+        inc: Incoming,
+        last_pong: &mut Instant,
+    ) -> Option<Option<(u16, String)>> {
+        match inc {
+            Incoming::Frame(f) => self.frame(f).await,
+            Incoming::Pong => *last_pong = Instant::now(),
+            Incoming::Closed => return Some(None),
+            Incoming::Error(code) => return Some(Some((code, "unreadable message".into()))),
+            Incoming::Bad(DecodeError::WrongType) => {
+                return Some(Some((
+                    CLOSE_UNSUPPORTED,
+                    "wrong frame type for the subprotocol".into(),
+                )))
+            }
+            Incoming::Bad(DecodeError::Malformed(m)) => {
+                self.hub.metrics.reject(RejectReason::Malformed);
+                let e = Error { reason: RejectReason::Malformed as i32, message: m };
+                self.conn_event(Event::Error(e), "");
+                self.push_conn_events();
+            }
+        }
+        None
+    }
+
     fn conn_event(&mut self, event: Event, rid: &str) {
         self.n_conn_events += 1;
         let ev = BidEvent {

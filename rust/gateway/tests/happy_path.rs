@@ -250,6 +250,59 @@ fn a_frame_is_a_batch_answered_in_order() {
 }
 
 #[test]
+fn frames_read_together_are_answered_in_order_in_fewer_frames() {
+    use futures_util::SinkExt;
+    use rtbcore_gateway::prost::Message as _;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let dir = TempDir::new("readahead");
+    let gw = start(config(&dir.0, ""));
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        let mut publisher = Client::login(addr, "key-pub").await;
+        let n = 32;
+        publisher
+            .send(
+                (0..n)
+                    .map(|i| BidMessage {
+                        request_id: String::new(),
+                        message: Some(open(&format!("r{i}"), 10, 5_000, 0)),
+                    })
+                    .collect(),
+            )
+            .await;
+        publisher.events_until(n).await;
+        let mut acme = Client::login(addr, "key-acme").await;
+        // n frames of one bid each, written to the socket at once
+        for i in 0..n {
+            let f = ClientFrame {
+                messages: vec![BidMessage {
+                    request_id: format!("p{i}"),
+                    message: Some(place(&format!("r{i}"), 100 + i as i64)),
+                }],
+            };
+            acme.ws.feed(WsMessage::Binary(f.encode_to_vec().into())).await.unwrap();
+        }
+        acme.ws.flush().await.unwrap();
+        let (mut evs, mut frames) = (Vec::new(), 0);
+        while evs.len() < n {
+            match acme.recv(Duration::from_secs(3)).await {
+                Got::Events(e) => {
+                    frames += 1;
+                    evs.extend(e);
+                }
+                other => panic!("wanted {n} answers, got {} then {other:?}", evs.len()),
+            }
+        }
+        for (i, e) in evs.iter().enumerate() {
+            assert_eq!((e.request_id.as_str(), e.seq), (format!("p{i}").as_str(), i as u64 + 1));
+            assert_eq!(kind(e), "bid_accepted");
+        }
+        // the frames already read are handled before their answers are written
+        assert!(frames < n / 4, "{n} answers came in {frames} frames");
+    });
+}
+
+#[test]
 fn messages_after_auth_in_its_frame_are_processed() {
     let dir = TempDir::new("authframe");
     let gw = start(config(&dir.0, ""));
