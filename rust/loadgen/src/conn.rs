@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::lean;
+
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where and how to connect.
@@ -101,6 +103,26 @@ impl Conn {
                 other => return Err(format!("unexpected frame type: {other:?}").into()),
             };
             return Ok(Some(frame.events));
+        }
+    }
+
+    /// The next frame's events in their lean form (see [`crate::lean`]); None when the server
+    /// closed the connection.
+    pub async fn recv_lean(&mut self) -> Result<Option<Vec<lean::Event>>, Error> {
+        loop {
+            let Some(msg) = self.ws.next().await else {
+                return Ok(None);
+            };
+            return Ok(Some(match msg? {
+                Message::Binary(b) if !self.json => lean::Frame::decode(b)?.events,
+                Message::Text(t) if self.json => {
+                    let f: ServerFrame = serde_json::from_str(t.as_str())?;
+                    f.events.into_iter().map(lean::narrow).collect()
+                }
+                Message::Close(_) => return Ok(None),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                other => return Err(format!("unexpected frame type: {other:?}").into()),
+            }));
         }
     }
 

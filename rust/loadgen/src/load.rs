@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtbcore_proto::v1::{bid_event, bid_message, BidMessage, Money, OpenAuction, PlaceBid};
+use rtbcore_proto::v1::{bid_message, BidMessage, Money, OpenAuction, PlaceBid};
 use tokio::sync::{watch, Notify};
 
 use crate::conn::{Conn, Error};
+use crate::lean::{Kind, Time};
 use crate::stats::{realtime_ns, Tally};
 
 /// Auctions in flight are far fewer than this; per-auction stamps live in a ring this big.
@@ -93,17 +94,14 @@ impl Shared {
 }
 
 /// Auction ids are `<run>-<k>`: the run prefix keeps ids unique across runs against one server.
-fn slot(auction_id: &str) -> Option<usize> {
-    auction_id.rsplit_once('-')?.1.parse::<usize>().ok().map(|k| k % RING)
+fn slot(auction_id: &[u8]) -> Option<usize> {
+    let k = &auction_id[auction_id.iter().rposition(|&c| c == b'-')? + 1..];
+    std::str::from_utf8(k).ok()?.parse::<usize>().ok().map(|k| k % RING)
 }
 
 /// A prefix no earlier run against the same server used: the pid and the wall clock.
 pub fn run_prefix() -> String {
     format!("lg{:x}{:x}", std::process::id(), realtime_ns() / 1_000_000)
-}
-
-fn ts_ns(t: &Option<rtbcore_proto::pbjson_types::Timestamp>) -> i64 {
-    t.as_ref().map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)).unwrap_or(0)
 }
 
 /// The publisher: opens auctions `<run>-0, <run>-1, ...` in blocks and counts their
@@ -168,20 +166,21 @@ async fn publish(mut conn: Conn, s: Arc<Settings>, sh: Arc<Shared>) -> Result<Ta
         }
         let mut due = 0u64;
         tokio::select! {
-            r = conn.recv() => {
+            r = conn.recv_lean() => {
                 let Some(events) = r? else { break };
                 for ev in events {
-                    match ev.event {
-                        Some(bid_event::Event::AuctionOpened(o)) => {
+                    match ev.kind {
+                        Some(Kind::AuctionOpened(o)) => {
                             if let Some(k) = slot(&o.auction_id) {
-                                sh.deadline[k].store(ts_ns(&o.deadline), Ordering::Relaxed);
+                                let d = o.deadline.as_ref().map_or(0, Time::ns);
+                                sh.deadline[k].store(d, Ordering::Relaxed);
                             }
                         }
-                        Some(bid_event::Event::AuctionClosed(_)) => {
+                        Some(Kind::AuctionClosed(_)) => {
                             t.auctions_closed += 1;
                             t.last_result = Some(Instant::now());
                         }
-                        Some(bid_event::Event::BidRejected(r)) => {
+                        Some(Kind::BidRejected(r)) => {
                             return Err(format!(
                                 "OpenAuction {:?} refused ({}): {}",
                                 r.auction_id, r.reason, r.message
@@ -231,7 +230,7 @@ pub async fn buyer(
     let mut t = Tally::default();
     let mut finish = sh.finish.clone();
     let mut unanswered: std::collections::VecDeque<(Instant, usize)> = Default::default();
-    let mut todo: Vec<String> = Vec::new();
+    let mut todo: Vec<bytes::Bytes> = Vec::new();
     let mut n = 0u64;
     // after `finish`: keep reading (not bidding) until every accepted bid has its result, for
     // at most `drain`
@@ -243,23 +242,23 @@ pub async fn buyer(
             }
         }
         tokio::select! {
-            r = conn.recv() => {
+            r = conn.recv_lean() => {
                 let Some(events) = r? else { break };
                 let now = Instant::now();
                 for ev in events {
-                    match ev.event {
-                        Some(bid_event::Event::AuctionStarted(a)) => todo.push(a.auction_id),
-                        Some(bid_event::Event::BidAccepted(_)) => {
+                    match ev.kind {
+                        Some(Kind::AuctionStarted(a)) => todo.push(a.auction_id),
+                        Some(Kind::BidAccepted(_)) => {
                             t.bids_acked += 1;
                             t.last_ack = Some(now);
                             answered(&mut unanswered, &mut t, &s, &sh, now);
                         }
-                        Some(bid_event::Event::BidRejected(r)) => {
+                        Some(Kind::BidRejected(r)) => {
                             t.bids_rejected += 1;
                             *t.reject_reasons.entry(r.reason).or_default() += 1;
                             answered(&mut unanswered, &mut t, &s, &sh, now);
                         }
-                        Some(bid_event::Event::AuctionWon(w)) => {
+                        Some(Kind::AuctionWon(w)) => {
                             t.won += 1;
                             t.last_result = Some(now);
                             if sh.warm(&s, now) {
@@ -280,7 +279,7 @@ pub async fn buyer(
                                 }
                             }
                         }
-                        Some(bid_event::Event::AuctionLost(_)) => {
+                        Some(Kind::AuctionLost(_)) => {
                             t.lost += 1;
                             t.last_result = Some(now);
                         }
@@ -304,7 +303,7 @@ pub async fn buyer(
                     BidMessage {
                         request_id: String::new(),
                         message: Some(bid_message::Message::PlaceBid(PlaceBid {
-                            auction_id: a.clone(),
+                            auction_id: String::from_utf8_lossy(a).into_owned(),
                             // distinct amounts per buyer and auction: a real clearing
                             amount: Some(Money {
                                 currency: String::new(),
@@ -362,9 +361,10 @@ mod tests {
     #[test]
     fn auction_ids_map_to_their_ring_slot() {
         let p = run_prefix();
-        assert_eq!(slot(&format!("{p}-42")), Some(42));
-        assert_eq!(slot(&format!("{p}-{}", RING + 3)), Some(3));
-        assert_eq!(slot("someone-else's"), None);
-        assert_eq!(slot("noprefix"), None);
+        assert_eq!(slot(format!("{p}-42").as_bytes()), Some(42));
+        assert_eq!(slot(format!("{p}-{}", RING + 3).as_bytes()), Some(3));
+        assert_eq!(slot(b"someone-else's"), None);
+        assert_eq!(slot(b"noprefix"), None);
+        assert_eq!(slot(b"x-"), None);
     }
 }

@@ -10,6 +10,7 @@
 
 mod conn;
 mod idle;
+mod lean;
 mod load;
 mod stats;
 
