@@ -432,7 +432,7 @@ impl Hub {
                 creative,
             },
         );
-        let aid = a.id.to_string();
+        let aid = String::from(&*a.id);
         t.bids.insert(bid, (eid, key));
         Ok(Staged {
             auction: eid,
@@ -506,7 +506,7 @@ impl Hub {
             .on_auction(&a.id)
             .on_bid(&u.bid_id));
         }
-        let aid = a.id.to_string();
+        let aid = String::from(&*a.id);
         let b = a.bids.get_mut(&key).expect("own_bid found it");
         let undo = Undo::Update { amount: b.amount, gen: b.gen };
         b.amount = amount;
@@ -566,7 +566,7 @@ impl Hub {
     ) -> Result<Staged, Reject> {
         let a =
             t.open.get_mut(&eid).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
-        let aid = a.id.to_string();
+        let aid = String::from(&*a.id);
         let b =
             a.bids.get_mut(&key).ok_or_else(|| reject(RejectReason::UnknownBid, "no live bid"))?;
         b.live = false;
@@ -700,7 +700,7 @@ impl Hub {
             t.open
                 .get(&staged.auction)
                 .and_then(|a| a.bids.get(&staged.buyer_key))
-                .map(|b| b.buyer.to_string())
+                .map(|b| String::from(&*b.buyer))
         };
         let staged = std::slice::from_ref(&staged);
         let Ok(p) = self.reserve(staged, now).await else { return };
@@ -860,7 +860,7 @@ impl Hub {
         let now_mono = mono_ns();
         let deadline_unix = unix_ns() + tmax_ns;
         let started = AuctionStarted {
-            auction_id: id.to_string(),
+            auction_id: String::from(&*id),
             attributes: o.attributes.clone(),
             floor: Some(money(&self.currency, floor)),
             deadline: Some(ts(deadline_unix)),
@@ -915,7 +915,7 @@ impl Hub {
         self.metrics.auctions_opened.fetch_add(1, Ordering::Relaxed);
         self.metrics.auctions_open.fetch_add(1, Ordering::Relaxed);
         let opened =
-            AuctionOpened { auction_id: id.to_string(), deadline: Some(ts(deadline_unix)) };
+            AuctionOpened { auction_id: String::from(&*id), deadline: Some(ts(deadline_unix)) };
         Ok((eid, opened, started))
     }
 }

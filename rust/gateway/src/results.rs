@@ -113,7 +113,7 @@ fn close_one(
             .bids
             .values()
             .map(|b| ClosedBid {
-                buyer: b.buyer.to_string(),
+                buyer: String::from(&*b.buyer),
                 bid: b.bid,
                 amount: b.amount,
                 counted: b.live && !b.late,
@@ -127,8 +127,8 @@ fn close_one(
     let cur = &hub.currency;
     let price = if r.price.is_finite() { r.price.round() as i64 } else { 0 };
     let winner_key = (r.winner_bidder != NO_BIDDER).then_some(r.winner_bidder);
-    let winner =
-        winner_key.and_then(|k| a.bids.get(&k).map(|b| (k, b.buyer.to_string(), b.bid, b.amount)));
+    let winner = winner_key
+        .and_then(|k| a.bids.get(&k).map(|b| (k, String::from(&*b.buyer), b.bid, b.amount)));
     let (cb, cb_name) = closed_by(r.closed_by);
     // an auction cancelled by shutdown says nothing about its floor
     if let (Some(fl), Some(l), false) = (&hub.floors, a.learn, cb == ClosedBy::Shutdown) {
@@ -140,7 +140,7 @@ fn close_one(
         }
         let ev = if b.late {
             Event::AuctionLost(AuctionLost {
-                auction_id: a.id.to_string(),
+                auction_id: String::from(&*a.id),
                 bid_id: bid_id(b.bid),
                 loss_reason: LOSS_EXPIRED,
                 min_to_win: None,
@@ -152,7 +152,7 @@ fn close_one(
                 None
             };
             Event::AuctionWon(AuctionWon {
-                auction_id: a.id.to_string(),
+                auction_id: String::from(&*a.id),
                 bid_id: bid_id(b.bid),
                 price: Some(money(cur, price)),
                 min_to_win: mtw,
@@ -160,7 +160,7 @@ fn close_one(
             })
         } else {
             Event::AuctionLost(AuctionLost {
-                auction_id: a.id.to_string(),
+                auction_id: String::from(&*a.id),
                 bid_id: bid_id(b.bid),
                 loss_reason: if winner.is_some() { LOSS_HIGHER_BID } else { LOSS_EXPIRED },
                 // one micro above the winning bid (ties go to the winner)
@@ -176,7 +176,7 @@ fn close_one(
     }
     if let Some(p) = &a.publisher {
         let closed = AuctionClosed {
-            auction_id: a.id.to_string(),
+            auction_id: String::from(&*a.id),
             winners: winner
                 .iter()
                 .map(|w| Winner {
@@ -197,7 +197,7 @@ fn close_one(
         });
     }
     AuctionOutcome {
-        auction_id: a.id.to_string(),
+        auction_id: String::from(&*a.id),
         attributes: a.attributes,
         winner: winner.map(|w| (w.1, bid_id(w.2))),
         price_micros: if winner_key.is_some() { price } else { 0 },

@@ -625,13 +625,14 @@ impl Streams {
             let all = bits.iter().all(|&bit| wants(c, bit));
             let out = match (c.proto, all) {
                 (true, true) => {
-                    let bytes = all_encoded
-                        .get_or_insert_with(|| {
-                            let mut buf = Vec::with_capacity(64 * sent.len());
-                            encode_events_into(&sent, &mut buf);
-                            buf
-                        })
-                        .clone();
+                    let enc = all_encoded.get_or_insert_with(|| {
+                        let mut buf = Vec::with_capacity(64 * sent.len());
+                        encode_events_into(&sent, &mut buf);
+                        buf
+                    });
+                    // the last connection served takes the encoding itself
+                    let bytes =
+                        if k + 1 == targets.len() { std::mem::take(enc) } else { enc.clone() };
                     Out::Encoded { bytes, events: sent.len() as u64 }
                 }
                 (true, false) => {
