@@ -39,9 +39,157 @@ pub fn decode_text(wire: Wire, text: &str) -> Result<ClientFrame, DecodeError> {
 
 /// Appends events to `buf` as they stand in an encoded `ServerFrame` (its repeated field 1).
 /// Encoded frames concatenate: the bytes of two frames are the frame holding both's events.
+///
+/// The bytes are prost's, written in one pass: prost measures each nested message before it
+/// writes it, at every level, which made encoding the largest single cost of an event. Here a
+/// nested message's length is written after its body (a one-byte slot, widened in the rare
+/// case the body is 128 bytes or more). Cases other than the frequent ones go through prost.
 pub fn encode_events_into<'a>(evs: impl IntoIterator<Item = &'a BidEvent>, buf: &mut Vec<u8>) {
     for ev in evs {
-        rtbcore_proto::prost::encoding::message::encode(1, ev, buf);
+        pb::nested(buf, 1, |b| pb::event(b, ev));
+    }
+}
+
+/// Protobuf wire format for the event messages (field order and defaults as prost writes them).
+mod pb {
+    use rtbcore_proto::pbjson_types::Timestamp;
+    use rtbcore_proto::prost::encoding::encode_varint;
+    use rtbcore_proto::v1::bid_event::Event;
+    use rtbcore_proto::v1::{BidEvent, Money};
+
+    const VARINT: u32 = 0;
+    const LEN: u32 = 2;
+
+    #[inline]
+    fn varint(buf: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+
+    #[inline]
+    fn key(buf: &mut Vec<u8>, tag: u32, wire_type: u32) {
+        varint(buf, u64::from(tag << 3 | wire_type));
+    }
+
+    #[inline]
+    fn string(buf: &mut Vec<u8>, tag: u32, s: &str) {
+        if !s.is_empty() {
+            key(buf, tag, LEN);
+            varint(buf, s.len() as u64);
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+
+    /// An integer field (int32 and enums sign-extend, as protobuf requires).
+    #[inline]
+    fn int(buf: &mut Vec<u8>, tag: u32, v: i64) {
+        if v != 0 {
+            key(buf, tag, VARINT);
+            varint(buf, v as u64);
+        }
+    }
+
+    /// A length-delimited field whose body `f` writes.
+    #[inline]
+    pub fn nested(buf: &mut Vec<u8>, tag: u32, f: impl FnOnce(&mut Vec<u8>)) {
+        key(buf, tag, LEN);
+        let at = buf.len();
+        buf.push(0);
+        f(buf);
+        let len = buf.len() - at - 1;
+        if len < 0x80 {
+            buf[at] = len as u8;
+        } else {
+            let mut prefix = Vec::with_capacity(10);
+            encode_varint(len as u64, &mut prefix);
+            buf.splice(at..at + 1, prefix);
+        }
+    }
+
+    fn money(buf: &mut Vec<u8>, tag: u32, m: &Option<Money>) {
+        if let Some(m) = m {
+            nested(buf, tag, |b| {
+                string(b, 1, &m.currency);
+                int(b, 2, m.micros);
+            });
+        }
+    }
+
+    fn time(buf: &mut Vec<u8>, tag: u32, t: &Option<Timestamp>) {
+        if let Some(t) = t {
+            nested(buf, tag, |b| {
+                int(b, 1, t.seconds);
+                int(b, 2, i64::from(t.nanos));
+            });
+        }
+    }
+
+    pub fn event(b: &mut Vec<u8>, ev: &BidEvent) {
+        string(b, 1, &ev.event_id);
+        int(b, 2, ev.seq as i64);
+        time(b, 3, &ev.timestamp);
+        string(b, 4, &ev.request_id);
+        match &ev.event {
+            None => {}
+            Some(Event::AuctionStarted(s)) => nested(b, 12, |b| {
+                string(b, 1, &s.auction_id);
+                for (k, v) in &s.attributes {
+                    nested(b, 2, |b| {
+                        string(b, 1, k);
+                        string(b, 2, v);
+                    });
+                }
+                money(b, 3, &s.floor);
+                time(b, 4, &s.deadline);
+                int(b, 5, i64::from(s.expected_bids));
+                int(b, 6, i64::from(s.auction_type));
+            }),
+            Some(Event::BidAccepted(a)) => nested(b, 13, |b| {
+                string(b, 1, &a.bid_id);
+                string(b, 2, &a.auction_id);
+                money(b, 3, &a.amount);
+            }),
+            Some(Event::BidRejected(r)) => nested(b, 14, |b| {
+                int(b, 1, i64::from(r.reason));
+                string(b, 2, &r.message);
+                string(b, 3, &r.auction_id);
+                string(b, 4, &r.bid_id);
+            }),
+            Some(Event::AuctionWon(w)) => nested(b, 15, |b| {
+                string(b, 1, &w.auction_id);
+                string(b, 2, &w.bid_id);
+                money(b, 3, &w.price);
+                money(b, 4, &w.min_to_win);
+                int(b, 5, i64::from(w.slot));
+            }),
+            Some(Event::AuctionLost(l)) => nested(b, 16, |b| {
+                string(b, 1, &l.auction_id);
+                string(b, 2, &l.bid_id);
+                int(b, 3, i64::from(l.loss_reason));
+                money(b, 4, &l.min_to_win);
+            }),
+            Some(Event::AuctionOpened(o)) => nested(b, 19, |b| {
+                string(b, 1, &o.auction_id);
+                time(b, 2, &o.deadline);
+            }),
+            Some(Event::AuctionClosed(c)) => nested(b, 20, |b| {
+                string(b, 1, &c.auction_id);
+                for w in &c.winners {
+                    nested(b, 2, |b| {
+                        string(b, 1, &w.buyer_id);
+                        string(b, 2, &w.bid_id);
+                        money(b, 3, &w.price);
+                        int(b, 4, i64::from(w.slot));
+                    });
+                }
+                int(b, 3, i64::from(c.n_bids));
+                int(b, 4, i64::from(c.closed_by));
+            }),
+            Some(other) => other.encode(b),
+        }
     }
 }
 

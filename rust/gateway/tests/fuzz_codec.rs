@@ -6,7 +6,9 @@
 //! A longer run: `CODEC_FUZZ_CASES=200000 cargo test --release -p rtbcore-gateway --test fuzz_codec`.
 
 use proptest::prelude::*;
-use rtbcore_gateway::codec::{decode_binary, decode_text, encode, Encoded, Wire};
+use rtbcore_gateway::codec::{
+    decode_binary, decode_text, encode, encode_events_into, Encoded, Wire,
+};
 use rtbcore_gateway::prost::Message as _;
 use rtbcore_proto::v1::bid_message::Message as Msg;
 use rtbcore_proto::v1::*;
@@ -171,5 +173,115 @@ fn server_frames_encode_in_both_wires() {
             assert_eq!(serde_json::from_str::<ServerFrame>(&t).unwrap().events, vec![ev])
         }
         Encoded::Binary(_) => panic!(),
+    }
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-z0-9:-]{0,12}",
+        1 => Just(String::new()),
+        1 => "\\PC{100,300}",
+    ]
+}
+
+fn money() -> impl Strategy<Value = Option<Money>> {
+    proptest::option::of(
+        (text(), any::<i64>()).prop_map(|(currency, micros)| Money { currency, micros }),
+    )
+}
+
+fn time() -> impl Strategy<Value = Option<rtbcore_gateway::pbjson_types::Timestamp>> {
+    proptest::option::of(
+        (any::<i64>(), any::<i32>()).prop_map(|(seconds, nanos)| {
+            rtbcore_gateway::pbjson_types::Timestamp { seconds, nanos }
+        }),
+    )
+}
+
+/// Every case of `BidEvent.event`: those the gateway encodes itself and some prost encodes.
+fn event_case() -> impl Strategy<Value = bid_event::Event> {
+    use bid_event::Event as E;
+    prop_oneof![
+        (
+            text(),
+            proptest::collection::hash_map(text(), text(), 0..64),
+            money(),
+            time(),
+            any::<u32>(),
+            any::<i32>()
+        )
+            .prop_map(
+                |(auction_id, attributes, floor, deadline, expected_bids, auction_type)| {
+                    E::AuctionStarted(AuctionStarted {
+                        auction_id,
+                        attributes,
+                        floor,
+                        deadline,
+                        expected_bids,
+                        auction_type,
+                    })
+                }
+            ),
+        (text(), text(), money()).prop_map(|(bid_id, auction_id, amount)| {
+            E::BidAccepted(BidAccepted { bid_id, auction_id, amount })
+        }),
+        (any::<i32>(), text(), text(), text()).prop_map(|(reason, message, auction_id, bid_id)| {
+            E::BidRejected(BidRejected { reason, message, auction_id, bid_id })
+        }),
+        (text(), text(), money(), money(), any::<u32>()).prop_map(
+            |(auction_id, bid_id, price, min_to_win, slot)| {
+                E::AuctionWon(AuctionWon { auction_id, bid_id, price, min_to_win, slot })
+            }
+        ),
+        (text(), text(), any::<i32>(), money()).prop_map(
+            |(auction_id, bid_id, loss_reason, min_to_win)| {
+                E::AuctionLost(AuctionLost { auction_id, bid_id, loss_reason, min_to_win })
+            }
+        ),
+        (text(), time()).prop_map(|(auction_id, deadline)| E::AuctionOpened(AuctionOpened {
+            auction_id,
+            deadline
+        })),
+        (
+            text(),
+            proptest::collection::vec(
+                (text(), text(), money(), any::<u32>()).prop_map(
+                    |(buyer_id, bid_id, price, slot)| Winner { buyer_id, bid_id, price, slot }
+                ),
+                0..4
+            ),
+            any::<u32>(),
+            any::<i32>()
+        )
+            .prop_map(|(auction_id, winners, n_bids, closed_by)| {
+                E::AuctionClosed(AuctionClosed { auction_id, winners, n_bids, closed_by })
+            }),
+        (text(), text(), any::<i32>(), money()).prop_map(|(bid_id, auction_id, status, amount)| {
+            E::BidUpdate(BidUpdate { bid_id, auction_id, status, amount })
+        }),
+        (any::<bool>(), text(), any::<u64>()).prop_map(|(ok, buyer_id, last_seq)| {
+            E::AuthResult(AuthResult { ok, buyer_id, last_seq, ..Default::default() })
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// The gateway's own event encoding is byte for byte prost's.
+    #[test]
+    fn events_encode_exactly_as_prost_does(
+        evs in proptest::collection::vec(
+            (text(), any::<u64>(), time(), text(), proptest::option::of(event_case())).prop_map(
+                |(event_id, seq, timestamp, request_id, event)| BidEvent { event_id, seq, timestamp, request_id, event },
+            ),
+            0..4,
+        )
+    ) {
+        let mut ours = Vec::new();
+        encode_events_into(&evs, &mut ours);
+        let theirs = ServerFrame { events: evs.clone() }.encode_to_vec();
+        prop_assert_eq!(&ours, &theirs);
+        prop_assert_eq!(ServerFrame::decode(&ours[..]).unwrap().events, evs);
     }
 }
