@@ -50,6 +50,19 @@ pub fn encode_events_into<'a>(evs: impl IntoIterator<Item = &'a BidEvent>, buf: 
     }
 }
 
+/// Appends a buyer's stream event as [`encode_events_into`] appends the `BidEvent` it stands
+/// for (event id `<buyer>:<seq>`, `seq`, the timestamp `time_ns`, its request id and event),
+/// without making that `BidEvent`.
+pub fn encode_stream_event_into(
+    buf: &mut Vec<u8>,
+    buyer: &str,
+    seq: u64,
+    time_ns: u64,
+    se: &crate::events::StreamEvent,
+) {
+    pb::nested(buf, 1, |b| pb::stream_event(b, buyer, seq, time_ns, se));
+}
+
 /// Protobuf wire format for the event messages (field order and defaults as prost writes them).
 mod pb {
     use rtbcore_proto::pbjson_types::Timestamp;
@@ -132,9 +145,36 @@ mod pb {
         int(b, 2, ev.seq as i64);
         time(b, 3, &ev.timestamp);
         string(b, 4, &ev.request_id);
-        match &ev.event {
-            None => {}
-            Some(Event::AuctionStarted(s)) => nested(b, 12, |b| {
+        if let Some(e) = &ev.event {
+            case(b, e);
+        }
+    }
+
+    /// A stream event's `BidEvent` fields, the event id written from its parts.
+    pub fn stream_event(
+        b: &mut Vec<u8>,
+        buyer: &str,
+        seq: u64,
+        time_ns: u64,
+        se: &crate::events::StreamEvent,
+    ) {
+        let mut digits = itoa::Buffer::new();
+        let d = digits.format(seq);
+        key(b, 1, LEN);
+        varint(b, (buyer.len() + 1 + d.len()) as u64);
+        b.extend_from_slice(buyer.as_bytes());
+        b.push(b':');
+        b.extend_from_slice(d.as_bytes());
+        int(b, 2, seq as i64);
+        time(b, 3, &Some(crate::events::ts(time_ns)));
+        string(b, 4, &se.request_id);
+        case(b, &se.event);
+    }
+
+    /// The `BidEvent.event` field (the oneof case).
+    fn case(b: &mut Vec<u8>, e: &Event) {
+        match e {
+            Event::AuctionStarted(s) => nested(b, 12, |b| {
                 string(b, 1, &s.auction_id);
                 for (k, v) in &s.attributes {
                     nested(b, 2, |b| {
@@ -147,35 +187,35 @@ mod pb {
                 int(b, 5, i64::from(s.expected_bids));
                 int(b, 6, i64::from(s.auction_type));
             }),
-            Some(Event::BidAccepted(a)) => nested(b, 13, |b| {
+            Event::BidAccepted(a) => nested(b, 13, |b| {
                 string(b, 1, &a.bid_id);
                 string(b, 2, &a.auction_id);
                 money(b, 3, &a.amount);
             }),
-            Some(Event::BidRejected(r)) => nested(b, 14, |b| {
+            Event::BidRejected(r) => nested(b, 14, |b| {
                 int(b, 1, i64::from(r.reason));
                 string(b, 2, &r.message);
                 string(b, 3, &r.auction_id);
                 string(b, 4, &r.bid_id);
             }),
-            Some(Event::AuctionWon(w)) => nested(b, 15, |b| {
+            Event::AuctionWon(w) => nested(b, 15, |b| {
                 string(b, 1, &w.auction_id);
                 string(b, 2, &w.bid_id);
                 money(b, 3, &w.price);
                 money(b, 4, &w.min_to_win);
                 int(b, 5, i64::from(w.slot));
             }),
-            Some(Event::AuctionLost(l)) => nested(b, 16, |b| {
+            Event::AuctionLost(l) => nested(b, 16, |b| {
                 string(b, 1, &l.auction_id);
                 string(b, 2, &l.bid_id);
                 int(b, 3, i64::from(l.loss_reason));
                 money(b, 4, &l.min_to_win);
             }),
-            Some(Event::AuctionOpened(o)) => nested(b, 19, |b| {
+            Event::AuctionOpened(o) => nested(b, 19, |b| {
                 string(b, 1, &o.auction_id);
                 time(b, 2, &o.deadline);
             }),
-            Some(Event::AuctionClosed(c)) => nested(b, 20, |b| {
+            Event::AuctionClosed(c) => nested(b, 20, |b| {
                 string(b, 1, &c.auction_id);
                 for w in &c.winners {
                     nested(b, 2, |b| {
@@ -188,7 +228,7 @@ mod pb {
                 int(b, 3, i64::from(c.n_bids));
                 int(b, 4, i64::from(c.closed_by));
             }),
-            Some(other) => other.encode(b),
+            other => other.encode(b),
         }
     }
 }

@@ -123,6 +123,17 @@ pub struct StreamEvent {
     pub bid: u64,
 }
 
+/// The `BidEvent` a buyer's stream event `seq`, made at `time_ns`, is sent as.
+pub fn bid_event(buyer: &str, seq: u64, time_ns: u64, se: StreamEvent) -> BidEvent {
+    BidEvent {
+        event_id: stream_event_id(buyer, seq),
+        seq,
+        timestamp: Some(ts(time_ns)),
+        request_id: se.request_id,
+        event: Some(se.event),
+    }
+}
+
 const NONE_I64: i64 = i64::MIN;
 
 /// The log form of a stream event of `buyer` with `seq`: a compact record or a header + blob.

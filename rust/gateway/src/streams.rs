@@ -19,7 +19,7 @@ use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 use tokio::sync::mpsc;
 
-use crate::codec::encode_events_into;
+use crate::codec::{encode_events_into, encode_stream_event_into};
 use crate::events::*;
 use crate::evlog::{
     buyer_key, BuyerHistory, EventLog, LogBatch, Rec, SeqIndex, K_ACK, K_EVENT, K_SUBSCRIPTION,
@@ -96,6 +96,64 @@ impl Out {
             Out::Events(evs) => evs.len() as u64,
             Out::Encoded { events, .. } => *events,
             Out::Replay(_) | Out::Close(..) => 0,
+        }
+    }
+}
+
+/// A buyer's events on their way to its connections: made here (numbered from `first`, stamped
+/// `now`; encoded straight from the stream events, made into `BidEvent`s only for a JSON
+/// connection) or read from the mirror.
+enum Made {
+    Stream { evs: Vec<StreamEvent>, first: u64, now: u64 },
+    Events(Vec<BidEvent>),
+}
+
+impl Made {
+    /// The encoding of the events whose index `keep` accepts.
+    fn encode(&self, buyer: &str, keep: impl Fn(usize) -> bool) -> Vec<u8> {
+        match self {
+            Made::Stream { evs, first, now } => {
+                let mut buf = Vec::with_capacity(64 * evs.len());
+                for (i, se) in evs.iter().enumerate().filter(|(i, _)| keep(*i)) {
+                    encode_stream_event_into(&mut buf, buyer, first + i as u64, *now, se);
+                }
+                buf
+            }
+            Made::Events(evs) => {
+                let mut buf = Vec::with_capacity(64 * evs.len());
+                encode_events_into(
+                    evs.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, e)| e),
+                    &mut buf,
+                );
+                buf
+            }
+        }
+    }
+
+    /// Copies of the events whose index `keep` accepts.
+    fn events(&self, buyer: &str, keep: impl Fn(usize) -> bool) -> Vec<BidEvent> {
+        match self {
+            Made::Stream { evs, first, now } => evs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(i, se)| bid_event(buyer, first + i as u64, *now, se.clone()))
+                .collect(),
+            Made::Events(evs) => {
+                evs.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, e)| e.clone()).collect()
+            }
+        }
+    }
+
+    /// All the events, taken (nothing is left).
+    fn take_events(&mut self, buyer: &str) -> Vec<BidEvent> {
+        match std::mem::replace(self, Made::Events(Vec::new())) {
+            Made::Stream { evs, first, now } => evs
+                .into_iter()
+                .zip(first..)
+                .map(|(se, seq)| bid_event(buyer, seq, now, se))
+                .collect(),
+            Made::Events(evs) => evs,
         }
     }
 }
@@ -443,14 +501,14 @@ impl Streams {
                 let time_ns = ev.timestamp.as_ref().map_or(0, ts_ns);
                 let rec = Rec { kind: K_EVENT, buyer: b.key, seq, time_ns, ..Default::default() };
                 let blob = BidEvent { event: Some(event.clone()), ..Default::default() };
-                offsets.push(batch.push_blob(rec, &blob.encode_to_vec()));
+                offsets.push((seq, batch.push_blob(rec, &blob.encode_to_vec())));
                 bits.push(type_bit(event));
                 sent.push(ev);
             }
-            self.log_events(b, &batch, &sent, &offsets);
+            self.log_events(b, &batch, &offsets);
             m.metrics.gap_filled.fetch_add(sent.len() as u64, Ordering::Relaxed);
             b.seq = last;
-            self.deliver(b, sent, &bits, None, exclude);
+            self.deliver(b, Made::Events(sent), &bits, None, exclude);
         }
     }
 
@@ -550,18 +608,21 @@ impl Streams {
         if let Some(m) = &self.mirror {
             b.seq = self.mirror_number(m, b, &evs, now) - 1;
         }
-        let mut sent = Vec::with_capacity(evs.len());
+        let first = b.seq + 1;
         let mut bits = Vec::with_capacity(evs.len());
         let mut batch = LogBatch::default();
         let mut offsets = Vec::with_capacity(evs.len());
-        for se in evs {
+        for se in &evs {
             b.seq += 1;
             let seq = b.seq;
-            let (rec, blob) = to_record(b.key, seq, now, &se);
-            offsets.push(match &blob {
-                Some(blob) => batch.push_blob(rec, blob),
-                None => batch.push(&rec),
-            });
+            let (rec, blob) = to_record(b.key, seq, now, se);
+            offsets.push((
+                seq,
+                match &blob {
+                    Some(blob) => batch.push_blob(rec, blob),
+                    None => batch.push(&rec),
+                },
+            ));
             match &se.event {
                 Event::BidAccepted(_) => b.counters.bids_placed += 1,
                 Event::BidRejected(_) => b.counters.bids_rejected += 1,
@@ -573,39 +634,30 @@ impl Streams {
                 _ => {}
             }
             bits.push(type_bit(&se.event));
-            let ev = BidEvent {
-                event_id: stream_event_id(&b.name, seq),
-                seq,
-                timestamp: Some(ts(now)),
-                request_id: se.request_id,
-                event: Some(se.event),
-            };
-            if !ev.request_id.is_empty() {
-                self.remember(b, &ev.request_id, vec![ev.clone()]);
+            if !se.request_id.is_empty() {
+                let ev = bid_event(&b.name, seq, now, se.clone());
+                self.remember(b, &se.request_id, vec![ev]);
             }
-            sent.push(ev);
         }
-        self.log_events(b, &batch, &sent, &offsets);
-        self.deliver(b, sent, &bits, origin, None);
+        self.log_events(b, &batch, &offsets);
+        self.deliver(b, Made::Stream { evs, first, now }, &bits, origin, None);
     }
 
-    /// Appends a batch of the buyer's events (`offsets`: each one's offset in the batch) to
-    /// the log and indexes them by seq.
-    fn log_events(&self, b: &mut Buyer, batch: &LogBatch, sent: &[BidEvent], offsets: &[u64]) {
+    /// Appends a batch of the buyer's events to the log and indexes them by seq (`offsets`:
+    /// each one's seq and offset in the batch).
+    fn log_events(&self, b: &mut Buyer, batch: &LogBatch, offsets: &[(u64, u64)]) {
         match self.log.append_batch(batch) {
-            Ok(base) => {
-                b.index.extend(sent.iter().zip(offsets).map(|(e, off)| (e.seq, base + off)))
-            }
+            Ok(base) => b.index.extend(offsets.iter().map(|&(seq, off)| (seq, base + off))),
             Err(e) => eprintln!("rtbcore serve: event log append failed: {e}"),
         }
-        self.metrics.events_logged.fetch_add(sent.len() as u64, Ordering::Relaxed);
+        self.metrics.events_logged.fetch_add(offsets.len() as u64, Ordering::Relaxed);
         self.prune_index(b);
     }
 
     fn deliver(
         &self,
         b: &mut Buyer,
-        mut sent: Vec<BidEvent>,
+        mut made: Made,
         bits: &[u16],
         origin: Option<u64>,
         exclude: Option<u64>,
@@ -618,47 +670,30 @@ impl Streams {
         let targets: Vec<usize> = (0..b.conns.len())
             .filter(|&i| bits.iter().any(|&bit| wants(&b.conns[i], bit)))
             .collect();
+        let n_all = bits.len() as u64;
         // the encoding of all the events, made at most once
         let mut all_encoded: Option<Vec<u8>> = None;
         for (k, &i) in targets.iter().enumerate() {
             let c = &b.conns[i];
             let all = bits.iter().all(|&bit| wants(c, bit));
+            let last = k + 1 == targets.len();
             let out = match (c.proto, all) {
                 (true, true) => {
-                    let enc = all_encoded.get_or_insert_with(|| {
-                        let mut buf = Vec::with_capacity(64 * sent.len());
-                        encode_events_into(&sent, &mut buf);
-                        buf
-                    });
+                    let enc = all_encoded.get_or_insert_with(|| made.encode(&b.name, |_| true));
                     // the last connection served takes the encoding itself
-                    let bytes =
-                        if k + 1 == targets.len() { std::mem::take(enc) } else { enc.clone() };
-                    Out::Encoded { bytes, events: sent.len() as u64 }
+                    let bytes = if last { std::mem::take(enc) } else { enc.clone() };
+                    Out::Encoded { bytes, events: n_all }
                 }
                 (true, false) => {
-                    let mut bytes = Vec::new();
-                    let mut events = 0;
-                    for (e, _) in sent.iter().zip(bits).filter(|(_, &bit)| wants(c, bit)) {
-                        encode_events_into([e], &mut bytes);
-                        events += 1;
-                    }
+                    let bytes = made.encode(&b.name, |i| wants(c, bits[i]));
+                    let events = bits.iter().filter(|&&bit| wants(c, bit)).count() as u64;
                     Out::Encoded { bytes, events }
                 }
                 // the last connection served takes the events themselves
-                (false, true) if k + 1 == targets.len() => Out::Events(std::mem::take(&mut sent)),
-                (false, _) => Out::Events(
-                    sent.iter()
-                        .zip(bits)
-                        .filter(|(_, &bit)| wants(c, bit))
-                        .map(|(e, _)| e.clone())
-                        .collect(),
-                ),
+                (false, true) if last => Out::Events(made.take_events(&b.name)),
+                (false, _) => Out::Events(made.events(&b.name, |i| wants(c, bits[i]))),
             };
-            let n = match &out {
-                Out::Events(evs) => evs.len() as u64,
-                Out::Encoded { events, .. } => *events,
-                _ => 0,
-            };
+            let n = out.events();
             if c.offer(out) {
                 b.counters.events_sent += n;
             }

@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use rtbcore_gateway::codec::{
-    decode_binary, decode_text, encode, encode_events_into, Encoded, Wire,
+    decode_binary, decode_text, encode, encode_events_into, encode_stream_event_into, Encoded, Wire,
 };
 use rtbcore_gateway::prost::Message as _;
 use rtbcore_proto::v1::bid_message::Message as Msg;
@@ -283,5 +283,27 @@ proptest! {
         let theirs = ServerFrame { events: evs.clone() }.encode_to_vec();
         prop_assert_eq!(&ours, &theirs);
         prop_assert_eq!(ServerFrame::decode(&ours[..]).unwrap().events, evs);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// A stream event encoded straight from its parts is the `BidEvent` it stands for.
+    #[test]
+    fn stream_events_encode_as_their_bid_events(
+        buyer in "[a-z0-9_.-]{1,64}",
+        seq in any::<u64>(),
+        time_ns in any::<u64>(),
+        request_id in text(),
+        event in event_case(),
+    ) {
+        use rtbcore_gateway::events::{bid_event, StreamEvent};
+        let se = StreamEvent { event, request_id, auction: 1, bid: 2 };
+        let mut ours = Vec::new();
+        encode_stream_event_into(&mut ours, &buyer, seq, time_ns, &se);
+        let mut theirs = Vec::new();
+        encode_events_into(&[bid_event(&buyer, seq, time_ns, se)], &mut theirs);
+        prop_assert_eq!(ours, theirs);
     }
 }
