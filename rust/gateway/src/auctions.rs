@@ -176,11 +176,11 @@ pub const MAX_ATTRIBUTES: usize = 64;
 pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
 
 pub struct Table {
-    by_id: HashMap<Arc<str>, u64>,
+    by_id: foldhash::HashMap<Arc<str>, u64>,
     pub open: FxHashMap<u64, Auction>,
     /// Bid number -> (auction engine id, buyer key).
     bids: FxHashMap<u64, (u64, u64)>,
-    closed: HashSet<Arc<str>>,
+    closed: foldhash::HashSet<Arc<str>>,
     closed_order: VecDeque<Arc<str>>,
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
     /// Sized at start for a few hundred thousand boxed entries, so that it does not rehash
@@ -205,10 +205,10 @@ impl Table {
             started.iter().map(|(&id, (pos, _))| (*pos, id)).collect();
         started_order.sort_unstable();
         Table {
-            by_id: HashMap::new(),
+            by_id: Default::default(),
             open: FxHashMap::default(),
             bids: FxHashMap::default(),
-            closed: HashSet::new(),
+            closed: Default::default(),
             closed_order: VecDeque::new(),
             started,
             started_order: started_order.into(),
@@ -907,7 +907,11 @@ impl Hub {
                     answered: 0,
                     attributes: o.attributes.clone(),
                     learn,
-                    bids: FxHashMap::default(),
+                    // sized for the bids it expects (bounded: the count is the publisher's)
+                    bids: FxHashMap::with_capacity_and_hasher(
+                        (o.expected_bids as usize).min(64),
+                        Default::default(),
+                    ),
                     seats,
                 },
             );
