@@ -869,7 +869,8 @@ impl Session {
         let b = self.stream.clone();
         let mut b = b.lock();
         let refused = reserved.and_then(|p| hub.send_block(p, &staged)).err();
-        let mut staged_iter = staged.iter();
+        // the answers are moved out: what stays of `staged` is what arming ttls reads
+        let mut staged_iter = staged.iter_mut();
         let mut answers = Vec::with_capacity(order.len());
         for p in order {
             match p {
@@ -884,13 +885,19 @@ impl Session {
                                 _ => &hub.metrics.bids_cancelled,
                             }
                             .fetch_add(1, Ordering::Relaxed);
-                            answers.push(s.answer.clone());
+                            let placeholder = StreamEvent {
+                                event: Event::BidAccepted(BidAccepted::default()),
+                                request_id: String::new(),
+                                auction: 0,
+                                bid: 0,
+                            };
+                            answers.push(std::mem::replace(&mut s.answer, placeholder));
                         }
                         Some(r) => {
                             hub.metrics.reject(r.reason);
                             answers.push(StreamEvent {
                                 event: r.clone().event(),
-                                request_id: s.answer.request_id.clone(),
+                                request_id: std::mem::take(&mut s.answer.request_id),
                                 auction: 0,
                                 bid: 0,
                             });
