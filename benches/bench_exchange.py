@@ -11,6 +11,8 @@ needs the machine's other core).
   when all 10 have bid, so each bid costs the server an announcement, an answer and a result.
   items = bids acknowledged; the time is the whole run (connect, load, drain).
 - ``exchange one bid per frame``: the same with 1 bid per frame (64 auctions in flight).
+  Both throughput rows give the CPU time the server and the load generator used per bid: on
+  two shared cores, their sum bounds the rate (two CPU-seconds per second).
 - ``exchange latency at 50K bids/s`` (and at 2K bids/s, which the peer carries): open
   loop, auctions closing at their 100 ms deadline; the summary column has the HDR p50 / p99 of
   PlaceBid -> BidAccepted and of auction close -> AuctionWon delivered, and the rate offered
@@ -91,9 +93,11 @@ def _throughput(benchmark, srv: Server, bids: int, *args: str) -> None:
     benchmark.extra_info["baseline"] = srv.kind == "peer"
     benchmark.extra_info["loadgen"] = got
     lat = got["latency"]["place_to_accept"]
+    cpu = got["cpu"]
     benchmark.extra_info["summary"] = (
         f"{got['bids_acked_per_s'] / 1e3:.0f}K bids/s acked by the load generator's clock, "
-        f"{got['results_per_s'] / 1e3:.0f}K results/s")
+        f"{got['results_per_s'] / 1e3:.0f}K results/s; CPU per bid: server "
+        f"{cpu['server_us_per_bid']:.2f} us, load generator {cpu['loadgen_us_per_bid']:.2f} us")
     print(f"\n{benchmark.name}: {got['bids_acked']} bids acked, "
           f"{got['bids_acked_per_s']:.0f} bids/s, {got['results_per_s']:.0f} results/s, "
           f"PlaceBid->BidAccepted p99 {lat['p99_us']:.0f} us (closed loop: queueing)")

@@ -51,6 +51,12 @@ def test_every_bid_is_answered_and_has_its_result(server, tmp_path, json_mode, c
     assert lat[other] is None
     if close == "deadline":  # each auction stays open for its 200 ms
         assert r["send_phase_s"] >= 0.2
+    # CPU used during the load, by the load generator and by the server (--server-pid): /proc
+    # counts the server's in 10 ms ticks, so a short run may read 0 there
+    cpu = r["cpu"]
+    assert cpu["loadgen_s"] > 0 and cpu["server_s"] >= 0
+    assert cpu["loadgen_us_per_bid"] == pytest.approx(cpu["loadgen_s"] * 1e6 / 600)
+    assert cpu["server_us_per_bid"] == pytest.approx(cpu["server_s"] * 1e6 / 600)
 
 
 def test_open_loop_offers_the_rate(server, tmp_path):

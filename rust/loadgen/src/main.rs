@@ -220,6 +220,7 @@ async fn bidding(
     let mut publisher = target.connect(source(args.buyers)).await?;
     publisher.login(pub_key, Some(&["auction_closed"])).await?;
 
+    let cpu0 = (stats::cpu_s(None), args.server_pid.and_then(|p| stats::cpu_s(Some(p))));
     let (finish_tx, finish_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(finish_rx));
     let mut tasks = Vec::new();
@@ -256,7 +257,28 @@ async fn bidding(
             Tally::default()
         }
     };
-    Ok(summarize(args, &settings, &shared, total, publisher, send_phase, errors))
+    let cpu1 = (stats::cpu_s(None), args.server_pid.and_then(|p| stats::cpu_s(Some(p))));
+    let mut report = summarize(args, &settings, &shared, &total, publisher, send_phase, errors);
+    report["cpu"] = cpu_report(cpu0, cpu1, total.bids_acked);
+    Ok(report)
+}
+
+/// CPU seconds used during the load by this process and by the server (`--server-pid`), and
+/// each per bid acknowledged (in microseconds).
+fn cpu_report(
+    before: (Option<f64>, Option<f64>),
+    after: (Option<f64>, Option<f64>),
+    bids: u64,
+) -> Value {
+    let used = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
+    let (own, server) = (used(before.0, after.0), used(before.1, after.1));
+    let per_bid = |s: Option<f64>| s.filter(|_| bids > 0).map(|s| s * 1e6 / bids as f64);
+    json!({
+        "loadgen_s": own,
+        "server_s": server,
+        "loadgen_us_per_bid": per_bid(own),
+        "server_us_per_bid": per_bid(server),
+    })
 }
 
 fn per_s(n: u64, since: Instant, until: Option<Instant>) -> Value {
@@ -270,7 +292,7 @@ fn summarize(
     args: &Args,
     s: &Settings,
     sh: &Shared,
-    b: Tally,
+    b: &Tally,
     p: Tally,
     send_phase: Duration,
     errors: Vec<String>,

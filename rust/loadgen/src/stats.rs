@@ -101,3 +101,55 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// CPU time (user + system) a process has used, seconds: this process when `pid` is None, else
+/// `utime + stime` of /proc/PID/stat.
+pub fn cpu_s(pid: Option<u32>) -> Option<f64> {
+    match pid {
+        None => {
+            // SAFETY: getrusage only writes the struct it is given, which lives on this stack.
+            let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; RUSAGE_SELF is always valid.
+            if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+                return None;
+            }
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            Some(tv(u.ru_utime) + tv(u.ru_stime))
+        }
+        Some(pid) => {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // the fields after the command name, which ends at the last ')'
+            let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            // SAFETY: sysconf reads a constant of the system.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            (hz > 0).then(|| ticks / hz as f64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_for_this_process_both_ways() {
+        let me = Some(std::process::id());
+        let (own0, proc0) = (cpu_s(None).unwrap(), cpu_s(me).unwrap());
+        // spin until 0.3 s of CPU is used (however long a busy machine makes that take)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut x = 0u64;
+        while cpu_s(None).unwrap() - own0 < 0.3 && Instant::now() < deadline {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+        }
+        std::hint::black_box(x);
+        let (own1, proc1) = (cpu_s(None).unwrap(), cpu_s(me).unwrap());
+        assert!(own1 - own0 >= 0.3, "{own0} -> {own1}");
+        // /proc counts in clock ticks (10 ms at 100 Hz)
+        let by_pid = proc1 - proc0;
+        assert!(by_pid > 0.2 && by_pid < own1 - own0 + 0.1, "{by_pid} vs {}", own1 - own0);
+        assert_eq!(cpu_s(Some(u32::MAX)), None);
+    }
+}
