@@ -289,6 +289,15 @@ class BidRing(ContextHandle):
         that is gone)."""
         self._n.check()
 
+    def prefault(self) -> bool:
+        """Brings the whole file into memory, writable, at once (Linux ``MADV_POPULATE_WRITE``),
+        so that appends never stop on a page fault: the first write to a page of a fresh file
+        otherwise reads it in, in large zero-filled chunks, which takes milliseconds on a
+        virtual machine inside whichever append touched it. It costs the file's size in memory
+        (page cache) and, for a large ring, a while; returns False where the kernel cannot do it
+        (nothing changes then)."""
+        return bool(self._n.prefault())
+
     def abandon_incomplete(self) -> int:
         """Marks every reserved but uncommitted slot abandoned now, so readers skip it without
         waiting ``abandon_after``. Call only when no writer is alive (e.g. after a restart)."""

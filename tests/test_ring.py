@@ -215,6 +215,37 @@ def test_bad_arguments(path: str) -> None:
         ring.wait_for_space(1, timeout=float("nan"))
 
 
+def _resident_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_prefault_makes_the_whole_file_resident_and_keeps_the_records(tmp_path: Path) -> None:
+    path = tmp_path / "ring"
+    with BidRing.create(path, capacity=1 << 16) as ring:
+        size_kib = path.stat().st_size // 1024
+        assert ring.append(7, 3, 1.5)
+        before = _resident_kib(path)
+        assert before < size_kib // 2  # a fresh file: only the header and the first page
+        if not ring.prefault():
+            pytest.skip("the kernel does not populate mappings (MADV_POPULATE_WRITE)")
+        assert _resident_kib(path) >= size_kib - 4
+        assert ring.append(8, 4, 2.5)
+        got = ring.reader("r").read()
+        assert got["auction_id"].tolist() == [7, 8] and got["price"].tolist() == [1.5, 2.5]
+    closed = BidRing.create(tmp_path / "closed", capacity=16)
+    closed.close()
+    with pytest.raises(QueueClosed):
+        closed.prefault()
+
+
 def test_foreign_truncated_and_overwritten_files_are_ring_corrupt(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign"
     foreign.write_bytes(b"PK\x03\x04" + bytes(20000))

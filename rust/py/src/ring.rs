@@ -190,6 +190,12 @@ impl PyBidRing {
         detach(py, || self.ring.check()).map_err(to_pyerr)
     }
 
+    /// Faults the whole mapping in, writable, at once (Linux MADV_POPULATE_WRITE); whether
+    /// the kernel did it.
+    fn prefault(&self, py: Python<'_>) -> bool {
+        detach(py, || self.ring.prefault())
+    }
+
     /// The record type tag written in the header.
     #[getter]
     fn record_type(&self) -> String {
