@@ -66,7 +66,6 @@ pub fn encode_stream_event_into(
 /// Protobuf wire format for the event messages (field order and defaults as prost writes them).
 mod pb {
     use rtbcore_proto::pbjson_types::Timestamp;
-    use rtbcore_proto::prost::encoding::encode_varint;
     use rtbcore_proto::v1::bid_event::Event;
     use rtbcore_proto::v1::{BidEvent, Money};
 
@@ -117,7 +116,7 @@ mod pb {
             buf[at] = len as u8;
         } else {
             let mut prefix = Vec::with_capacity(10);
-            encode_varint(len as u64, &mut prefix);
+            varint(&mut prefix, len as u64);
             buf.splice(at..at + 1, prefix);
         }
     }

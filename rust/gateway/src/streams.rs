@@ -111,23 +111,21 @@ enum Made {
 impl Made {
     /// The encoding of the events whose index `keep` accepts.
     fn encode(&self, buyer: &str, keep: impl Fn(usize) -> bool) -> Vec<u8> {
+        let mut buf = Vec::new();
         match self {
             Made::Stream { evs, first, now } => {
-                let mut buf = Vec::with_capacity(64 * evs.len());
+                buf.reserve(64 * evs.len());
                 for (i, se) in evs.iter().enumerate().filter(|(i, _)| keep(*i)) {
                     encode_stream_event_into(&mut buf, buyer, first + i as u64, *now, se);
                 }
-                buf
             }
             Made::Events(evs) => {
-                let mut buf = Vec::with_capacity(64 * evs.len());
-                encode_events_into(
-                    evs.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, e)| e),
-                    &mut buf,
-                );
-                buf
+                buf.reserve(64 * evs.len());
+                let kept = evs.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, e)| e);
+                encode_events_into(kept, &mut buf);
             }
         }
+        buf
     }
 
     /// Copies of the events whose index `keep` accepts.

@@ -89,41 +89,43 @@ impl Conn {
         Ok(())
     }
 
-    /// The next frame's events; None when the server closed the connection.
-    pub async fn recv(&mut self) -> Result<Option<Vec<BidEvent>>, Error> {
+    /// The next data message of the connection's subprotocol; None when the server closed it.
+    async fn next_data(&mut self) -> Result<Option<Message>, Error> {
         loop {
             let Some(msg) = self.ws.next().await else {
                 return Ok(None);
             };
-            let frame: ServerFrame = match msg? {
-                Message::Binary(b) if !self.json => ServerFrame::decode(b.as_ref())?,
-                Message::Text(t) if self.json => serde_json::from_str(t.as_str())?,
-                Message::Close(_) => return Ok(None),
+            return match msg? {
+                m @ Message::Binary(_) if !self.json => Ok(Some(m)),
+                m @ Message::Text(_) if self.json => Ok(Some(m)),
+                Message::Close(_) => Ok(None),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                other => return Err(format!("unexpected frame type: {other:?}").into()),
+                other => Err(format!("unexpected frame type: {other:?}").into()),
             };
-            return Ok(Some(frame.events));
         }
+    }
+
+    /// The next frame's events; None when the server closed the connection.
+    pub async fn recv(&mut self) -> Result<Option<Vec<BidEvent>>, Error> {
+        let frame: ServerFrame = match self.next_data().await? {
+            Some(Message::Binary(b)) => ServerFrame::decode(b.as_ref())?,
+            Some(Message::Text(t)) => serde_json::from_str(t.as_str())?,
+            _ => return Ok(None),
+        };
+        Ok(Some(frame.events))
     }
 
     /// The next frame's events in their lean form (see [`crate::lean`]); None when the server
     /// closed the connection.
     pub async fn recv_lean(&mut self) -> Result<Option<Vec<lean::Event>>, Error> {
-        loop {
-            let Some(msg) = self.ws.next().await else {
-                return Ok(None);
-            };
-            return Ok(Some(match msg? {
-                Message::Binary(b) if !self.json => lean::Frame::decode(b)?.events,
-                Message::Text(t) if self.json => {
-                    let f: ServerFrame = serde_json::from_str(t.as_str())?;
-                    f.events.into_iter().map(lean::narrow).collect()
-                }
-                Message::Close(_) => return Ok(None),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                other => return Err(format!("unexpected frame type: {other:?}").into()),
-            }));
-        }
+        Ok(Some(match self.next_data().await? {
+            Some(Message::Binary(b)) => lean::Frame::decode(b)?.events,
+            Some(Message::Text(t)) => {
+                let f: ServerFrame = serde_json::from_str(t.as_str())?;
+                f.events.into_iter().map(lean::narrow).collect()
+            }
+            _ => return Ok(None),
+        }))
     }
 
     /// Sends `Auth` (and `Subscribe` when `event_types` is given) in one frame and waits for

@@ -220,7 +220,9 @@ async fn bidding(
     let mut publisher = target.connect(source(args.buyers)).await?;
     publisher.login(pub_key, Some(&["auction_closed"])).await?;
 
-    let cpu0 = (stats::cpu_s(None), args.server_pid.and_then(|p| stats::cpu_s(Some(p))));
+    // (this process, the server): CPU seconds so far
+    let cpu_now = || (stats::cpu_s(None), args.server_pid.and_then(|p| stats::cpu_s(Some(p))));
+    let cpu0 = cpu_now();
     let (finish_tx, finish_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(finish_rx));
     let mut tasks = Vec::new();
@@ -257,9 +259,8 @@ async fn bidding(
             Tally::default()
         }
     };
-    let cpu1 = (stats::cpu_s(None), args.server_pid.and_then(|p| stats::cpu_s(Some(p))));
     let mut report = summarize(args, &settings, &shared, &total, publisher, send_phase, errors);
-    report["cpu"] = cpu_report(cpu0, cpu1, total.bids_acked);
+    report["cpu"] = cpu_report(cpu0, cpu_now(), total.bids_acked);
     Ok(report)
 }
 
