@@ -18,6 +18,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::lean;
 
+/// Bytes a load connection reads at a time. tungstenite zeroes its read chunk before every
+/// read, so its 128 KiB default costs a 128 KiB memset per read however little arrived.
+const LOAD_READ_CHUNK: usize = 16 * 1024;
+
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where and how to connect.
@@ -48,7 +52,8 @@ impl Target {
 
     /// Opens a WebSocket, binding the local end to `source` when given.
     pub async fn connect(&self, source: Option<IpAddr>) -> Result<Conn, Error> {
-        self.connect_with(source, None).await
+        let cfg = WebSocketConfig::default().read_buffer_size(LOAD_READ_CHUNK);
+        self.connect_with(source, Some(cfg)).await
     }
 
     /// Opens a connection meant to stay idle: 4 KiB buffers instead of tungstenite's 128 KiB
