@@ -132,6 +132,8 @@ pub fn creative_of(
 pub struct Auction {
     pub engine_id: u64,
     pub id: Arc<str>,
+    /// The id as events hold it, made once for all of them.
+    pub held_id: AuctionId,
     pub publisher: Option<String>,
     pub floor: i64,
     pub deadline_mono: u64,
@@ -185,7 +187,7 @@ pub struct Table {
     /// Announcements by engine id, with their log position (for replay; pruned with the log).
     /// Sized at start for a few hundred thousand boxed entries, so that it does not rehash
     /// (copy every entry, under the table lock) while the log fills.
-    started: FxHashMap<u64, (u64, Box<AuctionStarted>)>,
+    started: FxHashMap<u64, (u64, Arc<AuctionStarted>)>,
     /// (log position, engine id) of `started`, oldest first (positions grow with each
     /// announcement): pruning pops what the log dropped, a few entries per announcement,
     /// instead of scanning the whole map at once.
@@ -199,7 +201,7 @@ impl Table {
             Default::default(),
         );
         started.extend(recovered.into_iter().filter_map(|(id, (pos, blob))| {
-            Some((id, (pos, Box::new(AuctionStarted::decode(blob.as_slice()).ok()?))))
+            Some((id, (pos, Arc::new(AuctionStarted::decode(blob.as_slice()).ok()?))))
         }));
         let mut started_order: Vec<(u64, u64)> =
             started.iter().map(|(&id, (pos, _))| (*pos, id)).collect();
@@ -234,8 +236,8 @@ impl Table {
 
     /// Records an announcement logged at `pos` (after every earlier one) and drops those
     /// the log no longer holds (before `oldest_pos`).
-    fn add_started(&mut self, eid: u64, pos: u64, st: AuctionStarted, oldest_pos: u64) {
-        self.started.insert(eid, (pos, Box::new(st)));
+    fn add_started(&mut self, eid: u64, pos: u64, st: Arc<AuctionStarted>, oldest_pos: u64) {
+        self.started.insert(eid, (pos, st));
         self.started_order.push_back((pos, eid));
         while let Some(&(p, id)) = self.started_order.front() {
             if p >= oldest_pos {
@@ -432,7 +434,7 @@ impl Hub {
                 creative,
             },
         );
-        let aid = String::from(&*a.id);
+        let auction_id = a.held_id.clone();
         t.bids.insert(bid, (eid, key));
         Ok(Staged {
             auction: eid,
@@ -440,11 +442,7 @@ impl Hub {
             price: amount as f64,
             kind: KIND_PLACE,
             answer: StreamEvent {
-                event: Event::BidAccepted(BidAccepted {
-                    bid_id: bid_id(bid),
-                    auction_id: aid,
-                    amount: Some(money(&self.currency, amount)),
-                }),
+                event: Body::Accepted { auction_id, amount, currency: self.currency },
                 request_id: rid.to_string(),
                 auction: eid,
                 bid,
@@ -518,12 +516,12 @@ impl Hub {
             price: amount as f64,
             kind: KIND_UPDATE,
             answer: StreamEvent {
-                event: Event::BidUpdate(BidUpdate {
+                event: Body::Event(Event::BidUpdate(BidUpdate {
                     bid_id: u.bid_id.clone(),
                     auction_id: aid,
                     status: BidStatus::Updated as i32,
-                    amount: Some(money(&self.currency, amount)),
-                }),
+                    amount: Some(money(self.currency, amount)),
+                })),
                 request_id: rid.to_string(),
                 auction: eid,
                 bid: n,
@@ -576,12 +574,12 @@ impl Hub {
             price: 0.0,
             kind: KIND_CANCEL,
             answer: StreamEvent {
-                event: Event::BidUpdate(BidUpdate {
+                event: Body::Event(Event::BidUpdate(BidUpdate {
                     bid_id: id.to_string(),
                     auction_id: aid,
                     status: status as i32,
-                    amount: Some(money(&self.currency, b.amount)),
-                }),
+                    amount: Some(money(self.currency, b.amount)),
+                })),
                 request_id: rid.to_string(),
                 auction: eid,
                 bid: n,
@@ -755,11 +753,11 @@ impl Hub {
 
     /// Announces opened auctions to the buyers whose subscription matches: each buyer's
     /// announcements go out as one emission.
-    pub fn announce(&self, opened: Vec<(u64, AuctionStarted)>) {
+    pub fn announce(&self, opened: Vec<(u64, Arc<AuctionStarted>)>) {
         self.announce_to(opened, None)
     }
 
-    fn announce_to(&self, opened: Vec<(u64, AuctionStarted)>, seats: Option<&SeatRule>) {
+    fn announce_to(&self, opened: Vec<(u64, Arc<AuctionStarted>)>, seats: Option<&SeatRule>) {
         if opened.is_empty() {
             return;
         }
@@ -776,7 +774,7 @@ impl Hub {
                 .iter()
                 .filter(|(_, st)| sub.matches(&st.attributes))
                 .map(|(eid, st)| StreamEvent {
-                    event: Event::AuctionStarted(st.clone()),
+                    event: Body::Started(st.clone()),
                     request_id: String::new(),
                     auction: *eid,
                     bid: 0,
@@ -792,7 +790,7 @@ impl Hub {
         &self,
         publisher: Option<&str>,
         o: &OpenAuction,
-    ) -> Result<(u64, AuctionOpened, AuctionStarted), Reject> {
+    ) -> Result<(u64, AuctionOpened, Arc<AuctionStarted>), Reject> {
         self.open_inner(publisher, o, None)
     }
 
@@ -801,7 +799,7 @@ impl Hub {
         publisher: Option<&str>,
         o: &OpenAuction,
         seats: Option<Arc<SeatRule>>,
-    ) -> Result<(u64, AuctionOpened, AuctionStarted), Reject> {
+    ) -> Result<(u64, AuctionOpened, Arc<AuctionStarted>), Reject> {
         if self.is_draining() {
             return Err(reject(RejectReason::ShuttingDown, "the exchange is draining"));
         }
@@ -859,10 +857,10 @@ impl Hub {
         };
         let now_mono = mono_ns();
         let deadline_unix = unix_ns() + tmax_ns;
-        let started = AuctionStarted {
+        let started = Arc::new(AuctionStarted {
             auction_id: String::from(&*id),
             attributes: o.attributes.clone(),
-            floor: Some(money(&self.currency, floor)),
+            floor: Some(money(self.currency, floor)),
             deadline: Some(ts(deadline_unix)),
             expected_bids: o.expected_bids,
             auction_type: if self.cfg.engine.mechanism == "first_price" {
@@ -870,7 +868,7 @@ impl Hub {
             } else {
                 AuctionType::SecondPrice as i32
             },
-        };
+        });
         {
             let mut t = self.table.lock();
             if t.by_id.contains_key(&id) || t.closed.contains(&id) {
@@ -900,6 +898,7 @@ impl Hub {
                 Auction {
                     engine_id: eid,
                     id: id.clone(),
+                    held_id: AuctionId::new(&id),
                     publisher: publisher.map(str::to_string),
                     floor,
                     deadline_mono: now_mono + tmax_ns,
@@ -972,13 +971,13 @@ mod tests {
         let mut t = Table::new(recovered);
         assert_eq!(t.started(6).map(|s| s.auction_id), Some("r6".to_string()));
         // the log still holds everything from 15 on: the recovered 5 (at 10) goes
-        t.add_started(8, 40, AuctionStarted::default(), 15);
+        t.add_started(8, 40, Arc::default(), 15);
         let mut held: Vec<u64> = t.started.keys().copied().collect();
         held.sort_unstable();
         assert_eq!(held, vec![6, 7, 8]);
         for id in 20..1000u64 {
             // the log keeps the last 95 positions: the last 10 announcements (one every 10)
-            t.add_started(id, id * 10, AuctionStarted::default(), id * 10 - 95);
+            t.add_started(id, id * 10, Arc::default(), id * 10 - 95);
             assert!(t.started.values().all(|(pos, _)| *pos >= id * 10 - 95));
             let want = (id - 19).min(10) as usize;
             assert_eq!((t.started.len(), t.started_order.len()), (want, want));

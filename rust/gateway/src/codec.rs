@@ -65,9 +65,10 @@ pub fn encode_stream_event_into(
 
 /// Protobuf wire format for the event messages (field order and defaults as prost writes them).
 mod pb {
+    use crate::events::Body;
     use rtbcore_proto::pbjson_types::Timestamp;
     use rtbcore_proto::v1::bid_event::Event;
-    use rtbcore_proto::v1::{BidEvent, Money};
+    use rtbcore_proto::v1::{AuctionStarted, BidEvent, Money};
 
     const VARINT: u32 = 0;
     const LEN: u32 = 2;
@@ -123,11 +124,26 @@ mod pb {
 
     fn money(buf: &mut Vec<u8>, tag: u32, m: &Option<Money>) {
         if let Some(m) = m {
-            nested(buf, tag, |b| {
-                string(b, 1, &m.currency);
-                int(b, 2, m.micros);
-            });
+            money_of(buf, tag, &m.currency, m.micros);
         }
+    }
+
+    /// A `Money` field from its parts.
+    fn money_of(buf: &mut Vec<u8>, tag: u32, currency: &str, micros: i64) {
+        nested(buf, tag, |b| {
+            string(b, 1, currency);
+            int(b, 2, micros);
+        });
+    }
+
+    /// A bid id field, `b<n>`.
+    fn bid_id(buf: &mut Vec<u8>, tag: u32, n: u64) {
+        let mut digits = itoa::Buffer::new();
+        let d = digits.format(n);
+        key(buf, tag, LEN);
+        varint(buf, 1 + d.len() as u64);
+        buf.push(b'b');
+        buf.extend_from_slice(d.as_bytes());
     }
 
     fn time(buf: &mut Vec<u8>, tag: u32, t: &Option<Timestamp>) {
@@ -167,25 +183,55 @@ mod pb {
         int(b, 2, seq as i64);
         time(b, 3, &Some(crate::events::ts(time_ns)));
         string(b, 4, &se.request_id);
-        case(b, &se.event);
+        match &se.event {
+            Body::Event(e) => case(b, e),
+            Body::Started(s) => started(b, s),
+            Body::Accepted { auction_id, amount, currency } => nested(b, 13, |b| {
+                bid_id(b, 1, se.bid);
+                string(b, 2, auction_id.as_str());
+                money_of(b, 3, currency, *amount);
+            }),
+            Body::Won { auction_id, price, min_to_win, slot, currency } => nested(b, 15, |b| {
+                string(b, 1, auction_id.as_str());
+                bid_id(b, 2, se.bid);
+                money_of(b, 3, currency, *price);
+                if let Some(m) = min_to_win {
+                    money_of(b, 4, currency, *m);
+                }
+                int(b, 5, i64::from(*slot));
+            }),
+            Body::Lost { auction_id, reason, min_to_win, currency } => nested(b, 16, |b| {
+                string(b, 1, auction_id.as_str());
+                bid_id(b, 2, se.bid);
+                int(b, 3, i64::from(*reason));
+                if let Some(m) = min_to_win {
+                    money_of(b, 4, currency, *m);
+                }
+            }),
+        }
+    }
+
+    /// The `AuctionStarted` case.
+    fn started(b: &mut Vec<u8>, s: &AuctionStarted) {
+        nested(b, 12, |b| {
+            string(b, 1, &s.auction_id);
+            for (k, v) in &s.attributes {
+                nested(b, 2, |b| {
+                    string(b, 1, k);
+                    string(b, 2, v);
+                });
+            }
+            money(b, 3, &s.floor);
+            time(b, 4, &s.deadline);
+            int(b, 5, i64::from(s.expected_bids));
+            int(b, 6, i64::from(s.auction_type));
+        })
     }
 
     /// The `BidEvent.event` field (the oneof case).
     fn case(b: &mut Vec<u8>, e: &Event) {
         match e {
-            Event::AuctionStarted(s) => nested(b, 12, |b| {
-                string(b, 1, &s.auction_id);
-                for (k, v) in &s.attributes {
-                    nested(b, 2, |b| {
-                        string(b, 1, k);
-                        string(b, 2, v);
-                    });
-                }
-                money(b, 3, &s.floor);
-                time(b, 4, &s.deadline);
-                int(b, 5, i64::from(s.expected_bids));
-                int(b, 6, i64::from(s.auction_type));
-            }),
+            Event::AuctionStarted(s) => started(b, s),
             Event::BidAccepted(a) => nested(b, 13, |b| {
                 string(b, 1, &a.bid_id);
                 string(b, 2, &a.auction_id);

@@ -1,5 +1,6 @@
 //! Building events and turning stream events into event-log records and back (replay).
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pbjson_types::{Duration as PbDuration, Timestamp};
@@ -8,6 +9,7 @@ use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 use rtbcore_proto::{pbjson_types, prost};
 
+use crate::auth::MAX_ID_LEN;
 use crate::evlog::*;
 
 /// Event type bits of a subscription (`Subscribe.event_types`).
@@ -81,6 +83,20 @@ pub fn to_micros(x: f64) -> i64 {
     (x * 1e6).round() as i64
 }
 
+/// The one `&'static str` of a currency code. Events carry their currency by reference with no
+/// count to keep, which a shared `Arc` would make every thread touch; currency codes are a
+/// small fixed set (ISO 4217, checked in the config), so the strings kept are bounded.
+pub fn currency_code(code: &str) -> &'static str {
+    static CODES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut codes = CODES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = codes.iter().find(|c| **c == code) {
+        return c;
+    }
+    let c: &'static str = Box::leak(code.to_string().into_boxed_str());
+    codes.push(c);
+    c
+}
+
 pub fn money(currency: &str, micros: i64) -> Money {
     Money { currency: currency.to_string(), micros }
 }
@@ -114,10 +130,131 @@ pub fn parse_bid_id(s: &str) -> Option<u64> {
     n.parse().ok()
 }
 
+/// An auction id held in the event itself. Ids are at most [`MAX_ID_LEN`] bytes, so an event
+/// needs no allocation and no shared count for it (an `Arc` per event had the threads contend
+/// for its counter); a longer id, which no auction source makes, is kept on the heap.
+#[derive(Clone)]
+pub enum AuctionId {
+    Inline { len: u8, bytes: [u8; MAX_ID_LEN] },
+    Heap(Box<str>),
+}
+
+impl AuctionId {
+    pub fn new(s: &str) -> AuctionId {
+        if s.len() > MAX_ID_LEN {
+            return AuctionId::Heap(s.into());
+        }
+        let mut bytes = [0; MAX_ID_LEN];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        AuctionId::Inline { len: s.len() as u8, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // the bytes were a whole `str`, so this never falls back
+            AuctionId::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default()
+            }
+            AuctionId::Heap(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuctionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+/// What a stream event says. The frequent ones are held without strings of their own: the
+/// auction id and announcement shared with the auction, the bid id as its number
+/// ([`StreamEvent::bid`]), amounts as micros. They become prost messages only where one is
+/// needed (JSON, the Redis mirror, a remembered answer); the binary encoder writes them as they
+/// are, so an event costs no allocation of its own.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Event(Event),
+    Started(Arc<AuctionStarted>),
+    Accepted {
+        auction_id: AuctionId,
+        amount: i64,
+        currency: &'static str,
+    },
+    Won {
+        auction_id: AuctionId,
+        price: i64,
+        min_to_win: Option<i64>,
+        slot: u32,
+        currency: &'static str,
+    },
+    Lost {
+        auction_id: AuctionId,
+        reason: i32,
+        min_to_win: Option<i64>,
+        currency: &'static str,
+    },
+}
+
+impl From<Event> for Body {
+    fn from(e: Event) -> Body {
+        Body::Event(e)
+    }
+}
+
+impl Body {
+    /// The event as a prost message (`bid`: the number of its bid).
+    pub fn to_event(&self, bid: u64) -> Event {
+        let opt = |c: &str, v: Option<i64>| v.map(|v| money(c, v));
+        match self {
+            Body::Event(e) => e.clone(),
+            Body::Started(s) => Event::AuctionStarted(AuctionStarted::clone(s)),
+            Body::Accepted { auction_id, amount, currency } => Event::BidAccepted(BidAccepted {
+                bid_id: bid_id(bid),
+                auction_id: String::from(auction_id.as_str()),
+                amount: Some(money(currency, *amount)),
+            }),
+            Body::Won { auction_id, price, min_to_win, slot, currency } => {
+                Event::AuctionWon(AuctionWon {
+                    auction_id: String::from(auction_id.as_str()),
+                    bid_id: bid_id(bid),
+                    price: Some(money(currency, *price)),
+                    min_to_win: opt(currency, *min_to_win),
+                    slot: *slot,
+                })
+            }
+            Body::Lost { auction_id, reason, min_to_win, currency } => {
+                Event::AuctionLost(AuctionLost {
+                    auction_id: String::from(auction_id.as_str()),
+                    bid_id: bid_id(bid),
+                    loss_reason: *reason,
+                    min_to_win: opt(currency, *min_to_win),
+                })
+            }
+        }
+    }
+
+    pub fn into_event(self, bid: u64) -> Event {
+        match self {
+            Body::Event(e) => e,
+            other => other.to_event(bid),
+        }
+    }
+
+    pub fn type_bit(&self) -> u16 {
+        match self {
+            Body::Event(e) => type_bit(e),
+            Body::Started(_) => T_AUCTION_STARTED,
+            Body::Accepted { .. } => T_BID_ACCEPTED,
+            Body::Won { .. } => T_AUCTION_WON,
+            Body::Lost { .. } => T_AUCTION_LOST,
+        }
+    }
+}
+
 /// A stream event with what the log needs beside it: the engine ids of its auction and bid.
 #[derive(Debug, Clone)]
 pub struct StreamEvent {
-    pub event: Event,
+    pub event: Body,
     pub request_id: String,
     pub auction: u64,
     pub bid: u64,
@@ -130,7 +267,7 @@ pub fn bid_event(buyer: &str, seq: u64, time_ns: u64, se: StreamEvent) -> BidEve
         seq,
         timestamp: Some(ts(time_ns)),
         request_id: se.request_id,
-        event: Some(se.event),
+        event: Some(se.event.into_event(se.bid)),
     }
 }
 
@@ -149,31 +286,49 @@ pub fn to_record(buyer: u64, seq: u64, time_ns: u64, se: &StreamEvent) -> (Rec, 
     };
     let m = |x: &Option<Money>| x.as_ref().map_or(NONE_I64, |m| m.micros);
     match &se.event {
-        Event::AuctionStarted(_) => r.kind = K_AUCTION_STARTED,
-        Event::BidAccepted(a) => {
+        Body::Event(e) => match e {
+            Event::AuctionStarted(_) => r.kind = K_AUCTION_STARTED,
+            Event::BidAccepted(a) => {
+                r.kind = K_BID_ACCEPTED;
+                r.amount = m(&a.amount);
+            }
+            Event::AuctionWon(w) => {
+                r.kind = K_AUCTION_WON;
+                r.amount = m(&w.price);
+                r.amount2 = m(&w.min_to_win);
+                r.n = w.slot;
+            }
+            Event::AuctionLost(l) => {
+                r.kind = K_AUCTION_LOST;
+                r.reason = l.loss_reason.clamp(0, u16::MAX as i32) as u16;
+                r.amount2 = m(&l.min_to_win);
+            }
+            Event::BidUpdate(u) => {
+                r.kind = K_BID_UPDATE;
+                r.reason = u.status as u16;
+                r.amount = m(&u.amount);
+            }
+            other => {
+                r.kind = K_EVENT;
+                let ev = BidEvent { event: Some(other.clone()), ..Default::default() };
+                return (r, Some(ev.encode_to_vec()));
+            }
+        },
+        Body::Started(_) => r.kind = K_AUCTION_STARTED,
+        Body::Accepted { amount, .. } => {
             r.kind = K_BID_ACCEPTED;
-            r.amount = m(&a.amount);
+            r.amount = *amount;
         }
-        Event::AuctionWon(w) => {
+        Body::Won { price, min_to_win, slot, .. } => {
             r.kind = K_AUCTION_WON;
-            r.amount = m(&w.price);
-            r.amount2 = m(&w.min_to_win);
-            r.n = w.slot;
+            r.amount = *price;
+            r.amount2 = min_to_win.unwrap_or(NONE_I64);
+            r.n = *slot;
         }
-        Event::AuctionLost(l) => {
+        Body::Lost { reason, min_to_win, .. } => {
             r.kind = K_AUCTION_LOST;
-            r.reason = l.loss_reason.clamp(0, u16::MAX as i32) as u16;
-            r.amount2 = m(&l.min_to_win);
-        }
-        Event::BidUpdate(u) => {
-            r.kind = K_BID_UPDATE;
-            r.reason = u.status as u16;
-            r.amount = m(&u.amount);
-        }
-        other => {
-            r.kind = K_EVENT;
-            let ev = BidEvent { event: Some(other.clone()), ..Default::default() };
-            return (r, Some(ev.encode_to_vec()));
+            r.reason = (*reason).clamp(0, u16::MAX as i32) as u16;
+            r.amount2 = min_to_win.unwrap_or(NONE_I64);
         }
     }
     r.flags = (r.amount2 != NONE_I64) as u8;
@@ -284,8 +439,32 @@ mod tests {
                 bid_id: String::new(),
             }),
         ];
-        for (i, ev) in cases.into_iter().enumerate() {
-            let se = StreamEvent { event: ev.clone(), request_id: "r".into(), auction: 5, bid: 9 };
+        let aid = AuctionId::new("a-5");
+        let usd = currency_code("USD");
+        let compact = vec![
+            Body::Started(Arc::new(st.clone())),
+            Body::Accepted { auction_id: aid.clone(), amount: 7, currency: usd },
+            Body::Won {
+                auction_id: aid.clone(),
+                price: 3,
+                min_to_win: Some(4),
+                slot: 2,
+                currency: usd,
+            },
+            Body::Won {
+                auction_id: aid.clone(),
+                price: 0,
+                min_to_win: None,
+                slot: 0,
+                currency: usd,
+            },
+            Body::Lost { auction_id: aid.clone(), reason: 102, min_to_win: Some(8), currency: usd },
+            Body::Lost { auction_id: aid, reason: 2, min_to_win: None, currency: usd },
+        ];
+        let bodies = cases.into_iter().map(Body::Event).chain(compact);
+        for (i, body) in bodies.enumerate() {
+            let ev = body.to_event(9);
+            let se = StreamEvent { event: body, request_id: "r".into(), auction: 5, bid: 9 };
             let (rec, blob) = to_record(1, i as u64 + 1, 1_500_000_000, &se);
             let rec = Rec::decode(&rec.encode());
             let back =

@@ -69,7 +69,7 @@ pub struct Hub {
     pub next_auction: AtomicU64,
     pub next_bid: AtomicU64,
     pub rt: tokio::runtime::Handle,
-    pub currency: String,
+    pub currency: &'static str,
     /// Callers waiting for an auction to close, by auction id.
     pub closed_waiters: Mutex<HashMap<Arc<str>, ClosedWaiter>>,
     /// Learned floors (`[floors]`), when enabled.
@@ -147,7 +147,7 @@ impl Hub {
         let floors = Floors::new(&cfg.floors, cfg.engine.max_amount_micros);
         Ok(Arc::new(Hub {
             limiter: FailedAuthLimiter::new(cfg.server.failed_auth_limit, cfg.failed_auth_window()),
-            currency: cfg.engine.currency.clone(),
+            currency: crate::events::currency_code(&cfg.engine.currency),
             cfg,
             auth,
             metrics,

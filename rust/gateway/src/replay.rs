@@ -39,7 +39,7 @@ pub fn replay_events(hub: &Hub, buyer: &str, plan: &ReplayPlan) -> Vec<BidEvent>
     let mut last = 0;
     entries
         .iter()
-        .filter_map(|e| from_record(buyer, e, &hub.currency, &*table))
+        .filter_map(|e| from_record(buyer, e, hub.currency, &*table))
         .filter(|ev| {
             // a record appears once, but a scan that restarts after an overrun may see an
             // entry twice: keep seq strictly increasing

@@ -85,8 +85,10 @@ fn close_all(hub: &Arc<Hub>, rows: &[AuctionResult]) {
         .filter(|(r, _)| r.closed_by == CLOSED_BY_DEADLINE)
         .map(|(_, a)| a.deadline_mono)
         .collect();
+    // a buyer gets about one event per auction closed here
+    let n = closed.len();
     for (r, a) in closed {
-        outcomes.push(close_one(hub, r, a, &mut per_buyer));
+        outcomes.push(close_one(hub, r, a, n, &mut per_buyer));
     }
     for (name, evs) in per_buyer {
         let b = hub.streams.buyer(&name);
@@ -106,6 +108,7 @@ fn close_one(
     hub: &Arc<Hub>,
     r: &AuctionResult,
     a: Auction,
+    n: usize,
     per_buyer: &mut FxHashMap<Arc<str>, Vec<StreamEvent>>,
 ) -> AuctionOutcome {
     if let Some(w) = hub.closed_waiters.lock().remove(&a.id) {
@@ -124,7 +127,7 @@ fn close_one(
     }
     hub.metrics.auctions_closed.fetch_add(1, Ordering::Relaxed);
     hub.metrics.auctions_open.fetch_sub(1, Ordering::Relaxed);
-    let cur = &hub.currency;
+    let cur = hub.currency;
     let price = if r.price.is_finite() { r.price.round() as i64 } else { 0 };
     let winner_key = (r.winner_bidder != NO_BIDDER).then_some(r.winner_bidder);
     let winner = winner_key
@@ -139,40 +142,32 @@ fn close_one(
             continue;
         }
         let ev = if b.late {
-            Event::AuctionLost(AuctionLost {
-                auction_id: String::from(&*a.id),
-                bid_id: bid_id(b.bid),
-                loss_reason: LOSS_EXPIRED,
+            Body::Lost {
+                auction_id: a.held_id.clone(),
+                reason: LOSS_EXPIRED,
                 min_to_win: None,
-            })
+                currency: cur,
+            }
         } else if Some(*key) == winner_key {
-            let mtw = if r.min_to_win.is_finite() {
-                Some(money(cur, r.min_to_win.round() as i64))
-            } else {
-                None
-            };
-            Event::AuctionWon(AuctionWon {
-                auction_id: String::from(&*a.id),
-                bid_id: bid_id(b.bid),
-                price: Some(money(cur, price)),
-                min_to_win: mtw,
+            Body::Won {
+                auction_id: a.held_id.clone(),
+                price,
+                min_to_win: r.min_to_win.is_finite().then(|| r.min_to_win.round() as i64),
                 slot: r.slot as u32,
-            })
+                currency: cur,
+            }
         } else {
-            Event::AuctionLost(AuctionLost {
-                auction_id: String::from(&*a.id),
-                bid_id: bid_id(b.bid),
-                loss_reason: if winner.is_some() { LOSS_HIGHER_BID } else { LOSS_EXPIRED },
+            Body::Lost {
+                auction_id: a.held_id.clone(),
+                reason: if winner.is_some() { LOSS_HIGHER_BID } else { LOSS_EXPIRED },
                 // one micro above the winning bid (ties go to the winner)
-                min_to_win: winner.as_ref().map(|w| money(cur, w.3 + 1)),
-            })
+                min_to_win: winner.as_ref().map(|w| w.3 + 1),
+                currency: cur,
+            }
         };
-        per_buyer.entry(b.buyer.clone()).or_default().push(StreamEvent {
-            event: ev,
-            request_id: String::new(),
-            auction: a.engine_id,
-            bid: b.bid,
-        });
+        per_buyer.entry(b.buyer.clone()).or_insert_with(|| Vec::with_capacity(n)).push(
+            StreamEvent { event: ev, request_id: String::new(), auction: a.engine_id, bid: b.bid },
+        );
     }
     if let Some(p) = &a.publisher {
         let closed = AuctionClosed {
@@ -189,12 +184,14 @@ fn close_one(
             n_bids: r.n_bids,
             closed_by: cb as i32,
         };
-        per_buyer.entry(p.as_str().into()).or_default().push(StreamEvent {
-            event: Event::AuctionClosed(closed),
-            request_id: String::new(),
-            auction: a.engine_id,
-            bid: 0,
-        });
+        per_buyer.entry(p.as_str().into()).or_insert_with(|| Vec::with_capacity(n)).push(
+            StreamEvent {
+                event: Body::Event(Event::AuctionClosed(closed)),
+                request_id: String::new(),
+                auction: a.engine_id,
+                bid: 0,
+            },
+        );
     }
     AuctionOutcome {
         auction_id: String::from(&*a.id),

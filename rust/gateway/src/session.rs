@@ -627,7 +627,7 @@ struct Session {
     n_conn_events: u64,
     conn_buf: Vec<BidEvent>,
     /// Auctions opened by the frame being read, announced when its answers go out.
-    announcing: Vec<(u64, AuctionStarted)>,
+    announcing: Vec<(u64, Arc<AuctionStarted>)>,
 }
 
 /// A message's answer waiting for its frame's engine block.
@@ -689,7 +689,7 @@ impl Session {
     fn answer(&self, pending: &mut Vec<Pending>, r: Reject, rid: &str) {
         self.hub.metrics.reject(r.reason);
         pending.push(Pending::Answer(StreamEvent {
-            event: r.event(),
+            event: Body::Event(r.event()),
             request_id: rid.to_string(),
             auction: 0,
             bid: 0,
@@ -723,7 +723,7 @@ impl Session {
             return;
         }
         let now = mono_ns();
-        let mut pending: Vec<Pending> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::with_capacity(f.messages.len());
         for m in f.messages {
             let rid = m.request_id;
             if rid.len() > 64 {
@@ -805,7 +805,7 @@ impl Session {
                         Ok((eid, opened, started)) => {
                             self.announcing.push((eid, started));
                             pending.push(Pending::Answer(StreamEvent {
-                                event: Event::AuctionOpened(opened),
+                                event: Body::Event(Event::AuctionOpened(opened)),
                                 request_id: rid,
                                 auction: eid,
                                 bid: 0,
@@ -851,8 +851,8 @@ impl Session {
             return;
         }
         let hub = self.hub.clone();
-        let mut staged = Vec::new();
-        let mut order: Vec<Option<StreamEvent>> = Vec::new();
+        let mut staged = Vec::with_capacity(pending.len());
+        let mut order: Vec<Option<StreamEvent>> = Vec::with_capacity(pending.len());
         for p in std::mem::take(pending) {
             match p {
                 Pending::Staged(s) => {
@@ -886,7 +886,7 @@ impl Session {
                             }
                             .fetch_add(1, Ordering::Relaxed);
                             let placeholder = StreamEvent {
-                                event: Event::BidAccepted(BidAccepted::default()),
+                                event: Body::Event(Event::BidAccepted(BidAccepted::default())),
                                 request_id: String::new(),
                                 auction: 0,
                                 bid: 0,
@@ -896,7 +896,7 @@ impl Session {
                         Some(r) => {
                             hub.metrics.reject(r.reason);
                             answers.push(StreamEvent {
-                                event: r.clone().event(),
+                                event: Body::Event(r.clone().event()),
                                 request_id: std::mem::take(&mut s.answer.request_id),
                                 auction: 0,
                                 bid: 0,

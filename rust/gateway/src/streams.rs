@@ -520,7 +520,7 @@ impl Streams {
                 entry_payload(BidEvent {
                     timestamp: Some(ts(now)),
                     request_id: se.request_id.clone(),
-                    event: Some(se.event.clone()),
+                    event: Some(se.event.to_event(se.bid)),
                     ..Default::default()
                 })
             })
@@ -621,17 +621,22 @@ impl Streams {
                     None => batch.push(&rec),
                 },
             ));
+            let c = &mut b.counters;
             match &se.event {
-                Event::BidAccepted(_) => b.counters.bids_placed += 1,
-                Event::BidRejected(_) => b.counters.bids_rejected += 1,
-                Event::AuctionWon(w) => {
-                    b.counters.auctions_won += 1;
-                    b.counters.spend_micros += w.price.as_ref().map_or(0, |m| m.micros);
+                Body::Accepted { .. } | Body::Event(Event::BidAccepted(_)) => c.bids_placed += 1,
+                Body::Event(Event::BidRejected(_)) => c.bids_rejected += 1,
+                Body::Won { price, .. } => {
+                    c.auctions_won += 1;
+                    c.spend_micros += price;
                 }
-                Event::AuctionLost(_) => b.counters.auctions_lost += 1,
+                Body::Event(Event::AuctionWon(w)) => {
+                    c.auctions_won += 1;
+                    c.spend_micros += w.price.as_ref().map_or(0, |m| m.micros);
+                }
+                Body::Lost { .. } | Body::Event(Event::AuctionLost(_)) => c.auctions_lost += 1,
                 _ => {}
             }
-            bits.push(type_bit(&se.event));
+            bits.push(se.event.type_bit());
             if !se.request_id.is_empty() {
                 let ev = bid_event(&b.name, seq, now, se.clone());
                 self.remember(b, &se.request_id, vec![ev]);

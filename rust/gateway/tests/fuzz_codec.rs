@@ -299,7 +299,79 @@ proptest! {
         event in event_case(),
     ) {
         use rtbcore_gateway::events::{bid_event, StreamEvent};
-        let se = StreamEvent { event, request_id, auction: 1, bid: 2 };
+        let se = StreamEvent { event: event.into(), request_id, auction: 1, bid: 2 };
+        let mut ours = Vec::new();
+        encode_stream_event_into(&mut ours, &buyer, seq, time_ns, &se);
+        let mut theirs = Vec::new();
+        encode_events_into(&[bid_event(&buyer, seq, time_ns, se)], &mut theirs);
+        prop_assert_eq!(ours, theirs);
+    }
+}
+
+/// The events held without strings of their own, with any bid number.
+fn compact_body() -> impl Strategy<Value = rtbcore_gateway::events::Body> {
+    use rtbcore_gateway::events::Body;
+    use std::sync::Arc;
+    let id = || text().prop_map(|s| rtbcore_gateway::events::AuctionId::new(&s));
+    let cur = || text().prop_map(|s| rtbcore_gateway::events::currency_code(&s));
+    prop_oneof![
+        (
+            text(),
+            proptest::collection::hash_map(text(), text(), 0..8),
+            money(),
+            time(),
+            any::<u32>()
+        )
+            .prop_map(|(auction_id, attributes, floor, deadline, expected_bids)| {
+                Body::Started(Arc::new(AuctionStarted {
+                    auction_id,
+                    attributes,
+                    floor,
+                    deadline,
+                    expected_bids,
+                    auction_type: 0,
+                }))
+            }),
+        (id(), any::<i64>(), cur()).prop_map(|(auction_id, amount, currency)| Body::Accepted {
+            auction_id,
+            amount,
+            currency
+        }),
+        (id(), any::<i64>(), proptest::option::of(any::<i64>()), any::<u32>(), cur()).prop_map(
+            |(auction_id, price, min_to_win, slot, currency)| Body::Won {
+                auction_id,
+                price,
+                min_to_win,
+                slot,
+                currency
+            }
+        ),
+        (id(), any::<i32>(), proptest::option::of(any::<i64>()), cur()).prop_map(
+            |(auction_id, reason, min_to_win, currency)| Body::Lost {
+                auction_id,
+                reason,
+                min_to_win,
+                currency
+            }
+        ),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// The events held without strings encode as the prost messages they stand for.
+    #[test]
+    fn compact_events_encode_as_their_bid_events(
+        buyer in "[a-z0-9_.-]{1,64}",
+        seq in any::<u64>(),
+        time_ns in any::<u64>(),
+        request_id in text(),
+        body in compact_body(),
+        bid in any::<u64>(),
+    ) {
+        use rtbcore_gateway::events::{bid_event, StreamEvent};
+        let se = StreamEvent { event: body, request_id, auction: 1, bid };
         let mut ours = Vec::new();
         encode_stream_event_into(&mut ours, &buyer, seq, time_ns, &se);
         let mut theirs = Vec::new();

@@ -91,7 +91,7 @@ fn rule_floor(
     media: &str,
     size: Option<&str>,
 ) -> Result<i64, Refusal> {
-    let cur = &ortb.hub.currency;
+    let cur: &str = ortb.hub.currency;
     let eq = |want: &Option<String>, got: Option<&str>| {
         want.as_deref().is_none_or(|w| got.is_some_and(|g| g.eq_ignore_ascii_case(w)))
     };
@@ -101,7 +101,7 @@ fn rule_floor(
             && eq(&r.size, size)
             && eq(&r.country, req.country())
         {
-            let from = if r.currency.is_empty() { cur.as_str() } else { r.currency.as_str() };
+            let from = if r.currency.is_empty() { cur } else { r.currency.as_str() };
             let what = format!("openrtb.floors[{i}].currency");
             return Ok(to_micros(convert(rates, r.floor, from, cur, &what)?));
         }
@@ -124,7 +124,7 @@ pub async fn run(
 ) -> Result<Option<BidResponse>, Refusal> {
     let hub = &ortb.hub;
     let cfg = &hub.cfg;
-    let cur = hub.currency.clone();
+    let cur = hub.currency.to_string();
     let rates = ortb.rates.current();
     let resp_cur = if req.cur.is_empty() || req.cur.contains(&cur) {
         cur.clone()
