@@ -351,7 +351,20 @@ impl Hub {
         rid: &str,
         now: u64,
     ) -> Result<Staged, Reject> {
-        self.place_checked(who, p, rid, now, true)
+        self.place_checked(&mut self.table.lock(), who, p, rid, now, true)
+    }
+
+    /// [`Hub::place`] under the table lock the caller holds: a frame's run of bids takes it
+    /// once, where a lock per bid had the connections' threads contend for it.
+    pub fn place_locked(
+        &self,
+        t: &mut Table,
+        who: &Identity,
+        p: &PlaceBid,
+        rid: &str,
+        now: u64,
+    ) -> Result<Staged, Reject> {
+        self.place_checked(t, who, p, rid, now, true)
     }
 
     /// [`Hub::place`] for the OpenRTB door's HTTP bidders, whose seats it has checked itself
@@ -362,11 +375,12 @@ impl Hub {
         p: &PlaceBid,
         now: u64,
     ) -> Result<Staged, Reject> {
-        self.place_checked(who, p, "", now, false)
+        self.place_checked(&mut self.table.lock(), who, p, "", now, false)
     }
 
     fn place_checked(
         &self,
+        t: &mut Table,
         who: &Identity,
         p: &PlaceBid,
         rid: &str,
@@ -387,7 +401,6 @@ impl Hub {
         let ttl = ttl_of(&p.ttl, self.max_tmax_ns(), "place_bid.ttl").map_err(on)?;
         let creative = creative_of(&p.criteria).map_err(on)?;
         let key = buyer_key(&who.buyer);
-        let mut t = self.table.lock();
         let eid = t.find(&p.auction_id, now)?;
         let bid = self.next_bid.fetch_add(1, Ordering::Relaxed);
         let a = t.open.get_mut(&eid).expect("found above");

@@ -17,8 +17,12 @@ impl TokenBucket {
 
     /// Takes `n` tokens if there are that many.
     pub fn take(&mut self, n: f64) -> bool {
-        let now = Instant::now();
-        let dt = now.duration_since(self.last).as_secs_f64();
+        self.take_at(n, Instant::now())
+    }
+
+    /// [`TokenBucket::take`] at `now` (the messages of one frame arrive at one time).
+    pub fn take_at(&mut self, n: f64, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         if self.tokens >= n {

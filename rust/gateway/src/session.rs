@@ -614,6 +614,10 @@ async fn send_out(
     None
 }
 
+fn rate_limited() -> Reject {
+    reject(RejectReason::RateLimited, "the connection's message rate is over its limit")
+}
+
 /// Per-connection request handling.
 struct Session {
     hub: Arc<Hub>,
@@ -723,8 +727,10 @@ impl Session {
             return;
         }
         let now = mono_ns();
+        let clock = Instant::now();
         let mut pending: Vec<Pending> = Vec::with_capacity(f.messages.len());
-        for m in f.messages {
+        let mut msgs = f.messages.into_iter().peekable();
+        while let Some(m) = msgs.next() {
             let rid = m.request_id;
             if rid.len() > 64 {
                 self.answer(
@@ -734,15 +740,8 @@ impl Session {
                 );
                 continue;
             }
-            if !self.bucket.take(1.0) {
-                self.answer(
-                    &mut pending,
-                    reject(
-                        RejectReason::RateLimited,
-                        "the connection's message rate is over its limit",
-                    ),
-                    &rid,
-                );
+            if !self.bucket.take_at(1.0, clock) {
+                self.answer(&mut pending, rate_limited(), &rid);
                 continue;
             }
             let Some(msg) = m.message else {
@@ -776,11 +775,8 @@ impl Session {
             }
             let who = self.who.clone();
             match msg {
-                Msg::PlaceBid(p) => match self
-                    .scope(SCOPE_BID, "place_bid")
-                    .and_then(|_| hub.place(&who, &p, &rid, now))
-                {
-                    Ok(s) => pending.push(Pending::Staged(s)),
+                Msg::PlaceBid(p) => match self.scope(SCOPE_BID, "place_bid") {
+                    Ok(()) => self.place_run(p, &rid, &mut msgs, &mut pending, now, clock),
                     Err(r) => self.answer(&mut pending, r, &rid),
                 },
                 Msg::UpdateBid(u) => match self
@@ -840,6 +836,42 @@ impl Session {
             }
         }
         self.flush(&mut pending, now).await;
+    }
+
+    /// Places `p` and the bids right after it in the frame that carry no request id (the
+    /// rate limit still taken per message) under one hold of the auction table.
+    fn place_run(
+        &mut self,
+        p: PlaceBid,
+        rid: &str,
+        rest: &mut std::iter::Peekable<std::vec::IntoIter<BidMessage>>,
+        pending: &mut Vec<Pending>,
+        now: u64,
+        clock: Instant,
+    ) {
+        let hub = self.hub.clone();
+        let who = self.who.clone();
+        let mut t = hub.table.lock();
+        let mut next = Some(p);
+        let mut rid = rid;
+        while let Some(p) = next.take() {
+            match hub.place_locked(&mut t, &who, &p, rid, now) {
+                Ok(s) => pending.push(Pending::Staged(s)),
+                Err(r) => self.answer(pending, r, rid),
+            }
+            rid = "";
+            let plain = |m: &BidMessage| {
+                m.request_id.is_empty() && matches!(m.message, Some(Msg::PlaceBid(_)))
+            };
+            while let Some(m) = rest.next_if(plain) {
+                if !self.bucket.take_at(1.0, clock) {
+                    self.answer(pending, rate_limited(), "");
+                } else if let Some(Msg::PlaceBid(p)) = m.message {
+                    next = Some(p);
+                    break;
+                }
+            }
+        }
     }
 
     /// Submits the staged bids as one engine block and emits every pending answer in order.

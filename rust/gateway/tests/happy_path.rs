@@ -250,6 +250,57 @@ fn a_frame_is_a_batch_answered_in_order() {
 }
 
 #[test]
+fn bids_without_request_ids_are_placed_together_and_answered_in_order() {
+    let dir = TempDir::new("run");
+    let gw = start(config(&dir.0, ""));
+    let addr = gw.local_addr();
+    runtime().block_on(async move {
+        let mut publisher = Client::login(addr, "key-pub").await;
+        publisher
+            .send((0..3).map(|i| msg("", open(&format!("k{i}"), 10, 2_000, 0))).collect())
+            .await;
+        publisher.events_until(3).await;
+        let mut acme = Client::login(addr, "key-acme").await;
+        acme.send(vec![
+            msg("", place("k0", 100)),
+            msg("", place("nope", 100)),
+            msg("r2", place("k1", 100)),
+            msg("", place("k1", 200)),
+            msg("", place("k2", 5)),
+            msg("", Msg::Ack(Ack { seq: 0 })),
+            msg("", place("k2", 100)),
+        ])
+        .await;
+        let evs = acme.events_until(6).await;
+        let got: Vec<(String, &str, String)> = evs
+            .iter()
+            .map(|e| {
+                let what = match &e.event {
+                    Some(Event::BidAccepted(a)) => a.auction_id.clone(),
+                    _ => format!("{:?}", reason(e)),
+                };
+                (e.request_id.clone(), kind(e), what)
+            })
+            .collect();
+        let want = [
+            ("", "bid_accepted", "k0"),
+            ("", "bid_rejected", "UnknownAuction"),
+            ("r2", "bid_accepted", "k1"),
+            ("", "bid_rejected", "AlreadyBid"),
+            ("", "bid_rejected", "BelowFloor"),
+            ("", "bid_accepted", "k2"),
+        ];
+        let want: Vec<(String, &str, String)> =
+            want.iter().map(|(r, k, w)| (r.to_string(), *k, w.to_string())).collect();
+        assert_eq!(got, want);
+    });
+}
+
+fn msg(request_id: &str, m: Msg) -> BidMessage {
+    BidMessage { request_id: request_id.into(), message: Some(m) }
+}
+
+#[test]
 fn frames_read_together_are_answered_in_order_in_fewer_frames() {
     use futures_util::SinkExt;
     use rtbcore_gateway::prost::Message as _;
