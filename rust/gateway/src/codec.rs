@@ -60,7 +60,29 @@ pub fn encode_stream_event_into(
     time_ns: u64,
     se: &crate::events::StreamEvent,
 ) {
-    pb::nested(buf, 1, |b| pb::stream_event(b, buyer, seq, time_ns, se));
+    encode_stamped_event_into(buf, buyer, seq, &Stamp::new(time_ns), se);
+}
+
+/// A `BidEvent.timestamp` field, encoded once for the events of one emission (they share it).
+pub struct Stamp(Vec<u8>);
+
+impl Stamp {
+    pub fn new(time_ns: u64) -> Stamp {
+        let mut b = Vec::with_capacity(16);
+        pb::time(&mut b, 3, &Some(crate::events::ts(time_ns)));
+        Stamp(b)
+    }
+}
+
+/// [`encode_stream_event_into`] with the timestamp field already encoded.
+pub fn encode_stamped_event_into(
+    buf: &mut Vec<u8>,
+    buyer: &str,
+    seq: u64,
+    stamp: &Stamp,
+    se: &crate::events::StreamEvent,
+) {
+    pb::nested(buf, 1, |b| pb::stream_event(b, buyer, seq, &stamp.0, se));
 }
 
 /// Protobuf wire format for the event messages (field order and defaults as prost writes them).
@@ -146,7 +168,7 @@ mod pb {
         buf.extend_from_slice(d.as_bytes());
     }
 
-    fn time(buf: &mut Vec<u8>, tag: u32, t: &Option<Timestamp>) {
+    pub fn time(buf: &mut Vec<u8>, tag: u32, t: &Option<Timestamp>) {
         if let Some(t) = t {
             nested(buf, tag, |b| {
                 int(b, 1, t.seconds);
@@ -170,7 +192,7 @@ mod pb {
         b: &mut Vec<u8>,
         buyer: &str,
         seq: u64,
-        time_ns: u64,
+        stamp: &[u8],
         se: &crate::events::StreamEvent,
     ) {
         let mut digits = itoa::Buffer::new();
@@ -181,7 +203,7 @@ mod pb {
         b.push(b':');
         b.extend_from_slice(d.as_bytes());
         int(b, 2, seq as i64);
-        time(b, 3, &Some(crate::events::ts(time_ns)));
+        b.extend_from_slice(stamp);
         string(b, 4, &se.request_id);
         match &se.event {
             Body::Event(e) => case(b, e),
