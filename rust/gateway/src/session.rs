@@ -614,6 +614,9 @@ async fn send_out(
     None
 }
 
+/// Bids placed in a row under one hold of the auction table (see `Session::place_run`).
+const PLACE_RUN_HOLD: usize = 128;
+
 fn rate_limited() -> Reject {
     reject(RejectReason::RateLimited, "the connection's message rate is over its limit")
 }
@@ -839,7 +842,9 @@ impl Session {
     }
 
     /// Places `p` and the bids right after it in the frame that carry no request id (the
-    /// rate limit still taken per message) under one hold of the auction table.
+    /// rate limit still taken per message) under one hold of the auction table, handed to any
+    /// waiting thread every [`PLACE_RUN_HOLD`] bids so that a long frame does not stall the
+    /// results or other connections.
     fn place_run(
         &mut self,
         p: PlaceBid,
@@ -854,7 +859,12 @@ impl Session {
         let mut t = hub.table.lock();
         let mut next = Some(p);
         let mut rid = rid;
+        let mut held = 0;
         while let Some(p) = next.take() {
+            held += 1;
+            if held % PLACE_RUN_HOLD == 0 {
+                parking_lot::MutexGuard::bump(&mut t);
+            }
             match hub.place_locked(&mut t, &who, &p, rid, now) {
                 Ok(s) => pending.push(Pending::Staged(s)),
                 Err(r) => self.answer(pending, r, rid),
