@@ -293,6 +293,23 @@ fn bids_without_request_ids_are_placed_together_and_answered_in_order() {
         let want: Vec<(String, &str, String)> =
             want.iter().map(|(r, k, w)| (r.to_string(), *k, w.to_string())).collect();
         assert_eq!(got, want);
+        // a run longer than one hold of the table (128 bids) is answered whole and in order
+        let n = 300;
+        publisher
+            .send((0..n).map(|i| msg("", open(&format!("l{i}"), 10, 2_000, 0))).collect())
+            .await;
+        publisher.events_until(n).await;
+        acme.send((0..n).map(|i| msg("", place(&format!("l{i}"), 100))).collect()).await;
+        let ids: Vec<String> = acme
+            .events_until(n)
+            .await
+            .iter()
+            .map(|e| match &e.event {
+                Some(Event::BidAccepted(a)) => a.auction_id.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, (0..n).map(|i| format!("l{i}")).collect::<Vec<_>>());
     });
 }
 
