@@ -78,6 +78,32 @@ fn no_huge_pages() {
     }
 }
 
+/// Open files the server needs beside its connections (listener, event log, runtime, Redis).
+const FD_MARGIN: u64 = 256;
+
+/// Raises the process's soft limit of open files to what `server.max_connections` needs, as far
+/// as the hard limit allows (a common soft limit is 1024), and says so when the hard limit is
+/// lower: connections past it would wait in the listen queue until others close.
+fn open_files_for(max_connections: usize) -> Option<u64> {
+    let need = max_connections as u64 + FD_MARGIN;
+    match rlimit::increase_nofile_limit(need) {
+        Ok(got) => {
+            if got < need {
+                eprintln!(
+                    "rtbcore serve: server.max_connections = {max_connections} needs about {need} \
+                     open files, and the hard limit (RLIMIT_NOFILE) allows {got}: raise it \
+                     (ulimit -Hn, LimitNOFILE=) or lower server.max_connections"
+                );
+            }
+            Some(got)
+        }
+        Err(e) => {
+            eprintln!("rtbcore serve: cannot raise the open-file limit: {e}");
+            None
+        }
+    }
+}
+
 impl Gateway {
     /// Binds, starts every thread and returns once the port accepts connections.
     pub fn start(opts: Options) -> Result<Gateway, String> {
@@ -101,6 +127,7 @@ impl Gateway {
         if !cfg.server.transparent_huge_pages {
             no_huge_pages();
         }
+        open_files_for(cfg.server.max_connections);
         let (log, recovered) = EventLog::open(&log_path, cfg.events.max_records)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(if opts.threads == 0 { 2 } else { opts.threads })
