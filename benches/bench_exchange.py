@@ -21,12 +21,16 @@ needs the machine's other core).
 - ``exchange 10K idle connections``: 10,000 authenticated idle connections; the summary has
   the server's RSS per connection. items = connections, time = the run (connect + 1 s
   settle + close).
+- ``exchange 100K idle connections``: the same with 100,000 (``rtbcore serve`` only, from five
+  127.0.0.x source addresses), run where the open-file hard limit allows it (>= 101,024 per
+  process) and skipped, with the reason, where it does not.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 from pathlib import Path
 
@@ -39,7 +43,9 @@ LOADGEN = Path(os.environ.get("RTBCORE_LOADGEN",
                               ROOT / "rust" / "target" / "release" / "rtbcore-loadgen"))
 BUYERS = 10
 IDLE = 10_000
-SETTINGS = {"engine.workers": 1, "engine.tmax_ms": 1000, "auth.auth_timeout_s": 10.0}
+IDLE_100K = 100_000
+SETTINGS = {"engine.workers": 1, "engine.tmax_ms": 1000, "auth.auth_timeout_s": 10.0,
+            "server.max_connections": IDLE_100K + 1000}
 
 pytestmark = pytest.mark.skipif(
     not LOADGEN.exists(),
@@ -159,11 +165,29 @@ def test_latency_2k(benchmark, server):
 
 @pytest.mark.benchmark(group="exchange 10K idle connections")
 def test_idle_connections(benchmark, server):
-    benchmark.name = _name(server, "test_idle_10k_connections")
+    _idle(benchmark, server, IDLE, "test_idle_10k_connections")
+
+
+@pytest.mark.benchmark(group="exchange 100K idle connections")
+def test_idle_100k_connections(benchmark, server):
+    if server.kind != "serve":
+        pytest.skip("the peer's memory per connection is measured at 10K")
+    # each process (the server, the load generator) holds one end of every connection
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < IDLE_100K + 1024:
+        pytest.skip(f"the open-file hard limit ({hard}) is below {IDLE_100K + 1024}: raise it "
+                    "(ulimit -Hn, which needs CAP_SYS_RESOURCE) for the 100K run")
+    # one source address's ephemeral ports would run out
+    sources = ",".join(f"127.0.0.{i}" for i in range(1, 6))
+    _idle(benchmark, server, IDLE_100K, "test_idle_100k_connections", "--source-addrs", sources)
+
+
+def _idle(benchmark, server, n: int, name: str, *args: str) -> None:
+    benchmark.name = _name(server, name)
     got: dict = {}
 
     def run() -> None:
-        got.update(loadgen(server, "--buyers", "0", "--idle", str(IDLE), keys="idle.txt"))
+        got.update(loadgen(server, "--buyers", "0", "--idle", str(n), *args, keys="idle.txt"))
 
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     idle = got["idle"]
@@ -177,4 +201,4 @@ def test_idle_connections(benchmark, server):
         f"{idle['server_rss_after_bytes'] / 2**20:.0f} MiB), {idle['held']} held in "
         f"{idle['connect_s']:.1f} s")
     print(f"\n{benchmark.name}: {benchmark.extra_info['summary']}")
-    assert idle["held"] == IDLE, idle
+    assert idle["held"] == n, idle
