@@ -100,30 +100,16 @@ struct Args {
     threads: usize,
 }
 
-/// Raises RLIMIT_NOFILE to what `need` descriptors require, as far as allowed; returns the
-/// soft limit in force.
-fn raise_nofile(need: usize) -> libc::rlim_t {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own; no other memory is touched.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
+/// Raises RLIMIT_NOFILE to what `need` descriptors require, as far as allowed (the hard limit
+/// too, with CAP_SYS_RESOURCE); returns the soft limit in force.
+fn raise_nofile(need: usize) -> u64 {
+    use rlimit::Resource;
+    let want = need as u64;
+    let Ok((soft, hard)) = Resource::NOFILE.get() else { return 0 };
+    if want > hard && Resource::NOFILE.set(want, want).is_ok() {
+        return want;
     }
-    let want = libc::rlim_t::try_from(need).unwrap_or(libc::rlim_t::MAX).max(lim.rlim_cur);
-    if want > lim.rlim_max {
-        // raising the hard limit needs CAP_SYS_RESOURCE; without it the soft one goes to max
-        let up = libc::rlimit { rlim_cur: want, rlim_max: want };
-        // SAFETY: setrlimit only reads the struct.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &up) } == 0 {
-            return want;
-        }
-    }
-    let up = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &up) } == 0 {
-        up.rlim_cur
-    } else {
-        lim.rlim_cur
-    }
+    rlimit::increase_nofile_limit(want).unwrap_or(soft)
 }
 
 fn read_keys(path: &PathBuf) -> Result<Vec<String>, Error> {
