@@ -344,18 +344,8 @@ impl Hub {
         self.cfg.engine.max_tmax_ms * 1_000_000
     }
 
-    pub fn place(
-        &self,
-        who: &Identity,
-        p: &PlaceBid,
-        rid: &str,
-        now: u64,
-    ) -> Result<Staged, Reject> {
-        self.place_checked(&mut self.table.lock(), who, p, rid, now, true)
-    }
-
-    /// [`Hub::place`] under the table lock the caller holds: a frame's run of bids takes it
-    /// once, where a lock per bid had the connections' threads contend for it.
+    /// Places a bid under the table lock the caller holds: a frame's run of bids takes it once,
+    /// where a lock per bid had the connections' threads contend for it.
     pub fn place_locked(
         &self,
         t: &mut Table,
@@ -367,7 +357,7 @@ impl Hub {
         self.place_checked(t, who, p, rid, now, true)
     }
 
-    /// [`Hub::place`] for the OpenRTB door's HTTP bidders, whose seats it has checked itself
+    /// [`Hub::place_locked`] for the OpenRTB door's HTTP bidders, whose seats it has checked itself
     /// (a bidder's seats are in its response, not its engine buyer id).
     pub fn place_for_bidder(
         &self,

@@ -50,19 +50,6 @@ pub fn encode_events_into<'a>(evs: impl IntoIterator<Item = &'a BidEvent>, buf: 
     }
 }
 
-/// Appends a buyer's stream event as [`encode_events_into`] appends the `BidEvent` it stands
-/// for (event id `<buyer>:<seq>`, `seq`, the timestamp `time_ns`, its request id and event),
-/// without making that `BidEvent`.
-pub fn encode_stream_event_into(
-    buf: &mut Vec<u8>,
-    buyer: &str,
-    seq: u64,
-    time_ns: u64,
-    se: &crate::events::StreamEvent,
-) {
-    encode_stamped_event_into(buf, buyer, seq, &Stamp::new(time_ns), se);
-}
-
 /// A `BidEvent.timestamp` field, encoded once for the events of one emission (they share it).
 pub struct Stamp(Vec<u8>);
 
@@ -74,8 +61,10 @@ impl Stamp {
     }
 }
 
-/// [`encode_stream_event_into`] with the timestamp field already encoded.
-pub fn encode_stamped_event_into(
+/// Appends a buyer's stream event as [`encode_events_into`] appends the `BidEvent` it stands
+/// for (event id `<buyer>:<seq>`, `seq`, the timestamp `stamp`, its request id and event),
+/// without making that `BidEvent`.
+pub fn encode_stream_event_into(
     buf: &mut Vec<u8>,
     buyer: &str,
     seq: u64,

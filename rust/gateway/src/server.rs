@@ -84,23 +84,16 @@ const FD_MARGIN: u64 = 256;
 /// Raises the process's soft limit of open files to what `server.max_connections` needs, as far
 /// as the hard limit allows (a common soft limit is 1024), and says so when the hard limit is
 /// lower: connections past it would wait in the listen queue until others close.
-fn open_files_for(max_connections: usize) -> Option<u64> {
+fn open_files_for(max_connections: usize) {
     let need = max_connections as u64 + FD_MARGIN;
     match rlimit::increase_nofile_limit(need) {
-        Ok(got) => {
-            if got < need {
-                eprintln!(
-                    "rtbcore serve: server.max_connections = {max_connections} needs about {need} \
-                     open files, and the hard limit (RLIMIT_NOFILE) allows {got}: raise it \
-                     (ulimit -Hn, LimitNOFILE=) or lower server.max_connections"
-                );
-            }
-            Some(got)
-        }
-        Err(e) => {
-            eprintln!("rtbcore serve: cannot raise the open-file limit: {e}");
-            None
-        }
+        Ok(got) if got < need => eprintln!(
+            "rtbcore serve: server.max_connections = {max_connections} needs about {need} open \
+             files, and the hard limit (RLIMIT_NOFILE) allows {got}: raise it (ulimit -Hn, \
+             LimitNOFILE=) or lower server.max_connections"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("rtbcore serve: cannot raise the open-file limit: {e}"),
     }
 }
 

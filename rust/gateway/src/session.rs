@@ -860,6 +860,8 @@ impl Session {
         let mut next = Some(p);
         let mut rid = rid;
         let mut held = 0;
+        let plain =
+            |m: &BidMessage| m.request_id.is_empty() && matches!(m.message, Some(Msg::PlaceBid(_)));
         while let Some(p) = next.take() {
             held += 1;
             if held % PLACE_RUN_HOLD == 0 {
@@ -870,9 +872,6 @@ impl Session {
                 Err(r) => self.answer(pending, r, rid),
             }
             rid = "";
-            let plain = |m: &BidMessage| {
-                m.request_id.is_empty() && matches!(m.message, Some(Msg::PlaceBid(_)))
-            };
             while let Some(m) = rest.next_if(plain) {
                 if !self.bucket.take_at(1.0, clock) {
                     self.answer(pending, rate_limited(), "");

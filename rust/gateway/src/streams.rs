@@ -19,7 +19,7 @@ use rtbcore_proto::v1::bid_event::Event;
 use rtbcore_proto::v1::*;
 use tokio::sync::mpsc;
 
-use crate::codec::{encode_events_into, encode_stamped_event_into, Stamp};
+use crate::codec::{encode_events_into, encode_stream_event_into, Stamp};
 use crate::events::*;
 use crate::evlog::{
     buyer_key, BuyerHistory, EventLog, LogBatch, Rec, SeqIndex, K_ACK, K_EVENT, K_SUBSCRIPTION,
@@ -117,7 +117,7 @@ impl Made {
                 buf.reserve(64 * evs.len());
                 let stamp = Stamp::new(*now);
                 for (i, se) in evs.iter().enumerate().filter(|(i, _)| keep(*i)) {
-                    encode_stamped_event_into(&mut buf, buyer, first + i as u64, &stamp, se);
+                    encode_stream_event_into(&mut buf, buyer, first + i as u64, &stamp, se);
                 }
             }
             Made::Events(evs) => {
