@@ -193,14 +193,8 @@ fn a_repeated_request_id_is_answered_not_applied_again() {
         assert_eq!(third.seq, first.seq + 1);
         // also within one frame
         acme.send(vec![
-            BidMessage {
-                request_id: "dup".into(),
-                message: Some(Msg::CancelBid(CancelBid { bid_id: "b999".into() })),
-            },
-            BidMessage {
-                request_id: "dup".into(),
-                message: Some(Msg::CancelBid(CancelBid { bid_id: "b999".into() })),
-            },
+            msg("dup", Msg::CancelBid(CancelBid { bid_id: "b999".into() })),
+            msg("dup", Msg::CancelBid(CancelBid { bid_id: "b999".into() })),
         ])
         .await;
         let evs = acme.events_until(2).await;
@@ -220,10 +214,7 @@ fn a_frame_is_a_batch_answered_in_order() {
         publisher
             .send(
                 (0..n)
-                    .map(|i| BidMessage {
-                        request_id: format!("o{i}"),
-                        message: Some(open(&format!("k{i}"), 10, 2_000, 0)),
-                    })
+                    .map(|i| msg(&format!("o{i}"), open(&format!("k{i}"), 10, 2_000, 0)))
                     .collect(),
             )
             .await;
@@ -231,10 +222,7 @@ fn a_frame_is_a_batch_answered_in_order() {
         let mut acme = Client::login(addr, "key-acme").await;
         acme.send(
             (0..n)
-                .map(|i| BidMessage {
-                    request_id: format!("p{i}"),
-                    message: Some(place(&format!("k{i}"), 100 + i as i64)),
-                })
+                .map(|i| msg(&format!("p{i}"), place(&format!("k{i}"), 100 + i as i64)))
                 .collect(),
         )
         .await;
@@ -313,10 +301,6 @@ fn bids_without_request_ids_are_placed_together_and_answered_in_order() {
     });
 }
 
-fn msg(request_id: &str, m: Msg) -> BidMessage {
-    BidMessage { request_id: request_id.into(), message: Some(m) }
-}
-
 #[test]
 fn frames_read_together_are_answered_in_order_in_fewer_frames() {
     use futures_util::SinkExt;
@@ -329,24 +313,14 @@ fn frames_read_together_are_answered_in_order_in_fewer_frames() {
         let mut publisher = Client::login(addr, "key-pub").await;
         let n = 32;
         publisher
-            .send(
-                (0..n)
-                    .map(|i| BidMessage {
-                        request_id: String::new(),
-                        message: Some(open(&format!("r{i}"), 10, 5_000, 0)),
-                    })
-                    .collect(),
-            )
+            .send((0..n).map(|i| msg("", open(&format!("r{i}"), 10, 5_000, 0))).collect())
             .await;
         publisher.events_until(n).await;
         let mut acme = Client::login(addr, "key-acme").await;
         // n frames of one bid each, written to the socket at once
         for i in 0..n {
             let f = ClientFrame {
-                messages: vec![BidMessage {
-                    request_id: format!("p{i}"),
-                    message: Some(place(&format!("r{i}"), 100 + i as i64)),
-                }],
+                messages: vec![msg(&format!("p{i}"), place(&format!("r{i}"), 100 + i as i64))],
             };
             acme.ws.feed(WsMessage::Binary(f.encode_to_vec().into())).await.unwrap();
         }
@@ -378,17 +352,12 @@ fn messages_after_auth_in_its_frame_are_processed() {
     runtime().block_on(async move {
         let mut c = Client::connect(addr, Proto::Json).await;
         c.send(vec![
-            BidMessage {
-                request_id: "a".into(),
-                message: Some(Msg::Auth(Auth {
-                    credential: Some(auth::Credential::ApiKey("key-acme".into())),
-                })),
-            },
-            BidMessage {
-                request_id: "s".into(),
-                message: Some(Msg::Subscribe(Subscribe::default())),
-            },
-            BidMessage { request_id: "m".into(), message: Some(Msg::Metrics(MetricsRequest {})) },
+            msg(
+                "a",
+                Msg::Auth(Auth { credential: Some(auth::Credential::ApiKey("key-acme".into())) }),
+            ),
+            msg("s", Msg::Subscribe(Subscribe::default())),
+            msg("m", Msg::Metrics(MetricsRequest {})),
         ])
         .await;
         let evs = c.events_until(3).await;
@@ -409,16 +378,11 @@ fn a_client_close_is_answered_while_events_flow() {
         use futures_util::{SinkExt, StreamExt};
         let mut c = Client::connect(addr, Proto::Json).await;
         c.send(vec![
-            BidMessage {
-                request_id: String::new(),
-                message: Some(Msg::Auth(Auth {
-                    credential: Some(auth::Credential::ApiKey("key-acme".into())),
-                })),
-            },
-            BidMessage {
-                request_id: String::new(),
-                message: Some(Msg::Subscribe(Subscribe::default())),
-            },
+            msg(
+                "",
+                Msg::Auth(Auth { credential: Some(auth::Credential::ApiKey("key-acme".into())) }),
+            ),
+            msg("", Msg::Subscribe(Subscribe::default())),
         ])
         .await;
         c.event().await;

@@ -152,11 +152,11 @@ impl Client {
     }
 
     pub async fn one(&mut self, m: Msg) {
-        self.send(vec![BidMessage { request_id: String::new(), message: Some(m) }]).await;
+        self.send(vec![msg("", m)]).await;
     }
 
     pub async fn req(&mut self, rid: &str, m: Msg) {
-        self.send(vec![BidMessage { request_id: rid.into(), message: Some(m) }]).await;
+        self.send(vec![msg(rid, m)]).await;
     }
 
     /// The next server frame (or the close / a timeout).
@@ -274,6 +274,11 @@ pub fn open(id: &str, floor: i64, tmax_ms: u64, expected: u32) -> Msg {
         }),
         expected_bids: expected,
     })
+}
+
+/// A message with its request id ("": none).
+pub fn msg(request_id: &str, m: Msg) -> BidMessage {
+    BidMessage { request_id: request_id.into(), message: Some(m) }
 }
 
 pub fn place(auction: &str, micros: i64) -> Msg {
